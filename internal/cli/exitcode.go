@@ -1,0 +1,71 @@
+package cli
+
+import (
+	"context"
+	"errors"
+
+	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/kube"
+)
+
+// ExitCode is the process exit status. The values are part of the CLI's
+// contract (README, "Exit codes"): cron wrappers and monitoring act on them.
+type ExitCode int
+
+const (
+	ExitOK             ExitCode = 0   // everything done, or nothing to do
+	ExitError          ExitCode = 1   // an unexpected error
+	ExitUsage          ExitCode = 2   // bad flags, arguments or config file
+	ExitUnreachable    ExitCode = 3   // cluster unreachable, credentials refused, or Flux CRDs missing
+	ExitLocked         ExitCode = 4   // another run or rollback holds the lock
+	ExitDeployFailed   ExitCode = 5   // a service failed and was rolled back (or auto-rollback is off)
+	ExitRollbackFailed ExitCode = 6   // a failed service could not be rolled back: someone must look
+	ExitInterrupted    ExitCode = 130 // SIGINT/SIGTERM stopped the command
+)
+
+// exitError carries a chosen exit code through cobra's error return.
+type exitError struct {
+	code ExitCode
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// withCode attaches an exit code to err; nil stays nil.
+func withCode(code ExitCode, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &exitError{code: code, err: err}
+}
+
+// flagError marks a usage mistake, for which the usage line is worth printing.
+type flagError struct{ err error }
+
+func (e *flagError) Error() string { return e.err.Error() }
+func (e *flagError) Unwrap() error { return e.err }
+
+// exitCodeFor is the one place that turns an error into an exit code.
+func exitCodeFor(err error) ExitCode {
+	var (
+		ee    *exitError
+		fe    *flagError
+		ve    *config.ValidationError
+		nf    *config.FileError
+		unrch *kube.UnreachableError
+	)
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.Is(err, context.Canceled):
+		return ExitInterrupted
+	case errors.As(err, &fe), errors.As(err, &ve), errors.As(err, &nf):
+		return ExitUsage
+	case errors.As(err, &unrch):
+		return ExitUnreachable
+	}
+	return ExitError
+}

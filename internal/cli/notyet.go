@@ -1,0 +1,43 @@
+package cli
+
+import (
+	"errors"
+
+	"github.com/spf13/cobra"
+)
+
+// errNotImplemented is returned by commands whose issue has not landed yet,
+// so that nothing pretends to work.
+var errNotImplemented = errors.New("not implemented yet")
+
+func newCmdStatus(f *Factory) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status [service...]",
+		Short: "Show deployments, pods, Flux detections and recent runs (not implemented yet)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return errors.New("autodeploy status: " + errNotImplemented.Error())
+		},
+	}
+}
+
+func newCmdRollback(f *Factory) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rollback <service>",
+		Short: "Roll a service back to its previous revision (not implemented yet)",
+		Args:  exactArgs(1, "exactly one service name"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return errors.New("autodeploy rollback: " + errNotImplemented.Error())
+		},
+	}
+}
+
+func newCmdRun(f *Factory, runF func() error) *cobra.Command {
+	return &cobra.Command{
+		Use:   "run",
+		Short: "Deploy the images Flux has detected (not implemented yet)",
+		Args:  exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return errors.New("autodeploy run: " + errNotImplemented.Error())
+		},
+	}
+}

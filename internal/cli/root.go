@@ -1,0 +1,207 @@
+// Package cli is autodeploy's command tree: flags, wiring and exit codes.
+// The work itself lives in the packages the commands call.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/fatih/color"
+	"github.com/mattn/go-isatty"
+	"github.com/spf13/cobra"
+
+	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/kube"
+)
+
+// DefaultConfigPath is used when neither --config nor AUTODEPLOY_CONFIG is set.
+const DefaultConfigPath = "/etc/autodeploy/config.yaml"
+
+// IOStreams are the command's standard streams. Commands write results to
+// Out and progress, warnings and errors to ErrOut, never to os.Stdout.
+type IOStreams struct {
+	In     io.Reader
+	Out    io.Writer
+	ErrOut io.Writer
+	// OutTTY and ErrTTY say whether a person is watching: they decide colour
+	// and live progress.
+	OutTTY, ErrTTY bool
+}
+
+// globalOptions are the persistent flags shared by every command.
+type globalOptions struct {
+	ConfigPath string
+	Kube       kube.Options
+	Color      string
+	Verbose    bool
+}
+
+// Factory hands commands their dependencies lazily, so `--help` and
+// `config validate` never touch a cluster and tests can swap any piece.
+type Factory struct {
+	IO      IOStreams
+	Getenv  func(string) string
+	Options *globalOptions
+
+	Config  func() (*config.Config, error)
+	Clients func() (*kube.Clients, error)
+}
+
+// NewFactory wires the default implementations around streams.
+func NewFactory(streams IOStreams, getenv func(string) string) *Factory {
+	f := &Factory{IO: streams, Getenv: getenv, Options: &globalOptions{Color: "auto"}}
+	var (
+		cfg     *config.Config
+		clients *kube.Clients
+	)
+	f.Config = func() (*config.Config, error) {
+		if cfg != nil {
+			return cfg, nil
+		}
+		c, err := config.Load(f.configPath())
+		if err != nil {
+			return nil, err
+		}
+		cfg = c
+		return cfg, nil
+	}
+	f.Clients = func() (*kube.Clients, error) {
+		if clients != nil {
+			return clients, nil
+		}
+		c, err := kube.New(f.Options.Kube)
+		if err != nil {
+			return nil, err
+		}
+		clients = c
+		return clients, nil
+	}
+	return f
+}
+
+// configPath applies the documented precedence: flag, environment, default.
+func (f *Factory) configPath() string {
+	if f.Options.ConfigPath != "" {
+		return f.Options.ConfigPath
+	}
+	if p := f.Getenv("AUTODEPLOY_CONFIG"); p != "" {
+		return p
+	}
+	return DefaultConfigPath
+}
+
+// NewRootCmd builds the whole command tree around f.
+func NewRootCmd(f *Factory) *cobra.Command {
+	o := f.Options
+	root := &cobra.Command{
+		Use:   "autodeploy",
+		Short: "Keep Deployments on the newest image Flux has detected",
+		Long: `autodeploy keeps the services of a small Kubernetes cluster on the newest image
+that Flux's image automation (ImagePolicy) has detected. Run it from cron:
+
+    */2 * * * * autodeploy run
+
+and by hand: autodeploy status, autodeploy rollback <service>.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return f.applyColor()
+		},
+	}
+	fs := root.PersistentFlags()
+	fs.StringVar(&o.ConfigPath, "config", o.ConfigPath, "config file (env AUTODEPLOY_CONFIG, default "+DefaultConfigPath+")")
+	fs.StringVar(&o.Kube.Kubeconfig, "kubeconfig", o.Kube.Kubeconfig, "kubeconfig file (default: KUBECONFIG, ~/.kube/config, in-cluster, then "+kube.K3sKubeconfig+")")
+	fs.StringVar(&o.Kube.Context, "context", o.Kube.Context, "kubeconfig context to use")
+	fs.DurationVar(&o.Kube.Timeout, "request-timeout", 0, "timeout of each API request (default 30s)")
+	fs.StringVar(&o.Color, "color", o.Color, "colour output: auto, always or never (NO_COLOR is honoured)")
+	fs.BoolVarP(&o.Verbose, "verbose", "v", o.Verbose, "print progress and results (by default a run under cron prints nothing)")
+	_ = root.RegisterFlagCompletionFunc("color", cobra.FixedCompletions([]string{"auto", "always", "never"}, cobra.ShellCompDirectiveNoFileComp))
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{err} })
+
+	root.AddCommand(
+		newCmdRun(f, nil),
+		newCmdStatus(f),
+		newCmdRollback(f),
+		newCmdConfig(f),
+		newCmdVersion(f),
+	)
+	return root
+}
+
+// applyColor decides colour once for the process, as fatih/color keeps it
+// in a global.
+func (f *Factory) applyColor() error {
+	switch f.Options.Color {
+	case "always":
+		color.NoColor = false
+	case "never":
+		color.NoColor = true
+	case "auto":
+		color.NoColor = f.Getenv("NO_COLOR") != "" || !f.IO.OutTTY || f.Getenv("TERM") == "dumb"
+	default:
+		return &flagError{fmt.Errorf("invalid --color %q: use auto, always or never", f.Options.Color)}
+	}
+	return nil
+}
+
+// Main runs the CLI with the process's streams and arguments and returns the
+// exit code; it is the only caller of the error-to-code mapping.
+func Main() ExitCode {
+	streams := IOStreams{
+		In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr,
+		OutTTY: isatty.IsTerminal(os.Stdout.Fd()),
+		ErrTTY: isatty.IsTerminal(os.Stderr.Fd()),
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return Execute(ctx, NewFactory(streams, os.Getenv), os.Args[1:])
+}
+
+// Execute runs args against the command tree and prints any error as one
+// line on ErrOut. Tests call it directly.
+func Execute(ctx context.Context, f *Factory, args []string) ExitCode {
+	root := NewRootCmd(f)
+	root.SetArgs(args)
+	root.SetIn(f.IO.In)
+	root.SetOut(f.IO.Out)
+	root.SetErr(f.IO.ErrOut)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	code := exitCodeFor(err)
+	var silent *silentError
+	if !errors.As(err, &silent) {
+		fmt.Fprintln(f.IO.ErrOut, "Error: "+strings.TrimSpace(err.Error()))
+	}
+	var fe *flagError
+	if errors.As(err, &fe) || strings.HasPrefix(err.Error(), "unknown command") {
+		fmt.Fprintf(f.IO.ErrOut, "See '%s --help'.\n", cmd.CommandPath())
+		code = ExitUsage
+	}
+	return code
+}
+
+// silentError is an error whose story was already told (a run's summary):
+// it only sets the exit code.
+type silentError struct{ err error }
+
+func (e *silentError) Error() string { return e.err.Error() }
+func (e *silentError) Unwrap() error { return e.err }
+
+// exactArgs is cobra.ExactArgs with a usage-error type, so a wrong argument
+// count exits 2 with a hint like any other usage error.
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return &flagError{fmt.Errorf("%s takes %s, got %d argument(s)", cmd.CommandPath(), what, len(args))}
+		}
+		return nil
+	}
+}

@@ -1,0 +1,265 @@
+// Package config loads and validates the autodeploy configuration file.
+//
+// The file is decoded strictly: unknown keys, wrong types and invalid values
+// are all reported together, each with its line number, so that a typo in a
+// file that cron uses unattended fails loudly instead of being silently
+// ignored, and one edit fixes everything. Everything the rest of the program
+// needs is resolved here, so callers never apply defaults themselves.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// Defaults applied to keys that are absent from the file. They are exported so
+// that documentation and `status` output can quote them without duplicating
+// the values.
+const (
+	// DefaultSchedule runs every two minutes: frequent enough that a new
+	// image is live shortly after Flux detects it, cheap enough for a node
+	// that is mostly idle.
+	DefaultSchedule = "*/2 * * * *"
+	// DefaultLockFile lives on tmpfs so that a stale lock cannot survive a
+	// reboot.
+	DefaultLockFile = "/run/lock/autodeploy.lock"
+	// DefaultRunTimeout bounds a whole `autodeploy run` so that a hung API
+	// call cannot stack up cron invocations behind the lock forever.
+	DefaultRunTimeout = 15 * time.Minute
+
+	// DefaultLogFile is where runs started by cron leave their trace.
+	DefaultLogFile = "/var/log/autodeploy/autodeploy.log"
+	// DefaultLogMaxSizeMB is the size at which the log file is rotated.
+	DefaultLogMaxSizeMB = 10
+	// DefaultLogMaxBackups is the number of rotated files kept (0 keeps all).
+	DefaultLogMaxBackups = 5
+	// DefaultLogMaxAgeDays is the age after which rotated files are removed
+	// (0 keeps them regardless of age).
+	DefaultLogMaxAgeDays = 30
+	// DefaultLogCompress gzips rotated files.
+	DefaultLogCompress = true
+
+	// DefaultFluxNamespace is where Flux installs itself and, usually, where
+	// ImagePolicies live.
+	DefaultFluxNamespace = "flux-system"
+	// DefaultFluxReconcileTimeout bounds the wait for Flux to re-scan the
+	// image repositories before the policies are read.
+	DefaultFluxReconcileTimeout = time.Minute
+
+	// DefaultNamespace is the namespace of a service's Deployment when
+	// neither the service nor the defaults section names one.
+	DefaultNamespace = "default"
+	// DefaultRolloutTimeout bounds the wait for a Deployment rollout.
+	DefaultRolloutTimeout = 5 * time.Minute
+	// DefaultAutoRollback restores the previous image when a rollout or its
+	// health check fails, so that a bad image does not stay live until a
+	// human notices.
+	DefaultAutoRollback = true
+
+	// DefaultHealthExpectStatus is the HTTP status a healthy service answers.
+	DefaultHealthExpectStatus = 200
+	// DefaultHealthTimeout bounds the whole health check, retries included.
+	DefaultHealthTimeout = 30 * time.Second
+	// DefaultHealthInterval is the pause between health check attempts.
+	DefaultHealthInterval = 2 * time.Second
+)
+
+// Config is a loaded configuration with every default applied.
+type Config struct {
+	// Schedule is the cron expression (5 fields or a descriptor such as
+	// @hourly) that the crontab entry is expected to use; `status` shows the
+	// next run computed from it.
+	Schedule   string
+	LockFile   string
+	RunTimeout time.Duration
+	Log        Log
+	Flux       Flux
+	Defaults   Defaults
+	// Services is never empty and keeps the file's order, which is the order
+	// in which services are deployed.
+	Services []Service
+	// Path is the name the configuration was loaded from, for messages.
+	Path string
+
+	schedule cron.Schedule
+}
+
+// Log configures the rotating log file written by cron-started runs.
+type Log struct {
+	File       string
+	MaxSizeMB  int
+	MaxBackups int
+	MaxAgeDays int
+	Compress   bool
+}
+
+// Flux locates the Flux installation whose ImagePolicies are followed.
+type Flux struct {
+	Namespace        string
+	ReconcileTimeout time.Duration
+}
+
+// Defaults holds the per-service settings used when a service omits them.
+type Defaults struct {
+	Namespace      string
+	RolloutTimeout time.Duration
+	AutoRollback   bool
+}
+
+// Service is one Deployment kept on the image its ImagePolicy selects. It is
+// fully resolved after Load: every default has been applied.
+type Service struct {
+	Name       string
+	Namespace  string
+	Deployment string
+	// Container is empty when the Deployment is expected to have exactly one
+	// container; that can only be checked against the cluster, at run time.
+	Container       string
+	PolicyNamespace string
+	PolicyName      string
+	RolloutTimeout  time.Duration
+	AutoRollback    bool
+	// Health is nil when the service has no health check, in which case a
+	// completed rollout is taken as success.
+	Health *Health
+	// Line is where the service is defined, so that run-time errors can
+	// point back into the file.
+	Line int
+}
+
+// Health is an HTTP check run after a rollout completes, to catch images that
+// start but do not work.
+type Health struct {
+	URL          string
+	ExpectStatus int
+	// ExpectBody, when non-empty, is a text/template with the fields .Tag and
+	// .Image; its rendering must appear in the response body. Checking the
+	// tag proves the answer comes from the new pods, not from old ones still
+	// draining.
+	ExpectBody string
+	Timeout    time.Duration
+	Interval   time.Duration
+}
+
+// bodyFields are the only names ExpectBody may use. A map with
+// missingkey=error (rather than a struct) keeps error messages free of Go
+// type names.
+func bodyFields(image, tag string) map[string]string {
+	return map[string]string{"Image": image, "Tag": tag}
+}
+
+// RenderBody renders ExpectBody for the image being deployed. It returns ""
+// when no body is expected.
+func (h Health) RenderBody(image, tag string) (string, error) {
+	if h.ExpectBody == "" {
+		return "", nil
+	}
+	t, err := template.New("expectBody").Option("missingkey=error").Parse(h.ExpectBody)
+	if err != nil {
+		return "", fmt.Errorf("health.expectBody: %w", err)
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, bodyFields(image, tag)); err != nil {
+		return "", fmt.Errorf("health.expectBody: %w", err)
+	}
+	return b.String(), nil
+}
+
+// Service returns the service with the given name.
+func (c *Config) Service(name string) (Service, bool) {
+	for _, s := range c.Services {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Service{}, false
+}
+
+// Next returns the first scheduled run strictly after t, or the zero time
+// when the schedule is invalid or never fires (such as "0 0 30 2 *").
+func (c *Config) Next(t time.Time) time.Time {
+	s := c.schedule
+	if s == nil {
+		// Config built by hand rather than by Load.
+		var err error
+		if s, err = parseSchedule(c.Schedule); err != nil {
+			return time.Time{}
+		}
+	}
+	return s.Next(t)
+}
+
+// parseSchedule wraps cron.ParseStandard, which panics on some malformed
+// time zone prefixes such as "TZ=UTC" with nothing after it.
+func parseSchedule(spec string) (s cron.Schedule, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s, err = nil, fmt.Errorf("malformed schedule")
+		}
+	}()
+	return cron.ParseStandard(spec)
+}
+
+// Problem is one error found in a configuration file.
+type Problem struct {
+	// Line is 1-based; 0 when the problem concerns the file as a whole.
+	Line int
+	// Path locates the offending value, such as "services[0].health.url".
+	// It is empty when Msg names the location itself, as for unknown keys,
+	// which have no path in the schema.
+	Path string
+	Msg  string
+}
+
+// ValidationError lists every problem found in a configuration file, sorted
+// by line, so that one edit-check cycle can fix them all.
+type ValidationError struct {
+	File     string
+	Problems []Problem
+}
+
+// Error formats one problem per line as "file:line: path: message", the
+// format editors and CI annotations understand.
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	for i, p := range e.Problems {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(e.File)
+		if p.Line > 0 {
+			fmt.Fprintf(&b, ":%d", p.Line)
+		}
+		b.WriteString(": ")
+		if p.Path != "" {
+			b.WriteString(p.Path)
+			b.WriteString(": ")
+		}
+		b.WriteString(p.Msg)
+	}
+	return b.String()
+}
+
+// FileError reports a configuration file that could not be read. It is a
+// distinct type so that the CLI can treat it, like ValidationError, as a
+// usage error rather than a deployment failure.
+type FileError struct {
+	Path string
+	Err  error
+}
+
+func (e *FileError) Error() string {
+	const hint = "use --config or AUTODEPLOY_CONFIG to point at another file"
+	if errors.Is(e.Err, fs.ErrNotExist) {
+		return fmt.Sprintf("config file %s does not exist (%s)", e.Path, hint)
+	}
+	return fmt.Sprintf("cannot read config file: %v (%s)", e.Err, hint)
+}
+
+func (e *FileError) Unwrap() error { return e.Err }

@@ -1,0 +1,406 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/config/invalid")
+
+const testdata = "../../testdata/config"
+
+func mustParse(t *testing.T, src string) *Config {
+	t.Helper()
+	cfg, err := Parse([]byte(src), "test.yaml")
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	return cfg
+}
+
+func TestExample(t *testing.T) {
+	cfg, err := Load(filepath.Join(testdata, "example.yaml"))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	gw := Service{
+		Name: "api-gateway", Namespace: "apps", Deployment: "api-gateway", Container: "api-gateway",
+		PolicyNamespace: "flux-system", PolicyName: "api-gateway",
+		RolloutTimeout: 3 * time.Minute, AutoRollback: true,
+		Health: &Health{
+			URL: "http://127.0.0.1:8080/healthz", ExpectStatus: 200, ExpectBody: "{{.Tag}}",
+			Timeout: 30 * time.Second, Interval: 2 * time.Second,
+		},
+	}
+	plain := func(name string) Service {
+		return Service{
+			Name: name, Namespace: "apps", Deployment: name,
+			PolicyNamespace: "flux-system", PolicyName: name,
+			RolloutTimeout: 5 * time.Minute, AutoRollback: true,
+		}
+	}
+	want := []Service{gw, plain("api-enrichment"), plain("api-generation")}
+	if len(cfg.Services) != len(want) {
+		t.Fatalf("got %d services, want %d", len(cfg.Services), len(want))
+	}
+	for i, s := range cfg.Services {
+		if s.Line == 0 {
+			t.Errorf("services[%d].Line not set", i)
+		}
+		s.Line = 0
+		if !reflect.DeepEqual(s, want[i]) {
+			t.Errorf("services[%d]:\n got %+v\nwant %+v", i, s, want[i])
+		}
+	}
+	body, err := cfg.Services[0].Health.RenderBody("ghcr.io/team-mercurious/api-gateway:v1.4.2", "v1.4.2")
+	if err != nil || body != "v1.4.2" {
+		t.Errorf("RenderBody = %q, %v; want %q", body, err, "v1.4.2")
+	}
+}
+
+// TestExampleSetsEveryKey keeps the example complete: a key added to the
+// schema must be documented there.
+func TestExampleSetsEveryKey(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(testdata, "example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, d := decodeRaw(data)
+	if len(d.problems) > 0 {
+		t.Fatalf("problems: %v", d.problems)
+	}
+	all, set := map[string]bool{}, map[string]bool{}
+	walkKeys(reflect.TypeOf(*raw), "", all)
+	collectSet(reflect.ValueOf(*raw), "", set)
+	for k := range all {
+		if !set[k] {
+			t.Errorf("example.yaml does not show key %s", k)
+		}
+	}
+}
+
+func walkKeys(t reflect.Type, path string, out map[string]bool) {
+	for _, f := range fieldsOf(t) {
+		p := join(path, f.key)
+		ft := t.Field(f.index).Type
+		switch {
+		case reflect.PointerTo(ft).Implements(reflect.TypeOf((*scalar)(nil)).Elem()):
+			out[p] = true
+		case ft.Kind() == reflect.Slice:
+			walkKeys(ft.Elem(), p+"[]", out)
+		case ft.Kind() == reflect.Pointer:
+			walkKeys(ft.Elem(), p, out)
+		default:
+			walkKeys(ft, p, out)
+		}
+	}
+}
+
+func collectSet(v reflect.Value, path string, out map[string]bool) {
+	for _, f := range fieldsOf(v.Type()) {
+		p := join(path, f.key)
+		fv := v.Field(f.index)
+		switch {
+		case fv.Kind() == reflect.Struct && fv.FieldByName("Set").IsValid():
+			if fv.FieldByName("Set").Bool() {
+				out[p] = true
+			}
+		case fv.Kind() == reflect.Slice:
+			for i := 0; i < fv.Len(); i++ {
+				collectSet(fv.Index(i), p+"[]", out)
+			}
+		case fv.Kind() == reflect.Pointer:
+			if !fv.IsNil() {
+				collectSet(fv.Elem(), p, out)
+			}
+		default:
+			collectSet(fv, p, out)
+		}
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	cfg := mustParse(t, "services:\n  - name: x\n")
+	cfg.schedule = nil
+	want := &Config{
+		Schedule:   DefaultSchedule,
+		LockFile:   DefaultLockFile,
+		RunTimeout: 15 * time.Minute,
+		Log: Log{
+			File: "/var/log/autodeploy/autodeploy.log", MaxSizeMB: 10, MaxBackups: 5, MaxAgeDays: 30, Compress: true,
+		},
+		Flux:     Flux{Namespace: "flux-system", ReconcileTimeout: time.Minute},
+		Defaults: Defaults{Namespace: "default", RolloutTimeout: 5 * time.Minute, AutoRollback: true},
+		Services: []Service{{
+			Name: "x", Namespace: "default", Deployment: "x",
+			PolicyNamespace: "flux-system", PolicyName: "x",
+			RolloutTimeout: 5 * time.Minute, AutoRollback: true, Line: 2,
+		}},
+		Path: "test.yaml",
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("got  %+v\nwant %+v", cfg, want)
+	}
+}
+
+func TestSectionDefaultsApplyToServices(t *testing.T) {
+	cfg := mustParse(t, `
+flux: {namespace: gitops}
+defaults: {namespace: apps, rolloutTimeout: 2m, autoRollback: false}
+log: {compress: false}
+services:
+  - name: a
+  - name: b
+    autoRollback: true
+    rolloutTimeout: 90s
+  - name: c
+    health: {url: "https://c.example/healthz"}
+`)
+	if cfg.Log.Compress {
+		t.Error("explicit compress: false was ignored")
+	}
+	a, b, c := cfg.Services[0], cfg.Services[1], cfg.Services[2]
+	if a.Namespace != "apps" || a.RolloutTimeout != 2*time.Minute || a.AutoRollback || a.PolicyNamespace != "gitops" {
+		t.Errorf("a did not inherit the defaults: %+v", a)
+	}
+	if !b.AutoRollback || b.RolloutTimeout != 90*time.Second {
+		t.Errorf("b's own values were overridden: %+v", b)
+	}
+	want := Health{URL: "https://c.example/healthz", ExpectStatus: 200, Timeout: 30 * time.Second, Interval: 2 * time.Second}
+	if c.Health == nil || *c.Health != want {
+		t.Errorf("c.Health = %+v, want %+v", c.Health, want)
+	}
+	if body, err := c.Health.RenderBody("img:v1", "v1"); body != "" || err != nil {
+		t.Errorf("RenderBody with no expectBody = %q, %v", body, err)
+	}
+}
+
+func TestMergeKeysAndAliases(t *testing.T) {
+	cfg := mustParse(t, `
+services:
+  - &a
+    name: a
+    namespace: apps
+    rolloutTimeout: 1m
+  - <<: *a
+    name: b
+    namespace: other
+`)
+	if s := cfg.Services[1]; s.Name != "b" || s.Namespace != "other" || s.RolloutTimeout != time.Minute {
+		t.Errorf("own key should win over merged one: %+v", s)
+	}
+}
+
+func TestParseImagePolicy(t *testing.T) {
+	for _, tc := range []struct {
+		in, ns, name string
+		err          bool
+	}{
+		{"api", "flux-system", "api", false},
+		{"apps/api", "apps", "api", false},
+		{"apps/api.v2", "apps", "api.v2", false},
+		{"a/b/c", "", "", true},
+		{"/api", "", "", true},
+		{"apps/", "", "", true},
+		{"", "", "", true},
+		{"Apps/api", "", "", true},
+		{"apps/API", "", "", true},
+	} {
+		ns, name, err := parseImagePolicy(tc.in, "flux-system")
+		if (err != nil) != tc.err || ns != tc.ns || name != tc.name {
+			t.Errorf("parseImagePolicy(%q) = %q, %q, %v; want %q, %q, error %v", tc.in, ns, name, err, tc.ns, tc.name, tc.err)
+		}
+	}
+}
+
+func TestServiceLookup(t *testing.T) {
+	cfg := mustParse(t, "services:\n  - name: a\n  - name: b\n    namespace: apps\n")
+	if s, ok := cfg.Service("b"); !ok || s.Name != "b" || s.Namespace != "apps" {
+		t.Errorf("Service(b) = %+v, %v", s, ok)
+	}
+	if _, ok := cfg.Service("c"); ok {
+		t.Error("Service(c) found a service that does not exist")
+	}
+}
+
+func TestNext(t *testing.T) {
+	now := time.Date(2025, 3, 14, 10, 31, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		schedule string
+		want     time.Time
+	}{
+		{"CRON_TZ=UTC */2 * * * *", time.Date(2025, 3, 14, 10, 32, 0, 0, time.UTC)},
+		{"CRON_TZ=UTC 0 3 * * *", time.Date(2025, 3, 15, 3, 0, 0, 0, time.UTC)},
+		{"@every 10m", now.Add(10 * time.Minute)},
+	} {
+		cfg := mustParse(t, "schedule: '"+tc.schedule+"'\nservices: [{name: x}]\n")
+		if got := cfg.Next(now); !got.Equal(tc.want) {
+			t.Errorf("%q: Next = %v, want %v", tc.schedule, got, tc.want)
+		}
+		// A Config built by hand still works.
+		hand := Config{Schedule: tc.schedule}
+		if got := hand.Next(now); !got.Equal(tc.want) {
+			t.Errorf("%q: Next on hand-built Config = %v, want %v", tc.schedule, got, tc.want)
+		}
+	}
+	if got := (&Config{Schedule: "TZ=UTC"}).Next(now); !got.IsZero() {
+		t.Errorf("invalid schedule: Next = %v, want zero", got)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nope.yaml")
+	_, err := Load(path)
+	var fe *FileError
+	if !errors.As(err, &fe) || !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Load(missing) = %v; want a *FileError wrapping fs.ErrNotExist", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{path, "--config", "AUTODEPLOY_CONFIG"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not mention %q", msg, want)
+		}
+	}
+	if strings.Contains(msg, "\n") {
+		t.Errorf("error %q is not one line", msg)
+	}
+}
+
+func TestLoadDirectory(t *testing.T) {
+	var fe *FileError
+	if _, err := Load(t.TempDir()); !errors.As(err, &fe) {
+		t.Fatalf("Load(dir) = %v; want a *FileError", err)
+	}
+}
+
+// TestInvalid checks each file in testdata/config/invalid against the error
+// text in its .golden file; run with -update to rewrite them.
+func TestInvalid(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(testdata, "invalid", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no test files: %v", err)
+	}
+	sort.Strings(files)
+	for _, file := range files {
+		name := filepath.Base(file)
+		t.Run(strings.TrimSuffix(name, ".yaml"), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := Parse(data, name)
+			if err == nil {
+				t.Fatalf("Parse succeeded: %+v", cfg)
+			}
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("error %T is not a *ValidationError: %v", err, err)
+			}
+			for i := 1; i < len(ve.Problems); i++ {
+				if ve.Problems[i].Line < ve.Problems[i-1].Line {
+					t.Errorf("problems not sorted by line: %v", ve.Problems)
+				}
+			}
+			got := err.Error() + "\n"
+			golden := strings.TrimSuffix(file, ".yaml") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if got != string(want) {
+				t.Errorf("error text differs from %s:\n got:\n%s\nwant:\n%s", golden, got, want)
+			}
+		})
+	}
+}
+
+func TestSuggest(t *testing.T) {
+	service := fieldsOf(reflect.TypeOf(rawService{}))
+	health := fieldsOf(reflect.TypeOf(rawHealth{}))
+	for _, tc := range []struct {
+		fields    []field
+		key, want string
+	}{
+		{service, "rolloutTimout", "rolloutTimeout"},
+		{service, "imagepolicy", "imagePolicy"},
+		{service, "nme", "name"},
+		{service, "helth", "health"},
+		{service, "autoRollbackOn", "autoRollback"},
+		{service, "image", ""},
+		{service, "foo", ""},
+		{service, "x", ""},
+		{health, "timeoutSeconds", "timeout"},
+		{health, "expectStatusCode", "expectStatus"},
+		{health, "URL", "url"},
+	} {
+		if got := suggest(tc.key, tc.fields); got != tc.want {
+			t.Errorf("suggest(%q) = %q, want %q", tc.key, got, tc.want)
+		}
+	}
+}
+
+// TestAliasBomb feeds merge keys that expand to 10^9 pairs: the decoder
+// follows aliases itself, so it must give up rather than hang.
+func TestAliasBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("services:\n  - &a0 {name: s0}\n")
+	for i := 1; i < 10; i++ {
+		prev := "*a" + strconv.Itoa(i-1)
+		b.WriteString("  - &a" + strconv.Itoa(i) + " {<<: [" + strings.Repeat(prev+", ", 9) + prev + "], name: s" + strconv.Itoa(i) + "}\n")
+	}
+	start := time.Now()
+	_, err := Parse([]byte(b.String()), "bomb.yaml")
+	if want := "bomb.yaml: document too complex (too many aliases or merge keys)"; err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+}
+
+// FuzzLoad checks that no input makes Parse panic, and that every failure
+// is a *ValidationError the CLI can map to its exit code.
+func FuzzLoad(f *testing.F) {
+	seeds, _ := filepath.Glob(filepath.Join(testdata, "invalid", "*.yaml"))
+	seeds = append(seeds, filepath.Join(testdata, "example.yaml"))
+	for _, s := range seeds {
+		if data, err := os.ReadFile(s); err == nil {
+			f.Add(data)
+		}
+	}
+	f.Add([]byte("services: [{name: x, health: {url: 'http://h', expectBody: '{{.Image}}'}}]\n---\n"))
+	f.Add([]byte("schedule: TZ=UTC\nservices: [&a {name: x}, *a]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse(data, "fuzz.yaml")
+		if err != nil {
+			var ve *ValidationError
+			if !errors.As(err, &ve) || len(ve.Problems) == 0 {
+				t.Fatalf("bad error %T: %v", err, err)
+			}
+			return
+		}
+		if len(cfg.Services) == 0 {
+			t.Fatal("valid config without services")
+		}
+		for _, s := range cfg.Services {
+			if s.Name == "" || s.Namespace == "" || s.Deployment == "" || s.PolicyName == "" {
+				t.Fatalf("unresolved service %+v", s)
+			}
+		}
+	})
+}

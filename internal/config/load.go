@@ -1,0 +1,365 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Load reads and validates the configuration file at path. A file that cannot
+// be read yields a *FileError, an invalid one a *ValidationError; messages
+// name the file as path is spelled here.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &FileError{Path: path, Err: err}
+	}
+	return Parse(data, path)
+}
+
+// Parse validates a configuration held in memory. name stands for the file in
+// error messages. Any error is a *ValidationError listing every problem.
+func Parse(data []byte, name string) (*Config, error) {
+	raw, d := decodeRaw(data)
+	var cfg *Config
+	if d.budget > 0 {
+		cfg = d.resolve(raw, name)
+	}
+	if len(d.problems) > 0 {
+		return nil, &ValidationError{File: name, Problems: sortProblems(d.problems)}
+	}
+	return cfg, nil
+}
+
+// decodeRaw parses the YAML and decodes it into the raw structs, recording
+// syntax and type problems in the returned decoder.
+func decodeRaw(data []byte) (*rawConfig, *decoder) {
+	d := newDecoder()
+	raw := &rawConfig{}
+	root, err := parseYAML(data)
+	if err != nil {
+		d.add(syntaxProblem(err))
+		return raw, d
+	}
+	if !isNull(root) {
+		d.mapping(root, reflect.ValueOf(raw).Elem(), "")
+	}
+	return raw, d
+}
+
+// parseYAML returns the root node of the single document in data, or nil for
+// an empty file.
+func parseYAML(data []byte) (root *yaml.Node, err error) {
+	defer func() {
+		// The YAML library has panicked on malformed input in the past;
+		// a config file must never crash the tool.
+		if r := recover(); r != nil {
+			root, err = nil, fmt.Errorf("yaml: %v", r)
+		}
+	}()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		return nil, err
+	case len(next.Content) > 0 && !isNull(next.Content[0]):
+		// A second document would be ignored, and whatever the user
+		// put there with it.
+		return nil, fmt.Errorf("yaml: line %d: a second YAML document is not allowed (remove the \"---\")", next.Line)
+	}
+	if len(doc.Content) == 0 {
+		return nil, nil
+	}
+	return doc.Content[0], nil
+}
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func syntaxProblem(err error) (int, string, string) {
+	msg := err.Error()
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return line, "", "invalid YAML: " + m[2]
+	}
+	return 0, "", "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")
+}
+
+func sortProblems(ps []Problem) []Problem {
+	// An alias used several times can yield the same problem repeatedly.
+	seen := map[Problem]bool{}
+	out := ps[:0]
+	for _, p := range ps {
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Line < out[j].Line })
+	return out
+}
+
+// resolve applies defaults and checks values; problems go to d.
+func (d *decoder) resolve(r *rawConfig, name string) *Config {
+	c := &Config{
+		Path:       name,
+		Schedule:   r.Schedule.or(DefaultSchedule),
+		LockFile:   r.LockFile.or(DefaultLockFile),
+		RunTimeout: r.RunTimeout.or(DefaultRunTimeout),
+		Log: Log{
+			File:       r.Log.File.or(DefaultLogFile),
+			MaxSizeMB:  r.Log.MaxSizeMB.or(DefaultLogMaxSizeMB),
+			MaxBackups: r.Log.MaxBackups.or(DefaultLogMaxBackups),
+			MaxAgeDays: r.Log.MaxAgeDays.or(DefaultLogMaxAgeDays),
+			Compress:   r.Log.Compress.or(DefaultLogCompress),
+		},
+		Flux: Flux{
+			Namespace:        r.Flux.Namespace.or(DefaultFluxNamespace),
+			ReconcileTimeout: r.Flux.ReconcileTimeout.or(DefaultFluxReconcileTimeout),
+		},
+		Defaults: Defaults{
+			Namespace:      r.Defaults.Namespace.or(DefaultNamespace),
+			RolloutTimeout: r.Defaults.RolloutTimeout.or(DefaultRolloutTimeout),
+			AutoRollback:   r.Defaults.AutoRollback.or(DefaultAutoRollback),
+		},
+	}
+
+	sched, err := parseSchedule(c.Schedule)
+	if err != nil && r.Schedule.ok() {
+		d.add(r.Schedule.Line, r.Schedule.Path, fmt.Sprintf("invalid cron schedule %s: %v", quote(c.Schedule), err))
+	}
+	c.schedule = sched
+	d.absPath(r.LockFile)
+	d.positive(r.RunTimeout)
+
+	d.absPath(r.Log.File)
+	d.atLeast(r.Log.MaxSizeMB, 1)
+	d.atLeast(r.Log.MaxBackups, 0)
+	d.atLeast(r.Log.MaxAgeDays, 0)
+
+	d.name(r.Flux.Namespace, isLabel, "namespace", labelRule)
+	d.positive(r.Flux.ReconcileTimeout)
+
+	d.name(r.Defaults.Namespace, isLabel, "namespace", labelRule)
+	d.positive(r.Defaults.RolloutTimeout)
+
+	if len(r.Services) == 0 {
+		line, seen := d.seqLines["services"]
+		switch {
+		case seen && line >= 0:
+			d.add(line, "services", "no services configured")
+		case !seen && (r.Line > 0 || len(d.problems) == 0):
+			// Either a mapping without services or an empty file; a
+			// file that did not parse has said enough already.
+			d.add(r.Line, "", "no services configured")
+		}
+	}
+	names := map[string]int{}
+	targets := map[string]Service{}
+	for i, rs := range r.Services {
+		if rs.Line == 0 {
+			continue // not a mapping, already reported
+		}
+		s := d.service(c, rs, fmt.Sprintf("services[%d]", i))
+		if rs.Name.ok() && s.Name != "" {
+			if first, dup := names[s.Name]; dup {
+				d.add(rs.Name.Line, rs.Name.Path, fmt.Sprintf("duplicate service name %s (first defined at line %d)", quote(s.Name), first))
+			} else {
+				names[s.Name] = rs.Name.Line
+			}
+		}
+		// Two services updating the same container would undo each
+		// other's work on every run.
+		target := s.Namespace + "/" + s.Deployment + "/" + s.Container
+		if other, dup := targets[target]; dup && s.Deployment != "" && s.Name != other.Name {
+			d.add(rs.Line, fmt.Sprintf("services[%d]", i), fmt.Sprintf("deployment %s/%s is already managed by service %s (line %d)",
+				s.Namespace, s.Deployment, quote(other.Name), other.Line))
+		} else if !dup {
+			targets[target] = s
+		}
+		c.Services = append(c.Services, s)
+	}
+	return c
+}
+
+func (d *decoder) service(c *Config, rs rawService, path string) Service {
+	s := Service{
+		Name:           rs.Name.or(""),
+		Namespace:      rs.Namespace.or(c.Defaults.Namespace),
+		Container:      rs.Container.or(""),
+		RolloutTimeout: rs.RolloutTimeout.or(c.Defaults.RolloutTimeout),
+		AutoRollback:   rs.AutoRollback.or(c.Defaults.AutoRollback),
+		Line:           rs.Line,
+	}
+	s.Deployment = rs.Deployment.or(s.Name)
+
+	if !rs.Name.Set {
+		d.add(rs.Line, path, `missing required key "name"`)
+	}
+	d.name(rs.Name, isLabel, "service name", labelRule)
+	d.name(rs.Namespace, isLabel, "namespace", labelRule)
+	d.name(rs.Deployment, isSubdomain, "Deployment name", subdomainRule)
+	if rs.Container.ok() && rs.Container.Val != "" {
+		d.name(rs.Container, isLabel, "container name", labelRule)
+	}
+	d.positive(rs.RolloutTimeout)
+
+	s.PolicyNamespace, s.PolicyName = c.Flux.Namespace, s.Name
+	if rs.ImagePolicy.ok() {
+		ns, name, err := parseImagePolicy(rs.ImagePolicy.Val, c.Flux.Namespace)
+		if err != nil {
+			d.add(rs.ImagePolicy.Line, rs.ImagePolicy.Path, err.Error())
+		}
+		s.PolicyNamespace, s.PolicyName = ns, name
+	}
+
+	if rs.Health != nil {
+		s.Health = d.health(rs.Health, path+".health")
+	}
+	return s
+}
+
+func (d *decoder) health(rh *rawHealth, path string) *Health {
+	h := &Health{
+		URL:          rh.URL.or(""),
+		ExpectStatus: rh.ExpectStatus.or(DefaultHealthExpectStatus),
+		ExpectBody:   rh.ExpectBody.or(""),
+		Timeout:      rh.Timeout.or(DefaultHealthTimeout),
+		Interval:     rh.Interval.or(DefaultHealthInterval),
+	}
+	if !rh.URL.Set {
+		d.add(rh.Line, path, `missing required key "url"`)
+	} else if rh.URL.ok() {
+		u, err := url.Parse(h.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			d.add(rh.URL.Line, rh.URL.Path, fmt.Sprintf("must be an absolute http or https URL, got %s", quote(h.URL)))
+		}
+	}
+	if rh.ExpectStatus.ok() && (h.ExpectStatus < 100 || h.ExpectStatus > 599) {
+		d.add(rh.ExpectStatus.Line, rh.ExpectStatus.Path, fmt.Sprintf("must be an HTTP status code (100-599), got %d", h.ExpectStatus))
+	}
+	if rh.ExpectBody.ok() {
+		if err := checkBodyTemplate(h.ExpectBody); err != nil {
+			d.add(rh.ExpectBody.Line, rh.ExpectBody.Path, err.Error())
+		}
+	}
+	d.positive(rh.Timeout)
+	d.positive(rh.Interval)
+	return h
+}
+
+// checkBodyTemplate parses the template and runs it once, because a
+// misspelled field such as {{.Tagg}} only fails at execution, which would
+// otherwise first happen in the middle of a deployment.
+func checkBodyTemplate(body string) error {
+	t, err := template.New("expectBody").Option("missingkey=error").Parse(body)
+	if err == nil {
+		err = t.Execute(&limitWriter{n: 1 << 20}, bodyFields("registry.example/app:v1.2.3", "v1.2.3"))
+	}
+	if err == nil {
+		return nil
+	}
+	msg := strings.TrimPrefix(err.Error(), "template: expectBody:")
+	msg = strings.Replace(msg, `executing "expectBody" at `, "at ", 1)
+	return fmt.Errorf("invalid template %s: %s (available fields: {{.Tag}}, {{.Image}})", quote(body), msg)
+}
+
+// limitWriter discards output but stops a template that renders without end.
+type limitWriter struct{ n int }
+
+func (w *limitWriter) Write(p []byte) (int, error) {
+	if len(p) > w.n {
+		return 0, errors.New("renders more than 1 MiB")
+	}
+	w.n -= len(p)
+	return len(p), nil
+}
+
+// parseImagePolicy splits "name" or "namespace/name"; a bare name lives in
+// the Flux namespace, where `flux create image policy` puts it by default.
+func parseImagePolicy(s, fluxNamespace string) (namespace, name string, err error) {
+	parts := strings.Split(s, "/")
+	switch len(parts) {
+	case 1:
+		namespace, name = fluxNamespace, parts[0]
+	case 2:
+		namespace, name = parts[0], parts[1]
+	default:
+		return "", "", fmt.Errorf(`invalid value %s (want "name" or "namespace/name")`, quote(s))
+	}
+	if !isLabel(namespace) {
+		return "", "", fmt.Errorf("invalid value %s: %s is not a valid namespace (%s)", quote(s), quote(namespace), labelRule)
+	}
+	if !isSubdomain(name) {
+		return "", "", fmt.Errorf("invalid value %s: %s is not a valid ImagePolicy name (%s)", quote(s), quote(name), subdomainRule)
+	}
+	return namespace, name, nil
+}
+
+const (
+	labelRule     = "must be a DNS-1123 label: at most 63 lowercase letters, digits or '-', starting and ending with a letter or digit"
+	subdomainRule = "must be a DNS-1123 subdomain: at most 253 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit"
+)
+
+var (
+	labelRE     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	subdomainRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+)
+
+// isLabel matches Kubernetes' rule for namespace and container names.
+func isLabel(s string) bool { return len(s) <= 63 && labelRE.MatchString(s) }
+
+// isSubdomain matches Kubernetes' rule for most object names, Deployments
+// and ImagePolicies included.
+func isSubdomain(s string) bool { return len(s) <= 253 && subdomainRE.MatchString(s) }
+
+func (d *decoder) name(o opt[string], valid func(string) bool, what, rule string) {
+	if o.ok() && !valid(o.Val) {
+		d.add(o.Line, o.Path, fmt.Sprintf("%s is not a valid %s (%s)", quote(o.Val), what, rule))
+	}
+}
+
+func (d *decoder) positive(o opt[time.Duration]) {
+	if o.ok() && o.Val <= 0 {
+		d.add(o.Line, o.Path, fmt.Sprintf("must be greater than zero, got %s", o.Val))
+	}
+}
+
+func (d *decoder) atLeast(o opt[int], min int) {
+	if !o.ok() || o.Val >= min {
+		return
+	}
+	if min == 0 {
+		d.add(o.Line, o.Path, fmt.Sprintf("must not be negative, got %d", o.Val))
+	} else {
+		d.add(o.Line, o.Path, fmt.Sprintf("must be at least %d, got %d", min, o.Val))
+	}
+}
+
+// absPath rejects relative paths: cron starts the tool in the home directory,
+// which is rarely what a relative path was written against.
+func (d *decoder) absPath(o opt[string]) {
+	if o.ok() && !filepath.IsAbs(o.Val) {
+		d.add(o.Line, o.Path, fmt.Sprintf("must be an absolute path, got %s", quote(o.Val)))
+	}
+}

@@ -1,0 +1,122 @@
+// Package kube builds the Kubernetes clients autodeploy uses, from the same
+// sources kubectl reads, without ever prompting (cron has no terminal).
+package kube
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/autodeploy-dev/autodeploy/internal/version"
+)
+
+// K3sKubeconfig is where k3s writes its admin kubeconfig. It is the last
+// resort when no kubeconfig is named and none is found where kubectl looks,
+// because that is the usual state of a k3s host's root crontab.
+const K3sKubeconfig = "/etc/rancher/k3s/k3s.yaml"
+
+// Options select the cluster, as kubectl's flags of the same names do.
+type Options struct {
+	Kubeconfig string // --kubeconfig; empty means KUBECONFIG, ~/.kube/config, in-cluster, then k3s
+	Context    string // --context
+	// Timeout bounds each request; a hung API server must not hang cron.
+	Timeout time.Duration
+}
+
+// Clients are the typed and dynamic clients of one cluster. Flux objects are
+// read through the dynamic client so that no Flux Go module pins the API
+// versions autodeploy understands.
+type Clients struct {
+	Kube    kubernetes.Interface
+	Dynamic dynamic.Interface
+	Config  *rest.Config
+	// Source names the kubeconfig used (or "in-cluster"), for error messages.
+	Source string
+}
+
+// RESTConfig resolves the rest.Config and says where it came from.
+func (o Options) RESTConfig() (*rest.Config, string, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	source := ""
+	switch {
+	case o.Kubeconfig != "":
+		rules.ExplicitPath = o.Kubeconfig
+		source = o.Kubeconfig
+	case os.Getenv(clientcmd.RecommendedConfigPathEnvVar) != "":
+		source = os.Getenv(clientcmd.RecommendedConfigPathEnvVar)
+	case fileExists(clientcmd.RecommendedHomeFile):
+		source = clientcmd.RecommendedHomeFile
+	case os.Getenv("KUBERNETES_SERVICE_HOST") != "":
+		source = "in-cluster"
+	case fileExists(K3sKubeconfig):
+		rules.ExplicitPath = K3sKubeconfig
+		source = K3sKubeconfig
+	}
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: o.Context}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
+	if err != nil {
+		if clientcmd.IsEmptyConfig(err) {
+			return nil, "", &UnreachableError{Kubeconfig: "none", Err: errors.New("no kubeconfig found (tried --kubeconfig, KUBECONFIG, ~/.kube/config, in-cluster, " + K3sKubeconfig + "); pass --kubeconfig")}
+		}
+		return nil, source, &UnreachableError{Kubeconfig: source, Err: err}
+	}
+	if source == "" {
+		source = "in-cluster"
+	}
+	cfg.UserAgent = version.UserAgent()
+	// A run reads a handful of lists and patches one object at a time; these
+	// limits leave room for bursts without letting a loop hammer the server.
+	cfg.QPS = 50
+	cfg.Burst = 100
+	cfg.Timeout = o.Timeout
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	return cfg, source, nil
+}
+
+// New builds the clients. It makes no request: reachability is judged by the
+// first real call, through Classify.
+func New(o Options) (*Clients, error) {
+	cfg, source, err := o.RESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, &UnreachableError{Server: cfg.Host, Kubeconfig: source, Err: err}
+	}
+	dc, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, &UnreachableError{Server: cfg.Host, Kubeconfig: source, Err: err}
+	}
+	return &Clients{Kube: kc, Dynamic: dc, Config: cfg, Source: source}, nil
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
+}
+
+// UnreachableError means the cluster could not be used at all: no
+// kubeconfig, a server that does not answer, or credentials it refuses.
+type UnreachableError struct {
+	Server     string
+	Kubeconfig string
+	Err        error
+}
+
+func (e *UnreachableError) Error() string {
+	if e.Server == "" {
+		return fmt.Sprintf("cannot use the cluster (kubeconfig %s): %v", e.Kubeconfig, e.Err)
+	}
+	return fmt.Sprintf("cannot reach the Kubernetes API at %s (kubeconfig %s): %v", e.Server, e.Kubeconfig, e.Err)
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }

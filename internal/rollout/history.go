@@ -1,0 +1,87 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// RevisionAnnotation is where the deployment controller numbers revisions.
+const RevisionAnnotation = "deployment.kubernetes.io/revision"
+
+// ChangeCauseAnnotation is the annotation `kubectl rollout history` shows.
+const ChangeCauseAnnotation = "kubernetes.io/change-cause"
+
+// Revision reads obj's revision annotation; 0 when absent or malformed.
+func Revision(obj metav1.Object) int64 {
+	v, err := strconv.ParseInt(obj.GetAnnotations()[RevisionAnnotation], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return v
+}
+
+// Owned returns the ReplicaSets in rss that d controls, newest revision
+// first. Selecting by controller reference rather than by label alone is
+// what keeps an adopted or foreign ReplicaSet out of the history.
+func Owned(d *appsv1.Deployment, rss []appsv1.ReplicaSet) []*appsv1.ReplicaSet {
+	var out []*appsv1.ReplicaSet
+	for i := range rss {
+		if ref := metav1.GetControllerOf(&rss[i]); ref != nil && ref.UID == d.UID {
+			out = append(out, &rss[i])
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return Revision(out[i]) > Revision(out[j]) })
+	return out
+}
+
+// ListOwned lists d's ReplicaSets with one LIST call by its selector.
+func ListOwned(ctx context.Context, c kubernetes.Interface, d *appsv1.Deployment) ([]*appsv1.ReplicaSet, error) {
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		return nil, fmt.Errorf("deployment %s/%s has an invalid selector: %w", d.Namespace, d.Name, err)
+	}
+	list, err := c.AppsV1().ReplicaSets(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil, err
+	}
+	return Owned(d, list.Items), nil
+}
+
+// Current returns the ReplicaSet whose template equals d's, ignoring the
+// pod-template-hash label, as the deployment controller decides it.
+func Current(d *appsv1.Deployment, owned []*appsv1.ReplicaSet) *appsv1.ReplicaSet {
+	for _, rs := range owned {
+		if EqualIgnoreHash(&rs.Spec.Template, &d.Spec.Template) {
+			return rs
+		}
+	}
+	return nil
+}
+
+// EqualIgnoreHash compares two pod templates without the pod-template-hash
+// label, which the controller adds to ReplicaSets but never to the
+// Deployment's own template.
+func EqualIgnoreHash(a, b *corev1.PodTemplateSpec) bool {
+	a1, b1 := a.DeepCopy(), b.DeepCopy()
+	delete(a1.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
+	delete(b1.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
+	return apiequality.Semantic.DeepEqual(a1, b1)
+}
+
+// ContainerImage returns the image of the named container in tmpl.
+func ContainerImage(tmpl *corev1.PodTemplateSpec, container string) (string, bool) {
+	for _, c := range tmpl.Spec.Containers {
+		if c.Name == container {
+			return c.Image, true
+		}
+	}
+	return "", false
+}

@@ -1,0 +1,148 @@
+package rollout
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+)
+
+// ErrNoHistory means there is no earlier revision to go back to.
+var ErrNoHistory = errors.New("no rollout history found")
+
+// ErrPaused is kubectl's refusal to roll back a paused Deployment.
+var ErrPaused = errors.New("you cannot rollback a paused deployment; resume it first with 'kubectl rollout resume' and try again")
+
+// UndoResult says what Undo did.
+type UndoResult struct {
+	FromRevision, ToRevision int64
+	// Skipped is true when the template already matched the target: kubectl
+	// prints "skipped rollback (current template already matches revision N)".
+	Skipped bool
+	Target  *appsv1.ReplicaSet
+}
+
+// UndoOptions tune Undo.
+type UndoOptions struct {
+	// ToRevision is the revision to restore; 0 means the previous one.
+	ToRevision int64
+	// Annotations are set on the Deployment in the same patch.
+	Annotations map[string]string
+	DryRun      bool
+}
+
+// Undo restores a revision of d the way `kubectl rollout undo` does: the
+// target ReplicaSet's whole pod template (without its pod-template-hash
+// label) replaces the Deployment's, together with the target's
+// change-cause. Unlike kubectl, other annotations of the Deployment are
+// kept: kubectl replaces them all, which would drop autodeploy's own marks.
+func Undo(ctx context.Context, c kubernetes.Interface, d *appsv1.Deployment, o UndoOptions) (UndoResult, error) {
+	if d.Spec.Paused {
+		return UndoResult{}, ErrPaused
+	}
+	owned, err := ListOwned(ctx, c, d)
+	if err != nil {
+		return UndoResult{}, err
+	}
+	res := UndoResult{FromRevision: Revision(d)}
+	target, err := pickRevision(d, owned, o.ToRevision)
+	if err != nil {
+		return res, err
+	}
+	res.Target, res.ToRevision = target, Revision(target)
+	if EqualIgnoreHash(&target.Spec.Template, &d.Spec.Template) {
+		res.Skipped = true
+		return res, nil
+	}
+	tmpl := target.Spec.Template.DeepCopy()
+	delete(tmpl.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
+	ops := []PatchOp{
+		// The test makes the patch fail instead of overwriting a change made
+		// since d was read.
+		{Op: "test", Path: "/metadata/resourceVersion", Value: d.ResourceVersion},
+		{Op: "replace", Path: "/spec/template", Value: tmpl},
+	}
+	ann := map[string]string{}
+	for k, v := range o.Annotations {
+		ann[k] = v
+	}
+	if cause, ok := target.Annotations[ChangeCauseAnnotation]; ok {
+		if _, set := ann[ChangeCauseAnnotation]; !set {
+			ann[ChangeCauseAnnotation] = cause
+		}
+	}
+	ops = append(ops, AnnotationOps(d, ann)...)
+	patch, err := json.Marshal(ops)
+	if err != nil {
+		return res, err
+	}
+	opts := metav1.PatchOptions{FieldManager: FieldManager}
+	if o.DryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	if _, err := c.AppsV1().Deployments(d.Namespace).Patch(ctx, d.Name, types.JSONPatchType, patch, opts); err != nil {
+		return res, fmt.Errorf("roll back deployment %s/%s to revision %d: %w", d.Namespace, d.Name, res.ToRevision, err)
+	}
+	return res, nil
+}
+
+// FieldManager names autodeploy in managedFields.
+const FieldManager = "autodeploy"
+
+func pickRevision(d *appsv1.Deployment, owned []*appsv1.ReplicaSet, to int64) (*appsv1.ReplicaSet, error) {
+	if to > 0 {
+		for _, rs := range owned {
+			if Revision(rs) == to {
+				return rs, nil
+			}
+		}
+		return nil, fmt.Errorf("unable to find the specified revision %d of deployment %s/%s", to, d.Namespace, d.Name)
+	}
+	// The previous revision is the highest one below the current revision.
+	cur := Revision(d)
+	for _, rs := range owned { // newest first
+		if r := Revision(rs); r > 0 && r < cur {
+			return rs, nil
+		}
+	}
+	return nil, fmt.Errorf("deployment %s/%s: %w (only revision %d exists)", d.Namespace, d.Name, ErrNoHistory, cur)
+}
+
+// PatchOp is one JSON patch (RFC 6902) operation.
+type PatchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value,omitempty"`
+}
+
+// AnnotationOps returns JSON patch operations that set (value non-empty) or
+// remove (value "") annotations of obj, creating the map if it is absent.
+func AnnotationOps(obj metav1.Object, ann map[string]string) []PatchOp {
+	var ops []PatchOp
+	existing := obj.GetAnnotations()
+	if existing == nil && len(ann) > 0 {
+		ops = append(ops, PatchOp{Op: "add", Path: "/metadata/annotations", Value: map[string]string{}})
+	}
+	for _, k := range slices.Sorted(maps.Keys(ann)) {
+		path := "/metadata/annotations/" + escapePointer(k)
+		if v := ann[k]; v != "" {
+			ops = append(ops, PatchOp{Op: "add", Path: path, Value: v})
+		} else if _, ok := existing[k]; ok {
+			ops = append(ops, PatchOp{Op: "remove", Path: path})
+		}
+	}
+	return ops
+}
+
+// escapePointer escapes a JSON pointer token (RFC 6901).
+func escapePointer(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}
