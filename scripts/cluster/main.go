@@ -1,6 +1,7 @@
 // Command cluster starts and stops autodeploy's local test cluster:
 //
 //	go run ./scripts/cluster up [--flux 2.7] [--dir DIR]   # last line: export KUBECONFIG=...
+//	go run ./scripts/cluster status [--dir DIR]                # exit 0 when running
 //	go run ./scripts/cluster down [--dir DIR]
 //
 // The Makefile's cluster-up and cluster-down call it; scripts/testbin/build.sh
@@ -9,6 +10,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -19,6 +21,8 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/testcluster"
 )
 
+var errNotRunning = errors.New("no cluster running")
+
 func main() {
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "cluster:", err)
@@ -28,7 +32,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: cluster up|down [flags]")
+		return fmt.Errorf("usage: cluster up|status|down [flags]")
 	}
 	fs := flag.NewFlagSet("cluster "+args[0], flag.ContinueOnError)
 	dir := fs.String("dir", filepath.Join(testcluster.CacheDir(), "cluster"), "state directory of the cluster")
@@ -62,6 +66,12 @@ func run(args []string) error {
 		}
 		fmt.Fprintf(os.Stderr, "cluster up: %s, Flux %s CRDs, logs in %s\n", c.Server, c.Flux, c.Dir)
 		fmt.Printf("export KUBECONFIG=%s\n", c.Kubeconfig)
+	case "status":
+		c, err := testcluster.Load(*dir)
+		if err != nil || !c.Running() {
+			return errNotRunning
+		}
+		fmt.Fprintf(os.Stderr, "cluster running: %s, Flux %s CRDs, logs in %s\n", c.Server, c.Flux, c.Dir)
 	case "down":
 		c, err := testcluster.Load(*dir)
 		if os.IsNotExist(err) {

@@ -1,0 +1,60 @@
+# autodeploy. The two commands a newcomer needs:
+#   make demo   start the local demo cluster and run autodeploy against it
+#   make test   every test: unit, then integration on a real local cluster
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/autodeploy-dev/autodeploy/internal/version.Version=$(VERSION) \
+	-X github.com/autodeploy-dev/autodeploy/internal/version.Commit=$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown) \
+	-X github.com/autodeploy-dev/autodeploy/internal/version.Date=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+CACHE ?= $(or $(AUTODEPLOY_CACHE),$(HOME)/.cache/autodeploy)
+CLUSTER_DIR ?= $(CACHE)/cluster
+
+.PHONY: all build test test-unit test-integration testbin cluster-up cluster-down demo lint fmt tidy golden-update clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/autodeploy ./cmd/autodeploy
+
+# Everything: builds the control-plane binaries if missing, starts the test
+# cluster if none runs, runs unit and integration tests, stops what it started.
+test:
+	scripts/test.sh
+
+# Unit tests only: no cluster, seconds.
+test-unit:
+	$(GO) test ./...
+
+# Integration tests against the cluster of `make cluster-up`.
+test-integration:
+	AUTODEPLOY_TEST_KUBECONFIG=$(CLUSTER_DIR)/kubeconfig $(GO) test -count=1 -tags integration ./...
+
+testbin:
+	scripts/testbin/build.sh >/dev/null
+
+cluster-up: testbin
+	@$(GO) run ./scripts/cluster up --dir $(CLUSTER_DIR)
+
+cluster-down:
+	@$(GO) run ./scripts/cluster down --dir $(CLUSTER_DIR)
+
+demo: build testbin
+	scripts/demo.sh
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+	$(GO) vet -tags integration ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+tidy:
+	$(GO) mod tidy
+
+golden-update:
+	$(GO) test ./... -update
+
+clean:
+	rm -rf bin

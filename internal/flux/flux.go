@@ -1,0 +1,137 @@
+// Package flux reads Flux's image automation objects (ImagePolicy,
+// ImageRepository) and asks Flux to rescan now, as `flux reconcile` does.
+// It goes through the dynamic client so that one binary understands every
+// served API version (v1beta1 .. v1) without importing Flux's Go modules.
+package flux
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
+)
+
+// ImageGroup is the API group of image-reflector-controller.
+const ImageGroup = "image.toolkit.fluxcd.io"
+
+// ReconcileAnnotation is the annotation `flux reconcile` sets to ask a
+// controller to reconcile now; controllers echo its value in
+// status.lastHandledReconcileAt once handled.
+const ReconcileAnnotation = "reconcile.fluxcd.io/requestedAt"
+
+// knownVersions in order of preference.
+var knownVersions = []string{"v1", "v1beta2", "v1beta1"}
+
+// ErrNotInstalled means the cluster does not serve Flux's image API.
+var ErrNotInstalled = errors.New("the cluster does not serve " + ImageGroup + ": Flux's image automation controllers are not installed (flux install --components-extra=image-reflector-controller,image-automation-controller)")
+
+// API is the image API version autodeploy talks to on this cluster.
+type API struct {
+	Version string   // preferred served version, e.g. v1
+	Served  []string // every served version
+}
+
+// PolicyReconcile reports whether ImagePolicies answer reconcile requests
+// with status.lastHandledReconcileAt: from Flux 2.7, which serves v1.
+func (a API) PolicyReconcile() bool { return a.Version == "v1" }
+
+// Policies is the ImagePolicy resource at a's version.
+func (a API) Policies() schema.GroupVersionResource {
+	return schema.GroupVersionResource{Group: ImageGroup, Version: a.Version, Resource: "imagepolicies"}
+}
+
+// Repositories is the ImageRepository resource at a's version.
+func (a API) Repositories() schema.GroupVersionResource {
+	return schema.GroupVersionResource{Group: ImageGroup, Version: a.Version, Resource: "imagerepositories"}
+}
+
+// Detect finds the served image API versions with one discovery request.
+func Detect(d discovery.DiscoveryInterface) (API, error) {
+	groups, err := d.ServerGroups()
+	if err != nil {
+		return API{}, err
+	}
+	for _, g := range groups.Groups {
+		if g.Name != ImageGroup {
+			continue
+		}
+		var api API
+		for _, v := range g.Versions {
+			api.Served = append(api.Served, v.Version)
+		}
+		for _, v := range knownVersions {
+			if slices.Contains(api.Served, v) {
+				api.Version = v
+				return api, nil
+			}
+		}
+		return API{}, fmt.Errorf("%s serves %v, none of which autodeploy understands (%v)", ImageGroup, api.Served, knownVersions)
+	}
+	return API{}, ErrNotInstalled
+}
+
+// Policy is what autodeploy needs from an ImagePolicy.
+type Policy struct {
+	Namespace, Name string
+	// Latest is the selected image as a full reference, "" when none yet.
+	Latest string
+	// Ready is the Ready condition; Message its message.
+	Ready   bool
+	Message string
+	// Repository is the ImageRepository the policy selects from.
+	RepoNamespace, RepoName string
+	Suspended               bool
+	LastHandled             string
+}
+
+// Key is namespace/name.
+func (p Policy) Key() string { return p.Namespace + "/" + p.Name }
+
+// ParsePolicy reads an ImagePolicy of any served version. status.latestRef
+// (v1, v1beta2) is preferred over the deprecated status.latestImage, which
+// is all v1beta1 has.
+func ParsePolicy(u *unstructured.Unstructured) Policy {
+	p := Policy{Namespace: u.GetNamespace(), Name: u.GetName()}
+	name, _, _ := unstructured.NestedString(u.Object, "status", "latestRef", "name")
+	tag, _, _ := unstructured.NestedString(u.Object, "status", "latestRef", "tag")
+	digest, _, _ := unstructured.NestedString(u.Object, "status", "latestRef", "digest")
+	switch {
+	case name != "" && (tag != "" || digest != ""):
+		p.Latest = name
+		if tag != "" {
+			p.Latest += ":" + tag
+		}
+		if digest != "" {
+			p.Latest += "@" + digest
+		}
+	default:
+		p.Latest, _, _ = unstructured.NestedString(u.Object, "status", "latestImage")
+	}
+	p.Ready, p.Message = readyCondition(u)
+	p.RepoName, _, _ = unstructured.NestedString(u.Object, "spec", "imageRepositoryRef", "name")
+	p.RepoNamespace, _, _ = unstructured.NestedString(u.Object, "spec", "imageRepositoryRef", "namespace")
+	if p.RepoNamespace == "" {
+		p.RepoNamespace = p.Namespace
+	}
+	p.Suspended, _, _ = unstructured.NestedBool(u.Object, "spec", "suspend")
+	p.LastHandled, _, _ = unstructured.NestedString(u.Object, "status", "lastHandledReconcileAt")
+	return p
+}
+
+// readyCondition returns the Ready condition's status and message; an
+// object without one (never reconciled) is not ready.
+func readyCondition(u *unstructured.Unstructured) (bool, string) {
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		m, ok := c.(map[string]any)
+		if !ok || m["type"] != "Ready" {
+			continue
+		}
+		msg, _ := m["message"].(string)
+		return m["status"] == "True", msg
+	}
+	return false, "no Ready condition yet"
+}

@@ -1,0 +1,105 @@
+package lock
+
+import (
+	"bufio"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestTryAcquire(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "autodeploy.lock")
+	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	l, err := TryAcquire(path, "autodeploy run", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held, h := Held(path); !held || h.Pid != os.Getpid() || h.Command != "autodeploy run" || !h.Since.Equal(now) {
+		t.Fatalf("Held = %v, %+v", held, h)
+	}
+	// flock is per open file description: a second open in the same process
+	// conflicts just as another process would.
+	_, err = TryAcquire(path, "autodeploy rollback", now)
+	var he *HeldError
+	if !errors.As(err, &he) || he.Holder.Pid != os.Getpid() {
+		t.Fatalf("second TryAcquire = %v, want HeldError naming pid %d", err, os.Getpid())
+	}
+	if !strings.Contains(err.Error(), "autodeploy run") {
+		t.Errorf("error %q does not name the holder's command", err)
+	}
+	if err := l.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if held, _ := Held(path); held {
+		t.Fatal("lock still held after Release")
+	}
+	l2, err := TryAcquire(path, "autodeploy run", now)
+	if err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	l2.Release()
+}
+
+// A holder that dies without releasing never leaves the lock stuck.
+func TestCrashedHolderReleases(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "autodeploy.lock")
+	// The test binary itself holds the lock in a child process we then kill.
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "LOCK_HELPER_PATH="+path)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The child prints a line once it holds the lock.
+	if _, err := bufio.NewReader(stdout).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	if held, h := Held(path); !held || h.Pid != cmd.Process.Pid {
+		t.Fatalf("Held = %v, %+v; want the child %d", held, h, cmd.Process.Pid)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	l, err := TryAcquire(path, "x", time.Now())
+	if err != nil {
+		t.Fatalf("lock stuck after its holder died: %v", err)
+	}
+	l.Release()
+}
+
+// TestMain doubles as the child of TestCrashedHolderReleases: with
+// LOCK_HELPER_PATH set, it takes the lock, says so, and waits to be killed.
+func TestMain(m *testing.M) {
+	if path := os.Getenv("LOCK_HELPER_PATH"); path != "" {
+		if _, err := TryAcquire(path, "helper", time.Now()); err != nil {
+			os.Exit(1)
+		}
+		os.Stdout.WriteString("locked\n")
+		select {}
+	}
+	os.Exit(m.Run())
+}
+
+func TestAcquireWaitsThenFails(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "autodeploy.lock")
+	l, err := TryAcquire(path, "autodeploy run", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	var told []Holder
+	_, err = Acquire(path, "autodeploy rollback", 300*time.Millisecond, time.Now, func(h Holder) { told = append(told, h) })
+	var he *HeldError
+	if !errors.As(err, &he) {
+		t.Fatalf("Acquire = %v, want HeldError", err)
+	}
+	if len(told) != 1 || told[0].Command != "autodeploy run" {
+		t.Fatalf("waiting callback got %+v, want one call naming the run", told)
+	}
+}

@@ -1,0 +1,208 @@
+//go:build integration
+
+package testcluster_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/autodeploy-dev/autodeploy/internal/kubetest"
+	"github.com/autodeploy-dev/autodeploy/internal/rollout"
+	"github.com/autodeploy-dev/autodeploy/internal/testcluster"
+)
+
+func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
+
+func TestDeploymentRollsOutAndSetImageCompletes(t *testing.T) {
+	e := kubetest.New(t)
+	ctx := context.Background()
+	e.CreateDeployment(kubetest.Deployment{Name: "web", Image: "ghcr.io/acme/web:v1", Replicas: 3})
+	d, err := rollout.Wait(ctx, e.Kube, e.Namespace, "web", nil)
+	if err != nil {
+		t.Fatalf("first rollout: %v", err)
+	}
+	if d.Status.AvailableReplicas != 3 {
+		t.Fatalf("available replicas = %d, want 3", d.Status.AvailableReplicas)
+	}
+	if _, err := rollout.SetImage(ctx, e.Kube, d, "web", "ghcr.io/acme/web:v2", nil, false); err != nil {
+		t.Fatal(err)
+	}
+	d, err = rollout.Wait(ctx, e.Kube, e.Namespace, "web", nil)
+	if err != nil {
+		t.Fatalf("second rollout: %v", err)
+	}
+	owned, err := rollout.ListOwned(ctx, e.Kube, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(owned) != 2 {
+		t.Fatalf("ReplicaSets = %d, want 2 (one per image)", len(owned))
+	}
+	cur := rollout.Current(d, owned)
+	if img, _ := rollout.ContainerImage(&cur.Spec.Template, "web"); img != "ghcr.io/acme/web:v2" || rollout.Revision(cur) != 2 {
+		t.Fatalf("current ReplicaSet runs %s at revision %d, want web:v2 at 2", img, rollout.Revision(cur))
+	}
+	if st := rollout.Evaluate(d); st.State != rollout.Complete {
+		t.Fatalf("status = %+v", st)
+	}
+}
+
+// The failure patterns of testdata/kwok/stages.yaml, which later tests rely on.
+func TestKWOKFailurePatterns(t *testing.T) {
+	e := kubetest.New(t)
+	ctx := context.Background()
+	tests := []struct {
+		tag    string
+		reason string // waiting reason the pod must reach; "" for unready
+		event  string // Warning event reason
+	}{
+		{tag: "fail-404", reason: "ImagePullBackOff", event: "Failed"},
+		{tag: "crash-1", reason: "CrashLoopBackOff", event: "BackOff"},
+		{tag: "unready-1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.tag, func(t *testing.T) {
+			name := "p-" + tt.tag
+			e.CreateDeployment(kubetest.Deployment{Name: name, Image: "ghcr.io/acme/app:" + tt.tag})
+			var pod corev1.Pod
+			kubetest.Eventually(t, 30*time.Second, tt.tag+" pod state", func(ctx context.Context) (bool, error) {
+				pods, err := e.Kube.CoreV1().Pods(e.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
+				if err != nil || len(pods.Items) == 0 {
+					return false, err
+				}
+				pod = pods.Items[0]
+				if len(pod.Status.ContainerStatuses) == 0 {
+					return false, nil
+				}
+				cs := pod.Status.ContainerStatuses[0]
+				if tt.reason == "" {
+					return pod.Status.Phase == corev1.PodRunning && cs.State.Running != nil, nil
+				}
+				return cs.State.Waiting != nil && cs.State.Waiting.Reason == tt.reason, nil
+			})
+			if isReady(&pod) {
+				t.Fatalf("pod %s is Ready, want never Ready", pod.Name)
+			}
+			if tt.reason != "" {
+				if p, bad := rollout.FatalProblem(&pod); !bad || p.Reason != tt.reason {
+					t.Fatalf("FatalProblem = %+v, %v; want %s", p, bad, tt.reason)
+				}
+			}
+			if tt.tag == "crash-1" {
+				first := pod.Status.ContainerStatuses[0].RestartCount
+				kubetest.Eventually(t, 20*time.Second, "a growing restart count", func(ctx context.Context) (bool, error) {
+					p, err := e.Kube.CoreV1().Pods(e.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+					return err == nil && p.Status.ContainerStatuses[0].RestartCount > first, err
+				})
+			}
+			if tt.event != "" {
+				kubetest.Eventually(t, 20*time.Second, "a Warning "+tt.event+" event", func(ctx context.Context) (bool, error) {
+					evs, err := e.Kube.CoreV1().Events(e.Namespace).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + pod.Name})
+					if err != nil {
+						return false, err
+					}
+					for _, ev := range evs.Items {
+						if ev.Type == corev1.EventTypeWarning && ev.Reason == tt.event {
+							return true, nil
+						}
+					}
+					return false, nil
+				})
+			}
+			if tt.reason != "" {
+				// And the rollout waiter fails fast on it, naming pod and reason.
+				wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				defer cancel()
+				_, err := rollout.Wait(wctx, e.Kube, e.Namespace, name, nil)
+				var fe *rollout.FailedError
+				if !errors.As(err, &fe) || fe.Problem == nil || fe.Problem.Pod != pod.Name {
+					t.Fatalf("Wait = %v, want a FailedError naming pod %s", err, pod.Name)
+				}
+			}
+		})
+	}
+}
+
+func isReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// Every ImagePolicy/ImageRepository API version of every supported Flux
+// generation accepts the status the tests write for it, and keeps the
+// fields autodeploy reads. The default cluster has Flux 2.7's CRDs; 2.6 and
+// 2.9 get an API server of their own.
+func TestFluxCRDsAcceptStatus(t *testing.T) {
+	type gen struct {
+		flux     string
+		versions []kubetest.FluxVersion
+	}
+	gens := []gen{
+		{"2.6", []kubetest.FluxVersion{kubetest.Flux26Beta2, kubetest.Flux26Beta1}},
+		{"2.7", []kubetest.FluxVersion{kubetest.FluxV1, kubetest.Flux27Beta2}},
+		{"2.9", []kubetest.FluxVersion{kubetest.FluxV1}},
+	}
+	for _, g := range gens {
+		t.Run("flux-"+g.flux, func(t *testing.T) {
+			var e *kubetest.Env
+			if g.flux == testcluster.DefaultFlux {
+				e = kubetest.New(t)
+			} else {
+				e = dedicated(t, g.flux)
+			}
+			for _, v := range g.versions {
+				repo, pol := "repo-"+v.APIVersion, "pol-"+v.APIVersion
+				e.CreateImageRepository(v, e.Namespace, repo, "ghcr.io/acme/app")
+				e.CreateImagePolicy(v, e.Namespace, pol, repo)
+				e.SetPolicyImage(v, e.Namespace, pol, "ghcr.io/acme/app:sha-abc")
+				gvr := schema.GroupVersionResource{Group: kubetest.ImageGroup, Version: v.APIVersion, Resource: "imagepolicies"}
+				obj, err := e.Dynamic.Resource(gvr).Namespace(e.Namespace).Get(context.Background(), pol, metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if v.LatestRef {
+					tag, _, _ := unstructured.NestedString(obj.Object, "status", "latestRef", "tag")
+					name, _, _ := unstructured.NestedString(obj.Object, "status", "latestRef", "name")
+					if name != "ghcr.io/acme/app" || tag != "sha-abc" {
+						t.Errorf("%s latestRef = %s:%s", v.APIVersion, name, tag)
+					}
+				}
+				img, _, _ := unstructured.NestedString(obj.Object, "status", "latestImage")
+				if v.LatestImage != (img == "ghcr.io/acme/app:sha-abc") {
+					t.Errorf("%s latestImage = %q, want present=%v", v.APIVersion, img, v.LatestImage)
+				}
+			}
+		})
+	}
+}
+
+// dedicated starts an API server with another Flux generation's CRDs.
+func dedicated(t *testing.T, flux string) *kubetest.Env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := testcluster.Start(ctx, testcluster.Options{Dir: t.TempDir(), RepoRoot: kubetest.RepoRoot(), Flux: flux, ControlPlaneOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &kubetest.Env{T: t, Namespace: "default", Kubeconfig: c.Kubeconfig, Config: cfg, Dynamic: dynamic.NewForConfigOrDie(cfg)}
+}
