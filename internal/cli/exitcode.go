@@ -5,7 +5,9 @@ import (
 	"errors"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/flux"
 	"github.com/autodeploy-dev/autodeploy/internal/kube"
+	"github.com/autodeploy-dev/autodeploy/internal/lock"
 )
 
 // ExitCode is the process exit status. The values are part of the CLI's
@@ -20,6 +22,7 @@ const (
 	ExitLocked         ExitCode = 4   // another run or rollback holds the lock
 	ExitDeployFailed   ExitCode = 5   // a service failed and was rolled back (or auto-rollback is off)
 	ExitRollbackFailed ExitCode = 6   // a failed service could not be rolled back: someone must look
+	ExitServiceProblem ExitCode = 7   // a service could not be handled: missing Deployment, ImagePolicy or container, invalid image
 	ExitInterrupted    ExitCode = 130 // SIGINT/SIGTERM stopped the command
 )
 
@@ -50,6 +53,7 @@ func (e *flagError) Unwrap() error { return e.err }
 func exitCodeFor(err error) ExitCode {
 	var (
 		ee    *exitError
+		held  *lock.HeldError
 		fe    *flagError
 		ve    *config.ValidationError
 		nf    *config.FileError
@@ -60,11 +64,13 @@ func exitCodeFor(err error) ExitCode {
 		return ExitOK
 	case errors.As(err, &ee):
 		return ee.code
+	case errors.As(err, &held):
+		return ExitLocked
 	case errors.Is(err, context.Canceled):
 		return ExitInterrupted
 	case errors.As(err, &fe), errors.As(err, &ve), errors.As(err, &nf):
 		return ExitUsage
-	case errors.As(err, &unrch):
+	case errors.As(err, &unrch), errors.Is(err, flux.ErrNotInstalled):
 		return ExitUnreachable
 	}
 	return ExitError

@@ -31,13 +31,3 @@ func newCmdRollback(f *Factory) *cobra.Command {
 	}
 }
 
-func newCmdRun(f *Factory, runF func() error) *cobra.Command {
-	return &cobra.Command{
-		Use:   "run",
-		Short: "Deploy the images Flux has detected (not implemented yet)",
-		Args:  exactArgs(0, "no arguments"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return errors.New("autodeploy run: " + errNotImplemented.Error())
-		},
-	}
-}

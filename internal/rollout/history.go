@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -26,6 +27,22 @@ func Revision(obj metav1.Object) int64 {
 		return 0
 	}
 	return v
+}
+
+// RevisionHistoryAnnotation lists the earlier revisions of a ReplicaSet
+// that a rollback brought back.
+const RevisionHistoryAnnotation = "deployment.kubernetes.io/revision-history"
+
+// FirstRevision is the revision at which a ReplicaSet was first rolled
+// out: the lowest of its revision and revision history.
+func FirstRevision(rs *appsv1.ReplicaSet) int64 {
+	first := Revision(rs)
+	for _, v := range strings.Split(rs.Annotations[RevisionHistoryAnnotation], ",") {
+		if r, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && r > 0 && (first == 0 || r < first) {
+			first = r
+		}
+	}
+	return first
 }
 
 // Owned returns the ReplicaSets in rss that d controls, newest revision

@@ -64,12 +64,7 @@ func Undo(ctx context.Context, c kubernetes.Interface, d *appsv1.Deployment, o U
 	}
 	tmpl := target.Spec.Template.DeepCopy()
 	delete(tmpl.Labels, appsv1.DefaultDeploymentUniqueLabelKey)
-	ops := []PatchOp{
-		// The test makes the patch fail instead of overwriting a change made
-		// since d was read.
-		{Op: "test", Path: "/metadata/resourceVersion", Value: d.ResourceVersion},
-		{Op: "replace", Path: "/spec/template", Value: tmpl},
-	}
+	ops := []PatchOp{{Op: "replace", Path: "/spec/template", Value: tmpl}}
 	ann := map[string]string{}
 	for k, v := range o.Annotations {
 		ann[k] = v

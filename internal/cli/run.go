@@ -1,0 +1,249 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/fatih/color"
+	"github.com/spf13/cobra"
+
+	"github.com/autodeploy-dev/autodeploy/internal/deploy"
+	"github.com/autodeploy-dev/autodeploy/internal/image"
+	"github.com/autodeploy-dev/autodeploy/internal/lock"
+	"github.com/autodeploy-dev/autodeploy/internal/runlog"
+)
+
+// RunOptions are the inputs of `autodeploy run`.
+type RunOptions struct {
+	DryRun      bool
+	NoReconcile bool
+	Output      string
+	Services    []string
+}
+
+const runLong = `Deploy the images Flux has detected, one service after another.
+
+A run takes the lock (exit 4 if another run or a rollback holds it), asks Flux
+to rescan the image repositories and waits for the answer (--no-reconcile
+skips this), compares each service's container image with its ImagePolicy's
+latest image (full references, never bare tags), and rolls out the
+differences one at a time: it waits as 'kubectl rollout status' does, fails
+fast on ImagePullBackOff or CrashLoopBackOff, runs the health check, and on
+failure rolls back to the revision that ran before and remembers the image
+so later runs skip it.
+
+Under cron it prints nothing; everything goes to the log file. On a terminal,
+or with -v, it shows progress on stderr and a summary on stdout.`
+
+const runExample = `  # the cron job
+  */2 * * * * autodeploy run
+
+  # what would be deployed now, without changing anything
+  autodeploy run --dry-run
+
+  # one service, machine-readable summary
+  autodeploy run --service api-gateway -o json`
+
+func newCmdRun(f *Factory, runF func(context.Context, *RunOptions) error) *cobra.Command {
+	o := &RunOptions{}
+	cmd := &cobra.Command{
+		Use:     "run",
+		Short:   "Deploy the images Flux has detected, verify them, roll back on failure",
+		Long:    runLong,
+		Example: runExample,
+		Args:    exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.Output != "" && o.Output != "json" {
+				return &flagError{fmt.Errorf("invalid --output %q: only json is supported", o.Output)}
+			}
+			if runF != nil {
+				return runF(cmd.Context(), o)
+			}
+			return runRun(cmd.Context(), f, o)
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVar(&o.DryRun, "dry-run", o.DryRun, "print the plan and change nothing (no lock, no log, no reconcile request)")
+	fl.BoolVar(&o.NoReconcile, "no-reconcile", o.NoReconcile, "do not ask Flux to rescan first; use the status it has")
+	fl.StringVarP(&o.Output, "output", "o", o.Output, "print the summary as json")
+	fl.StringSliceVar(&o.Services, "service", o.Services, "only these services (repeat or comma-separate)")
+	return cmd
+}
+
+func runRun(ctx context.Context, f *Factory, o *RunOptions) error {
+	cfg, err := f.Config()
+	if err != nil {
+		return err
+	}
+	for _, name := range o.Services {
+		if _, ok := cfg.Service(name); !ok {
+			return &flagError{fmt.Errorf("unknown service %q: it is not in %s", name, cfg.Path)}
+		}
+	}
+	now := time.Now()
+	runID := runlog.NewRunID(now)
+	talk := f.Options.Verbose || f.IO.ErrTTY
+	r := &deploy.Runner{Config: cfg, Now: time.Now, Log: runlog.Discard()}
+	if talk {
+		r.Progress = progressPrinter(f.IO.ErrOut)
+	}
+	if !o.DryRun {
+		l, err := runlog.Open(cfg.Log, runID, nil)
+		if err != nil {
+			return fmt.Errorf("refusing to deploy: %w", err)
+		}
+		defer l.Close()
+		r.Log = l.Logger
+		lk, err := lock.TryAcquire(cfg.LockFile, "autodeploy run "+runID, now)
+		if err != nil {
+			l.Info("run skipped", "reason", err.Error())
+			if !talk {
+				// Overlapping runs are normal when a rollout outlasts the
+				// cron period: the exit code says it, cron mail does not.
+				return withCode(ExitLocked, &silentError{err})
+			}
+			return err
+		}
+		defer lk.Release()
+	}
+	clients, err := f.Clients()
+	if err != nil {
+		r.Log.Error("run failed", "error", err)
+		return err
+	}
+	r.Kube, r.Dynamic = clients.Kube, clients.Dynamic
+	res, err := r.Run(ctx, runID, deploy.Options{DryRun: o.DryRun, NoReconcile: o.NoReconcile, Services: o.Services})
+	if err != nil && res.Services == nil {
+		err = clients.Classify(err)
+		r.Log.Error("run failed", "error", err)
+		return err
+	}
+	switch {
+	case o.Output == "json":
+		enc := json.NewEncoder(f.IO.Out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return err
+		}
+	case talk || o.DryRun:
+		printSummary(f.IO.Out, res)
+	}
+	if err != nil {
+		return err // interrupted
+	}
+	if code := runExitCode(res); code != ExitOK {
+		return withCode(code, &silentError{fmt.Errorf("run %s: %s", runID, summaryLine(res))})
+	}
+	return nil
+}
+
+// runExitCode ranks what went wrong: a failed rollback needs a person most.
+func runExitCode(res *deploy.Result) ExitCode {
+	code := ExitOK
+	rank := map[ExitCode]int{ExitOK: 0, ExitServiceProblem: 1, ExitDeployFailed: 2, ExitRollbackFailed: 3}
+	for _, s := range res.Services {
+		c := ExitOK
+		switch s.Outcome {
+		case deploy.OutcomeRollbackFailed:
+			c = ExitRollbackFailed
+		case deploy.OutcomeFailed, deploy.OutcomeRolledBack:
+			c = ExitDeployFailed
+		case deploy.OutcomeNotRun:
+			c = ExitServiceProblem
+		case deploy.OutcomeSkipped, deploy.OutcomePlanned:
+			if s.Problem {
+				c = ExitServiceProblem
+			}
+		}
+		if rank[c] > rank[code] {
+			code = c
+		}
+	}
+	return code
+}
+
+func summaryLine(res *deploy.Result) string {
+	counts := map[deploy.Outcome]int{}
+	var order []deploy.Outcome
+	for _, s := range res.Services {
+		if counts[s.Outcome] == 0 {
+			order = append(order, s.Outcome)
+		}
+		counts[s.Outcome]++
+	}
+	parts := make([]string, 0, len(order))
+	for _, o := range order {
+		parts = append(parts, fmt.Sprintf("%d %s", counts[o], o))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func progressPrinter(w io.Writer) func(svc, msg string) {
+	return func(svc, msg string) {
+		if svc == "" {
+			fmt.Fprintf(w, "%s %s\n", color.CyanString("►"), msg)
+			return
+		}
+		fmt.Fprintf(w, "%s %s: %s\n", color.CyanString("►"), svc, msg)
+	}
+}
+
+var outcomeColor = map[deploy.Outcome]func(string, ...any) string{
+	deploy.OutcomeDeployed: color.GreenString, deploy.OutcomeVerified: color.GreenString, deploy.OutcomeUpToDate: color.GreenString,
+	deploy.OutcomeSkipped: color.YellowString, deploy.OutcomePlanned: color.CyanString, deploy.OutcomeInterrupted: color.YellowString,
+	deploy.OutcomeRolledBack: color.RedString, deploy.OutcomeFailed: color.RedString, deploy.OutcomeRollbackFailed: color.RedString,
+	deploy.OutcomeNotRun: color.RedString,
+}
+
+// printSummary writes the run's table: one row per service, the images as
+// "old -> new" with the repeated repository left out of the new one.
+func printSummary(w io.Writer, res *deploy.Result) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tRESULT\tIMAGE\tTIME\tDETAIL")
+	for _, s := range res.Services {
+		result := string(s.Outcome)
+		if s.Outcome == deploy.OutcomePlanned {
+			result = string(s.Action)
+		}
+		if c := outcomeColor[s.Outcome]; c != nil {
+			result = c("%s", result)
+		}
+		detail := s.Error
+		if detail == "" && (s.Outcome == deploy.OutcomeSkipped || s.Outcome == deploy.OutcomePlanned) {
+			detail = s.Reason
+		}
+		dur := ""
+		if s.Duration > 0 {
+			dur = s.Duration.Round(100 * time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Service, result, imageChange(s.Current, s.Target), dur, detail)
+	}
+	tw.Flush()
+	for _, warn := range res.Warnings {
+		fmt.Fprintf(w, "%s %s\n", color.YellowString("warning:"), warn)
+	}
+	if res.DryRun {
+		fmt.Fprintln(w, "dry run: nothing was changed")
+	}
+}
+
+func imageChange(cur, target string) string {
+	if target == "" || image.SameString(cur, target) {
+		return cur
+	}
+	rc, err1 := image.Parse(cur)
+	rt, err2 := image.Parse(target)
+	if err1 == nil && err2 == nil && rc.Name() == rt.Name() {
+		short := ":" + rt.Tag
+		if rt.Tag == "" {
+			short = "@" + rt.Digest
+		}
+		return cur + " -> " + short
+	}
+	return cur + " -> " + target
+}

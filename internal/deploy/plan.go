@@ -1,0 +1,192 @@
+package deploy
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+
+	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/flux"
+	"github.com/autodeploy-dev/autodeploy/internal/image"
+	"github.com/autodeploy-dev/autodeploy/internal/rollout"
+)
+
+// Action is what a run does with one service.
+type Action string
+
+const (
+	UpToDate Action = "up-to-date"
+	Deploy   Action = "deploy"
+	// Verify finishes the check of a rollout an earlier run started but did
+	// not see through (interrupted, or the host rebooted).
+	Verify Action = "verify"
+	Skip   Action = "skip"
+)
+
+// Decision is the plan for one service, with the reason for it.
+type Decision struct {
+	Service    string `json:"service"`
+	Namespace  string `json:"namespace"`
+	Deployment string `json:"deployment"`
+	Container  string `json:"container,omitempty"`
+	Policy     string `json:"imagePolicy"`
+	Action     Action `json:"action"`
+	Current    string `json:"current,omitempty"`
+	Target     string `json:"target,omitempty"`
+	Reason     string `json:"reason"`
+	// Problem marks a skip that needs fixing (a missing object, an invalid
+	// image), as opposed to a deliberate one (held, paused, known bad).
+	Problem bool `json:"problem,omitempty"`
+	// PreviousRevision is where a rollback of this deploy or verify goes.
+	PreviousRevision int64 `json:"-"`
+}
+
+// Input is everything Plan looks at for one service.
+type Input struct {
+	Service config.Service
+	// Deployment is nil when it does not exist.
+	Deployment *appsv1.Deployment
+	// ReplicaSets are the ones the Deployment owns (any order).
+	ReplicaSets []*appsv1.ReplicaSet
+	// Policy is nil when it does not exist.
+	Policy *flux.Policy
+}
+
+// Plan decides what to do with one service. It is a pure function of the
+// objects read from the cluster: this is where `run` compares the
+// Deployment's image with the ImagePolicy's.
+func Plan(in Input) Decision {
+	s := in.Service
+	dec := Decision{
+		Service: s.Name, Namespace: s.Namespace, Deployment: s.Deployment, Container: s.Container,
+		Policy: s.PolicyNamespace + "/" + s.PolicyName,
+	}
+	skip := func(problem bool, format string, args ...any) Decision {
+		dec.Action, dec.Problem, dec.Reason = Skip, problem, fmt.Sprintf(format, args...)
+		return dec
+	}
+	d := in.Deployment
+	if d == nil {
+		return skip(true, "Deployment %s/%s not found", s.Namespace, s.Deployment)
+	}
+	container, err := resolveContainer(d, s.Container)
+	if err != nil {
+		return skip(true, "%v", err)
+	}
+	dec.Container = container
+	dec.Current, _ = rollout.ContainerImage(&d.Spec.Template, container)
+	ann := d.Annotations
+	if h, held := ParseHold(ann); held {
+		return skip(false, "held%s: %s (autodeploy resume %s)", holdBy(h), h.Reason, s.Name)
+	}
+	if d.Spec.Paused {
+		return skip(false, "Deployment is paused (kubectl rollout resume deployment/%s -n %s)", d.Name, d.Namespace)
+	}
+	if ann[AnnVerified] == "false" && image.SameString(ann[AnnDeployedImage], dec.Current) {
+		dec.Action, dec.Target = Verify, dec.Current
+		dec.PreviousRevision, _ = strconv.ParseInt(ann[AnnPreviousRevision], 10, 64)
+		dec.Reason = "an earlier run set this image and did not verify it"
+		return dec
+	}
+	p := in.Policy
+	if p == nil {
+		return skip(true, "ImagePolicy %s not found", dec.Policy)
+	}
+	if p.Latest == "" {
+		return skip(false, "ImagePolicy %s has no image yet: %s", dec.Policy, p.Message)
+	}
+	if !p.Ready {
+		return skip(false, "ImagePolicy %s is not Ready: %s", dec.Policy, p.Message)
+	}
+	dec.Target = p.Latest
+	cur, err := image.Parse(dec.Current)
+	if err != nil {
+		return skip(true, "current image: %v", err)
+	}
+	want, err := image.Parse(p.Latest)
+	if err != nil {
+		return skip(true, "ImagePolicy %s: %v", dec.Policy, err)
+	}
+	if image.Same(cur, want) {
+		dec.Action, dec.Reason = UpToDate, "running the policy's latest image"
+		return dec
+	}
+	if cur.Name() != want.Name() {
+		// Not a refusal: moving registries or repositories is legitimate,
+		// but the operator should see it in the plan.
+		dec.Reason = fmt.Sprintf("repository changes from %s to %s; ", cur.Name(), want.Name())
+	}
+	if f, ok := ParseFailedImage(ann); ok && image.SameString(f.Image, p.Latest) {
+		return skip(false, "%s failed on %s (%s); waiting for the policy to select another image", p.Latest, f.At.UTC().Format("2006-01-02 15:04"), f.Reason)
+	}
+	if rev, ok := replacedBefore(d, in.ReplicaSets, container, want); ok {
+		return skip(false, "downgrade refused: revision %d already ran %s and was replaced (alphabetical order of sha-<hex> tags is not build order, fluxcd/flux2#3449)", rev, p.Latest)
+	}
+	dec.Action = Deploy
+	dec.Reason += "the policy selected a new image"
+	dec.PreviousRevision = rollout.Revision(d)
+	return dec
+}
+
+func holdBy(h Hold) string {
+	var parts []string
+	if h.By != "" {
+		parts = append(parts, "by "+h.By)
+	}
+	if !h.At.IsZero() {
+		parts = append(parts, "since "+h.At.UTC().Format("2006-01-02 15:04"))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " " + strings.Join(parts, " ")
+}
+
+// resolveContainer applies the config's rule: a named container must exist;
+// no name means the only container.
+func resolveContainer(d *appsv1.Deployment, name string) (string, error) {
+	cs := d.Spec.Template.Spec.Containers
+	names := make([]string, len(cs))
+	for i, c := range cs {
+		names[i] = c.Name
+		if c.Name == name {
+			return name, nil
+		}
+	}
+	if name != "" {
+		return "", fmt.Errorf("Deployment %s/%s has no container %q (it has %s)", d.Namespace, d.Name, name, strings.Join(names, ", "))
+	}
+	if len(cs) != 1 {
+		return "", fmt.Errorf("Deployment %s/%s has %d containers (%s): set container in the config", d.Namespace, d.Name, len(cs), strings.Join(names, ", "))
+	}
+	return cs[0].Name, nil
+}
+
+// replacedBefore reports whether want ran in a ReplicaSet that was first
+// rolled out before the current one, i.e. it was deployed and then replaced
+// by a later image. The order is by first revision: a rollback gives an old
+// ReplicaSet a new revision (keeping the old ones in revision-history), and
+// the image rolled back from must stay deployable once the operator resumes
+// the service.
+func replacedBefore(d *appsv1.Deployment, rss []*appsv1.ReplicaSet, container string, want image.Ref) (int64, bool) {
+	cur := rollout.Current(d, rss)
+	if cur == nil {
+		return 0, false
+	}
+	curFirst := rollout.FirstRevision(cur)
+	for _, rs := range rss {
+		if rs == cur || rollout.FirstRevision(rs) >= curFirst {
+			continue
+		}
+		img, ok := rollout.ContainerImage(&rs.Spec.Template, container)
+		if !ok {
+			continue
+		}
+		if r, err := image.Parse(img); err == nil && image.Same(r, want) {
+			return rollout.Revision(rs), true
+		}
+	}
+	return 0, false
+}

@@ -1,0 +1,162 @@
+package deploy
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/flux"
+)
+
+const repo = "ghcr.io/team-mercurious/api-gateway"
+
+func svc() config.Service {
+	return config.Service{Name: "api-gateway", Namespace: "apps", Deployment: "api-gateway", PolicyNamespace: "flux-system", PolicyName: "api-gateway", RolloutTimeout: time.Minute, AutoRollback: true}
+}
+
+func dep(img string, rev int64, mut ...func(*appsv1.Deployment)) *appsv1.Deployment {
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "api-gateway", Namespace: "apps", UID: types.UID("dep-uid"),
+			Annotations: map[string]string{"deployment.kubernetes.io/revision": itoa(rev)}},
+		Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{
+			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "api-gateway"}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "api-gateway", Image: img}}},
+		}},
+	}
+	for _, m := range mut {
+		m(d)
+	}
+	return d
+}
+
+// rs is a ReplicaSet of dep's template with img, at revision rev (and the
+// revision history a rollback leaves).
+func rs(d *appsv1.Deployment, img string, rev int64, history string) *appsv1.ReplicaSet {
+	r := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{
+		Name: "api-gateway-" + itoa(rev), Namespace: "apps",
+		Annotations:     map[string]string{"deployment.kubernetes.io/revision": itoa(rev)},
+		OwnerReferences: []metav1.OwnerReference{{UID: d.UID, Controller: ptr(true), Kind: "Deployment", Name: d.Name}},
+	}}
+	if history != "" {
+		r.Annotations["deployment.kubernetes.io/revision-history"] = history
+	}
+	r.Spec.Template = *d.Spec.Template.DeepCopy()
+	r.Spec.Template.Spec.Containers[0].Image = img
+	r.Spec.Template.Labels["pod-template-hash"] = "h" + itoa(rev)
+	return r
+}
+
+func pol(latest string, ready bool) *flux.Policy {
+	return &flux.Policy{Namespace: "flux-system", Name: "api-gateway", Latest: latest, Ready: ready, Message: "msg"}
+}
+
+func TestPlan(t *testing.T) {
+	d1 := dep(repo+":sha-aaa", 1)
+	tests := []struct {
+		name       string
+		in         Input
+		action     Action
+		target     string
+		problem    bool
+		reasonPart string
+	}{
+		{name: "up to date", in: Input{Service: svc(), Deployment: d1, Policy: pol(repo+":sha-aaa", true)}, action: UpToDate},
+		{name: "new image", in: Input{Service: svc(), Deployment: d1, Policy: pol(repo+":sha-bbb", true)}, action: Deploy, target: repo + ":sha-bbb"},
+		{name: "implicit docker hub is the same image",
+			in:     Input{Service: svc(), Deployment: dep("nginx:1.27", 1), Policy: pol("docker.io/library/nginx:1.27", true)},
+			action: UpToDate},
+		{name: "digest pinned deployment, same tag", in: Input{Service: svc(), Deployment: dep(repo+":v1@sha256:"+strings.Repeat("a", 64), 1), Policy: pol(repo+":v1", true)}, action: UpToDate},
+		{name: "registry port is part of the name",
+			in:     Input{Service: svc(), Deployment: dep("registry.local:5000/app:v1", 1), Policy: pol("registry.local/app:v1", true)},
+			action: Deploy, target: "registry.local/app:v1", reasonPart: "repository changes"},
+		{name: "missing deployment", in: Input{Service: svc(), Policy: pol(repo+":sha-bbb", true)}, action: Skip, problem: true, reasonPart: "Deployment apps/api-gateway not found"},
+		{name: "missing policy", in: Input{Service: svc(), Deployment: d1}, action: Skip, problem: true, reasonPart: "ImagePolicy flux-system/api-gateway not found"},
+		{name: "policy without image", in: Input{Service: svc(), Deployment: d1, Policy: pol("", false)}, action: Skip, reasonPart: "has no image yet"},
+		{name: "policy not ready", in: Input{Service: svc(), Deployment: d1, Policy: pol(repo+":sha-bbb", false)}, action: Skip, reasonPart: "is not Ready"},
+		{name: "bare tag in policy is refused", in: Input{Service: svc(), Deployment: d1, Policy: pol("sha-", true)}, action: Skip, problem: true, reasonPart: "invalid image reference"},
+		{name: "paused", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 1, func(d *appsv1.Deployment) { d.Spec.Paused = true }), Policy: pol(repo+":sha-bbb", true)}, action: Skip, reasonPart: "paused"},
+		{name: "held", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 1, func(d *appsv1.Deployment) {
+			d.Annotations[AnnHold] = `{"by":"alice@host","reason":"incident 42","at":"2026-11-25T10:00:00Z"}`
+		}), Policy: pol(repo+":sha-bbb", true)}, action: Skip, reasonPart: "held by alice@host since 2026-11-25 10:00: incident 42"},
+		{name: "garbled hold still holds", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 1, func(d *appsv1.Deployment) { d.Annotations[AnnHold] = "yes" }), Policy: pol(repo+":sha-bbb", true)}, action: Skip, reasonPart: "held"},
+		{name: "remembered failed image", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 1, func(d *appsv1.Deployment) {
+			d.Annotations[AnnFailedImage] = `{"image":"` + repo + `:sha-bbb","reason":"ImagePullBackOff","at":"2026-11-25T10:00:00Z"}`
+		}), Policy: pol(repo+":sha-bbb", true)}, action: Skip, reasonPart: "failed on 2026-11-25 10:00 (ImagePullBackOff)"},
+		{name: "failed image memory does not block the next image", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 1, func(d *appsv1.Deployment) {
+			d.Annotations[AnnFailedImage] = `{"image":"` + repo + `:sha-bbb","reason":"x","at":"2026-11-25T10:00:00Z"}`
+		}), Policy: pol(repo+":sha-ccc", true)}, action: Deploy, target: repo + ":sha-ccc"},
+		{name: "unverified rollout is verified first", in: Input{Service: svc(), Deployment: dep(repo+":sha-bbb", 2, func(d *appsv1.Deployment) {
+			d.Annotations[AnnVerified] = "false"
+			d.Annotations[AnnDeployedImage] = repo + ":sha-bbb"
+			d.Annotations[AnnPreviousRevision] = "1"
+		}), Policy: pol(repo+":sha-ccc", true)}, action: Verify, target: repo + ":sha-bbb"},
+		{name: "unverified mark for another image is ignored", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 2, func(d *appsv1.Deployment) {
+			d.Annotations[AnnVerified] = "false"
+			d.Annotations[AnnDeployedImage] = repo + ":sha-bbb"
+		}), Policy: pol(repo+":sha-aaa", true)}, action: UpToDate},
+		{name: "several containers and none named", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 1, func(d *appsv1.Deployment) {
+			d.Spec.Template.Spec.Containers = append(d.Spec.Template.Spec.Containers, corev1.Container{Name: "proxy", Image: "envoy:1"})
+		}), Policy: pol(repo+":sha-bbb", true)}, action: Skip, problem: true, reasonPart: "has 2 containers (api-gateway, proxy): set container"},
+		{name: "named container missing", in: Input{Service: func() config.Service { s := svc(); s.Container = "app"; return s }(), Deployment: d1, Policy: pol(repo+":sha-bbb", true)},
+			action: Skip, problem: true, reasonPart: `no container "app" (it has api-gateway)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Plan(tt.in)
+			if got.Action != tt.action || got.Problem != tt.problem {
+				t.Fatalf("Plan = %s (problem %v): %s; want %s (problem %v)", got.Action, got.Problem, got.Reason, tt.action, tt.problem)
+			}
+			if tt.target != "" && got.Target != tt.target {
+				t.Errorf("target = %q, want %q", got.Target, tt.target)
+			}
+			if !strings.Contains(got.Reason, tt.reasonPart) {
+				t.Errorf("reason = %q, want it to contain %q", got.Reason, tt.reasonPart)
+			}
+		})
+	}
+}
+
+// A policy that goes back to an image the Deployment ran and replaced is a
+// downgrade (alphabetical sha tags); an image rolled back *from* is not.
+func TestPlanDowngrade(t *testing.T) {
+	// aaa (rev 1) then bbb (rev 2, current); the policy says aaa again.
+	d := dep(repo+":sha-bbb", 2)
+	rss := []*appsv1.ReplicaSet{rs(d, repo+":sha-aaa", 1, ""), rs(d, repo+":sha-bbb", 2, "")}
+	got := Plan(Input{Service: svc(), Deployment: d, ReplicaSets: rss, Policy: pol(repo+":sha-aaa", true)})
+	if got.Action != Skip || !strings.Contains(got.Reason, "downgrade refused: revision 1") {
+		t.Fatalf("downgrade: %s: %s", got.Action, got.Reason)
+	}
+	// aaa (rev 1), bbb (rev 2), rolled back to aaa (now rev 3, history 1);
+	// the policy still says bbb: that is not a downgrade.
+	d = dep(repo+":sha-aaa", 3)
+	rss = []*appsv1.ReplicaSet{rs(d, repo+":sha-aaa", 3, "1"), rs(d, repo+":sha-bbb", 2, "")}
+	got = Plan(Input{Service: svc(), Deployment: d, ReplicaSets: rss, Policy: pol(repo+":sha-bbb", true)})
+	if got.Action != Deploy || got.PreviousRevision != 3 {
+		t.Fatalf("after rollback: %s (prev %d): %s", got.Action, got.PreviousRevision, got.Reason)
+	}
+}
+
+func BenchmarkPlan500(b *testing.B) {
+	ins := make([]Input, 500)
+	for i := range ins {
+		d := dep(repo+":sha-aaa", 2)
+		ins[i] = Input{Service: svc(), Deployment: d, ReplicaSets: []*appsv1.ReplicaSet{rs(d, repo+":sha-000", 1, ""), rs(d, repo+":sha-aaa", 2, "")}, Policy: pol(repo+":sha-bbb", true)}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, in := range ins {
+			Plan(in)
+		}
+	}
+}
+
+func itoa(i int64) string { return strconv.FormatInt(i, 10) }
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,82 @@
+// Package health runs a service's HTTP health check after a rollout: the
+// seed checked that the API answered with the new version, and so can this
+// (expectBody may contain the new tag).
+package health
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/autodeploy-dev/autodeploy/internal/config"
+)
+
+// Check calls h.URL until it answers h.ExpectStatus with a body containing
+// the rendered h.ExpectBody, retrying every h.Interval until h.Timeout. The
+// error describes the last attempt.
+func Check(ctx context.Context, h config.Health, image, tag string) error {
+	want, err := h.RenderBody(image, tag)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.Timeout)
+	defer cancel()
+	client := &http.Client{
+		// A redirect to a login page is not health.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	var last error
+	for {
+		last = attempt(ctx, client, h, want)
+		if last == nil {
+			return nil
+		}
+		t := time.NewTimer(h.Interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if ctx.Err() == context.DeadlineExceeded && last != nil {
+				return fmt.Errorf("health check %s failed for %s: %w", h.URL, h.Timeout, last)
+			}
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func attempt(ctx context.Context, client *http.Client, h config.Health, want string) error {
+	actx, cancel := context.WithTimeout(ctx, min(h.Timeout, 10*time.Second))
+	defer cancel()
+	req, err := http.NewRequestWithContext(actx, http.MethodGet, h.URL, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("User-Agent", "autodeploy-health")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != h.ExpectStatus {
+		return fmt.Errorf("status %d, want %d", resp.StatusCode, h.ExpectStatus)
+	}
+	if want != "" && !strings.Contains(string(body), want) {
+		return fmt.Errorf("body does not contain %q (got %q)", want, truncate(string(body), 120))
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
