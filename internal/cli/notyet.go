@@ -30,4 +30,3 @@ func newCmdRollback(f *Factory) *cobra.Command {
 		},
 	}
 }
-

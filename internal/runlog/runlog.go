@@ -87,4 +87,3 @@ func NewRunID(now time.Time) string {
 	_, _ = rand.Read(b)
 	return now.UTC().Format("20060102T150405") + "-" + hex.EncodeToString(b)
 }
-
