@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/autodeploy-dev/autodeploy/internal/fluxsim"
 	"github.com/autodeploy-dev/autodeploy/internal/kubetest"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
 	"github.com/autodeploy-dev/autodeploy/internal/testcluster"
@@ -149,12 +150,12 @@ func isReady(p *corev1.Pod) bool {
 func TestFluxCRDsAcceptStatus(t *testing.T) {
 	type gen struct {
 		flux     string
-		versions []kubetest.FluxVersion
+		versions []fluxsim.Version
 	}
 	gens := []gen{
-		{"2.6", []kubetest.FluxVersion{kubetest.Flux26Beta2, kubetest.Flux26Beta1}},
-		{"2.7", []kubetest.FluxVersion{kubetest.FluxV1, kubetest.Flux27Beta2}},
-		{"2.9", []kubetest.FluxVersion{kubetest.FluxV1}},
+		{"2.6", []fluxsim.Version{fluxsim.Flux26, fluxsim.V1beta1}},
+		{"2.7", []fluxsim.Version{fluxsim.V1, fluxsim.V1beta2}},
+		{"2.9", []fluxsim.Version{fluxsim.V1}},
 	}
 	for _, g := range gens {
 		t.Run("flux-"+g.flux, func(t *testing.T) {
@@ -169,7 +170,7 @@ func TestFluxCRDsAcceptStatus(t *testing.T) {
 				e.CreateImageRepository(v, e.Namespace, repo, "ghcr.io/acme/app")
 				e.CreateImagePolicy(v, e.Namespace, pol, repo)
 				e.SetPolicyImage(v, e.Namespace, pol, "ghcr.io/acme/app:sha-abc")
-				gvr := schema.GroupVersionResource{Group: kubetest.ImageGroup, Version: v.APIVersion, Resource: "imagepolicies"}
+				gvr := schema.GroupVersionResource{Group: fluxsim.Group, Version: v.APIVersion, Resource: "imagepolicies"}
 				obj, err := e.Dynamic.Resource(gvr).Namespace(e.Namespace).Get(context.Background(), pol, metav1.GetOptions{})
 				if err != nil {
 					t.Fatal(err)

@@ -1,0 +1,288 @@
+// Package fluxsim plays Flux's image-reflector-controller against a real
+// API server, for the integration tests and the demo: the module proxy does
+// not serve the controller, and no registry is needed to exercise
+// autodeploy. It writes ImageRepository and ImagePolicy status in the exact
+// shape of the chosen Flux version, and answers reconcile requests with
+// status.lastHandledReconcileAt as the controller does.
+package fluxsim
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"strings"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
+)
+
+// ReconcileAnnotation is the annotation `flux reconcile` sets.
+const ReconcileAnnotation = "reconcile.fluxcd.io/requestedAt"
+
+// Group is the API group of image-reflector-controller.
+const Group = "image.toolkit.fluxcd.io"
+
+// Version is an ImagePolicy/ImageRepository API version as one Flux release
+// serves and writes it.
+type Version struct {
+	APIVersion string // v1, v1beta2, v1beta1
+	// LatestRef: status.latestRef {name, tag}.
+	LatestRef bool
+	// LatestImage: status.latestImage (v1beta1; deprecated in 2.6's v1beta2).
+	LatestImage bool
+	// PolicyReconcile: ImagePolicy answers reconcile requests (Flux >= 2.7).
+	PolicyReconcile bool
+}
+
+// The versions of the supported Flux generations.
+var (
+	V1      = Version{APIVersion: "v1", LatestRef: true, PolicyReconcile: true}
+	V1beta2 = Version{APIVersion: "v1beta2", LatestRef: true, PolicyReconcile: true} // as Flux 2.7 serves it
+	Flux26  = Version{APIVersion: "v1beta2", LatestRef: true, LatestImage: true}
+	V1beta1 = Version{APIVersion: "v1beta1", LatestImage: true}
+)
+
+// GVR returns the resource at v.
+func (v Version) GVR(resource string) schema.GroupVersionResource {
+	return schema.GroupVersionResource{Group: Group, Version: v.APIVersion, Resource: resource}
+}
+
+// CreateRepository creates an ImageRepository scanning image.
+func CreateRepository(ctx context.Context, dc dynamic.Interface, v Version, ns, name, image string) error {
+	obj := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": Group + "/" + v.APIVersion, "kind": "ImageRepository",
+		"metadata": map[string]any{"name": name, "namespace": ns},
+		"spec":     map[string]any{"image": image, "interval": "5m"},
+	}}
+	if _, err := dc.Resource(v.GVR("imagerepositories")).Namespace(ns).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create ImageRepository %s/%s: %w", ns, name, err)
+	}
+	return nil
+}
+
+// CreatePolicy creates an alphabetical ImagePolicy over sha-<hex> tags of
+// repo, as the seed's policies are.
+func CreatePolicy(ctx context.Context, dc dynamic.Interface, v Version, ns, name, repo string) error {
+	obj := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": Group + "/" + v.APIVersion, "kind": "ImagePolicy",
+		"metadata": map[string]any{"name": name, "namespace": ns},
+		"spec": map[string]any{
+			"imageRepositoryRef": map[string]any{"name": repo},
+			"filterTags":         map[string]any{"pattern": "^sha-[a-f0-9]+$"},
+			"policy":             map[string]any{"alphabetical": map[string]any{"order": "asc"}},
+		},
+	}}
+	if _, err := dc.Resource(v.GVR("imagepolicies")).Namespace(ns).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create ImagePolicy %s/%s: %w", ns, name, err)
+	}
+	return nil
+}
+
+// SetPolicy writes an ImagePolicy's status as the controller does after
+// selecting image. An empty image is a policy not Ready, with no image yet.
+// handled, if not empty, is written as lastHandledReconcileAt where the
+// version has it.
+func SetPolicy(ctx context.Context, dc dynamic.Interface, v Version, ns, name, image, handled string) error {
+	status := map[string]any{"observedGeneration": int64(1)}
+	cond := readyCondition(true, "Succeeded", "Latest image tag for "+image+" resolved")
+	if image == "" {
+		cond = readyCondition(false, "DependencyNotReady", "no image selected yet")
+	} else {
+		i := strings.LastIndex(image, ":")
+		if v.LatestRef && i > 0 {
+			status["latestRef"] = map[string]any{"name": image[:i], "tag": image[i+1:]}
+		}
+		if v.LatestImage {
+			status["latestImage"] = image
+		}
+	}
+	status["conditions"] = []any{cond}
+	if handled != "" && v.PolicyReconcile {
+		status["lastHandledReconcileAt"] = handled
+	}
+	return writeStatus(ctx, dc, v.GVR("imagepolicies"), ns, name, status)
+}
+
+// SetRepository writes an ImageRepository's status after a scan.
+func SetRepository(ctx context.Context, dc dynamic.Interface, v Version, ns, name, canonical, handled string, tags int) error {
+	status := map[string]any{
+		"observedGeneration": int64(1),
+		"canonicalImageName": canonical,
+		"conditions":         []any{readyCondition(true, "Succeeded", fmt.Sprintf("successful scan: found %d tags", tags))},
+		"lastScanResult": map[string]any{
+			"tagCount": int64(tags), "scanTime": time.Now().UTC().Format(time.RFC3339),
+		},
+	}
+	if handled != "" {
+		status["lastHandledReconcileAt"] = handled
+	}
+	return writeStatus(ctx, dc, v.GVR("imagerepositories"), ns, name, status)
+}
+
+func readyCondition(ok bool, reason, msg string) map[string]any {
+	s := "False"
+	if ok {
+		s = "True"
+	}
+	return map[string]any{
+		"type": "Ready", "status": s, "reason": reason, "message": msg,
+		"lastTransitionTime": time.Now().UTC().Format(time.RFC3339), "observedGeneration": int64(1),
+	}
+}
+
+func writeStatus(ctx context.Context, dc dynamic.Interface, gvr schema.GroupVersionResource, ns, name string, status map[string]any) error {
+	patch, err := json.Marshal(map[string]any{"status": status})
+	if err != nil {
+		return err
+	}
+	if _, err := dc.Resource(gvr).Namespace(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}, "status"); err != nil {
+		return fmt.Errorf("write status of %s %s/%s: %w", gvr.Resource, ns, name, err)
+	}
+	return nil
+}
+
+// Reflector answers reconcile requests in one namespace by "scanning" a
+// fake registry (set with Track and Push) and writing status.
+type Reflector struct {
+	dc  dynamic.Interface
+	v   Version
+	ns  string
+	err func(error)
+
+	mu       sync.Mutex
+	latest   map[string]string // ImageRepository -> newest image in the "registry"
+	tags     map[string]int    // ImageRepository -> tags pushed so far
+	policies map[string]string // ImagePolicy -> ImageRepository
+	silent   map[string]bool   // objects that ignore reconcile requests
+	requests map[string]int    // "resource/name" -> reconcile requests seen
+}
+
+// Start runs a Reflector until ctx ends. onErr receives write failures.
+func Start(ctx context.Context, dc dynamic.Interface, v Version, ns string, onErr func(error)) (*Reflector, error) {
+	r := &Reflector{dc: dc, v: v, ns: ns, err: onErr,
+		latest: map[string]string{}, tags: map[string]int{}, policies: map[string]string{}, silent: map[string]bool{}, requests: map[string]int{}}
+	for _, res := range []string{"imagerepositories", "imagepolicies"} {
+		w, err := dc.Resource(v.GVR(res)).Namespace(ns).Watch(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("watch %s: %w", res, err)
+		}
+		go func() {
+			defer w.Stop()
+			for ev := range w.ResultChan() {
+				if u, ok := ev.Object.(*unstructured.Unstructured); ok && (ev.Type == watch.Added || ev.Type == watch.Modified) {
+					r.handle(ctx, res, u)
+				}
+			}
+		}()
+	}
+	return r, nil
+}
+
+// Track declares policy over repo with image as the newest tag, and writes
+// both statuses as after a first scan.
+func (r *Reflector) Track(ctx context.Context, policy, repo, image string) error {
+	r.mu.Lock()
+	r.policies[policy] = repo
+	r.latest[repo] = image
+	r.tags[repo]++
+	tags := r.tags[repo]
+	r.mu.Unlock()
+	if err := SetRepository(ctx, r.dc, r.v, r.ns, repo, repoOf(image), "", tags); err != nil {
+		return err
+	}
+	return SetPolicy(ctx, r.dc, r.v, r.ns, policy, image, "")
+}
+
+// Push makes image the newest tag of repo. Status changes only at the next
+// reconcile, as with a real registry between two scans.
+func (r *Reflector) Push(repo, image string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.latest[repo] = image
+	r.tags[repo]++
+}
+
+// Silence makes the named repository or policy ignore reconcile requests,
+// like a controller that is down.
+func (r *Reflector) Silence(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.silent[name] = true
+}
+
+// Requests returns how many distinct reconcile requests resource/name got.
+func (r *Reflector) Requests(resource, name string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.requests[resource+"/"+name]
+}
+
+func (r *Reflector) handle(ctx context.Context, res string, obj *unstructured.Unstructured) {
+	token := obj.GetAnnotations()[ReconcileAnnotation]
+	handled, _, _ := unstructured.NestedString(obj.Object, "status", "lastHandledReconcileAt")
+	if token == "" || token == handled {
+		return
+	}
+	name := obj.GetName()
+	r.mu.Lock()
+	key := res + "/" + name + "@" + token
+	first := r.requests[key] == 0
+	r.requests[key]++
+	if first {
+		r.requests[res+"/"+name]++
+	}
+	silent := r.silent[name]
+	image := r.latest[r.policies[name]]
+	if res == "imagerepositories" {
+		image = r.latest[name]
+	}
+	tags := r.tags[name]
+	pols := maps.Clone(r.policies)
+	r.mu.Unlock()
+	if silent || !first {
+		return
+	}
+	var err error
+	switch res {
+	case "imagerepositories":
+		err = SetRepository(ctx, r.dc, r.v, r.ns, name, repoOf(image), token, tags)
+		// The controller re-evaluates the policies of a scanned repository;
+		// their own lastHandledReconcileAt is left as it was.
+		for pol, repo := range pols {
+			if repo == name && err == nil {
+				err = SetPolicy(ctx, r.dc, r.v, r.ns, pol, image, r.policyHandled(ctx, pol))
+			}
+		}
+	case "imagepolicies":
+		if !r.v.PolicyReconcile {
+			return
+		}
+		err = SetPolicy(ctx, r.dc, r.v, r.ns, name, image, token)
+	}
+	if err != nil && ctx.Err() == nil && r.err != nil {
+		r.err(err)
+	}
+}
+
+func (r *Reflector) policyHandled(ctx context.Context, name string) string {
+	obj, err := r.dc.Resource(r.v.GVR("imagepolicies")).Namespace(r.ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return ""
+	}
+	h, _, _ := unstructured.NestedString(obj.Object, "status", "lastHandledReconcileAt")
+	return h
+}
+
+func repoOf(image string) string {
+	if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
+		return image[:i]
+	}
+	return image
+}

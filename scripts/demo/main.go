@@ -1,0 +1,197 @@
+// Command demo shows autodeploy on the local cluster of `make cluster-up`:
+// the seed's three services, their Flux objects, a new image pushed to one
+// of them, a bad image pushed to another, and what `autodeploy run` does
+// with each. Flux's image-reflector-controller is played by fluxsim.
+//
+//	go run ./scripts/demo --kubeconfig K --autodeploy bin/autodeploy --dir D
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/autodeploy-dev/autodeploy/internal/fluxsim"
+	"github.com/autodeploy-dev/autodeploy/internal/testcluster"
+)
+
+const registry = "ghcr.io/team-mercurious/"
+
+var services = []string{"api-gateway", "api-enrichment", "api-generation"}
+
+func main() {
+	kubeconfig := flag.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the demo cluster")
+	bin := flag.String("autodeploy", "bin/autodeploy", "autodeploy binary")
+	dir := flag.String("dir", filepath.Join(testcluster.CacheDir(), "demo"), "where the demo's config, log and lock live")
+	flag.Parse()
+	if err := run(*kubeconfig, *bin, *dir); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run(kubeconfig, bin, dir string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return err
+	}
+	kc := kubernetes.NewForConfigOrDie(cfg)
+	dc := dynamic.NewForConfigOrDie(cfg)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	confPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(confPath, []byte(demoConfig(dir)), 0o644); err != nil {
+		return err
+	}
+
+	step("Setting up namespace apps with %s, and their Flux objects in flux-system", strings.Join(services, ", "))
+	for _, ns := range []string{"apps", "flux-system"} {
+		_ = kc.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+	}
+	for _, ns := range []string{"apps", "flux-system"} {
+		if err := recreateNamespace(ctx, kc, ns); err != nil {
+			return err
+		}
+	}
+	refl, err := fluxsim.Start(ctx, dc, fluxsim.V1, "flux-system", func(err error) { fmt.Fprintln(os.Stderr, "fluxsim:", err) })
+	if err != nil {
+		return err
+	}
+	for _, s := range services {
+		img := registry + s + ":sha-1a2b3c4"
+		if _, err := kc.AppsV1().Deployments("apps").Create(ctx, deployment(s, img), metav1.CreateOptions{}); err != nil {
+			return err
+		}
+		if err := fluxsim.CreateRepository(ctx, dc, fluxsim.V1, "flux-system", s, registry+s); err != nil {
+			return err
+		}
+		if err := fluxsim.CreatePolicy(ctx, dc, fluxsim.V1, "flux-system", s, s); err != nil {
+			return err
+		}
+		if err := refl.Track(ctx, s, s, img); err != nil {
+			return err
+		}
+	}
+	for _, s := range services {
+		if err := waitAvailable(ctx, kc, s); err != nil {
+			return err
+		}
+	}
+	ad := func(args ...string) {
+		args = append([]string{"--config", confPath, "--kubeconfig", kubeconfig}, args...)
+		fmt.Printf("\n$ autodeploy %s\n", strings.Join(args[4:], " "))
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Printf("(exit code %d)\n", cmd.ProcessState.ExitCode())
+		}
+	}
+
+	step("Nothing new yet: a run has nothing to do")
+	ad("run", "-v")
+
+	step("CI pushes %s:sha-5d6e7f8; the next run asks Flux to rescan, sees it, deploys and verifies it", registry+"api-gateway")
+	refl.Push("api-gateway", registry+"api-gateway:sha-5d6e7f8")
+	ad("run", "--dry-run")
+	ad("run", "-v")
+
+	step("A broken image (its pull fails) reaches api-enrichment: the run fails fast, rolls back, remembers it")
+	refl.Push("api-enrichment", registry+"api-enrichment:fail-9a8b7c6")
+	ad("run", "-v")
+
+	step("The next run skips the remembered bad image")
+	ad("run", "-v")
+
+	step("The log file (%s)", filepath.Join(dir, "autodeploy.log"))
+	if b, err := os.ReadFile(filepath.Join(dir, "autodeploy.log")); err == nil {
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) > 12 {
+			lines = lines[len(lines)-12:]
+		}
+		fmt.Println(strings.Join(lines, "\n"))
+	}
+	fmt.Printf("\nThe demo cluster keeps running: export KUBECONFIG=%s; kubectl -n apps get deploy,pods\nStop it with: make cluster-down\n", kubeconfig)
+	return nil
+}
+
+func step(format string, args ...any) {
+	fmt.Printf("\n\033[1m== "+format+"\033[0m\n", args...)
+}
+
+func demoConfig(dir string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# autodeploy demo config (written by scripts/demo)\nschedule: \"*/2 * * * *\"\nlockFile: %s\n", filepath.Join(dir, "autodeploy.lock"))
+	fmt.Fprintf(&b, "log: {file: %s, maxSizeMB: 1, maxBackups: 2}\n", filepath.Join(dir, "autodeploy.log"))
+	b.WriteString("flux: {namespace: flux-system, reconcileTimeout: 20s}\ndefaults: {namespace: apps, rolloutTimeout: 60s}\nservices:\n")
+	for _, s := range services {
+		fmt.Fprintf(&b, "  - name: %s\n", s)
+	}
+	return b.String()
+}
+
+func recreateNamespace(ctx context.Context, kc kubernetes.Interface, ns string) error {
+	// A namespace being deleted refuses new objects: wait until it is gone.
+	for {
+		_, err := kc.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if _, err := kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	return testcluster.WaitDefaultServiceAccount(ctx, kc, ns)
+}
+
+func deployment(name, image string) *appsv1.Deployment {
+	replicas := int32(2)
+	zero, one := intstr.FromInt32(0), intstr.FromInt32(1)
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "apps"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateDeployment{MaxUnavailable: &zero, MaxSurge: &one}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: image, Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}},
+			},
+		},
+	}
+}
+
+func waitAvailable(ctx context.Context, kc kubernetes.Interface, name string) error {
+	for {
+		d, err := kc.AppsV1().Deployments("apps").Get(ctx, name, metav1.GetOptions{})
+		if err == nil && d.Status.ObservedGeneration >= d.Generation && d.Status.AvailableReplicas == *d.Spec.Replicas && d.Status.UpdatedReplicas == *d.Spec.Replicas {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("deployment %s never became available: %w", name, ctx.Err())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
