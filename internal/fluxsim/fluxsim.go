@@ -252,13 +252,19 @@ func (r *Reflector) handle(ctx context.Context, res string, obj *unstructured.Un
 	var err error
 	switch res {
 	case "imagerepositories":
-		err = SetRepository(ctx, r.dc, r.v, r.ns, name, repoOf(image), token, tags)
-		// The controller re-evaluates the policies of a scanned repository;
-		// their own lastHandledReconcileAt is left as it was.
+		// The controller re-evaluates the policies of a scanned repository
+		// (their own lastHandledReconcileAt is left as it was). They are
+		// written before the repository reports the scan handled: on real
+		// Flux < 2.7 a policy can lag its repository by a moment, and only
+		// 2.7's policy reconcile closes that gap, which the tests of 2.7
+		// exercise; here the older path gets a deterministic order.
 		for pol, repo := range pols {
 			if repo == name && err == nil {
 				err = SetPolicy(ctx, r.dc, r.v, r.ns, pol, image, r.policyHandled(ctx, pol))
 			}
+		}
+		if err == nil {
+			err = SetRepository(ctx, r.dc, r.v, r.ns, name, repoOf(image), token, tags)
 		}
 	case "imagepolicies":
 		if !r.v.PolicyReconcile {

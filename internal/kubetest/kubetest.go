@@ -131,3 +131,30 @@ func NewNamespace(t testing.TB, prefix string) string {
 	}
 	return name
 }
+
+// Dedicated starts a cluster of its own for t, with the CRDs of another
+// Flux generation (CRDs are cluster-wide, so the shared cluster cannot
+// serve two generations), and returns an Env on a fresh namespace in it.
+func Dedicated(t testing.TB, flux string) *Env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c, err := testcluster.Start(ctx, testcluster.Options{Dir: t.TempDir(), RepoRoot: RepoRoot(), Flux: flux})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Env{T: t, Namespace: "apps", Kubeconfig: c.Kubeconfig, Config: cfg,
+		Kube: kubernetes.NewForConfigOrDie(cfg), Dynamic: dynamic.NewForConfigOrDie(cfg)}
+	if _, err := e.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.Namespace}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := testcluster.WaitDefaultServiceAccount(ctx, e.Kube, e.Namespace); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}

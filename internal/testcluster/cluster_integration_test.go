@@ -13,8 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/autodeploy-dev/autodeploy/internal/fluxsim"
 	"github.com/autodeploy-dev/autodeploy/internal/kubetest"
@@ -163,7 +161,7 @@ func TestFluxCRDsAcceptStatus(t *testing.T) {
 			if g.flux == testcluster.DefaultFlux {
 				e = kubetest.New(t)
 			} else {
-				e = dedicated(t, g.flux)
+				e = kubetest.Dedicated(t, g.flux)
 			}
 			for _, v := range g.versions {
 				repo, pol := "repo-"+v.APIVersion, "pol-"+v.APIVersion
@@ -189,21 +187,4 @@ func TestFluxCRDsAcceptStatus(t *testing.T) {
 			}
 		})
 	}
-}
-
-// dedicated starts an API server with another Flux generation's CRDs.
-func dedicated(t *testing.T, flux string) *kubetest.Env {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	c, err := testcluster.Start(ctx, testcluster.Options{Dir: t.TempDir(), RepoRoot: kubetest.RepoRoot(), Flux: flux, ControlPlaneOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Stop)
-	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &kubetest.Env{T: t, Namespace: "default", Kubeconfig: c.Kubeconfig, Config: cfg, Dynamic: dynamic.NewForConfigOrDie(cfg)}
 }
