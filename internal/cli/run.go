@@ -134,7 +134,7 @@ func runRun(ctx context.Context, f *Factory, o *RunOptions) error {
 		printSummary(f.IO.Out, res)
 	}
 	if err != nil {
-		return err // interrupted
+		return withCode(ExitInterrupted, fmt.Errorf("interrupted: stopped waiting and released the lock; the next run verifies what was left (%w)", err))
 	}
 	if code := runExitCode(res); code != ExitOK {
 		return withCode(code, &silentError{fmt.Errorf("run %s: %s", runID, summaryLine(res))})

@@ -107,7 +107,7 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 		return res, err
 	}
 	if !o.NoReconcile && !o.DryRun {
-		res.Warnings = r.reconcile(ctx, api, policies)
+		res.Warnings = r.reconcile(ctx, api, configured(policies, services))
 		if ctx.Err() != nil {
 			res.Cancelled = true
 			return res, ctx.Err()
@@ -205,6 +205,9 @@ func (r *Runner) reconcile(ctx context.Context, api flux.API, policies map[strin
 	rctx, cancel := context.WithTimeout(ctx, r.Config.Flux.ReconcileTimeout)
 	defer cancel()
 	start := r.Now()
+	if len(repos) == 0 {
+		return nil
+	}
 	r.progress("", fmt.Sprintf("asking Flux to rescan %d image repositories", len(repos)))
 	var warnings []string
 	collect := func(kind string, outs []flux.Outcome) {
@@ -392,6 +395,18 @@ func (r *Runner) fresh(ctx context.Context, s config.Service) *appsv1.Deployment
 		return nil
 	}
 	return d
+}
+
+// configured keeps the policies the services use: a namespace shared with
+// other teams' policies must not make every run wait on theirs.
+func configured(policies map[string]*flux.Policy, services []config.Service) map[string]*flux.Policy {
+	out := map[string]*flux.Policy{}
+	for _, s := range services {
+		if p, ok := policies[s.PolicyNamespace+"/"+s.PolicyName]; ok {
+			out[p.Key()] = p
+		}
+	}
+	return out
 }
 
 func distinct(services []config.Service, key func(config.Service) string) []string {

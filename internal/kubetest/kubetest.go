@@ -158,3 +158,22 @@ func Dedicated(t testing.TB, flux string) *Env {
 	}
 	return e
 }
+
+// DedicatedControlPlane starts etcd and an API server only, with the CRDs
+// of flux ("none" for none): enough for what never runs a pod.
+func DedicatedControlPlane(t testing.TB, flux string) *Env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := testcluster.Start(ctx, testcluster.Options{Dir: t.TempDir(), RepoRoot: RepoRoot(), Flux: flux, ControlPlaneOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Env{T: t, Namespace: "default", Kubeconfig: c.Kubeconfig, Config: cfg,
+		Kube: kubernetes.NewForConfigOrDie(cfg), Dynamic: dynamic.NewForConfigOrDie(cfg)}
+}

@@ -161,7 +161,7 @@ func TestFluxCRDsAcceptStatus(t *testing.T) {
 			if g.flux == testcluster.DefaultFlux {
 				e = kubetest.New(t)
 			} else {
-				e = kubetest.Dedicated(t, g.flux)
+				e = kubetest.DedicatedControlPlane(t, g.flux)
 			}
 			for _, v := range g.versions {
 				repo, pol := "repo-"+v.APIVersion, "pol-"+v.APIVersion

@@ -1,0 +1,168 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/autodeploy-dev/autodeploy/internal/lock"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// execute runs the CLI in-process with a clean environment plus env.
+func execute(t *testing.T, env map[string]string, args ...string) (ExitCode, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	f := NewFactory(IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}, func(k string) string { return env[k] })
+	code := Execute(context.Background(), f, args)
+	return code, out.String(), errOut.String()
+}
+
+func repoPath(p string) string { return filepath.Join("..", "..", p) }
+
+// writeConfig writes a config whose lock and log live in a temp dir.
+func writeConfig(t *testing.T, extra string) (path, dir string) {
+	t.Helper()
+	dir = t.TempDir()
+	path = filepath.Join(dir, "config.yaml")
+	body := "lockFile: " + filepath.Join(dir, "lock") + "\nlog: {file: " + filepath.Join(dir, "autodeploy.log") + "}\n" + extra
+	if !strings.Contains(extra, "services:") {
+		body += "services:\n  - name: api\n"
+	}
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, dir
+}
+
+// unreachableKubeconfig points at a loopback port nothing listens on.
+func unreachableKubeconfig(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "kubeconfig")
+	kc := `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: x}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`
+	if err := os.WriteFile(p, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestExitCodes(t *testing.T) {
+	cfg, _ := writeConfig(t, "")
+	kc := unreachableKubeconfig(t)
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		code    ExitCode
+		errPart string
+	}{
+		{name: "version", args: []string{"version"}, code: ExitOK},
+		{name: "unknown flag", args: []string{"run", "--bogus"}, code: ExitUsage, errPart: "unknown flag: --bogus"},
+		{name: "unknown command", args: []string{"deploy"}, code: ExitUsage, errPart: `unknown command "deploy"`},
+		{name: "extra argument", args: []string{"run", "x"}, code: ExitUsage, errPart: "takes no arguments"},
+		{name: "bad color", args: []string{"version", "--color", "pink"}, code: ExitUsage, errPart: `invalid --color "pink"`},
+		{name: "bad output", args: []string{"run", "--config", cfg, "-o", "yaml"}, code: ExitUsage, errPart: `invalid --output "yaml"`},
+		{name: "missing config", args: []string{"run", "--config", "/nonexistent/autodeploy.yaml"}, code: ExitUsage, errPart: "/nonexistent/autodeploy.yaml"},
+		{name: "config from env", args: []string{"config", "validate"}, env: map[string]string{"AUTODEPLOY_CONFIG": "/nonexistent/env.yaml"}, code: ExitUsage, errPart: "/nonexistent/env.yaml"},
+		{name: "invalid config", args: []string{"config", "validate", repoPath("testdata/config/invalid/many-errors.yaml")}, code: ExitUsage, errPart: `unknown key "helth"`},
+		{name: "valid example", args: []string{"config", "validate", repoPath("testdata/config/example.yaml")}, code: ExitOK},
+		{name: "unknown service", args: []string{"run", "--config", cfg, "--service", "nope"}, code: ExitUsage, errPart: `unknown service "nope"`},
+		{name: "unreachable cluster", args: []string{"run", "--config", cfg, "--kubeconfig", kc}, code: ExitUnreachable, errPart: "cannot reach the Kubernetes API at https://127.0.0.1:1 (kubeconfig " + kc + ")"},
+		{name: "missing kubeconfig", args: []string{"run", "--config", cfg, "--kubeconfig", "/nonexistent/kubeconfig"}, code: ExitUnreachable, errPart: "/nonexistent/kubeconfig"},
+		{name: "status not implemented", args: []string{"status"}, code: ExitError, errPart: "not implemented yet"},
+		{name: "rollback needs a service", args: []string{"rollback"}, code: ExitUsage, errPart: "takes exactly one service name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := execute(t, tt.env, tt.args...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d; stderr:\n%s", code, tt.code, stderr)
+			}
+			if !strings.Contains(stderr, tt.errPart) {
+				t.Fatalf("stderr %q does not contain %q", stderr, tt.errPart)
+			}
+			if tt.code != ExitOK && tt.code != ExitUsage && strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+				t.Errorf("error is not one line:\n%s", stderr)
+			}
+		})
+	}
+}
+
+// Under cron a held lock is normal: exit 4 quietly, one line in the log.
+// With -v the holder is named.
+func TestRunLockHeld(t *testing.T) {
+	cfg, dir := writeConfig(t, "")
+	l, err := lock.TryAcquire(filepath.Join(dir, "lock"), "autodeploy run other", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	code, stdout, stderr := execute(t, nil, "run", "--config", cfg, "--kubeconfig", unreachableKubeconfig(t))
+	if code != ExitLocked || stdout != "" || stderr != "" {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 4 and silence", code, stdout, stderr)
+	}
+	log, _ := os.ReadFile(filepath.Join(dir, "autodeploy.log"))
+	if !strings.Contains(string(log), `msg="run skipped"`) || !strings.Contains(string(log), "autodeploy run other") {
+		t.Errorf("log lacks the skipped line naming the holder:\n%s", log)
+	}
+	code, _, stderr = execute(t, nil, "run", "-v", "--config", cfg, "--kubeconfig", unreachableKubeconfig(t))
+	if code != ExitLocked || !strings.Contains(stderr, "pid") {
+		t.Fatalf("-v: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// No log, no deploy: the run stops before touching the cluster.
+func TestRunRefusesWithoutLog(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "file"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := writeConfig(t, "")
+	body, _ := os.ReadFile(cfg)
+	body = []byte(strings.Replace(string(body), "log: {file: ", "log: {file: "+filepath.Join(dir, "file")+"/x.log} #", 1))
+	if err := os.WriteFile(cfg, body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := execute(t, nil, "run", "--config", cfg, "--kubeconfig", unreachableKubeconfig(t))
+	if code != ExitError || !strings.Contains(stderr, "refusing to deploy: cannot") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+// --help is part of the interface: golden files keep it deliberate.
+func TestHelpGolden(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"run", "--help"}, {"config", "validate", "--help"}} {
+		name := strings.Join(args, "_")
+		t.Run(name, func(t *testing.T) {
+			code, stdout, _ := execute(t, nil, args...)
+			if code != ExitOK {
+				t.Fatalf("exit %d", code)
+			}
+			golden := repoPath(filepath.Join("testdata", "golden", "cli", strings.TrimLeft(strings.ReplaceAll(name, "--", ""), "_")+".golden"))
+			if *update {
+				if err := os.WriteFile(golden, []byte(stdout), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if stdout != string(want) {
+				t.Errorf("help differs from %s (-update to accept):\n%s", golden, stdout)
+			}
+		})
+	}
+}
