@@ -7,6 +7,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +18,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
@@ -451,4 +454,82 @@ func TestRunOnFlux26(t *testing.T) {
 	if b, _ := json.Marshal(res); !bytes.Contains(b, []byte(`"fluxImageAPI":"v1beta2"`)) {
 		t.Errorf("json: %s", b)
 	}
+}
+
+// The health check runs after the rollout: the service must answer with the
+// new tag (as the seed checked that the API answered the new version); a
+// failing check rolls back.
+func TestRunHealthCheck(t *testing.T) {
+	e := kubetest.New(t)
+	// Stands in for the service: answers with the tag its Deployment runs,
+	// or fails when the tag says so.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d, err := e.Kube.AppsV1().Deployments(e.Namespace).Get(r.Context(), r.URL.Query().Get("svc"), metav1.GetOptions{})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		img := kubetest.Image(d)
+		if strings.Contains(img, "sha-bad") {
+			http.Error(w, "database unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintf(w, `{"version":%q}`, img[strings.LastIndex(img, ":")+1:])
+	}))
+	defer srv.Close()
+	health := func(svc string) string {
+		return fmt.Sprintf("    health: {url: %q, expectBody: '\"{{.Tag}}\"', timeout: 1s, interval: 100ms}\n", srv.URL+"/?svc="+svc)
+	}
+	f := newFixture(t, e, fluxsim.V1, []svcSpec{
+		{name: "good", image: reg + "good:sha-1111111", extra: health("good")},
+		{name: "bad", image: reg + "bad:sha-1111111", extra: health("bad")},
+	}, "")
+	f.refl.Push("good", reg+"good:sha-2222222")
+	f.refl.Push("bad", reg+"bad:sha-bad2222")
+	res := f.run(t, deploy.Options{})
+	wantOutcome(t, res, "good", deploy.OutcomeDeployed)
+	s := wantOutcome(t, res, "bad", deploy.OutcomeRolledBack)
+	if !strings.Contains(s.Error, "health check") || !strings.Contains(s.Error, "status 503") {
+		t.Errorf("error = %q", s.Error)
+	}
+	if img := kubetest.Image(e.GetDeployment("bad")); img != reg+"bad:sha-1111111" {
+		t.Errorf("bad not rolled back: %s", img)
+	}
+	if !strings.Contains(f.log.String(), `msg="health check passed"`) {
+		t.Errorf("log lacks the passed health check")
+	}
+}
+
+// With autoRollback off, a failed rollout is left as it is, remembered, and
+// reported.
+func TestRunWithoutAutoRollback(t *testing.T) {
+	e := kubetest.New(t)
+	f := newFixture(t, e, fluxsim.V1, []svcSpec{{name: "api", image: reg + "api:sha-1111111", extra: "    autoRollback: false\n"}}, "")
+	f.refl.Push("api", reg+"api:fail-2222222")
+	wantOutcome(t, f.run(t, deploy.Options{}), "api", deploy.OutcomeFailed)
+	d := e.GetDeployment("api")
+	if img := kubetest.Image(d); img != reg+"api:fail-2222222" {
+		t.Fatalf("image = %s: the failed rollout should stay", img)
+	}
+	if fi, ok := deploy.ParseFailedImage(d.Annotations); !ok || fi.Image != reg+"api:fail-2222222" {
+		t.Errorf("failed image not remembered: %v", d.Annotations)
+	}
+}
+
+// A suspended ImageRepository is not asked to rescan; that is a warning.
+func TestRunSuspendedRepository(t *testing.T) {
+	e := kubetest.New(t)
+	f := newFixture(t, e, fluxsim.V1, []svcSpec{{name: "api", image: reg + "api:sha-1111111"}}, "")
+	patch := []byte(`{"spec":{"suspend":true}}`)
+	if _, err := e.Dynamic.Resource(fluxsim.V1.GVR("imagerepositories")).Namespace(e.Namespace).Patch(context.Background(), "api", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res := f.run(t, deploy.Options{})
+	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "suspended") {
+		t.Fatalf("warnings = %v", res.Warnings)
+	}
+	if f.refl.Requests("imagerepositories", "api") != 0 {
+		t.Error("a suspended repository was asked to reconcile")
+	}
+	wantOutcome(t, res, "api", deploy.OutcomeUpToDate)
 }

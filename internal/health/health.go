@@ -30,9 +30,13 @@ func Check(ctx context.Context, h config.Health, image, tag string) error {
 	}
 	var last error
 	for {
-		last = attempt(ctx, client, h, want)
-		if last == nil {
+		err := attempt(ctx, client, h, want)
+		if err == nil {
 			return nil
+		}
+		// An attempt cut short by the deadline says less than the one before.
+		if last == nil || ctx.Err() == nil {
+			last = err
 		}
 		t := time.NewTimer(h.Interval)
 		select {

@@ -41,7 +41,7 @@ func TestCheck(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			calls.Store(0)
-			h := config.Health{URL: srv.URL + tt.path, ExpectStatus: 200, ExpectBody: tt.body, Timeout: 300 * time.Millisecond, Interval: 10 * time.Millisecond}
+			h := config.Health{URL: srv.URL + tt.path, ExpectStatus: 200, ExpectBody: tt.body, Timeout: time.Second, Interval: 10 * time.Millisecond}
 			err := Check(context.Background(), h, "ghcr.io/x/api:v1.0.1", "v1.0.1")
 			if tt.wantErr == "" {
 				if err != nil {

@@ -21,6 +21,13 @@ import (
 // because that is the usual state of a k3s host's root crontab.
 const K3sKubeconfig = "/etc/rancher/k3s/k3s.yaml"
 
+// Where kubectl and k3s keep kubeconfigs; variables so tests can move them.
+var (
+	homeKubeconfig = clientcmd.RecommendedHomeFile
+	k3sKubeconfig  = K3sKubeconfig
+	getenv         = os.Getenv
+)
+
 // Options select the cluster, as kubectl's flags of the same names do.
 type Options struct {
 	Kubeconfig string // --kubeconfig; empty means KUBECONFIG, ~/.kube/config, in-cluster, then k3s
@@ -48,21 +55,22 @@ func (o Options) RESTConfig() (*rest.Config, string, error) {
 	case o.Kubeconfig != "":
 		rules.ExplicitPath = o.Kubeconfig
 		source = o.Kubeconfig
-	case os.Getenv(clientcmd.RecommendedConfigPathEnvVar) != "":
-		source = os.Getenv(clientcmd.RecommendedConfigPathEnvVar)
-	case fileExists(clientcmd.RecommendedHomeFile):
-		source = clientcmd.RecommendedHomeFile
-	case os.Getenv("KUBERNETES_SERVICE_HOST") != "":
+	case getenv(clientcmd.RecommendedConfigPathEnvVar) != "":
+		source = getenv(clientcmd.RecommendedConfigPathEnvVar)
+	case fileExists(homeKubeconfig):
+		rules.ExplicitPath = homeKubeconfig
+		source = homeKubeconfig
+	case getenv("KUBERNETES_SERVICE_HOST") != "":
 		source = "in-cluster"
-	case fileExists(K3sKubeconfig):
-		rules.ExplicitPath = K3sKubeconfig
-		source = K3sKubeconfig
+	case fileExists(k3sKubeconfig):
+		rules.ExplicitPath = k3sKubeconfig
+		source = k3sKubeconfig
 	}
 	overrides := &clientcmd.ConfigOverrides{CurrentContext: o.Context}
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
 	if err != nil {
 		if clientcmd.IsEmptyConfig(err) {
-			return nil, "", &UnreachableError{Kubeconfig: "none", Err: errors.New("no kubeconfig found (tried --kubeconfig, KUBECONFIG, ~/.kube/config, in-cluster, " + K3sKubeconfig + "); pass --kubeconfig")}
+			return nil, "", &UnreachableError{Kubeconfig: "none", Err: errors.New("no kubeconfig found (tried --kubeconfig, KUBECONFIG, ~/.kube/config, in-cluster, " + k3sKubeconfig + "); pass --kubeconfig")}
 		}
 		return nil, source, &UnreachableError{Kubeconfig: source, Err: err}
 	}

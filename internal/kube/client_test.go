@@ -1,0 +1,71 @@
+package kube
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeKubeconfig(t *testing.T, dir, name, server string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	kc := "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"" + server + "\"}}, {name: d, cluster: {server: \"https://other:6443\"}}]\n" +
+		"users: [{name: u, user: {token: x}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}, {name: d, context: {cluster: d, user: u}}]\ncurrent-context: c\n"
+	if err := os.WriteFile(p, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// The kubeconfig is found where kubectl looks, then where k3s writes it.
+func TestRESTConfigSources(t *testing.T) {
+	dir := t.TempDir()
+	explicit := writeKubeconfig(t, dir, "explicit", "https://explicit:6443")
+	fromEnv := writeKubeconfig(t, dir, "env", "https://env:6443")
+	home := writeKubeconfig(t, dir, "home", "https://home:6443")
+	k3s := writeKubeconfig(t, dir, "k3s.yaml", "https://127.0.0.1:6443")
+	missing := filepath.Join(dir, "missing")
+	tests := []struct {
+		name             string
+		opts             Options
+		env              map[string]string
+		home, k3s        string
+		wantHost, source string
+		wantErr          string
+	}{
+		{name: "flag wins", opts: Options{Kubeconfig: explicit}, env: map[string]string{"KUBECONFIG": fromEnv}, home: home, k3s: k3s, wantHost: "https://explicit:6443", source: explicit},
+		{name: "KUBECONFIG", env: map[string]string{"KUBECONFIG": fromEnv}, home: home, k3s: k3s, wantHost: "https://env:6443", source: fromEnv},
+		{name: "home", home: home, k3s: k3s, wantHost: "https://home:6443", source: home},
+		{name: "k3s when nothing else", home: missing, k3s: k3s, wantHost: "https://127.0.0.1:6443", source: k3s},
+		{name: "context flag", opts: Options{Kubeconfig: explicit, Context: "d"}, home: missing, k3s: missing, wantHost: "https://other:6443", source: explicit},
+		{name: "unknown context", opts: Options{Kubeconfig: explicit, Context: "nope"}, home: missing, k3s: missing, wantErr: `context "nope"`},
+		{name: "nothing at all", home: missing, k3s: missing, wantErr: "no kubeconfig found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			homeKubeconfig, k3sKubeconfig = tt.home, tt.k3s
+			getenv = func(k string) string { return tt.env[k] }
+			t.Setenv("KUBECONFIG", tt.env["KUBECONFIG"])
+			t.Cleanup(func() { homeKubeconfig, k3sKubeconfig, getenv = "", K3sKubeconfig, os.Getenv })
+			cfg, source, err := tt.opts.RESTConfig()
+			if tt.wantErr != "" {
+				var ue *UnreachableError
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.As(err, &ue) {
+					t.Fatalf("err = %v, want an UnreachableError containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Host != tt.wantHost || source != tt.source {
+				t.Errorf("host %s from %s, want %s from %s", cfg.Host, source, tt.wantHost, tt.source)
+			}
+			if !strings.HasPrefix(cfg.UserAgent, "autodeploy/") || cfg.Timeout == 0 || cfg.QPS == 0 {
+				t.Errorf("client settings: UA %q, timeout %s, QPS %v", cfg.UserAgent, cfg.Timeout, cfg.QPS)
+			}
+		})
+	}
+}
