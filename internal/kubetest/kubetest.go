@@ -63,8 +63,10 @@ func Main(m *testing.M) int {
 	}
 	cfg.QPS, cfg.Burst = 200, 400
 	shared.kubeconfig, shared.cfg = kubeconfig, cfg
-	shared.kube = kubernetes.NewForConfigOrDie(cfg)
-	shared.dyn = dynamic.NewForConfigOrDie(cfg)
+	if shared.kube, shared.dyn, err = clients(cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "kubetest:", err)
+		return 1
+	}
 	return m.Run()
 }
 
@@ -132,24 +134,23 @@ func NewNamespace(t testing.TB, prefix string) string {
 	return name
 }
 
+func clients(cfg *rest.Config) (kubernetes.Interface, dynamic.Interface, error) {
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	dc, err := dynamic.NewForConfig(cfg)
+	return kc, dc, err
+}
+
 // Dedicated starts a cluster of its own for t, with the CRDs of another
 // Flux generation (CRDs are cluster-wide, so the shared cluster cannot
 // serve two generations), and returns an Env on a fresh namespace in it.
 func Dedicated(t testing.TB, flux string) *Env {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	c, err := testcluster.Start(ctx, testcluster.Options{Dir: t.TempDir(), RepoRoot: RepoRoot(), Flux: flux})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Stop)
-	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &Env{T: t, Namespace: "apps", Kubeconfig: c.Kubeconfig, Config: cfg,
-		Kube: kubernetes.NewForConfigOrDie(cfg), Dynamic: dynamic.NewForConfigOrDie(cfg)}
+	e := dedicated(t, testcluster.Options{Flux: flux})
+	ctx := context.Background()
+	e.Namespace = "apps"
 	if _, err := e.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.Namespace}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -163,9 +164,15 @@ func Dedicated(t testing.TB, flux string) *Env {
 // of flux ("none" for none): enough for what never runs a pod.
 func DedicatedControlPlane(t testing.TB, flux string) *Env {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	return dedicated(t, testcluster.Options{Flux: flux, ControlPlaneOnly: true})
+}
+
+func dedicated(t testing.TB, o testcluster.Options) *Env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	c, err := testcluster.Start(ctx, testcluster.Options{Dir: t.TempDir(), RepoRoot: RepoRoot(), Flux: flux, ControlPlaneOnly: true})
+	o.Dir, o.RepoRoot = t.TempDir(), RepoRoot()
+	c, err := testcluster.Start(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,6 +181,9 @@ func DedicatedControlPlane(t testing.TB, flux string) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Env{T: t, Namespace: "default", Kubeconfig: c.Kubeconfig, Config: cfg,
-		Kube: kubernetes.NewForConfigOrDie(cfg), Dynamic: dynamic.NewForConfigOrDie(cfg)}
+	kc, dc, err := clients(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Env{T: t, Namespace: "default", Kubeconfig: c.Kubeconfig, Config: cfg, Kube: kc, Dynamic: dc}
 }

@@ -180,6 +180,20 @@ func TestFluxCRDsAcceptStatus(t *testing.T) {
 						t.Errorf("%s latestRef = %s:%s", v.APIVersion, name, tag)
 					}
 				}
+				if err := fluxsim.SetRepository(context.Background(), e.Dynamic, v, e.Namespace, repo, "ghcr.io/acme/app", "token-1", 7); err != nil {
+					t.Fatal(err)
+				}
+				rgvr := schema.GroupVersionResource{Group: fluxsim.Group, Version: v.APIVersion, Resource: "imagerepositories"}
+				robj, err := e.Dynamic.Resource(rgvr).Namespace(e.Namespace).Get(context.Background(), repo, metav1.GetOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n, _, _ := unstructured.NestedInt64(robj.Object, "status", "lastScanResult", "tagCount"); n != 7 {
+					t.Errorf("%s ImageRepository tagCount = %d, want 7", v.APIVersion, n)
+				}
+				if h, _, _ := unstructured.NestedString(robj.Object, "status", "lastHandledReconcileAt"); h != "token-1" {
+					t.Errorf("%s ImageRepository lastHandledReconcileAt = %q: the CRD dropped it", v.APIVersion, h)
+				}
 				img, _, _ := unstructured.NestedString(obj.Object, "status", "latestImage")
 				if v.LatestImage != (img == "ghcr.io/acme/app:sha-abc") {
 					t.Errorf("%s latestImage = %q, want present=%v", v.APIVersion, img, v.LatestImage)

@@ -51,8 +51,14 @@ func run(kubeconfig, bin, dir string) error {
 	if err != nil {
 		return err
 	}
-	kc := kubernetes.NewForConfigOrDie(cfg)
-	dc := dynamic.NewForConfigOrDie(cfg)
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	dc, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}

@@ -1,0 +1,106 @@
+//go:build integration
+
+package deploy_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/deploy"
+	"github.com/autodeploy-dev/autodeploy/internal/fluxsim"
+	"github.com/autodeploy-dev/autodeploy/internal/kubetest"
+	"github.com/autodeploy-dev/autodeploy/internal/runlog"
+)
+
+// BenchmarkNoopRun measures a run with nothing to deploy against the real
+// cluster, with 3 and 500 services in one namespace: time per run and API
+// requests per run (counted at the client's transport). Without reconcile,
+// the requests are a fixed handful of LISTs; the rescan costs a PATCH and a
+// watch answer per ImageRepository and (Flux >= 2.7) per ImagePolicy,
+// because the Kubernetes API has no bulk patch.
+//
+//	make test-integration-bench   (or: go test -tags integration -run '^$' -bench NoopRun ./internal/deploy)
+func BenchmarkNoopRun(b *testing.B) {
+	for _, n := range []int{3, 500} {
+		e := kubetest.New(b)
+		refl := e.StartReflector(fluxsim.V1, e.Namespace)
+		ctx := context.Background()
+		svcs := ""
+		for i := range n {
+			name := fmt.Sprintf("svc-%03d", i)
+			img := reg + name + ":sha-1111111"
+			// Zero replicas: a no-op run reads Deployments and ReplicaSets,
+			// never pods, and 500 idle fake pods would only add noise.
+			d := kubetest.Deployment{Name: name, Image: img, Replicas: 1}.Object(e.Namespace)
+			zero := int32(0)
+			d.Spec.Replicas = &zero
+			if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+				b.Fatal(err)
+			}
+			e.CreateImageRepository(fluxsim.V1, e.Namespace, name, reg+name)
+			e.CreateImagePolicy(fluxsim.V1, e.Namespace, name, name)
+			if err := refl.Track(ctx, name, name, img); err != nil {
+				b.Fatal(err)
+			}
+			svcs += "  - name: " + name + "\n"
+		}
+		cfg, err := config.Parse([]byte(fmt.Sprintf("lockFile: /tmp/x.lock\nflux: {namespace: %s}\ndefaults: {namespace: %s}\nservices:\n%s", e.Namespace, e.Namespace, svcs)), "bench.yaml")
+		if err != nil {
+			b.Fatal(err)
+		}
+		var requests atomic.Int64
+		rc := rest.CopyConfig(e.Config)
+		rc.QPS, rc.Burst = 50, 100 // what autodeploy itself uses
+		rc.Wrap(func(rt http.RoundTripper) http.RoundTripper { return countingRT{rt, &requests} })
+		kc, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		dc, err := dynamic.NewForConfig(rc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := &deploy.Runner{Kube: kc, Dynamic: dc, Config: cfg, Log: runlog.Discard(), Now: time.Now}
+		for _, reconcile := range []bool{false, true} {
+			b.Run(fmt.Sprintf("services=%d/reconcile=%v", n, reconcile), func(b *testing.B) {
+				b.ReportAllocs()
+				requests.Store(0)
+				for b.Loop() {
+					res, err := r.Run(ctx, "bench", deploy.Options{NoReconcile: !reconcile})
+					if err != nil {
+						b.Fatal(err)
+					}
+					for _, s := range res.Services {
+						if s.Outcome != deploy.OutcomeUpToDate {
+							b.Fatalf("%s: %s %s", s.Service, s.Outcome, s.Reason)
+						}
+					}
+					if len(res.Warnings) > 0 {
+						b.Fatalf("warnings: %v", res.Warnings)
+					}
+				}
+				b.ReportMetric(float64(requests.Load())/float64(b.N), "requests/op")
+			})
+		}
+	}
+}
+
+type countingRT struct {
+	rt http.RoundTripper
+	n  *atomic.Int64
+}
+
+func (c countingRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.rt.RoundTrip(r)
+}
