@@ -10,7 +10,7 @@ LDFLAGS := -X github.com/autodeploy-dev/autodeploy/internal/version.Version=$(VE
 CACHE ?= $(or $(AUTODEPLOY_CACHE),$(HOME)/.cache/autodeploy)
 CLUSTER_DIR ?= $(CACHE)/cluster
 
-.PHONY: all build test test-unit test-integration testbin cluster-up cluster-down demo lint fmt tidy golden-update clean
+.PHONY: all build test test-unit test-integration bench testbin cluster-up cluster-down demo lint fmt tidy golden-update clean
 
 all: build
 
@@ -29,6 +29,12 @@ test-unit:
 # Integration tests against the cluster of `make cluster-up`.
 test-integration:
 	AUTODEPLOY_TEST_KUBECONFIG=$(CLUSTER_DIR)/kubeconfig $(GO) test -count=1 -tags integration ./...
+
+# Benchmarks: the pure parts, then a no-op run with 3 and 500 services on
+# the cluster of `make cluster-up`.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
+	AUTODEPLOY_TEST_KUBECONFIG=$(CLUSTER_DIR)/kubeconfig $(GO) test -tags integration -run '^$$' -bench NoopRun -benchtime 5x ./internal/deploy
 
 testbin:
 	scripts/testbin/build.sh >/dev/null
