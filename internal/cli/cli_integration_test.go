@@ -49,6 +49,7 @@ type jsonSummary struct {
 		Outcome string `json:"outcome"`
 		Current string `json:"current"`
 		Target  string `json:"target"`
+		Reason  string `json:"reason"`
 		Error   string `json:"error"`
 	} `json:"services"`
 }
@@ -183,4 +184,17 @@ func (p progressWriter) Write(b []byte) (int, error) {
 		}
 	}
 	return len(b), nil
+}
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+func jsonReason(s jsonSummary) string { return s.Services[0].Reason }
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

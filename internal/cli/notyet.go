@@ -19,14 +19,3 @@ func newCmdStatus(f *Factory) *cobra.Command {
 		},
 	}
 }
-
-func newCmdRollback(f *Factory) *cobra.Command {
-	return &cobra.Command{
-		Use:   "rollback <service>",
-		Short: "Roll a service back to its previous revision (not implemented yet)",
-		Args:  exactArgs(1, "exactly one service name"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return errors.New("autodeploy rollback: " + errNotImplemented.Error())
-		},
-	}
-}

@@ -128,6 +128,8 @@ and by hand: autodeploy status, autodeploy rollback <service>.`,
 		newCmdRun(f, nil),
 		newCmdStatus(f),
 		newCmdRollback(f),
+		newCmdHold(f),
+		newCmdResume(f),
 		newCmdConfig(f),
 		newCmdVersion(f),
 	)

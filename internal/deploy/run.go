@@ -70,6 +70,8 @@ type Runner struct {
 	Health func(ctx context.Context, h config.Health, image, tag string) error
 }
 
+var defaultHealth = health.Check
+
 // Options of one run.
 type Options struct {
 	DryRun      bool
@@ -87,7 +89,7 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 		r.Now = time.Now
 	}
 	if r.Health == nil {
-		r.Health = health.Check
+		r.Health = defaultHealth
 	}
 	res := &Result{RunID: runID, Started: r.Now(), DryRun: o.DryRun}
 	defer func() { res.Duration = r.Now().Sub(res.Started) }()

@@ -1,0 +1,251 @@
+//go:build integration
+
+package cli
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/autodeploy-dev/autodeploy/internal/deploy"
+	"github.com/autodeploy-dev/autodeploy/internal/fluxsim"
+	"github.com/autodeploy-dev/autodeploy/internal/kubetest"
+	"github.com/autodeploy-dev/autodeploy/internal/lock"
+	"github.com/autodeploy-dev/autodeploy/internal/rollout"
+)
+
+// twoDeploys sets up api at sha-1 and deploys sha-2 then sha-3 with `run`.
+func twoDeploys(t *testing.T) (*kubetest.Env, *fluxsim.Reflector, string, string) {
+	t.Helper()
+	e := kubetest.New(t)
+	refl := e.StartReflector(fluxsim.V1, e.Namespace)
+	cfg, dir := clusterConfig(t, e, refl, map[string]string{"api": reg + "api:sha-1"}, "")
+	for _, tag := range []string{"sha-2", "sha-3"} {
+		refl.Push("api", reg+"api:"+tag)
+		if code, _, stderr := execute(t, nil, "run", "--config", cfg, "--kubeconfig", e.Kubeconfig); code != ExitOK {
+			t.Fatalf("run to %s: exit %d: %s", tag, code, stderr)
+		}
+	}
+	return e, refl, cfg, dir
+}
+
+func settled(t *testing.T, e *kubetest.Env) string {
+	t.Helper()
+	d, err := rollout.Wait(context.Background(), e.Kube, e.Namespace, "api", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kubetest.Image(d)
+}
+
+func runOutcome(t *testing.T, e *kubetest.Env, cfg string) (ExitCode, jsonSummary) {
+	t.Helper()
+	code, stdout, _ := execute(t, nil, "run", "--config", cfg, "--kubeconfig", e.Kubeconfig, "-o", "json")
+	var s jsonSummary
+	if err := jsonUnmarshal(stdout, &s); err != nil || len(s.Services) != 1 {
+		t.Fatalf("run -o json: %v\n%s", err, stdout)
+	}
+	return code, s
+}
+
+// The rollback that sticks: rollback holds the service, runs skip it while
+// the policy still points at the newer image, resume lets them deploy again
+// unless the image is remembered as failed.
+func TestRollbackHoldResume(t *testing.T) {
+	e, _, cfg, dir := twoDeploys(t)
+	code, stdout, stderr := execute(t, map[string]string{"SUDO_USER": "alice"}, "rollback", "api", "--reason", "500s on /search", "--config", cfg, "--kubeconfig", e.Kubeconfig)
+	if code != ExitOK {
+		t.Fatalf("rollback: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stdout, "rolled back from "+reg+"api:sha-3 to "+reg+"api:sha-2") {
+		t.Errorf("output:\n%s", stdout)
+	}
+	if img := settled(t, e); img != reg+"api:sha-2" {
+		t.Fatalf("image after rollback = %s", img)
+	}
+	d := e.GetDeployment("api")
+	h, held := deploy.ParseHold(d.Annotations)
+	if !held || !strings.HasPrefix(h.By, "alice@") || h.Reason != "500s on /search" || h.From != reg+"api:sha-3" {
+		t.Fatalf("hold = %+v, %v", h, held)
+	}
+	if f, ok := deploy.ParseFailedImage(d.Annotations); !ok || f.Image != reg+"api:sha-3" {
+		t.Fatalf("failed image = %+v", f)
+	}
+	log := readFile(t, filepath.Join(dir, "autodeploy.log"))
+	if !strings.Contains(log, `msg="rollback complete"`) || !strings.Contains(log, "by=alice@") {
+		t.Errorf("log lacks the rollback and who ran it:\n%s", log)
+	}
+
+	// The policy still says sha-3: the run skips the held service.
+	_, s := runOutcome(t, e, cfg)
+	if s.Services[0].Outcome != "skipped" || !strings.Contains(s.Services[0].Error+jsonReason(s), "held by alice@") {
+		t.Fatalf("run while held: %+v", s.Services[0])
+	}
+	if img := settled(t, e); img != reg+"api:sha-2" {
+		t.Fatalf("run redeployed a held service: %s", img)
+	}
+
+	// resume: the hold goes, the failed memory stays.
+	code, stdout, _ = execute(t, nil, "resume", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig)
+	if code != ExitOK || !strings.Contains(stdout, "still remembered as failed") {
+		t.Fatalf("resume: exit %d\n%s", code, stdout)
+	}
+	_, s = runOutcome(t, e, cfg)
+	if s.Services[0].Outcome != "skipped" || !strings.Contains(jsonReason(s), "failed on") {
+		t.Fatalf("run after resume: %+v", s.Services[0])
+	}
+
+	// resume --forget-failed: the next run deploys the policy's image again.
+	if code, _, _ := execute(t, nil, "resume", "api", "--forget-failed", "--config", cfg, "--kubeconfig", e.Kubeconfig); code != ExitOK {
+		t.Fatal("resume --forget-failed failed")
+	}
+	code, s = runOutcome(t, e, cfg)
+	if code != ExitOK || s.Services[0].Outcome != "deployed" || s.Services[0].Target != reg+"api:sha-3" {
+		t.Fatalf("run after --forget-failed: exit %d %+v", code, s.Services[0])
+	}
+}
+
+func TestRollbackToRevisionAndDryRun(t *testing.T) {
+	e, _, cfg, _ := twoDeploys(t)
+	before := e.GetDeployment("api").ResourceVersion
+	code, stdout, _ := execute(t, nil, "rollback", "api", "--to-revision", "1", "--dry-run", "--config", cfg, "--kubeconfig", e.Kubeconfig)
+	if code != ExitOK || !strings.Contains(stdout, "would roll back from "+reg+"api:sha-3 (revision 3) to "+reg+"api:sha-1 (revision 1)") {
+		t.Fatalf("dry run: exit %d\n%s", code, stdout)
+	}
+	if after := e.GetDeployment("api").ResourceVersion; after != before {
+		t.Fatalf("dry run changed the Deployment: %s -> %s", before, after)
+	}
+	if code, _, stderr := execute(t, nil, "rollback", "api", "--to-revision", "1", "--config", cfg, "--kubeconfig", e.Kubeconfig); code != ExitOK {
+		t.Fatalf("rollback --to-revision 1: exit %d: %s", code, stderr)
+	}
+	if img := settled(t, e); img != reg+"api:sha-1" {
+		t.Fatalf("image = %s, want sha-1", img)
+	}
+	code, _, stderr := execute(t, nil, "rollback", "api", "--to-revision", "9", "--config", cfg, "--kubeconfig", e.Kubeconfig)
+	if code != ExitError || !strings.Contains(stderr, "unable to find the specified revision 9") {
+		t.Fatalf("missing revision: exit %d: %s", code, stderr)
+	}
+}
+
+func TestRollbackRefusals(t *testing.T) {
+	e := kubetest.New(t)
+	refl := e.StartReflector(fluxsim.V1, e.Namespace)
+	cfg, _ := clusterConfig(t, e, refl, map[string]string{"api": reg + "api:sha-1"}, "")
+	settled(t, e)
+	code, _, stderr := execute(t, nil, "rollback", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig)
+	if code != ExitError || !strings.Contains(stderr, "no rollout history found") {
+		t.Fatalf("no history: exit %d: %s", code, stderr)
+	}
+	patch := []byte(`{"spec":{"paused":true}}`)
+	if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(context.Background(), "api", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = execute(t, nil, "rollback", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig)
+	if code != ExitError || !strings.Contains(stderr, "resume it first with 'kubectl rollout resume'") {
+		t.Fatalf("paused: exit %d: %s", code, stderr)
+	}
+	code, _, stderr = execute(t, nil, "rollback", "web", "--config", cfg, "--kubeconfig", e.Kubeconfig)
+	if code != ExitUsage || !strings.Contains(stderr, `unknown service "web" (configured: api)`) {
+		t.Fatalf("unknown service: exit %d: %s", code, stderr)
+	}
+}
+
+// A rollback during a run waits for the lock (saying so), and goes ahead
+// once the run is done; with a short --lock-timeout it gives up with exit 4.
+func TestRollbackWaitsForTheLock(t *testing.T) {
+	e, _, cfg, dir := twoDeploys(t)
+	lk, err := lock.TryAcquire(filepath.Join(dir, "lock"), "autodeploy run test", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := execute(t, nil, "rollback", "api", "--lock-timeout", "300ms", "--config", cfg, "--kubeconfig", e.Kubeconfig)
+	if code != ExitLocked || !strings.Contains(stderr, "waiting up to 300ms for the run in progress") {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	// Now release the lock as soon as the rollback says it waits.
+	f := NewFactory(IOStreams{In: strings.NewReader(""), Out: &strings.Builder{}, ErrOut: progressWriter(func(line string) {
+		if strings.Contains(line, "waiting up to") {
+			lk.Release()
+		}
+	})}, func(string) string { return "" })
+	if code := Execute(context.Background(), f, []string{"rollback", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig}); code != ExitOK {
+		t.Fatalf("rollback after the run: exit %d", code)
+	}
+	if img := settled(t, e); img != reg+"api:sha-2" {
+		t.Fatalf("image = %s", img)
+	}
+}
+
+// A Deployment applied by a Flux Kustomization: the rollback warns that
+// Flux will put the git image back; --suspend-flux suspends it and resume
+// resumes it.
+func TestRollbackFluxDrift(t *testing.T) {
+	e, _, cfg, _ := twoDeploys(t)
+	ctx := context.Background()
+	ks := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+		"metadata": map[string]any{"name": "apps", "namespace": e.Namespace},
+		"spec": map[string]any{"interval": "10m", "path": "./apps", "prune": true,
+			"sourceRef": map[string]any{"kind": "GitRepository", "name": "flux-system"}},
+	}}
+	if _, err := e.Dynamic.Resource(deploy.KustomizationGVR).Namespace(e.Namespace).Create(ctx, ks, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	labels := []byte(`{"metadata":{"labels":{"kustomize.toolkit.fluxcd.io/name":"apps","kustomize.toolkit.fluxcd.io/namespace":"` + e.Namespace + `"}}}`)
+	if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(ctx, "api", types.MergePatchType, labels, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, _ := execute(t, nil, "rollback", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig)
+	if code != ExitOK || !strings.Contains(stdout, "Flux Kustomization "+e.Namespace+"/apps manages this Deployment") || !strings.Contains(stdout, "--suspend-flux") {
+		t.Fatalf("exit %d, want the drift warning:\n%s", code, stdout)
+	}
+	suspended := func() bool {
+		k, err := e.Dynamic.Resource(deploy.KustomizationGVR).Namespace(e.Namespace).Get(ctx, "apps", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _, _ := unstructured.NestedBool(k.Object, "spec", "suspend")
+		return s
+	}
+	if suspended() {
+		t.Fatal("suspended without --suspend-flux")
+	}
+	code, stdout, _ = execute(t, nil, "rollback", "api", "--to-revision", "3", "--suspend-flux", "--config", cfg, "--kubeconfig", e.Kubeconfig)
+	if code != ExitOK || !strings.Contains(stdout, "suspended") || !suspended() {
+		t.Fatalf("--suspend-flux: exit %d, suspended %v\n%s", code, suspended(), stdout)
+	}
+	code, stdout, _ = execute(t, nil, "resume", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig)
+	if code != ExitOK || !strings.Contains(stdout, "Kustomization "+e.Namespace+"/apps resumed") || suspended() {
+		t.Fatalf("resume: exit %d, suspended %v\n%s", code, suspended(), stdout)
+	}
+}
+
+func TestHoldAndResume(t *testing.T) {
+	e := kubetest.New(t)
+	refl := e.StartReflector(fluxsim.V1, e.Namespace)
+	cfg, _ := clusterConfig(t, e, refl, map[string]string{"api": reg + "api:sha-1"}, "")
+	if code, _, stderr := execute(t, nil, "hold", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig); code != ExitUsage || !strings.Contains(stderr, "--reason is required") {
+		t.Fatalf("hold without reason: exit %d %s", code, stderr)
+	}
+	if code, _, stderr := execute(t, nil, "hold", "api", "--reason", "maintenance", "--config", cfg, "--kubeconfig", e.Kubeconfig); code != ExitOK {
+		t.Fatalf("hold: exit %d %s", code, stderr)
+	}
+	refl.Push("api", reg+"api:sha-2")
+	_, s := runOutcome(t, e, cfg)
+	if s.Services[0].Outcome != "skipped" || !strings.Contains(jsonReason(s), "maintenance") {
+		t.Fatalf("run while held: %+v", s.Services[0])
+	}
+	if code, stdout, _ := execute(t, nil, "resume", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig); code != ExitOK || !strings.Contains(stdout, "api resumed (was held by") {
+		t.Fatalf("resume: %s", stdout)
+	}
+	_, s = runOutcome(t, e, cfg)
+	if s.Services[0].Outcome != "deployed" {
+		t.Fatalf("run after resume: %+v", s.Services[0])
+	}
+}

@@ -1,0 +1,252 @@
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/image"
+	"github.com/autodeploy-dev/autodeploy/internal/rollout"
+)
+
+// Labels kustomize-controller puts on every object it applies.
+const (
+	KustomizationNameLabel      = "kustomize.toolkit.fluxcd.io/name"
+	KustomizationNamespaceLabel = "kustomize.toolkit.fluxcd.io/namespace"
+)
+
+// KustomizationGVR is Flux's Kustomization resource.
+var KustomizationGVR = schema.GroupVersionResource{Group: "kustomize.toolkit.fluxcd.io", Version: "v1", Resource: "kustomizations"}
+
+// Manager carries out the commands a person runs on one service: rollback,
+// hold, resume.
+type Manager struct {
+	Kube    kubernetes.Interface
+	Dynamic dynamic.Interface
+	Log     *slog.Logger
+	Now     func() time.Time
+	// By names who acts, user@host, for the log and the hold.
+	By       string
+	Progress func(msg string)
+	Health   func(ctx context.Context, h config.Health, image, tag string) error
+}
+
+// RollbackOptions are the inputs of a manual rollback.
+type RollbackOptions struct {
+	ToRevision  int64
+	DryRun      bool
+	SuspendFlux bool
+	Reason      string
+}
+
+// RollbackResult says what a rollback did.
+type RollbackResult struct {
+	Service                  string `json:"service"`
+	From, To                 string
+	FromRevision, ToRevision int64
+	// Skipped: the template already matched the target; nothing changed.
+	Skipped bool
+	DryRun  bool
+	// Kustomization is namespace/name of the Flux Kustomization that manages
+	// the Deployment, if any: it will put the image from git back.
+	Kustomization string
+	// Suspended: that Kustomization was suspended (--suspend-flux).
+	Suspended bool
+}
+
+// ErrNotFound wraps a missing Deployment, so the CLI can tell it apart.
+type ErrNotFound struct{ Namespace, Name string }
+
+func (e *ErrNotFound) Error() string {
+	return fmt.Sprintf("Deployment %s/%s not found (check namespace and deployment of the service in the config)", e.Namespace, e.Name)
+}
+
+func (m *Manager) get(ctx context.Context, s config.Service) (*appsv1.Deployment, error) {
+	d, err := m.Kube.AppsV1().Deployments(s.Namespace).Get(ctx, s.Deployment, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, &ErrNotFound{Namespace: s.Namespace, Name: s.Deployment}
+	}
+	return d, err
+}
+
+func (m *Manager) progress(format string, args ...any) {
+	if m.Progress != nil {
+		m.Progress(fmt.Sprintf(format, args...))
+	}
+}
+
+// Rollback restores the previous revision (or o.ToRevision) of s with
+// `kubectl rollout undo` semantics, waits for it as `run` waits, runs the
+// health check, then holds the service and remembers the image rolled back
+// from as failed, so that the next run does not put it back.
+func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOptions) (RollbackResult, error) {
+	res := RollbackResult{Service: s.Name, DryRun: o.DryRun}
+	d, err := m.get(ctx, s)
+	if err != nil {
+		return res, err
+	}
+	container, err := resolveContainer(d, s.Container)
+	if err != nil {
+		return res, err
+	}
+	res.From, _ = rollout.ContainerImage(&d.Spec.Template, container)
+	res.Kustomization = kustomizationOf(d)
+	log := m.Log.With("svc", s.Name, "by", m.By)
+	reason := o.Reason
+	if reason == "" {
+		reason = "manual rollback"
+	}
+	now := m.Now().UTC()
+	ann := map[string]string{
+		AnnHold:          mustJSON(Hold{By: m.By, Reason: reason, At: now, From: res.From}),
+		AnnFailedImage:   mustJSON(FailedImage{Image: res.From, Reason: "rolled back by " + m.By + ": " + reason, At: now}),
+		AnnVerified:      "",
+		AnnDeployedImage: "",
+	}
+	if o.SuspendFlux && res.Kustomization != "" {
+		h := Hold{By: m.By, Reason: reason, At: now, From: res.From, Kustomization: res.Kustomization}
+		ann[AnnHold] = mustJSON(h)
+	}
+	undo, err := rollout.Undo(ctx, m.Kube, d, rollout.UndoOptions{ToRevision: o.ToRevision, Annotations: ann, DryRun: o.DryRun})
+	res.FromRevision, res.ToRevision, res.Skipped = undo.FromRevision, undo.ToRevision, undo.Skipped
+	if undo.Target != nil {
+		res.To, _ = rollout.ContainerImage(&undo.Target.Spec.Template, container)
+	}
+	if err != nil {
+		return res, err
+	}
+	if undo.Skipped || o.DryRun {
+		log.Info("rollback", "dryRun", o.DryRun, "skipped", undo.Skipped, "from", res.From, "to", res.To, "toRevision", res.ToRevision)
+		return res, nil
+	}
+	log.Info("rollback started", "from", res.From, "to", res.To, "fromRevision", res.FromRevision, "toRevision", res.ToRevision, "reason", reason)
+	if o.SuspendFlux && res.Kustomization != "" {
+		if err := m.suspendKustomization(ctx, res.Kustomization, true); err != nil {
+			return res, fmt.Errorf("rolled back, but could not suspend Kustomization %s: %w", res.Kustomization, err)
+		}
+		res.Suspended = true
+		log.Info("Flux Kustomization suspended", "kustomization", res.Kustomization)
+	}
+	if _, err := rollout.Wait(ctx, m.Kube, s.Namespace, s.Deployment, func(msg string) { m.progress("%s", msg) }); err != nil {
+		log.Error("rollback did not complete", "error", err)
+		return res, &RollbackFailedError{Err: err}
+	}
+	if s.Health != nil {
+		ref, _ := image.Parse(res.To)
+		if err := m.health()(ctx, *s.Health, res.To, ref.Tag); err != nil {
+			log.Error("health check failed after rollback", "error", err)
+			return res, &RollbackFailedError{Err: err}
+		}
+	}
+	log.Info("rollback complete", "image", res.To, "revision", res.ToRevision)
+	return res, nil
+}
+
+func (m *Manager) health() func(ctx context.Context, h config.Health, image, tag string) error {
+	if m.Health != nil {
+		return m.Health
+	}
+	return defaultHealth
+}
+
+// RollbackFailedError is a rollback that was applied but did not become
+// healthy: someone must look.
+type RollbackFailedError struct{ Err error }
+
+func (e *RollbackFailedError) Error() string {
+	return "rollback did not become healthy: " + e.Err.Error()
+}
+func (e *RollbackFailedError) Unwrap() error { return e.Err }
+
+// Hold freezes s: runs skip it until Resume.
+func (m *Manager) Hold(ctx context.Context, s config.Service, reason string) (Hold, error) {
+	d, err := m.get(ctx, s)
+	if err != nil {
+		return Hold{}, err
+	}
+	img := ""
+	if c, err := resolveContainer(d, s.Container); err == nil {
+		img, _ = rollout.ContainerImage(&d.Spec.Template, c)
+	}
+	h := Hold{By: m.By, Reason: reason, At: m.Now().UTC()}
+	if old, held := ParseHold(d.Annotations); held {
+		// Keep what an earlier hold (a rollback) will have to undo.
+		h.From, h.Kustomization = old.From, old.Kustomization
+	}
+	if _, err := rollout.Annotate(ctx, m.Kube, d, map[string]string{AnnHold: mustJSON(h)}); err != nil {
+		return Hold{}, err
+	}
+	m.Log.Info("held", "svc", s.Name, "by", m.By, "reason", reason, "image", img)
+	return h, nil
+}
+
+// ResumeResult says what Resume did.
+type ResumeResult struct {
+	WasHeld      bool
+	Hold         Hold
+	Resumed      string // Kustomization resumed, namespace/name
+	ForgotFailed string // the failed image forgotten
+	StillFailed  string // the failed image still remembered
+
+}
+
+// Resume releases a hold (and resumes the Kustomization it suspended); the
+// failed-image memory stays unless forgetFailed.
+func (m *Manager) Resume(ctx context.Context, s config.Service, forgetFailed bool) (ResumeResult, error) {
+	var res ResumeResult
+	d, err := m.get(ctx, s)
+	if err != nil {
+		return res, err
+	}
+	res.Hold, res.WasHeld = ParseHold(d.Annotations)
+	ann := map[string]string{AnnHold: ""}
+	if f, ok := ParseFailedImage(d.Annotations); ok {
+		if forgetFailed {
+			ann[AnnFailedImage] = ""
+			res.ForgotFailed = f.Image
+		} else {
+			res.StillFailed = f.Image
+		}
+	}
+	if res.Hold.Kustomization != "" {
+		if err := m.suspendKustomization(ctx, res.Hold.Kustomization, false); err != nil {
+			return res, fmt.Errorf("could not resume Kustomization %s (the hold is kept): %w", res.Hold.Kustomization, err)
+		}
+		res.Resumed = res.Hold.Kustomization
+	}
+	if _, err := rollout.Annotate(ctx, m.Kube, d, ann); err != nil {
+		return res, err
+	}
+	m.Log.Info("resumed", "svc", s.Name, "by", m.By, "wasHeld", res.WasHeld, "kustomization", res.Resumed, "forgotFailed", res.ForgotFailed)
+	return res, nil
+}
+
+// kustomizationOf returns namespace/name of the Kustomization that applied d.
+func kustomizationOf(d *appsv1.Deployment) string {
+	name, ns := d.Labels[KustomizationNameLabel], d.Labels[KustomizationNamespaceLabel]
+	if name == "" || ns == "" {
+		return ""
+	}
+	return ns + "/" + name
+}
+
+// suspendKustomization sets spec.suspend as `flux suspend|resume
+// kustomization` does.
+func (m *Manager) suspendKustomization(ctx context.Context, nsName string, suspend bool) error {
+	ns, name, _ := strings.Cut(nsName, "/")
+	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"suspend": suspend}})
+	_, err := m.Dynamic.Resource(KustomizationGVR).Namespace(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: rollout.FieldManager})
+	return err
+}
