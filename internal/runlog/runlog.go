@@ -58,13 +58,15 @@ func (l *Log) check() error {
 	return err
 }
 
+const timeFormat = "2006-01-02T15:04:05.000Z"
+
 // New returns a logfmt logger on w, with times in UTC to the millisecond.
 func New(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{
 		Level: slog.LevelDebug,
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 			if a.Key == slog.TimeKey && len(groups) == 0 {
-				return slog.String(slog.TimeKey, a.Value.Time().UTC().Format("2006-01-02T15:04:05.000Z"))
+				return slog.String(slog.TimeKey, a.Value.Time().UTC().Format(timeFormat))
 			}
 			if a.Value.Kind() == slog.KindDuration {
 				return slog.String(a.Key, a.Value.Duration().Round(time.Millisecond).String())

@@ -1,0 +1,262 @@
+package runlog
+
+import (
+	"bufio"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Entry is one parsed log line.
+type Entry struct {
+	Time   time.Time
+	Level  string
+	Msg    string
+	Run    string
+	Fields map[string]string
+	Raw    string
+}
+
+// ParseLine parses one logfmt line as New writes it: key=value pairs, values
+// quoted with Go's rules when they need it (slog's TextHandler uses
+// strconv.Quote, so strconv.Unquote is its exact inverse).
+func ParseLine(line string) (Entry, error) {
+	e := Entry{Fields: map[string]string{}, Raw: line}
+	s := line
+	for len(s) > 0 {
+		s = strings.TrimLeft(s, " ")
+		if s == "" {
+			break
+		}
+		eq := strings.IndexByte(s, '=')
+		if eq <= 0 || strings.ContainsAny(s[:eq], " \"") {
+			return e, fmt.Errorf("not logfmt: %q", truncate(line, 80))
+		}
+		key := s[:eq]
+		s = s[eq+1:]
+		var val string
+		if strings.HasPrefix(s, `"`) {
+			end := closingQuote(s)
+			if end < 0 {
+				return e, fmt.Errorf("unterminated quote in %q", truncate(line, 80))
+			}
+			v, err := strconv.Unquote(s[:end+1])
+			if err != nil {
+				return e, fmt.Errorf("bad quoting in %q: %w", truncate(line, 80), err)
+			}
+			val, s = v, s[end+1:]
+		} else {
+			sp := strings.IndexByte(s, ' ')
+			if sp < 0 {
+				sp = len(s)
+			}
+			val, s = s[:sp], s[sp:]
+		}
+		switch key {
+		case "time":
+			t, err := time.Parse(timeFormat, val)
+			if err != nil {
+				return e, fmt.Errorf("bad time %q", val)
+			}
+			e.Time = t
+		case "level":
+			e.Level = val
+		case "msg":
+			e.Msg = val
+		case "run":
+			e.Run = val
+		default:
+			e.Fields[key] = val
+		}
+	}
+	if e.Time.IsZero() || e.Msg == "" {
+		return e, fmt.Errorf("not an autodeploy log line: %q", truncate(line, 80))
+	}
+	return e, nil
+}
+
+// closingQuote returns the index of the quote that ends the quoted string at
+// the start of s, skipping escaped characters.
+func closingQuote(s string) int {
+	for i := 1; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case '"':
+			return i
+		}
+	}
+	return -1
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// Files returns the log file and its rotated backups, newest first.
+// lumberjack names backups <name>-<timestamp>.<ext>[.gz], and the timestamp
+// sorts by time.
+func Files(path string) []string {
+	ext := filepath.Ext(path)
+	base := strings.TrimSuffix(path, ext)
+	backups, _ := filepath.Glob(base + "-*" + ext + "*")
+	slices.Sort(backups)
+	slices.Reverse(backups)
+	var out []string
+	if _, err := os.Stat(path); err == nil {
+		out = append(out, path)
+	}
+	return append(out, backups...)
+}
+
+func readLines(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var r io.Reader = f
+	if strings.HasSuffix(path, ".gz") {
+		gz, err := gzip.NewReader(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		defer gz.Close()
+		r = gz
+	}
+	var lines []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	return lines, sc.Err()
+}
+
+// Run is what the log says about one `autodeploy run`.
+type Run struct {
+	ID       string            `json:"id"`
+	Started  time.Time         `json:"started"`
+	Finished *time.Time        `json:"finished,omitempty"`
+	Duration time.Duration     `json:"durationNanos,omitempty"`
+	Result   string            `json:"result"`   // ok, failed, interrupted, unfinished
+	Outcomes map[string]string `json:"outcomes"` // service -> outcome
+	Warnings int               `json:"warnings"`
+	Errors   int               `json:"errors"`
+}
+
+// ErrNoRun means no run was found in the log (a new installation, or
+// rotated away).
+var ErrNoRun = errors.New("no run in the log yet")
+
+// LastRun finds the last `autodeploy run` in the log at path, reading the
+// newest backup too when the run began before the last rotation.
+func LastRun(path string) (*Run, error) {
+	var lines []string
+	for _, f := range Files(path) {
+		ls, err := readLines(f)
+		if err != nil {
+			return nil, err
+		}
+		lines = append(ls, lines...)
+		if hasRunStart(ls) {
+			break
+		}
+	}
+	var run *Run
+	for _, l := range lines {
+		e, err := ParseLine(l)
+		if err != nil {
+			continue // a line cut by a crash, or written by hand
+		}
+		if e.Msg == "run started" {
+			run = &Run{ID: e.Run, Started: e.Time, Result: "unfinished", Outcomes: map[string]string{}}
+			continue
+		}
+		if run == nil || e.Run != run.ID {
+			continue
+		}
+		switch e.Level {
+		case "WARN":
+			run.Warnings++
+		case "ERROR":
+			run.Errors++
+		}
+		svc := e.Fields["svc"]
+		switch e.Msg {
+		case "plan":
+			// Deploys and verifies end with "service done"; the rest end here.
+			switch e.Fields["action"] {
+			case "up-to-date":
+				run.Outcomes[svc] = "up-to-date"
+			case "skip":
+				run.Outcomes[svc] = "skipped"
+			}
+		case "service done":
+			run.Outcomes[svc] = e.Fields["outcome"]
+		case "not run":
+			run.Outcomes[svc] = "not-run"
+		case "run finished", "run failed":
+			run.finish(e.Time, map[string]string{"run finished": "ok", "run failed": "failed"}[e.Msg])
+		default:
+			if strings.HasPrefix(e.Msg, "run interrupted") {
+				run.finish(e.Time, "interrupted")
+			}
+		}
+	}
+	if run == nil {
+		return nil, ErrNoRun
+	}
+	if run.Result == "ok" {
+		for _, o := range run.Outcomes {
+			if o != "up-to-date" && o != "deployed" && o != "verified" && o != "skipped" {
+				run.Result = "failed"
+			}
+		}
+	}
+	return run, nil
+}
+
+func (r *Run) finish(t time.Time, result string) {
+	r.Finished = &t
+	r.Duration = t.Sub(r.Started)
+	r.Result = result
+}
+
+func hasRunStart(lines []string) bool {
+	for _, l := range lines {
+		if strings.Contains(l, `msg="run started"`) {
+			return true
+		}
+	}
+	return false
+}
+
+// Tail returns the last n lines of the log, across a rotation if needed.
+func Tail(path string, n int) ([]string, error) {
+	var lines []string
+	for _, f := range Files(path) {
+		if len(lines) >= n {
+			break
+		}
+		ls, err := readLines(f)
+		if err != nil {
+			return nil, err
+		}
+		lines = append(ls, lines...)
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return lines, nil
+}
