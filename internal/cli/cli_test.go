@@ -81,7 +81,6 @@ func TestExitCodes(t *testing.T) {
 		{name: "unknown service", args: []string{"run", "--config", cfg, "--service", "nope"}, code: ExitUsage, errPart: `unknown service "nope"`},
 		{name: "unreachable cluster", args: []string{"run", "--config", cfg, "--kubeconfig", kc}, code: ExitUnreachable, errPart: "cannot reach the Kubernetes API at https://127.0.0.1:1 (kubeconfig " + kc + ")"},
 		{name: "missing kubeconfig", args: []string{"run", "--config", cfg, "--kubeconfig", "/nonexistent/kubeconfig"}, code: ExitUnreachable, errPart: "/nonexistent/kubeconfig"},
-		{name: "status not implemented", args: []string{"status"}, code: ExitError, errPart: "not implemented yet"},
 		{name: "rollback needs a service", args: []string{"rollback"}, code: ExitUsage, errPart: "takes exactly one service name"},
 	}
 	for _, tt := range tests {
@@ -143,7 +142,7 @@ func TestRunRefusesWithoutLog(t *testing.T) {
 
 // --help is part of the interface: golden files keep it deliberate.
 func TestHelpGolden(t *testing.T) {
-	for _, args := range [][]string{{"--help"}, {"run", "--help"}, {"rollback", "--help"}, {"hold", "--help"}, {"resume", "--help"}, {"config", "validate", "--help"}} {
+	for _, args := range [][]string{{"--help"}, {"run", "--help"}, {"rollback", "--help"}, {"hold", "--help"}, {"resume", "--help"}, {"status", "--help"}, {"history", "--help"}, {"config", "validate", "--help"}} {
 		name := strings.Join(args, "_")
 		t.Run(name, func(t *testing.T) {
 			code, stdout, _ := execute(t, nil, args...)

@@ -23,6 +23,7 @@ const (
 	ExitDeployFailed   ExitCode = 5   // a service failed and was rolled back (or auto-rollback is off)
 	ExitRollbackFailed ExitCode = 6   // a failed service could not be rolled back: someone must look
 	ExitServiceProblem ExitCode = 7   // a service could not be handled: missing Deployment, ImagePolicy or container, invalid image
+	ExitDegraded       ExitCode = 8   // status: some service is not healthy and up to date
 	ExitInterrupted    ExitCode = 130 // SIGINT/SIGTERM stopped the command
 )
 

@@ -130,6 +130,7 @@ and by hand: autodeploy status, autodeploy rollback <service>.`,
 		newCmdRollback(f),
 		newCmdHold(f),
 		newCmdResume(f),
+		newCmdHistory(f),
 		newCmdConfig(f),
 		newCmdVersion(f),
 	)

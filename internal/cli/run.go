@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/fatih/color"
@@ -16,6 +15,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/image"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/runlog"
+	"github.com/autodeploy-dev/autodeploy/internal/ui"
 )
 
 // RunOptions are the inputs of `autodeploy run`.
@@ -203,8 +203,7 @@ var outcomeColor = map[deploy.Outcome]func(string, ...any) string{
 // printSummary writes the run's table: one row per service, the images as
 // "old -> new" with the repeated repository left out of the new one.
 func printSummary(w io.Writer, res *deploy.Result) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVICE\tRESULT\tIMAGE\tTIME\tDETAIL")
+	rows := [][]string{{"SERVICE", "RESULT", "IMAGE", "TIME", "DETAIL"}}
 	for _, s := range res.Services {
 		result := string(s.Outcome)
 		if s.Outcome == deploy.OutcomePlanned {
@@ -221,9 +220,9 @@ func printSummary(w io.Writer, res *deploy.Result) {
 		if s.Duration > 0 {
 			dur = s.Duration.Round(100 * time.Millisecond).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Service, result, imageChange(s.Current, s.Target), dur, detail)
+		rows = append(rows, []string{s.Service, result, imageChange(s.Current, s.Target), dur, detail})
 	}
-	tw.Flush()
+	_ = ui.Table(w, "", rows)
 	for _, warn := range res.Warnings {
 		fmt.Fprintf(w, "%s %s\n", color.YellowString("warning:"), warn)
 	}

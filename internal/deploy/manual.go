@@ -115,6 +115,9 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 		AnnVerified:      "",
 		AnnDeployedImage: "",
 	}
+	// The cause kubectl would copy from the target revision would describe
+	// how that revision first came, not this rollback.
+	ann[rollout.ChangeCauseAnnotation] = fmt.Sprintf("autodeploy rollback by %s from %s: %s", m.By, res.From, reason)
 	if o.SuspendFlux && res.Kustomization != "" {
 		h := Hold{By: m.By, Reason: reason, At: now, From: res.From, Kustomization: res.Kustomization}
 		ann[AnnHold] = mustJSON(h)

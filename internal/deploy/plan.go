@@ -39,6 +39,9 @@ type Decision struct {
 	// Problem marks a skip that needs fixing (a missing object, an invalid
 	// image), as opposed to a deliberate one (held, paused, known bad).
 	Problem bool `json:"problem,omitempty"`
+	// Ahead marks a skipped downgrade: the Deployment runs an image newer
+	// than the one the policy selects.
+	Ahead bool `json:"ahead,omitempty"`
 	// PreviousRevision is where a rollback of this deploy or verify goes.
 	PreviousRevision int64 `json:"-"`
 }
@@ -119,9 +122,10 @@ func Plan(in Input) Decision {
 		dec.Reason = fmt.Sprintf("repository changes from %s to %s; ", cur.Name(), want.Name())
 	}
 	if f, ok := ParseFailedImage(ann); ok && image.SameString(f.Image, p.Latest) {
-		return skip(false, "%s failed on %s (%s); waiting for the policy to select another image", p.Latest, f.At.UTC().Format("2006-01-02 15:04"), f.Reason)
+		return skip(false, "%s failed on %s; waiting for the policy to select another image", p.Latest, f.At.UTC().Format("2006-01-02 15:04"))
 	}
 	if rev, ok := replacedBefore(d, in.ReplicaSets, container, want); ok {
+		dec.Ahead = true
 		return skip(false, "downgrade refused: revision %d already ran %s and was replaced (alphabetical order of sha-<hex> tags is not build order, fluxcd/flux2#3449)", rev, p.Latest)
 	}
 	dec.Action = Deploy

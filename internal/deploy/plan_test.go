@@ -88,7 +88,7 @@ func TestPlan(t *testing.T) {
 		{name: "garbled hold still holds", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 1, func(d *appsv1.Deployment) { d.Annotations[AnnHold] = "yes" }), Policy: pol(repo+":sha-bbb", true)}, action: Skip, reasonPart: "held"},
 		{name: "remembered failed image", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 1, func(d *appsv1.Deployment) {
 			d.Annotations[AnnFailedImage] = `{"image":"` + repo + `:sha-bbb","reason":"ImagePullBackOff","at":"2026-11-25T10:00:00Z"}`
-		}), Policy: pol(repo+":sha-bbb", true)}, action: Skip, reasonPart: "failed on 2026-11-25 10:00 (ImagePullBackOff)"},
+		}), Policy: pol(repo+":sha-bbb", true)}, action: Skip, reasonPart: "failed on 2026-11-25 10:00; waiting"},
 		{name: "failed image memory does not block the next image", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 1, func(d *appsv1.Deployment) {
 			d.Annotations[AnnFailedImage] = `{"image":"` + repo + `:sha-bbb","reason":"x","at":"2026-11-25T10:00:00Z"}`
 		}), Policy: pol(repo+":sha-ccc", true)}, action: Deploy, target: repo + ":sha-ccc"},

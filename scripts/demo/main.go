@@ -115,7 +115,6 @@ func run(kubeconfig, bin, dir string) error {
 
 	step("CI pushes %s:sha-5d6e7f8; the next run asks Flux to rescan, sees it, deploys and verifies it", registry+"api-gateway")
 	refl.Push("api-gateway", registry+"api-gateway:sha-5d6e7f8")
-	ad("run", "--dry-run")
 	ad("run", "-v")
 
 	step("A broken image (its pull fails) reaches api-enrichment: the run fails fast, rolls back, remembers it")
@@ -125,14 +124,12 @@ func run(kubeconfig, bin, dir string) error {
 	step("The next run skips the remembered bad image")
 	ad("run", "-v")
 
-	step("The log file (%s)", filepath.Join(dir, "autodeploy.log"))
-	if b, err := os.ReadFile(filepath.Join(dir, "autodeploy.log")); err == nil {
-		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-		if len(lines) > 12 {
-			lines = lines[len(lines)-12:]
-		}
-		fmt.Println(strings.Join(lines, "\n"))
-	}
+	step("Someone rolls api-gateway back by hand; the service is held, and runs leave it alone")
+	ad("rollback", "api-gateway", "--reason", "demo: errors on /search")
+	ad("history", "api-gateway")
+
+	step("What an operator sees over SSH (exit code 8: not everything is healthy and up to date)")
+	ad("status", "--log-lines", "3")
 	fmt.Printf("\nThe demo cluster keeps running: export KUBECONFIG=%s; kubectl -n apps get deploy,pods\nStop it with: make cluster-down\n", kubeconfig)
 	return nil
 }

@@ -1,0 +1,119 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/fatih/color"
+	"github.com/spf13/cobra"
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/autodeploy-dev/autodeploy/internal/deploy"
+	"github.com/autodeploy-dev/autodeploy/internal/image"
+	"github.com/autodeploy-dev/autodeploy/internal/rollout"
+	"github.com/autodeploy-dev/autodeploy/internal/ui"
+)
+
+// Revision is one line of `autodeploy history`, and its JSON form.
+type Revision struct {
+	Revision    int64     `json:"revision"`
+	Image       string    `json:"image"`
+	ChangeCause string    `json:"changeCause,omitempty"`
+	Created     time.Time `json:"created"`
+	Current     bool      `json:"current"`
+	Failed      bool      `json:"failed"`
+	ReplicaSet  string    `json:"replicaSet"`
+}
+
+func newCmdHistory(f *Factory) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "history <service>",
+		Short: "List a service's revisions as 'kubectl rollout history' sees them",
+		Long: `List the revisions of a service's Deployment, from the ReplicaSets it controls,
+as 'kubectl rollout history' sees them: revision, image, change-cause, when
+it was created, which one is current, and which image autodeploy remembers
+as failed. 'autodeploy rollback <service> --to-revision N' restores one.`,
+		Args:              exactArgs(1, "exactly one service name"),
+		ValidArgsFunction: serviceCompletion(f),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "" && output != "json" {
+				return &flagError{fmt.Errorf("invalid --output %q: only json is supported", output)}
+			}
+			return runHistory(cmd.Context(), f, args[0], output)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "json")
+	return cmd
+}
+
+func runHistory(ctx context.Context, f *Factory, name, output string) error {
+	cfg, err := f.Config()
+	if err != nil {
+		return err
+	}
+	s, ok := cfg.Service(name)
+	if !ok {
+		return &flagError{fmt.Errorf("unknown service %q: it is not in %s", name, cfg.Path)}
+	}
+	clients, err := f.Clients()
+	if err != nil {
+		return err
+	}
+	d, err := clients.Kube.AppsV1().Deployments(s.Namespace).Get(ctx, s.Deployment, metav1.GetOptions{})
+	if err != nil {
+		return withCode(ExitServiceProblem, clients.Classify(fmt.Errorf("deployment %s/%s: %w", s.Namespace, s.Deployment, err)))
+	}
+	owned, err := rollout.ListOwned(ctx, clients.Kube, d)
+	if err != nil {
+		return clients.Classify(err)
+	}
+	revs := revisions(d, owned, s.Container)
+	if output == "json" {
+		enc := json.NewEncoder(f.IO.Out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(revs)
+	}
+	rows := [][]string{{"REVISION", "IMAGE", "CREATED", "CHANGE-CAUSE"}}
+	for i := len(revs) - 1; i >= 0; i-- { // oldest first, as kubectl lists
+		r := revs[i]
+		rev := fmt.Sprint(r.Revision)
+		if r.Current {
+			rev = color.GreenString("%s (current)", rev)
+		}
+		img := r.Image
+		if r.Failed {
+			img = color.RedString("%s (failed)", img)
+		}
+		cause := r.ChangeCause
+		if cause == "" {
+			cause = "<none>"
+		}
+		rows = append(rows, []string{rev, img, r.Created.UTC().Format("2006-01-02 15:04"), cause})
+	}
+	return ui.Table(f.IO.Out, "", rows)
+}
+
+// revisions lists d's ReplicaSets newest first, marking the current one and
+// the one whose image autodeploy remembers as failed.
+func revisions(d *appsv1.Deployment, owned []*appsv1.ReplicaSet, container string) []Revision {
+	cur := rollout.Current(d, owned)
+	failed, hasFailed := deploy.ParseFailedImage(d.Annotations)
+	var out []Revision
+	for _, rs := range owned {
+		name := container
+		if name == "" && len(rs.Spec.Template.Spec.Containers) > 0 {
+			name = rs.Spec.Template.Spec.Containers[0].Name
+		}
+		img, _ := rollout.ContainerImage(&rs.Spec.Template, name)
+		out = append(out, Revision{
+			Revision: rollout.Revision(rs), Image: img, ChangeCause: rs.Annotations[rollout.ChangeCauseAnnotation],
+			Created: rs.CreationTimestamp.UTC(), Current: rs == cur, ReplicaSet: rs.Name,
+			Failed: hasFailed && image.SameString(img, failed.Image),
+		})
+	}
+	return out
+}

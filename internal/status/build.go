@@ -1,0 +1,236 @@
+package status
+
+import (
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/deploy"
+	"github.com/autodeploy-dev/autodeploy/internal/flux"
+	"github.com/autodeploy-dev/autodeploy/internal/image"
+	"github.com/autodeploy-dev/autodeploy/internal/lock"
+	"github.com/autodeploy-dev/autodeploy/internal/rollout"
+	"github.com/autodeploy-dev/autodeploy/internal/runlog"
+)
+
+// Objects is what Collect read from the cluster, keyed "namespace/name"
+// (ReplicaSets and Pods by namespace).
+type Objects struct {
+	FluxAPI      string
+	FluxProblem  string // why Flux objects could not be read
+	Deployments  map[string]*appsv1.Deployment
+	ReplicaSets  map[string][]appsv1.ReplicaSet
+	Pods         map[string][]corev1.Pod
+	Policies     map[string]*unstructured.Unstructured
+	Repositories map[string]*unstructured.Unstructured
+}
+
+// Local is what status reads on this host: the log and the lock.
+type Local struct {
+	LastRun    *runlog.Run
+	LastRunErr error
+	Holder     *lock.Holder
+	Log        []string
+}
+
+// Build assembles the report. It is pure: same objects, same clock, same
+// report.
+func Build(cfg *config.Config, services []config.Service, objs Objects, local Local, now time.Time) *Report {
+	r := &Report{SchemaVersion: SchemaVersion, GeneratedAt: now.UTC(), FluxAPI: objs.FluxAPI, Healthy: true,
+		LastRun: local.LastRun, RunInProgress: local.Holder, Log: local.Log}
+	if local.LastRunErr != nil {
+		r.LastRunError = local.LastRunErr.Error()
+	}
+	r.Schedule = Schedule{Spec: cfg.Schedule, NextRun: cfg.Next(now).UTC()}
+	if r.LastRun != nil {
+		// Two scheduled slots have passed since the last run without one.
+		r.Schedule.Overdue = now.After(cfg.Next(cfg.Next(r.LastRun.Started))) && r.RunInProgress == nil
+	}
+	for _, s := range services {
+		svc := buildService(s, objs, now)
+		if !svc.OK() {
+			r.Healthy = false
+		}
+		r.Services = append(r.Services, svc)
+	}
+	return r
+}
+
+func buildService(s config.Service, objs Objects, now time.Time) Service {
+	out := Service{Name: s.Name, Namespace: s.Namespace, Deployment: s.Deployment, Container: s.Container, Sync: SyncUnknown}
+	policyKey := s.PolicyNamespace + "/" + s.PolicyName
+	var pol *flux.Policy
+	if u := objs.Policies[policyKey]; u != nil {
+		p := flux.ParsePolicy(u)
+		pol = &p
+		out.Policy = &Policy{Name: policyKey, LatestImage: p.Latest, Ready: p.Ready, Message: p.Message, Suspended: p.Suspended}
+		if repo := objs.Repositories[p.RepoNamespace+"/"+p.RepoName]; repo != nil {
+			out.Repository = repository(repo)
+		}
+	}
+	d := objs.Deployments[s.Namespace+"/"+s.Deployment]
+	var owned []*appsv1.ReplicaSet
+	if d != nil {
+		owned = rollout.Owned(d, objs.ReplicaSets[s.Namespace])
+	}
+	// The same plan `run` makes: what the next run would do, and why.
+	dec := deploy.Plan(deploy.Input{Service: s, Deployment: d, ReplicaSets: owned, Policy: pol})
+	out.NextRun = &NextAction{Action: string(dec.Action), Target: dec.Target, Reason: dec.Reason}
+	switch {
+	case objs.FluxProblem != "":
+		out.Problems = append(out.Problems, objs.FluxProblem)
+	case dec.Problem:
+		out.Problems = append(out.Problems, dec.Reason)
+	}
+	if d == nil {
+		out.State = StateMissing
+		return out
+	}
+	out.Container = dec.Container
+	if h, held := deploy.ParseHold(d.Annotations); held {
+		out.Hold = &h
+	}
+	if f, ok := deploy.ParseFailedImage(d.Annotations); ok {
+		out.Failed = &f
+	}
+	out.Unverified = d.Annotations[deploy.AnnVerified] == "false"
+
+	st := rollout.Evaluate(d)
+	ro := &Rollout{Image: dec.Current, Ready: d.Status.ReadyReplicas, Updated: d.Status.UpdatedReplicas,
+		Available: d.Status.AvailableReplicas, State: string(st.State), Message: st.Message,
+		Revision: rollout.Revision(d), ChangeCause: d.Annotations[rollout.ChangeCauseAnnotation], Desired: 1}
+	if d.Spec.Replicas != nil {
+		ro.Desired = *d.Spec.Replicas
+	}
+	cur := rollout.Current(d, owned)
+	ro.RolledOutAt = rolledOutAt(d, cur)
+	out.Rollout = ro
+	out.Pods = pods(owned, cur, objs.Pods[s.Namespace])
+
+	out.State = StateHealthy
+	switch st.State {
+	case rollout.Progressing:
+		out.State = StateProgressing
+	case rollout.Failed:
+		out.State = StateFailed
+	case rollout.Paused:
+		out.State = StatePaused
+	}
+	if out.State == StateHealthy && ro.Ready < ro.Desired {
+		out.State = StateDegraded
+	}
+	for _, p := range out.Pods {
+		if p.ReplicaSet == "current" && rollout.FatalReasons[p.Status] {
+			out.State = StateFailed
+		}
+	}
+
+	if pol != nil && pol.Latest != "" {
+		switch {
+		case image.SameString(dec.Current, pol.Latest):
+			out.Sync = SyncUpToDate
+		case dec.Ahead:
+			out.Sync = SyncAhead
+		default:
+			out.Sync = SyncBehind
+		}
+	}
+	return out
+}
+
+// rolledOutAt is when the current revision finished rolling out: the
+// Progressing condition's update for NewReplicaSetAvailable, which a
+// rollback moves too; else when its ReplicaSet was created.
+func rolledOutAt(d *appsv1.Deployment, cur *appsv1.ReplicaSet) *time.Time {
+	for _, c := range d.Status.Conditions {
+		if c.Type == appsv1.DeploymentProgressing && c.Reason == "NewReplicaSetAvailable" {
+			t := c.LastUpdateTime.UTC()
+			return &t
+		}
+	}
+	if cur == nil {
+		return nil
+	}
+	t := cur.CreationTimestamp.UTC()
+	return &t
+}
+
+func repository(u *unstructured.Unstructured) *Repository {
+	r := &Repository{Name: u.GetNamespace() + "/" + u.GetName()}
+	if ts, _, _ := unstructured.NestedString(u.Object, "status", "lastScanResult", "scanTime"); ts != "" {
+		if t, err := time.Parse(time.RFC3339, ts); err == nil {
+			r.LastScan = &t
+		}
+	}
+	r.TagCount, _, _ = unstructured.NestedInt64(u.Object, "status", "lastScanResult", "tagCount")
+	r.Suspended, _, _ = unstructured.NestedBool(u.Object, "spec", "suspend")
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		if m, ok := c.(map[string]any); ok && m["type"] == "Ready" {
+			r.Ready = m["status"] == "True"
+			r.Message, _ = m["message"].(string)
+		}
+	}
+	return r
+}
+
+// pods lists the pods of the current ReplicaSet and of the one before it:
+// during a rollout, or after a failed one, those are the two that matter.
+// Pods are matched to ReplicaSets by their controller reference, never by
+// label alone.
+func pods(owned []*appsv1.ReplicaSet, cur *appsv1.ReplicaSet, all []corev1.Pod) []Pod {
+	roles := map[types.UID]string{}
+	revs := map[types.UID]int64{}
+	if cur != nil {
+		roles[cur.UID], revs[cur.UID] = "current", rollout.Revision(cur)
+		for _, rs := range owned { // newest revision first
+			if rs != cur && rollout.Revision(rs) < rollout.Revision(cur) {
+				roles[rs.UID], revs[rs.UID] = "previous", rollout.Revision(rs)
+				break
+			}
+		}
+	}
+	var out []Pod
+	for _, role := range []string{"current", "previous"} {
+		for i := range all {
+			p := &all[i]
+			if ref := metav1.GetControllerOf(p); ref != nil && roles[ref.UID] == role {
+				pd := pod(p, role)
+				pd.Revision = revs[ref.UID]
+				out = append(out, pd)
+			}
+		}
+	}
+	return out
+}
+
+func pod(p *corev1.Pod, role string) Pod {
+	out := Pod{Name: p.Name, ReplicaSet: role, Status: string(p.Status.Phase), Created: p.CreationTimestamp.UTC(), Node: p.Spec.NodeName}
+	ready := 0
+	for _, cs := range p.Status.ContainerStatuses {
+		out.Restarts += cs.RestartCount
+		if cs.Ready {
+			ready++
+		}
+		switch {
+		case cs.State.Waiting != nil && cs.State.Waiting.Reason != "":
+			out.Status = cs.State.Waiting.Reason
+		case cs.State.Terminated != nil && cs.State.Terminated.Reason != "" && out.Status == string(p.Status.Phase):
+			out.Status = cs.State.Terminated.Reason
+		}
+	}
+	if p.DeletionTimestamp != nil {
+		out.Status = "Terminating"
+	}
+	if out.Status == "" {
+		out.Status = "Pending"
+	}
+	out.Ready = fmt.Sprintf("%d/%d", ready, len(p.Spec.Containers))
+	return out
+}

@@ -1,0 +1,310 @@
+package status
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/fatih/color"
+
+	"github.com/autodeploy-dev/autodeploy/internal/image"
+	"github.com/autodeploy-dev/autodeploy/internal/ui"
+)
+
+// TextOptions shape the human output.
+type TextOptions struct {
+	// Details shows every service's block, not only those needing attention.
+	Details bool
+	// Wide shows full image references instead of tags.
+	Wide bool
+}
+
+var (
+	green  = color.New(color.FgGreen).SprintFunc()
+	yellow = color.New(color.FgYellow).SprintFunc()
+	red    = color.New(color.FgRed).SprintFunc()
+	bold   = color.New(color.Bold).SprintFunc()
+	faint  = color.New(color.Faint).SprintFunc()
+)
+
+func stateColor(s string) func(...any) string {
+	switch s {
+	case StateHealthy, SyncUpToDate:
+		return green
+	case StateProgressing, StatePaused, SyncBehind, SyncAhead, "held", "unverified":
+		return yellow
+	case StateFailed, StateMissing, StateDegraded:
+		return red
+	}
+	return fmt.Sprint
+}
+
+// WriteText renders r for a person in an 80-column terminal: a table with a
+// line per service, a block for each service that needs attention, then
+// the last and next runs.
+func WriteText(w io.Writer, r *Report, o TextOptions) error {
+	now := r.GeneratedAt
+	rows := [][]string{{"SERVICE", "STATE", "READY", "IMAGE", "FLUX"}}
+	for _, s := range r.Services {
+		ready, img := "-", "-"
+		if s.Rollout != nil {
+			ready = fmt.Sprintf("%d/%d", s.Rollout.Ready, s.Rollout.Desired)
+			img = shortImage(s.Rollout.Image, o.Wide)
+		}
+		rows = append(rows, []string{s.Name, stateColor(s.State)(s.State), ready, img, fluxColumn(s, o.Wide)})
+	}
+	if err := ui.Table(w, "", rows); err != nil {
+		return err
+	}
+	for _, s := range r.Services {
+		if o.Details || !s.OK() {
+			fmt.Fprintln(w)
+			writeService(w, s, now, o)
+		}
+	}
+	fmt.Fprintln(w)
+	writeRuns(w, r, now)
+	if len(r.Log) > 0 {
+		fmt.Fprintf(w, "\n%s\n", bold(fmt.Sprintf("Log (last %d lines)", len(r.Log))))
+		for _, l := range r.Log {
+			fmt.Fprintln(w, "  "+l)
+		}
+	}
+	return nil
+}
+
+// fluxColumn says in a few words how the Deployment stands against its
+// policy, and any mark autodeploy keeps.
+func fluxColumn(s Service, wide bool) string {
+	var parts []string
+	switch s.Sync {
+	case SyncUpToDate:
+		parts = append(parts, green("up to date"))
+	case SyncBehind:
+		parts = append(parts, yellow("behind: "+shortImage(s.Policy.LatestImage, wide)))
+	case SyncAhead:
+		parts = append(parts, yellow("ahead of "+shortImage(s.Policy.LatestImage, wide)))
+	default:
+		parts = append(parts, red("unknown"))
+	}
+	if s.Hold != nil {
+		parts = append(parts, yellow("held"))
+	}
+	if s.Unverified {
+		parts = append(parts, yellow("unverified"))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func writeService(w io.Writer, s Service, now time.Time, o TextOptions) {
+	fmt.Fprintf(w, "%s %s\n", bold(s.Name), faint(fmt.Sprintf("(deployment %s/%s)", s.Namespace, s.Deployment)))
+	row := func(label, format string, args ...any) {
+		writeRow(w, "  ", label, fmt.Sprintf(format, args...))
+	}
+	for _, p := range s.Problems {
+		row("problem", "%s", red(p))
+	}
+	if ro := s.Rollout; ro != nil {
+		row("rollout", "%s: %s", stateColor(s.State)(ro.State), ro.Message)
+		row("image", "%s", ro.Image)
+		if ro.RolledOutAt != nil {
+			row("revision", "%d, rolled out %s", ro.Revision, ago(now, *ro.RolledOutAt))
+		} else {
+			row("revision", "%d", ro.Revision)
+		}
+		if ro.ChangeCause != "" {
+			row("cause", "%s", fit(ro.ChangeCause))
+		}
+	}
+	if p := s.Policy; p != nil {
+		state := green("Ready")
+		if !p.Ready {
+			state = yellow("not Ready: " + p.Message)
+		}
+		if p.Suspended {
+			state += ", " + yellow("suspended")
+		}
+		latest := p.LatestImage
+		if latest == "" {
+			latest = "no image yet"
+		}
+		row("policy", "%s -> %s (%s)", p.Name, shortImage(latest, o.Wide), state)
+	}
+	if rp := s.Repository; rp != nil {
+		scan := "never scanned"
+		if rp.LastScan != nil {
+			scan = "scanned " + ago(now, *rp.LastScan)
+		}
+		state := green("Ready")
+		if !rp.Ready {
+			state = yellow("not Ready: " + rp.Message)
+		}
+		if rp.Suspended {
+			state += ", " + yellow("suspended")
+		}
+		row("repository", "%s: %s, %d tags (%s)", rp.Name, scan, rp.TagCount, state)
+	}
+	if h := s.Hold; h != nil {
+		row("held", "%s", yellow(fmt.Sprintf("by %s %s: %s", h.By, ago(now, h.At), h.Reason)))
+	}
+	if f := s.Failed; f != nil {
+		row("failed", "%s %s: %s", f.Image, ago(now, f.At), fit(f.Reason))
+	}
+	if s.Unverified {
+		row("unverified", "%s", yellow("set by autodeploy, not verified yet: the next run verifies it"))
+	}
+	if n := s.NextRun; n != nil {
+		switch n.Action {
+		case "deploy":
+			row("next run", "deploys %s", n.Target)
+		case "verify":
+			row("next run", "verifies %s", n.Target)
+		case "up-to-date":
+			row("next run", "nothing to do")
+		default:
+			row("next run", "skips it: %s", n.Reason)
+		}
+	}
+	if len(s.Pods) > 0 {
+		fmt.Fprintln(w, "  pods")
+		rows := [][]string{{"NAME", "REV", "READY", "STATUS", "RESTARTS", "AGE", "NODE"}}
+		for _, p := range s.Pods {
+			st := p.Status
+			if st != "Running" && st != "Succeeded" {
+				st = red(st)
+			}
+			rows = append(rows, []string{p.Name, fmt.Sprint(p.Revision), p.Ready, st, fmt.Sprint(p.Restarts), age(now, p.Created), p.Node})
+		}
+		_ = ui.Table(w, "  ", rows)
+	}
+}
+
+// writeRow writes "label value", wrapping the value at word boundaries so
+// that it fits an 80-column window, continuation lines aligned under it.
+func writeRow(w io.Writer, indent, label, value string) {
+	prefix := fmt.Sprintf("%s%-10s ", indent, label)
+	width := 80 - len(prefix)
+	line, n := "", 0
+	for _, word := range strings.Fields(value) {
+		wl := ui.Width(word)
+		if n > 0 && n+1+wl > width {
+			fmt.Fprintln(w, prefix+line)
+			prefix, line, n = strings.Repeat(" ", len(prefix)), "", 0
+		}
+		if n > 0 {
+			line += " "
+			n++
+		}
+		line += word
+		n += wl
+	}
+	fmt.Fprintln(w, strings.TrimRight(prefix+line, " "))
+}
+
+func writeRuns(w io.Writer, r *Report, now time.Time) {
+	row := func(label, format string, args ...any) { writeRow(w, "", label, fmt.Sprintf(format, args...)) }
+	switch lr := r.LastRun; {
+	case lr != nil:
+		took := "still running or cut short"
+		if lr.Finished != nil {
+			took = "took " + lr.Duration.Round(100*time.Millisecond).String()
+		}
+		result := lr.Result
+		switch result {
+		case "ok":
+			result = green(result)
+		case "failed":
+			result = red(result)
+		default:
+			result = yellow(result)
+		}
+		row("last run", "%s (%s), %s, %s: %s", ago(now, lr.Started), clock(lr.Started), took, result, outcomeSummary(lr.Outcomes))
+	case r.LastRunError != "":
+		row("last run", "%s", r.LastRunError)
+	}
+	if h := r.RunInProgress; h != nil {
+		row("running", "%s", yellow(fmt.Sprintf("pid %d since %s: %s", h.Pid, clock(h.Since), h.Command)))
+	}
+	if r.Schedule.NextRun.IsZero() {
+		row("next run", "never: schedule %q does not fire", r.Schedule.Spec)
+	} else {
+		row("next run", "in %s (%s), schedule %q", until(now, r.Schedule.NextRun), clock(r.Schedule.NextRun), r.Schedule.Spec)
+	}
+	if r.Schedule.Overdue {
+		row("", "%s", red("overdue: the last run is older than two periods; is the cron job installed and running?"))
+	}
+}
+
+// fit shortens free text to what an 80-column window shows after the
+// label; -o json has it whole.
+func fit(s string) string {
+	const width = 80 - 13
+	if r := []rune(s); len(r) > width {
+		return string(r[:width-1]) + "…"
+	}
+	return s
+}
+
+func outcomeSummary(outcomes map[string]string) string {
+	counts := map[string]int{}
+	for _, o := range outcomes {
+		counts[o]++
+	}
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%d %s", counts[k], k)
+	}
+	if len(parts) == 0 {
+		return "no service handled"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// shortImage is the tag (or digest) alone, unless wide.
+func shortImage(ref string, wide bool) string {
+	if wide || ref == "" {
+		return ref
+	}
+	r, err := image.Parse(ref)
+	if err != nil {
+		return ref
+	}
+	if r.Tag != "" {
+		return r.Tag
+	}
+	return r.Digest[:min(len(r.Digest), 19)]
+}
+
+func clock(t time.Time) string { return t.UTC().Format("15:04:05 UTC") }
+
+func ago(now, t time.Time) string { return age(now, t) + " ago" }
+
+func until(now, t time.Time) string { return age(t, now) }
+
+// age is kubectl's compact duration: 45s, 3m, 2h5m, 4d.
+func age(now, t time.Time) string {
+	d := now.Sub(t)
+	if d < 0 {
+		d = 0
+	}
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 24*time.Hour:
+		h := int(d.Hours())
+		if m := int(d.Minutes()) % 60; m != 0 && h < 10 {
+			return fmt.Sprintf("%dh%dm", h, m)
+		}
+		return fmt.Sprintf("%dh", h)
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}

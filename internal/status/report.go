@@ -1,0 +1,138 @@
+// Package status answers "what is going on?" for `autodeploy status`: each
+// service's Deployment, pods, Flux detections and autodeploy's own marks,
+// the last run from the log, and the next scheduled run. Collect reads the
+// cluster with a handful of LISTs; Build is a pure function of what was
+// read, so the output can be tested with a fixed clock.
+package status
+
+import (
+	"time"
+
+	"github.com/autodeploy-dev/autodeploy/internal/deploy"
+	"github.com/autodeploy-dev/autodeploy/internal/lock"
+	"github.com/autodeploy-dev/autodeploy/internal/runlog"
+)
+
+// SchemaVersion is bumped on any incompatible change of Report's JSON.
+const SchemaVersion = 1
+
+// Report is the whole status; its JSON form is the `-o json` schema
+// documented in the README.
+type Report struct {
+	SchemaVersion int       `json:"schemaVersion"`
+	GeneratedAt   time.Time `json:"generatedAt"`
+	// Healthy is true when every service is healthy, up to date, not held
+	// and verified: what exit code 0 means.
+	Healthy  bool        `json:"healthy"`
+	FluxAPI  string      `json:"fluxImageAPI,omitempty"`
+	Services []Service   `json:"services"`
+	LastRun  *runlog.Run `json:"lastRun,omitempty"`
+	// LastRunError says why there is no last run (no log yet, unreadable).
+	LastRunError  string       `json:"lastRunError,omitempty"`
+	RunInProgress *lock.Holder `json:"runInProgress,omitempty"`
+	Schedule      Schedule     `json:"schedule"`
+	Log           []string     `json:"log,omitempty"`
+}
+
+// Schedule is the cron schedule and what it implies now.
+type Schedule struct {
+	Spec    string    `json:"spec"`
+	NextRun time.Time `json:"nextRun"`
+	// Overdue: the last run is older than two periods (is cron running?).
+	Overdue bool `json:"overdue"`
+}
+
+// Service states, from best to worst.
+const (
+	StateHealthy     = "healthy"
+	StateProgressing = "progressing"
+	StatePaused      = "paused"
+	StateDegraded    = "degraded" // complete, but fewer ready replicas than desired
+	StateFailed      = "failed"   // progress deadline exceeded, or pods that cannot start
+	StateMissing     = "missing"  // no Deployment
+)
+
+// Sync values: the Deployment's image against the policy's.
+const (
+	SyncUpToDate = "up-to-date"
+	SyncBehind   = "behind"
+	SyncAhead    = "ahead" // runs an image newer than the policy's (a refused downgrade)
+	SyncUnknown  = "unknown"
+)
+
+// Service is one configured service.
+type Service struct {
+	Name       string              `json:"name"`
+	Namespace  string              `json:"namespace"`
+	Deployment string              `json:"deployment"`
+	Container  string              `json:"container,omitempty"`
+	State      string              `json:"state"`
+	Sync       string              `json:"sync"`
+	Problems   []string            `json:"problems,omitempty"`
+	Rollout    *Rollout            `json:"rollout,omitempty"`
+	Policy     *Policy             `json:"imagePolicy,omitempty"`
+	Repository *Repository         `json:"imageRepository,omitempty"`
+	NextRun    *NextAction         `json:"nextRun,omitempty"`
+	Hold       *deploy.Hold        `json:"hold,omitempty"`
+	Failed     *deploy.FailedImage `json:"failedImage,omitempty"`
+	// Unverified: autodeploy set the image and no run has verified it yet.
+	Unverified bool  `json:"unverified,omitempty"`
+	Pods       []Pod `json:"pods,omitempty"`
+}
+
+// Rollout is the Deployment's side.
+type Rollout struct {
+	Image       string     `json:"image"`
+	Desired     int32      `json:"desired"`
+	Ready       int32      `json:"ready"`
+	Updated     int32      `json:"updated"`
+	Available   int32      `json:"available"`
+	State       string     `json:"state"` // kubectl's: complete, progressing, failed, paused
+	Message     string     `json:"message"`
+	Revision    int64      `json:"revision"`
+	RolledOutAt *time.Time `json:"rolledOutAt,omitempty"`
+	ChangeCause string     `json:"changeCause,omitempty"`
+}
+
+// Policy is the ImagePolicy's side.
+type Policy struct {
+	Name        string `json:"name"` // namespace/name
+	LatestImage string `json:"latestImage,omitempty"`
+	Ready       bool   `json:"ready"`
+	Message     string `json:"message,omitempty"`
+	Suspended   bool   `json:"suspended,omitempty"`
+}
+
+// Repository is the ImageRepository's side.
+type Repository struct {
+	Name      string     `json:"name"` // namespace/name
+	LastScan  *time.Time `json:"lastScan,omitempty"`
+	TagCount  int64      `json:"tagCount"`
+	Ready     bool       `json:"ready"`
+	Message   string     `json:"message,omitempty"`
+	Suspended bool       `json:"suspended,omitempty"`
+}
+
+// NextAction is what the next run would do, from the same plan `run` makes.
+type NextAction struct {
+	Action string `json:"action"`
+	Target string `json:"target,omitempty"`
+	Reason string `json:"reason"`
+}
+
+// Pod is one pod of the current or previous ReplicaSet.
+type Pod struct {
+	Name       string    `json:"name"`
+	ReplicaSet string    `json:"replicaSet"` // current, previous
+	Revision   int64     `json:"revision"`   // of its ReplicaSet
+	Ready      string    `json:"ready"`      // ready/total containers
+	Status     string    `json:"status"`     // phase, or the waiting reason
+	Restarts   int32     `json:"restarts"`
+	Created    time.Time `json:"created"`
+	Node       string    `json:"node,omitempty"`
+}
+
+// OK reports whether s counts as healthy and up to date.
+func (s Service) OK() bool {
+	return s.State == StateHealthy && s.Sync == SyncUpToDate && s.Hold == nil && !s.Unverified && len(s.Problems) == 0
+}

@@ -1,0 +1,300 @@
+package status
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fatih/color"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/lock"
+	"github.com/autodeploy-dev/autodeploy/internal/runlog"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+var now = time.Date(2026, 11, 25, 10, 30, 0, 0, time.UTC)
+
+const reg = "ghcr.io/team-mercurious/"
+
+func at(d time.Duration) metav1.Time { return metav1.NewTime(now.Add(-d)) }
+
+type fixture struct {
+	objs Objects
+}
+
+func newFixture() *fixture {
+	return &fixture{objs: Objects{
+		FluxAPI:     "v1",
+		Deployments: map[string]*appsv1.Deployment{}, ReplicaSets: map[string][]appsv1.ReplicaSet{}, Pods: map[string][]corev1.Pod{},
+		Policies: map[string]*unstructured.Unstructured{}, Repositories: map[string]*unstructured.Unstructured{},
+	}}
+}
+
+// deployment adds a Deployment at image with revisions (oldest first) and
+// its pods, in status st.
+func (f *fixture) deployment(name string, replicas int32, images []string, st appsv1.DeploymentStatus, ann map[string]string, pods ...corev1.Pod) {
+	uid := types.UID("uid-" + name)
+	cur := images[len(images)-1]
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann["deployment.kubernetes.io/revision"] = itoa(len(images))
+	labels := map[string]string{"app": name}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "apps", UID: uid, Generation: 2, Annotations: ann},
+		Spec: appsv1.DeploymentSpec{Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: cur}}}}},
+		Status: st,
+	}
+	d.Status.ObservedGeneration = 2
+	f.objs.Deployments["apps/"+name] = d
+	for i, img := range images {
+		rs := appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{
+			Name: name + "-h" + itoa(i+1), UID: types.UID(name + "-h" + itoa(i+1)), Namespace: "apps", CreationTimestamp: at(time.Duration(len(images)-i) * time.Hour),
+			Annotations:     map[string]string{"deployment.kubernetes.io/revision": itoa(i + 1), "kubernetes.io/change-cause": "autodeploy: -> " + img},
+			OwnerReferences: []metav1.OwnerReference{{UID: uid, Controller: ptr(true)}},
+			Labels:          map[string]string{"app": name, "pod-template-hash": "h" + itoa(i+1)},
+		}}
+		rs.Spec.Template = *d.Spec.Template.DeepCopy()
+		rs.Spec.Template.Labels = map[string]string{"app": name, "pod-template-hash": "h" + itoa(i+1)}
+		rs.Spec.Template.Spec.Containers[0].Image = img
+		f.objs.ReplicaSets["apps"] = append(f.objs.ReplicaSets["apps"], rs)
+	}
+	f.objs.Pods["apps"] = append(f.objs.Pods["apps"], pods...)
+}
+
+func (f *fixture) policy(name, latest string) {
+	i := strings.LastIndex(latest, ":")
+	f.objs.Policies["flux-system/"+name] = &unstructured.Unstructured{Object: map[string]any{
+		"metadata": map[string]any{"name": name, "namespace": "flux-system"},
+		"spec":     map[string]any{"imageRepositoryRef": map[string]any{"name": name}},
+		"status": map[string]any{
+			"latestRef":  map[string]any{"name": latest[:i], "tag": latest[i+1:]},
+			"conditions": []any{map[string]any{"type": "Ready", "status": "True", "message": "resolved"}},
+		},
+	}}
+	f.objs.Repositories["flux-system/"+name] = &unstructured.Unstructured{Object: map[string]any{
+		"metadata": map[string]any{"name": name, "namespace": "flux-system"},
+		"status": map[string]any{
+			"lastScanResult": map[string]any{"scanTime": now.Add(-40 * time.Second).Format(time.RFC3339), "tagCount": int64(12)},
+			"conditions":     []any{map[string]any{"type": "Ready", "status": "True", "message": "successful scan"}},
+		},
+	}}
+}
+
+// kpod is a pod of ReplicaSet <deployment>-<hash>, named after it.
+func kpod(name, hash, status string, ready bool, restarts int32, age time.Duration) corev1.Pod {
+	rs := name[:strings.LastIndex(name, "-")]
+	cs := corev1.ContainerStatus{Name: "c", Ready: ready, RestartCount: restarts}
+	phase := corev1.PodRunning
+	if status != "Running" {
+		cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: status}
+		if status == "ImagePullBackOff" {
+			phase = corev1.PodPending
+		}
+	}
+	return corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "apps", CreationTimestamp: at(age), Labels: map[string]string{"pod-template-hash": hash},
+			OwnerReferences: []metav1.OwnerReference{{UID: types.UID(rs), Name: rs, Kind: "ReplicaSet", Controller: ptr(true)}}},
+		Spec:   corev1.PodSpec{NodeName: "kwok-node-0", Containers: []corev1.Container{{Name: "c"}}},
+		Status: corev1.PodStatus{Phase: phase, ContainerStatuses: []corev1.ContainerStatus{cs}},
+	}
+}
+
+func complete(n int32) appsv1.DeploymentStatus {
+	return appsv1.DeploymentStatus{Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n,
+		Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: "True", Reason: "NewReplicaSetAvailable", LastUpdateTime: at(3 * time.Minute)}}}
+}
+
+// scenario: one service of each kind the issue names.
+func scenario(t *testing.T) (*config.Config, Objects) {
+	t.Helper()
+	cfg, err := config.Parse([]byte(`lockFile: /run/lock/autodeploy.lock
+defaults: {namespace: apps}
+services:
+  - name: gateway
+  - name: enrichment
+  - name: generation
+  - name: search
+  - name: billing
+  - name: mailer
+`), "status.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture()
+	// healthy and up to date
+	f.deployment("gateway", 2, []string{reg + "gateway:sha-1a2b3c4", reg + "gateway:sha-5d6e7f8"}, complete(2), nil,
+		kpod("gateway-h2-aaaaa", "h2", "Running", true, 0, 3*time.Minute), kpod("gateway-h2-bbbbb", "h2", "Running", true, 0, 3*time.Minute))
+	f.policy("gateway", reg+"gateway:sha-5d6e7f8")
+	// mid-rollout, the new pod cannot pull its image
+	f.deployment("enrichment", 2, []string{reg + "enrichment:sha-1111111", reg + "enrichment:fail-2222222"},
+		appsv1.DeploymentStatus{Replicas: 3, UpdatedReplicas: 1, ReadyReplicas: 2, AvailableReplicas: 2},
+		map[string]string{"autodeploy.dev/verified": "false", "autodeploy.dev/deployed-image": reg + "enrichment:fail-2222222", "autodeploy.dev/previous-revision": "1"},
+		kpod("enrichment-h2-ccccc", "h2", "ImagePullBackOff", false, 0, 20*time.Second),
+		kpod("enrichment-h1-ddddd", "h1", "Running", true, 0, 2*time.Hour), kpod("enrichment-h1-eeeee", "h1", "Running", true, 0, 2*time.Hour))
+	f.policy("enrichment", reg+"enrichment:fail-2222222")
+	// held after a rollback; the policy still points at the image rolled back from
+	f.deployment("generation", 1, []string{reg + "generation:sha-3333333"}, complete(1),
+		map[string]string{
+			"autodeploy.dev/hold":         `{"by":"alice@ops-1","reason":"500s on /search","at":"2026-11-25T10:12:00Z","from":"` + reg + `generation:sha-4444444"}`,
+			"autodeploy.dev/failed-image": `{"image":"` + reg + `generation:sha-4444444","reason":"rolled back by alice@ops-1: 500s on /search","at":"2026-11-25T10:12:00Z"}`,
+		},
+		kpod("generation-h1-fffff", "h1", "Running", true, 0, time.Hour))
+	f.policy("generation", reg+"generation:sha-4444444")
+	// behind its policy
+	f.deployment("search", 1, []string{reg + "search:sha-5555555"}, complete(1), nil, kpod("search-h1-ggggg", "h1", "Running", true, 0, time.Hour))
+	f.policy("search", reg+"search:sha-6666666")
+	// no ImagePolicy
+	f.deployment("billing", 1, []string{reg + "billing:v1.2.0"}, complete(1), nil, kpod("billing-h1-hhhhh", "h1", "Running", true, 0, 26*time.Hour))
+	// no Deployment
+	f.policy("mailer", reg+"mailer:sha-7777777")
+	return cfg, f.objs
+}
+
+func local() Local {
+	fin := now.Add(-90 * time.Second).Add(2800 * time.Millisecond)
+	return Local{
+		LastRun: &runlog.Run{ID: "20261125T102830-ab12", Started: now.Add(-90 * time.Second), Finished: &fin, Duration: 2800 * time.Millisecond,
+			Result: "failed", Outcomes: map[string]string{"gateway": "up-to-date", "enrichment": "rolled-back", "generation": "skipped"}, Errors: 1},
+		Holder: &lock.Holder{Pid: 4242, Since: now.Add(-5 * time.Second), Command: "autodeploy run 20261125T102955-cd34"},
+	}
+}
+
+func TestWriteTextGolden(t *testing.T) {
+	cfg, objs := scenario(t)
+	r := Build(cfg, cfg.Services, objs, local(), now)
+	for _, tc := range []struct {
+		name    string
+		noColor bool
+		opts    TextOptions
+	}{
+		{"status.golden", true, TextOptions{}},
+		{"status-color.golden", false, TextOptions{}},
+		{"status-details-wide.golden", true, TextOptions{Details: true, Wide: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			saved := color.NoColor
+			color.NoColor = tc.noColor
+			defer func() { color.NoColor = saved }()
+			var buf bytes.Buffer
+			if err := WriteText(&buf, r, tc.opts); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, tc.name, buf.Bytes())
+			if tc.noColor {
+				for i, l := range strings.Split(buf.String(), "\n") {
+					if tc.opts == (TextOptions{}) && len([]rune(l)) > 80 {
+						t.Errorf("line %d is %d columns, more than an 80-column SSH window:\n%s", i+1, len([]rune(l)), l)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestBuildStates(t *testing.T) {
+	cfg, objs := scenario(t)
+	r := Build(cfg, cfg.Services, objs, local(), now)
+	want := map[string][2]string{
+		"gateway":    {StateHealthy, SyncUpToDate},
+		"enrichment": {StateFailed, SyncUpToDate},
+		"generation": {StateHealthy, SyncBehind},
+		"search":     {StateHealthy, SyncBehind},
+		"billing":    {StateHealthy, SyncUnknown},
+		"mailer":     {StateMissing, SyncUnknown},
+	}
+	for _, s := range r.Services {
+		if got := [2]string{s.State, s.Sync}; got != want[s.Name] {
+			t.Errorf("%s: state/sync = %v, want %v", s.Name, got, want[s.Name])
+		}
+		if s.OK() != (s.Name == "gateway") {
+			t.Errorf("%s: OK = %v", s.Name, s.OK())
+		}
+	}
+	if r.Healthy {
+		t.Error("report healthy with failing services")
+	}
+	healthyOnly := Build(cfg, cfg.Services[:1], objs, Local{}, now)
+	if !healthyOnly.Healthy {
+		t.Errorf("gateway alone is not healthy: %+v", healthyOnly.Services[0])
+	}
+}
+
+// The JSON is a documented interface: its golden file is its schema, and
+// every documented key is present.
+func TestJSONSchema(t *testing.T) {
+	cfg, objs := scenario(t)
+	r := Build(cfg, cfg.Services, objs, local(), now)
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "status.json", append(b, '\n'))
+	var generic map[string]any
+	if err := json.Unmarshal(b, &generic); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"schemaVersion", "generatedAt", "healthy", "fluxImageAPI", "services", "lastRun", "runInProgress", "schedule"} {
+		if _, ok := generic[k]; !ok {
+			t.Errorf("missing top-level key %q", k)
+		}
+	}
+	svc := generic["services"].([]any)[1].(map[string]any)
+	for _, k := range []string{"name", "namespace", "deployment", "state", "sync", "rollout", "imagePolicy", "imageRepository", "nextRun", "unverified", "pods"} {
+		if _, ok := svc[k]; !ok {
+			t.Errorf("missing service key %q in %v", k, svc)
+		}
+	}
+}
+
+func TestOverdue(t *testing.T) {
+	cfg, objs := scenario(t)
+	l := local()
+	l.Holder = nil
+	l.LastRun.Started = now.Add(-5 * time.Minute) // two */2 slots have passed
+	if r := Build(cfg, cfg.Services, objs, l, now); !r.Schedule.Overdue {
+		t.Error("a run 5 minutes ago on */2 is not overdue")
+	}
+	l.LastRun.Started = now.Add(-90 * time.Second)
+	if r := Build(cfg, cfg.Services, objs, l, now); r.Schedule.Overdue {
+		t.Error("a run 90 s ago on */2 is overdue")
+	}
+	if r := Build(cfg, cfg.Services, objs, l, now); !r.Schedule.NextRun.Equal(time.Date(2026, 11, 25, 10, 32, 0, 0, time.UTC)) {
+		t.Errorf("next run = %s", r.Schedule.NextRun)
+	}
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("..", "..", "testdata", "golden", "status", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("output differs from %s (go test ./internal/status -update to accept):\n%s", path, got)
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func ptr[T any](v T) *T { return &v }
