@@ -17,6 +17,7 @@ import (
 
 	"github.com/autodeploy-dev/autodeploy/internal/fluxsim"
 	"github.com/autodeploy-dev/autodeploy/internal/kubetest"
+	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/status"
 )
 
@@ -203,4 +204,46 @@ func TestHistory(t *testing.T) {
 	if code != ExitOK || !strings.Contains(stdout, "5 (current)") || !strings.Contains(stdout, "fail-4 (failed)") {
 		t.Fatalf("history table:\n%s", stdout)
 	}
+}
+
+// status works while a run holds the lock, and shows it; -w redraws until
+// Ctrl-C, which ends it with exit 0.
+func TestStatusDuringRunAndWatch(t *testing.T) {
+	e := kubetest.New(t)
+	refl := e.StartReflector(fluxsim.V1, e.Namespace)
+	cfg, dir := clusterConfig(t, e, refl, map[string]string{"api": reg + "api:sha-1"}, "")
+	settledName(t, e, "api")
+	lk, err := lock.TryAcquire(filepath.Join(dir, "lock"), "autodeploy run 20261126T000000-test", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lk.Release()
+	_, r := statusJSON(t, e, cfg)
+	if r.RunInProgress == nil || r.RunInProgress.Pid != os.Getpid() || !strings.Contains(r.RunInProgress.Command, "20261126T000000-test") {
+		t.Fatalf("runInProgress = %+v", r.RunInProgress)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	frames := 0
+	var out strings.Builder
+	f := NewFactory(IOStreams{In: strings.NewReader(""), Out: writerFunc(func(b []byte) {
+		out.Write(b)
+		if strings.Contains(string(b), "Ctrl-C to stop") {
+			if frames++; frames == 2 {
+				cancel()
+			}
+		}
+	}), ErrOut: &strings.Builder{}}, func(string) string { return "" })
+	code := Execute(ctx, f, []string{"status", "-w", "--interval", "50ms", "--config", cfg, "--kubeconfig", e.Kubeconfig})
+	if code != ExitOK || frames != 2 || strings.Count(out.String(), "\033[H\033[2J") != 2 || !strings.Contains(out.String(), "running    pid") {
+		t.Fatalf("watch: exit %d, %d frames:\n%s", code, frames, out.String())
+	}
+}
+
+type writerFunc func([]byte)
+
+func (w writerFunc) Write(b []byte) (int, error) {
+	w(b)
+	return len(b), nil
 }
