@@ -15,6 +15,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
+	"github.com/autodeploy-dev/autodeploy/internal/notify"
 	"github.com/autodeploy-dev/autodeploy/internal/runlog"
 )
 
@@ -97,7 +98,8 @@ func manager(f *Factory, name, command string) (*deploy.Manager, config.Service,
 		l.Close()
 		return nil, s, nil, nil, err
 	}
-	m := &deploy.Manager{Kube: clients.Kube, Dynamic: clients.Dynamic, Log: l.With("cmd", command), Now: time.Now, By: actor(f.Getenv)}
+	log := l.With("cmd", command)
+	m := &deploy.Manager{Kube: clients.Kube, Dynamic: clients.Dynamic, Log: log, Now: time.Now, By: actor(f.Getenv), Notify: notify.New(cfg.Notify, log)}
 	cleanup := func() { l.Close() }
 	return m, s, cfg, cleanup, nil
 }

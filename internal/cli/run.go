@@ -14,6 +14,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 	"github.com/autodeploy-dev/autodeploy/internal/image"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
+	"github.com/autodeploy-dev/autodeploy/internal/notify"
 	"github.com/autodeploy-dev/autodeploy/internal/runlog"
 	"github.com/autodeploy-dev/autodeploy/internal/ui"
 )
@@ -99,6 +100,7 @@ func runRun(ctx context.Context, f *Factory, o *RunOptions) error {
 		}
 		defer l.Close()
 		r.Log = l.Logger
+		r.Notify = notify.New(cfg.Notify, l.Logger)
 		lk, err := lock.TryAcquire(cfg.LockFile, "autodeploy run "+runID, now)
 		if err != nil {
 			l.Info("run skipped", "reason", err.Error())

@@ -84,6 +84,10 @@ type Config struct {
 	// Services is never empty and keeps the file's order, which is the order
 	// in which services are deployed.
 	Services []Service
+	// Notify are the channels told about deployments; none by default.
+	Notify []Notify
+	// Metrics says where the Prometheus metrics go; nowhere by default.
+	Metrics Metrics
 	// Path is the name the configuration was loaded from, for messages.
 	Path string
 

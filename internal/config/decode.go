@@ -25,7 +25,28 @@ type rawConfig struct {
 	Flux       rawFlux            `yaml:"flux"`
 	Defaults   rawDefaults        `yaml:"defaults"`
 	Services   []rawService       `yaml:"services"`
+	Notify     []rawNotify        `yaml:"notify"`
+	Metrics    rawMetrics         `yaml:"metrics"`
 	Line       int                `yaml:"-"`
+}
+
+type rawNotify struct {
+	Type       opt[string]        `yaml:"type"`
+	Name       opt[string]        `yaml:"name"`
+	URL        opt[string]        `yaml:"url"`
+	URLEnv     opt[string]        `yaml:"urlEnv"`
+	URLFile    opt[string]        `yaml:"urlFile"`
+	Secret     opt[string]        `yaml:"secret"`
+	SecretEnv  opt[string]        `yaml:"secretEnv"`
+	SecretFile opt[string]        `yaml:"secretFile"`
+	MinLevel   opt[string]        `yaml:"minLevel"`
+	Timeout    opt[time.Duration] `yaml:"timeout"`
+	Line       int                `yaml:"-"`
+}
+
+type rawMetrics struct {
+	TextfileDir opt[string] `yaml:"textfileDir"`
+	Pushgateway opt[string] `yaml:"pushgateway"`
 }
 
 type rawLog struct {

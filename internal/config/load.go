@@ -174,6 +174,13 @@ func (d *decoder) resolve(r *rawConfig, name string) *Config {
 			d.add(r.Line, "", "no services configured")
 		}
 	}
+	for i, rn := range r.Notify {
+		if rn.Line != 0 {
+			c.Notify = append(c.Notify, d.notify(rn, fmt.Sprintf("notify[%d]", i)))
+		}
+	}
+	c.Metrics = d.metrics(r.Metrics)
+
 	names := map[string]int{}
 	targets := map[string]Service{}
 	for i, rs := range r.Services {

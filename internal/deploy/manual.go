@@ -18,6 +18,7 @@ import (
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/image"
+	"github.com/autodeploy-dev/autodeploy/internal/notify"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
 )
 
@@ -40,7 +41,10 @@ type Manager struct {
 	// By names who acts, user@host, for the log and the hold.
 	By       string
 	Progress func(msg string)
-	Health   func(ctx context.Context, h config.Health, image, tag string) error
+	// Notify tells people about rollbacks, holds and resumes; nil sends
+	// nothing.
+	Notify *notify.Sender
+	Health func(ctx context.Context, h config.Health, image, tag string) error
 }
 
 // RollbackOptions are the inputs of a manual rollback.
@@ -154,6 +158,7 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 		}
 	}
 	log.Info("rollback complete", "image", res.To, "revision", res.ToRevision)
+	m.Notify.Send(ctx, notify.Event{Kind: notify.Rollback, Level: "warning", Service: s.Name, Time: now, From: res.From, To: res.To, Reason: reason, By: m.By})
 	return res, nil
 }
 
@@ -192,6 +197,7 @@ func (m *Manager) Hold(ctx context.Context, s config.Service, reason string) (Ho
 		return Hold{}, err
 	}
 	m.Log.Info("held", "svc", s.Name, "by", m.By, "reason", reason, "image", img)
+	m.Notify.Send(ctx, notify.Event{Kind: notify.Hold, Level: "warning", Service: s.Name, Time: h.At, To: img, Reason: reason, By: m.By})
 	return h, nil
 }
 
@@ -233,6 +239,9 @@ func (m *Manager) Resume(ctx context.Context, s config.Service, forgetFailed boo
 		return res, err
 	}
 	m.Log.Info("resumed", "svc", s.Name, "by", m.By, "wasHeld", res.WasHeld, "kustomization", res.Resumed, "forgotFailed", res.ForgotFailed)
+	if res.WasHeld {
+		m.Notify.Send(ctx, notify.Event{Kind: notify.Resume, Level: "info", Service: s.Name, Time: m.Now().UTC(), Reason: res.Hold.Reason, By: m.By})
+	}
 	return res, nil
 }
 

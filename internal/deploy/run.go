@@ -18,6 +18,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
 	"github.com/autodeploy-dev/autodeploy/internal/health"
 	"github.com/autodeploy-dev/autodeploy/internal/image"
+	"github.com/autodeploy-dev/autodeploy/internal/notify"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
 )
 
@@ -68,6 +69,8 @@ type Runner struct {
 	Progress func(service, msg string)
 	// Health runs a health check; health.Check unless replaced.
 	Health func(ctx context.Context, h config.Health, image, tag string) error
+	// Notify tells people about deploys and failures; nil sends nothing.
+	Notify *notify.Sender
 }
 
 var defaultHealth = health.Check
@@ -155,6 +158,7 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 				sr.Error = err.Error()
 			}
 			log.Info("service done", "outcome", sr.Outcome, "duration", sr.Duration)
+			r.notify(ctx, runID, sr, err)
 		}
 		res.Services = append(res.Services, sr)
 	}
@@ -165,6 +169,35 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 	}
 	r.Log.Info("run finished", "duration", r.Now().Sub(res.Started))
 	return res, nil
+}
+
+// notify sends the event of a service's outcome: after the health check
+// passed, or after a failure with how the rollback went. Nothing is sent
+// for services with nothing to do.
+func (r *Runner) notify(ctx context.Context, runID string, sr ServiceResult, err error) {
+	e := notify.Event{Service: sr.Service, Time: r.Now().UTC(), RunID: runID, To: sr.Target, Duration: sr.Duration}
+	switch sr.Outcome {
+	case OutcomeDeployed, OutcomeVerified:
+		e.Kind, e.Level = notify.Deployed, "info"
+		if sr.Action == Deploy {
+			e.From = sr.Current
+		}
+	case OutcomeRolledBack, OutcomeRollbackFailed, OutcomeFailed:
+		e.Kind, e.Level, e.From, e.Reason = notify.Failed, "error", sr.Current, sr.Error
+		if sr.Outcome != OutcomeFailed {
+			ok := sr.Outcome == OutcomeRolledBack
+			e.RolledBack = &ok
+		}
+		var fe *rollout.FailedError
+		if errors.As(err, &fe) && fe.Problem != nil {
+			e.Pod, e.PodReason = fe.Problem.Pod, fe.Problem.Reason
+		}
+	default:
+		return
+	}
+	// A notification must not outlive an interrupted run by much, but an
+	// interrupted context must not silence a failure either.
+	r.Notify.Send(context.WithoutCancel(ctx), e)
 }
 
 func (r *Runner) progress(svc, msg string) {
@@ -382,7 +415,7 @@ func (r *Runner) recover(ctx context.Context, s config.Service, dec Decision, ca
 	}
 	if err != nil {
 		log.Error("rollback failed: someone must look", "error", err)
-		return OutcomeRollbackFailed, fmt.Errorf("%v; rollback failed: %v", cause, err)
+		return OutcomeRollbackFailed, fmt.Errorf("%w; rollback failed: %v", cause, err)
 	}
 	log.Info("rollback complete", "revision", res.ToRevision)
 	r.progress(s.Name, fmt.Sprintf("rolled back to revision %d", res.ToRevision))

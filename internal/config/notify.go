@@ -1,0 +1,151 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Notification channel types.
+const (
+	NotifySlack   = "slack"
+	NotifyDiscord = "discord"
+	NotifyWebhook = "webhook" // generic JSON, optionally HMAC-signed
+)
+
+// Levels of notification events, lowest first.
+var Levels = []string{"info", "warning", "error"}
+
+// DefaultNotifyTimeout bounds one attempt to deliver a message: a slow chat
+// service must not hold up a run.
+const DefaultNotifyTimeout = 5 * time.Second
+
+// Notify is one notification channel. The URL and the secret are secrets:
+// they are given in the file, or named as an environment variable or a
+// file to read, and never printed.
+type Notify struct {
+	Type string
+	// Name identifies the channel in logs instead of its URL.
+	Name     string
+	URL      Secret
+	HMAC     Secret // webhook only: key of the X-Signature header
+	MinLevel string
+	Timeout  time.Duration
+}
+
+// Secret is a value given inline, or read from an environment variable or
+// a file when it is needed. Its String never shows the value.
+type Secret struct {
+	Value, Env, File string
+}
+
+// Set reports whether any source is given.
+func (s Secret) Set() bool { return s.Value != "" || s.Env != "" || s.File != "" }
+
+// Resolve reads the secret from its source.
+func (s Secret) Resolve(getenv func(string) string, readFile func(string) ([]byte, error)) (string, error) {
+	switch {
+	case s.Env != "":
+		v := getenv(s.Env)
+		if v == "" {
+			return "", fmt.Errorf("environment variable %s is empty or unset", s.Env)
+		}
+		return v, nil
+	case s.File != "":
+		b, err := readFile(s.File)
+		if err != nil {
+			return "", fmt.Errorf("read %s: %w", s.File, err)
+		}
+		v := strings.TrimSpace(string(b))
+		if v == "" {
+			return "", fmt.Errorf("%s is empty", s.File)
+		}
+		return v, nil
+	}
+	return s.Value, nil
+}
+
+func (s Secret) String() string {
+	switch {
+	case s.Env != "":
+		return "$" + s.Env
+	case s.File != "":
+		return s.File
+	case s.Value != "":
+		return "(inline, hidden)"
+	}
+	return "(none)"
+}
+
+// Metrics configures the Prometheus output of runs.
+type Metrics struct {
+	// TextfileDir is node_exporter's textfile collector directory; each run
+	// writes autodeploy.prom there. Empty: no file.
+	TextfileDir string
+	// Pushgateway is a Pushgateway URL to push to. Empty: no push.
+	Pushgateway string
+}
+
+func (d *decoder) notify(rn rawNotify, path string) Notify {
+	n := Notify{
+		Type:     rn.Type.or(""),
+		Name:     rn.Name.or(rn.Type.or("notify")),
+		URL:      Secret{Value: rn.URL.or(""), Env: rn.URLEnv.or(""), File: rn.URLFile.or("")},
+		HMAC:     Secret{Value: rn.Secret.or(""), Env: rn.SecretEnv.or(""), File: rn.SecretFile.or("")},
+		MinLevel: rn.MinLevel.or("info"),
+		Timeout:  rn.Timeout.or(DefaultNotifyTimeout),
+	}
+	switch {
+	case !rn.Type.Set:
+		d.add(rn.Line, path, `missing required key "type" (slack, discord or webhook)`)
+	case rn.Type.ok() && !slices.Contains([]string{NotifySlack, NotifyDiscord, NotifyWebhook}, n.Type):
+		d.add(rn.Type.Line, rn.Type.Path, fmt.Sprintf("unknown type %s (use slack, discord or webhook)", quote(n.Type)))
+	}
+	sources := 0
+	for _, o := range []opt[string]{rn.URL, rn.URLEnv, rn.URLFile} {
+		if o.Set {
+			sources++
+		}
+	}
+	if sources != 1 {
+		d.add(rn.Line, path, fmt.Sprintf("give exactly one of url, urlEnv or urlFile (got %d)", sources))
+	}
+	if rn.URL.ok() {
+		if u, err := url.Parse(n.URL.Value); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			// The value is a secret: name the key, not the value.
+			d.add(rn.URL.Line, rn.URL.Path, "must be an absolute http or https URL")
+		}
+	}
+	d.absPath(rn.URLFile)
+	hmacSources := 0
+	for _, o := range []opt[string]{rn.Secret, rn.SecretEnv, rn.SecretFile} {
+		if o.Set {
+			hmacSources++
+		}
+	}
+	if hmacSources > 1 {
+		d.add(rn.Line, path, "give at most one of secret, secretEnv or secretFile")
+	}
+	if hmacSources > 0 && n.Type != NotifyWebhook && rn.Type.ok() {
+		d.add(rn.Line, path, "secret, secretEnv and secretFile sign generic webhooks only")
+	}
+	d.absPath(rn.SecretFile)
+	if rn.MinLevel.ok() && !slices.Contains(Levels, n.MinLevel) {
+		d.add(rn.MinLevel.Line, rn.MinLevel.Path, fmt.Sprintf("unknown level %s (use info, warning or error)", quote(n.MinLevel)))
+	}
+	d.positive(rn.Timeout)
+	return n
+}
+
+func (d *decoder) metrics(rm rawMetrics) Metrics {
+	m := Metrics{TextfileDir: rm.TextfileDir.or(""), Pushgateway: rm.Pushgateway.or("")}
+	d.absPath(rm.TextfileDir)
+	if rm.Pushgateway.ok() {
+		if u, err := url.Parse(m.Pushgateway); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			d.add(rm.Pushgateway.Line, rm.Pushgateway.Path, fmt.Sprintf("must be an absolute http or https URL, got %s", quote(m.Pushgateway)))
+		}
+	}
+	return m
+}
