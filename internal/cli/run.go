@@ -5,15 +5,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/fatih/color"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/spf13/cobra"
 
+	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 	"github.com/autodeploy-dev/autodeploy/internal/image"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
+	"github.com/autodeploy-dev/autodeploy/internal/metrics"
 	"github.com/autodeploy-dev/autodeploy/internal/notify"
 	"github.com/autodeploy-dev/autodeploy/internal/runlog"
 	"github.com/autodeploy-dev/autodeploy/internal/ui"
@@ -120,6 +125,9 @@ func runRun(ctx context.Context, f *Factory, o *RunOptions) error {
 	}
 	r.Kube, r.Dynamic = clients.Kube, clients.Dynamic
 	res, err := r.Run(ctx, runID, deploy.Options{DryRun: o.DryRun, NoReconcile: o.NoReconcile, Services: o.Services})
+	if !o.DryRun {
+		recordMetrics(cfg.Metrics, res, err, r.Log)
+	}
 	if err != nil && res.Services == nil {
 		err = clients.Classify(err)
 		r.Log.Error("run failed", "error", err)
@@ -142,6 +150,32 @@ func runRun(ctx context.Context, f *Factory, o *RunOptions) error {
 		return withCode(code, &silentError{fmt.Errorf("run %s: %s", runID, summaryLine(res))})
 	}
 	return nil
+}
+
+// recordMetrics writes the run's metrics where the config says. Failures
+// are logged: metrics never fail a deployment.
+func recordMetrics(m config.Metrics, res *deploy.Result, runErr error, log *slog.Logger) {
+	if m.TextfileDir == "" && m.Pushgateway == "" {
+		return
+	}
+	var prev map[string]*dto.MetricFamily
+	if m.TextfileDir != "" {
+		var err error
+		if prev, err = metrics.ReadPrevious(filepath.Join(m.TextfileDir, metrics.FileName)); err != nil {
+			log.Warn("previous metrics unreadable", "error", err)
+		}
+	}
+	reg := metrics.Registry(res, runErr, prev, time.Now())
+	if m.TextfileDir != "" {
+		if err := metrics.WriteTextfile(m.TextfileDir, reg); err != nil {
+			log.Warn("metrics not written", "dir", m.TextfileDir, "error", err)
+		}
+	}
+	if m.Pushgateway != "" {
+		if err := metrics.Push(m.Pushgateway, reg); err != nil {
+			log.Warn("metrics not pushed", "error", err)
+		}
+	}
 }
 
 // runExitCode ranks what went wrong: a failed rollback needs a person most.

@@ -39,6 +39,9 @@ type Decision struct {
 	// Problem marks a skip that needs fixing (a missing object, an invalid
 	// image), as opposed to a deliberate one (held, paused, known bad).
 	Problem bool `json:"problem,omitempty"`
+	// Held marks a service skipped because of `autodeploy hold` or a
+	// manual rollback.
+	Held bool `json:"held,omitempty"`
 	// Ahead marks a skipped downgrade: the Deployment runs an image newer
 	// than the one the policy selects.
 	Ahead bool `json:"ahead,omitempty"`
@@ -82,6 +85,7 @@ func Plan(in Input) Decision {
 	dec.Current, _ = rollout.ContainerImage(&d.Spec.Template, container)
 	ann := d.Annotations
 	if h, held := ParseHold(ann); held {
+		dec.Held = true
 		return skip(false, "held%s: %s (autodeploy resume %s)", holdBy(h), h.Reason, s.Name)
 	}
 	if d.Spec.Paused {

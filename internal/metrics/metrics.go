@@ -1,0 +1,175 @@
+// Package metrics writes the Prometheus metrics of each run: for a cron
+// job, node_exporter's textfile collector is the Prometheus way (a file
+// written atomically at the end of every run), plus an optional
+// Pushgateway. Counters keep counting across runs by carrying over the
+// values of the previous file.
+package metrics
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/push"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/autodeploy-dev/autodeploy/internal/deploy"
+)
+
+// FileName is the file written in the textfile directory.
+const FileName = "autodeploy.prom"
+
+// Names of every metric written; the Grafana dashboard may use no other.
+const (
+	LastRunTimestamp   = "autodeploy_last_run_timestamp_seconds"
+	LastRunDuration    = "autodeploy_last_run_duration_seconds"
+	LastRunSuccess     = "autodeploy_last_run_success"
+	RunsTotal          = "autodeploy_runs_total"
+	UpToDate           = "autodeploy_service_up_to_date"
+	Held               = "autodeploy_service_held"
+	LastDeployTime     = "autodeploy_service_last_deploy_timestamp_seconds"
+	LastRolloutSeconds = "autodeploy_service_last_rollout_duration_seconds"
+	DeploymentsTotal   = "autodeploy_deployments_total"
+)
+
+// Names lists every metric name Registry registers.
+var Names = []string{LastRunTimestamp, LastRunDuration, LastRunSuccess, RunsTotal, UpToDate, Held, LastDeployTime, LastRolloutSeconds, DeploymentsTotal}
+
+// Registry builds the metrics of one run, starting from prev (the metrics
+// of the previous run, possibly empty) so that counters and per-service
+// "last" values carry over. runErr is a failure of the run as a whole.
+func Registry(res *deploy.Result, runErr error, prev map[string]*dto.MetricFamily, now time.Time) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	gauge := func(name, help string, labels ...string) *prometheus.GaugeVec {
+		g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+		reg.MustRegister(g)
+		return g
+	}
+	lastTS := gauge(LastRunTimestamp, "When the last run started, in seconds since the epoch.")
+	lastDur := gauge(LastRunDuration, "How long the last run took.")
+	lastOK := gauge(LastRunSuccess, "1 if the last run deployed everything it tried and reached the cluster, else 0.")
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+		reg.MustRegister(c)
+		return c
+	}
+	runs := counter(RunsTotal, "Runs by result; carried over from run to run.", "result")
+	upToDate := gauge(UpToDate, "1 if the service ran its policy's latest image after the run.", "service")
+	held := gauge(Held, "1 if the service is held (autodeploy hold, or a manual rollback).", "service")
+	deployTS := gauge(LastDeployTime, "When autodeploy last deployed the service successfully.", "service")
+	rolloutDur := gauge(LastRolloutSeconds, "How long the service's last rollout took, health check included.", "service")
+	deploys := counter(DeploymentsTotal, "Rollouts by service and result; carried over from run to run.", "service", "result")
+
+	// Carry over first; this run's values then add to or replace them.
+	carry(prev, RunsTotal, func(l prometheus.Labels, v float64) { addTo(runs, l, v) })
+	carry(prev, DeploymentsTotal, func(l prometheus.Labels, v float64) { addTo(deploys, l, v) })
+	carry(prev, LastDeployTime, func(l prometheus.Labels, v float64) { setTo(deployTS, l, v) })
+	carry(prev, LastRolloutSeconds, func(l prometheus.Labels, v float64) { setTo(rolloutDur, l, v) })
+
+	ok := runErr == nil && res != nil && !res.Cancelled
+	if res != nil {
+		lastTS.WithLabelValues().Set(float64(res.Started.UnixMilli()) / 1000)
+		lastDur.WithLabelValues().Set(res.Duration.Seconds())
+		for _, s := range res.Services {
+			switch s.Outcome {
+			case deploy.OutcomeDeployed, deploy.OutcomeVerified:
+				deployTS.WithLabelValues(s.Service).Set(float64(now.UnixMilli()) / 1000)
+			case deploy.OutcomeRolledBack, deploy.OutcomeFailed, deploy.OutcomeRollbackFailed, deploy.OutcomeNotRun:
+				ok = false
+			}
+			if s.Duration > 0 {
+				rolloutDur.WithLabelValues(s.Service).Set(s.Duration.Seconds())
+				deploys.WithLabelValues(s.Service, string(s.Outcome)).Add(1)
+			}
+			current := s.Outcome == deploy.OutcomeUpToDate || s.Outcome == deploy.OutcomeDeployed || s.Outcome == deploy.OutcomeVerified
+			upToDate.WithLabelValues(s.Service).Set(b2f(current))
+			held.WithLabelValues(s.Service).Set(b2f(s.Held))
+		}
+	} else {
+		lastTS.WithLabelValues().Set(float64(now.UnixMilli()) / 1000)
+	}
+	lastOK.WithLabelValues().Set(b2f(ok))
+	runs.WithLabelValues(map[bool]string{true: "success", false: "failure"}[ok]).Add(1)
+	return reg
+}
+
+// carry calls set with each sample of the previous file's metric name.
+func carry(prev map[string]*dto.MetricFamily, name string, set func(prometheus.Labels, float64)) {
+	mf := prev[name]
+	if mf == nil {
+		return
+	}
+	for _, m := range mf.GetMetric() {
+		labels := prometheus.Labels{}
+		for _, lp := range m.GetLabel() {
+			labels[lp.GetName()] = lp.GetValue()
+		}
+		switch {
+		case m.GetCounter() != nil:
+			set(labels, m.GetCounter().GetValue())
+		case m.GetGauge() != nil:
+			set(labels, m.GetGauge().GetValue())
+		case m.GetUntyped() != nil:
+			set(labels, m.GetUntyped().GetValue())
+		}
+	}
+}
+
+// addTo and setTo ignore samples whose labels no longer fit (a file of
+// another version): they are dropped rather than failing the run.
+func addTo(c *prometheus.CounterVec, l prometheus.Labels, v float64) {
+	if m, err := c.GetMetricWith(l); err == nil && v >= 0 {
+		m.Add(v)
+	}
+}
+
+func setTo(g *prometheus.GaugeVec, l prometheus.Labels, v float64) {
+	if m, err := g.GetMetricWith(l); err == nil {
+		m.Set(v)
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// ReadPrevious parses the metrics file of the previous run; a missing file
+// is an empty start, a garbled one an error (and an empty start).
+func ReadPrevious(path string) (map[string]*dto.MetricFamily, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (counters start again from 0)", path, err)
+	}
+	return mfs, nil
+}
+
+// WriteTextfile writes reg to dir/autodeploy.prom through a temporary file
+// renamed into place, so node_exporter never reads a partial file.
+func WriteTextfile(dir string, reg *prometheus.Registry) error {
+	return prometheus.WriteToTextfile(filepath.Join(dir, FileName), reg)
+}
+
+// Push sends reg to a Pushgateway under job "autodeploy", with a timeout:
+// a Pushgateway that hangs must not hold the run (and its lock).
+func Push(url string, reg *prometheus.Registry) error {
+	return push.New(url, "autodeploy").Gatherer(reg).Client(&http.Client{Timeout: 10 * time.Second}).Push()
+}

@@ -1,0 +1,205 @@
+package metrics
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/autodeploy-dev/autodeploy/internal/deploy"
+)
+
+var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+
+func result(outcomes map[string]deploy.Outcome) *deploy.Result {
+	r := &deploy.Result{Started: t0, Duration: 3 * time.Second}
+	for _, svc := range []string{"api", "web", "db"} {
+		o, ok := outcomes[svc]
+		if !ok {
+			continue
+		}
+		sr := deploy.ServiceResult{Decision: deploy.Decision{Service: svc}, Outcome: o}
+		if o != deploy.OutcomeUpToDate && o != deploy.OutcomeSkipped {
+			sr.Duration = 2 * time.Second
+		}
+		if o == deploy.OutcomeSkipped {
+			sr.Held = true
+		}
+		r.Services = append(r.Services, sr)
+	}
+	return r
+}
+
+func value(t *testing.T, mfs map[string]*dto.MetricFamily, name string, labels map[string]string) float64 {
+	t.Helper()
+	mf := mfs[name]
+	if mf == nil {
+		t.Fatalf("metric %s missing", name)
+	}
+next:
+	for _, m := range mf.GetMetric() {
+		for _, lp := range m.GetLabel() {
+			if labels[lp.GetName()] != lp.GetValue() {
+				continue next
+			}
+		}
+		if c := m.GetCounter(); c != nil {
+			return c.GetValue()
+		}
+		return m.GetGauge().GetValue()
+	}
+	t.Fatalf("%s%v missing", name, labels)
+	return 0
+}
+
+// Three runs in a row: the file parses back with Prometheus's own parser,
+// values match what happened, counters keep counting.
+func TestTextfileAcrossRuns(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, FileName)
+	runs := []struct {
+		res *deploy.Result
+		err error
+	}{
+		{res: result(map[string]deploy.Outcome{"api": deploy.OutcomeDeployed, "web": deploy.OutcomeUpToDate})},
+		{res: result(map[string]deploy.Outcome{"api": deploy.OutcomeRolledBack, "web": deploy.OutcomeSkipped})},
+		{err: errors.New("cluster unreachable")},
+	}
+	for i, r := range runs {
+		prev, err := ReadPrevious(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteTextfile(dir, Registry(r.res, r.err, prev, t0.Add(time.Duration(i)*time.Minute))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mfs, err := ReadPrevious(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	none := map[string]string{}
+	if v := value(t, mfs, RunsTotal, map[string]string{"result": "success"}); v != 1 {
+		t.Errorf("successful runs = %v, want 1", v)
+	}
+	if v := value(t, mfs, RunsTotal, map[string]string{"result": "failure"}); v != 2 {
+		t.Errorf("failed runs = %v, want 2", v)
+	}
+	if v := value(t, mfs, DeploymentsTotal, map[string]string{"service": "api", "result": "deployed"}); v != 1 {
+		t.Errorf("api deployed = %v", v)
+	}
+	if v := value(t, mfs, DeploymentsTotal, map[string]string{"service": "api", "result": "rolled-back"}); v != 1 {
+		t.Errorf("api rolled back = %v", v)
+	}
+	// Carried over from the first run, which deployed api at t0.
+	if v := value(t, mfs, LastDeployTime, map[string]string{"service": "api"}); v != float64(t0.Unix()) {
+		t.Errorf("api last deploy = %v, want %d", v, t0.Unix())
+	}
+	if v := value(t, mfs, LastRolloutSeconds, map[string]string{"service": "api"}); v != 2 {
+		t.Errorf("api last rollout = %v", v)
+	}
+	if v := value(t, mfs, LastRunSuccess, none); v != 0 {
+		t.Errorf("last run success = %v", v)
+	}
+	if mfs[RunsTotal].GetType() != dto.MetricType_COUNTER || mfs[DeploymentsTotal].GetType() != dto.MetricType_COUNTER {
+		t.Error("the *_total metrics are not counters")
+	}
+	// The second run's per-service gauges.
+	prevDir := t.TempDir()
+	if err := WriteTextfile(prevDir, Registry(runs[1].res, nil, nil, t0)); err != nil {
+		t.Fatal(err)
+	}
+	second, _ := ReadPrevious(filepath.Join(prevDir, FileName))
+	if value(t, second, Held, map[string]string{"service": "web"}) != 1 || value(t, second, UpToDate, map[string]string{"service": "api"}) != 0 {
+		t.Error("held / up-to-date gauges do not match the run")
+	}
+	if err := WriteTextfile(prevDir, Registry(runs[0].res, nil, nil, t0)); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := ReadPrevious(filepath.Join(prevDir, FileName))
+	for _, n := range Names {
+		if _, ok := first[n]; !ok {
+			t.Errorf("metric %s not written after a run that deployed", n)
+		}
+	}
+}
+
+// The file is replaced atomically: a reader polling it while runs write
+// never sees a partial file.
+func TestTextfileIsNeverPartial(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, FileName)
+	if err := WriteTextfile(dir, Registry(result(map[string]deploy.Outcome{"api": deploy.OutcomeDeployed}), nil, nil, t0)); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var bad error
+	var reads int
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			mfs, err := ReadPrevious(path)
+			reads++
+			if err != nil || mfs[LastRunSuccess] == nil {
+				bad = errors.Join(err, errors.New("incomplete file"))
+				return
+			}
+		}
+	}()
+	for i := range 200 {
+		prev, _ := ReadPrevious(path)
+		if err := WriteTextfile(dir, Registry(result(map[string]deploy.Outcome{"api": deploy.OutcomeDeployed, "web": deploy.OutcomeUpToDate}), nil, prev, t0.Add(time.Duration(i)*time.Second))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if bad != nil {
+		t.Fatalf("a reader saw a partial file after %d reads: %v", reads, bad)
+	}
+	leftovers, _ := filepath.Glob(filepath.Join(dir, "*"))
+	if len(leftovers) != 1 {
+		t.Errorf("files left in the directory: %v", leftovers)
+	}
+}
+
+func TestReadPreviousGarbled(t *testing.T) {
+	path := filepath.Join(t.TempDir(), FileName)
+	os.WriteFile(path, []byte("autodeploy_runs_total{result=\"success\" 3\n"), 0o644)
+	if _, err := ReadPrevious(path); err == nil {
+		t.Fatal("garbled file accepted")
+	}
+}
+
+// A Pushgateway gets the same metrics.
+func TestPush(t *testing.T) {
+	var got []byte
+	var method, path string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		method, path = r.Method, r.URL.Path
+		got, _ = io.ReadAll(r.Body)
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	if err := Push(srv.URL, Registry(result(map[string]deploy.Outcome{"api": deploy.OutcomeDeployed}), nil, nil, t0)); err != nil {
+		t.Fatal(err)
+	}
+	if method != http.MethodPut || path != "/metrics/job/autodeploy" || !bytes.Contains(got, []byte(DeploymentsTotal)) {
+		t.Errorf("%s %s: %d bytes", method, path, len(got))
+	}
+}
