@@ -10,7 +10,7 @@ LDFLAGS := -X github.com/autodeploy-dev/autodeploy/internal/version.Version=$(VE
 CACHE ?= $(or $(AUTODEPLOY_CACHE),$(HOME)/.cache/autodeploy)
 CLUSTER_DIR ?= $(CACHE)/cluster
 
-.PHONY: all build test test-unit test-integration bench testbin cluster-up cluster-down demo lint fmt tidy golden-update clean
+.PHONY: all build test test-unit test-integration bench bench-compare testbin cluster-up cluster-down demo lint fmt tidy golden-update clean
 
 all: build
 
@@ -35,6 +35,12 @@ test-integration:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 	AUTODEPLOY_TEST_KUBECONFIG=$(CLUSTER_DIR)/kubeconfig $(GO) test -tags integration -run '^$$' -bench NoopRun -benchtime 5x ./internal/deploy
+
+# autodeploy against the seed's bash algorithm on a cluster of its own
+# (several minutes: the bash baseline runs ~2000 kubectl processes at 500
+# services); writes scripts/bench/RESULTS.md.
+bench-compare: build testbin
+	$(GO) run ./scripts/bench --autodeploy bin/autodeploy > scripts/bench/RESULTS.md.tmp && mv scripts/bench/RESULTS.md.tmp scripts/bench/RESULTS.md
 
 testbin:
 	scripts/testbin/build.sh >/dev/null

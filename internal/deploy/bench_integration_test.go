@@ -60,7 +60,7 @@ func BenchmarkNoopRun(b *testing.B) {
 		}
 		var requests atomic.Int64
 		rc := rest.CopyConfig(e.Config)
-		rc.QPS, rc.Burst = 50, 100 // what autodeploy itself uses
+		rc.QPS, rc.Burst = 100, 300 // what autodeploy itself uses (internal/kube)
 		rc.Wrap(func(rt http.RoundTripper) http.RoundTripper { return countingRT{rt, &requests} })
 		kc, err := kubernetes.NewForConfig(rc)
 		if err != nil {

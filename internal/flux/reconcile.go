@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,6 +28,9 @@ type Outcome struct {
 	OK      bool
 	Problem string // why not OK: suspended, not ready, timed out, missing
 }
+
+// patchWorkers bounds the reconcile requests in flight.
+const patchWorkers = 8
 
 // Token returns a fresh reconcile token, in the format `flux reconcile`
 // writes.
@@ -60,24 +64,40 @@ func Reconcile(ctx context.Context, dc dynamic.Interface, gvr schema.GroupVersio
 		for j := range list.Items {
 			objs[list.Items[j].GetName()] = &list.Items[j]
 		}
-		pending := map[string]int{}
+		var ask []int
 		for _, i := range idx {
 			o, ok := objs[refs[i].Name]
 			switch {
 			case !ok:
 				out[i].Problem = "not found"
-				continue
 			case isSuspended(o):
 				out[i].Problem = "suspended: Flux will not rescan it (flux resume)"
-				continue
+			default:
+				ask = append(ask, i)
 			}
-			_, err := dc.Resource(gvr).Namespace(ns).Patch(ctx, refs[i].Name, types.MergePatchType, patch, metav1.PatchOptions{})
-			if err != nil {
-				out[i].Problem = "request reconcile: " + err.Error()
-				continue
-			}
-			pending[refs[i].Name] = i
 		}
+		// One PATCH per object (the API has no bulk patch), a few at a time:
+		// with hundreds of repositories, one after another would add up.
+		var mu sync.Mutex
+		pending := map[string]int{}
+		sem := make(chan struct{}, patchWorkers)
+		var wg sync.WaitGroup
+		for _, i := range ask {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				_, err := dc.Resource(gvr).Namespace(ns).Patch(ctx, refs[i].Name, types.MergePatchType, patch, metav1.PatchOptions{})
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					out[i].Problem = "request reconcile: " + err.Error()
+					return
+				}
+				pending[refs[i].Name] = i
+			}()
+		}
+		wg.Wait()
 		if len(pending) == 0 {
 			continue
 		}

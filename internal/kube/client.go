@@ -78,10 +78,12 @@ func (o Options) RESTConfig() (*rest.Config, string, error) {
 		source = "in-cluster"
 	}
 	cfg.UserAgent = version.UserAgent()
-	// A run reads a handful of lists and patches one object at a time; these
-	// limits leave room for bursts without letting a loop hammer the server.
-	cfg.QPS = 50
-	cfg.Burst = 100
+	// A run reads a handful of lists, then asks Flux to rescan with one small
+	// PATCH per ImageRepository and ImagePolicy: kubectl's burst (300) lets
+	// that through at once for a few hundred services, and the steady rate
+	// keeps a runaway loop from hammering the server.
+	cfg.QPS = 100
+	cfg.Burst = 300
 	cfg.Timeout = o.Timeout
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 30 * time.Second
