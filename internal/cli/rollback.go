@@ -89,7 +89,7 @@ func manager(f *Factory, name, command string) (*deploy.Manager, config.Service,
 		}
 		return nil, s, nil, nil, &flagError{fmt.Errorf("unknown service %q (configured: %s)", name, strings.Join(names, ", "))}
 	}
-	l, err := runlog.Open(cfg.Log, runlog.NewRunID(time.Now()), nil)
+	l, err := runlog.Open(cfg.Log, runlog.NewRunID(time.Now()), f.IO.Out)
 	if err != nil {
 		return nil, s, nil, nil, fmt.Errorf("refusing to %s: %w", command, err)
 	}
@@ -122,16 +122,24 @@ func runRollback(ctx context.Context, f *Factory, o *RollbackOptions) error {
 	if err != nil {
 		return err
 	}
+	clients, err := f.Clients()
+	if err != nil {
+		return err
+	}
 	defer cleanup()
 	m.Progress = progressLine(f.IO.ErrOut)
 	if !o.DryRun {
-		lk, err := lock.Acquire(cfg.LockFile, "autodeploy rollback "+o.Service+" by "+m.By, o.LockTimeout, time.Now, func(h lock.Holder) {
-			fmt.Fprintf(f.IO.ErrOut, "waiting up to %s for the run in progress (pid %d, since %s) to finish...\n", o.LockTimeout, h.Pid, h.Since.Local().Format("15:04:05"))
+		release, err := takeLock(ctx, f, cfg, clients, "autodeploy rollback "+o.Service+" by "+m.By, o.LockTimeout, func(h lock.Holder) {
+			who := h.Command
+			if h.Pid != 0 {
+				who = fmt.Sprintf("pid %d", h.Pid)
+			}
+			fmt.Fprintf(f.IO.ErrOut, "waiting up to %s for the run in progress (%s, since %s) to finish...\n", o.LockTimeout, who, h.Since.Local().Format("15:04:05"))
 		})
 		if err != nil {
 			return err
 		}
-		defer lk.Release()
+		defer release()
 	}
 	res, err := m.Rollback(ctx, s, deploy.RollbackOptions{ToRevision: o.ToRevision, DryRun: o.DryRun, SuspendFlux: o.SuspendFlux, Reason: o.Reason})
 	if err != nil {

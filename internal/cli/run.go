@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -99,16 +100,24 @@ func runRun(ctx context.Context, f *Factory, o *RunOptions) error {
 		r.Progress = progressPrinter(f.IO.ErrOut)
 	}
 	if !o.DryRun {
-		l, err := runlog.Open(cfg.Log, runID, nil)
+		l, err := runlog.Open(cfg.Log, runID, f.IO.Out)
 		if err != nil {
 			return fmt.Errorf("refusing to deploy: %w", err)
 		}
 		defer l.Close()
 		r.Log = l.Logger
 		r.Notify = notify.New(cfg.Notify, l.Logger)
-		lk, err := lock.TryAcquire(cfg.LockFile, "autodeploy run "+runID, now)
-		if err != nil {
-			l.Info("run skipped", "reason", err.Error())
+	}
+	clients, err := f.Clients()
+	if err != nil {
+		r.Log.Error("run failed", "error", err)
+		return err
+	}
+	if !o.DryRun {
+		release, err := takeLock(ctx, f, cfg, clients, "autodeploy run "+runID, 0, nil)
+		var held *lock.HeldError
+		if errors.As(err, &held) {
+			r.Log.Info("run skipped", "reason", err.Error())
 			if !talk {
 				// Overlapping runs are normal when a rollout outlasts the
 				// cron period: the exit code says it, cron mail does not.
@@ -116,12 +125,11 @@ func runRun(ctx context.Context, f *Factory, o *RunOptions) error {
 			}
 			return err
 		}
-		defer lk.Release()
-	}
-	clients, err := f.Clients()
-	if err != nil {
-		r.Log.Error("run failed", "error", err)
-		return err
+		if err != nil {
+			r.Log.Error("run failed", "error", err)
+			return err
+		}
+		defer release()
 	}
 	r.Kube, r.Dynamic = clients.Kube, clients.Dynamic
 	res, err := r.Run(ctx, runID, deploy.Options{DryRun: o.DryRun, NoReconcile: o.NoReconcile, Services: o.Services})

@@ -77,6 +77,10 @@ type Config struct {
 	// next run computed from it.
 	Schedule   string
 	LockFile   string
+	// Lock selects the lock against overlapping runs: the file lock of one
+	// host (LockFile), or a Lease in the cluster for several hosts or runs
+	// inside the cluster.
+	Lock       Lock
 	RunTimeout time.Duration
 	Log        Log
 	Flux       Flux
@@ -267,3 +271,29 @@ func (e *FileError) Error() string {
 }
 
 func (e *FileError) Unwrap() error { return e.Err }
+
+// Lock types.
+const (
+	LockFile  = "file"
+	LockLease = "lease"
+)
+
+// Defaults of the lease lock.
+const (
+	DefaultLeaseName     = "autodeploy"
+	DefaultLeaseDuration = 30 * time.Second
+)
+
+// Lock is the `lock` section.
+type Lock struct {
+	Type           string // file (default) or lease
+	LeaseNamespace string // default: flux.namespace
+	LeaseName      string
+	// LeaseDuration: a holder that stops renewing for this long (a crashed
+	// host) loses the lease.
+	LeaseDuration time.Duration
+}
+
+// LogToStdout is the log.file value that writes the log to standard output
+// without rotation, for a CronJob whose logs the cluster collects.
+const LogToStdout = "-"

@@ -134,6 +134,7 @@ func TestDefaults(t *testing.T) {
 	want := &Config{
 		Schedule:   DefaultSchedule,
 		LockFile:   DefaultLockFile,
+		Lock:       Lock{Type: LockFile, LeaseNamespace: "flux-system", LeaseName: "autodeploy", LeaseDuration: 30 * time.Second},
 		RunTimeout: 15 * time.Minute,
 		Log: Log{
 			File: "/var/log/autodeploy/autodeploy.log", MaxSizeMB: 10, MaxBackups: 5, MaxAgeDays: 30, Compress: true,

@@ -20,6 +20,7 @@ import (
 type rawConfig struct {
 	Schedule   opt[string]        `yaml:"schedule"`
 	LockFile   opt[string]        `yaml:"lockFile"`
+	Lock       rawLock            `yaml:"lock"`
 	RunTimeout opt[time.Duration] `yaml:"runTimeout"`
 	Log        rawLog             `yaml:"log"`
 	Flux       rawFlux            `yaml:"flux"`
@@ -47,6 +48,13 @@ type rawNotify struct {
 type rawMetrics struct {
 	TextfileDir opt[string] `yaml:"textfileDir"`
 	Pushgateway opt[string] `yaml:"pushgateway"`
+}
+
+type rawLock struct {
+	Type           opt[string]        `yaml:"type"`
+	LeaseNamespace opt[string]        `yaml:"leaseNamespace"`
+	LeaseName      opt[string]        `yaml:"leaseName"`
+	LeaseDuration  opt[time.Duration] `yaml:"leaseDuration"`
 }
 
 type rawLog struct {

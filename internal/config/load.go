@@ -150,9 +150,23 @@ func (d *decoder) resolve(r *rawConfig, name string) *Config {
 	}
 	c.schedule = sched
 	d.absPath(r.LockFile)
+	c.Lock = Lock{
+		Type:           r.Lock.Type.or(LockFile),
+		LeaseNamespace: r.Lock.LeaseNamespace.or(c.Flux.Namespace),
+		LeaseName:      r.Lock.LeaseName.or(DefaultLeaseName),
+		LeaseDuration:  r.Lock.LeaseDuration.or(DefaultLeaseDuration),
+	}
+	if r.Lock.Type.ok() && c.Lock.Type != LockFile && c.Lock.Type != LockLease {
+		d.add(r.Lock.Type.Line, r.Lock.Type.Path, fmt.Sprintf("unknown lock type %s (use file or lease)", quote(c.Lock.Type)))
+	}
+	d.name(r.Lock.LeaseNamespace, isLabel, "namespace", labelRule)
+	d.name(r.Lock.LeaseName, isSubdomain, "Lease name", subdomainRule)
+	d.positive(r.Lock.LeaseDuration)
 	d.positive(r.RunTimeout)
 
-	d.absPath(r.Log.File)
+	if r.Log.File.Val != LogToStdout {
+		d.absPath(r.Log.File)
+	}
 	d.atLeast(r.Log.MaxSizeMB, 1)
 	d.atLeast(r.Log.MaxBackups, 0)
 	d.atLeast(r.Log.MaxAgeDays, 0)

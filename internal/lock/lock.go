@@ -30,6 +30,9 @@ type HeldError struct {
 
 func (e *HeldError) Error() string {
 	h := e.Holder
+	if h.Pid == 0 && h.Command != "" {
+		return fmt.Sprintf("another autodeploy (%s, since %s) holds the lock %s", h.Command, h.Since.Format(time.RFC3339), e.Path)
+	}
 	if h.Pid == 0 {
 		return fmt.Sprintf("another autodeploy holds the lock %s", e.Path)
 	}

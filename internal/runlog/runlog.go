@@ -25,12 +25,22 @@ type Log struct {
 	w io.WriteCloser
 }
 
-// Open opens (creating as needed) the log file of cfg and writes a first
-// line, so that a file that cannot be written is known before any change is
-// made: a deploy that leaves no trace is not allowed.
-func Open(cfg config.Log, runID string, extra io.Writer) (*Log, error) {
+// Open opens (creating as needed, mode 0640) the log file of cfg and
+// writes nothing yet, but makes sure the file can be written, so that a
+// file that cannot be written is known before any change is made: a deploy
+// that leaves no trace is not allowed. log.file "-" writes to stdout
+// instead, without rotation.
+func Open(cfg config.Log, runID string, stdout io.Writer) (*Log, error) {
+	if cfg.File == config.LogToStdout {
+		return &Log{Logger: New(stdout).With("run", runID), w: nopCloser{stdout}}, nil
+	}
 	if err := os.MkdirAll(filepath.Dir(cfg.File), 0o755); err != nil {
 		return nil, fmt.Errorf("cannot create the log directory of %s: %w (fix the permissions or set log.file in the config)", cfg.File, err)
+	}
+	// lumberjack creates files 0600 and gives rotated files the mode of the
+	// current one: create it first so that the group (adm) can read logs.
+	if f, err := os.OpenFile(cfg.File, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640); err == nil {
+		f.Close()
 	}
 	lj := &lumberjack.Logger{
 		Filename:   cfg.File,
@@ -39,17 +49,17 @@ func Open(cfg config.Log, runID string, extra io.Writer) (*Log, error) {
 		MaxAge:     cfg.MaxAgeDays,
 		Compress:   cfg.Compress,
 	}
-	var w io.Writer = lj
-	if extra != nil {
-		w = io.MultiWriter(lj, extra)
-	}
-	l := &Log{Logger: New(w).With("run", runID), w: lj}
+	l := &Log{Logger: New(lj).With("run", runID), w: lj}
 	if err := l.check(); err != nil {
 		lj.Close()
 		return nil, fmt.Errorf("cannot write the log file %s: %w (fix the permissions or set log.file in the config)", cfg.File, err)
 	}
 	return l, nil
 }
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
 
 // check writes nothing visible: lumberjack opens the file on the first
 // Write, so an empty write surfaces permission errors now.

@@ -87,3 +87,26 @@ func fmtSscan(s string, v *int) (int, error) {
 	}
 	return fmt.Sscan(s[:end], v)
 }
+
+func TestOpenModeAndStdout(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "autodeploy.log")
+	l, err := Open(config.Log{File: path, MaxSizeMB: 1}, "r1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Info("x")
+	l.Close()
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o640 {
+		t.Fatalf("mode = %v, %v; want 0640", st.Mode().Perm(), err)
+	}
+	var out strings.Builder
+	l, err = Open(config.Log{File: config.LogToStdout}, "r2", &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Info("to stdout")
+	l.Close()
+	if !strings.Contains(out.String(), `msg="to stdout" run=r2`) {
+		t.Fatalf("stdout = %q", out.String())
+	}
+}

@@ -1,0 +1,101 @@
+// Package access is the single list of what autodeploy asks of the
+// Kubernetes API, command by command. `manifests rbac` turns it into a
+// least-privilege Role per namespace, and `doctor` checks it with
+// SelfSubjectAccessReviews; an integration test proves every rule is used.
+package access
+
+import (
+	"slices"
+
+	"github.com/autodeploy-dev/autodeploy/internal/config"
+)
+
+// Scope says in which namespaces a rule applies.
+type Scope int
+
+const (
+	// ServiceNamespaces are the namespaces of the configured Deployments.
+	ServiceNamespaces Scope = iota
+	// PolicyNamespaces are those of the configured ImagePolicies and, in the
+	// usual layout, of their ImageRepositories.
+	PolicyNamespaces
+	// FluxNamespace is flux.namespace, where Kustomizations usually live.
+	FluxNamespace
+	// LeaseNamespace is lock.leaseNamespace (lock.type: lease).
+	LeaseNamespace
+)
+
+// Rule is one (group, resource, verb) autodeploy uses, and why.
+type Rule struct {
+	Group, Resource, Verb string
+	Scope                 Scope
+	// Commands that need it; ReadOnly rules are all `status` needs.
+	Commands []string
+	ReadOnly bool
+	// Why, for the comment in the generated Role.
+	Why string
+}
+
+// Rules is every API permission autodeploy uses. Discovery (/apis) and
+// SelfSubjectAccessReview need none: Kubernetes grants both to every
+// authenticated user (system:discovery, system:basic-user).
+var Rules = []Rule{
+	{"apps", "deployments", "get", ServiceNamespaces, []string{"run", "rollback", "hold", "resume", "history"}, true, "read one Deployment: wait for a rollout, rollback, hold/resume, history"},
+	{"apps", "deployments", "list", ServiceNamespaces, []string{"run", "status"}, true, "plan: one LIST per namespace"},
+	{"apps", "deployments", "watch", ServiceNamespaces, []string{"run", "rollback"}, false, "wait for a rollout as kubectl rollout status does"},
+	{"apps", "deployments", "patch", ServiceNamespaces, []string{"run", "rollback", "hold", "resume"}, false, "set the image, roll back, keep autodeploy's annotations"},
+	{"apps", "replicasets", "list", ServiceNamespaces, []string{"run", "status", "rollback", "history"}, true, "revisions: history, rollback target, downgrade check"},
+	{"", "pods", "list", ServiceNamespaces, []string{"run", "rollback", "status"}, true, "fail fast on ImagePullBackOff/CrashLoopBackOff; status shows pods"},
+	{"", "pods", "watch", ServiceNamespaces, []string{"run", "rollback"}, false, "fail fast on ImagePullBackOff/CrashLoopBackOff during a rollout"},
+	{"image.toolkit.fluxcd.io", "imagepolicies", "list", PolicyNamespaces, []string{"run", "status"}, true, "read the latest image Flux selected"},
+	{"image.toolkit.fluxcd.io", "imagepolicies", "watch", PolicyNamespaces, []string{"run"}, false, "wait for Flux's answer to the rescan request (Flux >= 2.7)"},
+	{"image.toolkit.fluxcd.io", "imagepolicies", "patch", PolicyNamespaces, []string{"run"}, false, "ask Flux to re-evaluate now (reconcile.fluxcd.io/requestedAt, Flux >= 2.7)"},
+	{"image.toolkit.fluxcd.io", "imagerepositories", "list", PolicyNamespaces, []string{"run", "status"}, true, "last scan, tag count; which repositories to rescan"},
+	{"image.toolkit.fluxcd.io", "imagerepositories", "watch", PolicyNamespaces, []string{"run"}, false, "wait for Flux's answer to the rescan request"},
+	{"image.toolkit.fluxcd.io", "imagerepositories", "patch", PolicyNamespaces, []string{"run"}, false, "ask Flux to rescan now (reconcile.fluxcd.io/requestedAt)"},
+	{"kustomize.toolkit.fluxcd.io", "kustomizations", "patch", FluxNamespace, []string{"rollback --suspend-flux", "resume"}, false, "suspend and resume the Kustomization that manages a rolled-back Deployment"},
+	{"coordination.k8s.io", "leases", "get", LeaseNamespace, []string{"run", "rollback"}, false, "cluster-wide lock (lock.type: lease)"},
+	{"coordination.k8s.io", "leases", "create", LeaseNamespace, []string{"run", "rollback"}, false, "cluster-wide lock (lock.type: lease)"},
+	{"coordination.k8s.io", "leases", "update", LeaseNamespace, []string{"run", "rollback"}, false, "cluster-wide lock (lock.type: lease)"},
+}
+
+// Namespaces returns, for each scope, the namespaces cfg puts in it.
+func Namespaces(cfg *config.Config) map[Scope][]string {
+	out := map[Scope][]string{}
+	add := func(s Scope, ns string) {
+		if ns != "" && !slices.Contains(out[s], ns) {
+			out[s] = append(out[s], ns)
+		}
+	}
+	for _, s := range cfg.Services {
+		add(ServiceNamespaces, s.Namespace)
+		add(PolicyNamespaces, s.PolicyNamespace)
+	}
+	add(FluxNamespace, cfg.Flux.Namespace)
+	if cfg.Lock.Type == config.LockLease {
+		add(LeaseNamespace, cfg.Lock.LeaseNamespace)
+	}
+	return out
+}
+
+// Check is one permission to hold in one namespace.
+type Check struct {
+	Rule      Rule
+	Namespace string
+}
+
+// Checks lists every (rule, namespace) cfg needs; readOnly keeps what
+// `status` needs.
+func Checks(cfg *config.Config, readOnly bool) []Check {
+	nss := Namespaces(cfg)
+	var out []Check
+	for _, r := range Rules {
+		if readOnly && !r.ReadOnly {
+			continue
+		}
+		for _, ns := range nss[r.Scope] {
+			out = append(out, Check{Rule: r, Namespace: ns})
+		}
+	}
+	return out
+}
