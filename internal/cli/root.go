@@ -131,6 +131,8 @@ and by hand: autodeploy status, autodeploy rollback <service>.`,
 		newCmdHold(f),
 		newCmdResume(f),
 		newCmdHistory(f),
+		newCmdManifests(f),
+		newCmdDoctor(f),
 		newCmdConfig(f),
 		newCmdVersion(f),
 	)

@@ -75,8 +75,8 @@ type Config struct {
 	// Schedule is the cron expression (5 fields or a descriptor such as
 	// @hourly) that the crontab entry is expected to use; `status` shows the
 	// next run computed from it.
-	Schedule   string
-	LockFile   string
+	Schedule string
+	LockFile string
 	// Lock selects the lock against overlapping runs: the file lock of one
 	// host (LockFile), or a Lease in the cluster for several hosts or runs
 	// inside the cluster.

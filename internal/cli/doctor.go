@@ -1,0 +1,84 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/fatih/color"
+	"github.com/spf13/cobra"
+
+	"github.com/autodeploy-dev/autodeploy/internal/doctor"
+)
+
+func newCmdDoctor(f *Factory) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "doctor",
+		Short: "Check everything a run needs, before cron finds out",
+		Long: `Check, one line each with the fix: the config; the kubeconfig used; the API
+server and its version; Flux's image API and the versions served; each
+service's Deployment, container and ImagePolicy, and whether the policy is
+Ready; the permissions of every command (SelfSubjectAccessReview); that the
+log and lock can be written; a crontab or systemd timer running
+'autodeploy run' on the configured schedule; and the seed's trap, an
+alphabetical policy over sha-<hex> tags. Exit code 1 when a check fails.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "" && output != "json" {
+				return &flagError{fmt.Errorf("invalid --output %q: only json is supported", output)}
+			}
+			return runDoctor(cmd.Context(), f, output)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "json")
+	return cmd
+}
+
+func runDoctor(ctx context.Context, f *Factory, output string) error {
+	in := doctor.Inputs{ConfigPath: f.configPath(), Host: hostSchedules()}
+	in.Config, in.ConfigErr = f.Config()
+	in.Clients, in.ClientsErr = f.Clients()
+	r := doctor.Run(ctx, in)
+	if output == "json" {
+		enc := json.NewEncoder(f.IO.Out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+	} else {
+		mark := map[string]string{doctor.OK: color.GreenString("✔"), doctor.Warn: color.YellowString("⚠"), doctor.Fail: color.RedString("✗")}
+		for _, c := range r.Checks {
+			fmt.Fprintf(f.IO.Out, "%s %-11s %s\n", mark[c.Status], c.Name, c.Detail)
+			if c.Fix != "" && c.Status != doctor.OK {
+				fmt.Fprintf(f.IO.Out, "  %-11s fix: %s\n", "", c.Fix)
+			}
+		}
+	}
+	if r.Failed {
+		return withCode(ExitError, &silentError{errors.New("doctor found problems")})
+	}
+	return nil
+}
+
+// hostSchedules is where cron and systemd keep schedules on a Debian-like
+// host.
+func hostSchedules() doctor.Host {
+	h := doctor.Host{CronFiles: []string{"/etc/crontab"}}
+	if _, err := exec.LookPath("crontab"); err == nil {
+		h.Crontab = func() (string, error) {
+			out, err := exec.Command("crontab", "-l").Output()
+			return string(out), err
+		}
+	}
+	d, _ := filepath.Glob("/etc/cron.d/*")
+	h.CronFiles = append(h.CronFiles, d...)
+	for _, dir := range []string{"/etc/systemd/system", "/lib/systemd/system"} {
+		t, _ := filepath.Glob(filepath.Join(dir, "autodeploy*.timer"))
+		h.TimerFiles = append(h.TimerFiles, t...)
+	}
+	return h
+}

@@ -1,0 +1,355 @@
+// Package doctor checks, before cron does, everything a run needs: the
+// config, the kubeconfig, the API server, Flux, each service's objects, the
+// permissions of every command, the log and lock, the cron or systemd
+// entry, and the trap in the seed's own setup (alphabetical order over
+// sha-<hex> tags).
+package doctor
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/autodeploy-dev/autodeploy/internal/access"
+	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/deploy"
+	"github.com/autodeploy-dev/autodeploy/internal/flux"
+	"github.com/autodeploy-dev/autodeploy/internal/kube"
+	"github.com/autodeploy-dev/autodeploy/internal/manifests"
+	"github.com/autodeploy-dev/autodeploy/internal/rollout"
+	"github.com/autodeploy-dev/autodeploy/internal/status"
+)
+
+// Levels of a check.
+const (
+	OK   = "ok"
+	Warn = "warn"
+	Fail = "fail"
+)
+
+// Check is one line of the report.
+type Check struct {
+	Name   string `json:"name"`
+	Status string `json:"status"`
+	Detail string `json:"detail"`
+	Fix    string `json:"fix,omitempty"`
+}
+
+// Report is what `doctor` prints; Failed is true when any check failed.
+type Report struct {
+	Checks []Check `json:"checks"`
+	Failed bool    `json:"failed"`
+}
+
+func (r *Report) add(name, st, detail, fix string) {
+	r.Checks = append(r.Checks, Check{Name: name, Status: st, Detail: detail, Fix: fix})
+	if st == Fail {
+		r.Failed = true
+	}
+}
+
+// Host is where doctor looks for the schedule on this machine.
+type Host struct {
+	// Crontab returns the current user's crontab (crontab -l).
+	Crontab func() (string, error)
+	// CronFiles are system crontabs: /etc/crontab and /etc/cron.d/*.
+	CronFiles []string
+	// TimerFiles are systemd timers that may run autodeploy.
+	TimerFiles []string
+}
+
+// Inputs is what doctor examines.
+type Inputs struct {
+	ConfigPath string
+	Config     *config.Config
+	ConfigErr  error
+	Clients    *kube.Clients
+	ClientsErr error
+	Host       Host
+}
+
+// Run performs every check it can; a check that cannot run because an
+// earlier one failed is not reported.
+func Run(ctx context.Context, in Inputs) *Report {
+	r := &Report{}
+	if in.ConfigErr != nil {
+		r.add("config", Fail, firstLine(in.ConfigErr.Error()), "autodeploy config validate "+in.ConfigPath+" lists every problem")
+	} else {
+		r.add("config", OK, fmt.Sprintf("%s: %d services", in.ConfigPath, len(in.Config.Services)), "")
+	}
+	if in.ClientsErr != nil {
+		r.add("kubeconfig", Fail, in.ClientsErr.Error(), "pass --kubeconfig, or set KUBECONFIG")
+		return r
+	}
+	c := in.Clients
+	r.add("kubeconfig", OK, fmt.Sprintf("%s (server %s)", c.Source, c.Config.Host), "")
+	v, err := c.Kube.Discovery().ServerVersion()
+	if err != nil {
+		r.add("api server", Fail, c.Classify(err).Error(), "check that the cluster runs and the kubeconfig's server and credentials are right")
+		return r
+	}
+	r.add("api server", OK, fmt.Sprintf("reachable, Kubernetes %s", v.GitVersion), "")
+	api, err := flux.Detect(c.Kube.Discovery())
+	if err != nil {
+		r.add("flux", Fail, err.Error(), "install Flux's image automation: flux install --components-extra=image-reflector-controller,image-automation-controller")
+		return r
+	}
+	r.add("flux", OK, fmt.Sprintf("%s served at %s; using %s", flux.ImageGroup, strings.Join(api.Served, ", "), api.Version), "")
+	if in.Config == nil {
+		return r
+	}
+	cfg := in.Config
+	objs, err := status.Collect(ctx, c.Kube, c.Dynamic, cfg.Services)
+	if err != nil {
+		r.add("services", Fail, c.Classify(err).Error(), "see the permissions below")
+	} else {
+		services(r, cfg, objs)
+	}
+	permissions(ctx, r, cfg, c)
+	files(r, cfg)
+	schedule(r, cfg, in.Host)
+	return r
+}
+
+func services(r *Report, cfg *config.Config, objs status.Objects) {
+	for _, s := range cfg.Services {
+		name := "service " + s.Name
+		d := objs.Deployments[s.Namespace+"/"+s.Deployment]
+		if d == nil {
+			r.add(name, Fail, fmt.Sprintf("Deployment %s/%s not found", s.Namespace, s.Deployment), "fix namespace/deployment of the service in the config, or create it")
+			continue
+		}
+		img := ""
+		if c, err := containerOf(d.Spec.Template.Spec.Containers, s.Container); err != nil {
+			r.add(name, Fail, err.Error(), "set container in the config")
+			continue
+		} else {
+			img, _ = rollout.ContainerImage(&d.Spec.Template, c)
+		}
+		u := objs.Policies[s.PolicyNamespace+"/"+s.PolicyName]
+		if u == nil {
+			r.add(name, Fail, fmt.Sprintf("ImagePolicy %s/%s not found", s.PolicyNamespace, s.PolicyName), "fix imagePolicy in the config, or create the policy")
+			continue
+		}
+		p := flux.ParsePolicy(u)
+		if !p.Ready {
+			r.add(name, Warn, fmt.Sprintf("ImagePolicy %s is not Ready: %s", p.Key(), p.Message), "flux get image policy "+p.Name+" -n "+p.Namespace)
+		} else {
+			r.add(name, OK, fmt.Sprintf("Deployment %s/%s runs %s; ImagePolicy %s selects %s", s.Namespace, s.Deployment, img, p.Key(), p.Latest), "")
+		}
+		if trap, why := alphabeticalSHA(u, p.Latest); trap {
+			r.add(name, Warn, why, `tag builds with a sortable number (e.g. main-<sha>-<unix time>) and use policy: {numerical: {order: asc}} with filterTags: {pattern: '^main-[a-f0-9]+-(?P<ts>[0-9]+)', extract: '$ts'}`)
+		}
+		if h, held := deploy.ParseHold(d.Annotations); held {
+			r.add(name, Warn, fmt.Sprintf("held by %s: %s", h.By, h.Reason), "autodeploy resume "+s.Name)
+		}
+	}
+}
+
+func containerOf(cs []corev1.Container, name string) (string, error) {
+	var names []string
+	for _, c := range cs {
+		if c.Name == name {
+			return name, nil
+		}
+		names = append(names, c.Name)
+	}
+	if name == "" && len(cs) == 1 {
+		return cs[0].Name, nil
+	}
+	if name == "" {
+		return "", fmt.Errorf("the Deployment has %d containers (%s) and the config names none", len(cs), strings.Join(names, ", "))
+	}
+	return "", fmt.Errorf("the Deployment has no container %q (it has %s)", name, strings.Join(names, ", "))
+}
+
+var shaTag = regexp.MustCompile(`^sha-[0-9a-f]+$`)
+
+// alphabeticalSHA spots the seed's trap: alphabetical order over
+// sha-<hex> tags picks the greatest hash, not the newest build
+// (fluxcd/flux2#3449).
+func alphabeticalSHA(u *unstructured.Unstructured, latest string) (bool, string) {
+	if _, ok, _ := unstructured.NestedMap(u.Object, "spec", "policy", "alphabetical"); !ok {
+		return false, ""
+	}
+	pattern, _, _ := unstructured.NestedString(u.Object, "spec", "filterTags", "pattern")
+	tag := latest[strings.LastIndex(latest, ":")+1:]
+	if strings.Contains(pattern, "sha-") || shaTag.MatchString(tag) {
+		return true, "alphabetical policy over sha-<hex> tags: the greatest hash is not the newest build (fluxcd/flux2#3449); autodeploy refuses the downgrades this causes, but may skip new builds"
+	}
+	return false, ""
+}
+
+// permissions asks the API server, with SelfSubjectAccessReviews, whether
+// the kubeconfig's user may do everything each command does.
+func permissions(ctx context.Context, r *Report, cfg *config.Config, c *kube.Clients) {
+	missing := map[string][]string{} // command -> missing verbs
+	optional := []string{}
+	for _, chk := range access.Checks(cfg, false) {
+		ru := chk.Rule
+		ssar := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: chk.Namespace, Verb: ru.Verb, Group: ru.Group, Resource: ru.Resource},
+		}}
+		res, err := c.Kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, ssar, metav1.CreateOptions{})
+		if err != nil {
+			r.add("permissions", Fail, "cannot check permissions: "+c.Classify(err).Error(), "")
+			return
+		}
+		if res.Status.Allowed {
+			continue
+		}
+		what := fmt.Sprintf("%s %s in %s", ru.Verb, qualified(ru), chk.Namespace)
+		if ru.Resource == "kustomizations" {
+			optional = append(optional, what)
+			continue
+		}
+		for _, cmd := range ru.Commands {
+			missing[cmd] = append(missing[cmd], what)
+		}
+	}
+	fix := "apply `autodeploy manifests rbac` for this kubeconfig's user or ServiceAccount"
+	if len(missing) == 0 {
+		r.add("permissions", OK, "every command's permissions are granted", "")
+	}
+	cmds := make([]string, 0, len(missing))
+	for k := range missing {
+		cmds = append(cmds, k)
+	}
+	sort.Strings(cmds)
+	for _, cmd := range cmds {
+		r.add("permissions", Fail, fmt.Sprintf("%s cannot: %s", cmd, strings.Join(missing[cmd], "; ")), fix)
+	}
+	if len(optional) > 0 {
+		r.add("permissions", Warn, "rollback --suspend-flux and resume cannot: "+strings.Join(optional, "; "), fix)
+	}
+}
+
+func qualified(r access.Rule) string {
+	if r.Group == "" {
+		return r.Resource
+	}
+	return r.Resource + "." + r.Group
+}
+
+// files checks that the log and the lock can be written.
+func files(r *Report, cfg *config.Config) {
+	if cfg.Log.File == config.LogToStdout {
+		r.add("log", OK, "standard output", "")
+	} else {
+		check(r, "log", cfg.Log.File)
+	}
+	if cfg.Lock.Type == config.LockLease {
+		r.add("lock", OK, fmt.Sprintf("Lease %s/%s", cfg.Lock.LeaseNamespace, cfg.Lock.LeaseName), "")
+	} else {
+		check(r, "lock", cfg.LockFile)
+	}
+}
+
+// check tells whether path can be created or appended to, without leaving a
+// trace: a temporary file in its directory, or the nearest existing parent.
+func check(r *Report, name, path string) {
+	dir := filepath.Dir(path)
+	for {
+		if _, err := os.Stat(dir); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	f, err := os.CreateTemp(dir, ".autodeploy-doctor-*")
+	if err != nil {
+		r.add(name, Fail, fmt.Sprintf("%s is not writable: %v", path, err), "run as a user who may write "+filepath.Dir(path)+", or change the path in the config")
+		return
+	}
+	f.Close()
+	os.Remove(f.Name())
+	if fh, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0); err != nil && !os.IsNotExist(err) {
+		r.add(name, Fail, fmt.Sprintf("%s exists but cannot be written: %v", path, err), "fix its owner or mode")
+		return
+	} else if err == nil {
+		fh.Close()
+	}
+	r.add(name, OK, path+" is writable", "")
+}
+
+// schedule looks for a cron or systemd entry that runs `autodeploy run` and
+// compares its schedule with the config's.
+func schedule(r *Report, cfg *config.Config, h Host) {
+	fix := "install one: autodeploy manifests cron > /etc/cron.d/autodeploy (or manifests systemd)"
+	var found []string
+	scan := func(src, content string) {
+		for _, l := range strings.Split(content, "\n") {
+			l = strings.TrimSpace(l)
+			if l == "" || strings.HasPrefix(l, "#") || !strings.Contains(l, "autodeploy") || !regexp.MustCompile(`\brun\b`).MatchString(l) {
+				continue
+			}
+			f := strings.Fields(l)
+			spec := ""
+			switch {
+			case strings.HasPrefix(l, "@") && len(f) > 0:
+				spec = f[0]
+			case len(f) >= 6:
+				spec = strings.Join(f[:5], " ")
+			}
+			if spec == "" {
+				continue
+			}
+			found = append(found, src)
+			if spec == cfg.Schedule {
+				r.add("schedule", OK, fmt.Sprintf("%s runs autodeploy at %q, as configured", src, spec), "")
+			} else {
+				r.add("schedule", Warn, fmt.Sprintf("%s runs autodeploy at %q but the config says %q (status shows the wrong next run)", src, spec, cfg.Schedule), "make schedule in the config match the crontab")
+			}
+		}
+	}
+	if h.Crontab != nil {
+		if out, err := h.Crontab(); err == nil {
+			scan("crontab", out)
+		}
+	}
+	for _, f := range h.CronFiles {
+		if b, err := os.ReadFile(f); err == nil {
+			scan(f, string(b))
+		}
+	}
+	want, _ := manifests.OnCalendar(cfg.Schedule)
+	for _, f := range h.TimerFiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		m := regexp.MustCompile(`(?m)^OnCalendar=(.+)$`).FindStringSubmatch(string(b))
+		if m == nil {
+			continue
+		}
+		found = append(found, f)
+		if strings.TrimSpace(m[1]) == want {
+			r.add("schedule", OK, fmt.Sprintf("%s: OnCalendar=%s, as configured", f, want), "")
+		} else {
+			r.add("schedule", Warn, fmt.Sprintf("%s: OnCalendar=%s but the config's schedule %q is %s", f, strings.TrimSpace(m[1]), cfg.Schedule, want), "regenerate with autodeploy manifests systemd")
+		}
+	}
+	if len(found) == 0 {
+		r.add("schedule", Warn, "no crontab or systemd timer runs `autodeploy run` on this host (fine if it runs in the cluster)", fix)
+	}
+}
+
+func firstLine(s string) string {
+	l, rest, _ := strings.Cut(s, "\n")
+	if rest != "" {
+		l += " (and more)"
+	}
+	return l
+}
