@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
 	"github.com/autodeploy-dev/autodeploy/internal/kube"
@@ -24,6 +26,7 @@ const (
 	ExitRollbackFailed ExitCode = 6   // a failed service could not be rolled back: someone must look
 	ExitServiceProblem ExitCode = 7   // a service could not be handled: missing Deployment, ImagePolicy or container, invalid image
 	ExitDegraded       ExitCode = 8   // status: some service is not healthy and up to date
+	ExitForbidden      ExitCode = 9   // RBAC refused a request autodeploy needs (see manifests rbac, doctor)
 	ExitInterrupted    ExitCode = 130 // SIGINT/SIGTERM stopped the command
 )
 
@@ -73,6 +76,8 @@ func exitCodeFor(err error) ExitCode {
 		return ExitUsage
 	case errors.As(err, &unrch), errors.Is(err, flux.ErrNotInstalled):
 		return ExitUnreachable
+	case apierrors.IsForbidden(err):
+		return ExitForbidden
 	}
 	return ExitError
 }

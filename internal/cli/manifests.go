@@ -36,7 +36,7 @@ Nothing is applied: pipe to 'kubectl apply -f -' or into /etc.`,
 	}
 	rbacCmd.Flags().StringVar(&rbac.ServiceAccount, "service-account", "autodeploy", "ServiceAccount name")
 	rbacCmd.Flags().StringVarP(&rbac.Namespace, "namespace", "n", "", "namespace of the ServiceAccount (default: flux.namespace)")
-	rbacCmd.Flags().BoolVar(&rbac.ReadOnly, "read-only", false, "only what status needs")
+	rbacCmd.Flags().BoolVar(&rbac.ReadOnly, "read-only", false, "only what status and history need, for a ServiceAccount <service-account>-read-only")
 
 	var cj manifests.CronJobOptions
 	cronJobCmd := &cobra.Command{

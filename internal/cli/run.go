@@ -189,7 +189,7 @@ func recordMetrics(m config.Metrics, res *deploy.Result, runErr error, log *slog
 // runExitCode ranks what went wrong: a failed rollback needs a person most.
 func runExitCode(res *deploy.Result) ExitCode {
 	code := ExitOK
-	rank := map[ExitCode]int{ExitOK: 0, ExitServiceProblem: 1, ExitDeployFailed: 2, ExitRollbackFailed: 3}
+	rank := map[ExitCode]int{ExitOK: 0, ExitServiceProblem: 1, ExitDeployFailed: 2, ExitForbidden: 3, ExitRollbackFailed: 4}
 	for _, s := range res.Services {
 		c := ExitOK
 		switch s.Outcome {
@@ -197,6 +197,9 @@ func runExitCode(res *deploy.Result) ExitCode {
 			c = ExitRollbackFailed
 		case deploy.OutcomeFailed, deploy.OutcomeRolledBack:
 			c = ExitDeployFailed
+			if s.Forbidden {
+				c = ExitForbidden
+			}
 		case deploy.OutcomeNotRun:
 			c = ExitServiceProblem
 		case deploy.OutcomeSkipped, deploy.OutcomePlanned:

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -41,9 +42,11 @@ const (
 // ServiceResult is one service's line of the summary.
 type ServiceResult struct {
 	Decision
-	Outcome  Outcome       `json:"outcome"`
-	Error    string        `json:"error,omitempty"`
-	Duration time.Duration `json:"durationNanos"`
+	Outcome Outcome `json:"outcome"`
+	Error   string  `json:"error,omitempty"`
+	// Forbidden: RBAC refused a request the deploy needed.
+	Forbidden bool          `json:"forbidden,omitempty"`
+	Duration  time.Duration `json:"durationNanos"`
 }
 
 // Result is the summary of a run.
@@ -156,6 +159,7 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 			sr.Duration = r.Now().Sub(start)
 			if err != nil {
 				sr.Error = err.Error()
+				sr.Forbidden = apierrors.IsForbidden(err)
 			}
 			log.Info("service done", "outcome", sr.Outcome, "duration", sr.Duration)
 			r.notify(ctx, runID, sr, err)

@@ -107,9 +107,11 @@ func Reconcile(ctx context.Context, dc dynamic.Interface, gvr schema.GroupVersio
 }
 
 func waitNamespace(ctx context.Context, dc dynamic.Interface, gvr schema.GroupVersionResource, ns, rv, token string, pending map[string]int, out []Outcome) {
+	why := ""
 	for len(pending) > 0 && ctx.Err() == nil {
 		w, err := dc.Resource(gvr).Namespace(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true})
 		if err != nil {
+			why = "watch: " + err.Error()
 			break
 		}
 		for ev := range w.ResultChan() {
@@ -144,8 +146,11 @@ func waitNamespace(ctx context.Context, dc dynamic.Interface, gvr schema.GroupVe
 		}
 		w.Stop()
 	}
+	if why == "" {
+		why = fmt.Sprint(context.Cause(ctx))
+	}
 	for _, i := range pending {
-		out[i].Problem = fmt.Sprintf("no answer to the reconcile request (%v)", context.Cause(ctx))
+		out[i].Problem = fmt.Sprintf("no answer to the reconcile request (%s)", why)
 	}
 }
 

@@ -26,10 +26,13 @@ type RBACOptions struct {
 // verb with the commands that need it. No ClusterRole: discovery and
 // SelfSubjectAccessReview are granted to every authenticated user.
 func RBAC(w io.Writer, cfg *config.Config, o RBACOptions) error {
+	// The read-only identity is a ServiceAccount of its own: binding the
+	// read-only Role to the deploying one would change nothing.
 	name := o.ServiceAccount
 	if o.ReadOnly {
 		name += "-read-only"
 	}
+	o.ServiceAccount = name
 	byNS := map[string][]access.Rule{}
 	var order []string
 	for _, c := range access.Checks(cfg, o.ReadOnly) {

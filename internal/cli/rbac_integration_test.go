@@ -1,0 +1,281 @@
+//go:build integration
+
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/autodeploy-dev/autodeploy/internal/access"
+	"github.com/autodeploy-dev/autodeploy/internal/deploy"
+	"github.com/autodeploy-dev/autodeploy/internal/fluxsim"
+	"github.com/autodeploy-dev/autodeploy/internal/kubetest"
+)
+
+// rbacEnv is a namespace holding a service, its Flux objects, a
+// Kustomization that manages it, and a lease-locked config, so that every
+// rule of internal/access applies in this one namespace.
+type rbacEnv struct {
+	e    *kubetest.Env
+	refl *fluxsim.Reflector
+	cfg  string
+}
+
+func newRBACEnv(t *testing.T) *rbacEnv {
+	e := kubetest.New(t)
+	refl := e.StartReflector(fluxsim.V1, e.Namespace)
+	cfg, _ := clusterConfig(t, e, refl, map[string]string{"api": reg + "api:sha-1"}, "lock: {type: lease, leaseNamespace: "+e.Namespace+"}\n")
+	ctx := context.Background()
+	ks := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+		"metadata": map[string]any{"name": "apps", "namespace": e.Namespace},
+		"spec":     map[string]any{"interval": "10m", "path": "./apps", "prune": true, "sourceRef": map[string]any{"kind": "GitRepository", "name": "flux-system"}},
+	}}
+	if _, err := e.Dynamic.Resource(deploy.KustomizationGVR).Namespace(e.Namespace).Create(ctx, ks, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	labels := []byte(`{"metadata":{"labels":{"kustomize.toolkit.fluxcd.io/name":"apps","kustomize.toolkit.fluxcd.io/namespace":"` + e.Namespace + `"}}}`)
+	if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(ctx, "api", types.MergePatchType, labels, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	settledName(t, e, "api")
+	return &rbacEnv{e: e, refl: refl, cfg: cfg}
+}
+
+// apply creates what `autodeploy manifests rbac` prints, and returns a
+// kubeconfig authenticating as its ServiceAccount with a bound token, as a
+// pod or a cron host would.
+func (r *rbacEnv) apply(t *testing.T, args ...string) (kubeconfig string, roles []*rbacv1.Role) {
+	t.Helper()
+	ctx := context.Background()
+	e := r.e
+	code, out, stderr := execute(t, nil, append([]string{"manifests", "rbac", "--config", r.cfg, "-n", e.Namespace}, args...)...)
+	if code != ExitOK {
+		t.Fatalf("manifests rbac: %d %s", code, stderr)
+	}
+	sa := ""
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader([]byte(out)), 4096)
+	for {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			break
+		}
+		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(raw, nil, nil)
+		if err != nil {
+			t.Fatalf("decode %s: %v", raw, err)
+		}
+		switch o := obj.(type) {
+		case *rbacv1.Role:
+			if _, err = e.Kube.RbacV1().Roles(o.Namespace).Create(ctx, o, metav1.CreateOptions{}); err == nil {
+				roles = append(roles, o)
+			}
+		case *rbacv1.RoleBinding:
+			_, err = e.Kube.RbacV1().RoleBindings(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+		case *corev1.ServiceAccount:
+			sa = o.Name
+			_, err = e.Kube.CoreV1().ServiceAccounts(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+		default:
+			t.Fatalf("unexpected object %T in the RBAC manifests", o)
+		}
+		if err != nil && !strings.Contains(err.Error(), "already exists") {
+			t.Fatalf("apply: %v", err)
+		}
+	}
+	tok, err := e.Kube.CoreV1().ServiceAccounts(e.Namespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeTokenKubeconfig(t, e, tok.Status.Token), roles
+}
+
+func writeTokenKubeconfig(t *testing.T, e *kubetest.Env, token string) string {
+	t.Helper()
+	admin, err := clientcmd.LoadFromFile(e.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var server string
+	var ca []byte
+	for _, c := range admin.Clusters {
+		server, ca = c.Server, c.CertificateAuthorityData
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["c"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: ca}
+	cfg.AuthInfos["sa"] = &clientcmdapi.AuthInfo{Token: token}
+	cfg.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "sa", Namespace: e.Namespace}
+	cfg.CurrentContext = "c"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// The generated RBAC is enough for every command, and the read-only
+// variant for status, not run.
+func TestRBACIsEnough(t *testing.T) {
+	r := newRBACEnv(t)
+	kc, _ := r.apply(t)
+	as := func(args ...string) (ExitCode, string, string) {
+		return execute(t, map[string]string{"AUTODEPLOY_LOCK_IDENTITY": "rbac-test"}, append(args, "--config", r.cfg, "--kubeconfig", kc)...)
+	}
+	r.refl.Push("api", reg+"api:sha-2")
+	steps := []struct {
+		args []string
+		want ExitCode
+	}{
+		{[]string{"doctor"}, ExitOK},
+		{[]string{"run"}, ExitOK},
+		{[]string{"status"}, ExitOK},
+		{[]string{"history", "api"}, ExitOK},
+		{[]string{"rollback", "api", "--suspend-flux"}, ExitOK},
+		{[]string{"resume", "api"}, ExitOK},
+		{[]string{"hold", "api", "--reason", "x"}, ExitOK},
+		{[]string{"resume", "api", "--forget-failed"}, ExitOK},
+		{[]string{"run"}, ExitOK},
+	}
+	for _, s := range steps {
+		// Each command may bump the generation (annotations count): let the
+		// controller observe it, so status judges a settled Deployment.
+		settledName(t, r.e, "api")
+		if code, out, stderr := as(s.args...); code != s.want {
+			t.Fatalf("%v as the ServiceAccount: exit %d, want %d\n%s%s", s.args, code, s.want, out, stderr)
+		}
+	}
+	if img := kubetest.Image(r.e.GetDeployment("api")); img != reg+"api:sha-2" {
+		t.Fatalf("image = %s", img)
+	}
+
+	ro, _ := r.apply(t, "--read-only")
+	settledName(t, r.e, "api")
+	if code, out, stderr := execute(t, nil, "status", "--config", r.cfg, "--kubeconfig", ro); code != ExitOK {
+		t.Fatalf("status read-only: exit %d\n%s%s", code, out, stderr)
+	}
+	r.refl.Push("api", reg+"api:sha-3")
+	code, _, stderr := execute(t, nil, "run", "--config", r.cfg, "--kubeconfig", ro)
+	if code != ExitForbidden || !strings.Contains(stderr, "forbidden") || !strings.Contains(stderr, "leases") {
+		t.Fatalf("run read-only: exit %d, want %d naming the missing permission: %s", code, ExitForbidden, stderr)
+	}
+	code, out, _ := execute(t, nil, "doctor", "--config", r.cfg, "--kubeconfig", ro)
+	if code != ExitError || !strings.Contains(out, "run cannot: ") || !strings.Contains(out, "patch deployments.apps in "+r.e.Namespace) {
+		t.Fatalf("doctor read-only: exit %d\n%s", code, out)
+	}
+}
+
+// Every rule is needed: without it, the command the rule names fails (or,
+// for the rescan, warns) and says "forbidden".
+func TestRBACEveryRuleIsNeeded(t *testing.T) {
+	r := newRBACEnv(t)
+	kc, roles := r.apply(t)
+	if len(roles) != 1 {
+		t.Fatalf("roles = %d, want one (everything lives in one namespace)", len(roles))
+	}
+	full := roles[0]
+	ctx := context.Background()
+	// Every scenario starts from the same state: api at sha-1 after one run
+	// (so a Lease exists), nothing held.
+	as := func(args ...string) (ExitCode, string) {
+		code, out, stderr := execute(t, map[string]string{"AUTODEPLOY_LOCK_IDENTITY": "rbac-test"}, append(args, "--config", r.cfg, "--kubeconfig", kc)...)
+		return code, out + stderr
+	}
+	if code, out := as("run"); code != ExitOK {
+		t.Fatalf("first run: %d %s", code, out)
+	}
+	n := 0
+	for i, rule := range full.Rules {
+		name := fmt.Sprintf("%s/%s", rule.Resources[0], rule.Verbs[0])
+		t.Run(name, func(t *testing.T) {
+			without := full.DeepCopy()
+			without.Rules = append(append([]rbacv1.PolicyRule{}, full.Rules[:i]...), full.Rules[i+1:]...)
+			if _, err := r.e.Kube.RbacV1().Roles(full.Namespace).Update(ctx, without, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				cur, _ := r.e.Kube.RbacV1().Roles(full.Namespace).Get(ctx, full.Name, metav1.GetOptions{})
+				cur.Rules = full.Rules
+				if _, err := r.e.Kube.RbacV1().Roles(full.Namespace).Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				// Back to the common state.
+				_, _, _ = execute(t, nil, "resume", "api", "--forget-failed", "--config", r.cfg, "--kubeconfig", r.e.Kubeconfig)
+				if img := kubetest.Image(r.e.GetDeployment("api")); img != reg+"api:sha-1" {
+					setImage(t, r.e, "api", reg+"api:sha-1")
+				}
+				r.e.SetPolicyImage(fluxsim.V1, r.e.Namespace, "api", reg+"api:sha-1")
+				settledName(t, r.e, "api")
+			}()
+			code, out := scenario(t, r, as, rule.Resources[0], rule.Verbs[0])
+			if !strings.Contains(out, "forbidden") {
+				t.Fatalf("without %s: exit %d and no mention of the refusal:\n%s", name, code, out)
+			}
+			n++
+		})
+	}
+	if n != len(access.Rules) {
+		t.Errorf("%d rules proven needed, internal/access has %d", n, len(access.Rules))
+	}
+}
+
+// scenario runs the command that needs resource/verb.
+func scenario(t *testing.T, r *rbacEnv, as func(...string) (ExitCode, string), resource, verb string) (ExitCode, string) {
+	t.Helper()
+	switch resource + "/" + verb {
+	case "deployments/get", "replicasets/list":
+		return as("history", "api")
+	case "deployments/list", "pods/list", "imagepolicies/list", "imagerepositories/list":
+		return as("status")
+	case "deployments/patch":
+		return as("hold", "api", "--reason", "x")
+	case "deployments/watch", "pods/watch":
+		// A rollback waits for its rollout with watches; it needs history.
+		r.refl.Push("api", reg+"api:sha-2")
+		if code, out := as("run", "--no-reconcile"); code != ExitOK && resource != "pods" {
+			return code, out
+		}
+		setImage(t, r.e, "api", reg+"api:sha-2")
+		settledName(t, r.e, "api")
+		return as("rollback", "api")
+	case "imagepolicies/watch", "imagepolicies/patch", "imagerepositories/watch", "imagerepositories/patch":
+		// The rescan is a warning, never the end of the run.
+		code, out := as("run", "-o", "json")
+		return code, out
+	case "kustomizations/patch":
+		setImage(t, r.e, "api", reg+"api:sha-2")
+		settledName(t, r.e, "api")
+		return as("rollback", "api", "--suspend-flux")
+	case "leases/get":
+		return as("run")
+	case "leases/update":
+		// Taking a released Lease is an update: make sure one exists.
+		empty := ""
+		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "autodeploy", Namespace: r.e.Namespace}, Spec: coordinationv1.LeaseSpec{HolderIdentity: &empty}}
+		if _, err := r.e.Kube.CoordinationV1().Leases(r.e.Namespace).Create(context.Background(), l, metav1.CreateOptions{}); err != nil && !strings.Contains(err.Error(), "already exists") {
+			t.Fatal(err)
+		}
+		return as("run")
+	case "leases/create":
+		if err := r.e.Kube.CoordinationV1().Leases(r.e.Namespace).Delete(context.Background(), "autodeploy", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return as("run")
+	}
+	t.Fatalf("no scenario for %s/%s: add one", resource, verb)
+	return 0, ""
+}
