@@ -1,0 +1,90 @@
+package doctor
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/autodeploy-dev/autodeploy/internal/config"
+)
+
+func cfg(t *testing.T, extra string) *config.Config {
+	t.Helper()
+	c, err := config.Parse([]byte(extra+"services:\n  - name: api\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestSchedule(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(content), 0o644)
+		return p
+	}
+	tests := []struct {
+		name   string
+		host   Host
+		status string
+		detail string
+	}{
+		{"crontab matches", Host{Crontab: func() (string, error) { return "# m h dom mon dow\n*/2 * * * * /usr/local/bin/autodeploy run >/dev/null 2>&1\n", nil }}, OK, `crontab runs autodeploy at "*/2 * * * *"`},
+		{"cron.d differs", Host{CronFiles: []string{write("autodeploy", "*/5 * * * * root /usr/local/bin/autodeploy run --config /etc/autodeploy/config.yaml\n")}}, Warn, `but the config says "*/2 * * * *"`},
+		{"systemd matches", Host{TimerFiles: []string{write("autodeploy.timer", "[Timer]\nOnCalendar=*-*-* *:00/2:00\n")}}, OK, "OnCalendar=*-*-* *:00/2:00, as configured"},
+		{"nothing", Host{CronFiles: []string{write("other", "0 * * * * root backup.sh\n# */2 * * * * autodeploy run\n")}}, Warn, "no crontab or systemd timer"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &Report{}
+			schedule(r, cfg(t, ""), tt.host)
+			if len(r.Checks) != 1 || r.Checks[0].Status != tt.status || !strings.Contains(r.Checks[0].Detail, tt.detail) {
+				t.Fatalf("checks = %+v", r.Checks)
+			}
+		})
+	}
+}
+
+func TestAlphabeticalSHA(t *testing.T) {
+	pol := func(policy map[string]any, pattern string) *unstructured.Unstructured {
+		spec := map[string]any{"policy": policy}
+		if pattern != "" {
+			spec["filterTags"] = map[string]any{"pattern": pattern}
+		}
+		return &unstructured.Unstructured{Object: map[string]any{"spec": spec}}
+	}
+	alpha := map[string]any{"alphabetical": map[string]any{"order": "asc"}}
+	numeric := map[string]any{"numerical": map[string]any{"order": "asc"}}
+	for _, tt := range []struct {
+		u      *unstructured.Unstructured
+		latest string
+		want   bool
+	}{
+		{pol(alpha, "^sha-[a-f0-9]+$"), "ghcr.io/x/api:sha-1a2b3c4", true},
+		{pol(alpha, ""), "ghcr.io/x/api:sha-1a2b3c4", true},
+		{pol(alpha, "^v[0-9]+"), "ghcr.io/x/api:v12", false},
+		{pol(numeric, "^main-[a-f0-9]+-(?P<ts>[0-9]+)"), "ghcr.io/x/api:main-1a2b-1732500000", false},
+	} {
+		if got, _ := alphabeticalSHA(tt.u, tt.latest); got != tt.want {
+			t.Errorf("alphabeticalSHA(%v, %s) = %v", tt.u.Object, tt.latest, got)
+		}
+	}
+}
+
+func TestFiles(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "file"), nil, 0o644)
+	c := cfg(t, "lockFile: "+filepath.Join(dir, "file", "lock")+"\nlog: {file: "+filepath.Join(dir, "new", "sub", "autodeploy.log")+"}\n")
+	r := &Report{}
+	files(r, c)
+	if r.Checks[0].Status != OK || r.Checks[1].Status != Fail || !r.Failed {
+		t.Fatalf("checks = %+v", r.Checks)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("doctor left files behind: %v", entries)
+	}
+}

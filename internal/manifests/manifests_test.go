@@ -1,0 +1,113 @@
+package manifests
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/autodeploy-dev/autodeploy/internal/config"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func example(t *testing.T) *config.Config {
+	t.Helper()
+	cfg, err := config.Load(filepath.Join("..", "..", "testdata", "config", "example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func TestGolden(t *testing.T) {
+	cfg := example(t)
+	cases := map[string]func(*bytes.Buffer) error{
+		"rbac.yaml":           func(b *bytes.Buffer) error { return RBAC(b, cfg, RBACOptions{ServiceAccount: "autodeploy", Namespace: "flux-system"}) },
+		"rbac-read-only.yaml": func(b *bytes.Buffer) error { return RBAC(b, cfg, RBACOptions{ServiceAccount: "autodeploy", Namespace: "flux-system", ReadOnly: true}) },
+		"cronjob.yaml": func(b *bytes.Buffer) error {
+			return CronJob(b, cfg, CronJobOptions{Image: "registry.local/autodeploy:v1", Namespace: "flux-system", ServiceAccount: "autodeploy"})
+		},
+		"cron.txt":    func(b *bytes.Buffer) error { return Cron(b, cfg, HostOptions{Binary: "/usr/local/bin/autodeploy", User: "root"}) },
+		"systemd.txt": func(b *bytes.Buffer) error { return Systemd(b, cfg, HostOptions{Binary: "/usr/local/bin/autodeploy", User: "root"}) },
+	}
+	for name, gen := range cases {
+		t.Run(name, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := gen(&b); err != nil {
+				t.Fatal(err)
+			}
+			out := strings.ReplaceAll(b.String(), cfg.Path, "testdata/config/example.yaml")
+			path := filepath.Join("..", "..", "testdata", "golden", "manifests", name+".golden")
+			if *update {
+				os.WriteFile(path, []byte(out), 0o644)
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (go test -update)", err)
+			}
+			if out != string(want) {
+				t.Errorf("differs from %s (go test ./internal/manifests -update):\n%s", path, out)
+			}
+			if strings.HasSuffix(name, ".yaml") {
+				// Every document is valid YAML.
+				dec := yaml.NewDecoder(strings.NewReader(out))
+				for {
+					var v any
+					if err := dec.Decode(&v); err != nil {
+						if err.Error() != "EOF" {
+							t.Fatalf("invalid YAML: %v", err)
+						}
+						break
+					}
+				}
+			}
+		})
+	}
+}
+
+// The ConfigMap's config is the operator's, with the log on stdout and the
+// Lease lock, and it still loads.
+func TestCronJobConfigLoads(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "testdata", "config", "example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := inClusterConfig(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(out, "configmap")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if cfg.Log.File != "-" || cfg.Lock.Type != config.LockLease || len(cfg.Services) != 3 {
+		t.Errorf("log %q, lock %q, %d services", cfg.Log.File, cfg.Lock.Type, len(cfg.Services))
+	}
+	if !bytes.Contains(out, []byte("# Image: ghcr.io/team-mercurious/api-gateway")) {
+		t.Error("comments were lost")
+	}
+}
+
+func TestOnCalendar(t *testing.T) {
+	for spec, want := range map[string]string{
+		"*/2 * * * *": "*-*-* *:00/2:00",
+		"15 * * * *":  "*-*-* *:15:00",
+		"30 3 * * *":  "*-*-* 03:30:00",
+		"@hourly":     "hourly",
+		"@daily":      "daily",
+	} {
+		if got, err := OnCalendar(spec); err != nil || got != want {
+			t.Errorf("OnCalendar(%q) = %q, %v; want %q", spec, got, err, want)
+		}
+	}
+	for _, spec := range []string{"*/5 9-17 * * 1-5", "@every 3m"} {
+		if _, err := OnCalendar(spec); err == nil {
+			t.Errorf("OnCalendar(%q) accepted", spec)
+		}
+	}
+}
