@@ -33,7 +33,9 @@ func TestSchedule(t *testing.T) {
 		status string
 		detail string
 	}{
-		{"crontab matches", Host{Crontab: func() (string, error) { return "# m h dom mon dow\n*/2 * * * * /usr/local/bin/autodeploy run >/dev/null 2>&1\n", nil }}, OK, `crontab runs autodeploy at "*/2 * * * *"`},
+		{"crontab matches", Host{Crontab: func() (string, error) {
+			return "# m h dom mon dow\n*/2 * * * * /usr/local/bin/autodeploy run >/dev/null 2>&1\n", nil
+		}}, OK, `crontab runs autodeploy at "*/2 * * * *"`},
 		{"cron.d differs", Host{CronFiles: []string{write("autodeploy", "*/5 * * * * root /usr/local/bin/autodeploy run --config /etc/autodeploy/config.yaml\n")}}, Warn, `but the config says "*/2 * * * *"`},
 		{"systemd matches", Host{TimerFiles: []string{write("autodeploy.timer", "[Timer]\nOnCalendar=*-*-* *:00/2:00\n")}}, OK, "OnCalendar=*-*-* *:00/2:00, as configured"},
 		{"nothing", Host{CronFiles: []string{write("other", "0 * * * * root backup.sh\n# */2 * * * * autodeploy run\n")}}, Warn, "no crontab or systemd timer"},

@@ -27,13 +27,21 @@ func example(t *testing.T) *config.Config {
 func TestGolden(t *testing.T) {
 	cfg := example(t)
 	cases := map[string]func(*bytes.Buffer) error{
-		"rbac.yaml":           func(b *bytes.Buffer) error { return RBAC(b, cfg, RBACOptions{ServiceAccount: "autodeploy", Namespace: "flux-system"}) },
-		"rbac-read-only.yaml": func(b *bytes.Buffer) error { return RBAC(b, cfg, RBACOptions{ServiceAccount: "autodeploy", Namespace: "flux-system", ReadOnly: true}) },
+		"rbac.yaml": func(b *bytes.Buffer) error {
+			return RBAC(b, cfg, RBACOptions{ServiceAccount: "autodeploy", Namespace: "flux-system"})
+		},
+		"rbac-read-only.yaml": func(b *bytes.Buffer) error {
+			return RBAC(b, cfg, RBACOptions{ServiceAccount: "autodeploy", Namespace: "flux-system", ReadOnly: true})
+		},
 		"cronjob.yaml": func(b *bytes.Buffer) error {
 			return CronJob(b, cfg, CronJobOptions{Image: "registry.local/autodeploy:v1", Namespace: "flux-system", ServiceAccount: "autodeploy"})
 		},
-		"cron.txt":    func(b *bytes.Buffer) error { return Cron(b, cfg, HostOptions{Binary: "/usr/local/bin/autodeploy", User: "root"}) },
-		"systemd.txt": func(b *bytes.Buffer) error { return Systemd(b, cfg, HostOptions{Binary: "/usr/local/bin/autodeploy", User: "root"}) },
+		"cron.txt": func(b *bytes.Buffer) error {
+			return Cron(b, cfg, HostOptions{Binary: "/usr/local/bin/autodeploy", User: "root"})
+		},
+		"systemd.txt": func(b *bytes.Buffer) error {
+			return Systemd(b, cfg, HostOptions{Binary: "/usr/local/bin/autodeploy", User: "root"})
+		},
 	}
 	for name, gen := range cases {
 		t.Run(name, func(t *testing.T) {
