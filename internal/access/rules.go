@@ -67,9 +67,11 @@ func Namespaces(cfg *config.Config) map[Scope][]string {
 			out[s] = append(out[s], ns)
 		}
 	}
-	for _, s := range cfg.Services {
-		add(ServiceNamespaces, s.Namespace)
-		add(PolicyNamespaces, s.PolicyNamespace)
+	for _, ns := range config.DeploymentNamespaces(cfg.Services) {
+		add(ServiceNamespaces, ns)
+	}
+	for _, ns := range config.PolicyNamespaces(cfg.Services) {
+		add(PolicyNamespaces, ns)
 	}
 	add(FluxNamespace, cfg.Flux.Namespace)
 	if cfg.Lock.Type == config.LockLease {

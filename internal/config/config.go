@@ -297,3 +297,26 @@ type Lock struct {
 // LogToStdout is the log.file value that writes the log to standard output
 // without rotation, for a CronJob whose logs the cluster collects.
 const LogToStdout = "-"
+
+// DeploymentNamespaces lists the namespaces of services' Deployments, in
+// order, once each: commands read each with one LIST per kind.
+func DeploymentNamespaces(services []Service) []string {
+	return distinct(services, func(s Service) string { return s.Namespace })
+}
+
+// PolicyNamespaces lists the namespaces of services' ImagePolicies.
+func PolicyNamespaces(services []Service) []string {
+	return distinct(services, func(s Service) string { return s.PolicyNamespace })
+}
+
+func distinct(services []Service, key func(Service) string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, s := range services {
+		if k := key(s); !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
+}

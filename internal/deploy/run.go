@@ -213,7 +213,7 @@ func (r *Runner) progress(svc, msg string) {
 // listPolicies lists the ImagePolicies with one LIST per namespace.
 func (r *Runner) listPolicies(ctx context.Context, api flux.API, services []config.Service) (map[string]*flux.Policy, error) {
 	out := map[string]*flux.Policy{}
-	for _, ns := range distinct(services, func(s config.Service) string { return s.PolicyNamespace }) {
+	for _, ns := range config.PolicyNamespaces(services) {
 		list, err := r.Dynamic.Resource(api.Policies()).Namespace(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("list ImagePolicies in %s: %w", ns, err)
@@ -273,7 +273,7 @@ func (r *Runner) reconcile(ctx context.Context, api flux.API, policies map[strin
 func (r *Runner) read(ctx context.Context, services []config.Service, policies map[string]*flux.Policy) ([]Input, error) {
 	deps := map[string]*appsv1.Deployment{}
 	rss := map[string][]appsv1.ReplicaSet{}
-	for _, ns := range distinct(services, func(s config.Service) string { return s.Namespace }) {
+	for _, ns := range config.DeploymentNamespaces(services) {
 		dl, err := r.Kube.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("list Deployments in %s: %w", ns, err)
@@ -443,16 +443,6 @@ func configured(policies map[string]*flux.Policy, services []config.Service) map
 	for _, s := range services {
 		if p, ok := policies[s.PolicyNamespace+"/"+s.PolicyName]; ok {
 			out[p.Key()] = p
-		}
-	}
-	return out
-}
-
-func distinct(services []config.Service, key func(config.Service) string) []string {
-	var out []string
-	for _, s := range services {
-		if k := key(s); !slices.Contains(out, k) {
-			out = append(out, k)
 		}
 	}
 	return out

@@ -62,7 +62,7 @@ func (e Event) Summary() string {
 	case Deployed:
 		return fmt.Sprintf("%s deployed %s (was %s) in %s", e.Service, e.To, e.From, e.Duration.Round(100*time.Millisecond))
 	case Failed:
-		rb := "not rolled back (autoRollback is off)"
+		rb := "left as it is (no automatic rollback)"
 		if e.RolledBack != nil && *e.RolledBack {
 			rb = "rolled back to " + e.From
 		} else if e.RolledBack != nil {

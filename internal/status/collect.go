@@ -26,7 +26,7 @@ func Collect(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface,
 		Deployments: map[string]*appsv1.Deployment{}, ReplicaSets: map[string][]appsv1.ReplicaSet{}, Pods: map[string][]corev1.Pod{},
 		Policies: map[string]*unstructured.Unstructured{}, Repositories: map[string]*unstructured.Unstructured{},
 	}
-	for _, ns := range distinct(services, func(s config.Service) string { return s.Namespace }) {
+	for _, ns := range config.DeploymentNamespaces(services) {
 		dl, err := kc.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return objs, fmt.Errorf("list Deployments in %s: %w", ns, err)
@@ -56,7 +56,7 @@ func Collect(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface,
 	}
 	objs.FluxAPI = api.Version
 	var repoNS []string
-	for _, ns := range distinct(services, func(s config.Service) string { return s.PolicyNamespace }) {
+	for _, ns := range config.PolicyNamespaces(services) {
 		l, err := dc.Resource(api.Policies()).Namespace(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return objs, fmt.Errorf("list ImagePolicies in %s: %w", ns, err)
@@ -79,14 +79,4 @@ func Collect(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface,
 		}
 	}
 	return objs, nil
-}
-
-func distinct(services []config.Service, key func(config.Service) string) []string {
-	var out []string
-	for _, s := range services {
-		if k := key(s); !slices.Contains(out, k) {
-			out = append(out, k)
-		}
-	}
-	return out
 }

@@ -152,7 +152,7 @@ func createNode(ctx context.Context, kc kubernetes.Interface, name string) error
 	capacity := corev1.ResourceList{
 		corev1.ResourceCPU:    resource.MustParse("32"),
 		corev1.ResourceMemory: resource.MustParse("256Gi"),
-		corev1.ResourcePods:   resource.MustParse("250"),
+		corev1.ResourcePods:   resource.MustParse("1000"), // the 500-service benchmark runs one pod each
 	}
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{

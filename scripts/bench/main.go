@@ -221,7 +221,11 @@ func (e *env) setup(ctx context.Context, n int) error {
 	}
 	// Wait until every Deployment is available: the no-op runs must find
 	// nothing to do and nothing in progress.
+	deadline := time.Now().Add(5 * time.Minute)
 	for {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d Deployments not available after 5 minutes", n)
+		}
 		l, err := e.kc.AppsV1().Deployments(e.app).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return err
