@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -34,4 +35,17 @@ Without an argument the file of --config (or AUTODEPLOY_CONFIG) is checked.`,
 		},
 	})
 	return cmd
+}
+
+// lookupService finds a configured service by name; an unknown name is a
+// usage error that lists the configured ones.
+func lookupService(cfg *config.Config, name string) (config.Service, error) {
+	if s, ok := cfg.Service(name); ok {
+		return s, nil
+	}
+	names := make([]string, len(cfg.Services))
+	for i, s := range cfg.Services {
+		names[i] = s.Name
+	}
+	return config.Service{}, &flagError{fmt.Errorf("unknown service %q (configured: %s): check %s", name, strings.Join(names, ", "), cfg.Path)}
 }

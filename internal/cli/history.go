@@ -55,9 +55,9 @@ func runHistory(ctx context.Context, f *Factory, name, output string) error {
 	if err != nil {
 		return err
 	}
-	s, ok := cfg.Service(name)
-	if !ok {
-		return &flagError{fmt.Errorf("unknown service %q: it is not in %s", name, cfg.Path)}
+	s, err := lookupService(cfg, name)
+	if err != nil {
+		return err
 	}
 	clients, err := f.Clients()
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/user"
-	"strings"
 	"time"
 
 	"github.com/fatih/color"
@@ -81,13 +80,9 @@ func manager(f *Factory, name, command string) (*deploy.Manager, config.Service,
 	if err != nil {
 		return nil, config.Service{}, nil, nil, err
 	}
-	s, ok := cfg.Service(name)
-	if !ok {
-		names := make([]string, len(cfg.Services))
-		for i, s := range cfg.Services {
-			names[i] = s.Name
-		}
-		return nil, s, nil, nil, &flagError{fmt.Errorf("unknown service %q (configured: %s)", name, strings.Join(names, ", "))}
+	s, err := lookupService(cfg, name)
+	if err != nil {
+		return nil, s, nil, nil, err
 	}
 	l, err := runlog.Open(cfg.Log, runlog.NewRunID(time.Now()), f.IO.Out)
 	if err != nil {

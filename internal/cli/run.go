@@ -88,8 +88,8 @@ func runRun(ctx context.Context, f *Factory, o *RunOptions) error {
 		return err
 	}
 	for _, name := range o.Services {
-		if _, ok := cfg.Service(name); !ok {
-			return &flagError{fmt.Errorf("unknown service %q: it is not in %s", name, cfg.Path)}
+		if _, err := lookupService(cfg, name); err != nil {
+			return err
 		}
 	}
 	now := time.Now()

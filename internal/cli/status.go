@@ -84,9 +84,9 @@ func runStatus(ctx context.Context, f *Factory, o *StatusOptions) error {
 	if len(o.Services) > 0 {
 		services = nil
 		for _, name := range o.Services {
-			s, ok := cfg.Service(name)
-			if !ok {
-				return &flagError{fmt.Errorf("unknown service %q: it is not in %s", name, cfg.Path)}
+			s, err := lookupService(cfg, name)
+			if err != nil {
+				return err
 			}
 			services = append(services, s)
 		}

@@ -21,13 +21,15 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
+
+	"github.com/autodeploy-dev/autodeploy/internal/flux"
 )
 
 // ReconcileAnnotation is the annotation `flux reconcile` sets.
-const ReconcileAnnotation = "reconcile.fluxcd.io/requestedAt"
+const ReconcileAnnotation = flux.ReconcileAnnotation
 
 // Group is the API group of image-reflector-controller.
-const Group = "image.toolkit.fluxcd.io"
+const Group = flux.ImageGroup
 
 // Version is an ImagePolicy/ImageRepository API version as one Flux release
 // serves and writes it.
