@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -31,24 +30,7 @@ func takeLock(ctx context.Context, f *Factory, cfg *config.Config, clients *kube
 		}
 		return func() { _ = l.Release() }, nil
 	}
-	deadline := now().Add(wait)
-	told := false
-	for {
-		release, err := try()
-		var held *lock.HeldError
-		if !errors.As(err, &held) || !now().Before(deadline) {
-			return release, err
-		}
-		if !told && waiting != nil {
-			waiting(held.Holder)
-			told = true
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond): // flock and Leases have no wait queue
-		}
-	}
+	return lock.Wait(ctx, wait, try, waiting)
 }
 
 // lockIdentity names this process in a Lease: host and pid, unless

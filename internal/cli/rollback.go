@@ -122,7 +122,8 @@ func runRollback(ctx context.Context, f *Factory, o *RollbackOptions) error {
 		return err
 	}
 	defer cleanup()
-	m.Progress = progressLine(f.IO.ErrOut)
+	progress := progressPrinter(f.IO.ErrOut)
+	m.Progress = func(msg string) { progress("", msg) }
 	if !o.DryRun {
 		release, err := takeLock(ctx, f, cfg, clients, "autodeploy rollback "+o.Service+" by "+m.By, o.LockTimeout, func(h lock.Holder) {
 			who := h.Command
@@ -168,10 +169,6 @@ func runRollback(ctx context.Context, f *Factory, o *RollbackOptions) error {
 		}
 	}
 	return nil
-}
-
-func progressLine(w interface{ Write([]byte) (int, error) }) func(string) {
-	return func(msg string) { fmt.Fprintf(w, "%s %s\n", color.CyanString("►"), msg) }
 }
 
 // serviceCompletion completes configured service names.

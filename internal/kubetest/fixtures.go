@@ -2,7 +2,6 @@ package kubetest
 
 import (
 	"context"
-	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -81,5 +80,3 @@ func (e *Env) GetDeployment(name string) *appsv1.Deployment {
 
 // Image returns the image of the Deployment's first container.
 func Image(d *appsv1.Deployment) string { return d.Spec.Template.Spec.Containers[0].Image }
-
-var _ testing.TB = (*testing.T)(nil)

@@ -5,6 +5,7 @@
 package lock
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -72,23 +73,27 @@ func TryAcquire(path, command string, now time.Time) (*Lock, error) {
 	return &Lock{f: f}, nil
 }
 
-// Acquire waits up to timeout for the lock, calling waiting once with the
-// holder when it has to wait.
-func Acquire(path, command string, timeout time.Duration, now func() time.Time, waiting func(Holder)) (*Lock, error) {
-	deadline := now().Add(timeout)
+// Wait calls try, which takes some lock (a file, a Lease), until it
+// succeeds, fails otherwise than with a *HeldError, timeout passes or ctx
+// ends; waiting is told the holder once, when it has to wait.
+func Wait(ctx context.Context, timeout time.Duration, try func() (release func(), err error), waiting func(Holder)) (func(), error) {
+	deadline := time.Now().Add(timeout)
 	told := false
 	for {
-		l, err := TryAcquire(path, command, now())
+		release, err := try()
 		var held *HeldError
-		if !errors.As(err, &held) || !now().Before(deadline) {
-			return l, err
+		if !errors.As(err, &held) || !time.Now().Before(deadline) {
+			return release, err
 		}
 		if !told && waiting != nil {
 			waiting(held.Holder)
 			told = true
 		}
-		// flock has no timeout; a short retry interval is the portable way.
-		time.Sleep(200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond): // flock and Leases have no wait queue
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package lock
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -94,10 +95,17 @@ func TestAcquireWaitsThenFails(t *testing.T) {
 	}
 	defer l.Release()
 	var told []Holder
-	_, err = Acquire(path, "autodeploy rollback", 300*time.Millisecond, time.Now, func(h Holder) { told = append(told, h) })
+	try := func() (func(), error) {
+		l, err := TryAcquire(path, "autodeploy rollback", time.Now())
+		if err != nil {
+			return nil, err
+		}
+		return func() { l.Release() }, nil
+	}
+	_, err = Wait(context.Background(), 300*time.Millisecond, try, func(h Holder) { told = append(told, h) })
 	var he *HeldError
 	if !errors.As(err, &he) {
-		t.Fatalf("Acquire = %v, want HeldError", err)
+		t.Fatalf("Wait = %v, want HeldError", err)
 	}
 	if len(told) != 1 || told[0].Command != "autodeploy run" {
 		t.Fatalf("waiting callback got %+v, want one call naming the run", told)
