@@ -92,8 +92,13 @@ func TestRunExitCodes(t *testing.T) {
 		refl := e.StartReflector(fluxsim.V1, e.Namespace)
 		cfg, _ := clusterConfig(t, e, refl, map[string]string{"api": reg + "api:sha-1"}, "")
 		refl.Push("api", reg+"api:fail-2")
-		if code, _, stderr := execute(t, nil, "run", "--config", cfg, "--kubeconfig", e.Kubeconfig); code != ExitDeployFailed {
+		code, stdout, stderr := execute(t, nil, "run", "--config", cfg, "--kubeconfig", e.Kubeconfig)
+		if code != ExitDeployFailed {
 			t.Fatalf("exit %d, want %d: %s", code, ExitDeployFailed, stderr)
+		}
+		// Under cron (no TTY, no -v): one line on stderr, which cron mails.
+		if stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "api rolled-back: pod api-") || !strings.Contains(stderr, "log: ") {
+			t.Errorf("stdout %q, stderr %q: want one line naming the service and why", stdout, stderr)
 		}
 	})
 	t.Run("rollback failed", func(t *testing.T) {

@@ -27,6 +27,7 @@ const (
 	ExitServiceProblem ExitCode = 7   // a service could not be handled: missing Deployment, ImagePolicy or container, invalid image
 	ExitDegraded       ExitCode = 8   // status: some service is not healthy and up to date
 	ExitForbidden      ExitCode = 9   // RBAC refused a request autodeploy needs (see manifests rbac, doctor)
+	ExitSuperseded     ExitCode = 10  // run: someone else changed a service during its rollout; their change was left alone
 	ExitInterrupted    ExitCode = 130 // SIGINT/SIGTERM stopped the command
 )
 

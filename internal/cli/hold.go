@@ -15,8 +15,10 @@ func newCmdHold(f *Factory) *cobra.Command {
 		Use:   "hold <service> --reason TEXT",
 		Short: "Freeze a service: runs skip it until 'autodeploy resume'",
 		Long: `Freeze a service without rolling it back (an incident, a maintenance window):
-runs skip it, with the reason, until 'autodeploy resume <service>'. A run
-already rolling the service out finishes that rollout.`,
+runs skip it, with the reason, until 'autodeploy resume <service>'. A run in
+progress reads each Deployment again right before deploying it, so it skips
+the service too; a rollout of it already under way is seen through (and
+rolled back if it fails).`,
 		Example:           `  autodeploy hold api-gateway --reason "incident 42: DB migration"`,
 		Args:              exactArgs(1, "exactly one service name"),
 		ValidArgsFunction: serviceCompletion(f),
@@ -43,7 +45,7 @@ func runHold(ctx context.Context, f *Factory, name, reason string) error {
 	}
 	fmt.Fprintf(f.IO.Out, "%s held by %s: %s\n", s.Name, h.By, h.Reason)
 	if held, holder := lock.Held(cfg.LockFile); held {
-		fmt.Fprintf(f.IO.ErrOut, "note: a run is in progress (pid %d): it finishes any rollout of %s it already started\n", holder.Pid, s.Name)
+		fmt.Fprintf(f.IO.ErrOut, "note: a run is in progress (pid %d): it will not start a rollout of %s; one already under way is seen through\n", holder.Pid, s.Name)
 	}
 	return nil
 }

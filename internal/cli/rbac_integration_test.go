@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -260,6 +261,31 @@ func scenario(t *testing.T, r *rbacEnv, as func(...string) (ExitCode, string), r
 		setImage(t, r.e, "api", reg+"api:sha-2")
 		settledName(t, r.e, "api")
 		return as("rollback", "api", "--suspend-flux")
+	case "imagepolicies/get":
+		// The run reads the policy again right before deploying.
+		r.refl.Push("api", reg+"api:sha-2")
+		return as("run")
+	case "events/list":
+		// A rollout left unverified whose pod is already in
+		// ImagePullBackOff: only the kubelet's event says why.
+		bad := reg + "api:fail-2"
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"false",%q:%q}},"spec":{"template":{"spec":{"containers":[{"name":"api","image":%q}]}}}}`,
+			deploy.AnnVerified, deploy.AnnDeployedImage, bad, bad)
+		if _, err := r.e.Kube.AppsV1().Deployments(r.e.Namespace).Patch(context.Background(), "api", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		kubetest.Eventually(t, 30*time.Second, "a pod in ImagePullBackOff", func(ctx context.Context) (bool, error) {
+			pods, err := r.e.Kube.CoreV1().Pods(r.e.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=api"})
+			for _, p := range pods.Items {
+				for _, cs := range p.Status.ContainerStatuses {
+					if cs.Image == bad && cs.State.Waiting != nil && cs.State.Waiting.Reason == "ImagePullBackOff" {
+						return true, nil
+					}
+				}
+			}
+			return false, err
+		})
+		return as("run", "--no-reconcile")
 	case "leases/get":
 		return as("run")
 	case "leases/update":

@@ -37,7 +37,7 @@ func twoDeploys(t *testing.T) (*kubetest.Env, *fluxsim.Reflector, string, string
 
 func settled(t *testing.T, e *kubetest.Env) string {
 	t.Helper()
-	d, err := rollout.Wait(context.Background(), e.Kube, e.Namespace, "api", nil)
+	d, err := rollout.Wait(context.Background(), e.Kube, e.Namespace, "api", rollout.WaitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

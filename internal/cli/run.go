@@ -154,10 +154,16 @@ func runRun(ctx context.Context, f *Factory, o *RunOptions) error {
 	if err != nil {
 		return withCode(ExitInterrupted, fmt.Errorf("interrupted: stopped waiting and released the lock; the next run verifies what was left (%w)", err))
 	}
-	if code := runExitCode(res); code != ExitOK {
-		return withCode(code, &silentError{fmt.Errorf("run %s: %s", runID, summaryLine(res))})
+	code := runExitCode(res)
+	switch {
+	case code == ExitOK:
+		return nil
+	case !talk && cronMails[code]:
+		// Under cron nothing else is printed, and cron mails only what a
+		// job writes: one line says what needs a person.
+		return withCode(code, fmt.Errorf("run %s: %s (log: %s)", runID, failureLine(res), cfg.Log.File))
 	}
-	return nil
+	return withCode(code, &silentError{fmt.Errorf("run %s: %s", runID, summaryLine(res))})
 }
 
 // recordMetrics writes the run's metrics where the config says. Failures
@@ -186,32 +192,62 @@ func recordMetrics(m config.Metrics, res *deploy.Result, runErr error, log *slog
 	}
 }
 
+// cronMails are the exit codes of `run` that print one line on stderr even
+// without a terminal: those that need a person. A lock held by a long run
+// (4) and a rollout superseded by someone (10) are not news to anyone.
+var cronMails = map[ExitCode]bool{ExitDeployFailed: true, ExitRollbackFailed: true, ExitServiceProblem: true, ExitForbidden: true}
+
+// failureLine names the services behind a failing exit code, with their
+// errors, on one line.
+func failureLine(res *deploy.Result) string {
+	var parts []string
+	for _, s := range res.Services {
+		if c := serviceExitCode(s); cronMails[c] {
+			why := s.Error
+			if why == "" {
+				why = s.Reason
+			}
+			parts = append(parts, fmt.Sprintf("%s %s: %s", s.Service, s.Outcome, oneLine(why)))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
 // runExitCode ranks what went wrong: a failed rollback needs a person most.
 func runExitCode(res *deploy.Result) ExitCode {
 	code := ExitOK
-	rank := map[ExitCode]int{ExitOK: 0, ExitServiceProblem: 1, ExitDeployFailed: 2, ExitForbidden: 3, ExitRollbackFailed: 4}
+	rank := map[ExitCode]int{ExitOK: 0, ExitSuperseded: 1, ExitServiceProblem: 2, ExitDeployFailed: 3, ExitForbidden: 4, ExitRollbackFailed: 5}
 	for _, s := range res.Services {
-		c := ExitOK
-		switch s.Outcome {
-		case deploy.OutcomeRollbackFailed:
-			c = ExitRollbackFailed
-		case deploy.OutcomeFailed, deploy.OutcomeRolledBack:
-			c = ExitDeployFailed
-			if s.Forbidden {
-				c = ExitForbidden
-			}
-		case deploy.OutcomeNotRun:
-			c = ExitServiceProblem
-		case deploy.OutcomeSkipped, deploy.OutcomePlanned:
-			if s.Problem {
-				c = ExitServiceProblem
-			}
-		}
-		if rank[c] > rank[code] {
+		if c := serviceExitCode(s); rank[c] > rank[code] {
 			code = c
 		}
 	}
 	return code
+}
+
+// serviceExitCode is what one service's outcome alone would exit with.
+func serviceExitCode(s deploy.ServiceResult) ExitCode {
+	c := ExitOK
+	switch s.Outcome {
+	case deploy.OutcomeRollbackFailed:
+		c = ExitRollbackFailed
+	case deploy.OutcomeFailed, deploy.OutcomeRolledBack:
+		c = ExitDeployFailed
+	case deploy.OutcomeNotRun, deploy.OutcomeUnverified:
+		c = ExitServiceProblem
+	case deploy.OutcomeSuperseded:
+		c = ExitSuperseded
+	case deploy.OutcomeSkipped, deploy.OutcomePlanned:
+		if s.Problem {
+			c = ExitServiceProblem
+		}
+	}
+	if s.Forbidden && c != ExitOK && c != ExitRollbackFailed {
+		c = ExitForbidden
+	}
+	return c
 }
 
 func summaryLine(res *deploy.Result) string {
@@ -244,7 +280,7 @@ var outcomeColor = map[deploy.Outcome]func(string, ...any) string{
 	deploy.OutcomeDeployed: color.GreenString, deploy.OutcomeVerified: color.GreenString, deploy.OutcomeUpToDate: color.GreenString,
 	deploy.OutcomeSkipped: color.YellowString, deploy.OutcomePlanned: color.CyanString, deploy.OutcomeInterrupted: color.YellowString,
 	deploy.OutcomeRolledBack: color.RedString, deploy.OutcomeFailed: color.RedString, deploy.OutcomeRollbackFailed: color.RedString,
-	deploy.OutcomeNotRun: color.RedString,
+	deploy.OutcomeNotRun: color.RedString, deploy.OutcomeUnverified: color.YellowString, deploy.OutcomeSuperseded: color.YellowString,
 }
 
 // printSummary writes the run's table: one row per service, the images as
@@ -278,18 +314,29 @@ func printSummary(w io.Writer, res *deploy.Result) {
 	}
 }
 
+// imageChange shows current -> target, digests included: a new build of a
+// mutable tag (v2 -> v2@sha256:...) must not read as a no-op.
 func imageChange(cur, target string) string {
-	if target == "" || image.SameString(cur, target) {
+	if target == "" || cur == target {
 		return cur
 	}
 	rc, err1 := image.Parse(cur)
 	rt, err2 := image.Parse(target)
-	if err1 == nil && err2 == nil && rc.Name() == rt.Name() {
-		short := ":" + rt.Tag
-		if rt.Tag == "" {
-			short = "@" + rt.Digest
-		}
-		return cur + " -> " + short
+	if err1 != nil || err2 != nil {
+		return cur + " -> " + target
 	}
-	return cur + " -> " + target
+	if image.Satisfies(rc, rt) {
+		return cur
+	}
+	if rc.Name() != rt.Name() {
+		return cur + " -> " + target
+	}
+	short := ""
+	if rt.Tag != "" {
+		short = ":" + rt.Tag
+	}
+	if rt.Digest != "" {
+		short += "@" + rt.Digest
+	}
+	return cur + " -> " + short
 }

@@ -23,13 +23,67 @@ const (
 	AnnFailedImage = prefix + "failed-image"
 	// AnnHold freezes a service (Hold JSON); `autodeploy resume` clears it.
 	AnnHold = prefix + "hold"
+	// AnnRetry remembers an image whose rollout failed because of the
+	// registry or a missing Secret, not the image (Retry JSON): runs try it
+	// again after a growing interval. A deploy that succeeds, or
+	// `autodeploy resume --forget-failed`, clears it.
+	AnnRetry = prefix + "retry"
 )
+
+// Retry is the value of AnnRetry.
+type Retry struct {
+	Image    string    `json:"image"`
+	Cause    string    `json:"cause"`
+	Reason   string    `json:"reason"`
+	Attempts int       `json:"attempts"`
+	After    time.Time `json:"after"`
+}
+
+// RetryBase and RetryMax bound the interval between tries of an image that
+// failed for a passing cause: 2 minutes (the next cron run, as the seed's
+// "retry automatique au prochain cycle" expects), doubling with each
+// failure, at most an hour.
+const (
+	RetryBase = 2 * time.Minute
+	RetryMax  = time.Hour
+)
+
+// NextRetry is the mark after one more failed try of img, given the
+// Deployment's annotations (the attempts of the same image add up).
+func NextRetry(ann map[string]string, img, cause, reason string, now time.Time) Retry {
+	n := 1
+	if old, ok := ParseRetry(ann); ok && old.Image == img {
+		n = old.Attempts + 1
+	}
+	wait := RetryBase
+	for i := 1; i < n && wait < RetryMax; i++ {
+		wait *= 2
+	}
+	wait = min(wait, RetryMax)
+	// A little less than the interval, so that a cron run landing a few
+	// seconds early is not pushed to the next period.
+	return Retry{Image: img, Cause: cause, Reason: reason, Attempts: n, After: now.Add(wait - 10*time.Second)}
+}
+
+// ParseRetry reads AnnRetry; ok is false when absent or garbled.
+func ParseRetry(ann map[string]string) (Retry, bool) {
+	var r Retry
+	v, ok := ann[AnnRetry]
+	if !ok || json.Unmarshal([]byte(v), &r) != nil || r.Image == "" {
+		return Retry{}, false
+	}
+	return r, true
+}
 
 // FailedImage is the value of AnnFailedImage.
 type FailedImage struct {
 	Image  string    `json:"image"`
 	Reason string    `json:"reason"`
 	At     time.Time `json:"at"`
+	// RollbackError, when set, says the automatic rollback could not be
+	// applied: the Deployment still runs Image. Runs do not try again (the
+	// same error would come back every two minutes); `status` shows it.
+	RollbackError string `json:"rollbackError,omitempty"`
 }
 
 // Hold is the value of AnnHold.

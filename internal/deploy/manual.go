@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -146,7 +147,18 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 		res.Suspended = true
 		log.Info("Flux Kustomization suspended", "kustomization", res.Kustomization)
 	}
-	if _, err := rollout.Wait(ctx, m.Kube, s.Namespace, s.Deployment, func(msg string) { m.progress("%s", msg) }); err != nil {
+	// Bounded like a run's wait: a rollback that never completes must not
+	// keep an SSH session (and the lock) forever.
+	wctx, cancel := context.WithTimeout(ctx, s.RolloutTimeout)
+	defer cancel()
+	wo := rollout.WaitOptions{Container: container, Progress: func(msg string) { m.progress("%s", msg) }}
+	if undo.Deployment != nil {
+		wo.Template = &undo.Deployment.Spec.Template
+	}
+	if _, err := rollout.Wait(wctx, m.Kube, s.Namespace, s.Deployment, wo); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			err = fmt.Errorf("did not finish within %s (rolloutTimeout): %w", s.RolloutTimeout, err)
+		}
 		log.Error("rollback did not complete", "error", err)
 		return res, &RollbackFailedError{Err: err}
 	}
@@ -221,6 +233,12 @@ func (m *Manager) Resume(ctx context.Context, s config.Service, forgetFailed boo
 	}
 	res.Hold, res.WasHeld = ParseHold(d.Annotations)
 	ann := map[string]string{AnnHold: ""}
+	if rt, ok := ParseRetry(d.Annotations); ok && forgetFailed {
+		// A pending retry is memory of a failure too; forgetting it lets the
+		// next run try the image at once.
+		ann[AnnRetry] = ""
+		res.ForgotFailed = rt.Image
+	}
 	if f, ok := ParseFailedImage(d.Annotations); ok {
 		if forgetFailed {
 			ann[AnnFailedImage] = ""

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 
@@ -47,6 +48,10 @@ type Decision struct {
 	Ahead bool `json:"ahead,omitempty"`
 	// PreviousRevision is where a rollback of this deploy or verify goes.
 	PreviousRevision int64 `json:"-"`
+	// StaleMarks: the Deployment carries an unverified mark for an image it
+	// no longer runs (someone changed it after an interrupted run); the run
+	// clears it.
+	StaleMarks bool `json:"-"`
 }
 
 // Input is everything Plan looks at for one service.
@@ -58,6 +63,9 @@ type Input struct {
 	ReplicaSets []*appsv1.ReplicaSet
 	// Policy is nil when it does not exist.
 	Policy *flux.Policy
+	// Now is the time of the plan: a registry failure is retried only after
+	// its backoff (AnnRetry).
+	Now time.Time
 }
 
 // Plan decides what to do with one service. It is a pure function of the
@@ -91,11 +99,14 @@ func Plan(in Input) Decision {
 	if d.Spec.Paused {
 		return skip(false, "Deployment is paused (kubectl rollout resume deployment/%s -n %s)", d.Name, d.Namespace)
 	}
-	if ann[AnnVerified] == "false" && image.SameString(ann[AnnDeployedImage], dec.Current) {
-		dec.Action, dec.Target = Verify, dec.Current
-		dec.PreviousRevision, _ = strconv.ParseInt(ann[AnnPreviousRevision], 10, 64)
-		dec.Reason = "an earlier run set this image and did not verify it"
-		return dec
+	if ann[AnnVerified] == "false" {
+		if image.SameString(ann[AnnDeployedImage], dec.Current) {
+			dec.Action, dec.Target = Verify, dec.Current
+			dec.PreviousRevision, _ = strconv.ParseInt(ann[AnnPreviousRevision], 10, 64)
+			dec.Reason = "an earlier run set this image and did not verify it"
+			return dec
+		}
+		dec.StaleMarks = true
 	}
 	p := in.Policy
 	if p == nil {
@@ -116,7 +127,7 @@ func Plan(in Input) Decision {
 	if err != nil {
 		return skip(true, "ImagePolicy %s: %v", dec.Policy, err)
 	}
-	if image.Same(cur, want) {
+	if image.Satisfies(cur, want) {
 		dec.Action, dec.Reason = UpToDate, "running the policy's latest image"
 		return dec
 	}
@@ -128,13 +139,22 @@ func Plan(in Input) Decision {
 	if f, ok := ParseFailedImage(ann); ok && image.SameString(f.Image, p.Latest) {
 		return skip(false, "%s failed on %s; waiting for the policy to select another image", p.Latest, f.At.UTC().Format("2006-01-02 15:04"))
 	}
+	if rt, ok := ParseRetry(ann); ok && image.SameString(rt.Image, p.Latest) && in.Now.Before(rt.After) {
+		return skip(false, "the last try of %s failed because of the %s (%s); trying again after %s", p.Latest, rt.Cause, truncate(rt.Reason, 120), rt.After.UTC().Format("2006-01-02 15:04:05"))
+	}
 	if rev, ok := replacedBefore(d, in.ReplicaSets, container, want); ok {
 		dec.Ahead = true
 		return skip(false, "downgrade refused: revision %d already ran %s and was replaced (alphabetical order of sha-<hex> tags is not build order, fluxcd/flux2#3449)", rev, p.Latest)
 	}
 	dec.Action = Deploy
 	dec.Reason += "the policy selected a new image"
+	// The revision live now is where a rollback of this deploy goes: the
+	// current ReplicaSet's, which is the Deployment's own annotation unless
+	// the controller has not caught up yet.
 	dec.PreviousRevision = rollout.Revision(d)
+	if cur := rollout.Current(d, in.ReplicaSets); cur != nil {
+		dec.PreviousRevision = rollout.Revision(cur)
+	}
 	return dec
 }
 

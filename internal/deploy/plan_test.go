@@ -66,13 +66,28 @@ func TestPlan(t *testing.T) {
 		target     string
 		problem    bool
 		reasonPart string
+		staleMarks bool
 	}{
-		{name: "up to date", in: Input{Service: svc(), Deployment: d1, Policy: pol(repo+":sha-aaa", true)}, action: UpToDate},
-		{name: "new image", in: Input{Service: svc(), Deployment: d1, Policy: pol(repo+":sha-bbb", true)}, action: Deploy, target: repo + ":sha-bbb"},
+		{name: "up to date", in: Input{Service: svc(), Deployment: d1, Policy: pol(repo+":sha-aaa", true)}, action: UpToDate, reasonPart: "running the policy's latest image"},
+		{name: "new image", in: Input{Service: svc(), Deployment: d1, Policy: pol(repo+":sha-bbb", true)}, action: Deploy, target: repo + ":sha-bbb", reasonPart: "the policy selected a new image"},
 		{name: "implicit docker hub is the same image",
 			in:     Input{Service: svc(), Deployment: dep("nginx:1.27", 1), Policy: pol("docker.io/library/nginx:1.27", true)},
-			action: UpToDate},
-		{name: "digest pinned deployment, same tag", in: Input{Service: svc(), Deployment: dep(repo+":v1@sha256:"+strings.Repeat("a", 64), 1), Policy: pol(repo+":v1", true)}, action: UpToDate},
+			action: UpToDate, reasonPart: "running the policy's latest image"},
+		{name: "digest pinned deployment, same tag", in: Input{Service: svc(), Deployment: dep(repo+":v1@sha256:"+strings.Repeat("a", 64), 1), Policy: pol(repo+":v1", true)}, action: UpToDate, reasonPart: "running the policy's latest image"},
+		// Flux's digestReflectionPolicy: the tag is mutable, the digest says
+		// which build; the pods may run an older build of app:main.
+		{name: "digest pinned policy over a bare tag", in: Input{Service: svc(), Deployment: dep(repo+":main", 1), Policy: pol(repo+":main@sha256:"+strings.Repeat("b", 64), true)},
+			action: Deploy, target: repo + ":main@sha256:" + strings.Repeat("b", 64), reasonPart: "the policy selected a new image"},
+		{name: "digest moved", in: Input{Service: svc(), Deployment: dep(repo+":main@sha256:"+strings.Repeat("a", 64), 1), Policy: pol(repo+":main@sha256:"+strings.Repeat("b", 64), true)},
+			action: Deploy, target: repo + ":main@sha256:" + strings.Repeat("b", 64), reasonPart: "the policy selected a new image"},
+		{name: "same digest", in: Input{Service: svc(), Deployment: dep(repo+":main@sha256:"+strings.Repeat("b", 64), 1), Policy: pol(repo+":main@sha256:"+strings.Repeat("b", 64), true)},
+			action: UpToDate, reasonPart: "running the policy's latest image"},
+		{name: "registry failure waits for its retry time", in: Input{Service: svc(), Now: time.Date(2026, 11, 25, 10, 1, 0, 0, time.UTC), Deployment: dep(repo+":sha-aaa", 1, func(d *appsv1.Deployment) {
+			d.Annotations[AnnRetry] = `{"image":"` + repo + `:sha-bbb","cause":"registry","reason":"503 Service Unavailable","attempts":1,"after":"2026-11-25T10:02:00Z"}`
+		}), Policy: pol(repo+":sha-bbb", true)}, action: Skip, reasonPart: "failed because of the registry (503 Service Unavailable); trying again after 2026-11-25 10:02:00"},
+		{name: "registry failure is tried again after its time", in: Input{Service: svc(), Now: time.Date(2026, 11, 25, 10, 2, 0, 0, time.UTC), Deployment: dep(repo+":sha-aaa", 1, func(d *appsv1.Deployment) {
+			d.Annotations[AnnRetry] = `{"image":"` + repo + `:sha-bbb","cause":"registry","reason":"503","attempts":1,"after":"2026-11-25T10:02:00Z"}`
+		}), Policy: pol(repo+":sha-bbb", true)}, action: Deploy, target: repo + ":sha-bbb", reasonPart: "the policy selected a new image"},
 		{name: "registry port is part of the name",
 			in:     Input{Service: svc(), Deployment: dep("registry.local:5000/app:v1", 1), Policy: pol("registry.local/app:v1", true)},
 			action: Deploy, target: "registry.local/app:v1", reasonPart: "repository changes"},
@@ -91,16 +106,16 @@ func TestPlan(t *testing.T) {
 		}), Policy: pol(repo+":sha-bbb", true)}, action: Skip, reasonPart: "failed on 2026-11-25 10:00; waiting"},
 		{name: "failed image memory does not block the next image", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 1, func(d *appsv1.Deployment) {
 			d.Annotations[AnnFailedImage] = `{"image":"` + repo + `:sha-bbb","reason":"x","at":"2026-11-25T10:00:00Z"}`
-		}), Policy: pol(repo+":sha-ccc", true)}, action: Deploy, target: repo + ":sha-ccc"},
+		}), Policy: pol(repo+":sha-ccc", true)}, action: Deploy, target: repo + ":sha-ccc", reasonPart: "the policy selected a new image"},
 		{name: "unverified rollout is verified first", in: Input{Service: svc(), Deployment: dep(repo+":sha-bbb", 2, func(d *appsv1.Deployment) {
 			d.Annotations[AnnVerified] = "false"
 			d.Annotations[AnnDeployedImage] = repo + ":sha-bbb"
 			d.Annotations[AnnPreviousRevision] = "1"
-		}), Policy: pol(repo+":sha-ccc", true)}, action: Verify, target: repo + ":sha-bbb"},
+		}), Policy: pol(repo+":sha-ccc", true)}, action: Verify, target: repo + ":sha-bbb", reasonPart: "an earlier run set this image and did not verify it"},
 		{name: "unverified mark for another image is ignored", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 2, func(d *appsv1.Deployment) {
 			d.Annotations[AnnVerified] = "false"
 			d.Annotations[AnnDeployedImage] = repo + ":sha-bbb"
-		}), Policy: pol(repo+":sha-aaa", true)}, action: UpToDate},
+		}), Policy: pol(repo+":sha-aaa", true)}, action: UpToDate, reasonPart: "running the policy's latest image", staleMarks: true},
 		{name: "several containers and none named", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 1, func(d *appsv1.Deployment) {
 			d.Spec.Template.Spec.Containers = append(d.Spec.Template.Spec.Containers, corev1.Container{Name: "proxy", Image: "envoy:1"})
 		}), Policy: pol(repo+":sha-bbb", true)}, action: Skip, problem: true, reasonPart: "has 2 containers (api-gateway, proxy): set container"},
@@ -115,6 +130,12 @@ func TestPlan(t *testing.T) {
 			}
 			if tt.target != "" && got.Target != tt.target {
 				t.Errorf("target = %q, want %q", got.Target, tt.target)
+			}
+			if tt.reasonPart == "" {
+				t.Fatal("every row names its reason")
+			}
+			if got.StaleMarks != tt.staleMarks {
+				t.Errorf("StaleMarks = %v, want %v", got.StaleMarks, tt.staleMarks)
 			}
 			if !strings.Contains(got.Reason, tt.reasonPart) {
 				t.Errorf("reason = %q, want it to contain %q", got.Reason, tt.reasonPart)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
@@ -36,7 +37,13 @@ const (
 	OutcomeRolledBack     Outcome = "rolled-back" // failed, and the previous revision is back
 	OutcomeRollbackFailed Outcome = "rollback-failed"
 	OutcomeInterrupted    Outcome = "interrupted"
-	OutcomeNotRun         Outcome = "not-run" // the run's budget was spent before its turn
+	OutcomeNotRun         Outcome = "not-run" // the run's budget was spent before its turn, or its objects could not be read
+	// OutcomeSuperseded: someone else (a person, Flux) changed the
+	// Deployment during autodeploy's rollout; their change stands.
+	OutcomeSuperseded Outcome = "superseded"
+	// OutcomeUnverified: the rollout could not be judged (the run's budget
+	// ran out, the API could not be read); the next run verifies it.
+	OutcomeUnverified Outcome = "unverified"
 )
 
 // ServiceResult is one service's line of the summary.
@@ -74,6 +81,8 @@ type Runner struct {
 	Health func(ctx context.Context, h config.Health, image, tag string) error
 	// Notify tells people about deploys and failures; nil sends nothing.
 	Notify *notify.Sender
+	// Grace overrides rollout.DefaultGrace (tests).
+	Grace time.Duration
 }
 
 var defaultHealth = health.Check
@@ -133,36 +142,39 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 	runCtx, cancel := context.WithTimeout(ctx, r.Config.RunTimeout)
 	defer cancel()
 	for _, in := range inputs {
+		in.Now = r.Now()
 		dec := Plan(in)
 		sr := ServiceResult{Decision: dec}
 		log := r.Log.With("svc", dec.Service)
-		log.Info("plan", "action", dec.Action, "current", dec.Current, "target", dec.Target, "reason", dec.Reason)
+		act := !o.DryRun && ctx.Err() == nil && (dec.Action == Deploy || dec.Action == Verify || dec.StaleMarks)
+		if !act {
+			log.Info("plan", "action", dec.Action, "current", dec.Current, "target", dec.Target, "reason", dec.Reason)
+		}
 		switch {
 		case ctx.Err() != nil:
 			sr.Outcome = OutcomeInterrupted
 		case o.DryRun:
 			sr.Outcome = OutcomePlanned
-		case dec.Action == UpToDate:
-			sr.Outcome = OutcomeUpToDate
-		case dec.Action == Skip:
-			sr.Outcome = OutcomeSkipped
-			if dec.Problem {
-				log.Warn("skipped", "reason", dec.Reason)
-			}
-			r.progress(dec.Service, "skipped: "+dec.Reason)
-		case runCtx.Err() != nil:
-			sr.Outcome, sr.Error = OutcomeNotRun, fmt.Sprintf("the run's budget (runTimeout %s) was spent before this service's turn", r.Config.RunTimeout)
-			log.Error("not run", "reason", sr.Error)
-		default:
+		case act:
 			start := r.Now()
-			sr.Outcome, err = r.execute(ctx, runCtx, in, dec, log)
+			sr.Decision, sr.Outcome, err = r.act(ctx, runCtx, dec, in.Service, api, log)
 			sr.Duration = r.Now().Sub(start)
 			if err != nil {
 				sr.Error = err.Error()
 				sr.Forbidden = apierrors.IsForbidden(err)
 			}
-			log.Info("service done", "outcome", sr.Outcome, "duration", sr.Duration)
-			r.notify(ctx, runID, sr, err)
+			if sr.Action == Deploy || sr.Action == Verify {
+				log.Info("service done", "outcome", sr.Outcome, "duration", sr.Duration)
+				r.notify(ctx, runID, sr, err)
+			}
+		case dec.Action == UpToDate:
+			sr.Outcome = OutcomeUpToDate
+		default:
+			sr.Outcome = OutcomeSkipped
+			if dec.Problem {
+				log.Warn("skipped", "reason", dec.Reason)
+			}
+			r.progress(dec.Service, "skipped: "+dec.Reason)
 		}
 		res.Services = append(res.Services, sr)
 	}
@@ -173,6 +185,90 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 	}
 	r.Log.Info("run finished", "duration", r.Now().Sub(res.Started))
 	return res, nil
+}
+
+// maxReplans bounds how often a service is read and planned again because
+// its Deployment changed between the read and the patch.
+const maxReplans = 5
+
+// act reads the service's objects again right before acting on them (the
+// snapshot decision only says there may be something to do), plans from
+// that present state (a hold placed or an image set since the run's
+// snapshot counts), and carries the plan out. A patch refused because the
+// Deployment changed since the read is not a failure: read again, plan
+// again.
+func (r *Runner) act(ctx, runCtx context.Context, snapshot Decision, s config.Service, api flux.API, log *slog.Logger) (Decision, Outcome, error) {
+	for attempt := 1; ; attempt++ {
+		in, err := r.readService(ctx, api, s)
+		if err != nil {
+			log.Error("read failed: nothing changed", "error", err)
+			return snapshot, OutcomeNotRun, err
+		}
+		dec := Plan(in)
+		log.Info("plan", "action", dec.Action, "current", dec.Current, "target", dec.Target, "reason", dec.Reason)
+		if dec.StaleMarks {
+			err := r.clearMarks(ctx, in.Deployment)
+			if apierrors.IsConflict(err) && attempt < maxReplans {
+				continue
+			}
+			if err != nil {
+				log.Warn("could not clear a stale unverified mark", "error", err)
+			} else {
+				log.Info("cleared an unverified mark for an image the Deployment no longer runs", "image", in.Deployment.Annotations[AnnDeployedImage])
+			}
+		}
+		switch {
+		case dec.Action == UpToDate:
+			return dec, OutcomeUpToDate, nil
+		case dec.Action == Skip:
+			if dec.Problem {
+				log.Warn("skipped", "reason", dec.Reason)
+			}
+			r.progress(s.Name, "skipped: "+dec.Reason)
+			return dec, OutcomeSkipped, nil
+		case runCtx.Err() != nil:
+			err := fmt.Errorf("the run's budget (runTimeout %s) was spent before this service's turn", r.Config.RunTimeout)
+			log.Error("not run", "reason", err)
+			return dec, OutcomeNotRun, err
+		}
+		out, err := r.execute(ctx, runCtx, in, dec, log)
+		if errors.Is(err, errChanged) && attempt < maxReplans {
+			log.Info("the Deployment changed since it was read: planning again")
+			continue
+		}
+		return dec, out, err
+	}
+}
+
+// errChanged: a conditional patch found the Deployment changed since it
+// was read.
+var errChanged = errors.New("the Deployment changed since it was read")
+
+// readService reads what Plan needs for one service: its Deployment, the
+// ReplicaSets it owns, and its ImagePolicy (3 requests).
+func (r *Runner) readService(ctx context.Context, api flux.API, s config.Service) (Input, error) {
+	in := Input{Service: s, Now: r.Now()}
+	d, err := r.Kube.AppsV1().Deployments(s.Namespace).Get(ctx, s.Deployment, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return in, fmt.Errorf("read Deployment %s/%s: %w", s.Namespace, s.Deployment, err)
+	default:
+		in.Deployment = d
+		if in.ReplicaSets, err = rollout.ListOwned(ctx, r.Kube, d); err != nil {
+			return in, fmt.Errorf("list ReplicaSets of %s/%s: %w", s.Namespace, s.Deployment, err)
+		}
+	}
+	u, err := r.Dynamic.Resource(api.Policies()).Namespace(s.PolicyNamespace).Get(ctx, s.PolicyName, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return in, fmt.Errorf("read ImagePolicy %s/%s: %w", s.PolicyNamespace, s.PolicyName, err)
+	default:
+		p := flux.ParsePolicy(u)
+		in.Policy = &p
+	}
+	return in, nil
 }
 
 // notify sends the event of a service's outcome: after the health check
@@ -298,9 +394,15 @@ func (r *Runner) read(ctx context.Context, services []config.Service, policies m
 	return inputs, nil
 }
 
-// execute deploys or verifies one service, rolling back on failure.
+// execute deploys or verifies one service, rolling back on failure. It
+// judges only its own revision: the template its patch produced (or, for a
+// verify, the one it finds). If someone changes the template meanwhile,
+// the service ends superseded, and their change is left alone.
 func (r *Runner) execute(ctx, runCtx context.Context, in Input, dec Decision, log *slog.Logger) (Outcome, error) {
 	d, s := in.Deployment, in.Service
+	// before is the template live just before the patch: where a failed
+	// deploy goes back to. A verify only knows the revision.
+	var before *corev1.PodTemplateSpec
 	if dec.Action == Deploy {
 		cause := fmt.Sprintf("autodeploy: %s -> %s (ImagePolicy %s)", dec.Current, dec.Target, dec.Policy)
 		ann := map[string]string{
@@ -311,59 +413,114 @@ func (r *Runner) execute(ctx, runCtx context.Context, in Input, dec Decision, lo
 		}
 		log.Info("rollout started", "from", dec.Current, "to", dec.Target, "revision", dec.PreviousRevision)
 		r.progress(s.Name, fmt.Sprintf("deploying %s -> %s", dec.Current, dec.Target))
-		if _, err := rollout.SetImage(ctx, r.Kube, d, dec.Container, dec.Target, ann, false); err != nil {
+		patched, err := rollout.SetImage(ctx, r.Kube, d, dec.Container, dec.Target, ann, false)
+		if apierrors.IsConflict(err) {
+			return OutcomeNotRun, fmt.Errorf("%w: %v", errChanged, err)
+		}
+		if err != nil {
 			log.Error("patch failed: nothing changed", "error", err)
 			return OutcomeFailed, err
 		}
+		before, d = d.Spec.Template.DeepCopy(), patched
 	} else {
 		log.Info("verifying an earlier rollout", "image", dec.Current)
 		r.progress(s.Name, "verifying "+dec.Current+" (left unverified by an earlier run)")
 	}
+	ours := d.Spec.Template.DeepCopy()
 
-	err := r.waitAndCheck(runCtx, s, dec, log)
-	if ctx.Err() != nil {
+	err := r.waitAndCheck(runCtx, s, dec, ours, log)
+	var (
+		sup   *rollout.SupersededError
+		unobs *rollout.UnobservedError
+	)
+	switch {
+	case ctx.Err() != nil:
 		log.Warn("interrupted while waiting: left unverified for the next run", "image", dec.Target)
 		return OutcomeInterrupted, ctx.Err()
-	}
-	if err == nil {
-		if err := r.markVerified(ctx, s); err != nil {
+	case err == nil:
+		if err := r.markVerified(ctx, s, ours); err != nil {
 			log.Warn("could not mark as verified; the next run verifies again", "error", err)
 		}
 		if dec.Action == Verify {
 			return OutcomeVerified, nil
 		}
 		return OutcomeDeployed, nil
+	case errors.As(err, &sup):
+		return r.superseded(ctx, s, dec, sup, log)
+	case errors.As(err, &unobs), apierrors.IsForbidden(err), errors.Is(err, errBudget):
+		// Nothing was learnt about the image: no verdict, no rollback. The
+		// unverified mark makes the next run verify it first.
+		log.Warn("left unverified for the next run", "image", dec.Target, "error", err)
+		r.progress(s.Name, "left unverified: "+err.Error())
+		return OutcomeUnverified, err
 	}
 	log.Error("rollout failed", "image", dec.Target, "error", err)
 	r.progress(s.Name, "failed: "+err.Error())
-	return r.recover(ctx, s, dec, err, log)
+	return r.recover(ctx, s, dec, before, ours, err, log)
 }
 
-func (r *Runner) markVerified(ctx context.Context, s config.Service) error {
-	d := r.fresh(ctx, s)
-	if d == nil {
-		return fmt.Errorf("deployment %s/%s can no longer be read", s.Namespace, s.Deployment)
+// errBudget: the run's budget ran out during a rollout that had not failed.
+var errBudget = errors.New("the run's budget ran out")
+
+// superseded ends a service whose Deployment someone else changed during
+// autodeploy's rollout: their change stands, autodeploy's marks go (they
+// describe a rollout that is no longer the Deployment's), nothing is
+// remembered as failed.
+func (r *Runner) superseded(ctx context.Context, s config.Service, dec Decision, sup *rollout.SupersededError, log *slog.Logger) (Outcome, error) {
+	log.Warn("superseded: the Deployment was changed during the rollout; leaving it alone", "image", dec.Target, "by", sup.By, "now", sup.Image)
+	r.progress(s.Name, sup.Error())
+	if d, err := r.get(ctx, s); err == nil {
+		if err := r.clearMarks(ctx, d); err != nil {
+			log.Warn("could not clear autodeploy's marks", "error", err)
+		}
 	}
-	_, err := rollout.Annotate(ctx, r.Kube, d, map[string]string{AnnVerified: "true"})
+	return OutcomeSuperseded, sup
+}
+
+// clearMarks removes the marks of an autodeploy rollout from d.
+func (r *Runner) clearMarks(ctx context.Context, d *appsv1.Deployment) error {
+	_, err := rollout.AnnotateIfUnchanged(ctx, r.Kube, d, map[string]string{AnnVerified: "", AnnDeployedImage: "", AnnPreviousRevision: ""})
 	return err
 }
 
-// waitAndCheck waits for the rollout with the service's timeout (within the
-// run's budget), then runs its health check.
-func (r *Runner) waitAndCheck(runCtx context.Context, s config.Service, dec Decision, log *slog.Logger) error {
+// markVerified sets verified=true, only while the Deployment still has the
+// template that was verified, and forgets a pending retry of the image.
+func (r *Runner) markVerified(ctx context.Context, s config.Service, ours *corev1.PodTemplateSpec) error {
+	for attempt := 1; ; attempt++ {
+		d, err := r.get(ctx, s)
+		if err != nil {
+			return err
+		}
+		if !rollout.EqualIgnoreHash(&d.Spec.Template, ours) {
+			return fmt.Errorf("the Deployment changed after the rollout was verified")
+		}
+		_, err = rollout.AnnotateIfUnchanged(ctx, r.Kube, d, map[string]string{AnnVerified: "true", AnnPreviousRevision: "", AnnRetry: ""})
+		if apierrors.IsConflict(err) && attempt < maxReplans {
+			continue
+		}
+		return err
+	}
+}
+
+// waitAndCheck waits for the rollout of ours with the service's timeout
+// (within the run's budget), then runs its health check.
+func (r *Runner) waitAndCheck(runCtx context.Context, s config.Service, dec Decision, ours *corev1.PodTemplateSpec, log *slog.Logger) error {
 	start := r.Now()
 	wctx, cancel := context.WithTimeout(runCtx, s.RolloutTimeout)
 	defer cancel()
 	last := ""
-	d, err := rollout.Wait(wctx, r.Kube, s.Namespace, s.Deployment, func(msg string) {
-		last = msg
-		log.Debug("rollout", "status", msg)
-		r.progress(s.Name, msg)
+	d, err := rollout.Wait(wctx, r.Kube, s.Namespace, s.Deployment, rollout.WaitOptions{
+		Template: ours, Container: dec.Container, Grace: r.Grace,
+		Progress: func(msg string) {
+			last = msg
+			log.Debug("rollout", "status", msg)
+			r.progress(s.Name, msg)
+		},
 	})
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			if runCtx.Err() != nil {
-				return fmt.Errorf("the run's budget (runTimeout %s) ran out during the rollout; last status: %s", r.Config.RunTimeout, last)
+				return fmt.Errorf("%w (runTimeout %s) before the rollout finished; last status: %s", errBudget, r.Config.RunTimeout, last)
 			}
 			return fmt.Errorf("rollout did not finish within %s; last status: %s", s.RolloutTimeout, last)
 		}
@@ -376,6 +533,9 @@ func (r *Runner) waitAndCheck(runCtx context.Context, s config.Service, dec Deci
 	ref, _ := image.Parse(dec.Target)
 	hstart := r.Now()
 	if err := r.Health(runCtx, *s.Health, dec.Target, ref.Tag); err != nil {
+		if runCtx.Err() != nil {
+			return fmt.Errorf("%w (runTimeout %s) during the health check: %v", errBudget, r.Config.RunTimeout, err)
+		}
 		log.Error("health check failed", "url", s.Health.URL, "error", err)
 		return err
 	}
@@ -384,56 +544,113 @@ func (r *Runner) waitAndCheck(runCtx context.Context, s config.Service, dec Deci
 	return nil
 }
 
-// recover handles a failed rollout: remember the image, and roll back to
-// the revision that ran before (unless auto-rollback is off).
-func (r *Runner) recover(ctx context.Context, s config.Service, dec Decision, cause error, log *slog.Logger) (Outcome, error) {
-	mark := map[string]string{
-		AnnFailedImage:   mustJSON(FailedImage{Image: dec.Target, Reason: cause.Error(), At: r.Now().UTC()}),
-		AnnVerified:      "",
-		AnnDeployedImage: "",
+// recover handles a failed rollout: remember the image (as failed when the
+// image is to blame, as to be retried when the registry or a missing
+// Secret is), then roll back to what ran before (unless auto-rollback is
+// off). The marks are written whatever the rollback does, so that a
+// rollback that cannot be applied is reported once, not every run.
+func (r *Runner) recover(ctx context.Context, s config.Service, dec Decision, before, ours *corev1.PodTemplateSpec, cause error, log *slog.Logger) (Outcome, error) {
+	blame := rollout.CauseImage
+	var fe *rollout.FailedError
+	if errors.As(cause, &fe) {
+		blame = fe.Cause
 	}
-	d := r.fresh(ctx, s)
-	if d == nil {
-		return OutcomeRollbackFailed, fmt.Errorf("%v; and the Deployment can no longer be read", cause)
-	}
-	if !s.AutoRollback {
-		if _, err := rollout.Annotate(ctx, r.Kube, d, mark); err != nil {
-			log.Error("could not remember the failed image", "error", err)
-		}
-		log.Warn("auto-rollback is off: the failed rollout is left as it is", "image", dec.Target)
-		return OutcomeFailed, cause
-	}
-	mark[rollout.ChangeCauseAnnotation] = fmt.Sprintf("autodeploy: rolled back from %s: %s", dec.Target, truncate(cause.Error(), 200))
-	log.Info("rollback started", "from", dec.Target, "toRevision", dec.PreviousRevision)
-	r.progress(s.Name, "rolling back")
 	// The rollback gets its own timeout even when the run's budget is spent:
 	// leaving a broken rollout in place is worse than overrunning.
 	rctx, cancel := context.WithTimeout(ctx, s.RolloutTimeout)
 	defer cancel()
-	res, err := rollout.Undo(rctx, r.Kube, d, rollout.UndoOptions{ToRevision: dec.PreviousRevision, Annotations: mark})
-	if err == nil {
-		_, err = rollout.Wait(rctx, r.Kube, s.Namespace, s.Deployment, func(msg string) { r.progress(s.Name, msg) })
+	for attempt := 1; ; attempt++ {
+		d, err := r.get(rctx, s)
+		if err != nil {
+			return OutcomeRollbackFailed, fmt.Errorf("%v; and the Deployment can no longer be read: %v", cause, err)
+		}
+		if !rollout.EqualIgnoreHash(&d.Spec.Template, ours) {
+			// Changed by someone else between the verdict and now.
+			img, _ := rollout.ContainerImage(&d.Spec.Template, dec.Container)
+			return r.superseded(ctx, s, dec, &rollout.SupersededError{Deployment: s.Namespace + "/" + s.Deployment, By: rollout.TemplateWriter(d, dec.Container), Image: img}, log)
+		}
+		mark := map[string]string{AnnVerified: "", AnnDeployedImage: "", AnnPreviousRevision: ""}
+		if blame.Remembered() {
+			mark[AnnFailedImage] = mustJSON(FailedImage{Image: dec.Target, Reason: cause.Error(), At: r.Now().UTC()})
+		} else {
+			rt := NextRetry(d.Annotations, dec.Target, string(blame), cause.Error(), r.Now().UTC())
+			mark[AnnRetry] = mustJSON(rt)
+			log.Warn("not the image's fault: it will be tried again", "image", dec.Target, "cause", blame, "attempt", rt.Attempts, "after", rt.After)
+		}
+		if !s.AutoRollback {
+			_, err := rollout.AnnotateIfUnchanged(rctx, r.Kube, d, mark)
+			if apierrors.IsConflict(err) && attempt < maxReplans {
+				continue
+			}
+			if err != nil {
+				log.Error("could not remember the failed image", "error", err)
+			}
+			log.Warn("auto-rollback is off: the failed rollout is left as it is", "image", dec.Target)
+			return OutcomeFailed, cause
+		}
+		mark[rollout.ChangeCauseAnnotation] = fmt.Sprintf("autodeploy: rolled back from %s: %s", dec.Target, truncate(cause.Error(), 200))
+		log.Info("rollback started", "from", dec.Target, "toRevision", dec.PreviousRevision)
+		r.progress(s.Name, "rolling back")
+		var restored *corev1.PodTemplateSpec
+		if before != nil {
+			var out *appsv1.Deployment
+			if out, err = rollout.RestoreTemplate(rctx, r.Kube, d, before, mark); err == nil {
+				restored = &out.Spec.Template
+			}
+		} else {
+			var res rollout.UndoResult
+			res, err = rollout.Undo(rctx, r.Kube, d, rollout.UndoOptions{ToRevision: dec.PreviousRevision, Annotations: mark, Precondition: true})
+			if err == nil && res.Skipped {
+				err = fmt.Errorf("revision %d already has this template", res.ToRevision)
+			}
+			if err == nil {
+				t := res.Target.Spec.Template
+				restored = &t
+			}
+		}
+		if apierrors.IsConflict(err) && attempt < maxReplans {
+			continue
+		}
+		if err != nil {
+			return r.rollbackFailed(ctx, s, dec, cause, err, mark, log)
+		}
+		_, err = rollout.Wait(rctx, r.Kube, s.Namespace, s.Deployment, rollout.WaitOptions{Template: restored, Container: dec.Container, Grace: r.Grace, Progress: func(msg string) { r.progress(s.Name, msg) }})
+		if ctx.Err() != nil {
+			return OutcomeInterrupted, ctx.Err()
+		}
+		if err != nil {
+			log.Error("rollback did not complete: someone must look", "error", err)
+			return OutcomeRollbackFailed, fmt.Errorf("%w; rollback failed: %v", cause, err)
+		}
+		log.Info("rollback complete", "revision", dec.PreviousRevision)
+		r.progress(s.Name, "rolled back")
+		if !blame.Remembered() {
+			return OutcomeRolledBack, fmt.Errorf("%w (the %s, not the image: it will be tried again)", cause, blame)
+		}
+		return OutcomeRolledBack, cause
 	}
-	if ctx.Err() != nil {
-		return OutcomeInterrupted, ctx.Err()
-	}
-	if err != nil {
-		log.Error("rollback failed: someone must look", "error", err)
-		return OutcomeRollbackFailed, fmt.Errorf("%w; rollback failed: %v", cause, err)
-	}
-	log.Info("rollback complete", "revision", res.ToRevision)
-	r.progress(s.Name, fmt.Sprintf("rolled back to revision %d", res.ToRevision))
-	return OutcomeRolledBack, cause
 }
 
-// fresh re-reads a Deployment before a patch that must not act on a stale
-// copy; nil when it cannot be read.
-func (r *Runner) fresh(ctx context.Context, s config.Service) *appsv1.Deployment {
-	d, err := r.Kube.AppsV1().Deployments(s.Namespace).Get(ctx, s.Deployment, metav1.GetOptions{})
-	if err != nil {
-		return nil
+// rollbackFailed records a rollback that could not be applied (no earlier
+// revision, a paused Deployment...): the marks are written anyway, with the
+// error, so later runs skip the image instead of failing the same way
+// every two minutes, and status shows what to do.
+func (r *Runner) rollbackFailed(ctx context.Context, s config.Service, dec Decision, cause, err error, mark map[string]string, log *slog.Logger) (Outcome, error) {
+	log.Error("rollback failed: someone must look", "error", err)
+	fi := FailedImage{Image: dec.Target, Reason: cause.Error(), At: r.Now().UTC(), RollbackError: err.Error()}
+	mark[AnnFailedImage] = mustJSON(fi)
+	delete(mark, rollout.ChangeCauseAnnotation)
+	if d, gerr := r.get(ctx, s); gerr == nil {
+		if _, aerr := rollout.Annotate(ctx, r.Kube, d, mark); aerr != nil {
+			log.Error("could not remember the failed image", "error", aerr)
+		}
 	}
-	return d
+	return OutcomeRollbackFailed, fmt.Errorf("%w; rollback failed: %v", cause, err)
+}
+
+// get reads the service's Deployment.
+func (r *Runner) get(ctx context.Context, s config.Service) (*appsv1.Deployment, error) {
+	return r.Kube.AppsV1().Deployments(s.Namespace).Get(ctx, s.Deployment, metav1.GetOptions{})
 }
 
 // configured keeps the policies the services use: a namespace shared with

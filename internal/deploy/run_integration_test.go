@@ -79,7 +79,7 @@ func newFixture(t *testing.T, e *kubetest.Env, v fluxsim.Version, specs []svcSpe
 	f.cfg = cfg
 	for _, s := range specs {
 		if !s.noDeploy {
-			if _, err := rollout.Wait(context.Background(), e.Kube, e.Namespace, s.name, nil); err != nil && !strings.Contains(s.image, ":fail-") && !strings.Contains(s.image, ":crash-") {
+			if _, err := rollout.Wait(context.Background(), e.Kube, e.Namespace, s.name, rollout.WaitOptions{}); err != nil && !strings.Contains(s.image, ":fail-") && !strings.Contains(s.image, ":crash-") {
 				t.Fatalf("initial rollout of %s: %v", s.name, err)
 			}
 		}
@@ -158,7 +158,7 @@ func TestRunDeploysWhatFluxFindsNow(t *testing.T) {
 	}
 	// autodeploy's "verified" annotation bumps the generation (Deployments
 	// count annotation changes), so let the controller observe it first.
-	d, err := rollout.Wait(context.Background(), e.Kube, e.Namespace, "api-gateway", nil)
+	d, err := rollout.Wait(context.Background(), e.Kube, e.Namespace, "api-gateway", rollout.WaitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

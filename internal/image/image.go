@@ -132,3 +132,17 @@ func SameString(a, b string) bool {
 	}
 	return Same(ra, rb)
 }
+
+// Satisfies reports whether a container running current already runs what
+// target asks for. Unlike Same it is not symmetric: a target pinned by
+// digest (Flux's digestReflectionPolicy: app:main@sha256:...) over a
+// current image without one is a deploy, because a mutable tag may have
+// moved to a new build since the pods pulled it; a current image pinned by
+// digest satisfies a target of the same tag without one (the target says
+// nothing about content).
+func Satisfies(current, target Ref) bool {
+	if target.Digest != "" && current.Digest == "" {
+		return false
+	}
+	return Same(current, target)
+}

@@ -1,6 +1,9 @@
 package image
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestParse(t *testing.T) {
 	tests := []struct {
@@ -100,5 +103,30 @@ func FuzzParse(f *testing.F) {
 func BenchmarkSameString(b *testing.B) {
 	for b.Loop() {
 		SameString("ghcr.io/team-mercurious/api-gateway:sha-1a2b3c4", "ghcr.io/team-mercurious/api-gateway:sha-5d6e7f8")
+	}
+}
+
+// Satisfies is Same except that a target pinned by digest is never
+// satisfied by a current image without one (a mutable tag may have moved).
+func TestSatisfies(t *testing.T) {
+	a, b := "@sha256:"+strings.Repeat("a", 64), "@sha256:"+strings.Repeat("b", 64)
+	tests := []struct {
+		current, target string
+		want            bool
+	}{
+		{"app:main", "app:main", true},
+		{"app:main", "app:main" + a, false}, // digestReflectionPolicy: a new build of main
+		{"app:main" + a, "app:main", true},  // the target says nothing about content
+		{"app:main" + a, "app:main" + a, true},
+		{"app:main" + a, "app:main" + b, false},
+		{"app:v1" + a, "app:v2" + a, true}, // same content under another tag
+		{"app:v1", "other:v1", false},
+	}
+	for _, tt := range tests {
+		c, _ := Parse(tt.current)
+		g, _ := Parse(tt.target)
+		if got := Satisfies(c, g); got != tt.want {
+			t.Errorf("Satisfies(%s, %s) = %v, want %v", tt.current, tt.target, got, tt.want)
+		}
 	}
 }

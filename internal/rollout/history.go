@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strconv"
@@ -73,14 +74,67 @@ func ListOwned(ctx context.Context, c kubernetes.Interface, d *appsv1.Deployment
 }
 
 // Current returns the ReplicaSet whose template equals d's, ignoring the
-// pod-template-hash label, as the deployment controller decides it.
+// pod-template-hash label, as the deployment controller decides it
+// (FindNewReplicaSet in k8s.io/kubernetes/pkg/controller/deployment/util):
+// the oldest such ReplicaSet by creation time, then by name, because a
+// hash collision can leave two with equal templates and the controller
+// keeps scaling the first it created.
 func Current(d *appsv1.Deployment, owned []*appsv1.ReplicaSet) *appsv1.ReplicaSet {
+	var cur *appsv1.ReplicaSet
 	for _, rs := range owned {
-		if EqualIgnoreHash(&rs.Spec.Template, &d.Spec.Template) {
-			return rs
+		if EqualIgnoreHash(&rs.Spec.Template, &d.Spec.Template) && (cur == nil || olderThan(rs, cur)) {
+			cur = rs
 		}
 	}
-	return nil
+	return cur
+}
+
+func olderThan(a, b *appsv1.ReplicaSet) bool {
+	ta, tb := a.CreationTimestamp, b.CreationTimestamp
+	if !ta.Equal(&tb) {
+		return ta.Before(&tb)
+	}
+	return a.Name < b.Name
+}
+
+// TemplateWriter names the field manager that last wrote d's pod template
+// for the named container, from managedFields: the owner of the
+// container's image field if it is not autodeploy, else the latest writer
+// of any template field other than autodeploy. "" when nothing tells
+// (managedFields stripped, or only autodeploy wrote).
+func TemplateWriter(d *appsv1.Deployment, container string) string {
+	key, _ := json.Marshal(map[string]string{"name": container})
+	imagePath := []string{"f:spec", "f:template", "f:spec", "f:containers", "k:" + string(key), "f:image"}
+	var best string
+	var bestTime *metav1.Time
+	for _, mf := range d.ManagedFields {
+		if mf.Subresource != "" || mf.Manager == FieldManager || mf.FieldsV1 == nil {
+			continue
+		}
+		var fields map[string]any
+		if json.Unmarshal(mf.FieldsV1.Raw, &fields) != nil || !hasPath(fields, "f:spec", "f:template") {
+			continue
+		}
+		if hasPath(fields, imagePath...) {
+			return mf.Manager
+		}
+		if best == "" || (mf.Time != nil && (bestTime == nil || bestTime.Before(mf.Time))) {
+			best, bestTime = mf.Manager, mf.Time
+		}
+	}
+	return best
+}
+
+// hasPath reports whether a managedFields set (FieldsV1 JSON) holds path.
+func hasPath(fields map[string]any, path ...string) bool {
+	for _, p := range path {
+		next, ok := fields[p].(map[string]any)
+		if !ok {
+			return false
+		}
+		fields = next
+	}
+	return true
 }
 
 // EqualIgnoreHash compares two pod templates without the pod-template-hash

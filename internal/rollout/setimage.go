@@ -6,16 +6,21 @@ import (
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 )
 
 // SetImage changes one container's image and sets annotations in a single
-// JSON patch. The patch tests the container's name and current image at its
-// index, so it can touch nothing else and fails (rather than clobbering)
-// when someone changed the Deployment since it was read. A strategic merge
-// patch would instead add a new container when the name did not match.
+// JSON patch, on the Deployment exactly as d was read: the patch carries
+// d's resourceVersion, which the API server takes as a precondition, so a
+// change by anyone since the read (a hold, kubectl set image, Flux's apply)
+// makes it fail with 409 Conflict (apierrors.IsConflict) instead of being
+// overwritten; the caller reads again and plans again. The container's name
+// and image are tested too, so the patch can never touch another container.
+// A strategic merge patch would instead add a container when the name did
+// not match.
 func SetImage(ctx context.Context, c kubernetes.Interface, d *appsv1.Deployment, container, image string, ann map[string]string, dryRun bool) (*appsv1.Deployment, error) {
 	idx := -1
 	for i, ct := range d.Spec.Template.Spec.Containers {
@@ -33,7 +38,18 @@ func SetImage(ctx context.Context, c kubernetes.Interface, d *appsv1.Deployment,
 		{Op: "replace", Path: base + "/image", Value: image},
 	}
 	ops = append(ops, AnnotationOps(d, ann)...)
-	return patch(ctx, c, d, ops, dryRun)
+	return patch(ctx, c, d, withPrecondition(d, ops), dryRun)
+}
+
+// RestoreTemplate puts tmpl back as d's pod template, with annotations, in
+// one patch that carries d's resourceVersion as a precondition (see
+// SetImage). It is how a failed rollout returns to exactly the template
+// that ran before it, whatever the ReplicaSet history keeps
+// (revisionHistoryLimit: 0 keeps none).
+func RestoreTemplate(ctx context.Context, c kubernetes.Interface, d *appsv1.Deployment, tmpl *corev1.PodTemplateSpec, ann map[string]string) (*appsv1.Deployment, error) {
+	ops := []PatchOp{{Op: "replace", Path: "/spec/template", Value: tmpl}}
+	ops = append(ops, AnnotationOps(d, ann)...)
+	return patch(ctx, c, d, withPrecondition(d, ops), false)
 }
 
 // Annotate sets (or, with an empty value, removes) annotations on d.
@@ -43,6 +59,28 @@ func Annotate(ctx context.Context, c kubernetes.Interface, d *appsv1.Deployment,
 		return d, nil
 	}
 	return patch(ctx, c, d, ops, false)
+}
+
+// AnnotateIfUnchanged is Annotate with d's resourceVersion as a
+// precondition: it fails with a Conflict if the Deployment changed since d
+// was read.
+func AnnotateIfUnchanged(ctx context.Context, c kubernetes.Interface, d *appsv1.Deployment, ann map[string]string) (*appsv1.Deployment, error) {
+	ops := AnnotationOps(d, ann)
+	if len(ops) == 0 {
+		return d, nil
+	}
+	return patch(ctx, c, d, withPrecondition(d, ops), false)
+}
+
+// withPrecondition adds d's resourceVersion to a patch. The API server
+// rejects an update whose object names a resourceVersion other than the
+// stored one (409 Conflict, "the object has been modified"); a patch that
+// sets it is therefore conditional on nothing having changed.
+func withPrecondition(d *appsv1.Deployment, ops []PatchOp) []PatchOp {
+	if d.ResourceVersion == "" {
+		return ops
+	}
+	return append([]PatchOp{{Op: "replace", Path: "/metadata/resourceVersion", Value: d.ResourceVersion}}, ops...)
 }
 
 func patch(ctx context.Context, c kubernetes.Interface, d *appsv1.Deployment, ops []PatchOp, dryRun bool) (*appsv1.Deployment, error) {

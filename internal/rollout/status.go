@@ -5,6 +5,7 @@ package rollout
 
 import (
 	"fmt"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -62,15 +63,91 @@ func Evaluate(d *appsv1.Deployment) Status {
 	return Status{Complete, fmt.Sprintf("deployment %q successfully rolled out", d.Name)}
 }
 
-// FatalReasons are container waiting reasons that will not fix themselves
-// within a rollout timeout; seeing one in a new pod fails the rollout at once
-// instead of waiting minutes for the deadline.
+// FatalReasons are the container waiting reasons a rollout watches for in
+// its new pods. Each counts at once, except those NeedsGrace names.
 var FatalReasons = map[string]bool{
 	"ErrImagePull":               true,
 	"ImagePullBackOff":           true,
 	"InvalidImageName":           true,
 	"CreateContainerConfigError": true,
 	"CrashLoopBackOff":           true,
+}
+
+// NeedsGrace: reasons that often pass by themselves, so they count only
+// once they have lasted WaitOptions.Grace. A first ErrImagePull is retried by
+// the kubelet (a failure that persists becomes ImagePullBackOff, which counts
+// at once); CreateContainerConfigError usually means a Secret or ConfigMap
+// that is applied a moment later.
+func NeedsGrace(reason string) bool {
+	return reason == "ErrImagePull" || reason == "CreateContainerConfigError"
+}
+
+// Cause says what a failed rollout tells about its image.
+type Cause string
+
+const (
+	// CauseImage: the image itself is bad (missing, refused, crashing, not
+	// becoming ready): remember it and do not try it again.
+	CauseImage Cause = "image"
+	// CauseRegistry: the registry or the network failed the pull (timeout,
+	// 429, 5xx): roll back, but try the image again later.
+	CauseRegistry Cause = "registry"
+	// CauseConfig: the pod's configuration is missing (a Secret or
+	// ConfigMap): not the image's fault, try it again later.
+	CauseConfig Cause = "config"
+)
+
+// Remembered reports whether a failure with this cause marks the image as
+// failed for good (until the policy moves on).
+func (c Cause) Remembered() bool { return c == CauseImage || c == "" }
+
+// Status codes are matched with their text ("503 service unavailable"),
+// never alone: a tag like sha-4031a2b would otherwise read as a 403.
+//
+// registryFaults are substrings of the kubelet's pull errors (containerd
+// and CRI-O wording) that blame the registry or the network rather than
+// the image. Checked after imageFaults: "404 Not Found" is the image's.
+var registryFaults = []string{
+	"too many requests", "toomanyrequests",
+	"500 internal server error", "502 bad gateway", "503 service unavailable", "504 gateway timeout",
+	"internal server error", "bad gateway", "service unavailable", "gateway timeout",
+	"timeout", "timed out", "deadline exceeded", "connection refused", "connection reset",
+	"no such host", "network is unreachable", "no route to host", "temporary failure",
+	"tls handshake", "unexpected eof", ": eof", "i/o timeout", "server misbehaving",
+}
+
+// imageFaults blame the reference itself: it does not exist, or this node
+// may not pull it.
+var imageFaults = []string{
+	"not found", "manifest unknown", "name unknown", "unauthorized",
+	"denied", "forbidden", "invalid reference", "no matching manifest",
+	"repository does not exist", "does not exist",
+}
+
+// Classify decides who a pod problem blames, from its reason and the
+// kubelet's message (for ImagePullBackOff, the last pull error's). An
+// unknown pull error is taken as the registry's: a good image marked bad is
+// never deployed again, while a bad image taken as a registry fault is only
+// tried again later, with a growing interval.
+func Classify(reason, message string) Cause {
+	switch reason {
+	case "CreateContainerConfigError":
+		return CauseConfig
+	case "ErrImagePull", "ImagePullBackOff":
+		m := strings.ToLower(message)
+		for _, f := range imageFaults {
+			if strings.Contains(m, f) {
+				return CauseImage
+			}
+		}
+		for _, f := range registryFaults {
+			if strings.Contains(m, f) {
+				return CauseRegistry
+			}
+		}
+		return CauseRegistry
+	}
+	return CauseImage
 }
 
 // PodProblem is a pod that cannot become ready.
@@ -89,9 +166,9 @@ func (p PodProblem) String() string {
 	return s
 }
 
-// FatalProblem returns the first container (init containers first) of pod
+// Problem returns the first container (init containers first) of pod
 // waiting for one of FatalReasons.
-func FatalProblem(pod *corev1.Pod) (PodProblem, bool) {
+func Problem(pod *corev1.Pod) (PodProblem, bool) {
 	for _, list := range [][]corev1.ContainerStatus{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses} {
 		for _, cs := range list {
 			if w := cs.State.Waiting; w != nil && FatalReasons[w.Reason] {

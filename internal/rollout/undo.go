@@ -28,6 +28,8 @@ type UndoResult struct {
 	// prints "skipped rollback (current template already matches revision N)".
 	Skipped bool
 	Target  *appsv1.ReplicaSet
+	// Deployment is the patched Deployment (nil when skipped).
+	Deployment *appsv1.Deployment
 }
 
 // UndoOptions tune Undo.
@@ -37,6 +39,9 @@ type UndoOptions struct {
 	// Annotations are set on the Deployment in the same patch.
 	Annotations map[string]string
 	DryRun      bool
+	// Precondition makes the patch conditional on d being unchanged since
+	// it was read (see SetImage).
+	Precondition bool
 }
 
 // Undo restores a revision of d the way `kubectl rollout undo` does: the
@@ -75,6 +80,9 @@ func Undo(ctx context.Context, c kubernetes.Interface, d *appsv1.Deployment, o U
 		}
 	}
 	ops = append(ops, AnnotationOps(d, ann)...)
+	if o.Precondition {
+		ops = withPrecondition(d, ops)
+	}
 	patch, err := json.Marshal(ops)
 	if err != nil {
 		return res, err
@@ -83,9 +91,11 @@ func Undo(ctx context.Context, c kubernetes.Interface, d *appsv1.Deployment, o U
 	if o.DryRun {
 		opts.DryRun = []string{metav1.DryRunAll}
 	}
-	if _, err := c.AppsV1().Deployments(d.Namespace).Patch(ctx, d.Name, types.JSONPatchType, patch, opts); err != nil {
+	out, err := c.AppsV1().Deployments(d.Namespace).Patch(ctx, d.Name, types.JSONPatchType, patch, opts)
+	if err != nil {
 		return res, fmt.Errorf("roll back deployment %s/%s to revision %d: %w", d.Namespace, d.Name, res.ToRevision, err)
 	}
+	res.Deployment = out
 	return res, nil
 }
 
@@ -101,14 +111,25 @@ func pickRevision(d *appsv1.Deployment, owned []*appsv1.ReplicaSet, to int64) (*
 		}
 		return nil, fmt.Errorf("unable to find the specified revision %d of deployment %s/%s", to, d.Namespace, d.Name)
 	}
-	// The previous revision is the highest one below the current revision.
-	cur := Revision(d)
-	for _, rs := range owned { // newest first
-		if r := Revision(rs); r > 0 && r < cur {
-			return rs, nil
+	// kubectl's choice (deploymentRevision in kubectl's polymorphichelpers):
+	// the second-highest revision among the ReplicaSets, whatever the
+	// Deployment's own annotation says. After a rollback the highest is the
+	// restored ReplicaSet, so a second undo goes back to what was undone.
+	var latest, previous *appsv1.ReplicaSet
+	for _, rs := range owned {
+		r := Revision(rs)
+		switch {
+		case r <= 0:
+		case latest == nil || r > Revision(latest):
+			latest, previous = rs, latest
+		case previous == nil || r > Revision(previous):
+			previous = rs
 		}
 	}
-	return nil, fmt.Errorf("deployment %s/%s: %w (only revision %d exists)", d.Namespace, d.Name, ErrNoHistory, cur)
+	if previous == nil {
+		return nil, fmt.Errorf("deployment %s/%s: %w (only revision %d exists)", d.Namespace, d.Name, ErrNoHistory, Revision(d))
+	}
+	return previous, nil
 }
 
 // PatchOp is one JSON patch (RFC 6902) operation.

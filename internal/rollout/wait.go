@@ -4,21 +4,27 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 )
 
-// FailedError is a rollout that cannot succeed: a new pod in one of
-// FatalReasons, or the progress deadline exceeded.
+// FailedError is a verdict: the rollout cannot succeed. A new pod is stuck
+// in one of the problem reasons (see Classify), or the progress deadline
+// passed.
 type FailedError struct {
 	Deployment string
 	Problem    *PodProblem // nil for a progress deadline
 	Message    string
+	// Cause says who is to blame: the image, or something that may pass
+	// (the registry, a Secret not there yet).
+	Cause Cause
 }
 
 func (e *FailedError) Error() string {
@@ -28,33 +34,169 @@ func (e *FailedError) Error() string {
 	return e.Message
 }
 
+// SupersededError ends a wait whose revision is no longer the Deployment's:
+// someone else changed the pod template during the rollout. It is not a
+// verdict on the image that was rolled out.
+type SupersededError struct {
+	Deployment string
+	// By is the field manager that wrote the new template (kubectl-set,
+	// kustomize-controller...), "" when managedFields do not tell.
+	By string
+	// Image is the container's image in the new template, if known.
+	Image string
+}
+
+func (e *SupersededError) Error() string {
+	by := "someone else"
+	if e.By != "" {
+		by = e.By
+	}
+	s := fmt.Sprintf("deployment %s was changed by %s during the rollout", e.Deployment, by)
+	if e.Image != "" {
+		s += " (image " + e.Image + ")"
+	}
+	return s
+}
+
+// UnobservedError ends a wait that ran out of time while the API could not
+// be read (an API server restart, a network cut): nothing was learnt about
+// the rollout, so it is no verdict either.
+type UnobservedError struct {
+	Err error // the last API error
+}
+
+func (e *UnobservedError) Error() string {
+	return "the rollout could not be observed: " + e.Err.Error()
+}
+func (e *UnobservedError) Unwrap() error { return e.Err }
+
 // ErrPausedWait is returned when the Deployment is paused while waiting:
 // it would never finish.
 var ErrPausedWait = errors.New("deployment is paused")
 
-// Wait blocks until the rollout of d is complete, fails, or ctx ends (the
-// caller sets the timeout). It watches the Deployment and its pods instead
-// of polling, so it reacts within one event of a change, and fails fast on a
-// new pod stuck in ImagePullBackOff, CrashLoopBackOff and the like.
-// progress, if not nil, gets each new kubectl-style status message.
-func Wait(ctx context.Context, c kubernetes.Interface, namespace, name string, progress func(string)) (*appsv1.Deployment, error) {
-	w := &waiter{c: c, ns: namespace, name: name, progress: progress}
+// DefaultGrace is how long a pod may show ErrImagePull (without reaching
+// ImagePullBackOff) or CreateContainerConfigError before it counts. Both
+// are often transient: the kubelet retries a pull that hit a registry
+// hiccup, and a Secret or ConfigMap applied a few seconds after the
+// Deployment (a kustomization's order) lets the container start.
+const DefaultGrace = 30 * time.Second
+
+// WaitOptions tune Wait.
+type WaitOptions struct {
+	// Template is the pod template the caller's patch produced. When set,
+	// the wait is for that revision only, as `kubectl rollout status
+	// --revision` is: if the Deployment's template changes, it ends with a
+	// *SupersededError instead of judging someone else's rollout.
+	Template *corev1.PodTemplateSpec
+	// Container names the container whose image a SupersededError reports.
+	Container string
+	// Grace overrides DefaultGrace (tests).
+	Grace time.Duration
+	// Progress, if not nil, gets each new kubectl-style status message.
+	Progress func(string)
+}
+
+// Wait blocks until the rollout of the Deployment is complete, fails, or
+// ctx ends (the caller sets the timeout). It watches the Deployment and its
+// pods instead of polling, so it reacts within one event of a change, and
+// fails fast on a new pod stuck in ImagePullBackOff, CrashLoopBackOff and
+// the like.
+//
+// API errors and broken watches are not verdicts: like client-go's
+// UntilWithSync, it lists and watches again, with a backoff, until ctx
+// ends; if it ends while the API was failing, the error is an
+// *UnobservedError. RBAC refusals, a deleted Deployment and refused
+// credentials end the wait at once.
+func Wait(ctx context.Context, c kubernetes.Interface, namespace, name string, o WaitOptions) (*appsv1.Deployment, error) {
+	if o.Grace <= 0 {
+		o.Grace = DefaultGrace
+	}
+	w := &waiter{c: c, ns: namespace, name: name, o: o, seen: map[string]seenProblem{}, pods: map[string]*corev1.Pod{}}
+	backoff := retryBackoff{min: 200 * time.Millisecond, max: 5 * time.Second}
+	var lastAPIErr error
 	for {
 		done, err := w.round(ctx)
-		if done || err != nil {
+		if done {
+			return w.d, nil
+		}
+		if err == nil { // the watches ended: list again at once
+			lastAPIErr = nil
+			continue
+		}
+		if ctx.Err() != nil {
+			if lastAPIErr != nil {
+				return w.d, &UnobservedError{Err: lastAPIErr}
+			}
+			return w.d, ctx.Err()
+		}
+		if !retryable(err) {
 			return w.d, err
 		}
+		lastAPIErr = err
+		if w.o.Progress != nil {
+			w.o.Progress("API error, retrying: " + err.Error())
+		}
+		select {
+		case <-ctx.Done():
+			return w.d, &UnobservedError{Err: lastAPIErr}
+		case <-time.After(backoff.next()):
+		}
 	}
+}
+
+// apiError marks an error of a request to the API server, as opposed to a
+// verdict on the rollout.
+type apiError struct{ err error }
+
+func (e *apiError) Error() string { return e.err.Error() }
+func (e *apiError) Unwrap() error { return e.err }
+
+// retryable: an API error that may pass. A refusal (RBAC, credentials) or a
+// missing Deployment will not pass by waiting.
+func retryable(err error) bool {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	return !apierrors.IsForbidden(err) && !apierrors.IsUnauthorized(err) && !apierrors.IsNotFound(err) && !apierrors.IsBadRequest(err)
+}
+
+type retryBackoff struct{ min, max, cur time.Duration }
+
+func (b *retryBackoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else if b.cur *= 2; b.cur > b.max {
+		b.cur = b.max
+	}
+	return b.cur
 }
 
 type waiter struct {
 	c        kubernetes.Interface
 	ns, name string
-	progress func(string)
+	o        WaitOptions
 
 	d       *appsv1.Deployment
 	newHash string // pod-template-hash of the new ReplicaSet, once known
 	lastMsg string
+	// pods are the latest copies of the Deployment's pods: a problem seen
+	// before the new ReplicaSet was known is judged once it is.
+	pods map[string]*corev1.Pod
+	// seen remembers, per pod, when a problem that needs a grace was first
+	// seen and the last pull error message (ImagePullBackOff's own message
+	// does not say why the pull failed).
+	seen map[string]seenProblem
+}
+
+type seenProblem struct {
+	reason  string
+	since   time.Time
+	pullMsg string
+}
+
+func wrapAPI(what string, err error) error {
+	return &apiError{fmt.Errorf("%s: %w", what, err)}
 }
 
 // round lists the current state, then watches from there until done or the
@@ -63,7 +205,10 @@ type waiter struct {
 func (w *waiter) round(ctx context.Context) (bool, error) {
 	d, err := w.c.AppsV1().Deployments(w.ns).Get(ctx, w.name, metav1.GetOptions{})
 	if err != nil {
-		return false, fmt.Errorf("deployment %s/%s: %w", w.ns, w.name, err)
+		if apierrors.IsNotFound(err) {
+			return false, fmt.Errorf("deployment %s/%s was deleted during the rollout", w.ns, w.name)
+		}
+		return false, wrapAPI(fmt.Sprintf("deployment %s/%s", w.ns, w.name), err)
 	}
 	if done, err := w.onDeployment(ctx, d); done || err != nil {
 		return done, err
@@ -74,10 +219,11 @@ func (w *waiter) round(ctx context.Context) (bool, error) {
 	}
 	pods, err := w.c.CoreV1().Pods(w.ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
 	if err != nil {
-		return false, err
+		return false, wrapAPI("list pods", err)
 	}
+	w.pods = map[string]*corev1.Pod{}
 	for i := range pods.Items {
-		if err := w.onPod(&pods.Items[i]); err != nil {
+		if err := w.onPod(ctx, &pods.Items[i]); err != nil {
 			return false, err
 		}
 	}
@@ -86,19 +232,35 @@ func (w *waiter) round(ctx context.Context) (bool, error) {
 		ResourceVersion: d.ResourceVersion,
 	})
 	if err != nil {
-		return false, err
+		return false, wrapAPI("watch deployment", err)
 	}
 	defer dw.Stop()
 	pw, err := w.c.CoreV1().Pods(w.ns).Watch(ctx, metav1.ListOptions{LabelSelector: sel.String(), ResourceVersion: pods.ResourceVersion})
 	if err != nil {
-		return false, err
+		return false, wrapAPI("watch pods", err)
 	}
 	defer pw.Stop()
 	for {
+		var graceC <-chan time.Time
+		var timer *time.Timer
+		if t := w.nextGraceEnd(); !t.IsZero() {
+			timer = time.NewTimer(time.Until(t))
+			graceC = timer.C
+		}
+		stop := func() {
+			if timer != nil {
+				timer.Stop()
+			}
+		}
 		select {
 		case <-ctx.Done():
+			stop()
 			return false, ctx.Err()
+		case <-graceC:
+			// A problem outlived its grace: list again, which judges it.
+			return false, nil
 		case ev, ok := <-dw.ResultChan():
+			stop()
 			if !ok || ev.Type == watch.Error {
 				return false, nil
 			}
@@ -111,11 +273,17 @@ func (w *waiter) round(ctx context.Context) (bool, error) {
 				}
 			}
 		case ev, ok := <-pw.ResultChan():
+			stop()
 			if !ok || ev.Type == watch.Error {
 				return false, nil
 			}
-			if p, ok := ev.Object.(*corev1.Pod); ok && ev.Type != watch.Deleted {
-				if err := w.onPod(p); err != nil {
+			if p, ok := ev.Object.(*corev1.Pod); ok {
+				if ev.Type == watch.Deleted {
+					delete(w.pods, p.Name)
+					delete(w.seen, p.Name)
+					continue
+				}
+				if err := w.onPod(ctx, p); err != nil {
 					return false, err
 				}
 			}
@@ -125,26 +293,37 @@ func (w *waiter) round(ctx context.Context) (bool, error) {
 
 func (w *waiter) onDeployment(ctx context.Context, d *appsv1.Deployment) (bool, error) {
 	w.d = d
+	if w.o.Template != nil && !EqualIgnoreHash(&d.Spec.Template, w.o.Template) {
+		img, _ := ContainerImage(&d.Spec.Template, w.o.Container)
+		return false, &SupersededError{Deployment: d.Namespace + "/" + d.Name, By: TemplateWriter(d, w.o.Container), Image: img}
+	}
 	st := Evaluate(d)
-	if st.Message != w.lastMsg && w.progress != nil {
-		w.progress(st.Message)
+	if st.Message != w.lastMsg && w.o.Progress != nil {
+		w.o.Progress(st.Message)
 	}
 	w.lastMsg = st.Message
 	switch st.State {
 	case Complete:
 		return true, nil
 	case Failed:
-		return false, &FailedError{Deployment: d.Name, Message: st.Message}
+		return false, &FailedError{Deployment: d.Name, Message: st.Message, Cause: CauseImage}
 	case Paused:
 		return false, fmt.Errorf("deployment %s/%s: %w", d.Namespace, d.Name, ErrPausedWait)
 	}
 	if w.newHash == "" && d.Status.ObservedGeneration >= d.Generation {
 		owned, err := ListOwned(ctx, w.c, d)
 		if err != nil {
-			return false, err
+			return false, wrapAPI("list replicasets", err)
 		}
 		if rs := Current(d, owned); rs != nil {
 			w.newHash = rs.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
+			// A pod stuck since before the new ReplicaSet was known sends
+			// no more events: judge it now.
+			for _, p := range w.pods {
+				if err := w.onPod(ctx, p); err != nil {
+					return false, err
+				}
+			}
 		}
 	}
 	return false, nil
@@ -152,12 +331,86 @@ func (w *waiter) onDeployment(ctx context.Context, d *appsv1.Deployment) (bool, 
 
 // onPod fails the wait when a pod of the new ReplicaSet cannot start. Pods
 // of old ReplicaSets are ignored: their trouble is not this rollout's.
-func (w *waiter) onPod(p *corev1.Pod) error {
+func (w *waiter) onPod(ctx context.Context, p *corev1.Pod) error {
+	w.pods[p.Name] = p
 	if w.newHash == "" || p.Labels[appsv1.DefaultDeploymentUniqueLabelKey] != w.newHash || p.DeletionTimestamp != nil {
 		return nil
 	}
-	if prob, bad := FatalProblem(p); bad {
-		return &FailedError{Deployment: w.name, Problem: &prob}
+	prob, ok := Problem(p)
+	if !ok {
+		delete(w.seen, p.Name)
+		return nil
 	}
-	return nil
+	s := w.seen[p.Name]
+	if prob.Reason == "ErrImagePull" {
+		s.pullMsg = prob.Message
+	}
+	if s.reason != prob.Reason {
+		s.reason, s.since = prob.Reason, time.Now()
+	}
+	w.seen[p.Name] = s
+	if NeedsGrace(prob.Reason) && time.Since(s.since) < w.o.Grace {
+		return nil
+	}
+	why := prob.Message
+	if prob.Reason == "ImagePullBackOff" {
+		why = s.pullMsg
+		if why == "" {
+			var err error
+			if why, err = w.lastPullFailure(ctx, p); err != nil {
+				// Unknown, so taken as passing (see Classify); the refusal
+				// shows in the error.
+				prob.Message += " (why the pull failed is unknown: events could not be read: " + err.Error() + ")"
+			}
+		}
+		if why != "" {
+			prob.Message = why
+		}
+	}
+	return &FailedError{Deployment: w.name, Problem: &prob, Cause: Classify(prob.Reason, why)}
+}
+
+// nextGraceEnd is when the earliest graced problem stops being forgiven.
+func (w *waiter) nextGraceEnd() time.Time {
+	var t time.Time
+	for _, s := range w.seen {
+		if NeedsGrace(s.reason) {
+			if end := s.since.Add(w.o.Grace); t.IsZero() || end.Before(t) {
+				t = end
+			}
+		}
+	}
+	return t
+}
+
+// lastPullFailure reads why the kubelet could not pull the pod's image from
+// its newest "Failed" event, as `kubectl describe pod` shows it; "" if there
+// is none.
+func (w *waiter) lastPullFailure(ctx context.Context, p *corev1.Pod) (string, error) {
+	sel := fields.Set{"involvedObject.name": p.Name, "involvedObject.uid": string(p.UID), "reason": "Failed"}.AsSelector()
+	evs, err := w.c.CoreV1().Events(w.ns).List(ctx, metav1.ListOptions{FieldSelector: sel.String()})
+	if err != nil {
+		return "", err
+	}
+	var best *corev1.Event
+	for i := range evs.Items {
+		e := &evs.Items[i]
+		if best == nil || eventTime(e).After(eventTime(best)) {
+			best = e
+		}
+	}
+	if best == nil {
+		return "", nil
+	}
+	return best.Message, nil
+}
+
+func eventTime(e *corev1.Event) time.Time {
+	if !e.LastTimestamp.IsZero() {
+		return e.LastTimestamp.Time
+	}
+	if !e.EventTime.IsZero() {
+		return e.EventTime.Time
+	}
+	return e.CreationTimestamp.Time
 }

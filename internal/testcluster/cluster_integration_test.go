@@ -26,7 +26,7 @@ func TestDeploymentRollsOutAndSetImageCompletes(t *testing.T) {
 	e := kubetest.New(t)
 	ctx := context.Background()
 	e.CreateDeployment(kubetest.Deployment{Name: "web", Image: "ghcr.io/acme/web:v1", Replicas: 3})
-	d, err := rollout.Wait(ctx, e.Kube, e.Namespace, "web", nil)
+	d, err := rollout.Wait(ctx, e.Kube, e.Namespace, "web", rollout.WaitOptions{})
 	if err != nil {
 		t.Fatalf("first rollout: %v", err)
 	}
@@ -36,7 +36,7 @@ func TestDeploymentRollsOutAndSetImageCompletes(t *testing.T) {
 	if _, err := rollout.SetImage(ctx, e.Kube, d, "web", "ghcr.io/acme/web:v2", nil, false); err != nil {
 		t.Fatal(err)
 	}
-	d, err = rollout.Wait(ctx, e.Kube, e.Namespace, "web", nil)
+	d, err = rollout.Wait(ctx, e.Kube, e.Namespace, "web", rollout.WaitOptions{})
 	if err != nil {
 		t.Fatalf("second rollout: %v", err)
 	}
@@ -64,9 +64,11 @@ func TestKWOKFailurePatterns(t *testing.T) {
 		tag    string
 		reason string // waiting reason the pod must reach; "" for unready
 		event  string // Warning event reason
+		cause  rollout.Cause
 	}{
-		{tag: "fail-404", reason: "ImagePullBackOff", event: "Failed"},
-		{tag: "crash-1", reason: "CrashLoopBackOff", event: "BackOff"},
+		{tag: "fail-404", reason: "ImagePullBackOff", event: "Failed", cause: rollout.CauseImage},
+		{tag: "flaky-503", reason: "ImagePullBackOff", event: "Failed", cause: rollout.CauseRegistry},
+		{tag: "crash-1", reason: "CrashLoopBackOff", event: "BackOff", cause: rollout.CauseImage},
 		{tag: "unready-1"},
 	}
 	for _, tt := range tests {
@@ -93,7 +95,7 @@ func TestKWOKFailurePatterns(t *testing.T) {
 				t.Fatalf("pod %s is Ready, want never Ready", pod.Name)
 			}
 			if tt.reason != "" {
-				if p, bad := rollout.FatalProblem(&pod); !bad || p.Reason != tt.reason {
+				if p, bad := rollout.Problem(&pod); !bad || p.Reason != tt.reason {
 					t.Fatalf("FatalProblem = %+v, %v; want %s", p, bad, tt.reason)
 				}
 			}
@@ -122,10 +124,13 @@ func TestKWOKFailurePatterns(t *testing.T) {
 				// And the rollout waiter fails fast on it, naming pod and reason.
 				wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 				defer cancel()
-				_, err := rollout.Wait(wctx, e.Kube, e.Namespace, name, nil)
+				_, err := rollout.Wait(wctx, e.Kube, e.Namespace, name, rollout.WaitOptions{})
 				var fe *rollout.FailedError
 				if !errors.As(err, &fe) || fe.Problem == nil || fe.Problem.Pod != pod.Name {
 					t.Fatalf("Wait = %v, want a FailedError naming pod %s", err, pod.Name)
+				}
+				if fe.Cause != tt.cause {
+					t.Errorf("cause = %s, want %s (%v)", fe.Cause, tt.cause, err)
 				}
 			}
 		})

@@ -1,0 +1,340 @@
+//go:build integration
+
+package deploy_test
+
+import (
+	"context"
+
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/deploy"
+	"github.com/autodeploy-dev/autodeploy/internal/fluxsim"
+	"github.com/autodeploy-dev/autodeploy/internal/kubetest"
+	"github.com/autodeploy-dev/autodeploy/internal/rollout"
+	"github.com/autodeploy-dev/autodeploy/internal/runlog"
+)
+
+// The tests of this file put other writers next to a run, as an on-call
+// engineer meets them: a hold, kubectl, a restarting API server, a
+// registry outage, a slow rollout. Each change is made from the run's own
+// progress callback, i.e. at a known step of the run, never after a sleep.
+
+// onFirst calls fn once, the first time a progress message of svc starts
+// with prefix.
+func onFirst(svc, prefix string, fn func()) func(string, string) {
+	var once sync.Once
+	return func(s, msg string) {
+		if s == svc && strings.HasPrefix(msg, prefix) {
+			once.Do(fn)
+		}
+	}
+}
+
+// A hold placed while the run waits on another service's rollout stops
+// the run from deploying the held service: the run reads each Deployment
+// again right before acting on it.
+func TestRunHonoursAHoldPlacedDuringTheRun(t *testing.T) {
+	e := kubetest.New(t)
+	f := newFixture(t, e, fluxsim.V1, []svcSpec{
+		{name: "first", image: reg + "first:sha-1111111"},
+		{name: "second", image: reg + "second:sha-1111111"},
+	}, "")
+	f.refl.Push("first", reg+"first:sha-2222222")
+	f.refl.Push("second", reg+"second:sha-2222222")
+	second, _ := lookup(f.cfg, "second")
+	m := &deploy.Manager{Kube: e.Kube, Dynamic: e.Dynamic, Log: runlog.Discard(), Now: time.Now, By: "alice@bastion"}
+	r := f.runner()
+	r.Progress = onFirst("first", "Waiting for", func() {
+		if _, err := m.Hold(context.Background(), second, "incident 42"); err != nil {
+			t.Errorf("hold: %v", err)
+		}
+	})
+	res, err := r.Run(context.Background(), "test", deploy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOutcome(t, res, "first", deploy.OutcomeDeployed)
+	s := wantOutcome(t, res, "second", deploy.OutcomeSkipped)
+	if !s.Held || !strings.Contains(s.Reason, "held by alice@bastion") || !strings.Contains(s.Reason, "incident 42") {
+		t.Errorf("second: %+v", s.Decision)
+	}
+	if img := kubetest.Image(e.GetDeployment("second")); img != reg+"second:sha-1111111" {
+		t.Fatalf("the held service was deployed: %s", img)
+	}
+}
+
+// kubectl set image during autodeploy's rollout: the run does not claim
+// the person's rollout, does not roll it back, and remembers nothing as
+// failed, whether their image is good or broken.
+func TestRunLeavesSomeoneElsesRolloutAlone(t *testing.T) {
+	for _, theirs := range []string{"sha-hotfix1", "fail-hotfix1"} {
+		t.Run(theirs, func(t *testing.T) {
+			e := kubetest.New(t)
+			f := newFixture(t, e, fluxsim.V1, []svcSpec{{name: "api", image: reg + "api:sha-1111111", replicas: 2}}, "")
+			f.refl.Push("api", reg+"api:sha-2222222")
+			r := f.runner()
+			r.Progress = onFirst("api", "Waiting for", func() { kubectlSetImage(t, e, "api", reg+"api:"+theirs) })
+			res, err := r.Run(context.Background(), "test", deploy.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := wantOutcome(t, res, "api", deploy.OutcomeSuperseded)
+			if !strings.Contains(s.Error, "kubectl-set") || !strings.Contains(s.Error, theirs) {
+				t.Errorf("error = %q, want it to name kubectl-set and their image", s.Error)
+			}
+			d := e.GetDeployment("api")
+			if img := kubetest.Image(d); img != reg+"api:"+theirs {
+				t.Fatalf("image = %s: autodeploy overwrote the person's change", img)
+			}
+			for _, k := range []string{deploy.AnnFailedImage, deploy.AnnVerified, deploy.AnnDeployedImage, deploy.AnnRetry} {
+				if v, ok := d.Annotations[k]; ok {
+					t.Errorf("annotation %s = %s left on a Deployment autodeploy no longer rolls out", k, v)
+				}
+			}
+			if log := f.log.String(); strings.Contains(log, `msg="rollback started"`) || !strings.Contains(log, "superseded") {
+				t.Errorf("log:\n%s", log)
+			}
+		})
+	}
+}
+
+// kubectlSetImage changes the image as `kubectl set image` does: a
+// strategic merge patch by the field manager kubectl-set.
+func kubectlSetImage(t *testing.T, e *kubetest.Env, name, img string) {
+	t.Helper()
+	patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":%q,"image":%q}]}}}}`, name, img)
+	if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(context.Background(), name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: "kubectl-set"}); err != nil {
+		t.Errorf("kubectl set image: %v", err)
+	}
+}
+
+// A kube-apiserver restart during the wait (connections cut, then refused
+// for a while) is not a verdict: the run keeps watching once the API is
+// back, and the rollout that finished meanwhile is deployed, not rolled
+// back.
+func TestRunSurvivesAnAPIServerRestart(t *testing.T) {
+	e := kubetest.New(t)
+	f := newFixture(t, e, fluxsim.V1, []svcSpec{{name: "api", image: reg + "api:sha-1111111", replicas: 2}}, "")
+	f.refl.Push("api", reg+"api:sha-2222222")
+
+	px := newRestartingProxy(t, e.Config.Host)
+	cfg := rest.CopyConfig(e.Config)
+	cfg.Host = "https://" + px.addr
+	if cfg.TLSClientConfig.ServerName == "" {
+		cfg.TLSClientConfig.ServerName = "127.0.0.1"
+	}
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := f.runner()
+	r.Kube, r.Dynamic = kc, dc
+	// The outage lasts as long as a kube-apiserver restart takes on a small
+	// host: a model of the fault, not a synchronisation (any outage shorter
+	// than rolloutTimeout must end the same way).
+	const outage = 2 * time.Second
+	var mu sync.Mutex
+	retries := 0
+	r.Progress = func(svc, msg string) {
+		switch {
+		case svc == "api" && strings.HasPrefix(msg, "Waiting for") && !px.wasDown():
+			px.down()
+			time.AfterFunc(outage, px.up)
+		case strings.HasPrefix(msg, "API error, retrying"):
+			mu.Lock()
+			retries++
+			mu.Unlock()
+		}
+	}
+	res, err := r.Run(context.Background(), "test", deploy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !px.wasDown() {
+		t.Fatal("the API server was not restarted during the wait")
+	}
+	wantOutcome(t, res, "api", deploy.OutcomeDeployed)
+	d := e.GetDeployment("api")
+	if img := kubetest.Image(d); img != reg+"api:sha-2222222" {
+		t.Fatalf("image = %s", img)
+	}
+	if _, ok := deploy.ParseFailedImage(d.Annotations); ok || d.Annotations[deploy.AnnVerified] != "true" {
+		t.Errorf("annotations = %v", d.Annotations)
+	}
+	if mu.Lock(); retries == 0 {
+		t.Error("the run never met the outage")
+	}
+	mu.Unlock()
+}
+
+// restartingProxy stands between autodeploy and the API server on
+// loopback. down() is what clients see of a kube-apiserver restart: every
+// open connection (HTTP/2 carries all requests and watches on one) is
+// cut, and new ones are refused until up().
+type restartingProxy struct {
+	t        *testing.T
+	addr     string
+	upstream string
+	mu       sync.Mutex
+	ln       net.Listener
+	conns    map[net.Conn]bool
+	went     bool
+}
+
+func newRestartingProxy(t *testing.T, upstreamURL string) *restartingProxy {
+	t.Helper()
+	up := strings.TrimPrefix(strings.TrimPrefix(upstreamURL, "https://"), "http://")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &restartingProxy{t: t, addr: ln.Addr().String(), upstream: up, conns: map[net.Conn]bool{}}
+	p.serve(ln)
+	t.Cleanup(func() { p.down() })
+	return p
+}
+
+func (p *restartingProxy) serve(ln net.Listener) {
+	p.ln = ln
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", p.upstream)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns[c], p.conns[u] = true, true
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(u, c); u.Close(); c.Close() }()
+			go func() { _, _ = io.Copy(c, u); u.Close(); c.Close() }()
+		}
+	}()
+}
+
+func (p *restartingProxy) down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.went = true
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		c.Close()
+	}
+	p.conns = map[net.Conn]bool{}
+}
+
+func (p *restartingProxy) up() {
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		p.t.Errorf("proxy up: %v", err)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.serve(ln)
+}
+
+func (p *restartingProxy) wasDown() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.went
+}
+
+// A registry outage (the pull fails with 503) is the registry's fault, not
+// the image's: the run rolls back, but does not remember the image as
+// failed; the next run within the backoff skips it with the reason, and a
+// run after it tries the image again (the seed's "Panne temporaire
+// registry : retry automatique au prochain cycle").
+func TestRunRetriesAnImageAfterARegistryOutage(t *testing.T) {
+	e := kubetest.New(t)
+	f := newFixture(t, e, fluxsim.V1, []svcSpec{{name: "api", image: reg + "api:sha-1111111"}}, "")
+	img := reg + "api:flaky-2222222"
+	f.refl.Push("api", img)
+	s := wantOutcome(t, f.run(t, deploy.Options{}), "api", deploy.OutcomeRolledBack)
+	if !strings.Contains(s.Error, "503 Service Unavailable") || !strings.Contains(s.Error, "tried again") {
+		t.Errorf("error = %q", s.Error)
+	}
+	d := e.GetDeployment("api")
+	if _, ok := deploy.ParseFailedImage(d.Annotations); ok {
+		t.Fatalf("a registry outage marked the image as failed: %v", d.Annotations)
+	}
+	rt, ok := deploy.ParseRetry(d.Annotations)
+	if !ok || rt.Image != img || rt.Attempts != 1 || rt.Cause != string(rollout.CauseRegistry) {
+		t.Fatalf("retry mark = %+v (%v)", rt, d.Annotations)
+	}
+	if img := kubetest.Image(d); img != reg+"api:sha-1111111" {
+		t.Fatalf("not rolled back: %s", img)
+	}
+
+	// The next cron run, within the backoff: skipped, with the reason.
+	s = wantOutcome(t, f.run(t, deploy.Options{NoReconcile: true}), "api", deploy.OutcomeSkipped)
+	if !strings.Contains(s.Reason, "trying again after") {
+		t.Errorf("reason = %q", s.Reason)
+	}
+	// A run after the backoff tries again; still down, the interval grows.
+	r := f.runner()
+	r.Now = func() time.Time { return time.Now().Add(deploy.RetryBase) }
+	res, err := r.Run(context.Background(), "later", deploy.Options{NoReconcile: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOutcome(t, res, "api", deploy.OutcomeRolledBack)
+	rt2, _ := deploy.ParseRetry(e.GetDeployment("api").Annotations)
+	if rt2.Attempts != 2 || rt2.After.Sub(rt.After) < deploy.RetryBase+deploy.RetryBase/2 {
+		t.Errorf("second retry mark = %+v, first %+v: want attempts 2 and a longer interval", rt2, rt)
+	}
+}
+
+// The run's budget running out during a slow but healthy rollout is no
+// verdict: the service is left unverified for the next run, not rolled
+// back, not remembered as failed.
+func TestRunBudgetSpentLeavesUnverified(t *testing.T) {
+	e := kubetest.New(t)
+	f := newFixture(t, e, fluxsim.V1, []svcSpec{{name: "api", image: reg + "api:sha-1111111"}}, "")
+	f.cfg.RunTimeout = 2 * time.Second
+	f.refl.Push("api", reg+"api:unready-2222222") // never Ready: the rollout outlasts the budget
+	s := wantOutcome(t, f.run(t, deploy.Options{}), "api", deploy.OutcomeUnverified)
+	if !strings.Contains(s.Error, "budget") {
+		t.Errorf("error = %q", s.Error)
+	}
+	d := e.GetDeployment("api")
+	if img := kubetest.Image(d); img != reg+"api:unready-2222222" {
+		t.Fatalf("image = %s: rolled back on a spent budget", img)
+	}
+	if _, ok := deploy.ParseFailedImage(d.Annotations); ok || d.Annotations[deploy.AnnVerified] != "false" {
+		t.Fatalf("annotations = %v: want unverified, not failed", d.Annotations)
+	}
+}
+
+func lookup(cfg *config.Config, name string) (config.Service, bool) {
+	for _, s := range cfg.Services {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return config.Service{}, false
+}
