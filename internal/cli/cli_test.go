@@ -82,6 +82,13 @@ func TestExitCodes(t *testing.T) {
 		{name: "unreachable cluster", args: []string{"run", "--config", cfg, "--kubeconfig", kc}, code: ExitUnreachable, errPart: "cannot reach the Kubernetes API at https://127.0.0.1:1 (kubeconfig " + kc + ")"},
 		{name: "missing kubeconfig", args: []string{"run", "--config", cfg, "--kubeconfig", "/nonexistent/kubeconfig"}, code: ExitUnreachable, errPart: "/nonexistent/kubeconfig"},
 		{name: "rollback needs a service", args: []string{"rollback"}, code: ExitUsage, errPart: "takes exactly one service name"},
+		// Every command maps an unreachable cluster to 3, with one line
+		// naming the server and the kubeconfig.
+		{name: "rollback unreachable", args: []string{"rollback", "api", "--config", cfg, "--kubeconfig", kc}, code: ExitUnreachable, errPart: "cannot reach the Kubernetes API at https://127.0.0.1:1"},
+		{name: "hold unreachable", args: []string{"hold", "api", "--reason", "x", "--config", cfg, "--kubeconfig", kc}, code: ExitUnreachable, errPart: "cannot reach the Kubernetes API at https://127.0.0.1:1"},
+		{name: "resume unreachable", args: []string{"resume", "api", "--config", cfg, "--kubeconfig", kc}, code: ExitUnreachable, errPart: "cannot reach the Kubernetes API at https://127.0.0.1:1"},
+		{name: "history unreachable", args: []string{"history", "api", "--config", cfg, "--kubeconfig", kc}, code: ExitUnreachable, errPart: "cannot reach the Kubernetes API at https://127.0.0.1:1"},
+		{name: "status unreachable", args: []string{"status", "--config", cfg, "--kubeconfig", kc}, code: ExitUnreachable, errPart: "cannot reach the Kubernetes API at https://127.0.0.1:1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"github.com/fatih/color"
 	"github.com/spf13/cobra"
 	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
@@ -28,8 +29,33 @@ type Revision struct {
 	ReplicaSet  string    `json:"replicaSet"`
 }
 
-func newCmdHistory(f *Factory) *cobra.Command {
-	var output string
+// HistoryOptions are the inputs of `autodeploy history`.
+type HistoryOptions struct {
+	Service string
+	Output  string
+
+	f *Factory
+}
+
+// Complete fills what the arguments give.
+func (o *HistoryOptions) Complete(f *Factory, args []string) error {
+	o.f, o.Service = f, args[0]
+	return nil
+}
+
+// Validate checks the inputs before anything is read.
+func (o *HistoryOptions) Validate() error {
+	if err := validServiceArg(o.Service); err != nil {
+		return err
+	}
+	if o.Output != "" && o.Output != "json" {
+		return &flagError{fmt.Errorf("invalid --output %q: only json is supported", o.Output)}
+	}
+	return nil
+}
+
+func newCmdHistory(f *Factory, runF func(context.Context, *HistoryOptions) error) *cobra.Command {
+	o := &HistoryOptions{}
 	cmd := &cobra.Command{
 		Use:   "history <service>",
 		Short: "List a service's revisions as 'kubectl rollout history' sees them",
@@ -40,22 +66,30 @@ as failed. 'autodeploy rollback <service> --to-revision N' restores one.`,
 		Args:              exactArgs(1, "exactly one service name"),
 		ValidArgsFunction: serviceCompletion(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "" && output != "json" {
-				return &flagError{fmt.Errorf("invalid --output %q: only json is supported", output)}
+			if err := o.Complete(f, args); err != nil {
+				return err
 			}
-			return runHistory(cmd.Context(), f, args[0], output)
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(cmd.Context(), o)
+			}
+			return o.Run(cmd.Context())
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "json")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "json")
 	return cmd
 }
 
-func runHistory(ctx context.Context, f *Factory, name, output string) error {
+// Run prints the revisions.
+func (o *HistoryOptions) Run(ctx context.Context) error {
+	f, output := o.f, o.Output
 	cfg, err := f.Config()
 	if err != nil {
 		return err
 	}
-	s, err := lookupService(cfg, name)
+	s, err := lookupService(cfg, o.Service)
 	if err != nil {
 		return err
 	}
@@ -64,8 +98,11 @@ func runHistory(ctx context.Context, f *Factory, name, output string) error {
 		return err
 	}
 	d, err := clients.Kube.AppsV1().Deployments(s.Namespace).Get(ctx, s.Deployment, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return withCode(ExitServiceProblem, &deploy.ErrNotFound{Namespace: s.Namespace, Name: s.Deployment})
+	}
 	if err != nil {
-		return withCode(ExitServiceProblem, clients.Classify(fmt.Errorf("deployment %s/%s: %w", s.Namespace, s.Deployment, err)))
+		return clients.Classify(fmt.Errorf("deployment %s/%s: %w", s.Namespace, s.Deployment, err))
 	}
 	owned, err := rollout.ListOwned(ctx, clients.Kube, d)
 	if err != nil {

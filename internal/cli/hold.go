@@ -3,14 +3,40 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
 )
 
-func newCmdHold(f *Factory) *cobra.Command {
-	var reason string
+// HoldOptions are the inputs of `autodeploy hold`.
+type HoldOptions struct {
+	Service string
+	Reason  string
+
+	f *Factory
+}
+
+// Complete fills what the arguments give.
+func (o *HoldOptions) Complete(f *Factory, args []string) error {
+	o.f, o.Service = f, args[0]
+	return nil
+}
+
+// Validate checks the inputs before anything is read or changed.
+func (o *HoldOptions) Validate() error {
+	if err := validServiceArg(o.Service); err != nil {
+		return err
+	}
+	if strings.TrimSpace(o.Reason) == "" {
+		return &flagError{fmt.Errorf("--reason is required and must not be blank: it is shown to whoever wonders why %s is not deployed", o.Service)}
+	}
+	return nil
+}
+
+func newCmdHold(f *Factory, runF func(context.Context, *HoldOptions) error) *cobra.Command {
+	o := &HoldOptions{}
 	cmd := &cobra.Command{
 		Use:   "hold <service> --reason TEXT",
 		Short: "Freeze a service: runs skip it until 'autodeploy resume'",
@@ -23,66 +49,101 @@ rolled back if it fails).`,
 		Args:              exactArgs(1, "exactly one service name"),
 		ValidArgsFunction: serviceCompletion(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if reason == "" {
-				return &flagError{fmt.Errorf("--reason is required: it is shown to whoever wonders why %s is not deployed", args[0])}
+			if err := o.Complete(f, args); err != nil {
+				return err
 			}
-			return runHold(cmd.Context(), f, args[0], reason)
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(cmd.Context(), o)
+			}
+			return o.Run(cmd.Context())
 		},
 	}
-	cmd.Flags().StringVar(&reason, "reason", "", "why the service is held (required)")
+	cmd.Flags().StringVar(&o.Reason, "reason", "", "why the service is held (required)")
 	return cmd
 }
 
-func runHold(ctx context.Context, f *Factory, name, reason string) error {
-	m, s, cfg, cleanup, err := manager(f, name, "hold")
+// Run places the hold.
+func (o *HoldOptions) Run(ctx context.Context) error {
+	sess, err := openSession(o.f, o.Service, "hold")
 	if err != nil {
 		return err
 	}
-	defer cleanup()
-	h, err := m.Hold(ctx, s, reason)
+	defer sess.close()
+	h, err := sess.m.Hold(ctx, sess.s, o.Reason)
 	if err != nil {
-		return err
+		return sess.classify(err)
 	}
-	fmt.Fprintf(f.IO.Out, "%s held by %s: %s\n", s.Name, h.By, h.Reason)
-	if held, holder := lock.Held(cfg.LockFile); held {
-		fmt.Fprintf(f.IO.ErrOut, "note: a run is in progress (pid %d): it will not start a rollout of %s; one already under way is seen through\n", holder.Pid, s.Name)
+	fmt.Fprintf(o.f.IO.Out, "%s held by %s: %s\n", sess.s.Name, h.By, h.Reason)
+	if held, holder := lock.Held(sess.cfg.LockFile); held {
+		fmt.Fprintf(o.f.IO.ErrOut, "note: a run is in progress (pid %d): it will not start a rollout of %s; one already under way is seen through\n", holder.Pid, sess.s.Name)
 	}
 	return nil
 }
 
-func newCmdResume(f *Factory) *cobra.Command {
-	var forget bool
+// ResumeOptions are the inputs of `autodeploy resume`.
+type ResumeOptions struct {
+	Service      string
+	ForgetFailed bool
+
+	f *Factory
+}
+
+// Complete fills what the arguments give.
+func (o *ResumeOptions) Complete(f *Factory, args []string) error {
+	o.f, o.Service = f, args[0]
+	return nil
+}
+
+// Validate checks the inputs before anything is read or changed.
+func (o *ResumeOptions) Validate() error { return validServiceArg(o.Service) }
+
+func newCmdResume(f *Factory, runF func(context.Context, *ResumeOptions) error) *cobra.Command {
+	o := &ResumeOptions{}
 	cmd := &cobra.Command{
 		Use:   "resume <service>",
 		Short: "Release a hold (and resume the Flux Kustomization a rollback suspended)",
 		Long: `Release a service held by 'hold' or 'rollback': the next run deploys the
 policy's image again, unless it is the image remembered as failed; with
---forget-failed that memory is cleared too.`,
+--forget-failed that memory is cleared too (and a pending retry after a
+registry failure, so the next run tries the image at once).`,
 		Args:              exactArgs(1, "exactly one service name"),
 		ValidArgsFunction: serviceCompletion(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runResume(cmd.Context(), f, args[0], forget)
+			if err := o.Complete(f, args); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(cmd.Context(), o)
+			}
+			return o.Run(cmd.Context())
 		},
 	}
-	cmd.Flags().BoolVar(&forget, "forget-failed", false, "also forget the image remembered as failed, so runs may deploy it again")
+	cmd.Flags().BoolVar(&o.ForgetFailed, "forget-failed", false, "also forget the image remembered as failed (or to be retried), so runs may deploy it again")
 	return cmd
 }
 
-func runResume(ctx context.Context, f *Factory, name string, forget bool) error {
-	m, s, _, cleanup, err := manager(f, name, "resume")
+// Run releases the hold.
+func (o *ResumeOptions) Run(ctx context.Context) error {
+	sess, err := openSession(o.f, o.Service, "resume")
 	if err != nil {
 		return err
 	}
-	defer cleanup()
-	res, err := m.Resume(ctx, s, forget)
+	defer sess.close()
+	res, err := sess.m.Resume(ctx, sess.s, o.ForgetFailed)
 	if err != nil {
-		return err
+		return sess.classify(err)
 	}
-	out := f.IO.Out
+	out, name := o.f.IO.Out, sess.s.Name
 	if res.WasHeld {
-		fmt.Fprintf(out, "%s resumed (was held by %s: %s)\n", s.Name, res.Hold.By, res.Hold.Reason)
+		fmt.Fprintf(out, "%s resumed (was held by %s: %s)\n", name, res.Hold.By, res.Hold.Reason)
 	} else {
-		fmt.Fprintf(out, "%s was not held\n", s.Name)
+		fmt.Fprintf(out, "%s was not held\n", name)
 	}
 	if res.Resumed != "" {
 		fmt.Fprintf(out, "  Flux Kustomization %s resumed\n", res.Resumed)
@@ -92,6 +153,14 @@ func runResume(ctx context.Context, f *Factory, name string, forget bool) error 
 	}
 	if res.StillFailed != "" {
 		fmt.Fprintf(out, "  %s is still remembered as failed: runs skip it until the policy moves on (--forget-failed clears it)\n", res.StillFailed)
+	}
+	return nil
+}
+
+// validServiceArg refuses a blank service name before the config is read.
+func validServiceArg(name string) error {
+	if strings.TrimSpace(name) == "" {
+		return &flagError{fmt.Errorf("the service name must not be blank")}
 	}
 	return nil
 }

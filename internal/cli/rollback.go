@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"strings"
 	"time"
 
 	"github.com/fatih/color"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
+	"github.com/autodeploy-dev/autodeploy/internal/kube"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/notify"
 	"github.com/autodeploy-dev/autodeploy/internal/runlog"
@@ -26,15 +28,22 @@ type RollbackOptions struct {
 	SuspendFlux bool
 	Reason      string
 	LockTimeout time.Duration
+
+	f         *Factory
+	reasonSet bool
 }
 
 const rollbackLong = `Roll a service back to its previous revision, as 'kubectl rollout undo' does,
 and hold it so that the next runs do not deploy it again.
 
 The target is the previous revision among the ReplicaSets the Deployment
-controls, or --to-revision N. The whole pod template of that revision is
-restored (every container, env and volume, not only the image). A paused
-Deployment is refused; a template that already matches is left alone.
+controls (kubectl's choice: the second-highest revision), or --to-revision N.
+The whole pod template of that revision is restored (every container, env and
+volume, not only the image). A paused Deployment is refused; a template that
+already matches is left alone. Without --to-revision, a target that would put
+a known bad image back is refused: the image remembered as failed, or the one
+the current revision itself rolled back from (right after 'kubectl rollout
+undo').
 
 The rollback takes the same lock as 'run' (waiting up to --lock-timeout for a
 run in progress), waits for the rollout with the same rules, and runs the
@@ -45,7 +54,30 @@ If a Flux Kustomization manages the Deployment, its next reconcile puts the
 image from git back: --suspend-flux suspends that Kustomization too, and
 'resume' resumes it.`
 
-func newCmdRollback(f *Factory) *cobra.Command {
+// Complete fills what the arguments give.
+func (o *RollbackOptions) Complete(f *Factory, args []string) error {
+	o.f, o.Service = f, args[0]
+	return nil
+}
+
+// Validate checks the inputs before anything is read or changed.
+func (o *RollbackOptions) Validate() error {
+	if err := validServiceArg(o.Service); err != nil {
+		return err
+	}
+	if o.ToRevision < 0 {
+		return &flagError{fmt.Errorf("--to-revision must be a positive revision number, got %d", o.ToRevision)}
+	}
+	if o.LockTimeout < 0 {
+		return &flagError{fmt.Errorf("--lock-timeout must not be negative, got %s", o.LockTimeout)}
+	}
+	if o.reasonSet && strings.TrimSpace(o.Reason) == "" {
+		return &flagError{fmt.Errorf("--reason must not be blank: leave it out for %q", "manual rollback")}
+	}
+	return nil
+}
+
+func newCmdRollback(f *Factory, runF func(context.Context, *RollbackOptions) error) *cobra.Command {
 	o := &RollbackOptions{LockTimeout: 5 * time.Minute}
 	cmd := &cobra.Command{
 		Use:   "rollback <service>",
@@ -57,11 +89,17 @@ func newCmdRollback(f *Factory) *cobra.Command {
 		Args:              exactArgs(1, "exactly one service name"),
 		ValidArgsFunction: serviceCompletion(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Service = args[0]
-			if o.ToRevision < 0 {
-				return &flagError{fmt.Errorf("--to-revision must be a positive revision number, got %d", o.ToRevision)}
+			o.reasonSet = cmd.Flags().Changed("reason")
+			if err := o.Complete(f, args); err != nil {
+				return err
 			}
-			return runRollback(cmd.Context(), f, o)
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(cmd.Context(), o)
+			}
+			return o.Run(cmd.Context())
 		},
 	}
 	fl := cmd.Flags()
@@ -73,30 +111,50 @@ func newCmdRollback(f *Factory) *cobra.Command {
 	return cmd
 }
 
-// manager builds what rollback, hold and resume share: the config's
-// service, the clients, the log and who is acting.
-func manager(f *Factory, name, command string) (*deploy.Manager, config.Service, *config.Config, func(), error) {
+// session is what rollback, hold and resume share: the config's service,
+// the clients, the log and who is acting.
+type session struct {
+	m       *deploy.Manager
+	s       config.Service
+	cfg     *config.Config
+	clients *kube.Clients
+	log     *runlog.Log
+}
+
+func openSession(f *Factory, name, command string) (*session, error) {
 	cfg, err := f.Config()
 	if err != nil {
-		return nil, config.Service{}, nil, nil, err
+		return nil, err
 	}
 	s, err := lookupService(cfg, name)
 	if err != nil {
-		return nil, s, nil, nil, err
+		return nil, err
 	}
 	l, err := runlog.Open(cfg.Log, runlog.NewRunID(time.Now()), f.IO.Out)
 	if err != nil {
-		return nil, s, nil, nil, fmt.Errorf("refusing to %s: %w", command, err)
+		return nil, fmt.Errorf("refusing to %s: %w", command, err)
 	}
 	clients, err := f.Clients()
 	if err != nil {
 		l.Close()
-		return nil, s, nil, nil, err
+		return nil, err
 	}
 	log := l.With("cmd", command)
 	m := &deploy.Manager{Kube: clients.Kube, Dynamic: clients.Dynamic, Log: log, Now: time.Now, By: actor(f.Getenv), Notify: notify.New(cfg.Notify, log)}
-	cleanup := func() { l.Close() }
-	return m, s, cfg, cleanup, nil
+	return &session{m: m, s: s, cfg: cfg, clients: clients, log: l}, nil
+}
+
+func (s *session) close() { s.log.Close() }
+
+// classify maps an error of the Manager onto the exit-code table: a missing
+// Deployment is 7, an unreachable cluster or refused credentials 3 (one
+// line naming the server and kubeconfig), an RBAC refusal 9.
+func (s *session) classify(err error) error {
+	var nf *deploy.ErrNotFound
+	if errors.As(err, &nf) {
+		return withCode(ExitServiceProblem, err)
+	}
+	return s.clients.Classify(err)
 }
 
 // actor is user@host of whoever runs the command; through sudo, the user
@@ -112,20 +170,19 @@ func actor(getenv func(string) string) string {
 	return name + "@" + host
 }
 
-func runRollback(ctx context.Context, f *Factory, o *RollbackOptions) error {
-	m, s, cfg, cleanup, err := manager(f, o.Service, "rollback")
+// Run carries the rollback out.
+func (o *RollbackOptions) Run(ctx context.Context) error {
+	f := o.f
+	sess, err := openSession(f, o.Service, "rollback")
 	if err != nil {
 		return err
 	}
-	clients, err := f.Clients()
-	if err != nil {
-		return err
-	}
-	defer cleanup()
+	defer sess.close()
+	m, s := sess.m, sess.s
 	progress := progressPrinter(f.IO.ErrOut)
 	m.Progress = func(msg string) { progress("", msg) }
 	if !o.DryRun {
-		release, err := takeLock(ctx, f, cfg, clients, "autodeploy rollback "+o.Service+" by "+m.By, o.LockTimeout, func(h lock.Holder) {
+		release, err := takeLock(ctx, f, sess.cfg, sess.clients, "autodeploy rollback "+o.Service+" by "+m.By, o.LockTimeout, func(h lock.Holder) {
 			who := h.Command
 			if h.Pid != 0 {
 				who = fmt.Sprintf("pid %d", h.Pid)
@@ -139,15 +196,11 @@ func runRollback(ctx context.Context, f *Factory, o *RollbackOptions) error {
 	}
 	res, err := m.Rollback(ctx, s, deploy.RollbackOptions{ToRevision: o.ToRevision, DryRun: o.DryRun, SuspendFlux: o.SuspendFlux, Reason: o.Reason})
 	if err != nil {
-		var nf *deploy.ErrNotFound
 		var rf *deploy.RollbackFailedError
-		switch {
-		case errors.As(err, &rf):
+		if errors.As(err, &rf) {
 			return withCode(ExitRollbackFailed, err)
-		case errors.As(err, &nf):
-			return withCode(ExitServiceProblem, err)
 		}
-		return err // paused, no history: exit 1 with kubectl's message
+		return sess.classify(err) // paused, no history, refused target: exit 1 with the reason
 	}
 	out := f.IO.Out
 	switch {

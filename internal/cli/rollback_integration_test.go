@@ -249,3 +249,39 @@ func TestHoldAndResume(t *testing.T) {
 		t.Fatalf("run after resume: %+v", s.Services[0])
 	}
 }
+
+// `autodeploy rollback` right after `kubectl rollout undo` would undo the
+// undo: put back the bad image and remember the good one as failed. It is
+// refused, naming the fix; --to-revision goes ahead.
+func TestRollbackAfterKubectlUndoIsRefused(t *testing.T) {
+	e, _, cfg, _ := twoDeploys(t) // revisions: 1 sha-1, 2 sha-2, 3 sha-3
+	// kubectl rollout undo: sha-2's ReplicaSet comes back as revision 4.
+	d := e.GetDeployment("api")
+	if _, err := rollout.Undo(context.Background(), e.Kube, d, rollout.UndoOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if img := settled(t, e); img != reg+"api:sha-2" {
+		t.Fatalf("after kubectl undo: %s", img)
+	}
+	code, stdout, stderr := execute(t, nil, "rollback", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig)
+	if code != ExitError || !strings.Contains(stderr, "is itself a rollback") || !strings.Contains(stderr, "--to-revision") {
+		t.Fatalf("rollback: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	d = e.GetDeployment("api")
+	if img := kubetest.Image(d); img != reg+"api:sha-2" {
+		t.Fatalf("image = %s: the refused rollback changed the Deployment", img)
+	}
+	if _, held := deploy.ParseHold(d.Annotations); held {
+		t.Error("a refused rollback placed a hold")
+	}
+	if _, failed := deploy.ParseFailedImage(d.Annotations); failed {
+		t.Error("a refused rollback remembered an image as failed")
+	}
+	// The operator says which revision they want.
+	if code, stdout, stderr := execute(t, nil, "rollback", "api", "--to-revision", "1", "--config", cfg, "--kubeconfig", e.Kubeconfig); code != ExitOK {
+		t.Fatalf("rollback --to-revision 1: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if img := settled(t, e); img != reg+"api:sha-1" {
+		t.Fatalf("after --to-revision 1: %s", img)
+	}
+}

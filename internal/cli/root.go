@@ -127,10 +127,10 @@ and by hand: autodeploy status, autodeploy rollback <service>.`,
 	root.AddCommand(
 		newCmdRun(f, nil),
 		newCmdStatus(f),
-		newCmdRollback(f),
-		newCmdHold(f),
-		newCmdResume(f),
-		newCmdHistory(f),
+		newCmdRollback(f, nil),
+		newCmdHold(f, nil),
+		newCmdResume(f, nil),
+		newCmdHistory(f, nil),
 		newCmdManifests(f),
 		newCmdDoctor(f),
 		newCmdConfig(f),
@@ -171,7 +171,12 @@ func Main() ExitCode {
 // Execute runs args against the command tree and prints any error as one
 // line on ErrOut. Tests call it directly.
 func Execute(ctx context.Context, f *Factory, args []string) ExitCode {
-	root := NewRootCmd(f)
+	return executeRoot(ctx, f, NewRootCmd(f), args)
+}
+
+// executeRoot is Execute on a given command tree: tests swap a command for
+// one built with their runF.
+func executeRoot(ctx context.Context, f *Factory, root *cobra.Command, args []string) ExitCode {
 	root.SetArgs(args)
 	root.SetIn(f.IO.In)
 	root.SetOut(f.IO.Out)

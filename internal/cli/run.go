@@ -31,6 +31,27 @@ type RunOptions struct {
 	NoReconcile bool
 	Output      string
 	Services    []string
+
+	f *Factory
+}
+
+// Complete takes the factory; run has no arguments.
+func (o *RunOptions) Complete(f *Factory, _ []string) error {
+	o.f = f
+	return nil
+}
+
+// Validate checks the flags before the config or the cluster is read.
+func (o *RunOptions) Validate() error {
+	if o.Output != "" && o.Output != "json" {
+		return &flagError{fmt.Errorf("invalid --output %q: only json is supported", o.Output)}
+	}
+	for _, s := range o.Services {
+		if err := validServiceArg(s); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 const runLong = `Deploy the images Flux has detected, one service after another.
@@ -65,13 +86,16 @@ func newCmdRun(f *Factory, runF func(context.Context, *RunOptions) error) *cobra
 		Example: runExample,
 		Args:    exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.Output != "" && o.Output != "json" {
-				return &flagError{fmt.Errorf("invalid --output %q: only json is supported", o.Output)}
+			if err := o.Complete(f, args); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
 			}
 			if runF != nil {
 				return runF(cmd.Context(), o)
 			}
-			return runRun(cmd.Context(), f, o)
+			return o.Run(cmd.Context())
 		},
 	}
 	fl := cmd.Flags()
@@ -82,7 +106,9 @@ func newCmdRun(f *Factory, runF func(context.Context, *RunOptions) error) *cobra
 	return cmd
 }
 
-func runRun(ctx context.Context, f *Factory, o *RunOptions) error {
+// Run does one run.
+func (o *RunOptions) Run(ctx context.Context) error {
+	f := o.f
 	cfg, err := f.Config()
 	if err != nil {
 		return err

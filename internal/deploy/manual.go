@@ -127,6 +127,11 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 		h := Hold{By: m.By, Reason: reason, At: now, From: res.From, Kustomization: res.Kustomization}
 		ann[AnnHold] = mustJSON(h)
 	}
+	if o.ToRevision == 0 {
+		if err := m.refusePingPong(ctx, s, d, container); err != nil {
+			return res, err
+		}
+	}
 	undo, err := rollout.Undo(ctx, m.Kube, d, rollout.UndoOptions{ToRevision: o.ToRevision, Annotations: ann, DryRun: o.DryRun})
 	res.FromRevision, res.ToRevision, res.Skipped = undo.FromRevision, undo.ToRevision, undo.Skipped
 	if undo.Target != nil {
@@ -172,6 +177,34 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 	log.Info("rollback complete", "image", res.To, "revision", res.ToRevision)
 	m.Notify.Send(ctx, notify.Event{Kind: notify.Rollback, Level: "warning", Service: s.Name, Time: now, From: res.From, To: res.To, Reason: reason, By: m.By})
 	return res, nil
+}
+
+// refusePingPong refuses a rollback to the previous revision that would put
+// back an image known to be bad: the image autodeploy remembers as failed,
+// or the image the current revision itself rolled back from (a `kubectl
+// rollout undo` or an automatic rollback just ran: undoing it again would
+// restore what was undone, and remember the good image as failed).
+// --to-revision says the operator knows which revision they want.
+func (m *Manager) refusePingPong(ctx context.Context, s config.Service, d *appsv1.Deployment, container string) error {
+	owned, err := rollout.ListOwned(ctx, m.Kube, d)
+	if err != nil {
+		return err
+	}
+	target, err := rollout.PreviousRevision(d, owned)
+	if err != nil {
+		return nil // Undo reports it, as kubectl does
+	}
+	img, _ := rollout.ContainerImage(&target.Spec.Template, container)
+	rev := rollout.Revision(target)
+	if f, ok := ParseFailedImage(d.Annotations); ok && image.SameString(f.Image, img) {
+		return fmt.Errorf("refusing to roll %s back to revision %d: it runs %s, which autodeploy remembers as failed (%s); restore it anyway with --to-revision %d, or choose another revision from 'autodeploy history %s'",
+			s.Name, rev, img, truncate(f.Reason, 120), rev, s.Name)
+	}
+	if cur := rollout.Current(d, owned); cur != nil && cur.Annotations[rollout.RevisionHistoryAnnotation] != "" {
+		return fmt.Errorf("refusing to roll %s back to revision %d (%s): the current revision %d is itself a rollback, and undoing it would restore the image it rolled back from; give --to-revision N to choose (see 'autodeploy history %s')",
+			s.Name, rev, img, rollout.Revision(cur), s.Name)
+	}
+	return nil
 }
 
 func (m *Manager) health() func(ctx context.Context, h config.Health, image, tag string) error {

@@ -111,6 +111,12 @@ func pickRevision(d *appsv1.Deployment, owned []*appsv1.ReplicaSet, to int64) (*
 		}
 		return nil, fmt.Errorf("unable to find the specified revision %d of deployment %s/%s", to, d.Namespace, d.Name)
 	}
+	return PreviousRevision(d, owned)
+}
+
+// PreviousRevision is what `kubectl rollout undo` restores without
+// --to-revision.
+func PreviousRevision(d *appsv1.Deployment, owned []*appsv1.ReplicaSet) (*appsv1.ReplicaSet, error) {
 	// kubectl's choice (deploymentRevision in kubectl's polymorphichelpers):
 	// the second-highest revision among the ReplicaSets, whatever the
 	// Deployment's own annotation says. After a rollback the highest is the

@@ -1,0 +1,125 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// executeWith runs args with the named command replaced by one built with
+// a runF that records the completed, validated options instead of acting:
+// what each command accepts is tested without a cluster.
+func executeWith(t *testing.T, name string, build func(*Factory) *cobra.Command, args ...string) (ExitCode, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	f := NewFactory(IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}, func(string) string { return "" })
+	root := NewRootCmd(f)
+	for _, c := range root.Commands() {
+		if c.Name() == name {
+			root.RemoveCommand(c)
+		}
+	}
+	root.AddCommand(build(f))
+	code := executeRoot(context.Background(), f, root, args)
+	return code, errOut.String()
+}
+
+func TestCommandOptions(t *testing.T) {
+	var (
+		rb   *RollbackOptions
+		hold *HoldOptions
+		res  *ResumeOptions
+		hist *HistoryOptions
+		run  *RunOptions
+	)
+	rollbackCmd := func(f *Factory) *cobra.Command {
+		return newCmdRollback(f, func(_ context.Context, o *RollbackOptions) error { rb = o; return nil })
+	}
+	holdCmd := func(f *Factory) *cobra.Command {
+		return newCmdHold(f, func(_ context.Context, o *HoldOptions) error { hold = o; return nil })
+	}
+	resumeCmd := func(f *Factory) *cobra.Command {
+		return newCmdResume(f, func(_ context.Context, o *ResumeOptions) error { res = o; return nil })
+	}
+	historyCmd := func(f *Factory) *cobra.Command {
+		return newCmdHistory(f, func(_ context.Context, o *HistoryOptions) error { hist = o; return nil })
+	}
+	runCmd := func(f *Factory) *cobra.Command {
+		return newCmdRun(f, func(_ context.Context, o *RunOptions) error { run = o; return nil })
+	}
+	tests := []struct {
+		name    string
+		cmd     string
+		build   func(*Factory) *cobra.Command
+		args    []string
+		code    ExitCode
+		errPart string
+		check   func(t *testing.T)
+	}{
+		{name: "rollback defaults", cmd: "rollback", build: rollbackCmd, args: []string{"rollback", "api"}, check: func(t *testing.T) {
+			if rb.Service != "api" || rb.ToRevision != 0 || rb.LockTimeout != 5*time.Minute || rb.DryRun {
+				t.Errorf("options = %+v", rb)
+			}
+		}},
+		{name: "rollback flags", cmd: "rollback", build: rollbackCmd, args: []string{"rollback", "api", "--to-revision", "4", "--dry-run", "--reason", "500s", "--lock-timeout", "30s", "--suspend-flux"}, check: func(t *testing.T) {
+			if rb.ToRevision != 4 || !rb.DryRun || rb.Reason != "500s" || rb.LockTimeout != 30*time.Second || !rb.SuspendFlux {
+				t.Errorf("options = %+v", rb)
+			}
+		}},
+		{name: "rollback negative revision", cmd: "rollback", build: rollbackCmd, args: []string{"rollback", "api", "--to-revision", "-1"}, code: ExitUsage, errPart: "--to-revision must be a positive"},
+		{name: "rollback negative lock timeout", cmd: "rollback", build: rollbackCmd, args: []string{"rollback", "api", "--lock-timeout", "-1s"}, code: ExitUsage, errPart: "--lock-timeout must not be negative"},
+		{name: "rollback blank reason", cmd: "rollback", build: rollbackCmd, args: []string{"rollback", "api", "--reason", "  "}, code: ExitUsage, errPart: "--reason must not be blank"},
+		{name: "rollback blank service", cmd: "rollback", build: rollbackCmd, args: []string{"rollback", " "}, code: ExitUsage, errPart: "service name must not be blank"},
+		{name: "rollback bad revision", cmd: "rollback", build: rollbackCmd, args: []string{"rollback", "api", "--to-revision", "two"}, code: ExitUsage, errPart: "invalid argument"},
+		{name: "hold", cmd: "hold", build: holdCmd, args: []string{"hold", "api", "--reason", "incident 42"}, check: func(t *testing.T) {
+			if hold.Service != "api" || hold.Reason != "incident 42" {
+				t.Errorf("options = %+v", hold)
+			}
+		}},
+		{name: "hold without reason", cmd: "hold", build: holdCmd, args: []string{"hold", "api"}, code: ExitUsage, errPart: "--reason is required"},
+		{name: "hold blank reason", cmd: "hold", build: holdCmd, args: []string{"hold", "api", "--reason", " "}, code: ExitUsage, errPart: "must not be blank"},
+		{name: "hold two services", cmd: "hold", build: holdCmd, args: []string{"hold", "a", "b", "--reason", "x"}, code: ExitUsage, errPart: "exactly one service name"},
+		{name: "resume", cmd: "resume", build: resumeCmd, args: []string{"resume", "api", "--forget-failed"}, check: func(t *testing.T) {
+			if res.Service != "api" || !res.ForgetFailed {
+				t.Errorf("options = %+v", res)
+			}
+		}},
+		{name: "resume blank service", cmd: "resume", build: resumeCmd, args: []string{"resume", ""}, code: ExitUsage, errPart: "must not be blank"},
+		{name: "history json", cmd: "history", build: historyCmd, args: []string{"history", "api", "-o", "json"}, check: func(t *testing.T) {
+			if hist.Service != "api" || hist.Output != "json" {
+				t.Errorf("options = %+v", hist)
+			}
+		}},
+		{name: "history bad output", cmd: "history", build: historyCmd, args: []string{"history", "api", "-o", "yaml"}, code: ExitUsage, errPart: `invalid --output "yaml"`},
+		{name: "run", cmd: "run", build: runCmd, args: []string{"run", "--dry-run", "--service", "a,b", "--no-reconcile"}, check: func(t *testing.T) {
+			if !run.DryRun || !run.NoReconcile || strings.Join(run.Services, ",") != "a,b" {
+				t.Errorf("options = %+v", run)
+			}
+		}},
+		{name: "run blank service", cmd: "run", build: runCmd, args: []string{"run", "--service", " "}, code: ExitUsage, errPart: "service name must not be blank"},
+		{name: "run bad output", cmd: "run", build: runCmd, args: []string{"run", "-o", "wide"}, code: ExitUsage, errPart: `invalid --output "wide"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rb, hold, res, hist, run = nil, nil, nil, nil, nil
+			code, stderr := executeWith(t, tt.cmd, tt.build, tt.args...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d: %s", code, tt.code, stderr)
+			}
+			if !strings.Contains(stderr, tt.errPart) {
+				t.Errorf("stderr %q does not contain %q", stderr, tt.errPart)
+			}
+			if tt.code != ExitOK {
+				if rb != nil || hold != nil || res != nil || hist != nil || run != nil {
+					t.Error("the command ran despite invalid input")
+				}
+				return
+			}
+			tt.check(t)
+		})
+	}
+}
