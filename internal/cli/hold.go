@@ -77,8 +77,8 @@ func (o *HoldOptions) Run(ctx context.Context) error {
 		return sess.classify(err)
 	}
 	fmt.Fprintf(o.f.IO.Out, "%s held by %s: %s\n", sess.s.Name, h.By, h.Reason)
-	if held, holder := lock.Held(sess.cfg.LockFile); held {
-		fmt.Fprintf(o.f.IO.ErrOut, "note: a run is in progress (pid %d): it will not start a rollout of %s; one already under way is seen through\n", holder.Pid, sess.s.Name)
+	if holder, held, _ := locker(o.f, sess.cfg, sess.clients).Holder(ctx); held {
+		fmt.Fprintf(o.f.IO.ErrOut, "note: a run is in progress (%s): it will not start a rollout of %s; one already under way is seen through\n", holderName(holder), sess.s.Name)
 	}
 	return nil
 }
@@ -155,6 +155,14 @@ func (o *ResumeOptions) Run(ctx context.Context) error {
 		fmt.Fprintf(out, "  %s is still remembered as failed: runs skip it until the policy moves on (--forget-failed clears it)\n", res.StillFailed)
 	}
 	return nil
+}
+
+// holderName is how a lock holder is named to a person.
+func holderName(h lock.Holder) string {
+	if h.Pid != 0 {
+		return fmt.Sprintf("pid %d, %s", h.Pid, h.Command)
+	}
+	return h.Command
 }
 
 // validServiceArg refuses a blank service name before the config is read.

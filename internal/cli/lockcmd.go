@@ -11,26 +11,25 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
 )
 
-// takeLock takes the configured lock (file or Lease) for command, waiting
-// up to wait (0: not at all) and calling waiting once if it has to wait.
-// It returns the release function.
-func takeLock(ctx context.Context, f *Factory, cfg *config.Config, clients *kube.Clients, command string, wait time.Duration, waiting func(lock.Holder)) (func(), error) {
-	now := time.Now
-	try := func() (func(), error) {
-		if cfg.Lock.Type != config.LockLease {
-			l, err := lock.TryAcquire(cfg.LockFile, command, now())
-			if err != nil {
-				return nil, err
-			}
-			return func() { _ = l.Release() }, nil
-		}
-		l, err := lock.AcquireLease(ctx, clients.Kube.CoordinationV1(), cfg.Lock.LeaseNamespace, cfg.Lock.LeaseName, lockIdentity(f), command, cfg.Lock.LeaseDuration, now)
-		if err != nil {
-			return nil, clients.Classify(err)
-		}
-		return func() { _ = l.Release() }, nil
+// locker is the configured lock (file or Lease): the one every command
+// takes or probes.
+func locker(f *Factory, cfg *config.Config, clients *kube.Clients) lock.Locker {
+	if cfg.Lock.Type != config.LockLease {
+		return &lock.FileLocker{Path: cfg.LockFile}
 	}
-	return lock.Wait(ctx, wait, try, waiting)
+	return &lock.LeaseLocker{Client: clients.Kube.CoordinationV1(), Namespace: cfg.Lock.LeaseNamespace, Name: cfg.Lock.LeaseName,
+		Identity: lockIdentity(f), Duration: cfg.Lock.LeaseDuration}
+}
+
+// takeLock takes the configured lock for command, waiting up to wait (0:
+// not at all) and calling waiting once if it has to wait. Work under the
+// lock uses the Held's context: it ends if the lock is lost.
+func takeLock(ctx context.Context, f *Factory, cfg *config.Config, clients *kube.Clients, command string, wait time.Duration, waiting func(lock.Holder)) (*lock.Held, error) {
+	h, err := lock.Wait(ctx, locker(f, cfg, clients), command, wait, waiting)
+	if err != nil {
+		return nil, clients.Classify(err)
+	}
+	return h, nil
 }
 
 // lockIdentity names this process in a Lease: host and pid, unless

@@ -182,7 +182,7 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 	progress := progressPrinter(f.IO.ErrOut)
 	m.Progress = func(msg string) { progress("", msg) }
 	if !o.DryRun {
-		release, err := takeLock(ctx, f, sess.cfg, sess.clients, "autodeploy rollback "+o.Service+" by "+m.By, o.LockTimeout, func(h lock.Holder) {
+		held, err := takeLock(ctx, f, sess.cfg, sess.clients, "autodeploy rollback "+o.Service+" by "+m.By, o.LockTimeout, func(h lock.Holder) {
 			who := h.Command
 			if h.Pid != 0 {
 				who = fmt.Sprintf("pid %d", h.Pid)
@@ -192,7 +192,8 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		defer release()
+		defer held.Release()
+		ctx = held.Context()
 	}
 	res, err := m.Rollback(ctx, s, deploy.RollbackOptions{ToRevision: o.ToRevision, DryRun: o.DryRun, SuspendFlux: o.SuspendFlux, Reason: o.Reason})
 	if err != nil {

@@ -264,7 +264,7 @@ func TestRollbackAfterKubectlUndoIsRefused(t *testing.T) {
 		t.Fatalf("after kubectl undo: %s", img)
 	}
 	code, stdout, stderr := execute(t, nil, "rollback", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig)
-	if code != ExitError || !strings.Contains(stderr, "is itself a rollback") || !strings.Contains(stderr, "--to-revision") {
+	if code != ExitError || !strings.Contains(stderr, "is itself a rollback") || !strings.Contains(stderr, "api:sha-3") || !strings.Contains(stderr, "--to-revision") {
 		t.Fatalf("rollback: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	d = e.GetDeployment("api")

@@ -139,8 +139,9 @@ func (o *RunOptions) Run(ctx context.Context) error {
 		r.Log.Error("run failed", "error", err)
 		return err
 	}
+	runCtx := ctx
 	if !o.DryRun {
-		release, err := takeLock(ctx, f, cfg, clients, "autodeploy run "+runID, 0, nil)
+		h, err := takeLock(ctx, f, cfg, clients, "autodeploy run "+runID, 0, nil)
 		var held *lock.HeldError
 		if errors.As(err, &held) {
 			r.Log.Info("run skipped", "reason", err.Error())
@@ -155,10 +156,26 @@ func (o *RunOptions) Run(ctx context.Context) error {
 			r.Log.Error("run failed", "error", err)
 			return err
 		}
-		defer release()
+		defer h.Release()
+		// A lost lock (a Lease not renewed in time) stops the run as a
+		// signal would: another host may be deploying.
+		runCtx = h.Context()
 	}
 	r.Kube, r.Dynamic = clients.Kube, clients.Dynamic
-	res, err := r.Run(ctx, runID, deploy.Options{DryRun: o.DryRun, NoReconcile: o.NoReconcile, Services: o.Services})
+	res, err := r.Run(runCtx, runID, deploy.Options{DryRun: o.DryRun, NoReconcile: o.NoReconcile, Services: o.Services})
+	if cause := context.Cause(runCtx); errors.Is(cause, lock.ErrLost) {
+		r.Log.Error("run stopped: the lock was lost", "error", cause)
+		err = withCode(ExitLocked, fmt.Errorf("run %s stopped: %w; the next run verifies what was left", runID, cause))
+		if res == nil || res.Services == nil {
+			return err
+		}
+		if o.Output == "json" {
+			_ = json.NewEncoder(f.IO.Out).Encode(res)
+		} else if talk {
+			printSummary(f.IO.Out, res)
+		}
+		return err
+	}
 	if !o.DryRun {
 		recordMetrics(cfg.Metrics, res, err, r.Log)
 	}

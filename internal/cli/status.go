@@ -100,7 +100,7 @@ func runStatus(ctx context.Context, f *Factory, o *StatusOptions) error {
 		if err != nil {
 			return nil, clients.Classify(err)
 		}
-		return status.Build(cfg, services, objs, readLocal(cfg, o.LogLines), time.Now()), nil
+		return status.Build(cfg, services, objs, readLocal(ctx, locker(f, cfg, clients), cfg, o.LogLines), time.Now()), nil
 	}
 	text := status.TextOptions{Details: o.Details || len(o.Services) > 0, Wide: o.Output == "wide"}
 	if o.Watch {
@@ -126,10 +126,11 @@ func runStatus(ctx context.Context, f *Factory, o *StatusOptions) error {
 	return nil
 }
 
-// readLocal reads this host's side: the lock holder and the log.
-func readLocal(cfg *config.Config, logLines int) status.Local {
+// readLocal reads the lock holder (from the configured lock, never taking
+// it) and this host's log.
+func readLocal(ctx context.Context, lk lock.Locker, cfg *config.Config, logLines int) status.Local {
 	var l status.Local
-	if held, h := lock.Held(cfg.LockFile); held {
+	if h, held, _ := lk.Holder(ctx); held {
 		l.Holder = &h
 	}
 	l.LastRun, l.LastRunErr = runlog.LastRun(cfg.Log.File)

@@ -181,7 +181,7 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 
 // refusePingPong refuses a rollback to the previous revision that would put
 // back an image known to be bad: the image autodeploy remembers as failed,
-// or the image the current revision itself rolled back from (a `kubectl
+// or a newer image the current revision itself rolled back from (a `kubectl
 // rollout undo` or an automatic rollback just ran: undoing it again would
 // restore what was undone, and remember the good image as failed).
 // --to-revision says the operator knows which revision they want.
@@ -200,9 +200,14 @@ func (m *Manager) refusePingPong(ctx context.Context, s config.Service, d *appsv
 		return fmt.Errorf("refusing to roll %s back to revision %d: it runs %s, which autodeploy remembers as failed (%s); restore it anyway with --to-revision %d, or choose another revision from 'autodeploy history %s'",
 			s.Name, rev, img, truncate(f.Reason, 120), rev, s.Name)
 	}
-	if cur := rollout.Current(d, owned); cur != nil && cur.Annotations[rollout.RevisionHistoryAnnotation] != "" {
-		return fmt.Errorf("refusing to roll %s back to revision %d (%s): the current revision %d is itself a rollback, and undoing it would restore the image it rolled back from; give --to-revision N to choose (see 'autodeploy history %s')",
-			s.Name, rev, img, rollout.Revision(cur), s.Name)
+	// Going back means going to older content. A target first rolled out
+	// after the current template was is newer: the current revision is a
+	// rollback (kubectl rollout undo reactivates an old ReplicaSet under a
+	// new revision number), and undoing it would bring the newer image back.
+	if cur := rollout.Current(d, owned); cur != nil && rollout.FirstRevision(target) > rollout.FirstRevision(cur) {
+		curImg, _ := rollout.ContainerImage(&cur.Spec.Template, container)
+		return fmt.Errorf("refusing to roll %s back to revision %d: it runs %s, which was rolled out after the current %s; the current revision %d is itself a rollback (e.g. kubectl rollout undo), and undoing it would bring the newer image back; give --to-revision N to choose (see 'autodeploy history %s')",
+			s.Name, rev, img, curImg, rollout.Revision(cur), s.Name)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package lock
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -9,84 +10,277 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	coordclient "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	"k8s.io/utils/clock"
 )
 
-// Lease is a held coordination.k8s.io Lease: the lock of several hosts, or
+// ErrLost is the cause of a held lock's context when the lock was lost: a
+// Lease that could not be renewed before another host could take it.
+var ErrLost = errors.New("the lock was lost")
+
+// LeaseLocker is a coordination.k8s.io Lease: the lock of several hosts, or
 // of runs inside the cluster, where no shared file exists. It follows the
-// rules of client-go's leader election locks (holderIdentity, renewTime,
-// leaseDurationSeconds; take over only an expired lease, with optimistic
-// concurrency), but is held for one run, not for a process's life.
-type Lease struct {
-	client   coordclient.LeasesGetter
-	ns, name string
-	identity string
-	stop     chan struct{}
-	done     chan struct{}
+// rules of client-go's leader election (k8s.io/client-go/tools/leaderelection):
+// holderIdentity, renewTime and leaseDurationSeconds; take over only a lease
+// whose record has not changed for leaseDuration as observed on this host's
+// clock (never by comparing the other host's renewTime with our clock: the
+// two clocks may disagree); give the lock up, cancelling the work, when it
+// cannot be renewed within the renew deadline, before another host could
+// take it. It is held for one command, not for a process's life.
+type LeaseLocker struct {
+	Client              coordclient.LeasesGetter
+	Namespace, Name     string
+	Identity            string
+	Duration            time.Duration
+	Clock               clock.WithTicker // clock.RealClock{} unless a test sets one
+	confirmPollInterval time.Duration
 }
 
-// AcquireLease takes the Lease ns/name for identity, or returns a
-// *HeldError naming its live holder. A holder that stopped renewing for
-// duration (a crashed host) loses it. The lease is renewed in the
-// background until Release.
-func AcquireLease(ctx context.Context, c coordclient.LeasesGetter, ns, name, identity, command string, duration time.Duration, now func() time.Time) (*Lease, error) {
-	leases := c.Leases(ns)
-	secs := int32(duration.Seconds())
-	t := metav1.NewMicroTime(now())
-	spec := coordinationv1.LeaseSpec{HolderIdentity: &identity, LeaseDurationSeconds: &secs, AcquireTime: &t, RenewTime: &t}
-	path := fmt.Sprintf("Lease %s/%s", ns, name)
+func (l *LeaseLocker) clock() clock.WithTicker {
+	if l.Clock == nil {
+		return clock.RealClock{}
+	}
+	return l.Clock
+}
 
-	cur, err := leases.Get(ctx, name, metav1.GetOptions{})
+func (l *LeaseLocker) path() string { return fmt.Sprintf("Lease %s/%s", l.Namespace, l.Name) }
+
+// renewDeadline and retryPeriod, as client-go's defaults relate them to the
+// lease duration (15 s lease, 10 s renew deadline, 2 s retry): a holder that
+// could not renew for renewDeadline stops, leaving a margin before another
+// host may take over at leaseDuration.
+func (l *LeaseLocker) renewDeadline() time.Duration { return l.Duration * 2 / 3 }
+func (l *LeaseLocker) retryPeriod() time.Duration   { return max(l.Duration/10, 100*time.Millisecond) }
+
+// Acquire takes the Lease, or returns a *HeldError naming its live holder.
+// A lease whose record looks stale is watched for leaseDuration of local
+// time before it is taken over: a live holder renews it meanwhile.
+func (l *LeaseLocker) Acquire(ctx context.Context, command string) (*Held, error) {
+	leases := l.Client.Leases(l.Namespace)
+	cur, err := leases.Get(ctx, l.Name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: map[string]string{commandAnnotation: command}}, Spec: spec}
-		if _, err := leases.Create(ctx, l, metav1.CreateOptions{}); err != nil {
+		lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: l.Name, Namespace: l.Namespace}}
+		l.fill(lease, command, nil)
+		if _, err := leases.Create(ctx, lease, metav1.CreateOptions{}); err != nil {
 			if apierrors.IsAlreadyExists(err) {
-				return nil, heldBy(path, nil) // another host created it first
+				return nil, heldBy(l.path(), nil) // another host created it first
 			}
-			return nil, fmt.Errorf("create %s: %w", path, err)
+			return nil, fmt.Errorf("create %s: %w", l.path(), err)
 		}
+		return l.start(ctx), nil
 	case err != nil:
-		return nil, fmt.Errorf("get %s: %w", path, err)
-	default:
-		if holder := cur.Spec.HolderIdentity; holder != nil && *holder != "" && *holder != identity && !expired(cur, now()) {
-			return nil, heldBy(path, cur)
+		return nil, fmt.Errorf("get %s: %w", l.path(), err)
+	}
+	if holder := cur.Spec.HolderIdentity; holder != nil && *holder != "" && *holder != l.Identity {
+		if !l.looksStale(cur) {
+			return nil, heldBy(l.path(), cur)
 		}
-		next := cur.DeepCopy()
-		next.Spec = spec
-		if next.Annotations == nil {
-			next.Annotations = map[string]string{}
-		}
-		next.Annotations[commandAnnotation] = command
-		var n int32
-		if cur.Spec.LeaseTransitions != nil {
-			n = *cur.Spec.LeaseTransitions
-		}
-		if cur.Spec.HolderIdentity == nil || *cur.Spec.HolderIdentity != identity {
-			n++
-		}
-		next.Spec.LeaseTransitions = &n
-		// resourceVersion makes this a compare-and-swap: of two hosts taking
-		// over an expired lease at once, one gets a conflict.
-		if _, err := leases.Update(ctx, next, metav1.UpdateOptions{}); err != nil {
-			if apierrors.IsConflict(err) {
-				return nil, heldBy(path, nil)
-			}
-			return nil, fmt.Errorf("update %s: %w", path, err)
+		if cur, err = l.confirmStale(ctx, cur); err != nil {
+			return nil, err
 		}
 	}
-	l := &Lease{client: c, ns: ns, name: name, identity: identity, stop: make(chan struct{}), done: make(chan struct{})}
-	go l.renew(duration/3, now)
-	return l, nil
+	next := cur.DeepCopy()
+	l.fill(next, command, cur)
+	// resourceVersion makes this a compare-and-swap: of two hosts taking
+	// over an expired lease at once, one gets a conflict.
+	if _, err := leases.Update(ctx, next, metav1.UpdateOptions{}); err != nil {
+		if apierrors.IsConflict(err) {
+			return nil, heldBy(l.path(), nil)
+		}
+		return nil, fmt.Errorf("update %s: %w", l.path(), err)
+	}
+	return l.start(ctx), nil
+}
+
+// looksStale: by our clock the holder has not renewed for leaseDuration,
+// or its renewTime is further in the future than a lease lasts (a skewed
+// clock). Only a hint: confirmStale decides.
+func (l *LeaseLocker) looksStale(cur *coordinationv1.Lease) bool {
+	if cur.Spec.RenewTime == nil || cur.Spec.LeaseDurationSeconds == nil {
+		return true
+	}
+	d := time.Duration(*cur.Spec.LeaseDurationSeconds) * time.Second
+	age := l.clock().Since(cur.Spec.RenewTime.Time)
+	return age > d || age < -d
+}
+
+// confirmStale watches the lease's record for its duration, on this host's
+// clock. Any change (a renewal) means a live holder. The record, not the
+// resourceVersion, is compared, as client-go does: any write (a label) moves
+// the resourceVersion, only the holder moves its record.
+func (l *LeaseLocker) confirmStale(ctx context.Context, seen *coordinationv1.Lease) (*coordinationv1.Lease, error) {
+	d := l.Duration
+	if seen.Spec.LeaseDurationSeconds != nil {
+		d = time.Duration(*seen.Spec.LeaseDurationSeconds) * time.Second
+	}
+	c := l.clock()
+	start := c.Now()
+	poll := l.confirmPollInterval
+	if poll == 0 {
+		poll = l.retryPeriod()
+	}
+	t := c.NewTicker(poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C():
+		}
+		cur, err := l.Client.Leases(l.Namespace).Get(ctx, l.Name, metav1.GetOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("get %s: %w", l.path(), err)
+		}
+		if !sameRecord(cur, seen) {
+			if h := cur.Spec.HolderIdentity; h == nil || *h == "" {
+				return cur, nil // released meanwhile
+			}
+			return nil, heldBy(l.path(), cur)
+		}
+		if c.Since(start) >= d {
+			return cur, nil
+		}
+	}
+}
+
+// sameRecord compares what a holder writes, as client-go's leader election
+// compares its LeaderElectionRecord: a renewal changes renewTime.
+func sameRecord(a, b *coordinationv1.Lease) bool {
+	str := func(p *string) string {
+		if p == nil {
+			return ""
+		}
+		return *p
+	}
+	mt := func(p *metav1.MicroTime) time.Time {
+		if p == nil {
+			return time.Time{}
+		}
+		return p.Time
+	}
+	return str(a.Spec.HolderIdentity) == str(b.Spec.HolderIdentity) && mt(a.Spec.RenewTime).Equal(mt(b.Spec.RenewTime)) &&
+		mt(a.Spec.AcquireTime).Equal(mt(b.Spec.AcquireTime))
+}
+
+func (l *LeaseLocker) fill(next *coordinationv1.Lease, command string, cur *coordinationv1.Lease) {
+	secs := int32(l.Duration.Seconds())
+	t := metav1.NewMicroTime(l.clock().Now())
+	id := l.Identity
+	var n int32
+	if cur != nil && cur.Spec.LeaseTransitions != nil {
+		n = *cur.Spec.LeaseTransitions
+	}
+	if cur != nil && (cur.Spec.HolderIdentity == nil || *cur.Spec.HolderIdentity != id) {
+		n++
+	}
+	next.Spec = coordinationv1.LeaseSpec{HolderIdentity: &id, LeaseDurationSeconds: &secs, AcquireTime: &t, RenewTime: &t, LeaseTransitions: &n}
+	if next.Annotations == nil {
+		next.Annotations = map[string]string{}
+	}
+	next.Annotations[commandAnnotation] = command
+}
+
+// start renews the lease in the background and returns the held lock,
+// whose context is cancelled with ErrLost if renewing fails for the renew
+// deadline, or the lease is found taken.
+func (l *LeaseLocker) start(parent context.Context) *Held {
+	ctx, cancel := context.WithCancelCause(parent)
+	stop, done := make(chan struct{}), make(chan struct{})
+	go l.renew(ctx, cancel, stop, done)
+	h := &Held{ctx: ctx}
+	h.release = func() error {
+		close(stop)
+		<-done
+		cancel(nil)
+		return l.release()
+	}
+	return h
+}
+
+func (l *LeaseLocker) renew(ctx context.Context, cancel context.CancelCauseFunc, stop, done chan struct{}) {
+	defer close(done)
+	c := l.clock()
+	every, retry, deadline := l.Duration/3, l.retryPeriod(), l.renewDeadline()
+	last := c.Now()
+	wait := every
+	for {
+		t := c.NewTimer(wait)
+		select {
+		case <-stop:
+			t.Stop()
+			return
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		}
+		rctx, rcancel := context.WithTimeout(context.Background(), retry)
+		err := l.renewOnce(rctx)
+		rcancel()
+		var taken *HeldError
+		switch {
+		case err == nil:
+			last, wait = c.Now(), every
+			continue
+		case errors.As(err, &taken):
+			cancel(fmt.Errorf("%w: %s was taken by %s", ErrLost, l.path(), taken.Holder.Command))
+			return
+		case c.Since(last) >= deadline:
+			cancel(fmt.Errorf("%w: %s could not be renewed for %s (last error: %v); another host may take it at %s", ErrLost, l.path(), c.Since(last).Round(time.Millisecond), err, l.Duration))
+			return
+		}
+		wait = retry
+	}
+}
+
+func (l *LeaseLocker) renewOnce(ctx context.Context) error {
+	cur, err := l.Client.Leases(l.Namespace).Get(ctx, l.Name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if cur.Spec.HolderIdentity == nil || *cur.Spec.HolderIdentity != l.Identity {
+		return heldBy(l.path(), cur)
+	}
+	rt := metav1.NewMicroTime(l.clock().Now())
+	cur.Spec.RenewTime = &rt
+	_, err = l.Client.Leases(l.Namespace).Update(ctx, cur, metav1.UpdateOptions{})
+	return err
+}
+
+// release gives the lease up, so the next run need not wait for it.
+func (l *LeaseLocker) release() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cur, err := l.Client.Leases(l.Namespace).Get(ctx, l.Name, metav1.GetOptions{})
+	if err != nil || cur.Spec.HolderIdentity == nil || *cur.Spec.HolderIdentity != l.Identity {
+		return err
+	}
+	empty := ""
+	cur.Spec.HolderIdentity = &empty
+	_, err = l.Client.Leases(l.Namespace).Update(ctx, cur, metav1.UpdateOptions{})
+	return err
+}
+
+// Holder reads who holds the lease, without taking it. For display only
+// (status, hold's note), a holder counts while its renewTime is recent by
+// our clock.
+func (l *LeaseLocker) Holder(ctx context.Context) (Holder, bool, error) {
+	cur, err := l.Client.Leases(l.Namespace).Get(ctx, l.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return Holder{}, false, nil
+	}
+	if err != nil {
+		return Holder{}, false, err
+	}
+	if h := cur.Spec.HolderIdentity; h == nil || *h == "" || l.looksStale(cur) {
+		return Holder{}, false, nil
+	}
+	var he *HeldError
+	errors.As(heldBy(l.path(), cur), &he)
+	return he.Holder, true, nil
 }
 
 const commandAnnotation = "autodeploy.dev/lock-command"
-
-func expired(l *coordinationv1.Lease, now time.Time) bool {
-	if l.Spec.RenewTime == nil || l.Spec.LeaseDurationSeconds == nil {
-		return true
-	}
-	return now.After(l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second))
-}
 
 func heldBy(path string, l *coordinationv1.Lease) error {
 	h := Holder{Command: "another host"}
@@ -102,45 +296,4 @@ func heldBy(path string, l *coordinationv1.Lease) error {
 		}
 	}
 	return &HeldError{Path: path, Holder: h}
-}
-
-// renew keeps the lease ours while the run lasts.
-func (l *Lease) renew(every time.Duration, now func() time.Time) {
-	defer close(l.done)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), every)
-			if cur, err := l.client.Leases(l.ns).Get(ctx, l.name, metav1.GetOptions{}); err == nil && cur.Spec.HolderIdentity != nil && *cur.Spec.HolderIdentity == l.identity {
-				rt := metav1.NewMicroTime(now())
-				cur.Spec.RenewTime = &rt
-				_, _ = l.client.Leases(l.ns).Update(ctx, cur, metav1.UpdateOptions{})
-			}
-			cancel()
-		}
-	}
-}
-
-// Release stops renewing and gives the lease up, so the next run need not
-// wait for it to expire.
-func (l *Lease) Release() error {
-	if l == nil {
-		return nil
-	}
-	close(l.stop)
-	<-l.done
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cur, err := l.client.Leases(l.ns).Get(ctx, l.name, metav1.GetOptions{})
-	if err != nil || cur.Spec.HolderIdentity == nil || *cur.Spec.HolderIdentity != l.identity {
-		return err
-	}
-	empty := ""
-	cur.Spec.HolderIdentity = &empty
-	_, err = l.client.Leases(l.ns).Update(ctx, cur, metav1.UpdateOptions{})
-	return err
 }

@@ -3,53 +3,188 @@ package lock
 import (
 	"context"
 	"errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	krt "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
-// The lease rules, on client-go's fake (the real cluster test of two hosts
-// racing is in internal/cli).
-func TestLease(t *testing.T) {
-	c := fake.NewSimpleClientset()
-	ctx := context.Background()
-	clock := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
-	now := func() time.Time { return clock }
+// The lease rules, on client-go's fake and fake clocks (the real cluster
+// test of two hosts racing is in internal/cli). Each host has its own
+// clock: they need not agree.
+var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 
-	a, err := AcquireLease(ctx, c.CoordinationV1(), "flux-system", "autodeploy", "host-a/1", "autodeploy run r1", time.Minute, now)
+func host(c *fake.Clientset, id string, clk *clocktesting.FakeClock) *LeaseLocker {
+	return &LeaseLocker{Client: c.CoordinationV1(), Namespace: "flux-system", Name: "autodeploy", Identity: id, Duration: 30 * time.Second, Clock: clk}
+}
+
+// acquire runs Acquire while stepping clk whenever Acquire waits on it:
+// time passes only when the code under test asks for it.
+func acquire(t *testing.T, l *LeaseLocker, clk *clocktesting.FakeClock, command string) (*Held, error) {
+	t.Helper()
+	type result struct {
+		h   *Held
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		h, err := l.Acquire(context.Background(), command)
+		ch <- result{h, err}
+	}()
+	for {
+		select {
+		case r := <-ch:
+			return r.h, r.err
+		default:
+		}
+		if clk.HasWaiters() {
+			clk.Step(time.Second)
+		}
+		runtime.Gosched()
+	}
+}
+
+func TestLeaseHeldThenReleased(t *testing.T) {
+	c := fake.NewSimpleClientset()
+	ca, cb := clocktesting.NewFakeClock(t0), clocktesting.NewFakeClock(t0)
+	a, err := acquire(t, host(c, "host-a/1", ca), ca, "autodeploy run r1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = AcquireLease(ctx, c.CoordinationV1(), "flux-system", "autodeploy", "host-b/2", "autodeploy run r2", time.Minute, now)
+	_, err = acquire(t, host(c, "host-b/2", cb), cb, "autodeploy run r2")
 	var he *HeldError
 	if !errors.As(err, &he) || !strings.Contains(err.Error(), "host-a/1: autodeploy run r1") {
 		t.Fatalf("second host: %v", err)
 	}
-	// host-a crashes without releasing: after the lease duration, host-b
-	// takes over.
-	close(a.stop)
-	<-a.done
-	clock = clock.Add(2 * time.Minute)
-	b, err := AcquireLease(ctx, c.CoordinationV1(), "flux-system", "autodeploy", "host-b/2", "autodeploy run r3", time.Minute, now)
-	if err != nil {
-		t.Fatalf("takeover of an expired lease: %v", err)
+	if h, held, err := host(c, "host-b/2", cb).Holder(context.Background()); err != nil || !held || !strings.HasPrefix(h.Command, "host-a/1") {
+		t.Errorf("Holder = %+v, %v, %v", h, held, err)
 	}
-	if err := b.Release(); err != nil {
+	if err := a.Release(); err != nil {
 		t.Fatal(err)
 	}
 	// Released: anyone may take it at once.
-	c2, err := AcquireLease(ctx, c.CoordinationV1(), "flux-system", "autodeploy", "host-c/3", "autodeploy run r4", time.Minute, now)
+	b, err := acquire(t, host(c, "host-b/2", cb), cb, "autodeploy run r3")
 	if err != nil {
 		t.Fatalf("after release: %v", err)
 	}
-	c2.Release()
-	l, _ := c.CoordinationV1().Leases("flux-system").Get(ctx, "autodeploy", metaGet)
-	if l.Spec.LeaseTransitions == nil || *l.Spec.LeaseTransitions != 2 {
+	b.Release()
+	l, _ := c.CoordinationV1().Leases("flux-system").Get(context.Background(), "autodeploy", metav1.GetOptions{})
+	if l.Spec.LeaseTransitions == nil || *l.Spec.LeaseTransitions != 1 {
 		t.Errorf("transitions = %v", l.Spec.LeaseTransitions)
 	}
 }
 
-var metaGet = metav1.GetOptions{}
+// A holder that crashed (no renewals) is taken over after the lease
+// duration, observed on the taker's own clock.
+func TestLeaseTakeoverOfACrashedHolder(t *testing.T) {
+	c := fake.NewSimpleClientset()
+	writeLease(t, c, "host-a/1", t0)
+	cb := clocktesting.NewFakeClock(t0.Add(time.Minute)) // by b's clock, a's renewal is a minute old
+	b, err := acquire(t, host(c, "host-b/2", cb), cb, "autodeploy run r2")
+	if err != nil {
+		t.Fatalf("takeover of a crashed holder: %v", err)
+	}
+	defer b.Release()
+	if cb.Since(t0.Add(time.Minute)) < 30*time.Second {
+		t.Errorf("took over after %s of local observation, want the lease duration (30s)", cb.Since(t0.Add(time.Minute)))
+	}
+}
+
+// A live holder whose clock is behind ours writes renewTimes that look
+// stale by our clock: comparing them with our clock would take its lock
+// while it deploys. Watching the record shows it renewing.
+func TestLeaseLiveHolderWithASkewedClockKeepsIt(t *testing.T) {
+	c := fake.NewSimpleClientset()
+	// a's clock is 10 minutes behind b's; a renews every 10 s of its time,
+	// which the reactor plays before each of b's reads.
+	renew := t0.Add(-10 * time.Minute)
+	writeLease(t, c, "host-a/1", renew)
+	c.PrependReactor("get", "leases", func(k8stesting.Action) (bool, krt.Object, error) {
+		renew = renew.Add(10 * time.Second)
+		writeLease(t, c, "host-a/1", renew)
+		return false, nil, nil
+	})
+	cb := clocktesting.NewFakeClock(t0)
+	_, err := acquire(t, host(c, "host-b/2", cb), cb, "autodeploy run r2")
+	var he *HeldError
+	if !errors.As(err, &he) || !strings.Contains(err.Error(), "host-a/1") {
+		t.Fatalf("b took a live lease: %v", err)
+	}
+}
+
+// When renewals fail for the renew deadline, the holder's context is
+// cancelled with ErrLost before another host could take the lease.
+func TestLeaseLostWhenRenewalsFail(t *testing.T) {
+	c := fake.NewSimpleClientset()
+	ca := clocktesting.NewFakeClock(t0)
+	a, err := acquire(t, host(c, "host-a/1", ca), ca, "autodeploy run r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Release()
+	c.PrependReactor("update", "leases", func(k8stesting.Action) (bool, krt.Object, error) {
+		return true, nil, apierrors.NewServiceUnavailable("etcd is restarting")
+	})
+	for a.Context().Err() == nil {
+		if ca.HasWaiters() {
+			ca.Step(time.Second)
+		}
+		runtime.Gosched()
+	}
+	cause := context.Cause(a.Context())
+	if !errors.Is(cause, ErrLost) || !strings.Contains(cause.Error(), "could not be renewed") {
+		t.Fatalf("cause = %v", cause)
+	}
+	if lost := ca.Since(t0); lost >= 30*time.Second {
+		t.Errorf("gave up after %s: another host could take the lease at 30s", lost)
+	}
+}
+
+// A lease taken by another host (after a long pause of this one) is lost
+// at the next renewal.
+func TestLeaseLostWhenTaken(t *testing.T) {
+	c := fake.NewSimpleClientset()
+	ca := clocktesting.NewFakeClock(t0)
+	a, err := acquire(t, host(c, "host-a/1", ca), ca, "autodeploy run r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Release()
+	writeLease(t, c, "host-b/2", t0)
+	for a.Context().Err() == nil {
+		if ca.HasWaiters() {
+			ca.Step(time.Second)
+		}
+		runtime.Gosched()
+	}
+	if cause := context.Cause(a.Context()); !errors.Is(cause, ErrLost) || !strings.Contains(cause.Error(), "taken by host-b/2") {
+		t.Fatalf("cause = %v", cause)
+	}
+}
+
+func writeLease(t *testing.T, c *fake.Clientset, holder string, renew time.Time) {
+	t.Helper()
+	secs := int32(30)
+	rt := metav1.NewMicroTime(renew)
+	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "autodeploy", Namespace: "flux-system"},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &secs, RenewTime: &rt, AcquireTime: &rt}}
+	gvr := schema.GroupVersionResource{Group: "coordination.k8s.io", Version: "v1", Resource: "leases"}
+	if _, err := c.Tracker().Get(gvr, "flux-system", "autodeploy"); err == nil {
+		if err := c.Tracker().Update(gvr, l, "flux-system"); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if err := c.Tracker().Create(gvr, l, "flux-system"); err != nil {
+		t.Fatal(err)
+	}
+}

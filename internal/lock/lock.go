@@ -1,7 +1,14 @@
 // Package lock keeps two autodeploy processes from working at once: a run
-// that outlasts the cron period, a manual rollback during a run. It is an
-// flock(2) on a file, so a crashed holder can never leave it stuck: the
-// kernel releases it with the process.
+// that outlasts the cron period, a manual rollback during a run. One
+// Locker, two implementations: a lock on a file for one host, a Lease in
+// the cluster for several.
+//
+// The file lock is an open file description lock (fcntl F_OFD_SETLK, Linux
+// >= 3.15): like flock(2) it belongs to the open file, so a crashed holder
+// can never leave it stuck (the kernel releases it with the process), but
+// unlike flock it can be queried without being taken (F_OFD_GETLK). A
+// probe (status, hold's note) therefore never holds the lock, even for an
+// instant, and never makes a cron run starting at that instant exit 4.
 package lock
 
 import (
@@ -12,8 +19,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Holder describes who holds the lock, as written in the lock file.
@@ -56,9 +64,10 @@ func TryAcquire(path, command string, now time.Time) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open lock file: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 0, Len: 0}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk); err != nil {
 		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
 			h, _ := ReadHolder(path)
 			return nil, &HeldError{Path: path, Holder: h}
 		}
@@ -73,17 +82,76 @@ func TryAcquire(path, command string, now time.Time) (*Lock, error) {
 	return &Lock{f: f}, nil
 }
 
-// Wait calls try, which takes some lock (a file, a Lease), until it
-// succeeds, fails otherwise than with a *HeldError, timeout passes or ctx
-// ends; waiting is told the holder once, when it has to wait.
-func Wait(ctx context.Context, timeout time.Duration, try func() (release func(), err error), waiting func(Holder)) (func(), error) {
+// Locker is autodeploy's one lock, whichever kind the config chooses
+// (lock.type: file or lease); every command takes it through this
+// interface, as client-go's resourcelock.Interface serves leader election
+// for every kind of lock.
+type Locker interface {
+	// Acquire takes the lock for command, or returns a *HeldError naming
+	// the holder. Work done under the lock uses the Held's context, which
+	// ends when the lock is lost (context.Cause is then ErrLost).
+	Acquire(ctx context.Context, command string) (*Held, error)
+	// Holder says who holds the lock now, without ever taking it.
+	Holder(ctx context.Context) (Holder, bool, error)
+}
+
+// Held is a lock held by this process.
+type Held struct {
+	ctx     context.Context
+	release func() error
+}
+
+// Context ends when the lock is lost or released.
+func (h *Held) Context() context.Context { return h.ctx }
+
+// Release gives the lock up.
+func (h *Held) Release() error {
+	if h == nil || h.release == nil {
+		return nil
+	}
+	r := h.release
+	h.release = nil
+	return r()
+}
+
+// FileLocker is the lock of one host: a lock on Path (see the package
+// comment). It cannot be lost while the process lives.
+type FileLocker struct {
+	Path string
+	Now  func() time.Time
+}
+
+// Acquire takes the file lock without waiting.
+func (f *FileLocker) Acquire(ctx context.Context, command string) (*Held, error) {
+	now := time.Now
+	if f.Now != nil {
+		now = f.Now
+	}
+	l, err := TryAcquire(f.Path, command, now())
+	if err != nil {
+		return nil, err
+	}
+	hctx, cancel := context.WithCancel(ctx)
+	return &Held{ctx: hctx, release: func() error { cancel(); return l.Release() }}, nil
+}
+
+// Holder asks the kernel who holds the file lock.
+func (f *FileLocker) Holder(context.Context) (Holder, bool, error) {
+	held, h := Probe(f.Path)
+	return h, held, nil
+}
+
+// Wait takes l for command, trying again until it succeeds, fails otherwise
+// than with a *HeldError, timeout passes or ctx ends; waiting is told the
+// holder once, when it has to wait.
+func Wait(ctx context.Context, l Locker, command string, timeout time.Duration, waiting func(Holder)) (*Held, error) {
 	deadline := time.Now().Add(timeout)
 	told := false
 	for {
-		release, err := try()
+		h, err := l.Acquire(ctx, command)
 		var held *HeldError
 		if !errors.As(err, &held) || !time.Now().Before(deadline) {
-			return release, err
+			return h, err
 		}
 		if !told && waiting != nil {
 			waiting(held.Holder)
@@ -92,7 +160,7 @@ func Wait(ctx context.Context, timeout time.Duration, try func() (release func()
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond): // flock and Leases have no wait queue
+		case <-time.After(200 * time.Millisecond): // file locks and Leases have no wait queue
 		}
 	}
 }
@@ -104,7 +172,7 @@ func (l *Lock) Release() error {
 		return nil
 	}
 	_ = l.f.Truncate(0)
-	err := l.f.Close() // closing releases the flock
+	err := l.f.Close() // closing the last descriptor releases the OFD lock
 	l.f = nil
 	return err
 }
@@ -129,17 +197,18 @@ func ReadHolder(path string) (Holder, error) {
 	return h, nil
 }
 
-// Held reports whether some process holds the lock now, and who.
-func Held(path string) (bool, Holder) {
+// Probe reports whether some process holds the lock now, and who. It asks
+// the kernel (F_OFD_GETLK) and takes nothing.
+func Probe(path string) (bool, Holder) {
 	f, err := os.Open(path)
 	if err != nil {
 		return false, Holder{}
 	}
 	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
-		h, _ := ReadHolder(path)
-		return true, h
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 0, Len: 0}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk); err != nil || lk.Type == unix.F_UNLCK {
+		return false, Holder{}
 	}
-	_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	return false, Holder{}
+	h, _ := ReadHolder(path)
+	return true, h
 }

@@ -19,7 +19,7 @@ func TestTryAcquire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if held, h := Held(path); !held || h.Pid != os.Getpid() || h.Command != "autodeploy run" || !h.Since.Equal(now) {
+	if held, h := Probe(path); !held || h.Pid != os.Getpid() || h.Command != "autodeploy run" || !h.Since.Equal(now) {
 		t.Fatalf("Held = %v, %+v", held, h)
 	}
 	// flock is per open file description: a second open in the same process
@@ -35,7 +35,7 @@ func TestTryAcquire(t *testing.T) {
 	if err := l.Release(); err != nil {
 		t.Fatal(err)
 	}
-	if held, _ := Held(path); held {
+	if held, _ := Probe(path); held {
 		t.Fatal("lock still held after Release")
 	}
 	l2, err := TryAcquire(path, "autodeploy run", now)
@@ -62,7 +62,7 @@ func TestCrashedHolderReleases(t *testing.T) {
 	if _, err := bufio.NewReader(stdout).ReadString('\n'); err != nil {
 		t.Fatal(err)
 	}
-	if held, h := Held(path); !held || h.Pid != cmd.Process.Pid {
+	if held, h := Probe(path); !held || h.Pid != cmd.Process.Pid {
 		t.Fatalf("Held = %v, %+v; want the child %d", held, h, cmd.Process.Pid)
 	}
 	_ = cmd.Process.Kill()
@@ -95,14 +95,7 @@ func TestAcquireWaitsThenFails(t *testing.T) {
 	}
 	defer l.Release()
 	var told []Holder
-	try := func() (func(), error) {
-		l, err := TryAcquire(path, "autodeploy rollback", time.Now())
-		if err != nil {
-			return nil, err
-		}
-		return func() { l.Release() }, nil
-	}
-	_, err = Wait(context.Background(), 300*time.Millisecond, try, func(h Holder) { told = append(told, h) })
+	_, err = Wait(context.Background(), &FileLocker{Path: path}, "autodeploy rollback", 300*time.Millisecond, func(h Holder) { told = append(told, h) })
 	var he *HeldError
 	if !errors.As(err, &he) {
 		t.Fatalf("Wait = %v, want HeldError", err)
@@ -110,4 +103,41 @@ func TestAcquireWaitsThenFails(t *testing.T) {
 	if len(told) != 1 || told[0].Command != "autodeploy run" {
 		t.Fatalf("waiting callback got %+v, want one call naming the run", told)
 	}
+}
+
+// A probe (status -w every few seconds, hold's note) never takes the lock,
+// so a run starting at the same instant never finds it held. With a probe
+// that took a shared flock for an instant, some of these acquisitions
+// failed.
+func TestProbeNeverBlocksARun(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "autodeploy.lock")
+	l, err := TryAcquire(path, "setup", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Release()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				Probe(path)
+			}
+		}
+	}()
+	for i := 0; i < 2000; i++ {
+		l, err := TryAcquire(path, "autodeploy run", time.Now())
+		if err != nil {
+			close(stop)
+			<-done
+			t.Fatalf("acquisition %d failed while a probe ran: %v", i, err)
+		}
+		l.Release()
+	}
+	close(stop)
+	<-done
 }
