@@ -130,7 +130,7 @@ func openSession(f *Factory, name, command string) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := runlog.Open(cfg.Log, runlog.NewRunID(time.Now()), f.IO.Out)
+	l, err := runlog.Open(cfg.Log, runlog.NewRunID(time.Now()), f.IO.Out, "cmd", command)
 	if err != nil {
 		return nil, fmt.Errorf("refusing to %s: %w", command, err)
 	}

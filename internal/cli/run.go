@@ -126,7 +126,7 @@ func (o *RunOptions) Run(ctx context.Context) error {
 		r.Progress = progressPrinter(f.IO.ErrOut)
 	}
 	if !o.DryRun {
-		l, err := runlog.Open(cfg.Log, runID, f.IO.Out)
+		l, err := runlog.Open(cfg.Log, runID, f.IO.Out, "cmd", "run")
 		if err != nil {
 			return fmt.Errorf("refusing to deploy: %w", err)
 		}
@@ -193,6 +193,9 @@ func (o *RunOptions) Run(ctx context.Context) error {
 		}
 	case talk || o.DryRun:
 		printSummary(f.IO.Out, res)
+	}
+	if errors.Is(err, deploy.ErrDeadline) {
+		return withCode(ExitInterrupted, fmt.Errorf("%w; released the lock: the next run verifies what was left", err))
 	}
 	if err != nil {
 		return withCode(ExitInterrupted, fmt.Errorf("interrupted: stopped waiting and released the lock; the next run verifies what was left (%w)", err))

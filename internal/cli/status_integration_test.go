@@ -133,11 +133,11 @@ func TestStatusOnTheCluster(t *testing.T) {
 	}
 
 	// The human output, on the same state.
-	code, stdout, _ := execute(t, nil, "status", "--config", cfg, "--kubeconfig", e.Kubeconfig, "--log-lines", "2")
+	code, stdout, _ := execute(t, nil, "status", "--config", cfg, "--kubeconfig", e.Kubeconfig, "--log-lines", "3")
 	if code != ExitDegraded {
 		t.Fatalf("status: exit %d", code)
 	}
-	for _, part := range []string{"SERVICE", "pullfail", "ImagePullBackOff", "held       by ", "incident 7", "last run", "next run", "Log (last 2 lines)", `msg="run finished"`} {
+	for _, part := range []string{"SERVICE", "pullfail", "ImagePullBackOff", "held       by ", "incident 7", "last run", "next run", "Log (last 3 lines)", `msg="run finished"`} {
 		if !strings.Contains(stdout, part) {
 			t.Errorf("status output lacks %q:\n%s", part, stdout)
 		}

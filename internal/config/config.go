@@ -320,3 +320,34 @@ func distinct(services []Service, key func(Service) string) []string {
 	}
 	return out
 }
+
+// runOverhead covers what a run does besides waiting: discovery, the
+// LISTs, the lock, the reads and patches of each service (each bounded by
+// the request timeout, 30 s by default, but fast in practice).
+const runOverhead = 30 * time.Second
+
+// RunDeadline is the most a run can last, everything included: the rescan
+// (flux.reconcileTimeout), the rollouts (runTimeout), the rollback of the
+// last service, which gets its own rolloutTimeout even once the budget is
+// spent (a broken rollout must not be left in place), and that service's
+// notifications (per channel: two attempts of its timeout and the pause
+// between). A run is stopped at this deadline as a signal would stop it;
+// the CronJob's activeDeadlineSeconds and systemd's TimeoutStartSec are a
+// minute more, so that those backstops never cut a rollback short.
+func (c *Config) RunDeadline() time.Duration {
+	var rollback time.Duration
+	for _, s := range c.Services {
+		rollback = max(rollback, s.RolloutTimeout)
+	}
+	var notify time.Duration
+	for _, n := range c.Notify {
+		notify += 2*n.Timeout + time.Second
+	}
+	return c.Flux.ReconcileTimeout + c.RunTimeout + rollback + notify + runOverhead
+}
+
+// BackstopSeconds is RunDeadline plus a minute, in seconds: the limit an
+// outside supervisor (CronJob, systemd) may put on a run.
+func (c *Config) BackstopSeconds() int {
+	return int((c.RunDeadline() + time.Minute).Seconds())
+}

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -404,4 +405,79 @@ func FuzzLoad(f *testing.F) {
 			}
 		}
 	})
+}
+
+// log.file naming an existing directory is an error of the file, with its
+// line, found when the config is loaded (Parse does no I/O).
+func TestLoadRefusesLogDirectory(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "autodeploy.yaml")
+	src := "log:\n  file: " + dir + "\nservices:\n  - name: api\n"
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path)
+	var ve *ValidationError
+	if !errors.As(err, &ve) || len(ve.Problems) != 1 {
+		t.Fatalf("Load = %v; want one validation problem", err)
+	}
+	want := path + ":2: log.file: " + strconv.Quote(dir) + " is a directory (name a file in it, such as " + strconv.Quote(filepath.Join(dir, "autodeploy.log")) + ")"
+	if err.Error() != want {
+		t.Fatalf("error:\n got %s\nwant %s", err, want)
+	}
+	if _, err := Parse([]byte(src), "mem.yaml"); err != nil {
+		t.Fatalf("Parse looked at the file system: %v", err)
+	}
+	// A file that exists, or does not yet, is fine.
+	for _, file := range []string{filepath.Join(dir, "new.log"), path} {
+		src := "log:\n  file: " + file + "\nservices:\n  - name: api\n"
+		os.WriteFile(path, []byte(src), 0o644)
+		if _, err := Load(path); err != nil {
+			t.Errorf("log.file %s: %v", file, err)
+		}
+	}
+}
+
+// lockFile may be neither the log nor the log's own lock, whichever of the
+// two keys is given.
+func TestLockFileIsNotTheLog(t *testing.T) {
+	for _, tc := range []struct{ src, want string }{
+		{"lockFile: /var/log/a.log\nlog: {file: /var/log/a.log}\n",
+			`t.yaml:1: lockFile: "/var/log/a.log" is also log.file (taking the lock would overwrite the log); use another path, such as the default "/run/lock/autodeploy.lock"`},
+		{"log:\n  file: /run/lock/autodeploy\n",
+			`t.yaml:2: log.file: the default lockFile "/run/lock/autodeploy.lock" is the lock log.file takes around each line (a run would wait for itself); set lockFile or use another log.file`},
+		{"lock: {type: lease}\nlockFile: /var/log/a.log.lock\nlog: {file: /var/log/a.log}\n", ""},
+	} {
+		_, err := Parse([]byte(tc.src+"services:\n  - name: api\n"), "t.yaml")
+		if got := fmt.Sprint(err); (err == nil) != (tc.want == "") || (err != nil && got != tc.want) {
+			t.Errorf("%q:\n got %v\nwant %s", tc.src, err, tc.want)
+		}
+	}
+}
+
+// The run's deadline covers the rescan, the budget, the rollback of the
+// last service (which outlives the budget) and its notifications, and the
+// outside backstops are longer: a backstop at runTimeout + 60 s killed runs
+// exactly while they rolled back.
+func TestRunDeadline(t *testing.T) {
+	cfg, err := Parse([]byte(`runTimeout: 10m
+flux: {reconcileTimeout: 1m}
+defaults: {rolloutTimeout: 3m}
+notify:
+  - {type: slack, url: "https://hooks.slack.com/services/x", timeout: 5s}
+services:
+  - name: a
+  - name: b
+    rolloutTimeout: 7m
+`), "deadline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := time.Minute + 10*time.Minute + 7*time.Minute + (2*5*time.Second + time.Second) + runOverhead
+	if got := cfg.RunDeadline(); got != want {
+		t.Errorf("RunDeadline = %s, want %s", got, want)
+	}
+	if got := time.Duration(cfg.BackstopSeconds()) * time.Second; got <= cfg.RunTimeout+7*time.Minute+time.Minute {
+		t.Errorf("backstop %s would cut the last rollback (runTimeout %s + rolloutTimeout 7m after a 1m rescan)", got, cfg.RunTimeout)
+	}
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"io/fs"
 	"reflect"
 	"strconv"
 	"strings"
@@ -223,6 +224,8 @@ type decoder struct {
 	// was not a list; it lets "no services configured" point at the list
 	// without repeating a type error.
 	seqLines map[string]int
+	// stat, when set (by Load), checks paths against the file system.
+	stat func(string) (fs.FileInfo, error)
 }
 
 func newDecoder() *decoder {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -21,19 +22,29 @@ import (
 
 // Load reads and validates the configuration file at path. A file that cannot
 // be read yields a *FileError, an invalid one a *ValidationError; messages
-// name the file as path is spelled here.
+// name the file as path is spelled here. Beyond Parse's checks, Load checks
+// the paths the file names against this machine: log.file must not be a
+// directory.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &FileError{Path: path, Err: err}
 	}
-	return Parse(data, path)
+	return parse(data, path, os.Stat)
 }
 
-// Parse validates a configuration held in memory. name stands for the file in
-// error messages. Any error is a *ValidationError listing every problem.
+// Parse validates a configuration held in memory, without looking at the
+// file system. name stands for the file in error messages. Any error is a
+// *ValidationError listing every problem.
 func Parse(data []byte, name string) (*Config, error) {
+	return parse(data, name, nil)
+}
+
+// parse is Parse, with stat, when not nil, to check paths against the
+// machine.
+func parse(data []byte, name string, stat func(string) (fs.FileInfo, error)) (*Config, error) {
 	raw, d := decodeRaw(data)
+	d.stat = stat
 	var cfg *Config
 	if d.budget > 0 {
 		cfg = d.resolve(raw, name)
@@ -167,6 +178,7 @@ func (d *decoder) resolve(r *rawConfig, name string) *Config {
 	if r.Log.File.Val != LogToStdout {
 		d.absPath(r.Log.File)
 	}
+	d.logFile(c, r)
 	d.atLeast(r.Log.MaxSizeMB, 1)
 	d.atLeast(r.Log.MaxBackups, 0)
 	d.atLeast(r.Log.MaxAgeDays, 0)
@@ -374,6 +386,48 @@ func (d *decoder) atLeast(o opt[int], min int) {
 		d.add(o.Line, o.Path, fmt.Sprintf("must not be negative, got %d", o.Val))
 	} else {
 		d.add(o.Line, o.Path, fmt.Sprintf("must be at least %d, got %d", min, o.Val))
+	}
+}
+
+// logLockSuffix must match runlog's: writers of the log flock
+// <log.file>.lock around each line.
+const logLockSuffix = ".lock"
+
+// logFile checks log.file against the machine (with d.stat) and against
+// lockFile.
+func (d *decoder) logFile(c *Config, r *rawConfig) {
+	file := c.Log.File
+	if file == LogToStdout || r.Log.File.Bad || !filepath.IsAbs(file) {
+		return
+	}
+	// An existing directory would be refused by every run; lumberjack,
+	// used before, even renamed it as if it were a full log.
+	if d.stat != nil {
+		if st, err := d.stat(file); err == nil && st.IsDir() {
+			d.add(r.Log.File.Line, "log.file", fmt.Sprintf("%s is a directory (name a file in it, such as %s)",
+				strconv.Quote(file), strconv.Quote(filepath.Join(file, "autodeploy.log"))))
+		}
+	}
+	// The runs' file lock is held for the whole run: the log's own lock,
+	// taken around each line, would make a run wait for itself at its
+	// first line, and the log itself would be truncated to the holder's
+	// record.
+	if c.Lock.Type != LockFile {
+		return
+	}
+	var why string
+	switch c.LockFile {
+	case file:
+		why = "is also log.file (taking the lock would overwrite the log)"
+	case file + logLockSuffix:
+		why = "is the lock log.file takes around each line (a run would wait for itself)"
+	default:
+		return
+	}
+	if r.LockFile.ok() {
+		d.add(r.LockFile.Line, r.LockFile.Path, fmt.Sprintf("%s %s; use another path, such as the default %s", quote(c.LockFile), why, quote(DefaultLockFile)))
+	} else {
+		d.add(r.Log.File.Line, "log.file", fmt.Sprintf("the default lockFile %s %s; set lockFile or use another log.file", quote(c.LockFile), why))
 	}
 }
 

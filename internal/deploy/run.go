@@ -108,13 +108,17 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 	}
 	res := &Result{RunID: runID, Started: r.Now(), DryRun: o.DryRun}
 	defer func() { res.Duration = r.Now().Sub(res.Started) }()
+	// The one deadline of the whole run (config.RunDeadline): every step
+	// has its own bound within it; this catches what would hang anyway.
+	ctx, cancelRun := context.WithTimeout(ctx, r.Config.RunDeadline())
+	defer cancelRun()
 	services := r.Config.Services
 	if len(o.Services) > 0 {
 		services = slices.DeleteFunc(slices.Clone(services), func(s config.Service) bool { return !slices.Contains(o.Services, s.Name) })
 	}
 	r.Log.Info("run started", "services", len(services), "dryRun", o.DryRun)
 
-	api, err := flux.Detect(r.Kube.Discovery())
+	api, err := flux.Detect(ctx, r.Kube.Discovery())
 	if err != nil {
 		return res, err
 	}
@@ -180,12 +184,19 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 	}
 	if ctx.Err() != nil {
 		res.Cancelled = true
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			r.Log.Error("run stopped at its deadline: the lock is released; the next run verifies what was left unverified", "deadline", r.Config.RunDeadline())
+			return res, fmt.Errorf("%w: the run reached its deadline (%s)", ErrDeadline, r.Config.RunDeadline())
+		}
 		r.Log.Warn("run interrupted: the lock is released; the next run verifies what was left unverified")
 		return res, ctx.Err()
 	}
 	r.Log.Info("run finished", "duration", r.Now().Sub(res.Started))
 	return res, nil
 }
+
+// ErrDeadline: the run was stopped at config.RunDeadline.
+var ErrDeadline = errors.New("stopped")
 
 // maxReplans bounds how often a service is read and planned again because
 // its Deployment changed between the read and the patch.

@@ -98,7 +98,7 @@ func Run(ctx context.Context, in Inputs) *Report {
 		return r
 	}
 	r.add("api server", OK, fmt.Sprintf("reachable, Kubernetes %s", v.GitVersion), "")
-	api, err := flux.Detect(c.Kube.Discovery())
+	api, err := flux.Detect(ctx, c.Kube.Discovery())
 	if err != nil {
 		r.add("flux", Fail, err.Error(), "install Flux's image automation: flux install --components-extra=image-reflector-controller,image-automation-controller")
 		return r

@@ -5,10 +5,12 @@
 package flux
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
@@ -49,10 +51,27 @@ func (a API) Repositories() schema.GroupVersionResource {
 }
 
 // Detect finds the served image API versions with one discovery request.
-func Detect(d discovery.DiscoveryInterface) (API, error) {
-	groups, err := d.ServerGroups()
-	if err != nil {
-		return API{}, err
+// The discovery client takes no context, so the request runs aside and a
+// signal (ctx) ends the wait at once instead of after the request timeout.
+func Detect(ctx context.Context, d discovery.DiscoveryInterface) (API, error) {
+	type answer struct {
+		groups *metav1.APIGroupList
+		err    error
+	}
+	ch := make(chan answer, 1)
+	go func() {
+		g, err := d.ServerGroups()
+		ch <- answer{g, err}
+	}()
+	var groups *metav1.APIGroupList
+	select {
+	case <-ctx.Done():
+		return API{}, ctx.Err()
+	case a := <-ch:
+		if a.err != nil {
+			return API{}, a.err
+		}
+		groups = a.groups
 	}
 	for _, g := range groups.Groups {
 		if g.Name != ImageGroup {

@@ -40,7 +40,9 @@ func CronJob(w io.Writer, cfg *config.Config, o CronJobOptions) error {
 	for _, l := range strings.Split(strings.TrimRight(string(inCluster), "\n"), "\n") {
 		fmt.Fprintf(&b, "    %s\n", l)
 	}
-	deadline := int(cfg.RunTimeout.Seconds()) + 60
+	// The run's own deadline (rescan, runTimeout, a rollback, the
+	// notifications) plus a minute: the backstop never cuts a rollback.
+	deadline := cfg.BackstopSeconds()
 	fmt.Fprintf(&b, `---
 apiVersion: batch/v1
 kind: CronJob

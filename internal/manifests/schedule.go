@@ -44,7 +44,9 @@ After=network-online.target
 Type=oneshot
 User=%s
 ExecStart=%s run --config %s
-# A run has its own budget (runTimeout %s); this is the backstop.
+# A run stops itself at its deadline (%s: the rescan, runTimeout, the
+# rollback of the last service and its notifications); this backstop is a
+# minute more, so that it never cuts a rollback short.
 TimeoutStartSec=%d
 Nice=5
 
@@ -60,7 +62,7 @@ AccuracySec=1s
 
 [Install]
 WantedBy=timers.target
-`, o.User, o.Binary, cfg.Path, cfg.RunTimeout, int(cfg.RunTimeout.Seconds())+60, cfg.Schedule, cal)
+`, o.User, o.Binary, cfg.Path, cfg.RunDeadline(), cfg.BackstopSeconds(), cfg.Schedule, cal)
 	return err
 }
 

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -103,22 +101,28 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// Files returns the log file and its rotated backups, newest first.
-// lumberjack names backups <name>-<timestamp>.<ext>[.gz], and the timestamp
-// sorts by time.
+// Files returns the log file and its rotated backups, newest first. Only
+// names as lumberjack and this package give backups are listed, so the
+// lock, a compression in progress (.gz.tmp) and files a person left there
+// are not read. A backup found both plain and gzipped (a compression
+// interrupted before the plain file was removed) is listed once, plain:
+// that one is whole.
 func Files(path string) []string {
-	ext := filepath.Ext(path)
-	base := strings.TrimSuffix(path, ext)
-	backups, _ := filepath.Glob(base + "-*" + ext + "*")
-	slices.Sort(backups)
-	slices.Reverse(backups)
 	var out []string
 	if _, err := os.Stat(path); err == nil {
 		out = append(out, path)
 	}
-	return append(out, backups...)
+	backups, _, _ := scanBackups(path)
+	for _, b := range backups {
+		out = append(out, b.path)
+	}
+	return out
 }
 
+// readLines returns the lines of a log file, gunzipping a .gz. On an
+// error it returns the whole lines read before it as well: a .gz that a
+// crash cut short still holds its beginning. A line the error cut is
+// dropped.
 func readLines(path string) ([]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -126,7 +130,7 @@ func readLines(path string) ([]string, error) {
 	}
 	defer f.Close()
 	var r io.Reader = f
-	if strings.HasSuffix(path, ".gz") {
+	if strings.HasSuffix(path, gzSuffix) {
 		gz, err := gzip.NewReader(f)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
@@ -135,12 +139,41 @@ func readLines(path string) ([]string, error) {
 		r = gz
 	}
 	var lines []string
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
+	br := bufio.NewReaderSize(r, 64*1024)
+	for {
+		line, err := br.ReadString('\n')
+		switch {
+		case err == nil:
+			lines = append(lines, strings.TrimSuffix(line[:len(line)-1], "\r"))
+		case errors.Is(err, io.EOF):
+			if line != "" { // no final newline: a line being written, or by hand
+				lines = append(lines, strings.TrimSuffix(line, "\r"))
+			}
+			return lines, nil
+		default:
+			return lines, fmt.Errorf("%s: %w", path, err)
+		}
 	}
-	return lines, sc.Err()
+}
+
+// readFiles reads the files of the log at path, newest first, until stop
+// says enough, and returns their lines in order. An error reading the log
+// itself is returned; a damaged or unreadable backup gives what it can and
+// the older files are read as if it were whole, so that one bad backup
+// cannot hide the runs around it.
+func readFiles(path string, stop func(newest []string, all int) bool) ([]string, error) {
+	var lines []string
+	for _, f := range Files(path) {
+		ls, err := readLines(f)
+		if err != nil && f == path {
+			return nil, err
+		}
+		lines = append(ls, lines...)
+		if stop(ls, len(lines)) {
+			break
+		}
+	}
+	return lines, nil
 }
 
 // Run is what the log says about one `autodeploy run`.
@@ -162,16 +195,9 @@ var ErrNoRun = errors.New("no run in the log yet")
 // LastRun finds the last `autodeploy run` in the log at path, reading the
 // newest backup too when the run began before the last rotation.
 func LastRun(path string) (*Run, error) {
-	var lines []string
-	for _, f := range Files(path) {
-		ls, err := readLines(f)
-		if err != nil {
-			return nil, err
-		}
-		lines = append(ls, lines...)
-		if hasRunStart(ls) {
-			break
-		}
+	lines, err := readFiles(path, func(newest []string, _ int) bool { return hasRunStart(newest) })
+	if err != nil {
+		return nil, err
 	}
 	var run *Run
 	for _, l := range lines {
@@ -244,16 +270,9 @@ func hasRunStart(lines []string) bool {
 
 // Tail returns the last n lines of the log, across a rotation if needed.
 func Tail(path string, n int) ([]string, error) {
-	var lines []string
-	for _, f := range Files(path) {
-		if len(lines) >= n {
-			break
-		}
-		ls, err := readLines(f)
-		if err != nil {
-			return nil, err
-		}
-		lines = append(ls, lines...)
+	lines, err := readFiles(path, func(_ []string, all int) bool { return all >= n })
+	if err != nil {
+		return nil, err
 	}
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]

@@ -3,8 +3,10 @@ package runlog
 import (
 	"bytes"
 	"compress/gzip"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +120,106 @@ func TestLastRunUnfinished(t *testing.T) {
 	run, err := LastRun(path)
 	if err != nil || run.Result != "unfinished" || run.Finished != nil {
 		t.Fatalf("run = %+v, %v", run, err)
+	}
+}
+
+// writeLog writes lines to path, gzipped when path ends in .gz.
+func writeLog(t *testing.T, path string, lines []string) []byte {
+	t.Helper()
+	data := []byte(strings.Join(lines, "\n") + "\n")
+	if strings.HasSuffix(path, ".gz") {
+		var gz bytes.Buffer
+		zw := gzip.NewWriter(&gz)
+		zw.Write(data)
+		zw.Close()
+		data = gz.Bytes()
+	}
+	if err := os.WriteFile(path, data, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// runLines returns the lines of a run of id that starts at minute min,
+// plans n services and finishes unless the run goes on in a later file.
+func runLines(id string, min, n int, finished bool) []string {
+	var buf bytes.Buffer
+	l := New(&buf).With("run", id)
+	l.Info("run started", "services", n)
+	for i := range n {
+		l.Info("plan", "svc", fmt.Sprintf("svc-%d", i), "action", "up-to-date")
+	}
+	if finished {
+		l.Info("run finished", "duration", time.Second)
+	}
+	return strings.Split(strings.TrimSpace(buf.String()), "\n")
+}
+
+// A damaged backup (a half-written .gz left by a crash, or an empty one)
+// never hides the last run: what can be read is read, the rest of the log
+// still counts.
+func TestLastRunSurvivesDamagedBackup(t *testing.T) {
+	tail := func(id string) []string {
+		var buf bytes.Buffer
+		l := New(&buf).With("run", id)
+		l.Info("service done", "svc", "api", "outcome", "deployed")
+		l.Info("run finished", "duration", time.Second)
+		return strings.Split(strings.TrimSpace(buf.String()), "\n")
+	}
+	for _, tc := range []struct {
+		name   string
+		damage func(data []byte) []byte
+	}{
+		{"empty", func([]byte) []byte { return nil }},
+		{"not gzip", func([]byte) []byte { return []byte("garbage") }},
+		{"half written", func(d []byte) []byte { return d[:len(d)/2] }},
+		{"bad checksum", func(d []byte) []byte { d = bytes.Clone(d); d[len(d)-5] ^= 0xff; return d }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "autodeploy.log")
+			// run-2 starts in the older backup, goes on in the damaged
+			// one and finishes in the current file.
+			older := append(runLines("run-1", 0, 2, true), runLines("run-2", 10, 1, false)...)
+			writeLog(t, filepath.Join(dir, "autodeploy-2026-01-01T00-00-00.000.log.gz"), older)
+			damaged := filepath.Join(dir, "autodeploy-2026-01-01T00-10-00.000.log.gz")
+			data := writeLog(t, damaged, runLines("run-2", 11, 200, false)[1:])
+			os.WriteFile(damaged, tc.damage(data), 0o640)
+			writeLog(t, path, tail("run-2"))
+
+			run, err := LastRun(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if run.ID != "run-2" || run.Finished == nil || run.Outcomes["api"] != "deployed" || run.Result != "ok" {
+				t.Fatalf("run = %+v", run)
+			}
+			lines, err := Tail(path, 1000)
+			if err != nil || len(lines) < len(older)+2 {
+				t.Fatalf("Tail = %d lines, %v", len(lines), err)
+			}
+		})
+	}
+}
+
+// Files lists the log and lumberjack-named backups only, newest first: not
+// the lock, not a compression in progress, not a plain backup's .gz twin.
+func TestFilesIgnoresOtherNames(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "autodeploy.log")
+	for _, name := range []string{
+		"autodeploy.log", "autodeploy.log.lock",
+		"autodeploy-2026-01-01T00-00-00.000.log.gz",
+		"autodeploy-2026-01-02T00-00-00.000.log",
+		"autodeploy-2026-01-02T00-00-00.000.log.gz", // compressed, plain not yet removed
+		"autodeploy-2026-01-03T00-00-00.000.log.gz.tmp",
+		"autodeploy-old.log", "autodeploy-2026-01-04T00-00-00.000.txt", "other-2026-01-01T00-00-00.000.log",
+	} {
+		os.WriteFile(filepath.Join(dir, name), nil, 0o640)
+	}
+	got := Files(path)
+	want := []string{path, filepath.Join(dir, "autodeploy-2026-01-02T00-00-00.000.log"), filepath.Join(dir, "autodeploy-2026-01-01T00-00-00.000.log.gz")}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Files = %q\nwant %q", got, want)
 	}
 }

@@ -1,20 +1,40 @@
 // Package runlog writes autodeploy's log file: one logfmt line per event
-// (time, level, msg, run id, service, images, durations), rotated by
-// lumberjack. logfmt is what slog's TextHandler writes: a person can read
-// it, and `grep run=...` or any logfmt parser can take it apart.
+// (time, level, msg, run id, service, images, durations), rotated at a
+// size. logfmt is what slog's TextHandler writes: a person can read it,
+// and `grep run=...` or any logfmt parser can take it apart.
+//
+// Several processes write the same file: every cron run (skipped runs
+// too), and rollback, hold and resume run by hand, possibly during a run.
+// lumberjack, used before, supports one writing process: it keeps the
+// file open (another process's rotation left it writing into the renamed
+// backup, which a third one could compress and delete under it), counts
+// the size itself, and compresses backups in a goroutine that races with
+// other processes and is cut short when the process exits, leaving a
+// partial .gz. So the file is written here (rotate.go) with one design
+// that is simple to reason about: every line is written holding an
+// flock(2) on a sidecar file, <log.file>.lock, and the rotation and the
+// compression it triggers happen under that same lock, before Write
+// returns. The log is opened by name for each line (O_APPEND) and closed
+// after it, so no process ever writes to a file another one renamed. The
+// cost, a few system calls per line and a pause of the writer that rotates
+// while it compresses (a tenth of a second for the default 10 MB), is
+// nothing for a tool that writes a few hundred lines every few minutes.
+// Backups keep lumberjack's names, <name>-<UTC time>.<ext>[.gz], so the
+// history written by earlier versions reads as one.
 package runlog
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
-
-	"gopkg.in/natefinch/lumberjack.v2"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 )
@@ -26,33 +46,40 @@ type Log struct {
 }
 
 // Open opens (creating as needed, mode 0640) the log file of cfg and
-// writes nothing yet, but makes sure the file can be written, so that a
-// file that cannot be written is known before any change is made: a deploy
-// that leaves no trace is not allowed. log.file "-" writes to stdout
-// instead, without rotation.
-func Open(cfg config.Log, runID string, stdout io.Writer) (*Log, error) {
+// writes its first line, msg="log opened" with the process id and attrs
+// (such as "cmd", "rollback"), and returns an error if that line could not
+// be written: a deploy that would leave no trace is not allowed, and only
+// a real write tells (an empty one succeeds on a full disk). log.file "-"
+// writes to stdout instead, without rotation.
+func Open(cfg config.Log, runID string, stdout io.Writer, attrs ...any) (*Log, error) {
 	if cfg.File == config.LogToStdout {
-		return &Log{Logger: New(stdout).With("run", runID), w: nopCloser{stdout}}, nil
+		l := &Log{Logger: New(stdout).With("run", runID), w: nopCloser{stdout}}
+		if err := l.first(attrs); err != nil {
+			return nil, fmt.Errorf("cannot write the log to standard output: %w (or set log.file in the config to a file)", err)
+		}
+		return l, nil
+	}
+	// config.Load refuses this too; checked again because the directory
+	// may have appeared since, and a Log may be built by hand.
+	if st, err := os.Stat(cfg.File); err == nil && st.IsDir() {
+		return nil, fmt.Errorf("the log file %s is a directory (set log.file in the config to a file, such as %s)", cfg.File, filepath.Join(cfg.File, "autodeploy.log"))
 	}
 	if err := os.MkdirAll(filepath.Dir(cfg.File), 0o755); err != nil {
 		return nil, fmt.Errorf("cannot create the log directory of %s: %w (fix the permissions or set log.file in the config)", cfg.File, err)
 	}
-	// lumberjack creates files 0600 and gives rotated files the mode of the
-	// current one: create it first so that the group (adm) can read logs.
-	if f, err := os.OpenFile(cfg.File, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640); err == nil {
-		f.Close()
+	w, err := openRotating(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("log file %s: %w", cfg.File, err)
 	}
-	lj := &lumberjack.Logger{
-		Filename:   cfg.File,
-		MaxSize:    cfg.MaxSizeMB,
-		MaxBackups: cfg.MaxBackups,
-		MaxAge:     cfg.MaxAgeDays,
-		Compress:   cfg.Compress,
-	}
-	l := &Log{Logger: New(lj).With("run", runID), w: lj}
-	if err := l.check(); err != nil {
-		lj.Close()
-		return nil, fmt.Errorf("cannot write the log file %s: %w (fix the permissions or set log.file in the config)", cfg.File, err)
+	l := &Log{Logger: New(w).With("run", runID), w: w}
+	if err := l.first(attrs); err != nil {
+		w.Close()
+		// The message names the file already.
+		var pe *fs.PathError
+		if errors.As(err, &pe) && pe.Path == cfg.File {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("cannot write the log file %s: %w (free space on its file system or fix its permissions, or set log.file in the config)", cfg.File, err)
 	}
 	return l, nil
 }
@@ -61,12 +88,18 @@ type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
 
-// check writes nothing visible: lumberjack opens the file on the first
-// Write, so an empty write surfaces permission errors now.
-func (l *Log) check() error {
-	_, err := l.w.Write(nil)
-	return err
+// first writes the first line through the handler, which, unlike the
+// Logger's methods, returns the error of the write.
+func (l *Log) first(attrs []any) error {
+	r := slog.NewRecord(time.Now(), slog.LevelInfo, "log opened", 0)
+	r.Add("pid", os.Getpid())
+	r.Add(attrs...)
+	return l.Handler().Handle(context.Background(), r)
 }
+
+// sizeUnit is the number of bytes in one log.maxSizeMB; tests lower it to
+// rotate every few kilobytes.
+var sizeUnit int64 = 1 << 20
 
 const timeFormat = "2006-01-02T15:04:05.000Z"
 
@@ -86,7 +119,9 @@ func New(w io.Writer) *slog.Logger {
 	}))
 }
 
-// Close flushes and closes the file.
+// Close closes the log. Nothing is buffered and no compression runs in the
+// background, so a process may exit as soon as Close returns; the error is
+// that of a failed compression or removal of an old backup, if any.
 func (l *Log) Close() error { return l.w.Close() }
 
 // Discard is a logger for commands that write no log file.

@@ -32,6 +32,7 @@ func TestRotationKeepsEveryEvent(t *testing.T) {
 		t.Fatalf("files = %v, want the current file and at least two backups", files)
 	}
 	seen := make([]bool, n)
+	opened := 0
 	for _, f := range files {
 		fh, err := os.Open(f)
 		if err != nil {
@@ -40,6 +41,10 @@ func TestRotationKeepsEveryEvent(t *testing.T) {
 		sc := bufio.NewScanner(fh)
 		for sc.Scan() {
 			line := sc.Text()
+			if strings.Contains(line, `msg="log opened" run=r1 pid=`) {
+				opened++
+				continue
+			}
 			if !strings.HasPrefix(line, "time=") || !strings.Contains(line, " run=r1 ") || !strings.Contains(line, " duration=1.5s") {
 				t.Fatalf("malformed line %q", line)
 			}
@@ -56,6 +61,9 @@ func TestRotationKeepsEveryEvent(t *testing.T) {
 		if !ok {
 			t.Fatalf("event %d lost", i)
 		}
+	}
+	if opened != 1 {
+		t.Fatalf("%d \"log opened\" lines, want Open's one", opened)
 	}
 }
 

@@ -45,7 +45,7 @@ func Collect(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface,
 		}
 		objs.Pods[ns] = pl.Items
 	}
-	api, err := flux.Detect(kc.Discovery())
+	api, err := flux.Detect(ctx, kc.Discovery())
 	if errors.Is(err, flux.ErrNotInstalled) {
 		// Still worth showing the Deployments.
 		objs.FluxProblem = err.Error()
