@@ -15,11 +15,13 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -208,12 +210,16 @@ func TestRBACEveryRuleIsNeeded(t *testing.T) {
 			if _, err := r.e.Kube.RbacV1().Roles(full.Namespace).Update(ctx, without, metav1.UpdateOptions{}); err != nil {
 				t.Fatal(err)
 			}
+			// The API server's authorizer sees Role changes through an
+			// informer: wait until it refuses the verb to the ServiceAccount.
+			waitAccess(t, kc, rule.APIGroups[0], rule.Resources[0], rule.Verbs[0], full.Namespace, false)
 			defer func() {
 				cur, _ := r.e.Kube.RbacV1().Roles(full.Namespace).Get(ctx, full.Name, metav1.GetOptions{})
 				cur.Rules = full.Rules
 				if _, err := r.e.Kube.RbacV1().Roles(full.Namespace).Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
 					t.Fatal(err)
 				}
+				waitAccess(t, kc, rule.APIGroups[0], rule.Resources[0], rule.Verbs[0], full.Namespace, true)
 				// Back to the common state.
 				_, _, _ = execute(t, nil, "resume", "api", "--forget-failed", "--config", r.cfg, "--kubeconfig", r.e.Kubeconfig)
 				if img := kubetest.Image(r.e.GetDeployment("api")); img != reg+"api:sha-1" {
@@ -304,4 +310,23 @@ func scenario(t *testing.T, r *rbacEnv, as func(...string) (ExitCode, string), r
 	}
 	t.Fatalf("no scenario for %s/%s: add one", resource, verb)
 	return 0, ""
+}
+
+// waitAccess waits until the user of kubeconfig may (or may not) do verb on
+// resource in ns, as a SelfSubjectAccessReview answers.
+func waitAccess(t *testing.T, kubeconfig, group, resource, verb, ns string, allowed bool) {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubetest.Eventually(t, 30*time.Second, fmt.Sprintf("%s %s allowed=%v", verb, resource, allowed), func(ctx context.Context) (bool, error) {
+		r, err := kc.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Group: group, Resource: resource, Verb: verb, Namespace: ns}}}, metav1.CreateOptions{})
+		return err == nil && r.Status.Allowed == allowed, err
+	})
 }

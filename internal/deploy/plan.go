@@ -127,6 +127,17 @@ func Plan(in Input) Decision {
 	if err != nil {
 		return skip(true, "ImagePolicy %s: %v", dec.Policy, err)
 	}
+	if f, ok := ParseFailedImage(ann); ok && image.SameString(f.Image, dec.Current) && image.Satisfies(cur, want) {
+		// Up to date, but with an image that failed: the rollback could
+		// not be applied, or auto-rollback is off. Say so, once per run,
+		// without retrying (status shows it; a person decides).
+		why := "auto-rollback is off"
+		if f.RollbackError != "" {
+			why = "the rollback could not be applied: " + truncate(f.RollbackError, 160)
+		}
+		return skip(false, "runs %s, which failed on %s (%s); roll back by hand: autodeploy rollback %s --to-revision N (autodeploy history %s)",
+			dec.Current, f.At.UTC().Format("2006-01-02 15:04"), why, s.Name, s.Name)
+	}
 	if image.Satisfies(cur, want) {
 		dec.Action, dec.Reason = UpToDate, "running the policy's latest image"
 		return dec

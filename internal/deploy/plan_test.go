@@ -104,6 +104,9 @@ func TestPlan(t *testing.T) {
 		{name: "remembered failed image", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 1, func(d *appsv1.Deployment) {
 			d.Annotations[AnnFailedImage] = `{"image":"` + repo + `:sha-bbb","reason":"ImagePullBackOff","at":"2026-11-25T10:00:00Z"}`
 		}), Policy: pol(repo+":sha-bbb", true)}, action: Skip, reasonPart: "failed on 2026-11-25 10:00; waiting"},
+		{name: "still running a failed image whose rollback failed", in: Input{Service: svc(), Deployment: dep(repo+":sha-bbb", 2, func(d *appsv1.Deployment) {
+			d.Annotations[AnnFailedImage] = `{"image":"` + repo + `:sha-bbb","reason":"ImagePullBackOff","at":"2026-11-25T10:00:00Z","rollbackError":"no rollout history found"}`
+		}), Policy: pol(repo+":sha-bbb", true)}, action: Skip, reasonPart: "failed on 2026-11-25 10:00 (the rollback could not be applied: no rollout history found); roll back by hand"},
 		{name: "failed image memory does not block the next image", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 1, func(d *appsv1.Deployment) {
 			d.Annotations[AnnFailedImage] = `{"image":"` + repo + `:sha-bbb","reason":"x","at":"2026-11-25T10:00:00Z"}`
 		}), Policy: pol(repo+":sha-ccc", true)}, action: Deploy, target: repo + ":sha-ccc", reasonPart: "the policy selected a new image"},

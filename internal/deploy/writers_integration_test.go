@@ -338,3 +338,102 @@ func lookup(cfg *config.Config, name string) (config.Service, bool) {
 	}
 	return config.Service{}, false
 }
+
+// revisionHistoryLimit: 0 keeps no old ReplicaSet. A failed deploy still
+// goes back to exactly the template that ran before (it was read before the
+// patch); a failed verify, whose previous revision is gone, cannot be
+// rolled back: that is reported once (exit 6), then shown, not retried by
+// every run.
+func TestRunWithoutRevisionHistory(t *testing.T) {
+	noHistory := func(t *testing.T, e *kubetest.Env, name string) {
+		t.Helper()
+		patch := []byte(`{"spec":{"revisionHistoryLimit":0}}`)
+		if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(context.Background(), name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("failed deploy", func(t *testing.T) {
+		e := kubetest.New(t)
+		f := newFixture(t, e, fluxsim.V1, []svcSpec{{name: "api", image: reg + "api:sha-1111111",
+			extra: "    health: {url: \"http://127.0.0.1:1/health\", timeout: 1s}\n"}}, "")
+		noHistory(t, e, "api")
+		f.refl.Push("api", reg+"api:sha-2222222")
+		r := f.runner()
+		// The rollout completes, the controller deletes revision 1, then the
+		// health check fails.
+		r.Health = func(ctx context.Context, _ config.Health, _, _ string) error {
+			onlyRevisionOf(t, e, reg+"api:sha-2222222")
+			return fmt.Errorf("health check: status 503")
+		}
+		res, err := r.Run(context.Background(), "deploy", deploy.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantOutcome(t, res, "api", deploy.OutcomeRolledBack)
+		if img := kubetest.Image(e.GetDeployment("api")); img != reg+"api:sha-1111111" {
+			t.Fatalf("image = %s", img)
+		}
+	})
+	t.Run("failed verify", func(t *testing.T) {
+		e := kubetest.New(t)
+		f := newFixture(t, e, fluxsim.V1, []svcSpec{{name: "api", image: reg + "api:sha-1111111",
+			extra: "    health: {url: \"http://127.0.0.1:1/health\", timeout: 1s}\n"}}, "")
+		noHistory(t, e, "api")
+		// A run set sha-2222222 and was interrupted before its health check;
+		// the rollout completed, and with it revision 1 was deleted.
+		img := reg + "api:sha-2222222"
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"false",%q:%q,%q:"1"}},"spec":{"template":{"spec":{"containers":[{"name":"api","image":%q}]}}}}`,
+			deploy.AnnVerified, deploy.AnnDeployedImage, img, deploy.AnnPreviousRevision, img)
+		if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(context.Background(), "api", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		onlyRevisionOf(t, e, img)
+		e.SetPolicyImage(fluxsim.V1, e.Namespace, "api", img)
+		r := f.runner()
+		r.Health = func(context.Context, config.Health, string, string) error {
+			return fmt.Errorf("health check: status 503")
+		}
+		res, err := r.Run(context.Background(), "verify", deploy.Options{NoReconcile: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := wantOutcome(t, res, "api", deploy.OutcomeRollbackFailed)
+		if !strings.Contains(s.Error, "rollback failed") {
+			t.Errorf("error = %q", s.Error)
+		}
+		d := e.GetDeployment("api")
+		fi, ok := deploy.ParseFailedImage(d.Annotations)
+		if !ok || fi.Image != img || fi.RollbackError == "" {
+			t.Fatalf("failed-image mark = %+v (%v): want the image and the rollback error", fi, d.Annotations)
+		}
+		if _, ok := d.Annotations[deploy.AnnVerified]; ok {
+			t.Errorf("verified mark left: the next run would retry: %v", d.Annotations)
+		}
+		before := fmt.Sprint(d.Annotations, d.Generation)
+		// The next runs: skipped with the reason, nothing written (a write
+		// would change the annotations or bump the generation).
+		for i := 0; i < 2; i++ {
+			res, err := r.Run(context.Background(), "next", deploy.Options{NoReconcile: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := wantOutcome(t, res, "api", deploy.OutcomeSkipped)
+			if s.Problem || !strings.Contains(s.Reason, "the rollback could not be applied") {
+				t.Errorf("run %d: %+v", i, s.Decision)
+			}
+		}
+		if d := e.GetDeployment("api"); fmt.Sprint(d.Annotations, d.Generation) != before {
+			t.Errorf("later runs changed the Deployment:\n%s\n%v %d", before, d.Annotations, d.Generation)
+		}
+	})
+}
+
+// onlyRevisionOf waits until the only ReplicaSet left runs img: the
+// controller deleted the older ones (revisionHistoryLimit: 0).
+func onlyRevisionOf(t *testing.T, e *kubetest.Env, img string) {
+	t.Helper()
+	kubetest.Eventually(t, 30*time.Second, "only the ReplicaSet of "+img+" left", func(ctx context.Context) (bool, error) {
+		l, err := e.Kube.AppsV1().ReplicaSets(e.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=api"})
+		return err == nil && len(l.Items) == 1 && l.Items[0].Spec.Template.Spec.Containers[0].Image == img, err
+	})
+}

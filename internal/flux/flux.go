@@ -141,8 +141,17 @@ func ParsePolicy(u *unstructured.Unstructured) Policy {
 }
 
 // readyCondition returns the Ready condition's status and message; an
-// object without one (never reconciled) is not ready.
+// object without one (never reconciled) is not ready. As in Flux's own
+// status checks (fluxcd/pkg runtime/conditions and kstatus), a Ready
+// condition counts only for the current generation: after a spec change,
+// until the controller has reconciled it (status.observedGeneration and the
+// condition's observedGeneration equal metadata.generation), the old
+// verdict says nothing about the new spec.
 func readyCondition(u *unstructured.Unstructured) (bool, string) {
+	gen := u.GetGeneration()
+	if og, found, _ := unstructured.NestedInt64(u.Object, "status", "observedGeneration"); found && gen > 0 && og != gen {
+		return false, fmt.Sprintf("Flux has not reconciled generation %d yet (it observed %d)", gen, og)
+	}
 	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
 	for _, c := range conds {
 		m, ok := c.(map[string]any)
@@ -150,6 +159,9 @@ func readyCondition(u *unstructured.Unstructured) (bool, string) {
 			continue
 		}
 		msg, _ := m["message"].(string)
+		if cog, ok := m["observedGeneration"].(int64); ok && gen > 0 && cog != gen {
+			return false, fmt.Sprintf("Ready condition is for generation %d, not %d: %s", cog, gen, msg)
+		}
 		return m["status"] == "True", msg
 	}
 	return false, "no Ready condition yet"

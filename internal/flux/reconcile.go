@@ -114,7 +114,21 @@ func waitNamespace(ctx context.Context, dc dynamic.Interface, gvr schema.GroupVe
 			why = "watch: " + err.Error()
 			break
 		}
-		for ev := range w.ResultChan() {
+		watching := true
+		for watching {
+			var ev watch.Event
+			select {
+			case <-ctx.Done():
+				// Do not count on the watch closing with the request.
+				watching = false
+				continue
+			case e, ok := <-w.ResultChan():
+				if !ok {
+					watching = false
+					continue
+				}
+				ev = e
+			}
 			if ev.Type == watch.Error {
 				// Most likely 410 Gone: restart from the current state, whose
 				// initial events carry every object's status.

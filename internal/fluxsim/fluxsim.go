@@ -139,7 +139,24 @@ func readyCondition(ok bool, reason, msg string) map[string]any {
 	}
 }
 
+// writeStatus records the generation it reconciled, as Flux's controllers
+// do (status.observedGeneration and each condition's observedGeneration,
+// fluxcd/pkg/runtime/patch): a status is about the spec it was computed
+// from.
 func writeStatus(ctx context.Context, dc dynamic.Interface, gvr schema.GroupVersionResource, ns, name string, status map[string]any) error {
+	obj, err := dc.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("read %s %s/%s: %w", gvr.Resource, ns, name, err)
+	}
+	gen := obj.GetGeneration()
+	status["observedGeneration"] = gen
+	if conds, ok := status["conditions"].([]any); ok {
+		for _, c := range conds {
+			if m, ok := c.(map[string]any); ok {
+				m["observedGeneration"] = gen
+			}
+		}
+	}
 	patch, err := json.Marshal(map[string]any{"status": status})
 	if err != nil {
 		return err

@@ -98,6 +98,18 @@ func buildService(s config.Service, objs Objects, now time.Time) Service {
 	}
 	if f, ok := deploy.ParseFailedImage(d.Annotations); ok {
 		out.Failed = &f
+		if image.SameString(f.Image, dec.Current) {
+			// A failed image still running: the rollback could not be
+			// applied, or auto-rollback is off. Runs do not retry it.
+			why := "auto-rollback is off"
+			if f.RollbackError != "" {
+				why = "the rollback could not be applied: " + f.RollbackError
+			}
+			out.Problems = append(out.Problems, fmt.Sprintf("runs %s, which failed (%s); roll back by hand: autodeploy rollback %s --to-revision N", f.Image, why, s.Name))
+		}
+	}
+	if rt, ok := deploy.ParseRetry(d.Annotations); ok {
+		out.Retry = &rt
 	}
 	out.Unverified = d.Annotations[deploy.AnnVerified] == "false"
 

@@ -150,7 +150,14 @@ func writeService(w io.Writer, s Service, now time.Time, o TextOptions) {
 		row("held", "%s", yellow(fmt.Sprintf("by %s %s: %s", h.By, ago(now, h.At), h.Reason)))
 	}
 	if f := s.Failed; f != nil {
-		row("failed", "%s %s: %s", f.Image, ago(now, f.At), fit(f.Reason))
+		row("failed", "%s %s: %s (resume --forget-failed clears it)", f.Image, ago(now, f.At), fit(f.Reason))
+		if f.RollbackError != "" {
+			row("rollback", "%s", red("could not be applied: "+fit(f.RollbackError)))
+		}
+	}
+	if r := s.Retry; r != nil {
+		row("retry", "%s failed because of the %s (attempt %d); tried again after %s (resume --forget-failed: at the next run)",
+			r.Image, r.Cause, r.Attempts, r.After.UTC().Format("15:04:05 UTC"))
 	}
 	if s.Unverified {
 		row("unverified", "%s", yellow("set by autodeploy, not verified yet: the next run verifies it"))

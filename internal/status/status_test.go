@@ -298,3 +298,41 @@ func golden(t *testing.T, name string, got []byte) {
 func itoa(i int) string { return strconv.Itoa(i) }
 
 func ptr[T any](v T) *T { return &v }
+
+// Marks a run leaves for a person: a failed image still running because its
+// rollback could not be applied is a problem (exit 8) naming the fix; a
+// pending retry is shown with its time and how to clear it.
+func TestBuildMarks(t *testing.T) {
+	cfg, err := config.Parse([]byte("defaults: {namespace: apps}\nservices:\n  - name: stuck\n  - name: retrying\n"), "marks.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture()
+	f.deployment("stuck", 1, []string{reg + "stuck:sha-1111111", reg + "stuck:sha-2222222"}, complete(1),
+		map[string]string{"autodeploy.dev/failed-image": `{"image":"` + reg + `stuck:sha-2222222","reason":"health check: status 503","at":"2026-11-25T10:20:00Z","rollbackError":"unable to find the specified revision 1"}`},
+		kpod("stuck-h2-aaaaa", "h2", "Running", true, 0, time.Minute))
+	f.policy("stuck", reg+"stuck:sha-2222222")
+	f.deployment("retrying", 1, []string{reg + "retrying:sha-1111111"}, complete(1),
+		map[string]string{"autodeploy.dev/retry": `{"image":"` + reg + `retrying:sha-2222222","cause":"registry","reason":"503","attempts":2,"after":"2026-11-25T10:34:00Z"}`},
+		kpod("retrying-h1-bbbbb", "h1", "Running", true, 0, time.Minute))
+	f.policy("retrying", reg+"retrying:sha-2222222")
+	r := Build(cfg, cfg.Services, f.objs, Local{}, now)
+	stuck, retrying := r.Services[0], r.Services[1]
+	if stuck.OK() || len(stuck.Problems) != 1 || !strings.Contains(stuck.Problems[0], "the rollback could not be applied: unable to find the specified revision 1") ||
+		!strings.Contains(stuck.Problems[0], "autodeploy rollback stuck --to-revision N") {
+		t.Errorf("stuck: OK %v, problems %q", stuck.OK(), stuck.Problems)
+	}
+	if retrying.Retry == nil || retrying.Retry.Attempts != 2 || retrying.NextRun == nil || !strings.Contains(retrying.NextRun.Reason, "trying again after 2026-11-25 10:34:00") {
+		t.Errorf("retrying: retry %+v, next run %+v", retrying.Retry, retrying.NextRun)
+	}
+	var b bytes.Buffer
+	if err := WriteText(&b, r, TextOptions{Details: true}); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(strings.Fields(b.String()), " ") // rows wrap at 80 columns
+	for _, part := range []string{"could not be applied: unable to find the specified revision 1", "failed because of the registry (attempt 2); tried again after 10:34:00 UTC", "resume --forget-failed"} {
+		if !strings.Contains(text, part) {
+			t.Errorf("text lacks %q:\n%s", part, b.String())
+		}
+	}
+}
