@@ -55,6 +55,7 @@ var Rules = []Rule{
 	{"image.toolkit.fluxcd.io", "imagerepositories", "list", PolicyNamespaces, []string{"run", "status"}, true, "last scan, tag count; which repositories to rescan"},
 	{"image.toolkit.fluxcd.io", "imagerepositories", "watch", PolicyNamespaces, []string{"run"}, false, "wait for Flux's answer to the rescan request"},
 	{"image.toolkit.fluxcd.io", "imagerepositories", "patch", PolicyNamespaces, []string{"run"}, false, "ask Flux to rescan now (reconcile.fluxcd.io/requestedAt)"},
+	{"kustomize.toolkit.fluxcd.io", "kustomizations", "get", FluxNamespace, []string{"rollback --suspend-flux"}, false, "check the Kustomization before suspending it (it exists; not suspended by someone else)"},
 	{"kustomize.toolkit.fluxcd.io", "kustomizations", "patch", FluxNamespace, []string{"rollback --suspend-flux", "resume"}, false, "suspend and resume the Kustomization that manages a rolled-back Deployment"},
 	{"coordination.k8s.io", "leases", "get", LeaseNamespace, []string{"run", "rollback"}, false, "cluster-wide lock (lock.type: lease)"},
 	{"coordination.k8s.io", "leases", "create", LeaseNamespace, []string{"run", "rollback"}, false, "cluster-wide lock (lock.type: lease)"},

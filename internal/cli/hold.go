@@ -148,6 +148,9 @@ func (o *ResumeOptions) Run(ctx context.Context) error {
 	if res.Resumed != "" {
 		fmt.Fprintf(out, "  Flux Kustomization %s resumed\n", res.Resumed)
 	}
+	if res.KustomizationGone != "" {
+		fmt.Fprintf(o.f.IO.ErrOut, "warning: Flux Kustomization %s, suspended by the rollback, no longer exists: nothing to resume\n", res.KustomizationGone)
+	}
 	if res.ForgotFailed != "" {
 		fmt.Fprintf(out, "  forgot failed image %s: runs may deploy it again\n", res.ForgotFailed)
 	}

@@ -101,6 +101,8 @@ func TestCommandOptions(t *testing.T) {
 			}
 		}},
 		{name: "run blank service", cmd: "run", build: runCmd, args: []string{"run", "--service", " "}, code: ExitUsage, errPart: "service name must not be blank"},
+		{name: "run empty service", cmd: "run", build: runCmd, args: []string{"run", "--service", ""}, code: ExitUsage, errPart: "service name must not be blank"},
+		{name: "negative request timeout", cmd: "run", build: runCmd, args: []string{"run", "--request-timeout", "-1s"}, code: ExitUsage, errPart: "--request-timeout must not be negative"},
 		{name: "run bad output", cmd: "run", build: runCmd, args: []string{"run", "-o", "wide"}, code: ExitUsage, errPart: `invalid --output "wide"`},
 	}
 	for _, tt := range tests {

@@ -263,7 +263,7 @@ func scenario(t *testing.T, r *rbacEnv, as func(...string) (ExitCode, string), r
 		// The rescan is a warning, never the end of the run.
 		code, out := as("run", "-o", "json")
 		return code, out
-	case "kustomizations/patch":
+	case "kustomizations/patch", "kustomizations/get":
 		setImage(t, r.e, "api", reg+"api:sha-2")
 		settledName(t, r.e, "api")
 		return as("rollback", "api", "--suspend-flux")

@@ -216,6 +216,8 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 	}
 	if res.Kustomization != "" {
 		switch {
+		case res.AlreadySuspended:
+			fmt.Fprintf(out, "  Flux Kustomization %s was already suspended by someone else: 'autodeploy resume %s' leaves it so\n", res.Kustomization, s.Name)
 		case res.Suspended:
 			fmt.Fprintf(out, "  Flux Kustomization %s suspended; 'autodeploy resume %s' resumes it\n", res.Kustomization, s.Name)
 		case !res.DryRun:

@@ -226,6 +226,56 @@ func TestRollbackFluxDrift(t *testing.T) {
 	}
 }
 
+// --suspend-flux with labels naming a Kustomization that does not exist is
+// refused before anything changes (dry run too); a Kustomization already
+// suspended by someone else is left to them.
+func TestRollbackSuspendFluxChecksFirst(t *testing.T) {
+	e, _, cfg, _ := twoDeploys(t)
+	ctx := context.Background()
+	labels := []byte(`{"metadata":{"labels":{"kustomize.toolkit.fluxcd.io/name":"apps","kustomize.toolkit.fluxcd.io/namespace":"` + e.Namespace + `"}}}`)
+	if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(ctx, "api", types.MergePatchType, labels, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, extra := range [][]string{{"--dry-run"}, nil} {
+		args := append([]string{"rollback", "api", "--suspend-flux", "--config", cfg, "--kubeconfig", e.Kubeconfig}, extra...)
+		code, stdout, stderr := execute(t, nil, args...)
+		if code == ExitOK || !strings.Contains(stderr, "Flux Kustomization "+e.Namespace+"/apps, which does not exist") || !strings.Contains(stderr, "without --suspend-flux") {
+			t.Fatalf("%v: exit %d\n%s\n%s", extra, code, stdout, stderr)
+		}
+	}
+	d := e.GetDeployment("api")
+	if img := kubetest.Image(d); img != reg+"api:sha-3" {
+		t.Fatalf("image = %s: a refused rollback changed the Deployment", img)
+	}
+	if _, held := deploy.ParseHold(d.Annotations); held {
+		t.Fatal("a refused rollback placed a hold")
+	}
+	// Someone suspended it for their own reasons.
+	ks := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+		"metadata": map[string]any{"name": "apps", "namespace": e.Namespace},
+		"spec": map[string]any{"interval": "10m", "path": "./apps", "prune": true, "suspend": true,
+			"sourceRef": map[string]any{"kind": "GitRepository", "name": "flux-system"}},
+	}}
+	if _, err := e.Dynamic.Resource(deploy.KustomizationGVR).Namespace(e.Namespace).Create(ctx, ks, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := execute(t, nil, "rollback", "api", "--suspend-flux", "--config", cfg, "--kubeconfig", e.Kubeconfig)
+	if code != ExitOK || !strings.Contains(stdout, "already suspended by someone else") {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if code, stdout, _ := execute(t, nil, "resume", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig); code != ExitOK || strings.Contains(stdout, "resumed\n  Flux") {
+		t.Fatalf("resume: exit %d\n%s", code, stdout)
+	}
+	k, err := e.Dynamic.Resource(deploy.KustomizationGVR).Namespace(e.Namespace).Get(ctx, "apps", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _, _ := unstructured.NestedBool(k.Object, "spec", "suspend"); !s {
+		t.Error("resume un-suspended a Kustomization someone else had suspended")
+	}
+}
+
 func TestHoldAndResume(t *testing.T) {
 	e := kubetest.New(t)
 	refl := e.StartReflector(fluxsim.V1, e.Namespace)

@@ -111,6 +111,9 @@ and by hand: autodeploy status, autodeploy rollback <service>.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if f.Options.Kube.Timeout < 0 {
+				return &flagError{fmt.Errorf("--request-timeout must not be negative, got %s (0 means the default, 30s)", f.Options.Kube.Timeout)}
+			}
 			return f.applyColor()
 		},
 	}

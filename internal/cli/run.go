@@ -32,7 +32,8 @@ type RunOptions struct {
 	Output      string
 	Services    []string
 
-	f *Factory
+	f          *Factory
+	serviceSet bool
 }
 
 // Complete takes the factory; run has no arguments.
@@ -45,6 +46,11 @@ func (o *RunOptions) Complete(f *Factory, _ []string) error {
 func (o *RunOptions) Validate() error {
 	if o.Output != "" && o.Output != "json" {
 		return &flagError{fmt.Errorf("invalid --output %q: only json is supported", o.Output)}
+	}
+	if o.serviceSet && len(o.Services) == 0 {
+		// --service "" (a blank shell variable) must not widen a run of one
+		// service to all of them.
+		return validServiceArg("")
 	}
 	for _, s := range o.Services {
 		if err := validServiceArg(s); err != nil {
@@ -86,6 +92,7 @@ func newCmdRun(f *Factory, runF func(context.Context, *RunOptions) error) *cobra
 		Example: runExample,
 		Args:    exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			o.serviceSet = cmd.Flags().Changed("service")
 			if err := o.Complete(f, args); err != nil {
 				return err
 			}

@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
@@ -69,6 +70,9 @@ type RollbackResult struct {
 	Kustomization string
 	// Suspended: that Kustomization was suspended (--suspend-flux).
 	Suspended bool
+	// AlreadySuspended: someone had suspended it before; this rollback
+	// leaves it to them (resume will not resume it).
+	AlreadySuspended bool
 }
 
 // ErrNotFound wraps a missing Deployment, so the CLI can tell it apart.
@@ -123,13 +127,39 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 	// The cause kubectl would copy from the target revision would describe
 	// how that revision first came, not this rollback.
 	ann[rollout.ChangeCauseAnnotation] = fmt.Sprintf("autodeploy rollback by %s from %s: %s", m.By, res.From, reason)
-	if o.SuspendFlux && res.Kustomization != "" {
-		h := Hold{By: m.By, Reason: reason, At: now, From: res.From, Kustomization: res.Kustomization}
-		ann[AnnHold] = mustJSON(h)
-	}
 	if o.ToRevision == 0 {
 		if err := m.refusePingPong(ctx, s, d, container); err != nil {
+			log.Error("rollback refused", "error", err)
 			return res, err
+		}
+	}
+	// --suspend-flux is checked before anything changes: a Kustomization
+	// that does not exist, or that someone else already suspended (its
+	// resume is theirs, not this hold's), must not leave a half-applied
+	// rollback or a hold that resume cannot release.
+	suspend := false
+	if o.SuspendFlux && res.Kustomization != "" {
+		already, err := m.kustomizationSuspended(ctx, res.Kustomization)
+		if err != nil {
+			log.Error("rollback refused", "error", err)
+			return res, err
+		}
+		res.AlreadySuspended = already
+		suspend = !already
+	}
+	if suspend {
+		h := Hold{By: m.By, Reason: reason, At: now, From: res.From, Kustomization: res.Kustomization}
+		ann[AnnHold] = mustJSON(h)
+		if !o.DryRun {
+			// Before the rollback: Flux must not put git's image back in
+			// between.
+			if err := m.suspendKustomization(ctx, res.Kustomization, true); err != nil {
+				err = fmt.Errorf("could not suspend Flux Kustomization %s (nothing was rolled back): %w", res.Kustomization, err)
+				log.Error("rollback refused", "error", err)
+				return res, err
+			}
+			res.Suspended = true
+			log.Info("Flux Kustomization suspended", "kustomization", res.Kustomization)
 		}
 	}
 	undo, err := rollout.Undo(ctx, m.Kube, d, rollout.UndoOptions{ToRevision: o.ToRevision, Annotations: ann, DryRun: o.DryRun})
@@ -137,7 +167,15 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 	if undo.Target != nil {
 		res.To, _ = rollout.ContainerImage(&undo.Target.Spec.Template, container)
 	}
+	if (err != nil || undo.Skipped) && res.Suspended {
+		// Nothing was rolled back: give Flux its Kustomization back.
+		if rerr := m.suspendKustomization(context.WithoutCancel(ctx), res.Kustomization, false); rerr != nil {
+			log.Error("could not resume the Flux Kustomization suspended for a rollback that did not happen", "kustomization", res.Kustomization, "error", rerr)
+		}
+		res.Suspended = false
+	}
 	if err != nil {
+		log.Error("rollback failed: nothing changed", "error", err)
 		return res, err
 	}
 	if undo.Skipped || o.DryRun {
@@ -145,13 +183,6 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 		return res, nil
 	}
 	log.Info("rollback started", "from", res.From, "to", res.To, "fromRevision", res.FromRevision, "toRevision", res.ToRevision, "reason", reason)
-	if o.SuspendFlux && res.Kustomization != "" {
-		if err := m.suspendKustomization(ctx, res.Kustomization, true); err != nil {
-			return res, fmt.Errorf("rolled back, but could not suspend Kustomization %s: %w", res.Kustomization, err)
-		}
-		res.Suspended = true
-		log.Info("Flux Kustomization suspended", "kustomization", res.Kustomization)
-	}
 	// Bounded like a run's wait: a rollback that never completes must not
 	// keep an SSH session (and the lock) forever.
 	wctx, cancel := context.WithTimeout(ctx, s.RolloutTimeout)
@@ -258,6 +289,9 @@ type ResumeResult struct {
 	Resumed      string // Kustomization resumed, namespace/name
 	ForgotFailed string // the failed image forgotten
 	StillFailed  string // the failed image still remembered
+	// KustomizationGone: the Kustomization the hold suspended no longer
+	// exists; the hold is released anyway.
+	KustomizationGone string
 
 }
 
@@ -286,12 +320,20 @@ func (m *Manager) Resume(ctx context.Context, s config.Service, forgetFailed boo
 		}
 	}
 	if res.Hold.Kustomization != "" {
-		if err := m.suspendKustomization(ctx, res.Hold.Kustomization, false); err != nil {
-			return res, fmt.Errorf("could not resume Kustomization %s (the hold is kept): %w", res.Hold.Kustomization, err)
+		switch err := m.suspendKustomization(ctx, res.Hold.Kustomization, false); {
+		case apierrors.IsNotFound(err):
+			// Deleted since: nothing to resume, and no reason to keep the
+			// service held forever.
+			res.KustomizationGone = res.Hold.Kustomization
+		case err != nil:
+			m.Log.Error("resume failed: the hold is kept", "svc", s.Name, "by", m.By, "kustomization", res.Hold.Kustomization, "error", err)
+			return res, fmt.Errorf("could not resume Flux Kustomization %s (the hold is kept; try again, or flux resume kustomization): %w", res.Hold.Kustomization, err)
+		default:
+			res.Resumed = res.Hold.Kustomization
 		}
-		res.Resumed = res.Hold.Kustomization
 	}
 	if _, err := rollout.Annotate(ctx, m.Kube, d, ann); err != nil {
+		m.Log.Error("resume failed", "svc", s.Name, "by", m.By, "error", err)
 		return res, err
 	}
 	m.Log.Info("resumed", "svc", s.Name, "by", m.By, "wasHeld", res.WasHeld, "kustomization", res.Resumed, "forgotFailed", res.ForgotFailed)
@@ -308,6 +350,21 @@ func kustomizationOf(d *appsv1.Deployment) string {
 		return ""
 	}
 	return ns + "/" + name
+}
+
+// kustomizationSuspended reads the Kustomization namespace/name and says
+// whether it is suspended; a missing one is an error naming the fix.
+func (m *Manager) kustomizationSuspended(ctx context.Context, nsName string) (bool, error) {
+	ns, name, _ := strings.Cut(nsName, "/")
+	u, err := m.Dynamic.Resource(KustomizationGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, fmt.Errorf("the Deployment's labels (%s, %s) name Flux Kustomization %s, which does not exist: roll back without --suspend-flux", KustomizationNameLabel, KustomizationNamespaceLabel, nsName)
+	}
+	if err != nil {
+		return false, fmt.Errorf("read Flux Kustomization %s: %w", nsName, err)
+	}
+	suspended, _, _ := unstructured.NestedBool(u.Object, "spec", "suspend")
+	return suspended, nil
 }
 
 // suspendKustomization sets spec.suspend as `flux suspend|resume
