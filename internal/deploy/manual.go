@@ -292,7 +292,6 @@ type ResumeResult struct {
 	// KustomizationGone: the Kustomization the hold suspended no longer
 	// exists; the hold is released anyway.
 	KustomizationGone string
-
 }
 
 // Resume releases a hold (and resumes the Kustomization it suspended); the
