@@ -82,6 +82,19 @@ func TestExitCodes(t *testing.T) {
 		{name: "unreachable cluster", args: []string{"run", "--config", cfg, "--kubeconfig", kc}, code: ExitUnreachable, errPart: "cannot reach the Kubernetes API at https://127.0.0.1:1 (kubeconfig " + kc + ")"},
 		{name: "missing kubeconfig", args: []string{"run", "--config", cfg, "--kubeconfig", "/nonexistent/kubeconfig"}, code: ExitUnreachable, errPart: "/nonexistent/kubeconfig"},
 		{name: "rollback needs a service", args: []string{"rollback"}, code: ExitUsage, errPart: "takes exactly one service name"},
+		// Group commands never print help with exit 0 for a mistake.
+		{name: "manifests without kind", args: []string{"manifests"}, code: ExitUsage, errPart: "needs one of: cron, cronjob, rbac, systemd"},
+		{name: "manifests unknown kind", args: []string{"manifests", "bogus"}, code: ExitUsage, errPart: `unknown autodeploy manifests "bogus"`},
+		{name: "config unknown", args: []string{"config", "bogus"}, code: ExitUsage, errPart: `unknown autodeploy config "bogus"`},
+		{name: "completion unknown shell", args: []string{"completion", "tcsh"}, code: ExitUsage, errPart: `unknown autodeploy completion "tcsh"`},
+		{name: "help unknown topic", args: []string{"help", "bogus"}, code: ExitUsage, errPart: `unknown help topic "bogus"`},
+		{name: "flag value not a number", args: []string{"rollback", "api", "--to-revision", "abc"}, code: ExitUsage, errPart: `invalid argument "abc" for "--to-revision" flag: not a number`},
+		{name: "status interval too short", args: []string{"status", "-w", "--interval", "0s"}, code: ExitUsage, errPart: "--interval must be at least 1s"},
+		{name: "status negative log lines", args: []string{"status", "--log-lines", "-5"}, code: ExitUsage, errPart: "--log-lines must not be negative, got -5"},
+		{name: "rbac bad service account", args: []string{"manifests", "rbac", "--config", cfg, "--service-account", "Bad_Name"}, code: ExitUsage, errPart: `--service-account "Bad_Name" is not a valid name`},
+		{name: "cronjob blank image", args: []string{"manifests", "cronjob", "--config", cfg, "--image", ""}, code: ExitUsage, errPart: "--image must be an image reference"},
+		{name: "cron blank user", args: []string{"manifests", "cron", "--config", cfg, "--user", ""}, code: ExitUsage, errPart: "--user must be a user name"},
+		{name: "config validate two files", args: []string{"config", "validate", "a", "b"}, code: ExitUsage, errPart: "takes at most one file"},
 		// Every command maps an unreachable cluster to 3, with one line
 		// naming the server and the kubeconfig.
 		{name: "rollback unreachable", args: []string{"rollback", "api", "--config", cfg, "--kubeconfig", kc}, code: ExitUnreachable, errPart: "cannot reach the Kubernetes API at https://127.0.0.1:1"},

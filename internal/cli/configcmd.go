@@ -20,7 +20,12 @@ func newCmdConfig(f *Factory) *cobra.Command {
 		Long: `Check a config file without touching the cluster. Every problem is reported,
 one line each with its line number; the exit code is 2 when there is any.
 Without an argument the file of --config (or AUTODEPLOY_CONFIG) is checked.`,
-		Args: cobra.MaximumNArgs(1),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return &flagError{fmt.Errorf("%s takes at most one file, got %d arguments", cmd.CommandPath(), len(args))}
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := f.configPath()
 			if len(args) == 1 {

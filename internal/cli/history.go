@@ -108,7 +108,11 @@ func (o *HistoryOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return clients.Classify(err)
 	}
-	revs := revisions(d, owned, s.Container)
+	container, err := deploy.ResolveContainer(d, s.Container)
+	if err != nil {
+		return withCode(ExitServiceProblem, err)
+	}
+	revs := revisions(d, owned, container)
 	if output == "json" {
 		enc := json.NewEncoder(f.IO.Out)
 		enc.SetIndent("", "  ")

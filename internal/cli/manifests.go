@@ -31,7 +31,10 @@ Nothing is applied: pipe to 'kubectl apply -f -' or into /etc.`,
 			if rbac.Namespace == "" {
 				rbac.Namespace = cfg.Flux.Namespace
 			}
-			return manifests.RBAC(f.IO.Out, cfg, rbac)
+			if err := manifests.RBAC(f.IO.Out, cfg, rbac); err != nil {
+				return &flagError{err}
+			}
+			return nil
 		},
 	}
 	rbacCmd.Flags().StringVar(&rbac.ServiceAccount, "service-account", "autodeploy", "ServiceAccount name")
@@ -52,7 +55,10 @@ Nothing is applied: pipe to 'kubectl apply -f -' or into /etc.`,
 			if cj.Namespace == "" {
 				cj.Namespace = cfg.Flux.Namespace
 			}
-			return manifests.CronJob(f.IO.Out, cfg, cj)
+			if err := manifests.CronJob(f.IO.Out, cfg, cj); err != nil {
+				return &flagError{err}
+			}
+			return nil
 		},
 	}
 	cronJobCmd.Flags().StringVar(&cj.Image, "image", "ghcr.io/autodeploy-dev/autodeploy:"+version.Version, "container image of autodeploy")
@@ -69,7 +75,10 @@ Nothing is applied: pipe to 'kubectl apply -f -' or into /etc.`,
 			if err != nil {
 				return err
 			}
-			return manifests.Cron(f.IO.Out, cfg, host)
+			if err := manifests.Cron(f.IO.Out, cfg, host); err != nil {
+				return &flagError{err}
+			}
+			return nil
 		},
 	}
 	systemdCmd := &cobra.Command{
@@ -81,7 +90,10 @@ Nothing is applied: pipe to 'kubectl apply -f -' or into /etc.`,
 			if err != nil {
 				return err
 			}
-			return manifests.Systemd(f.IO.Out, cfg, host)
+			if err := manifests.Systemd(f.IO.Out, cfg, host); err != nil {
+				return &flagError{err}
+			}
+			return nil
 		},
 	}
 	for _, c := range []*cobra.Command{cronCmd, systemdCmd} {

@@ -150,8 +150,11 @@ func (s *session) close() { s.log.Close() }
 // Deployment is 7, an unreachable cluster or refused credentials 3 (one
 // line naming the server and kubeconfig), an RBAC refusal 9.
 func (s *session) classify(err error) error {
-	var nf *deploy.ErrNotFound
-	if errors.As(err, &nf) {
+	var (
+		nf *deploy.ErrNotFound
+		pe *deploy.ProblemError
+	)
+	if errors.As(err, &nf) || errors.As(err, &pe) {
 		return withCode(ExitServiceProblem, err)
 	}
 	return s.clients.Classify(err)

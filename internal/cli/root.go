@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 
@@ -125,7 +126,7 @@ and by hand: autodeploy status, autodeploy rollback <service>.`,
 	fs.StringVar(&o.Color, "color", o.Color, "colour output: auto, always or never (NO_COLOR is honoured)")
 	fs.BoolVarP(&o.Verbose, "verbose", "v", o.Verbose, "print progress and results (by default a run under cron prints nothing)")
 	_ = root.RegisterFlagCompletionFunc("color", cobra.FixedCompletions([]string{"auto", "always", "never"}, cobra.ShellCompDirectiveNoFileComp))
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{err} })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{cleanFlagError(err)} })
 
 	root.AddCommand(
 		newCmdRun(f, nil),
@@ -139,7 +140,65 @@ and by hand: autodeploy status, autodeploy rollback <service>.`,
 		newCmdConfig(f),
 		newCmdVersion(f),
 	)
+	// cobra's own completion and help commands print help and exit 0 for a
+	// missing or unknown argument; like every other usage mistake, these
+	// exit 2 with a one-line error.
+	root.InitDefaultCompletionCmd()
+	root.InitDefaultHelpCmd()
+	for _, c := range root.Commands() {
+		switch c.Name() {
+		case "completion", "manifests", "config":
+			requireSubcommand(c)
+		case "help":
+			c.RunE = func(cmd *cobra.Command, args []string) error {
+				target, rest, err := root.Find(args)
+				if err != nil || len(rest) > 0 {
+					return &flagError{fmt.Errorf("unknown help topic %q: see 'autodeploy --help'", strings.Join(args, " "))}
+				}
+				return target.Help()
+			}
+			c.Run = nil
+		}
+	}
 	return root
+}
+
+// strconvNoise is how strconv's errors read inside pflag's: Go's function
+// names say nothing to an operator.
+var strconvNoise = regexp.MustCompile(`strconv\.Parse\w+: parsing "[^"]*": (invalid syntax|value out of range)`)
+
+// cleanFlagError rewrites pflag's "invalid argument" errors without Go's
+// internals: `invalid argument "abc" for "--to-revision" flag: not a number`.
+func cleanFlagError(err error) error {
+	msg := strconvNoise.ReplaceAllStringFunc(err.Error(), func(m string) string {
+		if strings.HasSuffix(m, "value out of range") {
+			return "number out of range"
+		}
+		return "not a number"
+	})
+	if msg == err.Error() {
+		return err
+	}
+	return errors.New(msg)
+}
+
+// requireSubcommand makes a command that only groups others fail with a
+// usage error when called without one, or with an unknown one.
+func requireSubcommand(cmd *cobra.Command) {
+	var names []string
+	for _, c := range cmd.Commands() {
+		if !c.Hidden && c.Name() != "help" {
+			names = append(names, c.Name())
+		}
+	}
+	list := strings.Join(names, ", ")
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return &flagError{fmt.Errorf("%s needs one of: %s", c.CommandPath(), list)}
+		}
+		return &flagError{fmt.Errorf("unknown %s %q: use one of %s", c.CommandPath(), args[0], list)}
+	}
 }
 
 // applyColor decides colour once for the process, as fatih/color keeps it
@@ -191,7 +250,11 @@ func executeRoot(ctx context.Context, f *Factory, root *cobra.Command, args []st
 	code := exitCodeFor(err)
 	var silent *silentError
 	if !errors.As(err, &silent) {
-		fmt.Fprintln(f.IO.ErrOut, "Error: "+strings.TrimSpace(err.Error()))
+		msg := strings.TrimSpace(err.Error())
+		if msg == context.Canceled.Error() {
+			msg = "interrupted (SIGINT or SIGTERM)"
+		}
+		fmt.Fprintln(f.IO.ErrOut, "Error: "+msg)
 	}
 	var fe *flagError
 	if errors.As(err, &fe) || strings.HasPrefix(err.Error(), "unknown command") {

@@ -133,7 +133,12 @@ func (o *RunOptions) Run(ctx context.Context) error {
 		r.Progress = progressPrinter(f.IO.ErrOut)
 	}
 	if !o.DryRun {
-		l, err := runlog.Open(cfg.Log, runID, f.IO.Out, "cmd", "run")
+		logOut := f.IO.Out
+		if o.Output == "json" {
+			// log.file "-" shares stdout: keep it for the JSON summary.
+			logOut = f.IO.ErrOut
+		}
+		l, err := runlog.Open(cfg.Log, runID, logOut, "cmd", "run")
 		if err != nil {
 			return fmt.Errorf("refusing to deploy: %w", err)
 		}
@@ -167,6 +172,12 @@ func (o *RunOptions) Run(ctx context.Context) error {
 		// A lost lock (a Lease not renewed in time) stops the run as a
 		// signal would: another host may be deploying.
 		runCtx = h.Context()
+	}
+	if o.DryRun {
+		// A dry run takes no lock; a run in progress may change the plan.
+		if h, held, _ := locker(f, cfg, clients).Holder(ctx); held {
+			fmt.Fprintf(f.IO.ErrOut, "note: a run is in progress (%s): what it is doing is not in this plan\n", holderName(h))
+		}
 	}
 	r.Kube, r.Dynamic = clients.Kube, clients.Dynamic
 	res, err := r.Run(runCtx, runID, deploy.Options{DryRun: o.DryRun, NoReconcile: o.NoReconcile, Services: o.Services})
@@ -211,7 +222,7 @@ func (o *RunOptions) Run(ctx context.Context) error {
 	switch {
 	case code == ExitOK:
 		return nil
-	case !talk && cronMails[code]:
+	case !talk && !o.DryRun && cronMails[code]:
 		// Under cron nothing else is printed, and cron mails only what a
 		// job writes: one line says what needs a person.
 		return withCode(code, fmt.Errorf("run %s: %s (log: %s)", runID, failureLine(res), cfg.Log.File))

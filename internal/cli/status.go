@@ -60,8 +60,13 @@ func newCmdStatus(f *Factory) *cobra.Command {
 			if o.Watch && o.Output == "json" {
 				return &flagError{errors.New("--watch and -o json do not mix: poll with -o json instead")}
 			}
-			if o.LogLines < 0 || o.Interval <= 0 {
-				return &flagError{errors.New("--log-lines must be >= 0 and --interval > 0")}
+			if o.LogLines < 0 {
+				return &flagError{fmt.Errorf("--log-lines must not be negative, got %d", o.LogLines)}
+			}
+			if o.Interval < time.Second {
+				// Each frame reads every service: more often would only load
+				// the API server.
+				return &flagError{fmt.Errorf("--interval must be at least 1s, got %s", o.Interval)}
 			}
 			return runStatus(cmd.Context(), f, o)
 		},

@@ -235,7 +235,7 @@ func TestStatusDuringRunAndWatch(t *testing.T) {
 			}
 		}
 	}), ErrOut: &strings.Builder{}}, func(string) string { return "" })
-	code := Execute(ctx, f, []string{"status", "-w", "--interval", "50ms", "--config", cfg, "--kubeconfig", e.Kubeconfig})
+	code := Execute(ctx, f, []string{"status", "-w", "--interval", "1s", "--config", cfg, "--kubeconfig", e.Kubeconfig})
 	if code != ExitOK || frames != 2 || strings.Count(out.String(), "\033[H\033[2J") != 2 || !strings.Contains(out.String(), "running    pid") {
 		t.Fatalf("watch: exit %d, %d frames:\n%s", code, frames, out.String())
 	}

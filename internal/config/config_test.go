@@ -481,3 +481,19 @@ services:
 		t.Errorf("backstop %s would cut the last rollback (runTimeout %s + rolloutTimeout 7m after a 1m rescan)", got, cfg.RunTimeout)
 	}
 }
+
+// Absurd values are refused where they are written: they overflowed the
+// deadline and backstops, or rotated the log at every line.
+func TestBounds(t *testing.T) {
+	for _, tt := range []struct{ yaml, want string }{
+		{"runTimeout: 2000000h\n", "runTimeout: must be at most 24h0m0s, got 2000000h0m0s"},
+		{"defaults: {rolloutTimeout: 25h}\n", "must be at most 24h0m0s"},
+		{"log: {maxSizeMB: 99999999999999}\n", "must be at most 100000"},
+		{"lock: {type: lease, leaseDuration: 1ms}\n", "must be at least 5s, got 1ms"},
+	} {
+		_, err := Parse([]byte(tt.yaml+"services:\n  - name: api\n"), "bounds.yaml")
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: %v, want %q", tt.yaml, err, tt.want)
+		}
+	}
+}

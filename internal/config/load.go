@@ -172,7 +172,10 @@ func (d *decoder) resolve(r *rawConfig, name string) *Config {
 	}
 	d.name(r.Lock.LeaseNamespace, isLabel, "namespace", labelRule)
 	d.name(r.Lock.LeaseName, isSubdomain, "Lease name", subdomainRule)
-	d.positive(r.Lock.LeaseDuration)
+	// A Lease counts whole seconds (leaseDurationSeconds), and a holder
+	// renews every third of it: below a few seconds, an API server's
+	// ordinary latency would lose the lock.
+	d.durationAtLeast(r.Lock.LeaseDuration, 5*time.Second)
 	d.positive(r.RunTimeout)
 
 	if r.Log.File.Val != LogToStdout {
@@ -180,8 +183,11 @@ func (d *decoder) resolve(r *rawConfig, name string) *Config {
 	}
 	d.logFile(c, r)
 	d.atLeast(r.Log.MaxSizeMB, 1)
+	d.atMost(r.Log.MaxSizeMB, 100000) // 100 GB; far larger values overflowed the size in bytes
 	d.atLeast(r.Log.MaxBackups, 0)
+	d.atMost(r.Log.MaxBackups, 10000)
 	d.atLeast(r.Log.MaxAgeDays, 0)
+	d.atMost(r.Log.MaxAgeDays, 36500)
 
 	d.name(r.Flux.Namespace, isLabel, "namespace", labelRule)
 	d.positive(r.Flux.ReconcileTimeout)
@@ -372,9 +378,32 @@ func (d *decoder) name(o opt[string], valid func(string) bool, what, rule string
 	}
 }
 
+// maxDuration bounds every duration of the config: a day is longer than
+// any rollout or run should take, and far from the overflow of the sums
+// built on them (RunDeadline, the backstops in seconds).
+const maxDuration = 24 * time.Hour
+
 func (d *decoder) positive(o opt[time.Duration]) {
-	if o.ok() && o.Val <= 0 {
+	d.durationAtLeast(o, 0)
+}
+
+// durationAtLeast checks min < o (min 0: greater than zero) and o <= a day.
+func (d *decoder) durationAtLeast(o opt[time.Duration], min time.Duration) {
+	switch {
+	case !o.ok():
+	case o.Val <= 0:
 		d.add(o.Line, o.Path, fmt.Sprintf("must be greater than zero, got %s", o.Val))
+	case min > 0 && o.Val < min:
+		d.add(o.Line, o.Path, fmt.Sprintf("must be at least %s, got %s", min, o.Val))
+	case o.Val > maxDuration:
+		d.add(o.Line, o.Path, fmt.Sprintf("must be at most %s, got %s", maxDuration, o.Val))
+	}
+}
+
+// atMost checks an int's upper bound.
+func (d *decoder) atMost(o opt[int], max int) {
+	if o.ok() && o.Val > max {
+		d.add(o.Line, o.Path, fmt.Sprintf("must be at most %d, got %d", max, o.Val))
 	}
 }
 

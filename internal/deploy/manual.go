@@ -75,6 +75,22 @@ type RollbackResult struct {
 	AlreadySuspended bool
 }
 
+// ProblemError is a service the config and the cluster disagree about (a
+// container that is not there): exit 7, as for a run.
+type ProblemError struct{ Err error }
+
+func (e *ProblemError) Error() string { return e.Err.Error() }
+func (e *ProblemError) Unwrap() error { return e.Err }
+
+// ResolveContainer applies the config's container rule to d (see Plan).
+func ResolveContainer(d *appsv1.Deployment, name string) (string, error) {
+	c, err := resolveContainer(d, name)
+	if err != nil {
+		return "", &ProblemError{Err: err}
+	}
+	return c, nil
+}
+
 // ErrNotFound wraps a missing Deployment, so the CLI can tell it apart.
 type ErrNotFound struct{ Namespace, Name string }
 
@@ -108,7 +124,7 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 	}
 	container, err := resolveContainer(d, s.Container)
 	if err != nil {
-		return res, err
+		return res, &ProblemError{Err: err}
 	}
 	res.From, _ = rollout.ContainerImage(&d.Spec.Template, container)
 	res.Kustomization = kustomizationOf(d)

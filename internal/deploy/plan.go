@@ -38,8 +38,10 @@ type Decision struct {
 	Target     string `json:"target,omitempty"`
 	Reason     string `json:"reason"`
 	// Problem marks a skip that needs fixing (a missing object, an invalid
-	// image), as opposed to a deliberate one (held, paused, known bad).
-	Problem bool `json:"problem,omitempty"`
+	// image), as opposed to a deliberate one (held, paused, known bad);
+	// Fix says how.
+	Problem bool   `json:"problem,omitempty"`
+	Fix     string `json:"fix,omitempty"`
 	// Held marks a service skipped because of `autodeploy hold` or a
 	// manual rollback.
 	Held bool `json:"held,omitempty"`
@@ -83,10 +85,12 @@ func Plan(in Input) Decision {
 	}
 	d := in.Deployment
 	if d == nil {
+		dec.Fix = "fix namespace/deployment of the service in the config, or create the Deployment"
 		return skip(true, "Deployment %s/%s not found", s.Namespace, s.Deployment)
 	}
 	container, err := resolveContainer(d, s.Container)
 	if err != nil {
+		dec.Fix = "set container of the service in the config"
 		return skip(true, "%v", err)
 	}
 	dec.Container = container
@@ -110,6 +114,7 @@ func Plan(in Input) Decision {
 	}
 	p := in.Policy
 	if p == nil {
+		dec.Fix = "fix imagePolicy of the service in the config, or create the ImagePolicy"
 		return skip(true, "ImagePolicy %s not found", dec.Policy)
 	}
 	if p.Latest == "" {
@@ -121,10 +126,12 @@ func Plan(in Input) Decision {
 	dec.Target = p.Latest
 	cur, err := image.Parse(dec.Current)
 	if err != nil {
+		dec.Fix = "fix the Deployment's image reference"
 		return skip(true, "current image: %v", err)
 	}
 	want, err := image.Parse(p.Latest)
 	if err != nil {
+		dec.Fix = "fix the ImageRepository's image or the policy's filterTags so that it selects a valid reference"
 		return skip(true, "ImagePolicy %s: %v", dec.Policy, err)
 	}
 	if f, ok := ParseFailedImage(ann); ok && image.SameString(f.Image, dec.Current) && image.Satisfies(cur, want) {

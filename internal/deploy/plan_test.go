@@ -137,6 +137,9 @@ func TestPlan(t *testing.T) {
 			if tt.reasonPart == "" {
 				t.Fatal("every row names its reason")
 			}
+			if got.Problem && got.Fix == "" {
+				t.Errorf("a problem without its fix: %s", got.Reason)
+			}
 			if got.StaleMarks != tt.staleMarks {
 				t.Errorf("StaleMarks = %v, want %v", got.StaleMarks, tt.staleMarks)
 			}

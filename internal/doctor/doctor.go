@@ -15,7 +15,6 @@ import (
 	"strings"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -124,27 +123,30 @@ func services(r *Report, cfg *config.Config, objs status.Objects) {
 	for _, s := range cfg.Services {
 		name := "service " + s.Name
 		d := objs.Deployments[s.Namespace+"/"+s.Deployment]
-		if d == nil {
-			r.add(name, Fail, fmt.Sprintf("Deployment %s/%s not found", s.Namespace, s.Deployment), "fix namespace/deployment of the service in the config, or create it")
-			continue
-		}
-		img := ""
-		if c, err := containerOf(d.Spec.Template.Spec.Containers, s.Container); err != nil {
-			r.add(name, Fail, err.Error(), "set container in the config")
-			continue
-		} else {
-			img, _ = rollout.ContainerImage(&d.Spec.Template, c)
-		}
 		u := objs.Policies[s.PolicyNamespace+"/"+s.PolicyName]
-		if u == nil {
-			r.add(name, Fail, fmt.Sprintf("ImagePolicy %s/%s not found", s.PolicyNamespace, s.PolicyName), "fix imagePolicy in the config, or create the policy")
+		// The same decision as run's (deploy.Plan): whatever run would
+		// skip as a problem, doctor fails.
+		in := deploy.Input{Service: s, Deployment: d}
+		if d != nil {
+			in.ReplicaSets = rollout.Owned(d, objs.ReplicaSets[s.Namespace])
+		}
+		var p flux.Policy
+		if u != nil {
+			p = flux.ParsePolicy(u)
+			in.Policy = &p
+		}
+		dec := deploy.Plan(in)
+		if dec.Problem {
+			r.add(name, Fail, dec.Reason, dec.Fix)
 			continue
 		}
-		p := flux.ParsePolicy(u)
-		if !p.Ready {
+		switch {
+		case !p.Ready:
 			r.add(name, Warn, fmt.Sprintf("ImagePolicy %s is not Ready: %s", p.Key(), p.Message), "flux get image policy "+p.Name+" -n "+p.Namespace)
-		} else {
-			r.add(name, OK, fmt.Sprintf("Deployment %s/%s runs %s; ImagePolicy %s selects %s", s.Namespace, s.Deployment, img, p.Key(), p.Latest), "")
+		case p.Latest == "":
+			r.add(name, Warn, fmt.Sprintf("ImagePolicy %s has selected no image yet", p.Key()), "flux get image policy "+p.Name+" -n "+p.Namespace)
+		default:
+			r.add(name, OK, fmt.Sprintf("Deployment %s/%s runs %s; ImagePolicy %s selects %s", s.Namespace, s.Deployment, dec.Current, p.Key(), p.Latest), "")
 		}
 		if trap, why := alphabeticalSHA(u, p.Latest); trap {
 			r.add(name, Warn, why, `tag builds with a sortable number (e.g. main-<sha>-<unix time>) and use policy: {numerical: {order: asc}} with filterTags: {pattern: '^main-[a-f0-9]+-(?P<ts>[0-9]+)', extract: '$ts'}`)
@@ -153,23 +155,6 @@ func services(r *Report, cfg *config.Config, objs status.Objects) {
 			r.add(name, Warn, fmt.Sprintf("held by %s: %s", h.By, h.Reason), "autodeploy resume "+s.Name)
 		}
 	}
-}
-
-func containerOf(cs []corev1.Container, name string) (string, error) {
-	var names []string
-	for _, c := range cs {
-		if c.Name == name {
-			return name, nil
-		}
-		names = append(names, c.Name)
-	}
-	if name == "" && len(cs) == 1 {
-		return cs[0].Name, nil
-	}
-	if name == "" {
-		return "", fmt.Errorf("the Deployment has %d containers (%s) and the config names none", len(cs), strings.Join(names, ", "))
-	}
-	return "", fmt.Errorf("the Deployment has no container %q (it has %s)", name, strings.Join(names, ", "))
 }
 
 var shaTag = regexp.MustCompile(`^sha-[0-9a-f]+$`)

@@ -6,9 +6,13 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/status"
 )
 
 func cfg(t *testing.T, extra string) *config.Config {
@@ -88,5 +92,40 @@ func TestFiles(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("doctor left files behind: %v", entries)
+	}
+}
+
+// doctor judges services as run does (deploy.Plan): an image run would
+// refuse is a failure here too, with the fix.
+func TestServicesAsRunSeesThem(t *testing.T) {
+	c := cfg(t, "defaults: {namespace: apps}\n")
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: "apps"},
+		Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "api", Image: "ghcr.io/acme/api:sha-1"}}}}}}
+	pol := func(name, tag string) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{
+			"metadata": map[string]any{"name": "api", "namespace": "flux-system"},
+			"status": map[string]any{"latestRef": map[string]any{"name": name, "tag": tag},
+				"conditions": []any{map[string]any{"type": "Ready", "status": "True", "message": "ok"}}},
+		}}
+	}
+	for _, tt := range []struct {
+		name, image, tag string
+		status, detail   string
+	}{
+		{"valid", "ghcr.io/acme/api", "sha-2", OK, "ImagePolicy flux-system/api selects ghcr.io/acme/api:sha-2"},
+		{"uppercase repository", "GHCR.io/Acme/x", "sha-2", Fail, "bad repository component"},
+		{"bad tag", "ghcr.io/acme/api", "bad tag!", Fail, "bad tag"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			objs := status.Objects{Deployments: map[string]*appsv1.Deployment{"apps/api": d}, Policies: map[string]*unstructured.Unstructured{"flux-system/api": pol(tt.image, tt.tag)}}
+			r := &Report{}
+			services(r, c, objs)
+			if len(r.Checks) == 0 || r.Checks[0].Status != tt.status || !strings.Contains(r.Checks[0].Detail, tt.detail) {
+				t.Fatalf("checks = %+v", r.Checks)
+			}
+			if tt.status == Fail && r.Checks[0].Fix == "" {
+				t.Error("a failure without its fix")
+			}
+		})
 	}
 }

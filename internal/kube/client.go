@@ -5,6 +5,7 @@ package kube
 import (
 	"errors"
 	"fmt"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"os"
 	"time"
 
@@ -123,6 +124,9 @@ type UnreachableError struct {
 }
 
 func (e *UnreachableError) Error() string {
+	if apierrors.IsUnauthorized(e.Err) {
+		return fmt.Sprintf("the Kubernetes API at %s refused the credentials of kubeconfig %s (%v): renew the token or certificate, or choose another --kubeconfig/--context", e.Server, e.Kubeconfig, e.Err)
+	}
 	if e.Server == "" {
 		return fmt.Sprintf("cannot use the cluster (kubeconfig %s): %v", e.Kubeconfig, e.Err)
 	}

@@ -65,6 +65,9 @@ func (l *LeaseLocker) Acquire(ctx context.Context, command string) (*Held, error
 			if apierrors.IsAlreadyExists(err) {
 				return nil, heldBy(l.path(), nil) // another host created it first
 			}
+			if apierrors.IsNotFound(err) {
+				return nil, fmt.Errorf("create %s: namespace %s does not exist (set lock.leaseNamespace in the config to an existing namespace)", l.path(), l.Namespace)
+			}
 			return nil, fmt.Errorf("create %s: %w", l.path(), err)
 		}
 		return l.start(ctx), nil

@@ -1,6 +1,8 @@
 package manifests
 
 import (
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"bytes"
 	"fmt"
 	"io"
@@ -25,6 +27,15 @@ type CronJobOptions struct {
 // `manifests rbac`. In the ConfigMap the log goes to stdout (the cluster
 // collects it) and the lock is the Lease (pods share no lock file).
 func CronJob(w io.Writer, cfg *config.Config, o CronJobOptions) error {
+	if strings.TrimSpace(o.Image) == "" || strings.ContainsAny(o.Image, " \t\n") {
+		return fmt.Errorf("--image must be an image reference, got %q", o.Image)
+	}
+	if err := validName("--service-account", o.ServiceAccount, validation.IsDNS1123Subdomain); err != nil {
+		return err
+	}
+	if err := validName("--namespace", o.Namespace, validation.IsDNS1123Label); err != nil {
+		return err
+	}
 	raw, err := os.ReadFile(cfg.Path)
 	if err != nil {
 		return err

@@ -49,7 +49,11 @@ func TestGolden(t *testing.T) {
 			if err := gen(&b); err != nil {
 				t.Fatal(err)
 			}
-			out := strings.ReplaceAll(b.String(), cfg.Path, "testdata/config/example.yaml")
+			// The host manifests name the config by its absolute path, which
+			// depends on the clone: the golden shows the usual one.
+			abs, _ := filepath.Abs(cfg.Path)
+			out := strings.ReplaceAll(b.String(), abs, "/etc/autodeploy/config.yaml")
+			out = strings.ReplaceAll(out, cfg.Path, "testdata/config/example.yaml")
 			path := filepath.Join("..", "..", "testdata", "golden", "manifests", name+".golden")
 			if *update {
 				os.WriteFile(path, []byte(out), 0o644)
@@ -116,6 +120,38 @@ func TestOnCalendar(t *testing.T) {
 	for _, spec := range []string{"*/5 9-17 * * 1-5", "@every 3m"} {
 		if _, err := OnCalendar(spec); err == nil {
 			t.Errorf("OnCalendar(%q) accepted", spec)
+		}
+	}
+}
+
+// What cron would run wrong is refused or quoted: a relative or spaced path,
+// a blank user, robfig's @every (cron has none).
+func TestCronLine(t *testing.T) {
+	cfg := example(t)
+	spaced := *cfg
+	spaced.Path = "/etc/auto deploy/it's%.yaml"
+	var b bytes.Buffer
+	if err := Cron(&b, &spaced, HostOptions{Binary: "/opt/my tools/autodeploy", User: "deploy"}); err != nil {
+		t.Fatal(err)
+	}
+	line := strings.TrimSpace(b.String()[strings.LastIndex(strings.TrimSpace(b.String()), "\n"):])
+	want := `*/2 * * * * deploy '/opt/my tools/autodeploy' run --config '/etc/auto deploy/it'\''s\%.yaml'`
+	if line != want {
+		t.Errorf("line = %s\nwant   %s", line, want)
+	}
+	every := *cfg
+	every.Schedule = "@every 5m"
+	for _, tt := range []struct {
+		cfg  *config.Config
+		o    HostOptions
+		want string
+	}{
+		{&every, HostOptions{Binary: "/usr/bin/autodeploy", User: "root"}, "cannot be written for cron"},
+		{cfg, HostOptions{Binary: "/usr/bin/autodeploy", User: ""}, "--user must be a user name"},
+		{cfg, HostOptions{Binary: "autodeploy", User: "root"}, "--binary must be an absolute path"},
+	} {
+		if err := Cron(&bytes.Buffer{}, tt.cfg, tt.o); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Cron(%q, %+v) = %v, want %q", tt.cfg.Schedule, tt.o, err, tt.want)
 		}
 	}
 }

@@ -5,6 +5,8 @@
 package manifests
 
 import (
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"fmt"
 	"io"
 	"slices"
@@ -26,6 +28,12 @@ type RBACOptions struct {
 // verb with the commands that need it. No ClusterRole: discovery and
 // SelfSubjectAccessReview are granted to every authenticated user.
 func RBAC(w io.Writer, cfg *config.Config, o RBACOptions) error {
+	if err := validName("--service-account", o.ServiceAccount, validation.IsDNS1123Subdomain); err != nil {
+		return err
+	}
+	if err := validName("--namespace", o.Namespace, validation.IsDNS1123Label); err != nil {
+		return err
+	}
 	// The read-only identity is a ServiceAccount of its own: binding the
 	// read-only Role to the deploying one would change nothing.
 	name := o.ServiceAccount
@@ -61,4 +69,13 @@ func RBAC(w io.Writer, cfg *config.Config, o RBACOptions) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// validName refuses a name Kubernetes would refuse, before a manifest that
+// kubectl apply rejects is printed.
+func validName(flag, name string, valid func(string) []string) error {
+	if errs := valid(name); len(errs) > 0 {
+		return fmt.Errorf("%s %q is not a valid name: %s", flag, name, strings.Join(errs, "; "))
+	}
+	return nil
 }

@@ -51,7 +51,7 @@ type UndoOptions struct {
 // kept: kubectl replaces them all, which would drop autodeploy's own marks.
 func Undo(ctx context.Context, c kubernetes.Interface, d *appsv1.Deployment, o UndoOptions) (UndoResult, error) {
 	if d.Spec.Paused {
-		return UndoResult{}, ErrPaused
+		return UndoResult{}, fmt.Errorf("deployment %s/%s: %w (kubectl rollout resume deployment/%s -n %s)", d.Namespace, d.Name, ErrPaused, d.Name, d.Namespace)
 	}
 	owned, err := ListOwned(ctx, c, d)
 	if err != nil {

@@ -143,9 +143,13 @@ func buildService(s config.Service, objs Objects, now time.Time) Service {
 		}
 	}
 
-	if pol != nil && pol.Latest != "" {
+	if pol != nil && pol.Latest != "" && dec.Current != "" {
+		cur, errC := image.Parse(dec.Current)
+		want, errW := image.Parse(pol.Latest)
 		switch {
-		case image.SameString(dec.Current, pol.Latest):
+		case errC != nil || errW != nil:
+			// An invalid reference is a problem of its own: unknown.
+		case image.Satisfies(cur, want): // as run compares (deploy.Plan)
 			out.Sync = SyncUpToDate
 		case dec.Ahead:
 			out.Sync = SyncAhead
