@@ -14,8 +14,29 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/doctor"
 )
 
-func newCmdDoctor(f *Factory) *cobra.Command {
-	var output string
+// DoctorOptions are the inputs of `autodeploy doctor`.
+type DoctorOptions struct {
+	Output string
+
+	f *Factory
+}
+
+// Complete takes the factory; doctor has no arguments.
+func (o *DoctorOptions) Complete(f *Factory, _ []string) error {
+	o.f = f
+	return nil
+}
+
+// Validate checks the flags.
+func (o *DoctorOptions) Validate() error {
+	if o.Output != "" && o.Output != "json" {
+		return &flagError{fmt.Errorf("invalid --output %q: only json is supported", o.Output)}
+	}
+	return nil
+}
+
+func newCmdDoctor(f *Factory, runF func(context.Context, *DoctorOptions) error) *cobra.Command {
+	o := &DoctorOptions{}
 	cmd := &cobra.Command{
 		Use:   "doctor",
 		Short: "Check everything a run needs, before cron finds out",
@@ -28,22 +49,30 @@ log and lock can be written; a crontab or systemd timer running
 alphabetical policy over sha-<hex> tags. Exit code 1 when a check fails.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "" && output != "json" {
-				return &flagError{fmt.Errorf("invalid --output %q: only json is supported", output)}
+			if err := o.Complete(f, args); err != nil {
+				return err
 			}
-			return runDoctor(cmd.Context(), f, output)
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(cmd.Context(), o)
+			}
+			return o.Run(cmd.Context())
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "json")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "json")
 	return cmd
 }
 
-func runDoctor(ctx context.Context, f *Factory, output string) error {
+// Run runs the checks and prints them.
+func (o *DoctorOptions) Run(ctx context.Context) error {
+	f := o.f
 	in := doctor.Inputs{ConfigPath: f.configPath(), Host: hostSchedules()}
 	in.Config, in.ConfigErr = f.Config()
 	in.Clients, in.ClientsErr = f.Clients()
 	r := doctor.Run(ctx, in)
-	if output == "json" {
+	if o.Output == "json" {
 		enc := json.NewEncoder(f.IO.Out)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(r); err != nil {

@@ -35,7 +35,15 @@ func TestCommandOptions(t *testing.T) {
 		res  *ResumeOptions
 		hist *HistoryOptions
 		run  *RunOptions
+		st   *StatusOptions
+		doc  *DoctorOptions
 	)
+	statusCmd := func(f *Factory) *cobra.Command {
+		return newCmdStatus(f, func(_ context.Context, o *StatusOptions) error { st = o; return nil })
+	}
+	doctorCmd := func(f *Factory) *cobra.Command {
+		return newCmdDoctor(f, func(_ context.Context, o *DoctorOptions) error { doc = o; return nil })
+	}
 	rollbackCmd := func(f *Factory) *cobra.Command {
 		return newCmdRollback(f, func(_ context.Context, o *RollbackOptions) error { rb = o; return nil })
 	}
@@ -103,11 +111,23 @@ func TestCommandOptions(t *testing.T) {
 		{name: "run blank service", cmd: "run", build: runCmd, args: []string{"run", "--service", " "}, code: ExitUsage, errPart: "service name must not be blank"},
 		{name: "run empty service", cmd: "run", build: runCmd, args: []string{"run", "--service", ""}, code: ExitUsage, errPart: "service name must not be blank"},
 		{name: "negative request timeout", cmd: "run", build: runCmd, args: []string{"run", "--request-timeout", "-1s"}, code: ExitUsage, errPart: "--request-timeout must not be negative"},
+		{name: "status", cmd: "status", build: statusCmd, args: []string{"status", "a", "b", "-o", "wide", "--log-lines", "5"}, check: func(t *testing.T) {
+			if strings.Join(st.Services, ",") != "a,b" || st.Output != "wide" || st.LogLines != 5 || st.Interval != 2*time.Second {
+				t.Errorf("options = %+v", st)
+			}
+		}},
+		{name: "status watch json", cmd: "status", build: statusCmd, args: []string{"status", "-w", "-o", "json"}, code: ExitUsage, errPart: "--watch and -o json do not mix"},
+		{name: "doctor json", cmd: "doctor", build: doctorCmd, args: []string{"doctor", "-o", "json"}, check: func(t *testing.T) {
+			if doc.Output != "json" {
+				t.Errorf("options = %+v", doc)
+			}
+		}},
+		{name: "doctor bad output", cmd: "doctor", build: doctorCmd, args: []string{"doctor", "-o", "yaml"}, code: ExitUsage, errPart: `invalid --output "yaml"`},
 		{name: "run bad output", cmd: "run", build: runCmd, args: []string{"run", "-o", "wide"}, code: ExitUsage, errPart: `invalid --output "wide"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rb, hold, res, hist, run = nil, nil, nil, nil, nil
+			rb, hold, res, hist, run, st, doc = nil, nil, nil, nil, nil, nil, nil
 			code, stderr := executeWith(t, tt.cmd, tt.build, tt.args...)
 			if code != tt.code {
 				t.Fatalf("exit %d, want %d: %s", code, tt.code, stderr)
@@ -116,7 +136,7 @@ func TestCommandOptions(t *testing.T) {
 				t.Errorf("stderr %q does not contain %q", stderr, tt.errPart)
 			}
 			if tt.code != ExitOK {
-				if rb != nil || hold != nil || res != nil || hist != nil || run != nil {
+				if rb != nil || hold != nil || res != nil || hist != nil || run != nil || st != nil || doc != nil {
 					t.Error("the command ran despite invalid input")
 				}
 				return

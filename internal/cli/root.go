@@ -130,13 +130,13 @@ and by hand: autodeploy status, autodeploy rollback <service>.`,
 
 	root.AddCommand(
 		newCmdRun(f, nil),
-		newCmdStatus(f),
+		newCmdStatus(f, nil),
 		newCmdRollback(f, nil),
 		newCmdHold(f, nil),
 		newCmdResume(f, nil),
 		newCmdHistory(f, nil),
 		newCmdManifests(f),
-		newCmdDoctor(f),
+		newCmdDoctor(f, nil),
 		newCmdConfig(f),
 		newCmdVersion(f),
 	)

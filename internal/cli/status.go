@@ -25,6 +25,38 @@ type StatusOptions struct {
 	LogLines int
 	Wide     bool
 	Details  bool
+
+	f *Factory
+}
+
+// Complete fills what the arguments give.
+func (o *StatusOptions) Complete(f *Factory, args []string) error {
+	o.f, o.Services = f, args
+	return nil
+}
+
+// Validate checks the flags before anything is read.
+func (o *StatusOptions) Validate() error {
+	for _, s := range o.Services {
+		if err := validServiceArg(s); err != nil {
+			return err
+		}
+	}
+	if o.Output != "" && o.Output != "json" && o.Output != "wide" {
+		return &flagError{fmt.Errorf("invalid --output %q: use json or wide", o.Output)}
+	}
+	if o.Watch && o.Output == "json" {
+		return &flagError{errors.New("--watch and -o json do not mix: poll with -o json instead")}
+	}
+	if o.LogLines < 0 {
+		return &flagError{fmt.Errorf("--log-lines must not be negative, got %d", o.LogLines)}
+	}
+	if o.Interval < time.Second {
+		// Each frame reads every service: more often would only load the
+		// API server.
+		return &flagError{fmt.Errorf("--interval must be at least 1s, got %s", o.Interval)}
+	}
+	return nil
 }
 
 const statusLong = `Show each service at a glance: its Deployment (ready replicas, image, rollout
@@ -41,7 +73,7 @@ lock, and makes a handful of LIST requests whatever the number of pods.
 Exit code 0 when every service is healthy, up to date, not held and
 verified; 8 otherwise, so a monitoring check can call it.`
 
-func newCmdStatus(f *Factory) *cobra.Command {
+func newCmdStatus(f *Factory, runF func(context.Context, *StatusOptions) error) *cobra.Command {
 	o := &StatusOptions{Interval: 2 * time.Second}
 	cmd := &cobra.Command{
 		Use:   "status [service...]",
@@ -53,22 +85,16 @@ func newCmdStatus(f *Factory) *cobra.Command {
   autodeploy status -w`,
 		ValidArgsFunction: serviceCompletion(f),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Services = args
-			if o.Output != "" && o.Output != "json" && o.Output != "wide" {
-				return &flagError{fmt.Errorf("invalid --output %q: use json or wide", o.Output)}
+			if err := o.Complete(f, args); err != nil {
+				return err
 			}
-			if o.Watch && o.Output == "json" {
-				return &flagError{errors.New("--watch and -o json do not mix: poll with -o json instead")}
+			if err := o.Validate(); err != nil {
+				return err
 			}
-			if o.LogLines < 0 {
-				return &flagError{fmt.Errorf("--log-lines must not be negative, got %d", o.LogLines)}
+			if runF != nil {
+				return runF(cmd.Context(), o)
 			}
-			if o.Interval < time.Second {
-				// Each frame reads every service: more often would only load
-				// the API server.
-				return &flagError{fmt.Errorf("--interval must be at least 1s, got %s", o.Interval)}
-			}
-			return runStatus(cmd.Context(), f, o)
+			return o.Run(cmd.Context())
 		},
 	}
 	fl := cmd.Flags()
@@ -80,7 +106,9 @@ func newCmdStatus(f *Factory) *cobra.Command {
 	return cmd
 }
 
-func runStatus(ctx context.Context, f *Factory, o *StatusOptions) error {
+// Run prints the status (or redraws it, with --watch).
+func (o *StatusOptions) Run(ctx context.Context) error {
+	f := o.f
 	cfg, err := f.Config()
 	if err != nil {
 		return err
