@@ -437,3 +437,34 @@ func onlyRevisionOf(t *testing.T, e *kubetest.Env, img string) {
 		return err == nil && len(l.Items) == 1 && l.Items[0].Spec.Template.Spec.Containers[0].Image == img, err
 	})
 }
+
+// A run interrupted mid-rollout, then someone sets another image by hand:
+// the unverified mark describes a rollout that is gone. The next run clears
+// it instead of leaving it forever, and deploys nothing the person did not
+// ask for.
+func TestRunClearsStaleMarks(t *testing.T) {
+	e := kubetest.New(t)
+	f := newFixture(t, e, fluxsim.V1, []svcSpec{{name: "api", image: reg + "api:sha-1111111"}}, "")
+	f.refl.Push("api", reg+"api:sha-2222222")
+	ctx, cancel := context.WithCancel(context.Background())
+	r := f.runner()
+	r.Progress = onFirst("api", "Waiting for", cancel)
+	if _, err := r.Run(ctx, "interrupted", deploy.Options{}); err != context.Canceled {
+		t.Fatalf("Run = %v, want context.Canceled", err)
+	}
+	kubectlSetImage(t, e, "api", reg+"api:sha-2222222-hotfix")
+	res := f.run(t, deploy.Options{NoReconcile: true})
+	s := outcome(t, res, "api")
+	if s.Action == deploy.Verify {
+		t.Fatalf("verified someone else's image: %+v", s)
+	}
+	d := e.GetDeployment("api")
+	for _, k := range []string{deploy.AnnVerified, deploy.AnnDeployedImage, deploy.AnnPreviousRevision} {
+		if v, ok := d.Annotations[k]; ok {
+			t.Errorf("stale mark %s=%s left", k, v)
+		}
+	}
+	if !strings.Contains(f.log.String(), "cleared an unverified mark") {
+		t.Errorf("log lacks the clearing:\n%s", f.log.String())
+	}
+}
