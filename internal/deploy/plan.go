@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -217,11 +218,14 @@ func resolveContainer(d *appsv1.Deployment, name string) (string, error) {
 // the image rolled back from must stay deployable once the operator resumes
 // the service.
 func replacedBefore(d *appsv1.Deployment, rss []*appsv1.ReplicaSet, container string, want image.Ref) (int64, bool) {
+	// The Deployment's own template is the newest: when the controller has
+	// not created its ReplicaSet yet (a change a moment ago), every
+	// ReplicaSet is older than it.
 	cur := rollout.Current(d, rss)
-	if cur == nil {
-		return 0, false
+	curFirst := int64(math.MaxInt64)
+	if cur != nil {
+		curFirst = rollout.FirstRevision(cur)
 	}
-	curFirst := rollout.FirstRevision(cur)
 	for _, rs := range rss {
 		if rs == cur || rollout.FirstRevision(rs) >= curFirst {
 			continue

@@ -160,6 +160,14 @@ func TestPlanDowngrade(t *testing.T) {
 	if got.Action != Skip || !strings.Contains(got.Reason, "downgrade refused: revision 1") {
 		t.Fatalf("downgrade: %s: %s", got.Action, got.Reason)
 	}
+	// Someone set ccc a moment ago: its ReplicaSet does not exist yet, and
+	// bbb (rev 2) was replaced all the same.
+	d = dep(repo+":sha-ccc", 2)
+	rss = []*appsv1.ReplicaSet{rs(d, repo+":sha-aaa", 1, ""), rs(d, repo+":sha-bbb", 2, "")}
+	got = Plan(Input{Service: svc(), Deployment: d, ReplicaSets: rss, Policy: pol(repo+":sha-bbb", true)})
+	if got.Action != Skip || !strings.Contains(got.Reason, "downgrade refused: revision 2") {
+		t.Fatalf("before the controller caught up: %s: %s", got.Action, got.Reason)
+	}
 	// aaa (rev 1), bbb (rev 2), rolled back to aaa (now rev 3, history 1);
 	// the policy still says bbb: that is not a downgrade.
 	d = dep(repo+":sha-aaa", 3)

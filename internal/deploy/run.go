@@ -226,6 +226,9 @@ func (r *Runner) act(ctx, runCtx context.Context, snapshot Decision, s config.Se
 				log.Warn("could not clear a stale unverified mark", "error", err)
 			} else {
 				log.Info("cleared an unverified mark for an image the Deployment no longer runs", "image", in.Deployment.Annotations[AnnDeployedImage])
+				if attempt < maxReplans {
+					continue // the Deployment read is stale now
+				}
 			}
 		}
 		switch {
