@@ -189,8 +189,13 @@ func watchStatus(ctx context.Context, f *Factory, report func() (*status.Report,
 		if ctx.Err() != nil {
 			return nil
 		}
-		// Home, clear, then the frame in one write: no flicker.
-		fmt.Fprintf(f.IO.Out, "\033[H\033[2J%s\nevery %s, Ctrl-C to stop\n", buf.Bytes(), every)
+		if f.IO.OutTTY {
+			// Home, clear, then the frame in one write: no flicker.
+			fmt.Fprintf(f.IO.Out, "\033[H\033[2J%s\nevery %s, Ctrl-C to stop\n", buf.Bytes(), every)
+		} else {
+			// Into a file or a pipe: frames one after another, no escapes.
+			fmt.Fprintf(f.IO.Out, "%s\nevery %s, Ctrl-C to stop\n\n", buf.Bytes(), every)
+		}
 		select {
 		case <-ctx.Done():
 			return nil

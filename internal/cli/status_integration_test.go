@@ -234,8 +234,8 @@ func TestStatusDuringRunAndWatch(t *testing.T) {
 				cancel()
 			}
 		}
-	}), ErrOut: &strings.Builder{}}, func(string) string { return "" })
-	code := Execute(ctx, f, []string{"status", "-w", "--interval", "1s", "--config", cfg, "--kubeconfig", e.Kubeconfig})
+	}), ErrOut: &strings.Builder{}, OutTTY: true}, func(string) string { return "" })
+	code := Execute(ctx, f, []string{"status", "-w", "--interval", "1s", "--color", "never", "--config", cfg, "--kubeconfig", e.Kubeconfig})
 	if code != ExitOK || frames != 2 || strings.Count(out.String(), "\033[H\033[2J") != 2 || !strings.Contains(out.String(), "running    pid") {
 		t.Fatalf("watch: exit %d, %d frames:\n%s", code, frames, out.String())
 	}

@@ -3,10 +3,12 @@
 package kube
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"os"
+	"strings"
 	"time"
 
 	"k8s.io/client-go/dynamic"
@@ -130,7 +132,13 @@ func (e *UnreachableError) Error() string {
 	if e.Server == "" {
 		return fmt.Sprintf("cannot use the cluster (kubeconfig %s): %v", e.Kubeconfig, e.Err)
 	}
-	return fmt.Sprintf("cannot reach the Kubernetes API at %s (kubeconfig %s): %v", e.Server, e.Kubeconfig, e.Err)
+	why := e.Err.Error()
+	if errors.Is(e.Err, context.DeadlineExceeded) || strings.Contains(why, "Client.Timeout exceeded") {
+		// net/http's wording names Go internals; the operator's knob is
+		// --request-timeout.
+		why = "no answer within the request timeout (--request-timeout, default 30s)"
+	}
+	return fmt.Sprintf("cannot reach the Kubernetes API at %s (kubeconfig %s): %s", e.Server, e.Kubeconfig, why)
 }
 
 func (e *UnreachableError) Unwrap() error { return e.Err }

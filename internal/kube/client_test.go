@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
 func writeKubeconfig(t *testing.T, dir, name, server string) string {
@@ -67,5 +69,18 @@ func TestRESTConfigSources(t *testing.T) {
 				t.Errorf("client settings: UA %q, timeout %s, QPS %v", cfg.UserAgent, cfg.Timeout, cfg.QPS)
 			}
 		})
+	}
+}
+
+// The one line an operator reads names the knob, not Go's internals.
+func TestUnreachableErrorWording(t *testing.T) {
+	timeout := &UnreachableError{Server: "https://10.0.0.1:6443", Kubeconfig: "/etc/rancher/k3s/k3s.yaml",
+		Err: errors.New("net/http: request canceled (Client.Timeout exceeded while awaiting headers)")}
+	if got := timeout.Error(); !strings.Contains(got, "no answer within the request timeout (--request-timeout") || strings.Contains(got, "net/http") {
+		t.Errorf("timeout: %s", got)
+	}
+	refused := &UnreachableError{Server: "https://10.0.0.1:6443", Kubeconfig: "/root/.kube/config", Err: apierrors.NewUnauthorized("Unauthorized")}
+	if got := refused.Error(); !strings.Contains(got, "refused the credentials of kubeconfig /root/.kube/config") {
+		t.Errorf("refused: %s", got)
 	}
 }
