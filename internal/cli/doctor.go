@@ -22,7 +22,7 @@ type DoctorOptions struct {
 }
 
 // Complete takes the factory; doctor has no arguments.
-func (o *DoctorOptions) Complete(f *Factory, _ []string) error {
+func (o *DoctorOptions) Complete(f *Factory, cmd *cobra.Command, _ []string) error {
 	o.f = f
 	return nil
 }
@@ -48,18 +48,7 @@ log and lock can be written; a crontab or systemd timer running
 'autodeploy run' on the configured schedule; and the seed's trap, an
 alphabetical policy over sha-<hex> tags. Exit code 1 when a check fails.`,
 		Args: exactArgs(0, "no arguments"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(f, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(f, o, runF),
 	}
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "json")
 	return cmd

@@ -38,7 +38,7 @@ type HistoryOptions struct {
 }
 
 // Complete fills what the arguments give.
-func (o *HistoryOptions) Complete(f *Factory, args []string) error {
+func (o *HistoryOptions) Complete(f *Factory, cmd *cobra.Command, args []string) error {
 	o.f, o.Service = f, args[0]
 	return nil
 }
@@ -65,18 +65,7 @@ it was created, which one is current, and which image autodeploy remembers
 as failed. 'autodeploy rollback <service> --to-revision N' restores one.`,
 		Args:              exactArgs(1, "exactly one service name"),
 		ValidArgsFunction: serviceCompletion(f),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(f, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE:              runE(f, o, runF),
 	}
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "json")
 	return cmd

@@ -19,7 +19,7 @@ type HoldOptions struct {
 }
 
 // Complete fills what the arguments give.
-func (o *HoldOptions) Complete(f *Factory, args []string) error {
+func (o *HoldOptions) Complete(f *Factory, cmd *cobra.Command, args []string) error {
 	o.f, o.Service = f, args[0]
 	return nil
 }
@@ -48,18 +48,7 @@ rolled back if it fails).`,
 		Example:           `  autodeploy hold api-gateway --reason "incident 42: DB migration"`,
 		Args:              exactArgs(1, "exactly one service name"),
 		ValidArgsFunction: serviceCompletion(f),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(f, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE:              runE(f, o, runF),
 	}
 	cmd.Flags().StringVar(&o.Reason, "reason", "", "why the service is held (required)")
 	return cmd
@@ -92,7 +81,7 @@ type ResumeOptions struct {
 }
 
 // Complete fills what the arguments give.
-func (o *ResumeOptions) Complete(f *Factory, args []string) error {
+func (o *ResumeOptions) Complete(f *Factory, cmd *cobra.Command, args []string) error {
 	o.f, o.Service = f, args[0]
 	return nil
 }
@@ -111,18 +100,7 @@ policy's image again, unless it is the image remembered as failed; with
 registry failure, so the next run tries the image at once).`,
 		Args:              exactArgs(1, "exactly one service name"),
 		ValidArgsFunction: serviceCompletion(f),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(f, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE:              runE(f, o, runF),
 	}
 	cmd.Flags().BoolVar(&o.ForgetFailed, "forget-failed", false, "also forget the image remembered as failed (or to be retried), so runs may deploy it again")
 	return cmd

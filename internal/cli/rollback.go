@@ -55,8 +55,9 @@ image from git back: --suspend-flux suspends that Kustomization too, and
 'resume' resumes it.`
 
 // Complete fills what the arguments give.
-func (o *RollbackOptions) Complete(f *Factory, args []string) error {
+func (o *RollbackOptions) Complete(f *Factory, cmd *cobra.Command, args []string) error {
 	o.f, o.Service = f, args[0]
+	o.reasonSet = cmd.Flags().Changed("reason")
 	return nil
 }
 
@@ -88,19 +89,7 @@ func newCmdRollback(f *Factory, runF func(context.Context, *RollbackOptions) err
   autodeploy rollback api-gateway --suspend-flux`,
 		Args:              exactArgs(1, "exactly one service name"),
 		ValidArgsFunction: serviceCompletion(f),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.reasonSet = cmd.Flags().Changed("reason")
-			if err := o.Complete(f, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE:              runE(f, o, runF),
 	}
 	fl := cmd.Flags()
 	fl.Int64Var(&o.ToRevision, "to-revision", o.ToRevision, "revision to restore (default: the previous one)")

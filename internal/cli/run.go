@@ -37,8 +37,9 @@ type RunOptions struct {
 }
 
 // Complete takes the factory; run has no arguments.
-func (o *RunOptions) Complete(f *Factory, _ []string) error {
+func (o *RunOptions) Complete(f *Factory, cmd *cobra.Command, _ []string) error {
 	o.f = f
+	o.serviceSet = cmd.Flags().Changed("service")
 	return nil
 }
 
@@ -91,19 +92,7 @@ func newCmdRun(f *Factory, runF func(context.Context, *RunOptions) error) *cobra
 		Long:    runLong,
 		Example: runExample,
 		Args:    exactArgs(0, "no arguments"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o.serviceSet = cmd.Flags().Changed("service")
-			if err := o.Complete(f, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE:    runE(f, o, runF),
 	}
 	fl := cmd.Flags()
 	fl.BoolVar(&o.DryRun, "dry-run", o.DryRun, "print the plan and change nothing (no lock, no log, no reconcile request)")

@@ -30,7 +30,7 @@ type StatusOptions struct {
 }
 
 // Complete fills what the arguments give.
-func (o *StatusOptions) Complete(f *Factory, args []string) error {
+func (o *StatusOptions) Complete(f *Factory, cmd *cobra.Command, args []string) error {
 	o.f, o.Services = f, args
 	return nil
 }
@@ -84,18 +84,7 @@ func newCmdStatus(f *Factory, runF func(context.Context, *StatusOptions) error) 
   autodeploy status -o json | jq '.services[] | select(.sync != "up-to-date")'
   autodeploy status -w`,
 		ValidArgsFunction: serviceCompletion(f),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(f, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			if runF != nil {
-				return runF(cmd.Context(), o)
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE:              runE(f, o, runF),
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&o.Output, "output", "o", o.Output, "json, or wide for full image references")

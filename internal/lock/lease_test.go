@@ -134,12 +134,7 @@ func TestLeaseLostWhenRenewalsFail(t *testing.T) {
 	c.PrependReactor("update", "leases", func(k8stesting.Action) (bool, krt.Object, error) {
 		return true, nil, apierrors.NewServiceUnavailable("etcd is restarting")
 	})
-	for a.Context().Err() == nil {
-		if ca.HasWaiters() {
-			ca.Step(time.Second)
-		}
-		runtime.Gosched()
-	}
+	untilLost(a, ca)
 	cause := context.Cause(a.Context())
 	if !errors.Is(cause, ErrLost) || !strings.Contains(cause.Error(), "could not be renewed") {
 		t.Fatalf("cause = %v", cause)
@@ -160,12 +155,7 @@ func TestLeaseLostWhenTaken(t *testing.T) {
 	}
 	defer a.Release()
 	writeLease(t, c, "host-b/2", t0)
-	for a.Context().Err() == nil {
-		if ca.HasWaiters() {
-			ca.Step(time.Second)
-		}
-		runtime.Gosched()
-	}
+	untilLost(a, ca)
 	if cause := context.Cause(a.Context()); !errors.Is(cause, ErrLost) || !strings.Contains(cause.Error(), "taken by host-b/2") {
 		t.Fatalf("cause = %v", cause)
 	}
@@ -186,5 +176,16 @@ func writeLease(t *testing.T, c *fake.Clientset, holder string, renew time.Time)
 	}
 	if err := c.Tracker().Create(gvr, l, "flux-system"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// untilLost steps the holder's clock whenever it waits, until its held
+// context ends.
+func untilLost(h *Held, clk *clocktesting.FakeClock) {
+	for h.Context().Err() == nil {
+		if clk.HasWaiters() {
+			clk.Step(time.Second)
+		}
+		runtime.Gosched()
 	}
 }
