@@ -81,7 +81,7 @@ func Registry(res *deploy.Result, runErr error, prev map[string]*dto.MetricFamil
 			switch s.Outcome {
 			case deploy.OutcomeDeployed, deploy.OutcomeVerified:
 				deployTS.WithLabelValues(s.Service).Set(float64(now.UnixMilli()) / 1000)
-			case deploy.OutcomeRolledBack, deploy.OutcomeFailed, deploy.OutcomeRollbackFailed, deploy.OutcomeNotRun:
+			case deploy.OutcomeRolledBack, deploy.OutcomeFailed, deploy.OutcomeRollbackFailed, deploy.OutcomeNotRun, deploy.OutcomeUnverified:
 				ok = false
 			}
 			if s.Duration > 0 {
