@@ -44,6 +44,7 @@ var Rules = []Rule{
 	{"apps", "deployments", "list", ServiceNamespaces, []string{"run", "status"}, true, "plan: one LIST per namespace"},
 	{"apps", "deployments", "watch", ServiceNamespaces, []string{"run", "rollback"}, false, "wait for a rollout as kubectl rollout status does"},
 	{"apps", "deployments", "patch", ServiceNamespaces, []string{"run", "rollback", "hold", "resume"}, false, "set the image, roll back, keep autodeploy's annotations"},
+	{"apps", "replicasets", "patch", ServiceNamespaces, []string{"rollback", "hold", "resume"}, false, "put the hold and failed marks on the ReplicaSets too, so that kubectl rollout undo keeps them"},
 	{"apps", "replicasets", "list", ServiceNamespaces, []string{"run", "status", "rollback", "history"}, true, "revisions: history, rollback target, downgrade check"},
 	{"", "pods", "list", ServiceNamespaces, []string{"run", "rollback", "status"}, true, "fail fast on ImagePullBackOff/CrashLoopBackOff; status shows pods"},
 	{"", "pods", "watch", ServiceNamespaces, []string{"run", "rollback"}, false, "fail fast on ImagePullBackOff/CrashLoopBackOff during a rollout"},

@@ -2,11 +2,13 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
 )
 
@@ -62,7 +64,7 @@ func (o *HoldOptions) Run(ctx context.Context) error {
 	}
 	defer sess.close()
 	h, err := sess.m.Hold(ctx, sess.s, o.Reason)
-	if err != nil {
+	if err = warnOnly(o.f, err); err != nil {
 		return sess.classify(err)
 	}
 	fmt.Fprintf(o.f.IO.Out, "%s held by %s: %s\n", sess.s.Name, h.By, h.Reason)
@@ -114,7 +116,7 @@ func (o *ResumeOptions) Run(ctx context.Context) error {
 	}
 	defer sess.close()
 	res, err := sess.m.Resume(ctx, sess.s, o.ForgetFailed)
-	if err != nil {
+	if err = warnOnly(o.f, err); err != nil {
 		return sess.classify(err)
 	}
 	out, name := o.f.IO.Out, sess.s.Name
@@ -136,6 +138,18 @@ func (o *ResumeOptions) Run(ctx context.Context) error {
 		fmt.Fprintf(out, "  %s is still remembered as failed: runs skip it until the policy moves on (--forget-failed clears it)\n", res.StillFailed)
 	}
 	return nil
+}
+
+// warnOnly prints an error that leaves the command's work done (the
+// Deployment marked, its ReplicaSets not) as a warning, and returns the
+// others.
+func warnOnly(f *Factory, err error) error {
+	var rm *deploy.ReplicaSetMarksError
+	if errors.As(err, &rm) {
+		fmt.Fprintf(f.IO.ErrOut, "warning: %v\n", err)
+		return nil
+	}
+	return err
 }
 
 // holderName is how a lock holder is named to a person.

@@ -30,6 +30,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 	"github.com/autodeploy-dev/autodeploy/internal/fluxsim"
 	"github.com/autodeploy-dev/autodeploy/internal/kubetest"
+	"github.com/autodeploy-dev/autodeploy/internal/rollout"
 )
 
 // rbacEnv is a namespace holding a service, its Flux objects, a
@@ -248,7 +249,7 @@ func scenario(t *testing.T, r *rbacEnv, as func(...string) (ExitCode, string), r
 		return as("history", "api")
 	case "deployments/list", "pods/list", "imagepolicies/list", "imagerepositories/list":
 		return as("status")
-	case "deployments/patch":
+	case "deployments/patch", "replicasets/patch":
 		return as("hold", "api", "--reason", "x")
 	case "deployments/watch", "pods/watch":
 		// A rollback waits for its rollout with watches; it needs history.
@@ -269,7 +270,8 @@ func scenario(t *testing.T, r *rbacEnv, as func(...string) (ExitCode, string), r
 		return as("rollback", "api", "--suspend-flux")
 	case "imagepolicies/get":
 		// The run reads the policy again right before deploying.
-		r.refl.Push("api", reg+"api:sha-2")
+		// A tag never deployed: the run reaches the deploy.
+		r.refl.Push("api", reg+"api:sha-9")
 		return as("run")
 	case "events/list":
 		// A rollout left unverified whose pod is already in
@@ -277,7 +279,9 @@ func scenario(t *testing.T, r *rbacEnv, as func(...string) (ExitCode, string), r
 		bad := reg + "api:fail-2"
 		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"false",%q:%q}},"spec":{"template":{"spec":{"containers":[{"name":"api","image":%q}]}}}}`,
 			deploy.AnnVerified, deploy.AnnDeployedImage, bad, bad)
-		if _, err := r.e.Kube.AppsV1().Deployments(r.e.Namespace).Patch(context.Background(), "api", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		// As autodeploy's own patch would (its field manager): an
+		// interrupted run's rollout.
+		if _, err := r.e.Kube.AppsV1().Deployments(r.e.Namespace).Patch(context.Background(), "api", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: rollout.FieldManager}); err != nil {
 			t.Fatal(err)
 		}
 		kubetest.Eventually(t, 30*time.Second, "a pod in ImagePullBackOff", func(ctx context.Context) (bool, error) {

@@ -188,7 +188,7 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 		ctx = held.Context()
 	}
 	res, err := m.Rollback(ctx, s, deploy.RollbackOptions{ToRevision: o.ToRevision, DryRun: o.DryRun, SuspendFlux: o.SuspendFlux, Reason: o.Reason})
-	if err != nil {
+	if err = warnOnly(f, err); err != nil {
 		var rf *deploy.RollbackFailedError
 		if errors.As(err, &rf) {
 			return withCode(ExitRollbackFailed, err)
@@ -202,9 +202,15 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 		return nil
 	case res.DryRun:
 		fmt.Fprintf(out, "%s: would roll back from %s (revision %d) to %s (revision %d) (dry run)\n", s.Name, res.From, res.FromRevision, res.To, res.ToRevision)
+		if o.SuspendFlux && res.Kustomization != "" && !res.AlreadySuspended {
+			fmt.Fprintf(out, "  and would suspend Flux Kustomization %s\n", res.Kustomization)
+		}
 	default:
 		fmt.Fprintf(out, "%s %s rolled back from %s to %s (revision %d)\n", color.GreenString("✔"), s.Name, res.From, res.To, res.ToRevision)
 		fmt.Fprintf(out, "  held: runs skip %s until 'autodeploy resume %s'; %s is remembered as failed\n", s.Name, s.Name, res.From)
+	}
+	if o.SuspendFlux && res.Kustomization == "" {
+		fmt.Fprintf(f.IO.ErrOut, "warning: --suspend-flux: Deployment %s/%s has no %s label: no Flux Kustomization was suspended\n", s.Namespace, s.Deployment, deploy.KustomizationNameLabel)
 	}
 	if res.Kustomization != "" {
 		switch {
@@ -213,7 +219,8 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 		case res.Suspended:
 			fmt.Fprintf(out, "  Flux Kustomization %s suspended; 'autodeploy resume %s' resumes it\n", res.Kustomization, s.Name)
 		case !res.DryRun:
-			fmt.Fprintf(out, "%s Flux Kustomization %s manages this Deployment: its next reconcile puts the image from git back. Fix git, or run again with --suspend-flux.\n", color.YellowString("warning:"), res.Kustomization)
+			ns, name, _ := strings.Cut(res.Kustomization, "/")
+			fmt.Fprintf(out, "%s Flux Kustomization %s manages this Deployment: its next reconcile puts the image from git back. Fix git, or suspend it now: flux suspend kustomization %s -n %s (and flux resume once git is fixed).\n", color.YellowString("warning:"), res.Kustomization, name, ns)
 		}
 	}
 	return nil

@@ -202,7 +202,7 @@ func TestRollbackFluxDrift(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, stdout, _ := execute(t, nil, "rollback", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig)
-	if code != ExitOK || !strings.Contains(stdout, "Flux Kustomization "+e.Namespace+"/apps manages this Deployment") || !strings.Contains(stdout, "--suspend-flux") {
+	if code != ExitOK || !strings.Contains(stdout, "Flux Kustomization "+e.Namespace+"/apps manages this Deployment") || !strings.Contains(stdout, "flux suspend kustomization apps -n "+e.Namespace) {
 		t.Fatalf("exit %d, want the drift warning:\n%s", code, stdout)
 	}
 	suspended := func() bool {

@@ -171,7 +171,10 @@ var strconvNoise = regexp.MustCompile(`strconv\.Parse\w+: parsing "[^"]*": (inva
 // internals: `invalid argument "abc" for "--to-revision" flag: not a number`.
 func cleanFlagError(err error) error {
 	msg := strconvNoise.ReplaceAllStringFunc(err.Error(), func(m string) string {
-		if strings.HasSuffix(m, "value out of range") {
+		switch {
+		case strings.HasPrefix(m, "strconv.ParseBool"):
+			return "use true or false"
+		case strings.HasSuffix(m, "value out of range"):
 			return "number out of range"
 		}
 		return "not a number"

@@ -497,3 +497,12 @@ func TestBounds(t *testing.T) {
 		}
 	}
 }
+
+// A rollout that outlasts the run's budget would be left unverified by every
+// run, and a broken one never rolled back.
+func TestRolloutLongerThanRun(t *testing.T) {
+	_, err := Parse([]byte("runTimeout: 5s\nservices:\n  - name: api\n    rolloutTimeout: 20s\n"), "budget.yaml")
+	if err == nil || !strings.Contains(err.Error(), `rolloutTimeout 20s is longer than runTimeout 5s`) || !strings.Contains(err.Error(), "budget.yaml:4:") {
+		t.Fatalf("Parse = %v", err)
+	}
+}

@@ -262,6 +262,16 @@ func (d *decoder) service(c *Config, rs rawService, path string) Service {
 		d.name(rs.Container, isLabel, "container name", labelRule)
 	}
 	d.positive(rs.RolloutTimeout)
+	// A rollout longer than the run's budget could never be judged: every
+	// run would leave it unverified, and a broken one would stay in place.
+	if c.RunTimeout > 0 && !rs.RolloutTimeout.Bad && s.RolloutTimeout > c.RunTimeout && s.RolloutTimeout <= maxDuration {
+		line, at := rs.Line, path
+		switch {
+		case rs.RolloutTimeout.ok():
+			line, at = rs.RolloutTimeout.Line, rs.RolloutTimeout.Path
+		}
+		d.add(line, at, fmt.Sprintf("rolloutTimeout %s is longer than runTimeout %s: the run's budget would end every rollout of %s before it could be judged (raise runTimeout or lower rolloutTimeout)", s.RolloutTimeout, c.RunTimeout, quote(s.Name)))
+	}
 
 	s.PolicyNamespace, s.PolicyName = c.Flux.Namespace, s.Name
 	if rs.ImagePolicy.ok() {

@@ -199,6 +199,8 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 		return res, nil
 	}
 	log.Info("rollback started", "from", res.From, "to", res.To, "fromRevision", res.FromRevision, "toRevision", res.ToRevision, "reason", reason)
+	// The hold and the failed mark must survive a kubectl rollout undo.
+	markErr := m.copyToReplicaSets(ctx, s, d, map[string]string{AnnHold: ann[AnnHold], AnnFailedImage: ann[AnnFailedImage]})
 	// Bounded like a run's wait: a rollback that never completes must not
 	// keep an SSH session (and the lock) forever.
 	wctx, cancel := context.WithTimeout(ctx, s.RolloutTimeout)
@@ -223,7 +225,7 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 	}
 	log.Info("rollback complete", "image", res.To, "revision", res.ToRevision)
 	m.Notify.Send(ctx, notify.Event{Kind: notify.Rollback, Level: "warning", Service: s.Name, Time: now, From: res.From, To: res.To, Reason: reason, By: m.By})
-	return res, nil
+	return res, markErr
 }
 
 // refusePingPong refuses a rollback to the previous revision that would put
@@ -290,13 +292,34 @@ func (m *Manager) Hold(ctx context.Context, s config.Service, reason string) (Ho
 		// Keep what an earlier hold (a rollback) will have to undo.
 		h.From, h.Kustomization = old.From, old.Kustomization
 	}
-	if _, err := rollout.Annotate(ctx, m.Kube, d, map[string]string{AnnHold: mustJSON(h)}); err != nil {
+	mark := map[string]string{AnnHold: mustJSON(h)}
+	if _, err := rollout.Annotate(ctx, m.Kube, d, mark); err != nil {
 		return Hold{}, err
 	}
 	m.Log.Info("held", "svc", s.Name, "by", m.By, "reason", reason, "image", img)
 	m.Notify.Send(ctx, notify.Event{Kind: notify.Hold, Level: "warning", Service: s.Name, Time: h.At, To: img, Reason: reason, By: m.By})
-	return h, nil
+	return h, m.copyToReplicaSets(ctx, s, d, mark)
 }
+
+// copyToReplicaSets puts marks that must survive `kubectl rollout undo` on
+// the Deployment's ReplicaSets too (see rollout.AnnotateReplicaSets). The
+// Deployment already has them: failing here is a warning.
+func (m *Manager) copyToReplicaSets(ctx context.Context, s config.Service, d *appsv1.Deployment, mark map[string]string) error {
+	if err := rollout.AnnotateReplicaSets(ctx, m.Kube, d, mark); err != nil {
+		m.Log.Warn("marks not copied to the ReplicaSets: a kubectl rollout undo would drop them", "svc", s.Name, "error", err)
+		return &ReplicaSetMarksError{Err: err}
+	}
+	return nil
+}
+
+// ReplicaSetMarksError: the Deployment was marked, its ReplicaSets not. The
+// command did its job; a kubectl rollout undo would lose the mark.
+type ReplicaSetMarksError struct{ Err error }
+
+func (e *ReplicaSetMarksError) Error() string {
+	return "the ReplicaSets could not be marked too, so a kubectl rollout undo would drop the mark: " + e.Err.Error()
+}
+func (e *ReplicaSetMarksError) Unwrap() error { return e.Err }
 
 // ResumeResult says what Resume did.
 type ResumeResult struct {
@@ -351,11 +374,13 @@ func (m *Manager) Resume(ctx context.Context, s config.Service, forgetFailed boo
 		m.Log.Error("resume failed", "svc", s.Name, "by", m.By, "error", err)
 		return res, err
 	}
+
 	m.Log.Info("resumed", "svc", s.Name, "by", m.By, "wasHeld", res.WasHeld, "kustomization", res.Resumed, "forgotFailed", res.ForgotFailed)
 	if res.WasHeld {
 		m.Notify.Send(ctx, notify.Event{Kind: notify.Resume, Level: "info", Service: s.Name, Time: m.Now().UTC(), Reason: res.Hold.Reason, By: m.By})
 	}
-	return res, nil
+	// A mark left on a ReplicaSet would come back with kubectl rollout undo.
+	return res, m.copyToReplicaSets(ctx, s, d, ann)
 }
 
 // kustomizationOf returns namespace/name of the Kustomization that applied d.

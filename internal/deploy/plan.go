@@ -104,8 +104,14 @@ func Plan(in Input) Decision {
 	if d.Spec.Paused {
 		return skip(false, "Deployment is paused (kubectl rollout resume deployment/%s -n %s)", d.Name, d.Namespace)
 	}
+	// Who last wrote the container's image (managedFields); "" when it
+	// cannot be told.
+	writer := rollout.ImageOwner(d, container)
 	if ann[AnnVerified] == "false" {
-		if image.SameString(ann[AnnDeployedImage], dec.Current) {
+		// The mark counts only while autodeploy's own patch is the
+		// template: kubectl rollout undo copies a ReplicaSet's annotations
+		// back, marks of an old rollout included.
+		if image.SameString(ann[AnnDeployedImage], dec.Current) && (writer == "" || writer == rollout.FieldManager) {
 			dec.Action, dec.Target = Verify, dec.Current
 			dec.PreviousRevision, _ = strconv.ParseInt(ann[AnnPreviousRevision], 10, 64)
 			dec.Reason = "an earlier run set this image and did not verify it"
@@ -165,6 +171,12 @@ func Plan(in Input) Decision {
 		dec.Ahead = true
 		return skip(false, "downgrade refused: revision %d already ran %s and was replaced (alphabetical order of sha-<hex> tags is not build order, fluxcd/flux2#3449)", rev, p.Latest)
 	}
+	if rev, ok := rolledBackFrom(d, in.ReplicaSets, container, want); ok && writer != "" && writer != rollout.FieldManager {
+		// kubectl rollout undo (or kubectl set image to an older image):
+		// someone chose the revision before this image. Deploying it
+		// again would fight them every run.
+		return skip(false, "%s (revision %d) was rolled back by %s: runs do not deploy it again; deploy a newer image, or set it by hand (kubectl set image)", p.Latest, rev, writer)
+	}
 	dec.Action = Deploy
 	dec.Reason += "the policy selected a new image"
 	// The revision live now is where a rollback of this deploy goes: the
@@ -189,6 +201,27 @@ func holdBy(h Hold) string {
 		return ""
 	}
 	return " " + strings.Join(parts, " ")
+}
+
+// rolledBackFrom reports whether want ran in a ReplicaSet first rolled out
+// after the current one: the current template is an older one restored
+// over it (a rollback).
+func rolledBackFrom(d *appsv1.Deployment, rss []*appsv1.ReplicaSet, container string, want image.Ref) (int64, bool) {
+	cur := rollout.Current(d, rss)
+	if cur == nil {
+		return 0, false
+	}
+	curFirst := rollout.FirstRevision(cur)
+	for _, rs := range rss {
+		if rs == cur || rollout.FirstRevision(rs) <= curFirst {
+			continue
+		}
+		img, _ := rollout.ContainerImage(&rs.Spec.Template, container)
+		if r, err := image.Parse(img); err == nil && image.Satisfies(r, want) {
+			return rollout.Revision(rs), true
+		}
+	}
+	return 0, false
 }
 
 // resolveContainer applies the config's rule: a named container must exist;
@@ -234,7 +267,9 @@ func replacedBefore(d *appsv1.Deployment, rss []*appsv1.ReplicaSet, container st
 		if !ok {
 			continue
 		}
-		if r, err := image.Parse(img); err == nil && image.Same(r, want) {
+		// Satisfies, not Same: a ReplicaSet on the bare tag did not run a
+		// new build of it pinned by digest.
+		if r, err := image.Parse(img); err == nil && image.Satisfies(r, want) {
 			return rollout.Revision(rs), true
 		}
 	}

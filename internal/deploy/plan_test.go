@@ -168,6 +168,15 @@ func TestPlanDowngrade(t *testing.T) {
 	if got.Action != Skip || !strings.Contains(got.Reason, "downgrade refused: revision 2") {
 		t.Fatalf("before the controller caught up: %s: %s", got.Action, got.Reason)
 	}
+	// A new build of the same tag, pinned by digest, is no downgrade: the
+	// earlier ReplicaSet ran the bare tag (another build).
+	digest := "@sha256:" + strings.Repeat("b", 64)
+	d = dep(repo+":sha-7@sha256:"+strings.Repeat("a", 64), 2)
+	rss = []*appsv1.ReplicaSet{rs(d, repo+":sha-7", 1, ""), rs(d, repo+":sha-7@sha256:"+strings.Repeat("a", 64), 2, "")}
+	got = Plan(Input{Service: svc(), Deployment: d, ReplicaSets: rss, Policy: pol(repo+":sha-7"+digest, true)})
+	if got.Action != Deploy {
+		t.Fatalf("new build of a tag: %s: %s", got.Action, got.Reason)
+	}
 	// aaa (rev 1), bbb (rev 2), rolled back to aaa (now rev 3, history 1);
 	// the policy still says bbb: that is not a downgrade.
 	d = dep(repo+":sha-aaa", 3)
@@ -195,3 +204,43 @@ func BenchmarkPlan500(b *testing.B) {
 func itoa(i int64) string { return strconv.FormatInt(i, 10) }
 
 func ptr[T any](v T) *T { return &v }
+
+// managedBy marks d's container image as written by manager, as the API
+// server records it in managedFields.
+func managedBy(manager string) func(*appsv1.Deployment) {
+	return func(d *appsv1.Deployment) {
+		d.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: manager, Operation: metav1.ManagedFieldsOperationUpdate,
+			FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:template":{"f:spec":{"f:containers":{"k:{\"name\":\"api-gateway\"}":{"f:image":{}}}}}}}`)}}}
+	}
+}
+
+// kubectl rollout undo: aaa (rev 1), bbb (rev 2), undone to aaa (rev 3,
+// history 1) by kubectl, which also copies rev 1's annotations back.
+func TestPlanAfterKubectlUndo(t *testing.T) {
+	undone := func(mut ...func(*appsv1.Deployment)) (*appsv1.Deployment, []*appsv1.ReplicaSet) {
+		d := dep(repo+":sha-aaa", 3, mut...)
+		return d, []*appsv1.ReplicaSet{rs(d, repo+":sha-aaa", 3, "1"), rs(d, repo+":sha-bbb", 2, "")}
+	}
+	d, rss := undone(managedBy("kubectl-rollout"))
+	got := Plan(Input{Service: svc(), Deployment: d, ReplicaSets: rss, Policy: pol(repo+":sha-bbb", true)})
+	if got.Action != Skip || got.Problem || !strings.Contains(got.Reason, "rolled back by kubectl-rollout: runs do not deploy it again") {
+		t.Fatalf("after kubectl undo: %s: %s", got.Action, got.Reason)
+	}
+	// autodeploy's own rollback is governed by its marks (hold, failed
+	// image): once resumed and forgotten, the image is deployable.
+	d, rss = undone(managedBy("autodeploy"))
+	if got := Plan(Input{Service: svc(), Deployment: d, ReplicaSets: rss, Policy: pol(repo+":sha-bbb", true)}); got.Action != Deploy {
+		t.Fatalf("after autodeploy's rollback: %s: %s", got.Action, got.Reason)
+	}
+	// An unverified mark copied back by the undo describes rev 1's old
+	// rollout, not a rollout of autodeploy's: stale, not verified again.
+	d, rss = undone(managedBy("kubectl-rollout"), func(d *appsv1.Deployment) {
+		d.Annotations[AnnVerified] = "false"
+		d.Annotations[AnnDeployedImage] = repo + ":sha-aaa"
+		d.Annotations[AnnPreviousRevision] = "0"
+	})
+	got = Plan(Input{Service: svc(), Deployment: d, ReplicaSets: rss, Policy: pol(repo+":sha-aaa", true)})
+	if got.Action != UpToDate || !got.StaleMarks {
+		t.Fatalf("revived unverified mark: %s (stale %v): %s", got.Action, got.StaleMarks, got.Reason)
+	}
+}

@@ -461,6 +461,15 @@ func (r *Runner) execute(ctx, runCtx context.Context, in Input, dec Decision, lo
 		return OutcomeDeployed, nil
 	case errors.As(err, &sup):
 		return r.superseded(ctx, s, dec, sup, log)
+	case errors.Is(err, rollout.ErrPausedWait):
+		// Paused by a person during the rollout: their decision, not a
+		// verdict on the image. The rollout stays unverified; once resumed,
+		// the next run verifies it (until then runs skip the paused
+		// Deployment).
+		err = fmt.Errorf("%w during the rollout: left unverified (kubectl rollout resume deployment/%s -n %s, then the next run verifies it)", err, s.Deployment, s.Namespace)
+		log.Warn("paused during the rollout: left unverified", "image", dec.Target, "error", err)
+		r.progress(s.Name, err.Error())
+		return OutcomeUnverified, err
 	case errors.As(err, &unobs), apierrors.IsForbidden(err), errors.Is(err, errBudget):
 		// Nothing was learnt about the image: no verdict, no rollback. The
 		// unverified mark makes the next run verify it first.
@@ -483,10 +492,18 @@ var errBudget = errors.New("the run's budget ran out")
 func (r *Runner) superseded(ctx context.Context, s config.Service, dec Decision, sup *rollout.SupersededError, log *slog.Logger) (Outcome, error) {
 	log.Warn("superseded: the Deployment was changed during the rollout; leaving it alone", "image", dec.Target, "by", sup.By, "now", sup.Image)
 	r.progress(s.Name, sup.Error())
-	if d, err := r.get(ctx, s); err == nil {
-		if err := r.clearMarks(ctx, d); err != nil {
+	for attempt := 1; attempt <= maxReplans; attempt++ {
+		d, err := r.get(ctx, s)
+		if err == nil {
+			err = r.clearMarks(ctx, d)
+		}
+		if apierrors.IsConflict(err) {
+			continue // the controller is writing the new rollout's status
+		}
+		if err != nil {
 			log.Warn("could not clear autodeploy's marks", "error", err)
 		}
+		break
 	}
 	return OutcomeSuperseded, sup
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -379,12 +380,13 @@ func TestRunWithoutRevisionHistory(t *testing.T) {
 		f := newFixture(t, e, fluxsim.V1, []svcSpec{{name: "api", image: reg + "api:sha-1111111",
 			extra: "    health: {url: \"http://127.0.0.1:1/health\", timeout: 1s}\n"}}, "")
 		noHistory(t, e, "api")
-		// A run set sha-2222222 and was interrupted before its health check;
-		// the rollout completed, and with it revision 1 was deleted.
+		// A run set sha-2222222 (autodeploy's patch, its field manager) and
+		// was interrupted before its health check; the rollout completed,
+		// and with it revision 1 was deleted.
 		img := reg + "api:sha-2222222"
 		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"false",%q:%q,%q:"1"}},"spec":{"template":{"spec":{"containers":[{"name":"api","image":%q}]}}}}`,
 			deploy.AnnVerified, deploy.AnnDeployedImage, img, deploy.AnnPreviousRevision, img)
-		if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(context.Background(), "api", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(context.Background(), "api", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: rollout.FieldManager}); err != nil {
 			t.Fatal(err)
 		}
 		onlyRevisionOf(t, e, img)
@@ -469,5 +471,119 @@ func TestRunClearsStaleMarks(t *testing.T) {
 	}
 	if !strings.Contains(f.log.String(), "cleared an unverified mark") {
 		t.Errorf("log lacks the clearing:\n%s", f.log.String())
+	}
+}
+
+// kubectl rollout pause during autodeploy's rollout is a person's decision,
+// not a verdict: no rollback over the pause, nothing remembered as failed;
+// the rollout stays unverified, and once resumed the next run verifies it.
+func TestRunLeavesAPausedRolloutUnverified(t *testing.T) {
+	e := kubetest.New(t)
+	f := newFixture(t, e, fluxsim.V1, []svcSpec{{name: "api", image: reg + "api:sha-1111111", replicas: 2}}, "")
+	f.refl.Push("api", reg+"api:sha-2222222")
+	pause := func(paused bool) {
+		patch := fmt.Sprintf(`{"spec":{"paused":%v}}`, paused)
+		if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(context.Background(), "api", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: "kubectl-rollout"}); err != nil {
+			t.Errorf("pause: %v", err)
+		}
+	}
+	r := f.runner()
+	r.Progress = onFirst("api", "Waiting for", func() { pause(true) })
+	res, err := r.Run(context.Background(), "paused", deploy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := wantOutcome(t, res, "api", deploy.OutcomeUnverified)
+	if !strings.Contains(s.Error, "kubectl rollout resume deployment/api") {
+		t.Errorf("error = %q", s.Error)
+	}
+	d := e.GetDeployment("api")
+	if img := kubetest.Image(d); img != reg+"api:sha-2222222" {
+		t.Fatalf("image = %s: rolled back over the pause", img)
+	}
+	if _, failed := deploy.ParseFailedImage(d.Annotations); failed || d.Annotations[deploy.AnnVerified] != "false" {
+		t.Fatalf("annotations = %v: want unverified, not failed", d.Annotations)
+	}
+	// While paused, runs skip it; resumed, the next run verifies it.
+	wantOutcome(t, f.run(t, deploy.Options{NoReconcile: true}), "api", deploy.OutcomeSkipped)
+	pause(false)
+	wantOutcome(t, f.run(t, deploy.Options{NoReconcile: true}), "api", deploy.OutcomeVerified)
+}
+
+// kubectl rollout undo after a deploy: the next run does not deploy the
+// undone image again (that would fight the person every run), and the
+// unverified marks kubectl copies back from the old ReplicaSet are not
+// taken for a rollout of autodeploy's. Uses the real kubectl, whose undo
+// replaces the Deployment's annotations with the ReplicaSet's.
+func TestRunAfterKubectlRolloutUndo(t *testing.T) {
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Skip("kubectl is not installed: this test plays the operator with the real client")
+	}
+	e := kubetest.New(t)
+	f := newFixture(t, e, fluxsim.V1, []svcSpec{{name: "api", image: reg + "api:sha-1111111"}}, "")
+	f.refl.Push("api", reg+"api:sha-2222222")
+	wantOutcome(t, f.run(t, deploy.Options{}), "api", deploy.OutcomeDeployed)
+	if _, err := rollout.Wait(context.Background(), e.Kube, e.Namespace, "api", rollout.WaitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(kubectl, "--kubeconfig", e.Kubeconfig, "-n", e.Namespace, "rollout", "undo", "deployment/api").CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl rollout undo: %v\n%s", err, out)
+	}
+	s := wantOutcome(t, f.run(t, deploy.Options{NoReconcile: true}), "api", deploy.OutcomeSkipped)
+	if !strings.Contains(s.Reason, "was rolled back by kubectl") {
+		t.Errorf("reason = %q", s.Reason)
+	}
+	if img := kubetest.Image(e.GetDeployment("api")); img != reg+"api:sha-1111111" {
+		t.Fatalf("image = %s: the run undid the person's undo", img)
+	}
+}
+
+// A hold survives kubectl rollout undo (which replaces the Deployment's
+// annotations with the restored ReplicaSet's): the hold is on the
+// ReplicaSets too. resume clears it everywhere, so that a later undo does
+// not bring it back.
+func TestHoldSurvivesKubectlRolloutUndo(t *testing.T) {
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Skip("kubectl is not installed: this test plays the operator with the real client")
+	}
+	e := kubetest.New(t)
+	f := newFixture(t, e, fluxsim.V1, []svcSpec{{name: "api", image: reg + "api:sha-1111111"}}, "")
+	f.refl.Push("api", reg+"api:sha-2222222")
+	wantOutcome(t, f.run(t, deploy.Options{}), "api", deploy.OutcomeDeployed)
+	if _, err := rollout.Wait(context.Background(), e.Kube, e.Namespace, "api", rollout.WaitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	svc, _ := lookup(f.cfg, "api")
+	m := &deploy.Manager{Kube: e.Kube, Dynamic: e.Dynamic, Log: runlog.Discard(), Now: time.Now, By: "alice@bastion"}
+	if _, err := m.Hold(context.Background(), svc, "incident 42"); err != nil {
+		t.Fatal(err)
+	}
+	undo := func() {
+		t.Helper()
+		out, err := exec.Command(kubectl, "--kubeconfig", e.Kubeconfig, "-n", e.Namespace, "rollout", "undo", "deployment/api").CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl rollout undo: %v\n%s", err, out)
+		}
+		if _, err := rollout.Wait(context.Background(), e.Kube, e.Namespace, "api", rollout.WaitOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	undo()
+	if h, held := deploy.ParseHold(e.GetDeployment("api").Annotations); !held || h.Reason != "incident 42" {
+		t.Fatalf("the hold did not survive kubectl rollout undo: %v", e.GetDeployment("api").Annotations)
+	}
+	s := wantOutcome(t, f.run(t, deploy.Options{NoReconcile: true}), "api", deploy.OutcomeSkipped)
+	if !s.Held {
+		t.Errorf("run: %+v", s.Decision)
+	}
+	if _, err := m.Resume(context.Background(), svc, true); err != nil {
+		t.Fatal(err)
+	}
+	undo() // back to sha-2222222's ReplicaSet, which was held once
+	if _, held := deploy.ParseHold(e.GetDeployment("api").Annotations); held {
+		t.Fatalf("a resumed hold came back with kubectl rollout undo: %v", e.GetDeployment("api").Annotations)
 	}
 }

@@ -103,8 +103,7 @@ func olderThan(a, b *appsv1.ReplicaSet) bool {
 // of any template field other than autodeploy. "" when nothing tells
 // (managedFields stripped, or only autodeploy wrote).
 func TemplateWriter(d *appsv1.Deployment, container string) string {
-	key, _ := json.Marshal(map[string]string{"name": container})
-	imagePath := []string{"f:spec", "f:template", "f:spec", "f:containers", "k:" + string(key), "f:image"}
+	imagePath := imageField(container)
 	var best string
 	var bestTime *metav1.Time
 	for _, mf := range d.ManagedFields {
@@ -123,6 +122,29 @@ func TemplateWriter(d *appsv1.Deployment, container string) string {
 		}
 	}
 	return best
+}
+
+// ImageOwner names the field manager that owns the container's image in
+// d's template (managedFields): whoever last set it, autodeploy included;
+// "" when managedFields do not tell.
+func ImageOwner(d *appsv1.Deployment, container string) string {
+	imagePath := imageField(container)
+	for _, mf := range d.ManagedFields {
+		if mf.Subresource != "" || mf.FieldsV1 == nil {
+			continue
+		}
+		var fields map[string]any
+		if json.Unmarshal(mf.FieldsV1.Raw, &fields) == nil && hasPath(fields, imagePath...) {
+			return mf.Manager
+		}
+	}
+	return ""
+}
+
+// imageField is the path of a container's image in managedFields.
+func imageField(container string) []string {
+	key, _ := json.Marshal(map[string]string{"name": container})
+	return []string{"f:spec", "f:template", "f:spec", "f:containers", "k:" + string(key), "f:image"}
 }
 
 // hasPath reports whether a managedFields set (FieldsV1 JSON) holds path.

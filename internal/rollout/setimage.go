@@ -98,3 +98,34 @@ func patch(ctx context.Context, c kubernetes.Interface, d *appsv1.Deployment, op
 	}
 	return out, nil
 }
+
+// AnnotateReplicaSets sets (or, with an empty value, removes) annotations
+// on every ReplicaSet d owns. `kubectl rollout undo` replaces the
+// Deployment's annotations with those of the ReplicaSet it restores (the
+// deployment controller copies the Deployment's onto its new ReplicaSet
+// at the time): a mark that must survive an undo, such as a hold, has to be
+// on the ReplicaSets too, and a mark cleared must be cleared there too.
+func AnnotateReplicaSets(ctx context.Context, c kubernetes.Interface, d *appsv1.Deployment, ann map[string]string) error {
+	owned, err := ListOwned(ctx, c, d)
+	if err != nil {
+		return err
+	}
+	set := map[string]any{}
+	for k, v := range ann {
+		if v == "" {
+			set[k] = nil // a merge patch removes a key set to null
+		} else {
+			set[k] = v
+		}
+	}
+	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": set}})
+	if err != nil {
+		return err
+	}
+	for _, rs := range owned {
+		if _, err := c.AppsV1().ReplicaSets(rs.Namespace).Patch(ctx, rs.Name, types.MergePatchType, body, metav1.PatchOptions{FieldManager: FieldManager}); err != nil {
+			return fmt.Errorf("annotate ReplicaSet %s/%s: %w", rs.Namespace, rs.Name, err)
+		}
+	}
+	return nil
+}

@@ -228,6 +228,10 @@ func LastRun(path string) (*Run, error) {
 			case "skip":
 				run.Outcomes[svc] = "skipped"
 			}
+		case "skipped":
+			// Logged only for a skip that needs fixing (a missing object, an
+			// invalid image): the run exits 7, so it is not "ok".
+			run.Outcomes[svc] = "skipped-problem"
 		case "service done":
 			run.Outcomes[svc] = e.Fields["outcome"]
 		case "not run":
@@ -245,7 +249,8 @@ func LastRun(path string) (*Run, error) {
 	}
 	if run.Result == "ok" {
 		for _, o := range run.Outcomes {
-			if o != "up-to-date" && o != "deployed" && o != "verified" && o != "skipped" {
+			// superseded: someone else's change, not a failure of the run.
+			if o != "up-to-date" && o != "deployed" && o != "verified" && o != "skipped" && o != "superseded" {
 				run.Result = "failed"
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -221,5 +222,43 @@ func TestFilesIgnoresOtherNames(t *testing.T) {
 	want := []string{path, filepath.Join(dir, "autodeploy-2026-01-02T00-00-00.000.log"), filepath.Join(dir, "autodeploy-2026-01-01T00-00-00.000.log.gz")}
 	if !slices.Equal(got, want) {
 		t.Fatalf("Files = %q\nwant %q", got, want)
+	}
+}
+
+// A run that skipped a service needing a fix exited 7: status must not call
+// it ok. One superseded by someone else's change did not fail.
+func TestLastRunResult(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		log  func(l *slog.Logger)
+		want string
+	}{
+		{"problem skip", func(l *slog.Logger) {
+			l.Info("plan", "svc", "ghost", "action", "skip", "reason", "Deployment apps/ghost not found")
+			l.Warn("skipped", "svc", "ghost", "reason", "Deployment apps/ghost not found")
+		}, "failed"},
+		{"held", func(l *slog.Logger) {
+			l.Info("plan", "svc", "api", "action", "skip", "reason", "held")
+		}, "ok"},
+		{"superseded", func(l *slog.Logger) {
+			l.Info("service done", "svc", "api", "outcome", "superseded")
+		}, "ok"},
+		{"unverified", func(l *slog.Logger) {
+			l.Info("service done", "svc", "api", "outcome", "unverified")
+		}, "failed"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			l := New(&buf).With("run", "r1")
+			l.Info("run started")
+			tt.log(l)
+			l.Info("run finished")
+			path := filepath.Join(t.TempDir(), "autodeploy.log")
+			os.WriteFile(path, buf.Bytes(), 0o600)
+			run, err := LastRun(path)
+			if err != nil || run.Result != tt.want {
+				t.Fatalf("run = %+v, %v; want result %s", run, err, tt.want)
+			}
+		})
 	}
 }
