@@ -260,6 +260,9 @@ func failureLine(res *deploy.Result) string {
 			if why == "" {
 				why = s.Reason
 			}
+			if s.Fix != "" {
+				why += " (fix: " + s.Fix + ")"
+			}
 			parts = append(parts, fmt.Sprintf("%s %s: %s", s.Service, s.Outcome, oneLine(why)))
 		}
 	}

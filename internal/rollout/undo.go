@@ -133,7 +133,7 @@ func PreviousRevision(d *appsv1.Deployment, owned []*appsv1.ReplicaSet) (*appsv1
 		}
 	}
 	if previous == nil {
-		return nil, fmt.Errorf("deployment %s/%s: %w (only revision %d exists)", d.Namespace, d.Name, ErrNoHistory, Revision(d))
+		return nil, fmt.Errorf("deployment %s/%s: %w (only revision %d exists; revisionHistoryLimit %s)", d.Namespace, d.Name, ErrNoHistory, Revision(d), historyLimit(d))
 	}
 	return previous, nil
 }
@@ -167,4 +167,14 @@ func AnnotationOps(obj metav1.Object, ann map[string]string) []PatchOp {
 // escapePointer escapes a JSON pointer token (RFC 6901).
 func escapePointer(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}
+
+func historyLimit(d *appsv1.Deployment) string {
+	if d.Spec.RevisionHistoryLimit == nil {
+		return "unset"
+	}
+	if *d.Spec.RevisionHistoryLimit == 0 {
+		return "0 keeps no earlier revision"
+	}
+	return fmt.Sprint(*d.Spec.RevisionHistoryLimit)
 }
