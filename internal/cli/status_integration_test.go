@@ -5,6 +5,7 @@ package cli
 import (
 	"compress/gzip"
 	"context"
+	"fmt"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -246,4 +247,26 @@ type writerFunc func([]byte)
 func (w writerFunc) Write(b []byte) (int, error) {
 	w(b)
 	return len(b), nil
+}
+
+// A failing scan (the registry down: the ImageRepository Ready=False, as
+// image-reflector-controller writes it) makes status unhealthy, exit 8, with
+// the controller's message.
+func TestStatusFailingScan(t *testing.T) {
+	e := kubetest.New(t)
+	refl := e.StartReflector(fluxsim.V1, e.Namespace)
+	cfg, _ := clusterConfig(t, e, refl, map[string]string{"api": reg + "api:sha-1"}, "")
+	settledName(t, e, "api")
+	if code, out, _ := execute(t, nil, "status", "--config", cfg, "--kubeconfig", e.Kubeconfig); code != ExitOK {
+		t.Fatalf("before: exit %d\n%s", code, out)
+	}
+	msg := `scan failed: Get "https://ghcr.io/v2/": dial tcp 140.82.121.34:443: connect: connection refused`
+	patch := fmt.Sprintf(`{"status":{"conditions":[{"type":"Ready","status":"False","reason":"ReadOperationFailed","message":%q,"lastTransitionTime":"2026-11-26T00:00:00Z","observedGeneration":1}]}}`, msg)
+	if _, err := e.Dynamic.Resource(fluxsim.V1.GVR("imagerepositories")).Namespace(e.Namespace).Patch(context.Background(), "api", types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status"); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := execute(t, nil, "status", "--config", cfg, "--kubeconfig", e.Kubeconfig)
+	if code != ExitDegraded || !strings.Contains(strings.Join(strings.Fields(out), " "), "ImageRepository "+e.Namespace+"/api is not Ready: scan failed") {
+		t.Fatalf("exit %d, want 8 naming the failing scan:\n%s", code, out)
+	}
 }

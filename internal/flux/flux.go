@@ -140,6 +140,10 @@ func ParsePolicy(u *unstructured.Unstructured) Policy {
 	return p
 }
 
+// Ready is readyCondition for other packages (status, doctor): one
+// judgement of a Flux object's readiness.
+func Ready(u *unstructured.Unstructured) (bool, string) { return readyCondition(u) }
+
 // readyCondition returns the Ready condition's status and message; an
 // object without one (never reconciled) is not ready. As in Flux's own
 // status checks (fluxcd/pkg runtime/conditions and kstatus), a Ready

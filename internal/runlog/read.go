@@ -186,7 +186,13 @@ type Run struct {
 	Outcomes map[string]string `json:"outcomes"` // service -> outcome
 	Warnings int               `json:"warnings"`
 	Errors   int               `json:"errors"`
+	// WarningMessages are the first warnings, as one line each (a rescan
+	// that got no answer, a scan that failed).
+	WarningMessages []string `json:"warningMessages,omitempty"`
 }
+
+// maxWarningMessages bounds Run.WarningMessages.
+const maxWarningMessages = 5
 
 // ErrNoRun means no run was found in the log (a new installation, or
 // rotated away).
@@ -215,6 +221,9 @@ func LastRun(path string) (*Run, error) {
 		switch e.Level {
 		case "WARN":
 			run.Warnings++
+			if len(run.WarningMessages) < maxWarningMessages {
+				run.WarningMessages = append(run.WarningMessages, warningText(e))
+			}
 		case "ERROR":
 			run.Errors++
 		}
@@ -283,4 +292,16 @@ func Tail(path string, n int) ([]string, error) {
 		lines = lines[len(lines)-n:]
 	}
 	return lines, nil
+}
+
+// warningText is a warning line as a person reads it: the message, then
+// what it is about and why.
+func warningText(e Entry) string {
+	t := e.Msg
+	for _, k := range []string{"svc", "kind", "object", "problem", "reason", "error"} {
+		if v := e.Fields[k]; v != "" {
+			t += " " + k + "=" + v
+		}
+	}
+	return t
 }

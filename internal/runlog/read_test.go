@@ -262,3 +262,24 @@ func TestLastRunResult(t *testing.T) {
 		})
 	}
 }
+
+// The run's warnings are kept as text for status (the first few).
+func TestLastRunWarningMessages(t *testing.T) {
+	var buf bytes.Buffer
+	l := New(&buf).With("run", "r1")
+	l.Info("run started")
+	for i := range 7 {
+		l.Warn("reconcile", "kind", "ImageRepository", "object", fmt.Sprintf("flux-system/r%d", i), "problem", "no answer to the reconcile request")
+	}
+	l.Info("run finished")
+	path := filepath.Join(t.TempDir(), "autodeploy.log")
+	os.WriteFile(path, buf.Bytes(), 0o600)
+	run, err := LastRun(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.Warnings != 7 || len(run.WarningMessages) != maxWarningMessages ||
+		run.WarningMessages[0] != "reconcile kind=ImageRepository object=flux-system/r0 problem=no answer to the reconcile request" {
+		t.Fatalf("warnings %d, messages %q", run.Warnings, run.WarningMessages)
+	}
+}

@@ -2,6 +2,7 @@ package status
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -87,6 +88,15 @@ func buildService(s config.Service, objs Objects, now time.Time) Service {
 		out.Problems = append(out.Problems, objs.FluxProblem)
 	case dec.Problem:
 		out.Problems = append(out.Problems, dec.Reason)
+	}
+	// A failing scan or a policy that cannot select is news: new images
+	// stop arriving while everything else looks healthy.
+	if rp := out.Repository; rp != nil && !rp.Ready && !rp.Suspended {
+		ns, name, _ := strings.Cut(rp.Name, "/")
+		out.Problems = append(out.Problems, fmt.Sprintf("ImageRepository %s is not Ready: %s (flux get image repository %s -n %s)", rp.Name, rp.Message, name, ns))
+	}
+	if pol != nil && !pol.Ready && pol.Latest != "" && !dec.Problem {
+		out.Problems = append(out.Problems, fmt.Sprintf("ImagePolicy %s is not Ready: %s", policyKey, pol.Message))
 	}
 	if d == nil {
 		out.State = StateMissing
@@ -186,13 +196,7 @@ func repository(u *unstructured.Unstructured) *Repository {
 	}
 	r.TagCount, _, _ = unstructured.NestedInt64(u.Object, "status", "lastScanResult", "tagCount")
 	r.Suspended, _, _ = unstructured.NestedBool(u.Object, "spec", "suspend")
-	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
-	for _, c := range conds {
-		if m, ok := c.(map[string]any); ok && m["type"] == "Ready" {
-			r.Ready = m["status"] == "True"
-			r.Message, _ = m["message"].(string)
-		}
-	}
+	r.Ready, r.Message = flux.Ready(u)
 	return r
 }
 

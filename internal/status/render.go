@@ -228,6 +228,9 @@ func writeRuns(w io.Writer, r *Report, now time.Time) {
 			result = yellow(result)
 		}
 		row("last run", "%s (%s), %s, %s: %s", ago(now, lr.Started), clock(lr.Started), took, result, outcomeSummary(lr.Outcomes))
+		for _, w := range lr.WarningMessages {
+			row("warning", "%s", yellow(fit(w)))
+		}
 	case r.LastRunError != "":
 		row("last run", "%s", r.LastRunError)
 	}

@@ -336,3 +336,33 @@ func TestBuildMarks(t *testing.T) {
 		}
 	}
 }
+
+// A scan that fails keeps new images away while everything else looks
+// healthy: status says so (exit 8), with the controller's message, and the
+// last run's warnings are in the text.
+func TestFluxTruth(t *testing.T) {
+	cfg, err := config.Parse([]byte("defaults: {namespace: apps}\nservices:\n  - name: api\n"), "flux.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture()
+	f.deployment("api", 1, []string{reg + "api:sha-1111111"}, complete(1), nil, kpod("api-h1-aaaaa", "h1", "Running", true, 0, time.Minute))
+	f.policy("api", reg+"api:sha-1111111")
+	repo := f.objs.Repositories["flux-system/api"]
+	repo.Object["status"].(map[string]any)["conditions"] = []any{map[string]any{"type": "Ready", "status": "False",
+		"message": "scan failed: Get \"https://ghcr.io/v2/\": dial tcp: connection refused"}}
+	l := Local{LastRun: &runlog.Run{ID: "r1", Started: now.Add(-time.Minute), Result: "ok", Outcomes: map[string]string{"api": "up-to-date"}, Warnings: 1,
+		WarningMessages: []string{"reconcile kind=ImageRepository object=flux-system/api problem=not Ready after rescan: scan failed"}}}
+	r := Build(cfg, cfg.Services, f.objs, l, now)
+	s := r.Services[0]
+	if s.OK() || r.Healthy || len(s.Problems) != 1 || !strings.Contains(s.Problems[0], "ImageRepository flux-system/api is not Ready: scan failed") {
+		t.Fatalf("OK %v, healthy %v, problems %q", s.OK(), r.Healthy, s.Problems)
+	}
+	var b bytes.Buffer
+	if err := WriteText(&b, r, TextOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if text := strings.Join(strings.Fields(b.String()), " "); !strings.Contains(text, "warning reconcile kind=ImageRepository object=flux-system/api") {
+		t.Errorf("text lacks the run's warning:\n%s", b.String())
+	}
+}
