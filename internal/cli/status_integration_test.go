@@ -5,8 +5,8 @@ package cli
 import (
 	"compress/gzip"
 	"context"
-	"fmt"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
