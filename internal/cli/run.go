@@ -67,13 +67,20 @@ A run takes the lock (exit 4 if another run or a rollback holds it), asks Flux
 to rescan the image repositories and waits for the answer (--no-reconcile
 skips this), compares each service's container image with its ImagePolicy's
 latest image (full references, never bare tags), and rolls out the
-differences one at a time: it waits as 'kubectl rollout status' does, fails
-fast on ImagePullBackOff or CrashLoopBackOff, runs the health check, and on
-failure rolls back to the revision that ran before and remembers the image
-so later runs skip it.
+differences one at a time. Each service is read again right before its patch,
+which fails rather than overwrite a change made since (a hold, kubectl, Flux).
+It waits for its own revision as 'kubectl rollout status --revision' does,
+fails fast on ImagePullBackOff or CrashLoopBackOff, runs the health check, and
+on failure rolls back to the template that ran before: an image to blame is
+remembered so later runs skip it; a registry outage is retried later.
 
-Under cron it prints nothing; everything goes to the log file. On a terminal,
-or with -v, it shows progress on stderr and a summary on stdout.`
+Someone else's change during the rollout is left alone (superseded, exit 10);
+a rollout that could not be judged (API down, budget spent, paused) is left
+unverified for the next run (exit 7).
+
+Under cron it prints nothing but one line on stderr when a person must look
+(exit 5, 6, 7, 9); everything goes to the log file. On a terminal, or with -v,
+it shows progress on stderr and a summary on stdout.`
 
 const runExample = `  # the cron job
   */2 * * * * autodeploy run
