@@ -195,6 +195,11 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 	return res, nil
 }
 
+// PolicyEvaluationBound is the longest a run waits, on Flux < 2.7, for the
+// policies of a repository whose rescan found new tags to be re-evaluated
+// (see flux.AwaitPolicies); within flux.reconcileTimeout.
+const PolicyEvaluationBound = 5 * time.Second
+
 // ErrDeadline: the run was stopped at config.RunDeadline.
 var ErrDeadline = errors.New("stopped")
 
@@ -370,9 +375,28 @@ func (r *Runner) reconcile(ctx context.Context, api flux.API, policies map[strin
 			r.progress("", "warning: "+w)
 		}
 	}
-	collect("ImageRepository", flux.Reconcile(rctx, r.Dynamic, api.Repositories(), repos, token))
-	if api.PolicyReconcile() && rctx.Err() == nil {
+	repoOuts := flux.Reconcile(rctx, r.Dynamic, api.Repositories(), repos, token)
+	collect("ImageRepository", repoOuts)
+	switch {
+	case rctx.Err() != nil:
+	case api.PolicyReconcile():
 		collect("ImagePolicy", flux.Reconcile(rctx, r.Dynamic, api.Policies(), pols, token))
+	default:
+		// Flux < 2.7: wait (bounded) for the policies of the repositories
+		// whose scan found something new to be re-evaluated.
+		changed := map[flux.Ref]bool{}
+		for _, o := range repoOuts {
+			if o.OK && o.ScanChanged {
+				changed[o.Ref] = true
+			}
+		}
+		before := map[flux.Ref]string{}
+		for _, p := range policies {
+			if changed[flux.Ref{Namespace: p.RepoNamespace, Name: p.RepoName}] {
+				before[flux.Ref{Namespace: p.Namespace, Name: p.Name}] = p.ResourceVersion
+			}
+		}
+		flux.AwaitPolicies(rctx, r.Dynamic, api.Policies(), before, PolicyEvaluationBound)
 	}
 	r.Log.Info("reconcile done", "repositories", len(repos), "warnings", len(warnings), "duration", r.Now().Sub(start))
 	return warnings

@@ -104,6 +104,8 @@ type Policy struct {
 	RepoNamespace, RepoName string
 	Suspended               bool
 	LastHandled             string
+	// ResourceVersion tells a later write from this one.
+	ResourceVersion string
 }
 
 // Key is namespace/name.
@@ -113,7 +115,7 @@ func (p Policy) Key() string { return p.Namespace + "/" + p.Name }
 // (v1, v1beta2) is preferred over the deprecated status.latestImage, which
 // is all v1beta1 has.
 func ParsePolicy(u *unstructured.Unstructured) Policy {
-	p := Policy{Namespace: u.GetNamespace(), Name: u.GetName()}
+	p := Policy{Namespace: u.GetNamespace(), Name: u.GetName(), ResourceVersion: u.GetResourceVersion()}
 	name, _, _ := unstructured.NestedString(u.Object, "status", "latestRef", "name")
 	tag, _, _ := unstructured.NestedString(u.Object, "status", "latestRef", "tag")
 	digest, _, _ := unstructured.NestedString(u.Object, "status", "latestRef", "digest")

@@ -188,3 +188,43 @@ func TestReconcile(t *testing.T) {
 func ready_(status string) map[string]any {
 	return map[string]any{"type": "Ready", "status": status, "message": "scan failed: 503", "observedGeneration": int64(1)}
 }
+
+var policiesGVR = schema.GroupVersionResource{Group: ImageGroup, Version: "v1", Resource: "imagepolicies"}
+
+// AwaitPolicies returns once every policy was written after the rescan
+// (its resourceVersion moved), and gives up at its bound otherwise.
+func TestAwaitPolicies(t *testing.T) {
+	pol := func(name, rv string) *unstructured.Unstructured {
+		u := policy(1, nil)
+		u.SetName(name)
+		u.SetResourceVersion(rv)
+		return u
+	}
+	scheme := runtime.NewScheme()
+	c := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, map[schema.GroupVersionResource]string{policiesGVR: "ImagePolicyList"}, pol("api", "10"), pol("web", "11"))
+	// The controller writes api once the watch is there.
+	c.PrependWatchReactor("imagepolicies", func(k8stesting.Action) (bool, watch.Interface, error) {
+		if err := c.Tracker().Update(policiesGVR, pol("api", "12"), "flux-system"); err != nil {
+			panic(err)
+		}
+		return false, nil, nil
+	})
+	start := time.Now()
+	AwaitPolicies(context.Background(), c, policiesGVR, map[Ref]string{{Namespace: "flux-system", Name: "api"}: "10"}, time.Minute)
+	if time.Since(start) > 30*time.Second {
+		t.Fatal("waited for the bound although the policy was written")
+	}
+	// web is never written: the bound ends the wait.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		AwaitPolicies(ctx, c, policiesGVR, map[Ref]string{{Namespace: "flux-system", Name: "web"}: "11"}, 100*time.Millisecond)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatal("the bound did not end the wait")
+	}
+}

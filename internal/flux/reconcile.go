@@ -27,6 +27,17 @@ type Outcome struct {
 	Ref     Ref
 	OK      bool
 	Problem string // why not OK: suspended, not ready, timed out, missing
+	// ScanChanged: an ImageRepository's answer carries another scan result
+	// (tags) than before the request, so its policies will be re-evaluated.
+	ScanChanged bool
+}
+
+// scanResult is what of an ImageRepository's last scan its policies depend
+// on: the tags found (count, the latest ones, and the checksum of the list
+// where Flux >= 2.7 writes one).
+func scanResult(u *unstructured.Unstructured) string {
+	scan, _, _ := unstructured.NestedMap(u.Object, "status", "lastScanResult")
+	return fmt.Sprint(scan["tagCount"], scan["latestTags"], scan["revision"])
 }
 
 // patchWorkers bounds the reconcile requests in flight.
@@ -101,12 +112,16 @@ func Reconcile(ctx context.Context, dc dynamic.Interface, gvr schema.GroupVersio
 		if len(pending) == 0 {
 			continue
 		}
-		waitNamespace(ctx, dc, gvr, ns, list.GetResourceVersion(), token, pending, out)
+		before := map[string]string{}
+		for name := range pending {
+			before[name] = scanResult(objs[name])
+		}
+		waitNamespace(ctx, dc, gvr, ns, list.GetResourceVersion(), token, pending, before, out)
 	}
 	return out
 }
 
-func waitNamespace(ctx context.Context, dc dynamic.Interface, gvr schema.GroupVersionResource, ns, rv, token string, pending map[string]int, out []Outcome) {
+func waitNamespace(ctx context.Context, dc dynamic.Interface, gvr schema.GroupVersionResource, ns, rv, token string, pending map[string]int, before map[string]string, out []Outcome) {
 	why := ""
 	for len(pending) > 0 && ctx.Err() == nil {
 		w, err := dc.Resource(gvr).Namespace(ns).Watch(ctx, metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true})
@@ -150,6 +165,7 @@ func waitNamespace(ctx context.Context, dc dynamic.Interface, gvr schema.GroupVe
 			}
 			ready, msg := readyCondition(u)
 			out[i].OK = ready
+			out[i].ScanChanged = scanResult(u) != before[u.GetName()]
 			if !ready {
 				out[i].Problem = "not Ready after rescan: " + msg
 			}
@@ -171,4 +187,57 @@ func waitNamespace(ctx context.Context, dc dynamic.Interface, gvr schema.GroupVe
 func isSuspended(u *unstructured.Unstructured) bool {
 	s, _, _ := unstructured.NestedBool(u.Object, "spec", "suspend")
 	return s
+}
+
+// AwaitPolicies waits until each policy in before (namespace/name ->
+// resourceVersion read before a rescan) has been written since, or until
+// bound passes or ctx ends. Flux < 2.7 answers no reconcile request for an
+// ImagePolicy: its controller re-evaluates a policy a moment after the scan
+// of its repository changed (observed: a few milliseconds with Flux 2.6),
+// and a run that read the policy in between would miss the new tag until
+// the next run. A policy whose selection did not change is not written;
+// the bound ends that wait.
+func AwaitPolicies(ctx context.Context, dc dynamic.Interface, gvr schema.GroupVersionResource, before map[Ref]string, bound time.Duration) {
+	if len(before) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	byNS := map[string]map[string]string{}
+	for r, rv := range before {
+		if byNS[r.Namespace] == nil {
+			byNS[r.Namespace] = map[string]string{}
+		}
+		byNS[r.Namespace][r.Name] = rv
+	}
+	var wg sync.WaitGroup
+	for ns, pending := range byNS {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// No resourceVersion: the watch starts with the current state
+			// of every policy, then follows changes.
+			w, err := dc.Resource(gvr).Namespace(ns).Watch(ctx, metav1.ListOptions{})
+			if err != nil {
+				return
+			}
+			defer w.Stop()
+			for len(pending) > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case ev, ok := <-w.ResultChan():
+					if !ok {
+						return
+					}
+					if u, ok := ev.Object.(*unstructured.Unstructured); ok {
+						if rv, wanted := pending[u.GetName()]; wanted && u.GetResourceVersion() != rv {
+							delete(pending, u.GetName())
+						}
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -112,15 +112,23 @@ func SetPolicy(ctx context.Context, dc dynamic.Interface, v Version, ns, name, i
 	return writeStatus(ctx, dc, v.GVR("imagepolicies"), ns, name, status)
 }
 
-// SetRepository writes an ImageRepository's status after a scan.
+// PolicyLag is how long after its repository's scan a policy is
+// re-evaluated (see Reflector.handle).
+const PolicyLag = 50 * time.Millisecond
+
+// SetRepository writes an ImageRepository's status after a scan. The scan
+// result changes with the tags found: tagCount, and (Flux >= 2.7) revision,
+// a checksum of the tag list, which the policy reconciler watches.
 func SetRepository(ctx context.Context, dc dynamic.Interface, v Version, ns, name, canonical, handled string, tags int) error {
+	scan := map[string]any{"tagCount": int64(tags), "scanTime": time.Now().UTC().Format(time.RFC3339)}
+	if v.PolicyReconcile {
+		scan["revision"] = fmt.Sprintf("sha256:%064x", tags)
+	}
 	status := map[string]any{
 		"observedGeneration": int64(1),
 		"canonicalImageName": canonical,
 		"conditions":         []any{readyCondition(true, "Succeeded", fmt.Sprintf("successful scan: found %d tags", tags))},
-		"lastScanResult": map[string]any{
-			"tagCount": int64(tags), "scanTime": time.Now().UTC().Format(time.RFC3339),
-		},
+		"lastScanResult":     scan,
 	}
 	if handled != "" {
 		status["lastHandledReconcileAt"] = handled
@@ -271,19 +279,26 @@ func (r *Reflector) handle(ctx context.Context, res string, obj *unstructured.Un
 	var err error
 	switch res {
 	case "imagerepositories":
-		// The controller re-evaluates the policies of a scanned repository
-		// (their own lastHandledReconcileAt is left as it was). They are
-		// written before the repository reports the scan handled: on real
-		// Flux < 2.7 a policy can lag its repository by a moment, and only
-		// 2.7's policy reconcile closes that gap, which the tests of 2.7
-		// exercise; here the older path gets a deterministic order.
-		for pol, repo := range pols {
-			if repo == name && err == nil {
-				err = SetPolicy(ctx, r.dc, r.v, r.ns, pol, image, r.policyHandled(ctx, pol))
-			}
-		}
+		// The real order: the ImageRepository reconciler writes the scan
+		// (lastHandledReconcileAt, lastScanResult) first; the ImagePolicy
+		// reconciler, which watches repositories whose scan result changed
+		// (imageRepositoryPredicate in image-reflector-controller's
+		// imagepolicy_controller.go), re-evaluates each policy afterwards,
+		// in its own reconcile: observed with Flux 2.6 a few milliseconds
+		// later. PolicyLag plays that gap; the policy's own
+		// lastHandledReconcileAt is left as it was.
+		err = SetRepository(ctx, r.dc, r.v, r.ns, name, repoOf(image), token, tags)
 		if err == nil {
-			err = SetRepository(ctx, r.dc, r.v, r.ns, name, repoOf(image), token, tags)
+			time.AfterFunc(PolicyLag, func() {
+				for pol, repo := range pols {
+					if repo != name {
+						continue
+					}
+					if err := SetPolicy(ctx, r.dc, r.v, r.ns, pol, image, r.policyHandled(ctx, pol)); err != nil && ctx.Err() == nil && r.err != nil {
+						r.err(err)
+					}
+				}
+			})
 		}
 	case "imagepolicies":
 		if !r.v.PolicyReconcile {
