@@ -127,7 +127,7 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 		return res, &ProblemError{Err: err}
 	}
 	res.From, _ = rollout.ContainerImage(&d.Spec.Template, container)
-	res.Kustomization = kustomizationOf(d)
+	res.Kustomization = KustomizationOf(d)
 	log := m.Log.With("svc", s.Name, "by", m.By)
 	reason := o.Reason
 	if reason == "" {
@@ -383,8 +383,9 @@ func (m *Manager) Resume(ctx context.Context, s config.Service, forgetFailed boo
 	return res, m.copyToReplicaSets(ctx, s, d, ann)
 }
 
-// kustomizationOf returns namespace/name of the Kustomization that applied d.
-func kustomizationOf(d *appsv1.Deployment) string {
+// KustomizationOf returns namespace/name of the Flux Kustomization that applies
+// d (its kustomize.toolkit.fluxcd.io labels), "" when none.
+func KustomizationOf(d *appsv1.Deployment) string {
 	name, ns := d.Labels[KustomizationNameLabel], d.Labels[KustomizationNamespaceLabel]
 	if name == "" || ns == "" {
 		return ""

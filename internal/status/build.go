@@ -132,6 +132,12 @@ func buildService(s config.Service, objs Objects, now time.Time) Service {
 	}
 	cur := rollout.Current(d, owned)
 	ro.RolledOutAt = rolledOutAt(d, cur)
+	// Who else writes: the owner of the image field, and the Kustomization
+	// that applies the Deployment from git.
+	if dec.Container != "" {
+		ro.ImageSetBy = rollout.ImageOwner(d, dec.Container)
+	}
+	ro.Kustomization = deploy.KustomizationOf(d)
 	out.Rollout = ro
 	out.Pods = pods(owned, cur, objs.Pods[s.Namespace])
 

@@ -108,7 +108,16 @@ func writeService(w io.Writer, s Service, now time.Time, o TextOptions) {
 	}
 	if ro := s.Rollout; ro != nil {
 		row("rollout", "%s: %s", stateColor(s.State)(ro.State), ro.Message)
-		row("image", "%s", ro.Image)
+		switch {
+		case ro.ImageSetBy != "" && ro.Kustomization != "":
+			row("image", "%s (set by %s; applied by Flux Kustomization %s)", ro.Image, ro.ImageSetBy, ro.Kustomization)
+		case ro.ImageSetBy != "":
+			row("image", "%s (set by %s)", ro.Image, ro.ImageSetBy)
+		case ro.Kustomization != "":
+			row("image", "%s (applied by Flux Kustomization %s)", ro.Image, ro.Kustomization)
+		default:
+			row("image", "%s", ro.Image)
+		}
 		if ro.RolledOutAt != nil {
 			row("revision", "%d, rolled out %s", ro.Revision, ago(now, *ro.RolledOutAt))
 		} else {

@@ -95,6 +95,12 @@ type Rollout struct {
 	Revision    int64      `json:"revision"`
 	RolledOutAt *time.Time `json:"rolledOutAt,omitempty"`
 	ChangeCause string     `json:"changeCause,omitempty"`
+	// ImageSetBy is the field manager that last set the container's image
+	// (managedFields): autodeploy, kubectl-set, kustomize-controller...
+	ImageSetBy string `json:"imageSetBy,omitempty"`
+	// Kustomization is namespace/name of the Flux Kustomization that
+	// applies the Deployment (its kustomize.toolkit.fluxcd.io labels).
+	Kustomization string `json:"kustomization,omitempty"`
 }
 
 // Policy is the ImagePolicy's side.

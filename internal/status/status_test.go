@@ -366,3 +366,31 @@ func TestFluxTruth(t *testing.T) {
 		t.Errorf("text lacks the run's warning:\n%s", b.String())
 	}
 }
+
+// Who else writes a service: the owner of the image field, and the Flux
+// Kustomization that applies the Deployment.
+func TestWriters(t *testing.T) {
+	cfg, err := config.Parse([]byte("defaults: {namespace: apps}\nservices:\n  - name: api\n"), "w.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture()
+	f.deployment("api", 1, []string{reg + "api:sha-1111111"}, complete(1), nil, kpod("api-h1-aaaaa", "h1", "Running", true, 0, time.Minute))
+	f.policy("api", reg+"api:sha-1111111")
+	d := f.objs.Deployments["apps/api"]
+	d.Labels = map[string]string{"kustomize.toolkit.fluxcd.io/name": "apps", "kustomize.toolkit.fluxcd.io/namespace": "flux-system"}
+	d.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kustomize-controller", Operation: metav1.ManagedFieldsOperationApply,
+		FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:template":{"f:spec":{"f:containers":{"k:{\"name\":\"api\"}":{"f:image":{}}}}}}}`)}}}
+	r := Build(cfg, cfg.Services, f.objs, Local{}, now)
+	ro := r.Services[0].Rollout
+	if ro.ImageSetBy != "kustomize-controller" || ro.Kustomization != "flux-system/apps" {
+		t.Fatalf("rollout = %+v", ro)
+	}
+	var b bytes.Buffer
+	if err := WriteText(&b, r, TextOptions{Details: true}); err != nil {
+		t.Fatal(err)
+	}
+	if text := strings.Join(strings.Fields(b.String()), " "); !strings.Contains(text, "(set by kustomize-controller; applied by Flux Kustomization flux-system/apps)") {
+		t.Errorf("text:\n%s", b.String())
+	}
+}
