@@ -301,7 +301,7 @@ func (d *decoder) health(rh *rawHealth, path string) *Health {
 	} else if rh.URL.ok() {
 		u, err := url.Parse(h.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			d.add(rh.URL.Line, rh.URL.Path, fmt.Sprintf("must be an absolute http or https URL, got %s", quote(h.URL)))
+			d.add(rh.URL.Line, rh.URL.Path, fmt.Sprintf("must be an absolute http or https URL, got %s", quote(RedactURL(h.URL))))
 		}
 	}
 	if rh.ExpectStatus.ok() && (h.ExpectStatus < 100 || h.ExpectStatus > 599) {

@@ -4,10 +4,13 @@ package deploy_test
 
 import (
 	"context"
+	"encoding/json"
 
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"strings"
 	"sync"
@@ -585,5 +588,37 @@ func TestHoldSurvivesKubectlRolloutUndo(t *testing.T) {
 	undo() // back to sha-2222222's ReplicaSet, which was held once
 	if _, held := deploy.ParseHold(e.GetDeployment("api").Annotations); held {
 		t.Fatalf("a resumed hold came back with kubectl rollout undo: %v", e.GetDeployment("api").Annotations)
+	}
+}
+
+// A health check URL with credentials (user info, a token parameter) is
+// used, never shown: not in the result, the log, nor the failed-image
+// annotation anyone who can read Deployments can read.
+func TestHealthCheckCredentialsStaySecret(t *testing.T) {
+	const secret = "S3cr3tPASSWORD"
+	e := kubetest.New(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "admin" || p != secret || r.URL.Query().Get("token") != secret {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		http.Error(w, "database unreachable", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	u := strings.Replace(srv.URL, "http://", "http://admin:"+secret+"@", 1) + "/health?token=" + secret
+	f := newFixture(t, e, fluxsim.V1, []svcSpec{{name: "api", image: reg + "api:sha-1111111",
+		extra: fmt.Sprintf("    health: {url: %q, timeout: 1s, interval: 100ms}\n", u)}}, "")
+	f.refl.Push("api", reg+"api:sha-2222222")
+	res := f.run(t, deploy.Options{})
+	s := wantOutcome(t, res, "api", deploy.OutcomeRolledBack)
+	if !strings.Contains(s.Error, "status 503") {
+		t.Fatalf("error = %q: the check did not reach the service with its credentials", s.Error)
+	}
+	b, _ := json.Marshal(res)
+	d := e.GetDeployment("api")
+	for where, text := range map[string]string{"result": string(b), "log": f.log.String(), "annotations": fmt.Sprint(d.Annotations)} {
+		if strings.Contains(text, secret) {
+			t.Errorf("the secret is in the %s:\n%s", where, text)
+		}
 	}
 }

@@ -43,7 +43,9 @@ func Check(ctx context.Context, h config.Health, image, tag string) error {
 		case <-ctx.Done():
 			t.Stop()
 			if ctx.Err() == context.DeadlineExceeded && last != nil {
-				return fmt.Errorf("health check %s failed for %s: %w", h.URL, h.Timeout, last)
+				// The URL may carry credentials: this error goes to the log,
+				// the summary, notifications and the failed-image annotation.
+				return fmt.Errorf("health check %s failed for %s: %s", config.RedactURL(h.URL), h.Timeout, config.RedactIn(last.Error(), h.URL))
 			}
 			return ctx.Err()
 		case <-t.C:
@@ -56,7 +58,7 @@ func attempt(ctx context.Context, client *http.Client, h config.Health, want str
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodGet, h.URL, nil)
 	if err != nil {
-		return err
+		return fmt.Errorf("invalid health check URL %s", config.RedactURL(h.URL))
 	}
 	req.Header.Set("User-Agent", "autodeploy-health")
 	resp, err := client.Do(req)
