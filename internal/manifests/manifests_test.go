@@ -34,7 +34,8 @@ func TestGolden(t *testing.T) {
 			return RBAC(b, cfg, RBACOptions{ServiceAccount: "autodeploy", Namespace: "flux-system", ReadOnly: true})
 		},
 		"cronjob.yaml": func(b *bytes.Buffer) error {
-			return CronJob(b, cfg, CronJobOptions{Image: "registry.local/autodeploy:v1", Namespace: "flux-system", ServiceAccount: "autodeploy"})
+			return CronJob(b, cfg, CronJobOptions{Image: "registry.local/autodeploy:v1", Namespace: "flux-system", ServiceAccount: "autodeploy",
+				Getenv: fakeEnv, ReadFile: fakeFile})
 		},
 		"cron.txt": func(b *bytes.Buffer) error {
 			return Cron(b, cfg, HostOptions{Binary: "/usr/local/bin/autodeploy", User: "root"})
@@ -153,5 +154,71 @@ func TestCronLine(t *testing.T) {
 		if err := Cron(&bytes.Buffer{}, tt.cfg, tt.o); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Cron(%q, %+v) = %v, want %q", tt.cfg.Schedule, tt.o, err, tt.want)
 		}
+	}
+}
+
+// The example config's secrets, as this host would give them.
+func fakeEnv(k string) string { return "https://secret.example/env/" + k }
+func fakeFile(p string) ([]byte, error) {
+	return []byte("https://secret.example/file" + p + "\n"), nil
+}
+
+// The CronJob's config holds no secret: every notification secret, inline,
+// from the environment or from a file of this host, is in the Secret, and
+// the config in the ConfigMap reads it from the mounted files.
+func TestCronJobSecretsStaySecret(t *testing.T) {
+	cfg := example(t)
+	var b bytes.Buffer
+	if err := CronJob(&b, cfg, CronJobOptions{Image: "r/a:v1", Namespace: "flux-system", ServiceAccount: "autodeploy", Getenv: fakeEnv, ReadFile: fakeFile}); err != nil {
+		t.Fatal(err)
+	}
+	docs := strings.Split(b.String(), "\n---\n")
+	var secret, configMap string
+	for _, d := range docs {
+		switch {
+		case strings.Contains(d, "kind: Secret"):
+			secret = d
+		case strings.Contains(d, "kind: ConfigMap"):
+			configMap = d
+		}
+	}
+	if secret == "" || configMap == "" {
+		t.Fatalf("want a Secret and a ConfigMap:\n%s", b.String())
+	}
+	// The values: from the environment, files, and the two inline ones.
+	if strings.Contains(configMap, "secret.example") || strings.Contains(configMap, "not-a-real-secret") || strings.Contains(configMap, "hooks.example.com/autodeploy") {
+		t.Errorf("a secret or a host reference is in the ConfigMap:\n%s", configMap)
+	}
+	// The config the pod reads loads, and each secret file it names is a
+	// key of the Secret.
+	var body strings.Builder
+	for _, l := range strings.Split(configMap[strings.Index(configMap, "config.yaml: |")+len("config.yaml: |\n"):], "\n") {
+		body.WriteString(strings.TrimPrefix(l, "    ") + "\n")
+	}
+	pod, err := config.Parse([]byte(body.String()), "configmap")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, body.String())
+	}
+	for _, n := range pod.Notify {
+		for _, s := range []config.Secret{n.URL, n.HMAC} {
+			if !s.Set() {
+				continue
+			}
+			if s.Value != "" || s.Env != "" || !strings.HasPrefix(s.File, "/etc/autodeploy/secrets/") {
+				t.Errorf("%s: secret source %+v, want a file of the mounted Secret", n.Name, s)
+			}
+			if key := strings.TrimPrefix(s.File, "/etc/autodeploy/secrets/"); !strings.Contains(secret, "  "+key+": ") {
+				t.Errorf("%s: key %s is not in the Secret:\n%s", n.Name, key, secret)
+			}
+		}
+	}
+	if !strings.Contains(b.String(), "secret: {secretName: autodeploy, defaultMode: 0440}") || !strings.Contains(b.String(), "mountPath: /etc/autodeploy/secrets") {
+		t.Errorf("the Secret is not mounted:\n%s", b.String())
+	}
+	// A secret this host cannot read is an error naming it.
+	err = CronJob(&bytes.Buffer{}, cfg, CronJobOptions{Image: "r/a:v1", Namespace: "flux-system", ServiceAccount: "autodeploy",
+		Getenv: func(string) string { return "" }, ReadFile: fakeFile})
+	if err == nil || !strings.Contains(err.Error(), "AUTODEPLOY_SLACK_URL") {
+		t.Errorf("unset variable: %v", err)
 	}
 }
