@@ -506,3 +506,18 @@ func TestRolloutLongerThanRun(t *testing.T) {
 		t.Fatalf("Parse = %v", err)
 	}
 }
+
+// apiVersion and kind are optional; another version is refused by name.
+func TestAPIVersion(t *testing.T) {
+	if _, err := Parse([]byte("apiVersion: autodeploy.dev/v1alpha1\nkind: Config\nservices:\n  - name: api\n"), "v.yaml"); err != nil {
+		t.Fatalf("current version: %v", err)
+	}
+	_, err := Parse([]byte("apiVersion: autodeploy.dev/v2\nkind: Config\nservices:\n  - name: api\n"), "v.yaml")
+	if err == nil || !strings.Contains(err.Error(), `v.yaml:1: apiVersion: unknown apiVersion "autodeploy.dev/v2": this autodeploy reads autodeploy.dev/v1alpha1`) {
+		t.Fatalf("another version: %v", err)
+	}
+	_, err = Parse([]byte("kind: Deployment\nservices:\n  - name: api\n"), "v.yaml")
+	if err == nil || !strings.Contains(err.Error(), `unknown kind "Deployment"`) {
+		t.Fatalf("another kind: %v", err)
+	}
+}

@@ -19,6 +19,8 @@ import (
 // "-" receives the line of the mapping it was decoded from.
 
 type rawConfig struct {
+	APIVersion opt[string]        `yaml:"apiVersion"`
+	Kind       opt[string]        `yaml:"kind"`
 	Schedule   opt[string]        `yaml:"schedule"`
 	LockFile   opt[string]        `yaml:"lockFile"`
 	Lock       rawLock            `yaml:"lock"`

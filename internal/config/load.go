@@ -131,7 +131,21 @@ func sortProblems(ps []Problem) []Problem {
 }
 
 // resolve applies defaults and checks values; problems go to d.
+// APIVersion and Kind name the config format. Both are optional (absent
+// means this version), so that a later format can be recognised and
+// migrated, and a file written for another tool or version is refused.
+const (
+	APIVersion = "autodeploy.dev/v1alpha1"
+	Kind       = "Config"
+)
+
 func (d *decoder) resolve(r *rawConfig, name string) *Config {
+	if r.APIVersion.ok() && r.APIVersion.Val != APIVersion {
+		d.add(r.APIVersion.Line, r.APIVersion.Path, fmt.Sprintf("unknown apiVersion %s: this autodeploy reads %s (upgrade autodeploy, or fix the file)", quote(r.APIVersion.Val), APIVersion))
+	}
+	if r.Kind.ok() && r.Kind.Val != Kind {
+		d.add(r.Kind.Line, r.Kind.Path, fmt.Sprintf("unknown kind %s: an autodeploy config is kind %s", quote(r.Kind.Val), Kind))
+	}
 	c := &Config{
 		Path:       name,
 		Schedule:   r.Schedule.or(DefaultSchedule),
