@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -183,5 +184,37 @@ func TestHelpGolden(t *testing.T) {
 				t.Errorf("help differs from %s (-update to accept):\n%s", golden, stdout)
 			}
 		})
+	}
+}
+
+// Every knowable flag value and argument completes: service names (minus
+// those given), -o values, --color, manifests kinds.
+func TestCompletion(t *testing.T) {
+	cfg, _ := writeConfig(t, "services:\n  - name: api\n  - name: web\n")
+	for _, tt := range []struct {
+		args []string
+		want []string
+		not  []string
+	}{
+		{[]string{"__complete", "--config", cfg, "rollback", ""}, []string{"api", "web"}, nil},
+		{[]string{"__complete", "--config", cfg, "status", "api", ""}, []string{"web"}, []string{"api"}},
+		{[]string{"__complete", "--config", cfg, "run", "--service", ""}, []string{"api", "web"}, nil},
+		{[]string{"__complete", "--config", cfg, "status", "-o", ""}, []string{"json", "wide"}, nil},
+		{[]string{"__complete", "--config", cfg, "history", "api", "-o", ""}, []string{"json"}, nil},
+		{[]string{"__complete", "--color", ""}, []string{"auto", "always", "never"}, nil},
+		{[]string{"__complete", "manifests", ""}, []string{"rbac", "cronjob", "cron", "systemd"}, nil},
+	} {
+		_, out, _ := execute(t, nil, tt.args...)
+		lines := strings.Split(out, "\n")
+		for _, w := range tt.want {
+			if !slices.ContainsFunc(lines, func(l string) bool { return l == w || strings.HasPrefix(l, w+"\t") }) {
+				t.Errorf("%v: %q not offered:\n%s", tt.args[3:], w, out)
+			}
+		}
+		for _, n := range tt.not {
+			if slices.Contains(lines, n) {
+				t.Errorf("%v: %q offered again:\n%s", tt.args[3:], n, out)
+			}
+		}
 	}
 }

@@ -51,6 +51,7 @@ alphabetical policy over sha-<hex> tags. Exit code 1 when a check fails.`,
 		RunE: runE(f, o, runF),
 	}
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "json")
+	_ = cmd.RegisterFlagCompletionFunc("output", fixedValues("json"))
 	return cmd
 }
 

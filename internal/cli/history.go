@@ -68,6 +68,7 @@ as failed. 'autodeploy rollback <service> --to-revision N' restores one.`,
 		RunE:              runE(f, o, runF),
 	}
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "json")
+	_ = cmd.RegisterFlagCompletionFunc("output", fixedValues("json"))
 	return cmd
 }
 

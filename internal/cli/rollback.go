@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"slices"
 	"strings"
 	"time"
 
@@ -226,20 +227,37 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 	return nil
 }
 
-// serviceCompletion completes configured service names.
+// serviceCompletion completes configured service names, for the one
+// argument of rollback, hold, resume and history.
 func serviceCompletion(f *Factory) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	names := serviceNames(f)
 	return func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
 		if len(args) > 0 {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
+		return names(args)
+	}
+}
+
+// serviceNames completes the configured service names not given yet (status
+// takes several; run's --service a list).
+func serviceNames(f *Factory) func(given []string) ([]string, cobra.ShellCompDirective) {
+	return func(given []string) ([]string, cobra.ShellCompDirective) {
 		cfg, err := f.Config()
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveError
 		}
-		names := make([]string, len(cfg.Services))
-		for i, s := range cfg.Services {
-			names[i] = s.Name
+		var names []string
+		for _, s := range cfg.Services {
+			if !slices.Contains(given, s.Name) {
+				names = append(names, s.Name)
+			}
 		}
 		return names, cobra.ShellCompDirectiveNoFileComp
 	}
+}
+
+// fixedValues completes a flag with a fixed set of values.
+func fixedValues(values ...string) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return cobra.FixedCompletions(values, cobra.ShellCompDirectiveNoFileComp)
 }

@@ -106,6 +106,11 @@ func newCmdRun(f *Factory, runF func(context.Context, *RunOptions) error) *cobra
 	fl.BoolVar(&o.NoReconcile, "no-reconcile", o.NoReconcile, "do not ask Flux to rescan first; use the status it has")
 	fl.StringVarP(&o.Output, "output", "o", o.Output, "print the summary as json")
 	fl.StringSliceVar(&o.Services, "service", o.Services, "only these services (repeat or comma-separate)")
+	names := serviceNames(f)
+	_ = cmd.RegisterFlagCompletionFunc("service", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return names(o.Services)
+	})
+	_ = cmd.RegisterFlagCompletionFunc("output", fixedValues("json"))
 	return cmd
 }
 

@@ -83,8 +83,10 @@ func newCmdStatus(f *Factory, runF func(context.Context, *StatusOptions) error) 
   autodeploy status api-gateway --log-lines 20
   autodeploy status -o json | jq '.services[] | select(.sync != "up-to-date")'
   autodeploy status -w`,
-		ValidArgsFunction: serviceCompletion(f),
-		RunE:              runE(f, o, runF),
+		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			return serviceNames(f)(args)
+		},
+		RunE: runE(f, o, runF),
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&o.Output, "output", "o", o.Output, "json, or wide for full image references")
@@ -92,6 +94,7 @@ func newCmdStatus(f *Factory, runF func(context.Context, *StatusOptions) error) 
 	fl.DurationVar(&o.Interval, "interval", o.Interval, "refresh interval of --watch")
 	fl.IntVar(&o.LogLines, "log-lines", o.LogLines, "also show the last N lines of the log")
 	fl.BoolVar(&o.Details, "details", o.Details, "show the detailed block of every service")
+	_ = cmd.RegisterFlagCompletionFunc("output", fixedValues("json", "wide"))
 	return cmd
 }
 
