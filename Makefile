@@ -10,12 +10,17 @@ LDFLAGS := -X github.com/autodeploy-dev/autodeploy/internal/version.Version=$(VE
 CACHE ?= $(or $(AUTODEPLOY_CACHE),$(HOME)/.cache/autodeploy)
 CLUSTER_DIR ?= $(CACHE)/cluster
 
-.PHONY: all build test test-unit test-integration bench bench-compare testbin cluster-up cluster-down demo lint fmt tidy golden-update clean
+.PHONY: all build man test test-unit test-integration bench bench-compare testbin cluster-up cluster-down demo lint fmt tidy golden-update clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/autodeploy ./cmd/autodeploy
+
+# Man pages, one per command, from the same tree as --help:
+#   man -l bin/man/autodeploy-run.1
+man:
+	$(GO) run ./scripts/man bin/man
 
 # Everything: builds the control-plane binaries if missing, starts the test
 # cluster if none runs, runs unit and integration tests, stops what it started.
