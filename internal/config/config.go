@@ -144,8 +144,12 @@ type Service struct {
 // Health is an HTTP check run after a rollout completes, to catch images that
 // start but do not work.
 type Health struct {
-	URL          string
-	ExpectStatus int
+	URL string
+	// Authorization is the value of the request's Authorization header
+	// ("Bearer ...", "Basic ..."), from an environment variable or a file:
+	// a credential kept out of the URL and of this file.
+	Authorization Secret
+	ExpectStatus  int
 	// ExpectBody, when non-empty, is a text/template with the fields .Tag and
 	// .Image; its rendering must appear in the response body. Checking the
 	// tag proves the answer comes from the new pods, not from old ones still

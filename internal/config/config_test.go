@@ -40,6 +40,7 @@ func TestExample(t *testing.T) {
 		Health: &Health{
 			URL: "http://127.0.0.1:8080/healthz", ExpectStatus: 200, ExpectBody: "{{.Tag}}",
 			Timeout: 30 * time.Second, Interval: 2 * time.Second,
+			Authorization: Secret{Env: "AUTODEPLOY_GATEWAY_HEALTH_AUTH"},
 		},
 	}
 	plain := func(name string) Service {
@@ -49,7 +50,10 @@ func TestExample(t *testing.T) {
 			RolloutTimeout: 5 * time.Minute, AutoRollback: true,
 		}
 	}
-	want := []Service{gw, plain("api-enrichment"), plain("api-generation")}
+	enrichment := plain("api-enrichment")
+	enrichment.Health = &Health{URL: "http://127.0.0.1:8081/healthz", ExpectStatus: 200, Timeout: 30 * time.Second, Interval: 2 * time.Second,
+		Authorization: Secret{File: "/etc/autodeploy/enrichment-health-auth"}}
+	want := []Service{gw, enrichment, plain("api-generation")}
 	if len(cfg.Services) != len(want) {
 		t.Fatalf("got %d services, want %d", len(cfg.Services), len(want))
 	}
@@ -519,5 +523,16 @@ func TestAPIVersion(t *testing.T) {
 	_, err = Parse([]byte("kind: Deployment\nservices:\n  - name: api\n"), "v.yaml")
 	if err == nil || !strings.Contains(err.Error(), `unknown kind "Deployment"`) {
 		t.Fatalf("another kind: %v", err)
+	}
+}
+
+func TestHealthAuthorization(t *testing.T) {
+	_, err := Parse([]byte("services:\n  - name: api\n    health: {url: http://a/h, authorizationEnv: X, authorizationFile: /f}\n"), "h.yaml")
+	if err == nil || !strings.Contains(err.Error(), "set one of authorizationEnv and authorizationFile, not both") {
+		t.Fatalf("both: %v", err)
+	}
+	_, err = Parse([]byte("services:\n  - name: api\n    health: {url: http://a/h, authorizationFile: relative}\n"), "h.yaml")
+	if err == nil || !strings.Contains(err.Error(), "authorizationFile") {
+		t.Fatalf("relative file: %v", err)
 	}
 }

@@ -92,12 +92,14 @@ type rawService struct {
 }
 
 type rawHealth struct {
-	URL          opt[string]        `yaml:"url"`
-	ExpectStatus opt[int]           `yaml:"expectStatus"`
-	ExpectBody   opt[string]        `yaml:"expectBody"`
-	Timeout      opt[time.Duration] `yaml:"timeout"`
-	Interval     opt[time.Duration] `yaml:"interval"`
-	Line         int                `yaml:"-"`
+	URL               opt[string]        `yaml:"url"`
+	AuthorizationEnv  opt[string]        `yaml:"authorizationEnv"`
+	AuthorizationFile opt[string]        `yaml:"authorizationFile"`
+	ExpectStatus      opt[int]           `yaml:"expectStatus"`
+	ExpectBody        opt[string]        `yaml:"expectBody"`
+	Timeout           opt[time.Duration] `yaml:"timeout"`
+	Interval          opt[time.Duration] `yaml:"interval"`
+	Line              int                `yaml:"-"`
 }
 
 // opt is one scalar setting as read from the file. Set means the key was

@@ -304,12 +304,17 @@ func (d *decoder) service(c *Config, rs rawService, path string) Service {
 
 func (d *decoder) health(rh *rawHealth, path string) *Health {
 	h := &Health{
-		URL:          rh.URL.or(""),
-		ExpectStatus: rh.ExpectStatus.or(DefaultHealthExpectStatus),
-		ExpectBody:   rh.ExpectBody.or(""),
-		Timeout:      rh.Timeout.or(DefaultHealthTimeout),
-		Interval:     rh.Interval.or(DefaultHealthInterval),
+		URL:           rh.URL.or(""),
+		ExpectStatus:  rh.ExpectStatus.or(DefaultHealthExpectStatus),
+		ExpectBody:    rh.ExpectBody.or(""),
+		Timeout:       rh.Timeout.or(DefaultHealthTimeout),
+		Interval:      rh.Interval.or(DefaultHealthInterval),
+		Authorization: Secret{Env: rh.AuthorizationEnv.or(""), File: rh.AuthorizationFile.or("")},
 	}
+	if rh.AuthorizationEnv.ok() && rh.AuthorizationFile.ok() {
+		d.add(rh.AuthorizationFile.Line, rh.AuthorizationFile.Path, "set one of authorizationEnv and authorizationFile, not both")
+	}
+	d.absPath(rh.AuthorizationFile)
 	if !rh.URL.Set {
 		d.add(rh.Line, path, `missing required key "url"`)
 	} else if rh.URL.ok() {

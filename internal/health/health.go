@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -22,6 +23,14 @@ func Check(ctx context.Context, h config.Health, image, tag string) error {
 	if err != nil {
 		return err
 	}
+	auth := ""
+	if h.Authorization.Set() {
+		// Read at each check: a rotated token is picked up. The error names
+		// the variable or file, never the value.
+		if auth, err = h.Authorization.Resolve(os.Getenv, os.ReadFile); err != nil {
+			return fmt.Errorf("health check %s: Authorization header: %v", config.RedactURL(h.URL), err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, h.Timeout)
 	defer cancel()
 	client := &http.Client{
@@ -30,7 +39,7 @@ func Check(ctx context.Context, h config.Health, image, tag string) error {
 	}
 	var last error
 	for {
-		err := attempt(ctx, client, h, want)
+		err := attempt(ctx, client, h, want, auth)
 		if err == nil {
 			return nil
 		}
@@ -53,7 +62,7 @@ func Check(ctx context.Context, h config.Health, image, tag string) error {
 	}
 }
 
-func attempt(ctx context.Context, client *http.Client, h config.Health, want string) error {
+func attempt(ctx context.Context, client *http.Client, h config.Health, want, auth string) error {
 	actx, cancel := context.WithTimeout(ctx, min(h.Timeout, 10*time.Second))
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodGet, h.URL, nil)
@@ -61,6 +70,9 @@ func attempt(ctx context.Context, client *http.Client, h config.Health, want str
 		return fmt.Errorf("invalid health check URL %s", config.RedactURL(h.URL))
 	}
 	req.Header.Set("User-Agent", "autodeploy-health")
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return err

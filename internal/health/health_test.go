@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -62,5 +64,32 @@ func TestCheckCancelled(t *testing.T) {
 	h := config.Health{URL: "http://127.0.0.1:1/", ExpectStatus: 200, Timeout: time.Minute, Interval: time.Second}
 	if err := Check(ctx, h, "x:1", "1"); err != context.Canceled {
 		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
+
+// The Authorization header comes from a file (or a variable), read at each
+// check; an unreadable source is named in the error, never a value.
+func TestCheckAuthorization(t *testing.T) {
+	const token = "Bearer s3cr3t-token"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != token {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	file := filepath.Join(t.TempDir(), "auth")
+	if err := os.WriteFile(file, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := config.Health{URL: srv.URL, ExpectStatus: 200, Timeout: time.Second, Interval: 10 * time.Millisecond, Authorization: config.Secret{File: file}}
+	if err := Check(context.Background(), h, "img:v1", "v1"); err != nil {
+		t.Fatalf("with the header from the file: %v", err)
+	}
+	h.Authorization = config.Secret{Env: "AUTODEPLOY_TEST_UNSET_HEALTH_AUTH"}
+	err := Check(context.Background(), h, "img:v1", "v1")
+	if err == nil || !strings.Contains(err.Error(), "AUTODEPLOY_TEST_UNSET_HEALTH_AUTH") || strings.Contains(err.Error(), "s3cr3t") {
+		t.Fatalf("unset variable: %v", err)
 	}
 }

@@ -139,60 +139,80 @@ spec:
 }
 
 // podSecret is one secret value the pod reads from the Secret, and where
-// the config names it.
+// the config names it: list[index] (or its sub mapping), field.
 type podSecret struct {
 	key, value string
-	notify     int    // index in notify
-	field      string // url or secret
+	list       string // notify or services
+	index      int
+	sub        string // "health" for a service's health check, else ""
+	field      string // url, secret or authorization
 }
 
-// notifySecrets reads every notification secret the config names (inline,
-// from an environment variable or a file of this host) for the Secret. A
-// secret that cannot be read here is an error: the pod would not have it
-// either.
+// notifySecrets reads every secret the config names (notification URLs and
+// HMAC keys, inline, from an environment variable or a file of this host;
+// health check Authorization headers) for the Secret. A secret that cannot
+// be read here is an error: the pod would not have it either.
 func notifySecrets(cfg *config.Config, o CronJobOptions) ([]podSecret, error) {
 	var out []podSecret
+	add := func(s config.Secret, what string, ps podSecret) error {
+		if !s.Set() {
+			return nil
+		}
+		v, err := s.Resolve(o.Getenv, o.ReadFile)
+		if err != nil {
+			return fmt.Errorf("%s: %v: the CronJob's Secret needs its value; run this where it can be read", what, err)
+		}
+		ps.value = v
+		out = append(out, ps)
+		return nil
+	}
 	for i, n := range cfg.Notify {
 		for _, f := range []struct {
 			field string
 			s     config.Secret
 		}{{"url", n.URL}, {"secret", n.HMAC}} {
-			if !f.s.Set() {
-				continue
+			if err := add(f.s, fmt.Sprintf("notify[%d] (%s) %s", i, n.Name, f.field),
+				podSecret{key: fmt.Sprintf("notify-%d-%s", i, f.field), list: "notify", index: i, field: f.field}); err != nil {
+				return nil, err
 			}
-			v, err := f.s.Resolve(o.Getenv, o.ReadFile)
-			if err != nil {
-				return nil, fmt.Errorf("notify[%d] (%s) %s: %v: the CronJob's Secret needs its value; run this where it can be read", i, n.Name, f.field, err)
-			}
-			out = append(out, podSecret{key: fmt.Sprintf("notify-%d-%s", i, f.field), value: v, notify: i, field: f.field})
+		}
+	}
+	for i, sv := range cfg.Services {
+		if sv.Health == nil {
+			continue
+		}
+		if err := add(sv.Health.Authorization, fmt.Sprintf("services[%d] (%s) health authorization", i, sv.Name),
+			podSecret{key: fmt.Sprintf("health-%s-authorization", sv.Name), list: "services", index: i, sub: "health", field: "authorization"}); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
 }
 
-// secretRefs rewrites the notify entries of an in-cluster config so that
-// each secret is read from its file in the mounted Secret: url, urlEnv and
-// urlFile become urlFile (secret... secretFile), and no value stays inline.
+// secretRefs rewrites an in-cluster config so that each secret is read from
+// its file in the mounted Secret: url, urlEnv and urlFile become urlFile
+// (and so on for secret and authorization), and no value stays inline.
 func secretRefs(raw []byte, secrets []podSecret) ([]byte, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
 		return nil, err
 	}
 	root := doc.Content[0]
-	var notify *yaml.Node
+	lists := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(root.Content); i += 2 {
-		if root.Content[i].Value == "notify" && root.Content[i+1].Kind == yaml.SequenceNode {
-			notify = root.Content[i+1]
+		if root.Content[i+1].Kind == yaml.SequenceNode {
+			lists[root.Content[i].Value] = root.Content[i+1]
 		}
-	}
-	if notify == nil {
-		return nil, fmt.Errorf("no notify list")
 	}
 	for _, s := range secrets {
-		if s.notify >= len(notify.Content) || notify.Content[s.notify].Kind != yaml.MappingNode {
-			return nil, fmt.Errorf("notify[%d] is not a mapping", s.notify)
+		l := lists[s.list]
+		if l == nil || s.index >= len(l.Content) || l.Content[s.index].Kind != yaml.MappingNode {
+			return nil, fmt.Errorf("%s[%d] is not a mapping", s.list, s.index)
 		}
-		m := notify.Content[s.notify]
+		m := l.Content[s.index]
+		if s.sub != "" {
+			m = mapping(m, s.sub)
+		}
 		m.Style = 0
 		var kept []*yaml.Node
 		for i := 0; i+1 < len(m.Content); i += 2 {

@@ -212,6 +212,15 @@ func TestCronJobSecretsStaySecret(t *testing.T) {
 			}
 		}
 	}
+	for _, sv := range pod.Services {
+		if sv.Health == nil || !sv.Health.Authorization.Set() {
+			continue
+		}
+		a := sv.Health.Authorization
+		if a.Env != "" || !strings.HasPrefix(a.File, "/etc/autodeploy/secrets/") || !strings.Contains(secret, "  "+strings.TrimPrefix(a.File, "/etc/autodeploy/secrets/")+": ") {
+			t.Errorf("%s: health authorization %+v, want a file of the mounted Secret", sv.Name, a)
+		}
+	}
 	if !strings.Contains(b.String(), "secret: {secretName: autodeploy, defaultMode: 0440}") || !strings.Contains(b.String(), "mountPath: /etc/autodeploy/secrets") {
 		t.Errorf("the Secret is not mounted:\n%s", b.String())
 	}
