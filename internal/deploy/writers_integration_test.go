@@ -519,17 +519,7 @@ func TestRunLeavesAPausedRolloutUnverified(t *testing.T) {
 // taken for a rollout of autodeploy's. Uses the real kubectl, whose undo
 // replaces the Deployment's annotations with the ReplicaSet's.
 func TestRunAfterKubectlRolloutUndo(t *testing.T) {
-	kubectl, err := exec.LookPath("kubectl")
-	if err != nil {
-		t.Skip("kubectl is not installed: this test plays the operator with the real client")
-	}
-	e := kubetest.New(t)
-	f := newFixture(t, e, fluxsim.V1, []svcSpec{{name: "api", image: reg + "api:sha-1111111"}}, "")
-	f.refl.Push("api", reg+"api:sha-2222222")
-	wantOutcome(t, f.run(t, deploy.Options{}), "api", deploy.OutcomeDeployed)
-	if _, err := rollout.Wait(context.Background(), e.Kube, e.Namespace, "api", rollout.WaitOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	kubectl, e, f := deployedForKubectl(t)
 	out, err := exec.Command(kubectl, "--kubeconfig", e.Kubeconfig, "-n", e.Namespace, "rollout", "undo", "deployment/api").CombinedOutput()
 	if err != nil {
 		t.Fatalf("kubectl rollout undo: %v\n%s", err, out)
@@ -548,17 +538,7 @@ func TestRunAfterKubectlRolloutUndo(t *testing.T) {
 // ReplicaSets too. resume clears it everywhere, so that a later undo does
 // not bring it back.
 func TestHoldSurvivesKubectlRolloutUndo(t *testing.T) {
-	kubectl, err := exec.LookPath("kubectl")
-	if err != nil {
-		t.Skip("kubectl is not installed: this test plays the operator with the real client")
-	}
-	e := kubetest.New(t)
-	f := newFixture(t, e, fluxsim.V1, []svcSpec{{name: "api", image: reg + "api:sha-1111111"}}, "")
-	f.refl.Push("api", reg+"api:sha-2222222")
-	wantOutcome(t, f.run(t, deploy.Options{}), "api", deploy.OutcomeDeployed)
-	if _, err := rollout.Wait(context.Background(), e.Kube, e.Namespace, "api", rollout.WaitOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	kubectl, e, f := deployedForKubectl(t)
 	svc, _ := lookup(f.cfg, "api")
 	m := &deploy.Manager{Kube: e.Kube, Dynamic: e.Dynamic, Log: runlog.Discard(), Now: time.Now, By: "alice@bastion"}
 	if _, err := m.Hold(context.Background(), svc, "incident 42"); err != nil {
@@ -621,4 +601,23 @@ func TestHealthCheckCredentialsStaySecret(t *testing.T) {
 			t.Errorf("the secret is in the %s:\n%s", where, text)
 		}
 	}
+}
+
+// deployedForKubectl is api deployed by a run from sha-1111111 to
+// sha-2222222, settled, for a test that then plays the operator with the
+// real kubectl client (skipped, saying why, where it is not installed).
+func deployedForKubectl(t *testing.T) (string, *kubetest.Env, *fixture) {
+	t.Helper()
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Skip("kubectl is not installed: this test plays the operator with the real client")
+	}
+	e := kubetest.New(t)
+	f := newFixture(t, e, fluxsim.V1, []svcSpec{{name: "api", image: reg + "api:sha-1111111"}}, "")
+	f.refl.Push("api", reg+"api:sha-2222222")
+	wantOutcome(t, f.run(t, deploy.Options{}), "api", deploy.OutcomeDeployed)
+	if _, err := rollout.Wait(context.Background(), e.Kube, e.Namespace, "api", rollout.WaitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return kubectl, e, f
 }

@@ -58,7 +58,7 @@ func CronJob(w io.Writer, cfg *config.Config, o CronJobOptions) error {
 	if err != nil {
 		return err
 	}
-	inCluster, err := inClusterConfig(raw)
+	inCluster, err := inClusterConfig(raw, secrets)
 	if err != nil {
 		return fmt.Errorf("%s: %w", cfg.Path, err)
 	}
@@ -75,9 +75,6 @@ func CronJob(w io.Writer, cfg *config.Config, o CronJobOptions) error {
 			fmt.Fprintf(&b, "  %s: %q\n", s.key, s.value)
 		}
 		fmt.Fprintf(&b, "---\n")
-		if inCluster, err = secretRefs(inCluster, secrets); err != nil {
-			return fmt.Errorf("%s: %w", cfg.Path, err)
-		}
 	}
 	fmt.Fprintf(&b, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: autodeploy\n  namespace: %s\ndata:\n  config.yaml: |\n", o.Namespace)
 	for _, l := range strings.Split(strings.TrimRight(string(inCluster), "\n"), "\n") {
@@ -189,15 +186,11 @@ func notifySecrets(cfg *config.Config, o CronJobOptions) ([]podSecret, error) {
 	return out, nil
 }
 
-// secretRefs rewrites an in-cluster config so that each secret is read from
-// its file in the mounted Secret: url, urlEnv and urlFile become urlFile
-// (and so on for secret and authorization), and no value stays inline.
-func secretRefs(raw []byte, secrets []podSecret) ([]byte, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		return nil, err
-	}
-	root := doc.Content[0]
+// secretRefs rewrites the config (its root mapping) so that each secret
+// is read from its file in the mounted Secret: url, urlEnv and urlFile
+// become urlFile (and so on for secret and authorization), and no value
+// stays inline.
+func secretRefs(root *yaml.Node, secrets []podSecret) error {
 	lists := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		if root.Content[i+1].Kind == yaml.SequenceNode {
@@ -207,7 +200,7 @@ func secretRefs(raw []byte, secrets []podSecret) ([]byte, error) {
 	for _, s := range secrets {
 		l := lists[s.list]
 		if l == nil || s.index >= len(l.Content) || l.Content[s.index].Kind != yaml.MappingNode {
-			return nil, fmt.Errorf("%s[%d] is not a mapping", s.list, s.index)
+			return fmt.Errorf("%s[%d] is not a mapping", s.list, s.index)
 		}
 		m := l.Content[s.index]
 		if s.sub != "" {
@@ -225,18 +218,13 @@ func secretRefs(raw []byte, secrets []podSecret) ([]byte, error) {
 		m.Content = kept
 		set(m, s.field+"File", secretsDir+"/"+s.key)
 	}
-	var buf bytes.Buffer
-	enc := yaml.NewEncoder(&buf)
-	enc.SetIndent(2)
-	if err := enc.Encode(&doc); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return nil
 }
 
-// inClusterConfig rewrites the config file for a pod: log.file "-" and
-// lock.type lease, keeping everything else, comments included.
-func inClusterConfig(raw []byte) ([]byte, error) {
+// inClusterConfig rewrites the config file for a pod: log.file "-",
+// lock.type lease and the secrets read from the mounted Secret, keeping
+// everything else, comments included.
+func inClusterConfig(raw []byte, secrets []podSecret) ([]byte, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
 		return nil, err
@@ -247,6 +235,9 @@ func inClusterConfig(raw []byte) ([]byte, error) {
 	root := doc.Content[0]
 	set(mapping(root, "log"), "file", "-")
 	set(mapping(root, "lock"), "type", config.LockLease)
+	if err := secretRefs(root, secrets); err != nil {
+		return nil, err
+	}
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)

@@ -90,7 +90,7 @@ func TestCronJobConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := inClusterConfig(raw)
+	out, err := inClusterConfig(raw, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
