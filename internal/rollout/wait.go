@@ -115,12 +115,24 @@ func Wait(ctx context.Context, c kubernetes.Interface, namespace, name string, o
 	backoff := retryBackoff{min: 200 * time.Millisecond, max: 5 * time.Second}
 	var lastAPIErr error
 	for {
+		start := time.Now()
 		done, err := w.round(ctx)
 		if done {
 			return w.d, nil
 		}
-		if err == nil { // the watches ended: list again at once
+		if err == nil { // the watches ended: list again
 			lastAPIErr = nil
+			if time.Since(start) > time.Second {
+				backoff.reset()
+				continue
+			}
+			// Watches that end as soon as they start (a server shedding
+			// load) must not turn this into a busy loop.
+			select {
+			case <-ctx.Done():
+				return w.d, ctx.Err()
+			case <-time.After(backoff.next()):
+			}
 			continue
 		}
 		if ctx.Err() != nil {
@@ -162,6 +174,8 @@ func retryable(err error) bool {
 }
 
 type retryBackoff struct{ min, max, cur time.Duration }
+
+func (b *retryBackoff) reset() { b.cur = 0 }
 
 func (b *retryBackoff) next() time.Duration {
 	if b.cur == 0 {
