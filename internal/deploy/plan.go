@@ -105,13 +105,14 @@ func Plan(in Input) Decision {
 		return skip(false, "Deployment is paused (kubectl rollout resume deployment/%s -n %s)", d.Name, d.Namespace)
 	}
 	// Who last wrote the container's image (managedFields); "" when it
-	// cannot be told.
-	writer := rollout.ImageOwner(d, container)
+	// cannot be told. Read only when a decision needs it: decoding
+	// managedFields is the costliest part of a plan.
+	writer := func() string { return rollout.ImageOwner(d, container) }
 	if ann[AnnVerified] == "false" {
 		// The mark counts only while autodeploy's own patch is the
 		// template: kubectl rollout undo copies a ReplicaSet's annotations
 		// back, marks of an old rollout included.
-		if image.SameString(ann[AnnDeployedImage], dec.Current) && (writer == "" || writer == rollout.FieldManager) {
+		if w := writer(); image.SameString(ann[AnnDeployedImage], dec.Current) && (w == "" || w == rollout.FieldManager) {
 			dec.Action, dec.Target = Verify, dec.Current
 			dec.PreviousRevision, _ = strconv.ParseInt(ann[AnnPreviousRevision], 10, 64)
 			dec.Reason = "an earlier run set this image and did not verify it"
@@ -171,11 +172,13 @@ func Plan(in Input) Decision {
 		dec.Ahead = true
 		return skip(false, "downgrade refused: revision %d already ran %s and was replaced (alphabetical order of sha-<hex> tags is not build order, fluxcd/flux2#3449)", rev, p.Latest)
 	}
-	if rev, ok := rolledBackFrom(d, in.ReplicaSets, container, want); ok && writer != "" && writer != rollout.FieldManager {
+	if rev, ok := rolledBackFrom(d, in.ReplicaSets, container, want); ok {
 		// kubectl rollout undo (or kubectl set image to an older image):
 		// someone chose the revision before this image. Deploying it
 		// again would fight them every run.
-		return skip(false, "%s (revision %d) was rolled back by %s: runs do not deploy it again; deploy a newer image, or set it by hand (kubectl set image)", p.Latest, rev, writer)
+		if w := writer(); w != "" && w != rollout.FieldManager {
+			return skip(false, "%s (revision %d) was rolled back by %s: runs do not deploy it again; deploy a newer image, or set it by hand (kubectl set image)", p.Latest, rev, w)
+		}
 	}
 	dec.Action = Deploy
 	dec.Reason += "the policy selected a new image"

@@ -174,11 +174,7 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 		case dec.Action == UpToDate:
 			sr.Outcome = OutcomeUpToDate
 		default:
-			sr.Outcome = OutcomeSkipped
-			if dec.Problem {
-				log.Warn("skipped", "reason", dec.Reason)
-			}
-			r.progress(dec.Service, "skipped: "+dec.Reason)
+			sr.Outcome = r.skipped(dec, log)
 		}
 		res.Services = append(res.Services, sr)
 	}
@@ -240,11 +236,7 @@ func (r *Runner) act(ctx, runCtx context.Context, snapshot Decision, s config.Se
 		case dec.Action == UpToDate:
 			return dec, OutcomeUpToDate, nil
 		case dec.Action == Skip:
-			if dec.Problem {
-				log.Warn("skipped", "reason", dec.Reason)
-			}
-			r.progress(s.Name, "skipped: "+dec.Reason)
-			return dec, OutcomeSkipped, nil
+			return dec, r.skipped(dec, log), nil
 		case runCtx.Err() != nil:
 			err := fmt.Errorf("the run's budget (runTimeout %s) was spent before this service's turn", r.Config.RunTimeout)
 			log.Error("not run", "reason", err)
@@ -259,6 +251,16 @@ func (r *Runner) act(ctx, runCtx context.Context, snapshot Decision, s config.Se
 	}
 }
 
+// skipped reports a skip: a problem (exit 7) is logged as a warning, the
+// log line status reads back as a failing run.
+func (r *Runner) skipped(dec Decision, log *slog.Logger) Outcome {
+	if dec.Problem {
+		log.Warn("skipped", "reason", dec.Reason)
+	}
+	r.progress(dec.Service, "skipped: "+dec.Reason)
+	return OutcomeSkipped
+}
+
 // errChanged: a conditional patch found the Deployment changed since it
 // was read.
 var errChanged = errors.New("the Deployment changed since it was read")
@@ -267,7 +269,7 @@ var errChanged = errors.New("the Deployment changed since it was read")
 // ReplicaSets it owns, and its ImagePolicy (3 requests).
 func (r *Runner) readService(ctx context.Context, api flux.API, s config.Service) (Input, error) {
 	in := Input{Service: s, Now: r.Now()}
-	d, err := r.Kube.AppsV1().Deployments(s.Namespace).Get(ctx, s.Deployment, metav1.GetOptions{})
+	d, err := r.get(ctx, s)
 	switch {
 	case apierrors.IsNotFound(err):
 	case err != nil:

@@ -58,7 +58,7 @@ func TestRunHonoursAHoldPlacedDuringTheRun(t *testing.T) {
 	}, "")
 	f.refl.Push("first", reg+"first:sha-2222222")
 	f.refl.Push("second", reg+"second:sha-2222222")
-	second, _ := lookup(f.cfg, "second")
+	second, _ := f.cfg.Service("second")
 	m := &deploy.Manager{Kube: e.Kube, Dynamic: e.Dynamic, Log: runlog.Discard(), Now: time.Now, By: "alice@bastion"}
 	r := f.runner()
 	r.Progress = onFirst("first", "Waiting for", func() {
@@ -334,15 +334,6 @@ func TestRunBudgetSpentLeavesUnverified(t *testing.T) {
 	}
 }
 
-func lookup(cfg *config.Config, name string) (config.Service, bool) {
-	for _, s := range cfg.Services {
-		if s.Name == name {
-			return s, true
-		}
-	}
-	return config.Service{}, false
-}
-
 // revisionHistoryLimit: 0 keeps no old ReplicaSet. A failed deploy still
 // goes back to exactly the template that ran before (it was read before the
 // patch); a failed verify, whose previous revision is gone, cannot be
@@ -539,7 +530,7 @@ func TestRunAfterKubectlRolloutUndo(t *testing.T) {
 // not bring it back.
 func TestHoldSurvivesKubectlRolloutUndo(t *testing.T) {
 	kubectl, e, f := deployedForKubectl(t)
-	svc, _ := lookup(f.cfg, "api")
+	svc, _ := f.cfg.Service("api")
 	m := &deploy.Manager{Kube: e.Kube, Dynamic: e.Dynamic, Log: runlog.Discard(), Now: time.Now, By: "alice@bastion"}
 	if _, err := m.Hold(context.Background(), svc, "incident 42"); err != nil {
 		t.Fatal(err)
