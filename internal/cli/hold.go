@@ -128,6 +128,15 @@ func (o *ResumeOptions) Run(ctx context.Context) error {
 	if res.Resumed != "" {
 		fmt.Fprintf(out, "  Flux Kustomization %s resumed\n", res.Resumed)
 	}
+	if res.ReconcileEnabled != "" {
+		fmt.Fprintf(out, "  Flux Kustomization %s applies the Deployment again (the rollback's reconcile: disabled annotation is removed)\n", res.ReconcileEnabled)
+	}
+	for _, p := range res.Unexcluded {
+		fmt.Fprintf(out, "  exclusion removed from ImageRepository %s\n", p)
+	}
+	if res.UnexcludeError != "" {
+		fmt.Fprintf(o.f.IO.ErrOut, "warning: could not remove autodeploy's exclusion of the forgotten image: %s\n", res.UnexcludeError)
+	}
 	if res.KustomizationGone != "" {
 		fmt.Fprintf(o.f.IO.ErrOut, "warning: Flux Kustomization %s, suspended by the rollback, no longer exists: nothing to resume\n", res.KustomizationGone)
 	}

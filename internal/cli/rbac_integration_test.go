@@ -28,6 +28,7 @@ import (
 
 	"github.com/autodeploy-dev/autodeploy/internal/access"
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
+	"github.com/autodeploy-dev/autodeploy/internal/flux"
 	"github.com/autodeploy-dev/autodeploy/internal/fluxsim"
 	"github.com/autodeploy-dev/autodeploy/internal/kubetest"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
@@ -52,11 +53,30 @@ func newRBACEnv(t *testing.T) *rbacEnv {
 		"metadata": map[string]any{"name": "apps", "namespace": e.Namespace},
 		"spec":     map[string]any{"interval": "10m", "path": "./apps", "prune": true, "sourceRef": map[string]any{"kind": "GitRepository", "name": "flux-system"}},
 	}}
-	if _, err := e.Dynamic.Resource(deploy.KustomizationGVR).Namespace(e.Namespace).Create(ctx, ks, metav1.CreateOptions{}); err != nil {
+	if _, err := e.Dynamic.Resource(flux.KustomizationGVR).Namespace(e.Namespace).Create(ctx, ks, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	labels := []byte(`{"metadata":{"labels":{"kustomize.toolkit.fluxcd.io/name":"apps","kustomize.toolkit.fluxcd.io/namespace":"` + e.Namespace + `"}}}`)
 	if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(ctx, "api", types.MergePatchType, labels, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The automation that writes the policy's tag to git: without it,
+	// status rightly reports that Flux reverts every deploy.
+	automations := fluxsim.V1.GVR("imageupdateautomations")
+	ua := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageUpdateAutomation",
+		"metadata": map[string]any{"name": "flux-system", "namespace": e.Namespace},
+		"spec": map[string]any{"interval": "1m", "sourceRef": map[string]any{"kind": "GitRepository", "name": "flux-system"},
+			"git":    map[string]any{"commit": map[string]any{"author": map[string]any{"name": "fluxcdbot", "email": "fluxcdbot@users.noreply.github.com"}}},
+			"update": map[string]any{"path": "./apps", "strategy": "Setters"}},
+	}}
+	created, err := e.Dynamic.Resource(automations).Namespace(e.Namespace).Create(ctx, ua, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created.Object["status"] = map[string]any{"observedGeneration": created.GetGeneration(), "conditions": []any{map[string]any{
+		"type": "Ready", "status": "True", "reason": "Succeeded", "message": "repository up-to-date", "lastTransitionTime": "2026-11-25T10:00:00Z", "observedGeneration": created.GetGeneration()}}}
+	if _, err := e.Dynamic.Resource(automations).Namespace(e.Namespace).UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	settledName(t, e, "api")
@@ -149,7 +169,7 @@ func TestRBACIsEnough(t *testing.T) {
 		{[]string{"run"}, ExitOK},
 		{[]string{"status"}, ExitOK},
 		{[]string{"history", "api"}, ExitOK},
-		{[]string{"rollback", "api", "--suspend-flux"}, ExitOK},
+		{[]string{"rollback", "api"}, ExitOK},
 		{[]string{"resume", "api"}, ExitOK},
 		{[]string{"hold", "api", "--reason", "x"}, ExitOK},
 		{[]string{"resume", "api", "--forget-failed"}, ExitOK},
@@ -264,10 +284,21 @@ func scenario(t *testing.T, r *rbacEnv, as func(...string) (ExitCode, string), r
 		// The rescan is a warning, never the end of the run.
 		code, out := as("run", "-o", "json")
 		return code, out
-	case "kustomizations/patch", "kustomizations/get":
+	case "kustomizations/get", "imageupdateautomations/list":
+		// Who writes the service from git.
+		return as("status")
+	case "kustomizations/patch":
+		// A hold placed by an earlier version's rollback --suspend-flux.
+		hold := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, deploy.AnnHold, `{"by":"old@host","reason":"x","at":"2026-11-25T10:00:00Z","kustomization":"`+r.e.Namespace+`/apps"}`)
+		if _, err := r.e.Kube.AppsV1().Deployments(r.e.Namespace).Patch(context.Background(), "api", types.MergePatchType, []byte(hold), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return as("resume", "api")
+	case "imagerepositories/get":
+		// A rollback of a Deployment applied from git excludes the tag.
 		setImage(t, r.e, "api", reg+"api:sha-2")
 		settledName(t, r.e, "api")
-		return as("rollback", "api", "--suspend-flux")
+		return as("rollback", "api")
 	case "imagepolicies/get":
 		// The run reads the policy again right before deploying.
 		// A tag never deployed: the run reaches the deploy.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
+	"github.com/autodeploy-dev/autodeploy/internal/flux"
 	"github.com/autodeploy-dev/autodeploy/internal/kube"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/notify"
@@ -51,9 +52,15 @@ run in progress), waits for the rollout with the same rules, and runs the
 service's health check. Afterwards the service is held and the image rolled
 back from is remembered as failed, until 'autodeploy resume <service>'.
 
-If a Flux Kustomization manages the Deployment, its next reconcile puts the
-image from git back: --suspend-flux suspends that Kustomization too, and
-'resume' resumes it.`
+If a Flux Kustomization applies the Deployment from git, the rollback sticks
+without freezing anything else: the Deployment gets kustomize-controller's
+per-object annotation kustomize.toolkit.fluxcd.io/reconcile: disabled while
+it is held, and the tag rolled back from is added to the exclusionList of the
+policy's ImageRepository, so that the policy, then the ImageUpdateAutomation's
+commit, then Flux's apply go back with it. 'resume' removes the annotation;
+the exclusion goes once the policy ranks a newer image above it (or with
+'resume --forget-failed'). autodeploy records what it changed in annotations
+and removes nothing it did not add.`
 
 // Complete fills what the arguments give.
 func (o *RollbackOptions) Complete(f *Factory, cmd *cobra.Command, args []string) error {
@@ -86,8 +93,7 @@ func newCmdRollback(f *Factory, runF func(context.Context, *RollbackOptions) err
 		Short: "Roll a service back to its previous revision and hold it",
 		Long:  rollbackLong,
 		Example: `  autodeploy rollback api-gateway --reason "500s on /search"
-  autodeploy rollback api-gateway --to-revision 4 --dry-run
-  autodeploy rollback api-gateway --suspend-flux`,
+  autodeploy rollback api-gateway --to-revision 4 --dry-run`,
 		Args:              exactArgs(1, "exactly one service name"),
 		ValidArgsFunction: serviceCompletion(f),
 		RunE:              runE(f, o, runF),
@@ -95,7 +101,11 @@ func newCmdRollback(f *Factory, runF func(context.Context, *RollbackOptions) err
 	fl := cmd.Flags()
 	fl.Int64Var(&o.ToRevision, "to-revision", o.ToRevision, "revision to restore (default: the previous one)")
 	fl.BoolVar(&o.DryRun, "dry-run", o.DryRun, "show what would be restored, change nothing (server-side dry run)")
-	fl.BoolVar(&o.SuspendFlux, "suspend-flux", o.SuspendFlux, "also suspend the Flux Kustomization that manages the Deployment")
+	// --suspend-flux froze the whole Kustomization (every service, the
+	// namespace) and lost the rollback on resume; the per-object levers
+	// replace it. Accepted, so that scripts keep working, and ignored.
+	fl.BoolVar(&o.SuspendFlux, "suspend-flux", o.SuspendFlux, "no longer used")
+	_ = fl.MarkDeprecated("suspend-flux", "rollbacks of Deployments applied by Flux stick on their own now (see autodeploy rollback --help); nothing is suspended")
 	fl.StringVar(&o.Reason, "reason", o.Reason, "why, for the log and the hold")
 	fl.DurationVar(&o.LockTimeout, "lock-timeout", o.LockTimeout, "how long to wait for a run in progress")
 	return cmd
@@ -188,7 +198,7 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 		defer held.Release()
 		ctx = held.Context()
 	}
-	res, err := m.Rollback(ctx, s, deploy.RollbackOptions{ToRevision: o.ToRevision, DryRun: o.DryRun, SuspendFlux: o.SuspendFlux, Reason: o.Reason})
+	res, err := m.Rollback(ctx, s, deploy.RollbackOptions{ToRevision: o.ToRevision, DryRun: o.DryRun, Reason: o.Reason})
 	if err = warnOnly(f, err); err != nil {
 		var rf *deploy.RollbackFailedError
 		if errors.As(err, &rf) {
@@ -203,25 +213,20 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 		return nil
 	case res.DryRun:
 		fmt.Fprintf(out, "%s: would roll back from %s (revision %d) to %s (revision %d) (dry run)\n", s.Name, res.From, res.FromRevision, res.To, res.ToRevision)
-		if o.SuspendFlux && res.Kustomization != "" && !res.AlreadySuspended {
-			fmt.Fprintf(out, "  and would suspend Flux Kustomization %s\n", res.Kustomization)
+		if res.Kustomization != "" {
+			fmt.Fprintf(out, "  and, as Flux Kustomization %s applies it, would keep Flux off it while held and exclude the tag of %s in its ImageRepository\n", res.Kustomization, res.From)
 		}
 	default:
 		fmt.Fprintf(out, "%s %s rolled back from %s to %s (revision %d)\n", color.GreenString("✔"), s.Name, res.From, res.To, res.ToRevision)
 		fmt.Fprintf(out, "  held: runs skip %s until 'autodeploy resume %s'; %s is remembered as failed\n", s.Name, s.Name, res.From)
-	}
-	if o.SuspendFlux && res.Kustomization == "" {
-		fmt.Fprintf(f.IO.ErrOut, "warning: --suspend-flux: Deployment %s/%s has no %s label: no Flux Kustomization was suspended\n", s.Namespace, s.Deployment, deploy.KustomizationNameLabel)
-	}
-	if res.Kustomization != "" {
-		switch {
-		case res.AlreadySuspended:
-			fmt.Fprintf(out, "  Flux Kustomization %s was already suspended by someone else: 'autodeploy resume %s' leaves it so\n", res.Kustomization, s.Name)
-		case res.Suspended:
-			fmt.Fprintf(out, "  Flux Kustomization %s suspended; 'autodeploy resume %s' resumes it\n", res.Kustomization, s.Name)
-		case !res.DryRun:
-			ns, name, _ := strings.Cut(res.Kustomization, "/")
-			fmt.Fprintf(out, "%s Flux Kustomization %s manages this Deployment: its next reconcile puts the image from git back. Fix git, or suspend it now: flux suspend kustomization %s -n %s (and flux resume once git is fixed).\n", color.YellowString("warning:"), res.Kustomization, name, ns)
+		if res.ReconcileDisabled {
+			fmt.Fprintf(out, "  Flux Kustomization %s skips this Deployment while it is held (%s: %s; resume removes it)\n", res.Kustomization, flux.KustomizeReconcileAnnotation, flux.ReconcileDisabled)
+		}
+		if res.Excluded != "" {
+			fmt.Fprintf(out, "  tag of %s excluded in ImageRepository %s: the policy and git go back too\n", res.From, res.Excluded)
+		}
+		if res.ExcludeError != "" {
+			fmt.Fprintf(f.IO.ErrOut, "%s could not exclude the tag of %s (%s): once resumed, Flux applies it again from git unless git changes; exclude it by hand in the ImageRepository's spec.exclusionList\n", color.YellowString("warning:"), res.From, res.ExcludeError)
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@ package cli
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
+	"github.com/autodeploy-dev/autodeploy/internal/flux"
 	"github.com/autodeploy-dev/autodeploy/internal/fluxsim"
 	"github.com/autodeploy-dev/autodeploy/internal/kubetest"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
@@ -182,10 +184,13 @@ func TestRollbackWaitsForTheLock(t *testing.T) {
 	}
 }
 
-// A Deployment applied by a Flux Kustomization: the rollback warns that
-// Flux will put the git image back; --suspend-flux suspends it and resume
-// resumes it.
-func TestRollbackFluxDrift(t *testing.T) {
+// A Deployment applied by a Flux Kustomization: the rollback keeps Flux off
+// this one Deployment while it is held (reconcile: disabled) and excludes
+// the tag rolled back from, so that git goes back too; nothing is
+// suspended, and resume undoes exactly what the rollback did.
+// (The full loop with kustomize-controller and the automation playing is
+// in internal/deploy's GitOps tests.)
+func TestRollbackFluxLevers(t *testing.T) {
 	e, _, cfg, _ := twoDeploys(t)
 	ctx := context.Background()
 	ks := &unstructured.Unstructured{Object: map[string]any{
@@ -194,85 +199,86 @@ func TestRollbackFluxDrift(t *testing.T) {
 		"spec": map[string]any{"interval": "10m", "path": "./apps", "prune": true,
 			"sourceRef": map[string]any{"kind": "GitRepository", "name": "flux-system"}},
 	}}
-	if _, err := e.Dynamic.Resource(deploy.KustomizationGVR).Namespace(e.Namespace).Create(ctx, ks, metav1.CreateOptions{}); err != nil {
+	if _, err := e.Dynamic.Resource(flux.KustomizationGVR).Namespace(e.Namespace).Create(ctx, ks, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	labels := []byte(`{"metadata":{"labels":{"kustomize.toolkit.fluxcd.io/name":"apps","kustomize.toolkit.fluxcd.io/namespace":"` + e.Namespace + `"}}}`)
 	if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(ctx, "api", types.MergePatchType, labels, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	code, stdout, _ := execute(t, nil, "rollback", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig)
-	if code != ExitOK || !strings.Contains(stdout, "Flux Kustomization "+e.Namespace+"/apps manages this Deployment") || !strings.Contains(stdout, "flux suspend kustomization apps -n "+e.Namespace) {
-		t.Fatalf("exit %d, want the drift warning:\n%s", code, stdout)
+	exclusions := func() []string {
+		u, err := e.Dynamic.Resource(fluxsim.V1.GVR("imagerepositories")).Namespace(e.Namespace).Get(ctx, "api", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "exclusionList")
+		return l
 	}
 	suspended := func() bool {
-		k, err := e.Dynamic.Resource(deploy.KustomizationGVR).Namespace(e.Namespace).Get(ctx, "apps", metav1.GetOptions{})
+		k, err := e.Dynamic.Resource(flux.KustomizationGVR).Namespace(e.Namespace).Get(ctx, "apps", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		s, _, _ := unstructured.NestedBool(k.Object, "spec", "suspend")
 		return s
 	}
+	// --suspend-flux is still accepted (scripts), says it is not needed,
+	// and suspends nothing.
+	code, stdout, stderr := execute(t, nil, "rollback", "api", "--suspend-flux", "--config", cfg, "--kubeconfig", e.Kubeconfig)
+	if code != ExitOK || !strings.Contains(stdout, "Flux Kustomization "+e.Namespace+"/apps skips this Deployment while it is held") ||
+		!strings.Contains(stdout, "excluded in ImageRepository "+e.Namespace+"/api") || !strings.Contains(stdout+stderr, "--suspend-flux has been deprecated") {
+		t.Fatalf("rollback: exit %d\n%s\n%s", code, stdout, stderr)
+	}
 	if suspended() {
-		t.Fatal("suspended without --suspend-flux")
+		t.Fatal("the whole Kustomization was suspended")
 	}
-	code, stdout, _ = execute(t, nil, "rollback", "api", "--to-revision", "3", "--suspend-flux", "--config", cfg, "--kubeconfig", e.Kubeconfig)
-	if code != ExitOK || !strings.Contains(stdout, "suspended") || !suspended() {
-		t.Fatalf("--suspend-flux: exit %d, suspended %v\n%s", code, suspended(), stdout)
+	if d := e.GetDeployment("api"); d.Annotations[flux.KustomizeReconcileAnnotation] != flux.ReconcileDisabled || kubetest.Image(d) != reg+"api:sha-2" {
+		t.Fatalf("after rollback: image %s, annotations %v", kubetest.Image(d), d.Annotations)
 	}
-	code, stdout, _ = execute(t, nil, "resume", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig)
-	if code != ExitOK || !strings.Contains(stdout, "Kustomization "+e.Namespace+"/apps resumed") || suspended() {
-		t.Fatalf("resume: exit %d, suspended %v\n%s", code, suspended(), stdout)
+	if l := exclusions(); !slices.Contains(l, "^sha-3$") {
+		t.Fatalf("exclusionList = %q, want the tag rolled back from", l)
+	}
+	code, stdout, _ = execute(t, nil, "resume", "api", "--forget-failed", "--config", cfg, "--kubeconfig", e.Kubeconfig)
+	if code != ExitOK || !strings.Contains(stdout, "Flux Kustomization "+e.Namespace+"/apps applies the Deployment again") || !strings.Contains(stdout, "exclusion removed") {
+		t.Fatalf("resume: exit %d\n%s", code, stdout)
+	}
+	if d := e.GetDeployment("api"); d.Annotations[flux.KustomizeReconcileAnnotation] != "" {
+		t.Fatalf("resume left %s", flux.KustomizeReconcileAnnotation)
+	}
+	if l := exclusions(); slices.Contains(l, "^sha-3$") {
+		t.Fatalf("exclusionList = %q after resume --forget-failed", l)
 	}
 }
 
-// --suspend-flux with labels naming a Kustomization that does not exist is
-// refused before anything changes (dry run too); a Kustomization already
-// suspended by someone else is left to them.
-func TestRollbackSuspendFluxChecksFirst(t *testing.T) {
+// Levers someone else set are theirs: a reconcile: disabled annotation
+// already on the Deployment and an exclusion already in the ImageRepository
+// stay after resume.
+func TestRollbackLeavesOthersLevers(t *testing.T) {
 	e, _, cfg, _ := twoDeploys(t)
 	ctx := context.Background()
-	labels := []byte(`{"metadata":{"labels":{"kustomize.toolkit.fluxcd.io/name":"apps","kustomize.toolkit.fluxcd.io/namespace":"` + e.Namespace + `"}}}`)
-	if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(ctx, "api", types.MergePatchType, labels, metav1.PatchOptions{}); err != nil {
+	patch := []byte(`{"metadata":{"labels":{"kustomize.toolkit.fluxcd.io/name":"apps","kustomize.toolkit.fluxcd.io/namespace":"` + e.Namespace + `"},"annotations":{"kustomize.toolkit.fluxcd.io/reconcile":"disabled"}}}`)
+	if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(ctx, "api", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	for _, extra := range [][]string{{"--dry-run"}, nil} {
-		args := append([]string{"rollback", "api", "--suspend-flux", "--config", cfg, "--kubeconfig", e.Kubeconfig}, extra...)
-		code, stdout, stderr := execute(t, nil, args...)
-		if code == ExitOK || !strings.Contains(stderr, "Flux Kustomization "+e.Namespace+"/apps, which does not exist") || !strings.Contains(stderr, "without --suspend-flux") {
-			t.Fatalf("%v: exit %d\n%s\n%s", extra, code, stdout, stderr)
-		}
-	}
-	d := e.GetDeployment("api")
-	if img := kubetest.Image(d); img != reg+"api:sha-3" {
-		t.Fatalf("image = %s: a refused rollback changed the Deployment", img)
-	}
-	if _, held := deploy.ParseHold(d.Annotations); held {
-		t.Fatal("a refused rollback placed a hold")
-	}
-	// Someone suspended it for their own reasons.
-	ks := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
-		"metadata": map[string]any{"name": "apps", "namespace": e.Namespace},
-		"spec": map[string]any{"interval": "10m", "path": "./apps", "prune": true, "suspend": true,
-			"sourceRef": map[string]any{"kind": "GitRepository", "name": "flux-system"}},
-	}}
-	if _, err := e.Dynamic.Resource(deploy.KustomizationGVR).Namespace(e.Namespace).Create(ctx, ks, metav1.CreateOptions{}); err != nil {
+	repo := e.Dynamic.Resource(fluxsim.V1.GVR("imagerepositories")).Namespace(e.Namespace)
+	if _, err := repo.Patch(ctx, "api", types.MergePatchType, []byte(`{"spec":{"exclusionList":["^sha-3$"]}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	code, stdout, stderr := execute(t, nil, "rollback", "api", "--suspend-flux", "--config", cfg, "--kubeconfig", e.Kubeconfig)
-	if code != ExitOK || !strings.Contains(stdout, "already suspended by someone else") {
-		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	if code, stdout, stderr := execute(t, nil, "rollback", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig); code != ExitOK || strings.Contains(stdout, "skips this Deployment") {
+		t.Fatalf("rollback: exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	if code, stdout, _ := execute(t, nil, "resume", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig); code != ExitOK || strings.Contains(stdout, "resumed\n  Flux") {
+	if code, stdout, _ := execute(t, nil, "resume", "api", "--forget-failed", "--config", cfg, "--kubeconfig", e.Kubeconfig); code != ExitOK || strings.Contains(stdout, "applies the Deployment again") || strings.Contains(stdout, "exclusion removed") {
 		t.Fatalf("resume: exit %d\n%s", code, stdout)
 	}
-	k, err := e.Dynamic.Resource(deploy.KustomizationGVR).Namespace(e.Namespace).Get(ctx, "apps", metav1.GetOptions{})
+	if d := e.GetDeployment("api"); d.Annotations[flux.KustomizeReconcileAnnotation] != flux.ReconcileDisabled {
+		t.Fatalf("resume removed someone else's annotation: %v", d.Annotations)
+	}
+	u, err := repo.Get(ctx, "api", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s, _, _ := unstructured.NestedBool(k.Object, "spec", "suspend"); !s {
-		t.Error("resume un-suspended a Kustomization someone else had suspended")
+	if l, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "exclusionList"); !slices.Equal(l, []string{"^sha-3$"}) {
+		t.Fatalf("exclusionList = %q, want the operator's own pattern kept", l)
 	}
 }
 

@@ -28,6 +28,9 @@ const (
 	// again after a growing interval. A deploy that succeeds, or
 	// `autodeploy resume --forget-failed`, clears it.
 	AnnRetry = prefix + "retry"
+	// AnnAlerted is the key of the problem last notified (Decision.Alert),
+	// so that people hear of a problem once, not every two minutes.
+	AnnAlerted = prefix + "alerted"
 )
 
 // Retry is the value of AnnRetry.
@@ -94,8 +97,13 @@ type Hold struct {
 	// From is the image rolled back from, when the hold came from a rollback.
 	From string `json:"from,omitempty"`
 	// Kustomization is namespace/name of a Flux Kustomization suspended with
-	// the hold, to resume with it.
+	// the hold, to resume with it (holds of earlier versions, whose
+	// rollback --suspend-flux suspended the whole Kustomization).
 	Kustomization string `json:"kustomization,omitempty"`
+	// ReconcileDisabled: the rollback set kustomize-controller's
+	// per-object reconcile: disabled annotation on the Deployment, and
+	// resume removes it.
+	ReconcileDisabled bool `json:"reconcileDisabled,omitempty"`
 }
 
 // ParseFailedImage reads AnnFailedImage; ok is false when absent or garbled.

@@ -12,26 +12,16 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/flux"
 	"github.com/autodeploy-dev/autodeploy/internal/image"
 	"github.com/autodeploy-dev/autodeploy/internal/notify"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
 )
-
-// Labels kustomize-controller puts on every object it applies.
-const (
-	KustomizationNameLabel      = "kustomize.toolkit.fluxcd.io/name"
-	KustomizationNamespaceLabel = "kustomize.toolkit.fluxcd.io/namespace"
-)
-
-// KustomizationGVR is Flux's Kustomization resource.
-var KustomizationGVR = schema.GroupVersionResource{Group: "kustomize.toolkit.fluxcd.io", Version: "v1", Resource: "kustomizations"}
 
 // Manager carries out the commands a person runs on one service: rollback,
 // hold, resume.
@@ -51,10 +41,9 @@ type Manager struct {
 
 // RollbackOptions are the inputs of a manual rollback.
 type RollbackOptions struct {
-	ToRevision  int64
-	DryRun      bool
-	SuspendFlux bool
-	Reason      string
+	ToRevision int64
+	DryRun     bool
+	Reason     string
 }
 
 // RollbackResult says what a rollback did.
@@ -65,14 +54,19 @@ type RollbackResult struct {
 	// Skipped: the template already matched the target; nothing changed.
 	Skipped bool
 	DryRun  bool
-	// Kustomization is namespace/name of the Flux Kustomization that manages
-	// the Deployment, if any: it will put the image from git back.
+	// Kustomization is namespace/name of the Flux Kustomization that applies
+	// the Deployment from git, if any.
 	Kustomization string
-	// Suspended: that Kustomization was suspended (--suspend-flux).
-	Suspended bool
-	// AlreadySuspended: someone had suspended it before; this rollback
-	// leaves it to them (resume will not resume it).
-	AlreadySuspended bool
+	// ReconcileDisabled: the rollback set kustomize-controller's
+	// reconcile: disabled annotation on the Deployment (resume removes it),
+	// so that Flux leaves just this object alone while it is held.
+	ReconcileDisabled bool
+	// Excluded is the ImageRepository (namespace/name) whose exclusionList
+	// got the tag rolled back from, so that git goes back too.
+	Excluded string
+	// ExcludeError says why the tag could not be excluded: the rollback
+	// stands, but git may bring the image back once the service is resumed.
+	ExcludeError string
 }
 
 // ProblemError is a service the config and the cluster disagree about (a
@@ -149,46 +143,22 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 			return res, err
 		}
 	}
-	// --suspend-flux is checked before anything changes: a Kustomization
-	// that does not exist, or that someone else already suspended (its
-	// resume is theirs, not this hold's), must not leave a half-applied
-	// rollback or a hold that resume cannot release.
-	suspend := false
-	if o.SuspendFlux && res.Kustomization != "" {
-		already, err := m.kustomizationSuspended(ctx, res.Kustomization)
-		if err != nil {
-			log.Error("rollback refused", "error", err)
-			return res, err
-		}
-		res.AlreadySuspended = already
-		suspend = !already
-	}
-	if suspend {
-		h := Hold{By: m.By, Reason: reason, At: now, From: res.From, Kustomization: res.Kustomization}
-		ann[AnnHold] = mustJSON(h)
-		if !o.DryRun {
-			// Before the rollback: Flux must not put git's image back in
-			// between.
-			if err := m.suspendKustomization(ctx, res.Kustomization, true); err != nil {
-				err = fmt.Errorf("could not suspend Flux Kustomization %s (nothing was rolled back): %w", res.Kustomization, err)
-				log.Error("rollback refused", "error", err)
-				return res, err
-			}
-			res.Suspended = true
-			log.Info("Flux Kustomization suspended", "kustomization", res.Kustomization)
-		}
+	if res.Kustomization != "" && d.Annotations[flux.KustomizeReconcileAnnotation] != flux.ReconcileDisabled {
+		// Flux's per-object lever, in the same patch as the rollback: from
+		// then on kustomize-controller skips this Deployment, and only it,
+		// until resume; nothing else of the Kustomization is frozen. An
+		// annotation someone else set is theirs: resume leaves it.
+		ann[flux.KustomizeReconcileAnnotation] = flux.ReconcileDisabled
+		res.ReconcileDisabled = true
+		ann[AnnHold] = mustJSON(Hold{By: m.By, Reason: reason, At: now, From: res.From, ReconcileDisabled: true})
 	}
 	undo, err := rollout.Undo(ctx, m.Kube, d, rollout.UndoOptions{ToRevision: o.ToRevision, Annotations: ann, DryRun: o.DryRun})
 	res.FromRevision, res.ToRevision, res.Skipped = undo.FromRevision, undo.ToRevision, undo.Skipped
 	if undo.Target != nil {
 		res.To, _ = rollout.ContainerImage(&undo.Target.Spec.Template, container)
 	}
-	if (err != nil || undo.Skipped) && res.Suspended {
-		// Nothing was rolled back: give Flux its Kustomization back.
-		if rerr := m.suspendKustomization(context.WithoutCancel(ctx), res.Kustomization, false); rerr != nil {
-			log.Error("could not resume the Flux Kustomization suspended for a rollback that did not happen", "kustomization", res.Kustomization, "error", rerr)
-		}
-		res.Suspended = false
+	if err != nil || undo.Skipped {
+		res.ReconcileDisabled = false
 	}
 	if err != nil {
 		log.Error("rollback failed: nothing changed", "error", err)
@@ -198,9 +168,17 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 		log.Info("rollback", "dryRun", o.DryRun, "skipped", undo.Skipped, "from", res.From, "to", res.To, "toRevision", res.ToRevision)
 		return res, nil
 	}
-	log.Info("rollback started", "from", res.From, "to", res.To, "fromRevision", res.FromRevision, "toRevision", res.ToRevision, "reason", reason)
+	log.Info("rollback started", "from", res.From, "to", res.To, "fromRevision", res.FromRevision, "toRevision", res.ToRevision, "reason", reason, "reconcileDisabled", res.ReconcileDisabled)
 	// The hold and the failed mark must survive a kubectl rollout undo.
 	markErr := m.copyToReplicaSets(ctx, s, d, map[string]string{AnnHold: ann[AnnHold], AnnFailedImage: ann[AnnFailedImage]})
+	if res.Kustomization != "" {
+		// Git must stop asking for the image too, or resume brings it back.
+		res.Excluded, err = m.exclude(ctx, s, res.From, reason)
+		if err != nil {
+			res.ExcludeError = err.Error()
+			log.Error("could not exclude the tag rolled back from: Flux applies it again from git once resumed", "error", err)
+		}
+	}
 	// Bounded like a run's wait: a rollback that never completes must not
 	// keep an SSH session (and the lock) forever.
 	wctx, cancel := context.WithTimeout(ctx, s.RolloutTimeout)
@@ -290,7 +268,7 @@ func (m *Manager) Hold(ctx context.Context, s config.Service, reason string) (Ho
 	h := Hold{By: m.By, Reason: reason, At: m.Now().UTC()}
 	if old, held := ParseHold(d.Annotations); held {
 		// Keep what an earlier hold (a rollback) will have to undo.
-		h.From, h.Kustomization = old.From, old.Kustomization
+		h.From, h.Kustomization, h.ReconcileDisabled = old.From, old.Kustomization, old.ReconcileDisabled
 	}
 	mark := map[string]string{AnnHold: mustJSON(h)}
 	if _, err := rollout.Annotate(ctx, m.Kube, d, mark); err != nil {
@@ -331,6 +309,14 @@ type ResumeResult struct {
 	// KustomizationGone: the Kustomization the hold suspended no longer
 	// exists; the hold is released anyway.
 	KustomizationGone string
+	// ReconcileEnabled is the Kustomization (namespace/name) that applies
+	// the Deployment again now that the rollback's reconcile: disabled
+	// annotation is gone.
+	ReconcileEnabled string
+	// Unexcluded lists the exclusionList patterns removed with the
+	// forgotten image; UnexcludeError why they could not be.
+	Unexcluded     []string
+	UnexcludeError string
 }
 
 // Resume releases a hold (and resumes the Kustomization it suspended); the
@@ -357,7 +343,13 @@ func (m *Manager) Resume(ctx context.Context, s config.Service, forgetFailed boo
 			res.StillFailed = f.Image
 		}
 	}
+	if res.Hold.ReconcileDisabled && d.Annotations[flux.KustomizeReconcileAnnotation] == flux.ReconcileDisabled {
+		ann[flux.KustomizeReconcileAnnotation] = ""
+		res.ReconcileEnabled = KustomizationOf(d)
+	}
 	if res.Hold.Kustomization != "" {
+		// A hold of an earlier version, whose rollback --suspend-flux
+		// suspended the whole Kustomization.
 		switch err := m.suspendKustomization(ctx, res.Hold.Kustomization, false); {
 		case apierrors.IsNotFound(err):
 			// Deleted since: nothing to resume, and no reason to keep the
@@ -375,7 +367,16 @@ func (m *Manager) Resume(ctx context.Context, s config.Service, forgetFailed boo
 		return res, err
 	}
 
-	m.Log.Info("resumed", "svc", s.Name, "by", m.By, "wasHeld", res.WasHeld, "kustomization", res.Resumed, "forgotFailed", res.ForgotFailed)
+	if res.ForgotFailed != "" {
+		// Forgetting the image lets the policy select it again: the
+		// exclusion autodeploy added for it goes too.
+		res.Unexcluded, err = m.unexclude(ctx, s, res.ForgotFailed)
+		if err != nil {
+			m.Log.Warn("could not remove autodeploy's exclusion of the forgotten image", "svc", s.Name, "error", err)
+			res.UnexcludeError = err.Error()
+		}
+	}
+	m.Log.Info("resumed", "svc", s.Name, "by", m.By, "wasHeld", res.WasHeld, "kustomization", res.Resumed, "reconcileEnabled", res.ReconcileEnabled, "forgotFailed", res.ForgotFailed)
 	if res.WasHeld {
 		m.Notify.Send(ctx, notify.Event{Kind: notify.Resume, Level: "info", Service: s.Name, Time: m.Now().UTC(), Reason: res.Hold.Reason, By: m.By})
 	}
@@ -383,29 +384,67 @@ func (m *Manager) Resume(ctx context.Context, s config.Service, forgetFailed boo
 	return res, m.copyToReplicaSets(ctx, s, d, ann)
 }
 
-// KustomizationOf returns namespace/name of the Flux Kustomization that applies
-// d (its kustomize.toolkit.fluxcd.io labels), "" when none.
-func KustomizationOf(d *appsv1.Deployment) string {
-	name, ns := d.Labels[KustomizationNameLabel], d.Labels[KustomizationNamespaceLabel]
-	if name == "" || ns == "" {
-		return ""
+// policyRepository reads s's ImagePolicy and returns the image API and the
+// policy's ImageRepository.
+func (m *Manager) policyRepository(ctx context.Context, s config.Service) (flux.API, flux.Ref, error) {
+	api, err := flux.Detect(ctx, m.Kube.Discovery())
+	if err != nil {
+		return api, flux.Ref{}, err
 	}
-	return ns + "/" + name
+	u, err := m.Dynamic.Resource(api.Policies()).Namespace(s.PolicyNamespace).Get(ctx, s.PolicyName, metav1.GetOptions{})
+	if err != nil {
+		return api, flux.Ref{}, fmt.Errorf("read ImagePolicy %s/%s: %w", s.PolicyNamespace, s.PolicyName, err)
+	}
+	p := flux.ParsePolicy(u)
+	if p.RepoName == "" {
+		return api, flux.Ref{}, fmt.Errorf("ImagePolicy %s has no imageRepositoryRef", p.Key())
+	}
+	return api, flux.Ref{Namespace: p.RepoNamespace, Name: p.RepoName}, nil
 }
 
-// kustomizationSuspended reads the Kustomization namespace/name and says
-// whether it is suspended; a missing one is an error naming the fix.
-func (m *Manager) kustomizationSuspended(ctx context.Context, nsName string) (bool, error) {
-	ns, name, _ := strings.Cut(nsName, "/")
-	u, err := m.Dynamic.Resource(KustomizationGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return false, fmt.Errorf("the Deployment's labels (%s, %s) name Flux Kustomization %s, which does not exist: roll back without --suspend-flux", KustomizationNameLabel, KustomizationNamespaceLabel, nsName)
+// exclude adds img's tag to the exclusionList of s's ImageRepository (see
+// Runner.excludeFailed) and asks for a rescan; it returns the repository.
+func (m *Manager) exclude(ctx context.Context, s config.Service, img, reason string) (string, error) {
+	ref, err := image.Parse(img)
+	if err != nil || ref.Tag == "" {
+		return "", fmt.Errorf("%s has no tag to exclude", img)
 	}
+	api, repo, err := m.policyRepository(ctx, s)
 	if err != nil {
-		return false, fmt.Errorf("read Flux Kustomization %s: %w", nsName, err)
+		return "", err
 	}
-	suspended, _, _ := unstructured.NestedBool(u.Object, "spec", "suspend")
-	return suspended, nil
+	added, err := flux.Exclude(ctx, m.Dynamic, api, repo, flux.Exclusion{Tag: ref.Tag, Service: s.Name, Reason: "rolled back by " + m.By + ": " + reason, At: m.Now().UTC()})
+	if err != nil {
+		return "", err
+	}
+	if added {
+		m.Log.Info("tag excluded so that git follows the rollback", "svc", s.Name, "repository", repo.String(), "tag", ref.Tag)
+		// The spec change alone makes Flux rescan; the request makes the
+		// wait for it explicit and bounded.
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		flux.Reconcile(rctx, m.Dynamic, api.Repositories(), []flux.Ref{repo}, flux.Token(m.Now()))
+	}
+	return repo.String(), nil
+}
+
+// unexclude removes autodeploy's exclusion of img's tag from s's
+// ImageRepository.
+func (m *Manager) unexclude(ctx context.Context, s config.Service, img string) ([]string, error) {
+	ref, err := image.Parse(img)
+	if err != nil || ref.Tag == "" {
+		return nil, nil
+	}
+	api, repo, err := m.policyRepository(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	removed, err := flux.Unexclude(ctx, m.Dynamic, api, repo, func(e flux.Exclusion) bool { return e.Tag == ref.Tag })
+	var out []string
+	for _, e := range removed {
+		out = append(out, repo.String()+": "+e.Pattern)
+	}
+	return out, err
 }
 
 // suspendKustomization sets spec.suspend as `flux suspend|resume
@@ -413,6 +452,6 @@ func (m *Manager) kustomizationSuspended(ctx context.Context, nsName string) (bo
 func (m *Manager) suspendKustomization(ctx context.Context, nsName string, suspend bool) error {
 	ns, name, _ := strings.Cut(nsName, "/")
 	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"suspend": suspend}})
-	_, err := m.Dynamic.Resource(KustomizationGVR).Namespace(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: rollout.FieldManager})
+	_, err := m.Dynamic.Resource(flux.KustomizationGVR).Namespace(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: rollout.FieldManager})
 	return err
 }

@@ -55,6 +55,15 @@ type Decision struct {
 	// no longer runs (someone changed it after an interrupted run); the run
 	// clears it.
 	StaleMarks bool `json:"-"`
+	// Kustomization is namespace/name of the Flux Kustomization that
+	// applies the Deployment from git, "" when none does.
+	Kustomization string `json:"kustomization,omitempty"`
+	// Repository is namespace/name of the policy's ImageRepository.
+	Repository string `json:"imageRepository,omitempty"`
+	// Alert is a key for a problem people must hear about once (a failed
+	// image running, a deploy Flux reverted): the same from run to run
+	// while the problem lasts, "" when there is none.
+	Alert string `json:"-"`
 }
 
 // Input is everything Plan looks at for one service.
@@ -96,7 +105,20 @@ func Plan(in Input) Decision {
 	}
 	dec.Container = container
 	dec.Current, _ = rollout.ContainerImage(&d.Spec.Template, container)
+	dec.Kustomization = KustomizationOf(d)
+	if p := in.Policy; p != nil && p.RepoName != "" {
+		dec.Repository = p.RepoNamespace + "/" + p.RepoName
+	}
 	ann := d.Annotations
+	// Who last wrote the container's image (managedFields); "" when it
+	// cannot be told. Read only when a decision needs it: decoding
+	// managedFields is the costliest part of a plan.
+	writer := func() string { return rollout.ImageOwner(d, container) }
+	if f, ok := ParseFailedImage(ann); ok && image.SameString(f.Image, dec.Current) {
+		if bad, stop := runningFailed(in, &dec, f, writer()); stop {
+			return bad
+		}
+	}
 	if h, held := ParseHold(ann); held {
 		dec.Held = true
 		return skip(false, "held%s: %s (autodeploy resume %s)", holdBy(h), h.Reason, s.Name)
@@ -104,10 +126,6 @@ func Plan(in Input) Decision {
 	if d.Spec.Paused {
 		return skip(false, "Deployment is paused (kubectl rollout resume deployment/%s -n %s)", d.Name, d.Namespace)
 	}
-	// Who last wrote the container's image (managedFields); "" when it
-	// cannot be told. Read only when a decision needs it: decoding
-	// managedFields is the costliest part of a plan.
-	writer := func() string { return rollout.ImageOwner(d, container) }
 	if ann[AnnVerified] == "false" {
 		// The mark counts only while autodeploy's own patch is the
 		// template: kubectl rollout undo copies a ReplicaSet's annotations
@@ -142,17 +160,6 @@ func Plan(in Input) Decision {
 		dec.Fix = "fix the ImageRepository's image or the policy's filterTags so that it selects a valid reference"
 		return skip(true, "ImagePolicy %s: %v", dec.Policy, err)
 	}
-	if f, ok := ParseFailedImage(ann); ok && image.SameString(f.Image, dec.Current) && image.Satisfies(cur, want) {
-		// Up to date, but with an image that failed: the rollback could
-		// not be applied, or auto-rollback is off. Say so, once per run,
-		// without retrying (status shows it; a person decides).
-		why := "auto-rollback is off"
-		if f.RollbackError != "" {
-			why = "the rollback could not be applied: " + truncate(f.RollbackError, 160)
-		}
-		return skip(false, "runs %s, which failed on %s (%s); roll back by hand: autodeploy rollback %s --to-revision N (autodeploy history %s)",
-			dec.Current, f.At.UTC().Format("2006-01-02 15:04"), why, s.Name, s.Name)
-	}
 	if image.Satisfies(cur, want) {
 		dec.Action, dec.Reason = UpToDate, "running the policy's latest image"
 		return dec
@@ -171,6 +178,18 @@ func Plan(in Input) Decision {
 	if rev, ok := replacedBefore(d, in.ReplicaSets, container, want); ok {
 		dec.Ahead = true
 		return skip(false, "downgrade refused: revision %d already ran %s and was replaced (alphabetical order of sha-<hex> tags is not build order, fluxcd/flux2#3449)", rev, p.Latest)
+	}
+	if k := dec.Kustomization; k != "" && image.SameString(ann[AnnDeployedImage], p.Latest) && writer() == flux.KustomizeManager {
+		// autodeploy deployed this image, and Flux applied git's image over
+		// it: git is behind the policy (the automation is suspended, its
+		// push refused, or the manifest has no setter marker). Deploying
+		// again would flip the Deployment at every reconcile.
+		ns, name, _ := strings.Cut(k, "/")
+		dec.Alert = "reverted:" + p.Latest
+		dec.Fix = fmt.Sprintf("make git follow ImagePolicy %s (flux get image update -n %s; the image line needs the marker # {\"$imagepolicy\": \"%s:%s\"}), then flux reconcile kustomization %s -n %s --with-source",
+			dec.Policy, s.PolicyNamespace, s.PolicyNamespace, s.PolicyName, name, ns)
+		return skip(true, "%s was reverted by %s from Kustomization %s: git has %s; runs do not deploy %s again until git has it",
+			p.Latest, flux.KustomizeManager, k, dec.Current, p.Latest)
 	}
 	if rev, ok := rolledBackFrom(d, in.ReplicaSets, container, want); ok {
 		// kubectl rollout undo (or kubectl set image to an older image):
@@ -191,6 +210,51 @@ func Plan(in Input) Decision {
 	}
 	return dec
 }
+
+// runningFailed judges a Deployment that runs the image autodeploy
+// remembers as failed: a problem whoever applied it (an automatic rollback
+// that could not be applied, auto-rollback off, Flux applying git's tag, a
+// person), reported with who did it. stop is false only when the run can
+// fix it by deploying the policy's other image: the image was not applied
+// from git (that would fight Flux) and the service is neither held nor
+// paused.
+func runningFailed(in Input, dec *Decision, f FailedImage, writer string) (Decision, bool) {
+	d, s, p := in.Deployment, in.Service, in.Policy
+	_, held := ParseHold(d.Annotations)
+	fromGit := dec.Kustomization != "" && writer == flux.KustomizeManager
+	if p != nil && p.Ready && p.Latest != "" && !image.SameString(p.Latest, dec.Current) && !fromGit && !held && !d.Spec.Paused {
+		return *dec, false
+	}
+	by := ""
+	switch {
+	case fromGit:
+		by = fmt.Sprintf("; applied by %s from Kustomization %s (git has it)", writer, dec.Kustomization)
+	case f.RollbackError != "":
+		by = "; the rollback could not be applied: " + truncate(f.RollbackError, 160)
+	case writer == rollout.FieldManager, writer == "" && !s.AutoRollback:
+		by = "; auto-rollback is off"
+	case writer != "":
+		by = "; set by " + writer
+	}
+	dec.Action, dec.Problem, dec.Alert = Skip, true, "failed-image:"+f.Image
+	dec.Reason = fmt.Sprintf("runs %s, which failed on %s (%s)%s", dec.Current, f.At.UTC().Format("2006-01-02 15:04"), truncate(f.Reason, 120), by)
+	switch {
+	case fromGit && p != nil && p.Latest != "" && !image.SameString(p.Latest, dec.Current):
+		dec.Reason += fmt.Sprintf("; the policy now selects %s: once the ImageUpdateAutomation writes it to git, Flux applies it", p.Latest)
+		dec.Fix = fmt.Sprintf("flux get image update -n %s; then flux reconcile kustomization %s -n %s --with-source", s.PolicyNamespace, nameOf(dec.Kustomization), namespaceOf(dec.Kustomization))
+	case held || f.RollbackError != "":
+		dec.Fix = fmt.Sprintf("roll back by hand: autodeploy rollback %s --to-revision N (autodeploy history %s)", s.Name, s.Name)
+		if held {
+			dec.Reason += " while held"
+		}
+	default:
+		dec.Fix = fmt.Sprintf("roll back by hand: autodeploy rollback %s (autodeploy history %s)", s.Name, s.Name)
+	}
+	return *dec, true
+}
+
+func nameOf(nsName string) string      { _, n, _ := strings.Cut(nsName, "/"); return n }
+func namespaceOf(nsName string) string { ns, _, _ := strings.Cut(nsName, "/"); return ns }
 
 func holdBy(h Hold) string {
 	var parts []string

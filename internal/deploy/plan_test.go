@@ -106,7 +106,26 @@ func TestPlan(t *testing.T) {
 		}), Policy: pol(repo+":sha-bbb", true)}, action: Skip, reasonPart: "failed on 2026-11-25 10:00; waiting"},
 		{name: "still running a failed image whose rollback failed", in: Input{Service: svc(), Deployment: dep(repo+":sha-bbb", 2, func(d *appsv1.Deployment) {
 			d.Annotations[AnnFailedImage] = `{"image":"` + repo + `:sha-bbb","reason":"ImagePullBackOff","at":"2026-11-25T10:00:00Z","rollbackError":"no rollout history found"}`
-		}), Policy: pol(repo+":sha-bbb", true)}, action: Skip, reasonPart: "failed on 2026-11-25 10:00 (the rollback could not be applied: no rollout history found); roll back by hand"},
+		}), Policy: pol(repo+":sha-bbb", true)}, action: Skip, problem: true, reasonPart: "runs " + repo + ":sha-bbb, which failed on 2026-11-25 10:00 (ImagePullBackOff); the rollback could not be applied: no rollout history found"},
+		// Never silent about a bad image, whoever applied it (issue 12).
+		{name: "failed image applied again from git, the policy moved on", in: Input{Service: svc(), Deployment: dep(repo+":sha-bbb", 3, gitops, managedBy(flux.KustomizeManager), failedMark("sha-bbb")),
+			Policy: pol(repo+":sha-aaa", true)}, action: Skip, problem: true, reasonPart: "applied by kustomize-controller from Kustomization flux-system/apps"},
+		{name: "failed image applied again from git, the policy still selects it", in: Input{Service: svc(), Deployment: dep(repo+":sha-bbb", 3, gitops, managedBy(flux.KustomizeManager), failedMark("sha-bbb")),
+			Policy: pol(repo+":sha-bbb", true)}, action: Skip, problem: true, reasonPart: "applied by kustomize-controller from Kustomization flux-system/apps"},
+		{name: "failed image set by a person, the policy moved on: deployed over", in: Input{Service: svc(), Deployment: dep(repo+":sha-bbb", 3, managedBy("kubectl-set"), failedMark("sha-bbb")),
+			Policy: pol(repo+":sha-aaa", true)}, action: Deploy, target: repo + ":sha-aaa", reasonPart: "the policy selected a new image"},
+		{name: "held service running the failed image", in: Input{Service: svc(), Deployment: dep(repo+":sha-bbb", 3, gitops, managedBy(flux.KustomizeManager), failedMark("sha-bbb"), func(d *appsv1.Deployment) {
+			d.Annotations[AnnHold] = `{"by":"alice@host","reason":"bad build","at":"2026-11-25T10:00:00Z"}`
+		}), Policy: pol(repo+":sha-aaa", true)}, action: Skip, problem: true, reasonPart: "applied by kustomize-controller"},
+		// Never fight: an image Flux put back is not deployed again until
+		// git has autodeploy's.
+		{name: "reverted by Flux", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 3, gitops, managedBy(flux.KustomizeManager), func(d *appsv1.Deployment) {
+			d.Annotations[AnnDeployedImage] = repo + ":sha-bbb"
+			d.Annotations[AnnVerified] = "true"
+		}), Policy: pol(repo+":sha-bbb", true)}, action: Skip, problem: true, reasonPart: "reverted by kustomize-controller from Kustomization flux-system/apps: git has " + repo + ":sha-aaa"},
+		{name: "git behind a new image: deployed once", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 3, gitops, managedBy(flux.KustomizeManager), func(d *appsv1.Deployment) {
+			d.Annotations[AnnDeployedImage] = repo + ":sha-aaa"
+		}), Policy: pol(repo+":sha-bbb", true)}, action: Deploy, target: repo + ":sha-bbb", reasonPart: "the policy selected a new image"},
 		{name: "failed image memory does not block the next image", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 1, func(d *appsv1.Deployment) {
 			d.Annotations[AnnFailedImage] = `{"image":"` + repo + `:sha-bbb","reason":"x","at":"2026-11-25T10:00:00Z"}`
 		}), Policy: pol(repo+":sha-ccc", true)}, action: Deploy, target: repo + ":sha-ccc", reasonPart: "the policy selected a new image"},
@@ -204,6 +223,35 @@ func BenchmarkPlan500(b *testing.B) {
 func itoa(i int64) string { return strconv.FormatInt(i, 10) }
 
 func ptr[T any](v T) *T { return &v }
+
+// gitops labels d as applied by Kustomization flux-system/apps.
+func gitops(d *appsv1.Deployment) {
+	d.Labels = map[string]string{flux.KustomizationNameLabel: "apps", flux.KustomizationNamespaceLabel: "flux-system"}
+}
+
+func failedMark(tag string) func(*appsv1.Deployment) {
+	return func(d *appsv1.Deployment) {
+		d.Annotations[AnnFailedImage] = `{"image":"` + repo + `:` + tag + `","reason":"ImagePullBackOff","at":"2026-11-25T10:00:00Z"}`
+	}
+}
+
+// The problems that need a person are notified once: each carries a key
+// that stays the same from run to run while the problem does.
+func TestPlanAlerts(t *testing.T) {
+	bad := dep(repo+":sha-bbb", 3, gitops, managedBy(flux.KustomizeManager), failedMark("sha-bbb"))
+	a := Plan(Input{Service: svc(), Deployment: bad, Policy: pol(repo+":sha-aaa", true)})
+	b := Plan(Input{Service: svc(), Deployment: bad, Policy: pol(repo+":sha-bbb", true)})
+	if a.Alert == "" || a.Alert != b.Alert {
+		t.Errorf("alerts for one failed image running: %q, %q", a.Alert, b.Alert)
+	}
+	reverted := dep(repo+":sha-aaa", 3, gitops, managedBy(flux.KustomizeManager), func(d *appsv1.Deployment) { d.Annotations[AnnDeployedImage] = repo + ":sha-bbb" })
+	if r := Plan(Input{Service: svc(), Deployment: reverted, Policy: pol(repo+":sha-bbb", true)}); r.Alert == "" || r.Alert == a.Alert {
+		t.Errorf("reverted alert %q (failed-image alert %q)", r.Alert, a.Alert)
+	}
+	if ok := Plan(Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 1), Policy: pol(repo+":sha-aaa", true)}); ok.Alert != "" {
+		t.Errorf("up to date, alert %q", ok.Alert)
+	}
+}
 
 // managedBy marks d's container image as written by manager, as the API
 // server records it in managedFields.

@@ -83,6 +83,8 @@ type Runner struct {
 	Notify *notify.Sender
 	// Grace overrides rollout.DefaultGrace (tests).
 	Grace time.Duration
+
+	api flux.API // the image API of this run's cluster
 }
 
 var defaultHealth = health.Check
@@ -122,7 +124,7 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 	if err != nil {
 		return res, err
 	}
-	res.FluxAPI = api.Version
+	res.FluxAPI, r.api = api.Version, api
 	policies, err := r.listPolicies(ctx, api, services)
 	if err != nil {
 		return res, err
@@ -176,6 +178,9 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 		default:
 			sr.Outcome = r.skipped(dec, log)
 		}
+		if !o.DryRun && ctx.Err() == nil && in.Deployment != nil {
+			r.alert(ctx, runID, in.Deployment, sr.Decision, log)
+		}
 		res.Services = append(res.Services, sr)
 	}
 	if ctx.Err() != nil {
@@ -219,7 +224,7 @@ func (r *Runner) act(ctx, runCtx context.Context, snapshot Decision, s config.Se
 		dec := Plan(in)
 		log.Info("plan", "action", dec.Action, "current", dec.Current, "target", dec.Target, "reason", dec.Reason)
 		if dec.StaleMarks {
-			err := r.clearMarks(ctx, in.Deployment)
+			err := r.clearMarks(ctx, in.Deployment, false)
 			if apierrors.IsConflict(err) && attempt < maxReplans {
 				continue
 			}
@@ -249,6 +254,26 @@ func (r *Runner) act(ctx, runCtx context.Context, snapshot Decision, s config.Se
 		}
 		return dec, out, err
 	}
+}
+
+// alert tells people once about a problem that needs them (dec.Alert): the
+// key of the last one notified is kept on the Deployment, and cleared once
+// the problem is gone. Nothing is written while nothing changes.
+func (r *Runner) alert(ctx context.Context, runID string, d *appsv1.Deployment, dec Decision, log *slog.Logger) {
+	if d.Annotations[AnnAlerted] == dec.Alert {
+		return
+	}
+	if _, err := rollout.Annotate(ctx, r.Kube, d, map[string]string{AnnAlerted: dec.Alert}); err != nil {
+		// Not sent either: the next run tries both again, rather than
+		// notifying every run without being able to remember it.
+		log.Warn("could not record the problem's notification; the next run tries again", "error", err)
+		return
+	}
+	if dec.Alert == "" {
+		return
+	}
+	r.Notify.Send(context.WithoutCancel(ctx), notify.Event{Kind: notify.Problem, Level: "error", Service: dec.Service, Time: r.Now().UTC(), RunID: runID,
+		To: dec.Current, Reason: dec.Reason + "; " + dec.Fix})
 }
 
 // skipped reports a skip: a problem (exit 7) is logged as a warning, the
@@ -481,6 +506,7 @@ func (r *Runner) execute(ctx, runCtx context.Context, in Input, dec Decision, lo
 		if err := r.markVerified(ctx, s, ours); err != nil {
 			log.Warn("could not mark as verified; the next run verifies again", "error", err)
 		}
+		r.releaseExclusions(ctx, in, dec, log)
 		if dec.Action == Verify {
 			return OutcomeVerified, nil
 		}
@@ -518,10 +544,14 @@ var errBudget = errors.New("the run's budget ran out")
 func (r *Runner) superseded(ctx context.Context, s config.Service, dec Decision, sup *rollout.SupersededError, log *slog.Logger) (Outcome, error) {
 	log.Warn("superseded: the Deployment was changed during the rollout; leaving it alone", "image", dec.Target, "by", sup.By, "now", sup.Image)
 	r.progress(s.Name, sup.Error())
+	// When Flux applied git over the rollout, the deployed-image mark
+	// stays: it is how the next run knows its image was reverted, and does
+	// not deploy it again (Plan).
+	keepDeployed := sup.By == flux.KustomizeManager
 	for attempt := 1; attempt <= maxReplans; attempt++ {
 		d, err := r.get(ctx, s)
 		if err == nil {
-			err = r.clearMarks(ctx, d)
+			err = r.clearMarks(ctx, d, keepDeployed)
 		}
 		if apierrors.IsConflict(err) {
 			continue // the controller is writing the new rollout's status
@@ -535,8 +565,12 @@ func (r *Runner) superseded(ctx context.Context, s config.Service, dec Decision,
 }
 
 // clearMarks removes the marks of an autodeploy rollout from d.
-func (r *Runner) clearMarks(ctx context.Context, d *appsv1.Deployment) error {
-	_, err := rollout.AnnotateIfUnchanged(ctx, r.Kube, d, map[string]string{AnnVerified: "", AnnDeployedImage: "", AnnPreviousRevision: ""})
+func (r *Runner) clearMarks(ctx context.Context, d *appsv1.Deployment, keepDeployed bool) error {
+	mark := map[string]string{AnnVerified: "", AnnDeployedImage: "", AnnPreviousRevision: ""}
+	if keepDeployed {
+		delete(mark, AnnDeployedImage)
+	}
+	_, err := rollout.AnnotateIfUnchanged(ctx, r.Kube, d, mark)
 	return err
 }
 
@@ -611,6 +645,10 @@ func (r *Runner) recover(ctx context.Context, s config.Service, dec Decision, be
 	var fe *rollout.FailedError
 	if errors.As(cause, &fe) {
 		blame = fe.Cause
+	}
+	if blame.Remembered() && s.AutoRollback {
+		// Whatever the rollback does, git must stop asking for the image.
+		defer r.excludeFailed(ctx, s, dec, cause, log)
 	}
 	// The rollback gets its own timeout even when the run's budget is spent:
 	// leaving a broken rollout in place is worse than overrunning.

@@ -151,9 +151,36 @@ func services(r *Report, cfg *config.Config, objs status.Objects) {
 		if trap, why := alphabeticalSHA(u, p.Latest); trap {
 			r.add(name, Warn, why, `tag builds with a sortable number (e.g. main-<sha>-<unix time>) and use policy: {numerical: {order: asc}} with filterTags: {pattern: '^main-[a-f0-9]+-(?P<ts>[0-9]+)', extract: '$ts'}`)
 		}
+		if dec.Kustomization != "" {
+			gitOps(r, name, s, dec.Kustomization, objs)
+		}
 		if h, held := deploy.ParseHold(d.Annotations); held {
 			r.add(name, Warn, fmt.Sprintf("held by %s: %s", h.By, h.Reason), "autodeploy resume "+s.Name)
 		}
+	}
+}
+
+// gitOps checks that git follows the policy of a service Flux applies
+// from git: without an ImageUpdateAutomation writing its tag, Flux
+// reverts every deploy at its next reconcile.
+func gitOps(r *Report, name string, s config.Service, k string, objs status.Objects) {
+	if objs.GitOpsProblem != "" {
+		r.add(name, Fail, objs.GitOpsProblem, "apply `autodeploy manifests rbac` for this kubeconfig's user or ServiceAccount")
+		return
+	}
+	ns, kname, _ := strings.Cut(k, "/")
+	g := flux.ResolveGitOps(flux.Ref{Namespace: ns, Name: kname}, objs.Kustomizations[k], objs.Automations[s.PolicyNamespace])
+	problem := g.Problem(s.PolicyNamespace + "/" + s.PolicyName)
+	switch {
+	case !g.Found:
+		r.add(name, Warn, problem, "fix or remove the Deployment's "+flux.KustomizationNameLabel+" labels")
+	case g.Automation == nil:
+		r.add(name, Fail, problem, "flux create image update ... --git-repo-ref="+g.K.Source.Name+"; see fluxcd.io/flux/guides/image-update/")
+	case problem != "":
+		r.add(name, Warn, problem, "flux get image update -n "+g.Automation.Namespace)
+	default:
+		r.add(name, OK, fmt.Sprintf("applied from git by Kustomization %s; ImageUpdateAutomation %s writes ImagePolicy %s/%s's tag to %s %s, so git follows autodeploy's deploys",
+			k, g.Automation.Ref, s.PolicyNamespace, s.PolicyName, g.K.SourceKind, g.K.Source), "")
 	}
 }
 
@@ -193,7 +220,7 @@ func permissions(ctx context.Context, r *Report, cfg *config.Config, c *kube.Cli
 			continue
 		}
 		what := fmt.Sprintf("%s %s in %s", ru.Verb, qualified(ru), chk.Namespace)
-		if ru.Resource == "kustomizations" {
+		if ru.Resource == "kustomizations" && ru.Verb == "patch" {
 			optional = append(optional, what)
 			continue
 		}
@@ -214,7 +241,7 @@ func permissions(ctx context.Context, r *Report, cfg *config.Config, c *kube.Cli
 		r.add("permissions", Fail, fmt.Sprintf("%s cannot: %s", cmd, strings.Join(missing[cmd], "; ")), fix)
 	}
 	if len(optional) > 0 {
-		r.add("permissions", Warn, "rollback --suspend-flux and resume cannot: "+strings.Join(optional, "; "), fix)
+		r.add("permissions", Warn, "resume cannot release a hold placed by an earlier version's rollback --suspend-flux: "+strings.Join(optional, "; "), fix)
 	}
 }
 

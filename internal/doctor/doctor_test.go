@@ -129,3 +129,38 @@ func TestServicesAsRunSeesThem(t *testing.T) {
 		})
 	}
 }
+
+// doctor checks that git follows the policy of a service applied from git:
+// no automation writing its tag fails (Flux would revert every deploy).
+func TestGitOpsCheck(t *testing.T) {
+	s := config.Service{Name: "api", PolicyNamespace: "flux-system", PolicyName: "api"}
+	k := &unstructured.Unstructured{Object: map[string]any{
+		"metadata": map[string]any{"name": "apps", "namespace": "flux-system"},
+		"spec":     map[string]any{"sourceRef": map[string]any{"kind": "GitRepository", "name": "flux-system"}},
+	}}
+	auto := unstructured.Unstructured{Object: map[string]any{
+		"metadata": map[string]any{"name": "flux-system", "namespace": "flux-system"},
+		"spec":     map[string]any{"sourceRef": map[string]any{"kind": "GitRepository", "name": "flux-system"}},
+		"status":   map[string]any{"conditions": []any{map[string]any{"type": "Ready", "status": "True"}}},
+	}}
+	tests := []struct {
+		name   string
+		objs   status.Objects
+		status string
+		detail string
+	}{
+		{"git follows", status.Objects{Kustomizations: map[string]*unstructured.Unstructured{"flux-system/apps": k}, Automations: map[string][]unstructured.Unstructured{"flux-system": {auto}}}, OK, "ImageUpdateAutomation flux-system/flux-system writes"},
+		{"no automation", status.Objects{Kustomizations: map[string]*unstructured.Unstructured{"flux-system/apps": k}}, Fail, "every deploy will be reverted by Flux"},
+		{"labels name a missing Kustomization", status.Objects{}, Warn, "which does not exist"},
+		{"cannot read", status.Objects{GitOpsProblem: "cannot read Flux Kustomization flux-system/apps: forbidden"}, Fail, "forbidden"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &Report{}
+			gitOps(r, "service api", s, "flux-system/apps", tt.objs)
+			if len(r.Checks) != 1 || r.Checks[0].Status != tt.status || !strings.Contains(r.Checks[0].Detail, tt.detail) || tt.status != OK && r.Checks[0].Fix == "" {
+				t.Errorf("checks = %+v, want %s containing %q with a fix", r.Checks, tt.status, tt.detail)
+			}
+		})
+	}
+}

@@ -106,6 +106,8 @@ type Policy struct {
 	LastHandled             string
 	// ResourceVersion tells a later write from this one.
 	ResourceVersion string
+	// Order is how the policy ranks tags.
+	Order Order
 }
 
 // Key is namespace/name.
@@ -139,6 +141,7 @@ func ParsePolicy(u *unstructured.Unstructured) Policy {
 	}
 	p.Suspended, _, _ = unstructured.NestedBool(u.Object, "spec", "suspend")
 	p.LastHandled, _, _ = unstructured.NestedString(u.Object, "status", "lastHandledReconcileAt")
+	p.Order = ParseOrder(u)
 	return p
 }
 

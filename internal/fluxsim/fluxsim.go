@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -184,8 +186,8 @@ type Reflector struct {
 	err func(error)
 
 	mu       sync.Mutex
-	latest   map[string]string // ImageRepository -> newest image in the "registry"
-	tags     map[string]int    // ImageRepository -> tags pushed so far
+	images   map[string][]string // ImageRepository -> images in the "registry", oldest first
+	tags     map[string]int      // ImageRepository -> tags pushed so far
 	policies map[string]string // ImagePolicy -> ImageRepository
 	silent   map[string]bool   // objects that ignore reconcile requests
 	requests map[string]int    // "resource/name" -> reconcile requests seen
@@ -194,7 +196,7 @@ type Reflector struct {
 // Start runs a Reflector until ctx ends. onErr receives write failures.
 func Start(ctx context.Context, dc dynamic.Interface, v Version, ns string, onErr func(error)) (*Reflector, error) {
 	r := &Reflector{dc: dc, v: v, ns: ns, err: onErr,
-		latest: map[string]string{}, tags: map[string]int{}, policies: map[string]string{}, silent: map[string]bool{}, requests: map[string]int{}}
+		images: map[string][]string{}, tags: map[string]int{}, policies: map[string]string{}, silent: map[string]bool{}, requests: map[string]int{}}
 	for _, res := range []string{"imagerepositories", "imagepolicies"} {
 		w, err := dc.Resource(v.GVR(res)).Namespace(ns).Watch(ctx, metav1.ListOptions{})
 		if err != nil {
@@ -217,7 +219,7 @@ func Start(ctx context.Context, dc dynamic.Interface, v Version, ns string, onEr
 func (r *Reflector) Track(ctx context.Context, policy, repo, image string) error {
 	r.mu.Lock()
 	r.policies[policy] = repo
-	r.latest[repo] = image
+	r.images[repo] = append(r.images[repo], image)
 	r.tags[repo]++
 	tags := r.tags[repo]
 	r.mu.Unlock()
@@ -232,8 +234,28 @@ func (r *Reflector) Track(ctx context.Context, policy, repo, image string) error
 func (r *Reflector) Push(repo, image string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.latest[repo] = image
+	r.images[repo] = append(r.images[repo], image)
 	r.tags[repo]++
+}
+
+// selectImage is the policy's choice among the images of repo: the newest
+// pushed whose tag no exclusionList pattern matches (the tests push tags
+// in the order an alphabetical policy ranks them). The controller drops
+// excluded tags at the scan (fluxcd.io/flux/components/image/imagerepositories/#exclusion-list).
+func (r *Reflector) selectImage(repo string, exclusions []string) (image string, kept int) {
+	var res []*regexp.Regexp
+	for _, p := range exclusions {
+		if re, err := regexp.Compile(p); err == nil {
+			res = append(res, re)
+		}
+	}
+	for _, img := range r.images[repo] {
+		tag := strings.TrimPrefix(img[len(repoOf(img)):], ":")
+		if !slices.ContainsFunc(res, func(re *regexp.Regexp) bool { return re.MatchString(tag) }) {
+			image, kept = img, kept+1
+		}
+	}
+	return image, kept
 }
 
 // Silence makes the named repository or policy ignore reconcile requests,
@@ -254,29 +276,50 @@ func (r *Reflector) Requests(resource, name string) int {
 func (r *Reflector) handle(ctx context.Context, res string, obj *unstructured.Unstructured) {
 	token := obj.GetAnnotations()[ReconcileAnnotation]
 	handled, _, _ := unstructured.NestedString(obj.Object, "status", "lastHandledReconcileAt")
-	if token == "" || token == handled {
+	// A spec change (a new exclusionList) is reconciled without a request,
+	// as controller-runtime's GenerationChangedPredicate does; the answer
+	// then keeps the last handled token.
+	observed, _, _ := unstructured.NestedInt64(obj.Object, "status", "observedGeneration")
+	specChanged := res == "imagerepositories" && obj.GetGeneration() != observed
+	requested := token != "" && token != handled
+	if !requested && !specChanged {
 		return
+	}
+	if !requested {
+		token = handled
 	}
 	name := obj.GetName()
 	r.mu.Lock()
-	key := res + "/" + name + "@" + token
+	key := fmt.Sprintf("%s/%s@%s#%d", res, name, token, obj.GetGeneration())
 	first := r.requests[key] == 0
 	r.requests[key]++
-	if first {
+	if first && requested {
 		r.requests[res+"/"+name]++
 	}
 	silent := r.silent[name]
-	image := r.latest[r.policies[name]]
+	repo := r.policies[name]
 	if res == "imagerepositories" {
-		image = r.latest[name]
+		repo = name
 	}
-	tags := r.tags[name]
+	tags := r.tags[repo]
 	pols := maps.Clone(r.policies)
 	r.mu.Unlock()
 	if silent || !first {
 		return
 	}
-	var err error
+	exclusions, err := r.exclusions(ctx, repo)
+	if err != nil {
+		if ctx.Err() == nil && r.err != nil {
+			r.err(err)
+		}
+		return
+	}
+	r.mu.Lock()
+	image, kept := r.selectImage(repo, exclusions)
+	r.mu.Unlock()
+	if len(exclusions) > 0 {
+		tags = kept
+	}
 	switch res {
 	case "imagerepositories":
 		// The real order: the ImageRepository reconciler writes the scan
@@ -309,6 +352,16 @@ func (r *Reflector) handle(ctx context.Context, res string, obj *unstructured.Un
 	if err != nil && ctx.Err() == nil && r.err != nil {
 		r.err(err)
 	}
+}
+
+// exclusions reads the exclusionList of ImageRepository name.
+func (r *Reflector) exclusions(ctx context.Context, name string) ([]string, error) {
+	obj, err := r.dc.Resource(r.v.GVR("imagerepositories")).Namespace(r.ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("read ImageRepository %s/%s: %w", r.ns, name, err)
+	}
+	list, _, _ := unstructured.NestedStringSlice(obj.Object, "spec", "exclusionList")
+	return list, nil
 }
 
 func (r *Reflector) policyHandled(ctx context.Context, name string) string {

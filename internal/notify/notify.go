@@ -31,6 +31,9 @@ const (
 	Rollback = "rollback" // manual
 	Hold     = "hold"
 	Resume   = "resume"
+	// Problem: a run found something a person must fix (a failed image
+	// running, a deploy Flux reverted); sent once per problem.
+	Problem = "problem"
 )
 
 // Event is one thing worth telling. Its JSON form is the generic webhook's
@@ -75,6 +78,8 @@ func (e Event) Summary() string {
 		return fmt.Sprintf("%s held by %s: %s", e.Service, e.By, e.Reason)
 	case Resume:
 		return fmt.Sprintf("%s resumed by %s", e.Service, e.By)
+	case Problem:
+		return fmt.Sprintf("%s needs a person: %s", e.Service, e.Reason)
 	}
 	return e.Service + ": " + e.Kind
 }

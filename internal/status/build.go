@@ -30,6 +30,12 @@ type Objects struct {
 	Pods         map[string][]corev1.Pod
 	Policies     map[string]*unstructured.Unstructured
 	Repositories map[string]*unstructured.Unstructured
+	// Kustomizations named by the Deployments' kustomize.toolkit.fluxcd.io
+	// labels (absent: not found), and the ImageUpdateAutomations by
+	// namespace; GitOpsProblem says why they could not be read.
+	Kustomizations map[string]*unstructured.Unstructured
+	Automations    map[string][]unstructured.Unstructured
+	GitOpsProblem  string
 }
 
 // Local is what status reads on this host: the log and the lock.
@@ -87,7 +93,7 @@ func buildService(s config.Service, objs Objects, now time.Time) Service {
 	case objs.FluxProblem != "":
 		out.Problems = append(out.Problems, objs.FluxProblem)
 	case dec.Problem:
-		out.Problems = append(out.Problems, dec.Reason)
+		out.Problems = append(out.Problems, dec.Reason+"; "+dec.Fix)
 	}
 	// A failing scan or a policy that cannot select is news: new images
 	// stop arriving while everything else looks healthy.
@@ -107,16 +113,9 @@ func buildService(s config.Service, objs Objects, now time.Time) Service {
 		out.Hold = &h
 	}
 	if f, ok := deploy.ParseFailedImage(d.Annotations); ok {
+		// A failed image still running is a problem of the plan's
+		// (deploy.runningFailed), whoever applied it.
 		out.Failed = &f
-		if image.SameString(f.Image, dec.Current) {
-			// A failed image still running: the rollback could not be
-			// applied, or auto-rollback is off. Runs do not retry it.
-			why := "auto-rollback is off"
-			if f.RollbackError != "" {
-				why = "the rollback could not be applied: " + f.RollbackError
-			}
-			out.Problems = append(out.Problems, fmt.Sprintf("runs %s, which failed (%s); roll back by hand: autodeploy rollback %s --to-revision N", f.Image, why, s.Name))
-		}
 	}
 	if rt, ok := deploy.ParseRetry(d.Annotations); ok {
 		out.Retry = &rt
@@ -137,8 +136,11 @@ func buildService(s config.Service, objs Objects, now time.Time) Service {
 	if dec.Container != "" {
 		ro.ImageSetBy = rollout.ImageOwner(d, dec.Container)
 	}
-	ro.Kustomization = deploy.KustomizationOf(d)
+	ro.Kustomization = dec.Kustomization
 	out.Rollout = ro
+	if k := dec.Kustomization; k != "" {
+		out.GitOps, out.Problems = gitOps(k, s, objs, out.Problems)
+	}
 	out.Pods = pods(owned, cur, objs.Pods[s.Namespace])
 
 	out.State = StateHealthy
@@ -193,6 +195,28 @@ func rolledOutAt(d *appsv1.Deployment, cur *appsv1.ReplicaSet) *time.Time {
 	return &t
 }
 
+// gitOps is who writes the Deployment from git and whether git follows the
+// policy (issue: share the Deployment with Flux GitOps, never fight it).
+func gitOps(k string, s config.Service, objs Objects, problems []string) (*GitOps, []string) {
+	ns, name, _ := strings.Cut(k, "/")
+	out := &GitOps{Kustomization: k}
+	if objs.GitOpsProblem != "" {
+		return out, append(problems, objs.GitOpsProblem)
+	}
+	g := flux.ResolveGitOps(flux.Ref{Namespace: ns, Name: name}, objs.Kustomizations[k], objs.Automations[s.PolicyNamespace])
+	if g.Found {
+		out.LastApplied, out.Suspended, out.Ready, out.Message = g.K.LastApplied, g.K.Suspended, g.K.Ready, g.K.Message
+		out.Source = g.K.SourceKind + " " + g.K.Source.String()
+	}
+	if a := g.Automation; a != nil {
+		out.Automation = &Automation{Name: a.Ref.String(), Ready: a.Ready, Suspended: a.Suspended, Message: a.Message, LastPushCommit: a.LastPushCommit, LastPushTime: a.LastPushTime}
+	}
+	if p := g.Problem(s.PolicyNamespace + "/" + s.PolicyName); p != "" {
+		problems = append(problems, p)
+	}
+	return out, problems
+}
+
 func repository(u *unstructured.Unstructured) *Repository {
 	r := &Repository{Name: u.GetNamespace() + "/" + u.GetName()}
 	if ts, _, _ := unstructured.NestedString(u.Object, "status", "lastScanResult", "scanTime"); ts != "" {
@@ -203,6 +227,7 @@ func repository(u *unstructured.Unstructured) *Repository {
 	r.TagCount, _, _ = unstructured.NestedInt64(u.Object, "status", "lastScanResult", "tagCount")
 	r.Suspended, _, _ = unstructured.NestedBool(u.Object, "spec", "suspend")
 	r.Ready, r.Message = flux.Ready(u)
+	r.ExcludedByAutodeploy = flux.ParseExclusions(u)
 	return r
 }
 

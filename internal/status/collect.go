@@ -5,22 +5,27 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
 )
 
 // Collect reads what Build needs with one LIST per namespace and kind
-// (Deployments, ReplicaSets, Pods; ImagePolicies, ImageRepositories) and
-// one discovery request, never a GET per service or pod. It needs read
-// access only and takes no lock.
+// (Deployments, ReplicaSets, Pods; ImagePolicies, ImageRepositories,
+// ImageUpdateAutomations) and one discovery request, never a GET per
+// service or pod: only each Kustomization that applies a service is read
+// on its own (most setups have one). It needs read access only and takes
+// no lock.
 func Collect(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface, services []config.Service) (Objects, error) {
 	objs := Objects{
 		Deployments: map[string]*appsv1.Deployment{}, ReplicaSets: map[string][]appsv1.ReplicaSet{}, Pods: map[string][]corev1.Pod{},
@@ -69,6 +74,7 @@ func Collect(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface,
 			}
 		}
 	}
+	collectGitOps(ctx, dc, api, services, &objs)
 	for _, ns := range repoNS {
 		l, err := dc.Resource(api.Repositories()).Namespace(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
@@ -79,4 +85,53 @@ func Collect(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface,
 		}
 	}
 	return objs, nil
+}
+
+// collectGitOps reads the Kustomizations the configured Deployments' labels
+// name, and the ImageUpdateAutomations of the policy namespaces of those
+// services: nothing when no service is applied from git. A read that
+// fails is a problem status shows, not the end of status.
+func collectGitOps(ctx context.Context, dc dynamic.Interface, api flux.API, services []config.Service, objs *Objects) {
+	objs.Kustomizations = map[string]*unstructured.Unstructured{}
+	objs.Automations = map[string][]unstructured.Unstructured{}
+	var autoNS []string
+	for _, s := range services {
+		d := objs.Deployments[s.Namespace+"/"+s.Deployment]
+		if d == nil {
+			continue
+		}
+		k := deploy.KustomizationOf(d)
+		if k == "" {
+			continue
+		}
+		if !slices.Contains(autoNS, s.PolicyNamespace) {
+			autoNS = append(autoNS, s.PolicyNamespace)
+		}
+		if _, done := objs.Kustomizations[k]; done {
+			continue
+		}
+		ns, name, _ := strings.Cut(k, "/")
+		u, err := dc.Resource(flux.KustomizationGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			objs.Kustomizations[k] = nil
+		case err != nil:
+			objs.GitOpsProblem = fmt.Sprintf("cannot read Flux Kustomization %s: %v", k, err)
+			return
+		default:
+			objs.Kustomizations[k] = u
+		}
+	}
+	for _, ns := range autoNS {
+		l, err := dc.Resource(api.Automations()).Namespace(ns).List(ctx, metav1.ListOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			// Flux without image-automation-controller: no automation.
+		case err != nil:
+			objs.GitOpsProblem = fmt.Sprintf("cannot list ImageUpdateAutomations in %s: %v", ns, err)
+			return
+		default:
+			objs.Automations[ns] = l.Items
+		}
+	}
 }

@@ -154,6 +154,44 @@ func writeService(w io.Writer, s Service, now time.Time, o TextOptions) {
 			state += ", " + yellow("suspended")
 		}
 		row("repository", "%s: %s, %d tags (%s)", rp.Name, scan, rp.TagCount, state)
+		for _, e := range rp.ExcludedByAutodeploy {
+			row("excluded", "%s by autodeploy %s (%s rolled back): removed once the policy ranks a newer good image above it", e.Tag, ago(now, e.At), e.Service)
+		}
+	}
+	if g := s.GitOps; g != nil {
+		state := green("Ready")
+		switch {
+		case g.Source == "":
+			state = yellow("not found")
+		case g.Suspended:
+			state = yellow("suspended")
+		case !g.Ready:
+			state = yellow("not Ready: " + g.Message)
+		}
+		applied := ""
+		if g.LastApplied != "" {
+			applied = ", applied " + g.LastApplied
+		}
+		row("git", "Kustomization %s (%s%s)", g.Kustomization, state, applied)
+		if a := g.Automation; a != nil {
+			st := green("Ready")
+			switch {
+			case a.Suspended:
+				st = yellow("suspended")
+			case !a.Ready:
+				st = yellow("not Ready: " + a.Message)
+			}
+			push := "no push yet"
+			if a.LastPushCommit != "" {
+				push = "last push " + shortCommit(a.LastPushCommit)
+				if a.LastPushTime != nil {
+					push += " " + ago(now, *a.LastPushTime)
+				}
+			}
+			row("automation", "ImageUpdateAutomation %s writes the tag (%s, %s)", a.Name, st, push)
+		} else if g.Source != "" {
+			row("automation", "%s", yellow("none writes the policy's tag to "+g.Source))
+		}
 	}
 	if h := s.Hold; h != nil {
 		row("held", "%s", yellow(fmt.Sprintf("by %s %s: %s", h.By, ago(now, h.At), h.Reason)))
@@ -326,4 +364,11 @@ func age(now, t time.Time) string {
 		return fmt.Sprintf("%dh", h)
 	}
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+func shortCommit(c string) string {
+	if len(c) > 12 {
+		return c[:12]
+	}
+	return c
 }

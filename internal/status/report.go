@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
+	"github.com/autodeploy-dev/autodeploy/internal/flux"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/runlog"
 )
@@ -72,6 +73,7 @@ type Service struct {
 	Rollout    *Rollout            `json:"rollout,omitempty"`
 	Policy     *Policy             `json:"imagePolicy,omitempty"`
 	Repository *Repository         `json:"imageRepository,omitempty"`
+	GitOps     *GitOps             `json:"gitops,omitempty"`
 	NextRun    *NextAction         `json:"nextRun,omitempty"`
 	Hold       *deploy.Hold        `json:"hold,omitempty"`
 	Failed     *deploy.FailedImage `json:"failedImage,omitempty"`
@@ -120,6 +122,33 @@ type Repository struct {
 	Ready     bool       `json:"ready"`
 	Message   string     `json:"message,omitempty"`
 	Suspended bool       `json:"suspended,omitempty"`
+	// ExcludedByAutodeploy are the exclusionList patterns rollbacks added
+	// (removed once the policy ranks a newer good image above them).
+	ExcludedByAutodeploy []flux.Exclusion `json:"excludedByAutodeploy,omitempty"`
+}
+
+// GitOps is Flux's side when a Kustomization applies the Deployment from
+// git: who else writes it, and whether git follows the policy.
+type GitOps struct {
+	Kustomization string `json:"kustomization"` // namespace/name
+	Source        string `json:"source,omitempty"`
+	LastApplied   string `json:"lastAppliedRevision,omitempty"`
+	Ready         bool   `json:"ready"`
+	Suspended     bool   `json:"suspended,omitempty"`
+	Message       string `json:"message,omitempty"`
+	// Automation is the ImageUpdateAutomation that writes the policy's tag
+	// to that source; nil when none does.
+	Automation *Automation `json:"automation,omitempty"`
+}
+
+// Automation is an ImageUpdateAutomation's side.
+type Automation struct {
+	Name           string     `json:"name"` // namespace/name
+	Ready          bool       `json:"ready"`
+	Suspended      bool       `json:"suspended,omitempty"`
+	Message        string     `json:"message,omitempty"`
+	LastPushCommit string     `json:"lastPushCommit,omitempty"`
+	LastPushTime   *time.Time `json:"lastPushTime,omitempty"`
 }
 
 // NextAction is what the next run would do, from the same plan `run` makes.

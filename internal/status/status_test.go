@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/flux"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/runlog"
 )
@@ -392,5 +393,66 @@ func TestWriters(t *testing.T) {
 	}
 	if text := strings.Join(strings.Fields(b.String()), " "); !strings.Contains(text, "(set by kustomize-controller; applied by Flux Kustomization flux-system/apps)") {
 		t.Errorf("text:\n%s", b.String())
+	}
+}
+
+// Who else writes a service applied from git, and whether git follows its
+// policy: a Kustomization without an automation writing the tag is a
+// problem (every deploy will be reverted), as is a suspended automation.
+func TestBuildGitOps(t *testing.T) {
+	cfg, err := config.Parse([]byte("defaults: {namespace: apps}\nservices:\n  - name: api\n"), "gitops.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kustomization := &unstructured.Unstructured{Object: map[string]any{
+		"metadata": map[string]any{"name": "apps", "namespace": "flux-system", "generation": int64(1)},
+		"spec":     map[string]any{"sourceRef": map[string]any{"kind": "GitRepository", "name": "flux-system"}},
+		"status": map[string]any{"observedGeneration": int64(1), "lastAppliedRevision": "main@sha1:0123456789abcdef",
+			"conditions": []any{map[string]any{"type": "Ready", "status": "True", "message": "Applied revision: main@sha1:0123456789abcdef"}}},
+	}}
+	automation := func(suspend bool, source string) unstructured.Unstructured {
+		return unstructured.Unstructured{Object: map[string]any{
+			"metadata": map[string]any{"name": "flux-system", "namespace": "flux-system", "generation": int64(1)},
+			"spec":     map[string]any{"suspend": suspend, "sourceRef": map[string]any{"kind": "GitRepository", "name": source}},
+			"status": map[string]any{"observedGeneration": int64(1), "lastPushCommit": "fedcba9876543210", "lastPushTime": "2026-11-25T10:29:00Z",
+				"conditions": []any{map[string]any{"type": "Ready", "status": "True", "message": "repository up-to-date"}}},
+		}}
+	}
+	tests := []struct {
+		name        string
+		automations []unstructured.Unstructured
+		problem     string
+		row         string
+	}{
+		{"automation writes the tag", []unstructured.Unstructured{automation(false, "flux-system")}, "", "ImageUpdateAutomation flux-system/flux-system writes the tag (Ready, last push fedcba987654 1m ago)"},
+		{"no automation", nil, "no ImageUpdateAutomation writes ImagePolicy flux-system/api's tag to GitRepository flux-system/flux-system: every deploy will be reverted by Flux", "none writes the policy's tag"},
+		{"automation of another repository", []unstructured.Unstructured{automation(false, "other")}, "every deploy will be reverted", "none writes"},
+		{"suspended automation", []unstructured.Unstructured{automation(true, "flux-system")}, "ImageUpdateAutomation flux-system/flux-system is suspended", "suspended"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture()
+			f.deployment("api", 1, []string{reg + "api:sha-1111111"}, complete(1), nil, kpod("api-h1-aaaaa", "h1", "Running", true, 0, time.Minute))
+			f.objs.Deployments["apps/api"].Labels = map[string]string{flux.KustomizationNameLabel: "apps", flux.KustomizationNamespaceLabel: "flux-system"}
+			f.policy("api", reg+"api:sha-1111111")
+			f.objs.Kustomizations = map[string]*unstructured.Unstructured{"flux-system/apps": kustomization}
+			f.objs.Automations = map[string][]unstructured.Unstructured{"flux-system": tt.automations}
+			r := Build(cfg, cfg.Services, f.objs, Local{}, now)
+			svc := r.Services[0]
+			if svc.GitOps == nil || svc.GitOps.LastApplied != "main@sha1:0123456789abcdef" {
+				t.Fatalf("gitops = %+v", svc.GitOps)
+			}
+			if tt.problem == "" && len(svc.Problems) > 0 || tt.problem != "" && (len(svc.Problems) != 1 || !strings.Contains(svc.Problems[0], tt.problem)) {
+				t.Errorf("problems = %q, want %q", svc.Problems, tt.problem)
+			}
+			var b bytes.Buffer
+			if err := WriteText(&b, r, TextOptions{Details: true}); err != nil {
+				t.Fatal(err)
+			}
+			text := strings.Join(strings.Fields(b.String()), " ") // rows wrap
+			if !strings.Contains(text, "git Kustomization flux-system/apps (Ready, applied main@sha1:0123456789abcdef)") || !strings.Contains(text, tt.row) {
+				t.Errorf("text lacks the git rows:\n%s", b.String())
+			}
+		})
 	}
 }

@@ -1,0 +1,146 @@
+package flux
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+func TestOrderPrefers(t *testing.T) {
+	tests := []struct {
+		name   string
+		order  Order
+		a, b   string
+		want   bool
+		wantOK bool
+	}{
+		{"alphabetical asc", Order{Kind: "alphabetical"}, "sha-b", "sha-a", true, true},
+		{"alphabetical asc, lower", Order{Kind: "alphabetical"}, "sha-a", "sha-b", false, true},
+		{"alphabetical desc", Order{Kind: "alphabetical", Descending: true}, "sha-a", "sha-b", true, true},
+		{"numerical with extract", Order{Kind: "numerical", Pattern: `^main-[a-f0-9]+-(?P<ts>[0-9]+)$`, Extract: "$ts"}, "main-aa-20", "main-bb-3", true, true},
+		{"numerical, not a number", Order{Kind: "numerical"}, "x", "3", false, false},
+		{"semver", Order{Kind: "semver", Range: ">=1.0.0"}, "v1.10.0", "1.9.3", true, true},
+		{"semver, older", Order{Kind: "semver"}, "1.2.0", "1.10.0", false, true},
+		{"filtered out", Order{Kind: "alphabetical", Pattern: `^sha-`}, "latest", "sha-a", false, false},
+		{"unknown policy", Order{}, "a", "b", false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := tt.order.Prefers(tt.a, tt.b)
+			if got != tt.want || ok != tt.wantOK {
+				t.Errorf("Prefers(%q, %q) = %v, %v; want %v, %v", tt.a, tt.b, got, ok, tt.want, tt.wantOK)
+			}
+		})
+	}
+}
+
+func TestParseOrder(t *testing.T) {
+	u := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{
+		"filterTags": map[string]any{"pattern": "^sha-(?P<h>.*)$", "extract": "$h"},
+		"policy":     map[string]any{"alphabetical": map[string]any{"order": "desc"}},
+	}}}
+	want := Order{Kind: "alphabetical", Descending: true, Pattern: "^sha-(?P<h>.*)$", Extract: "$h"}
+	if got := ParseOrder(u); got != want {
+		t.Errorf("ParseOrder = %+v, want %+v", got, want)
+	}
+}
+
+func imageRepo(list []string, ann map[string]string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository",
+		"metadata": map[string]any{"name": "api", "namespace": "flux-system", "resourceVersion": "7"},
+		"spec":     map[string]any{"image": "ghcr.io/x/api"},
+	}}
+	if list != nil {
+		l := make([]any, len(list))
+		for i, p := range list {
+			l[i] = p
+		}
+		u.Object["spec"].(map[string]any)["exclusionList"] = l
+	}
+	u.SetAnnotations(ann)
+	return u
+}
+
+func fakeDynamic(objs ...runtime.Object) *dynamicfake.FakeDynamicClient {
+	return dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{reposGVR: "ImageRepositoryList"}, objs...)
+}
+
+func readRepo(t *testing.T, dc *dynamicfake.FakeDynamicClient) ([]string, []Exclusion) {
+	t.Helper()
+	u, err := dc.Resource(reposGVR).Namespace("flux-system").Get(context.Background(), "api", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "exclusionList")
+	return list, ParseExclusions(u)
+}
+
+func TestExcludeAndUnexcludeTouchOnlyTheirOwn(t *testing.T) {
+	ctx := context.Background()
+	api := API{Version: "v1"}
+	ref := Ref{Namespace: "flux-system", Name: "api"}
+	// Flux's default pattern and one an operator added stay whatever
+	// autodeploy does.
+	dc := fakeDynamic(imageRepo([]string{`^.*\.sig$`, "^sha-manual$"}, nil))
+	at := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	added, err := Exclude(ctx, dc, api, ref, Exclusion{Tag: "sha-bad", Service: "api", Reason: "CrashLoopBackOff", At: at})
+	if err != nil || !added {
+		t.Fatalf("Exclude = %v, %v", added, err)
+	}
+	list, recs := readRepo(t, dc)
+	if !slices.Equal(list, []string{`^.*\.sig$`, "^sha-manual$", "^sha-bad$"}) || len(recs) != 1 || recs[0].Pattern != "^sha-bad$" || recs[0].Service != "api" {
+		t.Fatalf("after Exclude: list %q, records %+v", list, recs)
+	}
+	// A second rollback of the same tag changes nothing; neither does
+	// excluding a tag someone else already excluded (it is not ours to
+	// remove later).
+	for _, tag := range []string{"sha-bad", "sha-manual"} {
+		if added, err := Exclude(ctx, dc, api, ref, Exclusion{Tag: tag}); err != nil || added {
+			t.Errorf("Exclude(%s) again = %v, %v; want false, nil", tag, added, err)
+		}
+	}
+	if _, recs := readRepo(t, dc); len(recs) != 1 {
+		t.Fatalf("records = %+v, want only sha-bad", recs)
+	}
+	removed, err := Unexclude(ctx, dc, api, ref, func(Exclusion) bool { return true })
+	if err != nil || len(removed) != 1 || removed[0].Tag != "sha-bad" {
+		t.Fatalf("Unexclude = %+v, %v", removed, err)
+	}
+	list, recs = readRepo(t, dc)
+	if !slices.Equal(list, []string{`^.*\.sig$`, "^sha-manual$"}) || len(recs) != 0 {
+		t.Errorf("after Unexclude: list %q, records %+v; want the operator's patterns only", list, recs)
+	}
+	u, _ := dc.Resource(reposGVR).Namespace("flux-system").Get(ctx, "api", metav1.GetOptions{})
+	if _, has := u.GetAnnotations()[AnnExclusions]; has {
+		t.Errorf("the record annotation is left behind: %v", u.GetAnnotations())
+	}
+}
+
+func TestExcludeRetriesAConflict(t *testing.T) {
+	dc := fakeDynamic(imageRepo(nil, nil))
+	conflicts := 0
+	dc.PrependReactor("patch", "imagerepositories", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if conflicts < 2 {
+			conflicts++
+			return true, nil, apierrors.NewConflict(reposGVR.GroupResource(), "api", nil)
+		}
+		return false, nil, nil
+	})
+	added, err := Exclude(context.Background(), dc, API{Version: "v1"}, Ref{Namespace: "flux-system", Name: "api"}, Exclusion{Tag: "sha-1"})
+	if err != nil || !added || conflicts != 2 {
+		t.Fatalf("Exclude = %v, %v after %d conflicts", added, err, conflicts)
+	}
+	if list, _ := readRepo(t, dc); !slices.Equal(list, []string{"^sha-1$"}) {
+		t.Errorf("list = %q", list)
+	}
+}

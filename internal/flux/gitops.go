@@ -1,0 +1,172 @@
+package flux
+
+import (
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// Flux GitOps: the other writer of a Deployment in the seed's setup.
+// kustomize-controller applies it from git (server-side apply, field
+// manager "kustomize-controller", forced), and an ImageUpdateAutomation
+// writes each policy's tag back to git through setter markers. autodeploy
+// reads these objects to say who writes a service and whether git follows
+// the policy (status, doctor); it never suspends them.
+const (
+	KustomizeGroup = "kustomize.toolkit.fluxcd.io"
+	SourceGroup    = "source.toolkit.fluxcd.io"
+	// KustomizeManager is the field manager of kustomize-controller's
+	// server-side apply: the owner of the image field after Flux applied
+	// git (fluxcd.io/flux/components/kustomize/kustomizations/#server-side-apply).
+	KustomizeManager = "kustomize-controller"
+	// Labels kustomize-controller puts on every object it applies.
+	KustomizationNameLabel      = KustomizeGroup + "/name"
+	KustomizationNamespaceLabel = KustomizeGroup + "/namespace"
+	// ReconcileAnnotation set to ReconcileDisabled on an object in the
+	// cluster makes kustomize-controller skip that object, and only it
+	// (fluxcd.io/flux/components/kustomize/kustomizations/#controlling-the-apply-behavior-of-resources).
+	KustomizeReconcileAnnotation = KustomizeGroup + "/reconcile"
+	ReconcileDisabled            = "disabled"
+)
+
+// KustomizationGVR and GitRepositoryGVR are served as v1 by every Flux
+// generation autodeploy supports (2.6 and later).
+var (
+	KustomizationGVR = schema.GroupVersionResource{Group: KustomizeGroup, Version: "v1", Resource: "kustomizations"}
+	GitRepositoryGVR = schema.GroupVersionResource{Group: SourceGroup, Version: "v1", Resource: "gitrepositories"}
+)
+
+// Automations is the ImageUpdateAutomation resource. It shares the image
+// group with the policies, and each Flux generation serves it at the same
+// preferred version (2.6: v1beta2, 2.7: v1).
+func (a API) Automations() schema.GroupVersionResource {
+	return schema.GroupVersionResource{Group: ImageGroup, Version: a.Version, Resource: "imageupdateautomations"}
+}
+
+// Kustomization is what autodeploy needs of a Flux Kustomization.
+type Kustomization struct {
+	Ref
+	Suspended   bool
+	Ready       bool
+	Message     string
+	LastApplied string // status.lastAppliedRevision, e.g. main@sha1:0a1b...
+	Source      Ref    // spec.sourceRef (a GitRepository in the seed)
+	SourceKind  string
+}
+
+// ParseKustomization reads a Kustomization.
+func ParseKustomization(u *unstructured.Unstructured) Kustomization {
+	k := Kustomization{Ref: Ref{Namespace: u.GetNamespace(), Name: u.GetName()}}
+	k.Suspended = isSuspended(u)
+	k.Ready, k.Message = readyCondition(u)
+	k.LastApplied, _, _ = unstructured.NestedString(u.Object, "status", "lastAppliedRevision")
+	k.SourceKind, k.Source = sourceRef(u)
+	return k
+}
+
+// Automation is what autodeploy needs of an ImageUpdateAutomation.
+type Automation struct {
+	Ref
+	Suspended      bool
+	Ready          bool
+	Message        string
+	Source         Ref
+	SourceKind     string
+	LastPushCommit string
+	LastPushTime   *time.Time
+}
+
+// ParseAutomation reads an ImageUpdateAutomation of any served version.
+func ParseAutomation(u *unstructured.Unstructured) Automation {
+	a := Automation{Ref: Ref{Namespace: u.GetNamespace(), Name: u.GetName()}}
+	a.Suspended = isSuspended(u)
+	a.Ready, a.Message = readyCondition(u)
+	a.SourceKind, a.Source = sourceRef(u)
+	a.LastPushCommit, _, _ = unstructured.NestedString(u.Object, "status", "lastPushCommit")
+	if s, _, _ := unstructured.NestedString(u.Object, "status", "lastPushTime"); s != "" {
+		if t, err := time.Parse(time.RFC3339, s); err == nil {
+			a.LastPushTime = &t
+		}
+	}
+	return a
+}
+
+func sourceRef(u *unstructured.Unstructured) (string, Ref) {
+	kind, _, _ := unstructured.NestedString(u.Object, "spec", "sourceRef", "kind")
+	r := Ref{Namespace: u.GetNamespace()}
+	r.Name, _, _ = unstructured.NestedString(u.Object, "spec", "sourceRef", "name")
+	if ns, _, _ := unstructured.NestedString(u.Object, "spec", "sourceRef", "namespace"); ns != "" {
+		r.Namespace = ns
+	}
+	return kind, r
+}
+
+// GitOps says who writes a Deployment from git and whether git follows
+// its ImagePolicy.
+type GitOps struct {
+	// Kustomization applies the Deployment (its labels name it).
+	Kustomization Ref
+	// Found is false when the labels name a Kustomization that does not
+	// exist (deleted, or a copy of another cluster's labels).
+	Found bool
+	K     Kustomization
+	// Automation writes the policy's tag into the Kustomization's source;
+	// nil when none does.
+	Automation *Automation
+}
+
+// Problem says why git will not follow the policy, with the fix; "" when it
+// will (as far as the objects tell).
+func (g GitOps) Problem(policy string) string {
+	switch {
+	case !g.Found:
+		return fmt.Sprintf("the Deployment's labels name Flux Kustomization %s, which does not exist", g.Kustomization)
+	case g.Automation == nil:
+		return fmt.Sprintf("applied from git by Kustomization %s, but no ImageUpdateAutomation writes ImagePolicy %s's tag to %s %s: every deploy will be reverted by Flux; create one (flux create image update) and add the setter marker # {\"$imagepolicy\": \"%s\"} to the image line in git",
+			g.Kustomization, policy, g.K.SourceKind, g.K.Source, markerName(policy))
+	case g.Automation.Suspended:
+		return fmt.Sprintf("ImageUpdateAutomation %s is suspended: git does not follow ImagePolicy %s, and Flux will revert deploys (flux resume image update %s -n %s)",
+			g.Automation.Ref, policy, g.Automation.Name, g.Automation.Namespace)
+	case !g.Automation.Ready:
+		return fmt.Sprintf("ImageUpdateAutomation %s is not Ready: %s (flux get image update %s -n %s)", g.Automation.Ref, g.Automation.Message, g.Automation.Name, g.Automation.Namespace)
+	}
+	return ""
+}
+
+// markerName is the policy as a setter marker names it, namespace:name.
+func markerName(policy string) string {
+	for i := range len(policy) {
+		if policy[i] == '/' {
+			return policy[:i] + ":" + policy[i+1:]
+		}
+	}
+	return policy
+}
+
+// ResolveGitOps says who writes a Deployment applied by Kustomization k
+// from git, given the Kustomization as read (nil: not found) and the
+// ImageUpdateAutomations of the policy's namespace: those that push to the
+// Kustomization's source can carry the policy's tag into git (an
+// automation applies the policies of its own namespace). It is pure, for
+// status and doctor.
+func ResolveGitOps(k Ref, kustomization *unstructured.Unstructured, automations []unstructured.Unstructured) GitOps {
+	g := GitOps{Kustomization: k}
+	if kustomization == nil {
+		return g
+	}
+	g.Found, g.K = true, ParseKustomization(kustomization)
+	for i := range automations {
+		a := ParseAutomation(&automations[i])
+		if a.Source != g.K.Source {
+			continue
+		}
+		// Prefer one that works: a suspended or failing one is reported
+		// only when no other writes the tag.
+		if g.Automation == nil || (!g.Automation.Ready || g.Automation.Suspended) && a.Ready && !a.Suspended {
+			g.Automation = &a
+		}
+	}
+	return g
+}
