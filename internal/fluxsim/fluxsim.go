@@ -188,9 +188,9 @@ type Reflector struct {
 	mu       sync.Mutex
 	images   map[string][]string // ImageRepository -> images in the "registry", oldest first
 	tags     map[string]int      // ImageRepository -> tags pushed so far
-	policies map[string]string // ImagePolicy -> ImageRepository
-	silent   map[string]bool   // objects that ignore reconcile requests
-	requests map[string]int    // "resource/name" -> reconcile requests seen
+	policies map[string]string   // ImagePolicy -> ImageRepository
+	silent   map[string]bool     // objects that ignore reconcile requests
+	requests map[string]int      // "resource/name" -> reconcile requests seen
 }
 
 // Start runs a Reflector until ctx ends. onErr receives write failures.
