@@ -53,7 +53,7 @@ type svcSpec struct {
 	extra       string // extra YAML lines for the service
 }
 
-func newFixture(t *testing.T, e *kubetest.Env, v fluxsim.Version, specs []svcSpec, cfgExtra string) *fixture {
+func newFixture(t testing.TB, e *kubetest.Env, v fluxsim.Version, specs []svcSpec, cfgExtra string) *fixture {
 	t.Helper()
 	f := &fixture{e: e, v: v, refl: e.StartReflector(v, e.Namespace)}
 	var y strings.Builder
@@ -101,7 +101,7 @@ func (f *fixture) runner() *deploy.Runner {
 	}
 }
 
-func (f *fixture) run(t *testing.T, o deploy.Options) *deploy.Result {
+func (f *fixture) run(t testing.TB, o deploy.Options) *deploy.Result {
 	t.Helper()
 	res, err := f.runner().Run(context.Background(), "test", o)
 	if err != nil {

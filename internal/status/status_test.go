@@ -156,6 +156,23 @@ services:
 		},
 		kpod("generation-h1-fffff", "h1", "Running", true, 0, time.Hour))
 	f.policy("generation", reg+"generation:sha-4444444")
+	// ... applied from git by Flux: the rollback kept Flux off it and
+	// excluded the tag, and an automation writes the policy's tag to git
+	f.objs.Deployments["apps/generation"].Labels = map[string]string{"kustomize.toolkit.fluxcd.io/name": "apps", "kustomize.toolkit.fluxcd.io/namespace": "flux-system"}
+	f.objs.Deployments["apps/generation"].Annotations["kustomize.toolkit.fluxcd.io/reconcile"] = "disabled"
+	f.objs.Repositories["flux-system/generation"].SetAnnotations(map[string]string{"autodeploy.dev/exclusions": `[{"pattern":"^sha-4444444$","tag":"sha-4444444","service":"generation","reason":"rolled back by alice@ops-1: 500s on /search","at":"2026-11-25T10:12:00Z"}]`})
+	f.objs.Kustomizations = map[string]*unstructured.Unstructured{"flux-system/apps": {Object: map[string]any{
+		"metadata": map[string]any{"name": "apps", "namespace": "flux-system"},
+		"spec":     map[string]any{"sourceRef": map[string]any{"kind": "GitRepository", "name": "flux-system"}},
+		"status": map[string]any{"lastAppliedRevision": "main@sha1:9f8e7d6c5b4a39281706f5e4d3c2b1a098765432",
+			"conditions": []any{map[string]any{"type": "Ready", "status": "True", "message": "Applied revision: main@sha1:9f8e7d6c5b4a39281706f5e4d3c2b1a098765432"}}},
+	}}}
+	f.objs.Automations = map[string][]unstructured.Unstructured{"flux-system": {{Object: map[string]any{
+		"metadata": map[string]any{"name": "flux-system", "namespace": "flux-system"},
+		"spec":     map[string]any{"sourceRef": map[string]any{"kind": "GitRepository", "name": "flux-system"}},
+		"status": map[string]any{"lastPushCommit": "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567", "lastPushTime": "2026-11-25T10:12:03Z",
+			"conditions": []any{map[string]any{"type": "Ready", "status": "True", "message": "repository up-to-date"}}},
+	}}}}
 	// behind its policy
 	f.deployment("search", 1, []string{reg + "search:sha-5555555"}, complete(1), nil, kpod("search-h1-ggggg", "h1", "Running", true, 0, time.Hour))
 	f.policy("search", reg+"search:sha-6666666")
