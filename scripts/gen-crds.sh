@@ -22,10 +22,21 @@ CONTROLLER_GEN_VERSION=${CONTROLLER_GEN_VERSION:-v0.21.0}
 IMAGE_API=github.com/fluxcd/image-reflector-controller/api
 SOURCE_API=github.com/fluxcd/source-controller/api
 KUSTOMIZE_API=github.com/fluxcd/kustomize-controller/api
+AUTOMATION_API=github.com/fluxcd/image-automation-controller/api
 
 # Flux generation -> image-reflector-controller api version.
 declare -A IMAGE_VERSIONS=(
 	[flux-2.6]=v0.35.2
+	[flux-2.7]=v1.0.4
+	[flux-2.9]=v1.2.5
+)
+# Flux generation -> image-automation-controller api version: the release
+# each Flux version ships (2.6: v0.41.x, 2.7: v1.0.4, the controller issue 12
+# observed). The proxy's version list omits v1.0.4, but it serves the module
+# at that exact version; 2.9 takes v1.2.5, which requires source-controller/api
+# v1.9 like the image-reflector-controller/api v1.2.5 beside it.
+declare -A AUTOMATION_VERSIONS=(
+	[flux-2.6]=v0.41.2
 	[flux-2.7]=v1.0.4
 	[flux-2.9]=v1.2.5
 )
@@ -91,6 +102,7 @@ gen "$KUSTOMIZE_API" "$KUSTOMIZE_VERSION" "$common"
 # checked-in files as they were.
 for gen_dir in $(printf '%s\n' "${!IMAGE_VERSIONS[@]}" | sort); do
 	gen "$IMAGE_API" "${IMAGE_VERSIONS[$gen_dir]}" "$work/out/$gen_dir"
+	gen "$AUTOMATION_API" "${AUTOMATION_VERSIONS[$gen_dir]}" "$work/out/$gen_dir"
 	cp "$common"/*.yaml "$work/out/$gen_dir"/
 done
 for gen_dir in $(printf '%s\n' "${!IMAGE_VERSIONS[@]}" | sort); do
