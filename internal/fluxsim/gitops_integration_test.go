@@ -448,3 +448,28 @@ func TestGitOpsFailedApply(t *testing.T) {
 	}
 	wantEqual(t, "image", kubetest.Image(e.GetDeployment("api")), imageA)
 }
+
+// Flux 2.6 serves ImagePolicy and ImageUpdateAutomation at v1beta2: the
+// automation reads the policy and writes its status at that version.
+func TestGitOpsFlux26(t *testing.T) {
+	e := kubetest.DedicatedControlPlane(t, "2.6")
+	v := fluxsim.Flux26
+	e.CreateImageRepository(v, e.Namespace, "api", "ghcr.io/team-mercurious/api")
+	e.CreateImagePolicy(v, e.Namespace, "api", "api")
+	e.SetPolicyImage(v, e.Namespace, "api", imageA)
+	g := e.StartGitOps(fluxsim.GitOptions{
+		Files:        map[string]string{manifest: deployment(e.Namespace, imageA)},
+		Path:         "./apps",
+		ImageVersion: v,
+	})
+	e.SetPolicyImage(v, e.Namespace, "api", imageB)
+	waitFile(t, g, manifest, imageB)
+	head, _ := g.Head()
+	kubetest.Eventually(t, 5*time.Second, "lastPushCommit", func(context.Context) (bool, error) {
+		return str(get(t, e, v.GVR("imageupdateautomations"), fluxsim.AutomationName), "status", "lastPushCommit") == head, nil
+	})
+	if err := g.Fetch(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wantEqual(t, "image", kubetest.Image(e.GetDeployment("api")), imageB)
+}
