@@ -1,9 +1,116 @@
-// Package fluxsim plays Flux's image-reflector-controller against a real
-// API server, for the integration tests and the demo: the module proxy does
-// not serve the controller, and no registry is needed to exercise
-// autodeploy. It writes ImageRepository and ImagePolicy status in the exact
-// shape of the chosen Flux version, and answers reconcile requests with
+// Package fluxsim plays Flux's controllers against a real API server, for
+// the integration tests and the demo: the module proxy does not serve the
+// controllers, and no registry is needed to exercise autodeploy.
+//
+// # image-reflector-controller (Start, Reflector)
+//
+// It writes ImageRepository and ImagePolicy status in the exact shape of
+// the chosen Flux version, and answers reconcile requests with
 // status.lastHandledReconcileAt as the controller does.
+//
+// # GitOps: source-, kustomize- and image-automation-controller (StartGitOps)
+//
+// StartGitOps plays the three controllers that carry an image from a
+// policy to git and from git to the cluster, for one GitRepository
+// ("flux-system", branch main), one Kustomization ("apps", prune) and one
+// ImageUpdateAutomation ("flux-system", Setters) in one namespace. The
+// repository is a bare one on disk, served over git's smart HTTP protocol
+// on loopback (githttp.go: the GitRepository CRD accepts only http(s) and
+// ssh URLs). It uses the libraries the controllers are built on:
+// github.com/fluxcd/pkg/ssa for the apply and github.com/go-git/go-git/v5
+// for git. What is modelled, and where Flux documents it:
+//
+// source-controller (fluxcd.io/flux/components/source/gitrepositories/):
+//   - a reconcile resolves the head of spec.ref.branch and, for a new
+//     commit, stores an artifact: status.artifact.revision
+//     "main@sha1:<hash>", digest, path, url, size, lastUpdateTime
+//     (#artifact), with Ready and ArtifactInStorage True "stored artifact
+//     for revision '...'";
+//   - it reconciles at spec.interval or on a reconcile request
+//     (reconcile.fluxcd.io/requestedAt, echoed in
+//     status.lastHandledReconcileAt, #triggering-a-reconcile): a push is
+//     not seen before either (Fetch plays the interval);
+//   - spec.suspend: nothing is fetched (#suspend).
+//
+// kustomize-controller (fluxcd.io/flux/components/kustomize/kustomizations/):
+//   - it watches its source and reconciles when the artifact revision
+//     changes, at spec.interval (ReconcileKustomization), on a reconcile
+//     request, and on a new generation (e.g. resume);
+//   - spec.path without a kustomization.yaml: every manifest under it,
+//     recursively (#path); spec.targetNamespace (#target-namespace) is set
+//     to the namespace, so manifests may omit theirs;
+//   - the apply is ssa.ResourceManager.ApplyAllStaged with the options of
+//     KustomizationReconciler.apply (kustomize-controller
+//     internal/controller/kustomization_controller.go): field manager
+//     kustomize-controller, server-side apply with force (conflicts taken
+//     over), labels kustomize.toolkit.fluxcd.io/name and /namespace on
+//     every object, and drift detection: a server-side dry-run apply is
+//     compared with the live object and only objects that differ are
+//     written (the spec's example: it "runs a server-side apply dry-run
+//     to detect and correct drift inside the cluster"). So when git matches the cluster nothing
+//     is written, whoever owns the fields and whatever annotations others
+//     added; when git is behind, git's values come back and
+//     kustomize-controller owns those fields again;
+//   - an object annotated or labelled kustomize.toolkit.fluxcd.io/reconcile:
+//     disabled in the cluster (or in git) is skipped, as are ssa: Ignore
+//     ones; ssa: IfNotPresent ones are only created (#controlling-the-apply-
+//     behavior-of-resources);
+//   - spec.prune: objects of the previous status.inventory missing from
+//     the new apply are deleted, unless annotated prune: disabled (#prune);
+//   - status: lastAttemptedRevision first (with Ready Unknown and
+//     Reconciling "Detecting drift for revision ..."), then after the apply
+//     lastAppliedRevision, inventory, observedGeneration,
+//     lastHandledReconcileAt and Ready True "Applied revision: <rev>"; on
+//     a failure Ready False with the error, lastAppliedRevision unchanged;
+//   - spec.suspend (#suspend): nothing is applied; a reconcile request is
+//     still recorded in lastHandledReconcileAt (the controller's deferred
+//     finalizeStatus).
+//
+// image-automation-controller
+// (fluxcd.io/flux/components/image/imageupdateautomations/ and
+// fluxcd.io/flux/guides/image-update/):
+//   - it watches the ImagePolicies of its namespace and runs when a
+//     policy's latest image changes, and on a reconcile request or a new
+//     generation; spec.interval is RunAutomation;
+//   - a run lists the namespace's policies that have selected an image,
+//     checks out main, rewrites each setter under spec.update.path
+//     (`# {"$imagepolicy": "<ns>:<name>"}` with name:tag, the ":tag" and
+//     ":name" variants with the tag or the name; #update, "Marking images
+//     for update"), and commits as fluxcdbot with the default message
+//     "Update from image update automation" and pushes to main only when a
+//     file changed;
+//   - status: lastAutomationRunTime, observedPolicies,
+//     observedSourceRevision, lastHandledReconcileAt; after a push
+//     lastPushCommit and lastPushTime; Ready True "repository up-to-date",
+//     or False GitOperationFailed "failed to update source: <push error>"
+//     when the push is refused (RefusePush);
+//   - spec.suspend: nothing is written, to git or to status (#suspend).
+//
+// Timing and order. Nothing runs on a clock: an interval elapses when a
+// test calls Fetch, ReconcileKustomization or RunAutomation, so a test
+// never races a timer. Watch-driven work (a policy change, a reconcile
+// request, a resume) runs at once, in a few milliseconds (issue 12 saw
+// the real automation commit within about a second). StartGitOps does
+// what the controllers do on creation, in this order: artifact of the
+// first commit, apply, one automation run. Fetch stores the new artifact
+// and then applies it before returning (the real kustomize-controller
+// follows within moments, through its watch).
+//
+// Not modelled (deviations from the real controllers):
+//   - no kustomize build: a kustomization.yaml under the path is refused;
+//     no patches, images:, postBuild substitution, decryption, health
+//     checks (spec.wait), dependsOn, spec.force, status.history;
+//   - the setters are rewritten line by line (markers on `key: value`
+//     lines of .yaml/.yml files); the controller rewrites the parsed YAML
+//     with kyaml, which may also reformat a file; ":digest" markers and
+//     messageTemplate are not played;
+//   - the artifact's digest is a SHA-256 of the commit's files, not of a
+//     tarball, and its URL is not served;
+//   - one write to the repository at a time, so a push is never refused
+//     as non-fast-forward; a refused push is not retried with backoff:
+//     the next trigger pushes;
+//   - one status patch where the controllers make two or three progress
+//     patches; no events, no Stalled condition.
 package fluxsim
 
 import (

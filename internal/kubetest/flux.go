@@ -41,3 +41,33 @@ func (e *Env) StartReflector(v fluxsim.Version, ns string) *fluxsim.Reflector {
 	}
 	return r
 }
+
+// StartGitOps plays source-controller, kustomize-controller and
+// image-automation-controller (fluxsim.StartGitOps) until the test ends.
+// Namespace defaults to the Env's, Dir to a fresh t.TempDir(), OnError to
+// failing the test.
+func (e *Env) StartGitOps(o fluxsim.GitOptions) *fluxsim.GitOps {
+	e.T.Helper()
+	if o.Namespace == "" {
+		o.Namespace = e.Namespace
+	}
+	if o.Dir == "" {
+		o.Dir = e.T.TempDir()
+	}
+	if o.OnError == nil {
+		o.OnError = func(err error) { e.T.Errorf("gitops: %v", err) }
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	g, err := fluxsim.StartGitOps(ctx, e.Config, o)
+	if err != nil {
+		cancel()
+		e.T.Fatal(err)
+	}
+	// Cleanups run last-registered first: the stand-ins stop before the
+	// TempDir holding their repository is removed.
+	e.T.Cleanup(func() {
+		cancel()
+		<-g.Done()
+	})
+	return g
+}
