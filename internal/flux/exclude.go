@@ -167,8 +167,13 @@ func ParseOrder(u *unstructured.Unstructured) Order {
 func (o Order) Prefers(a, b string) (prefers, ok bool) {
 	ea, oka := o.extract(a)
 	eb, okb := o.extract(b)
-	if !oka || !okb {
+	switch {
+	case !oka:
 		return false, false
+	case !okb:
+		// filterTags drops b: the policy can never select it, excluded
+		// or not.
+		return true, o.Kind != ""
 	}
 	switch o.Kind {
 	case "alphabetical":

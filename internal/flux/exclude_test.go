@@ -30,7 +30,10 @@ func TestOrderPrefers(t *testing.T) {
 		{"numerical, not a number", Order{Kind: "numerical"}, "x", "3", false, false},
 		{"semver", Order{Kind: "semver", Range: ">=1.0.0"}, "v1.10.0", "1.9.3", true, true},
 		{"semver, older", Order{Kind: "semver"}, "1.2.0", "1.10.0", false, true},
-		{"filtered out", Order{Kind: "alphabetical", Pattern: `^sha-`}, "latest", "sha-a", false, false},
+		{"selected tag filtered out", Order{Kind: "alphabetical", Pattern: `^sha-`}, "latest", "sha-a", false, false},
+		// The policy's filter drops the excluded tag: it can never be
+		// selected, so its exclusion changes nothing.
+		{"excluded tag filtered out", Order{Kind: "alphabetical", Pattern: `^sha-`}, "sha-a", "fail-b", true, true},
 		{"unknown policy", Order{}, "a", "b", false, false},
 	}
 	for _, tt := range tests {

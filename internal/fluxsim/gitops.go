@@ -23,9 +23,12 @@ import (
 // GitOptions configures StartGitOps.
 type GitOptions struct {
 	// Namespace holds the GitRepository, the Kustomization and the
-	// ImageUpdateAutomation (it must exist), and is the Kustomization's
-	// spec.targetNamespace, so manifests may leave their namespace out.
+	// ImageUpdateAutomation (it must exist).
 	Namespace string
+	// TargetNamespace is the Kustomization's spec.targetNamespace, so
+	// manifests may leave their namespace out; default Namespace (the
+	// seed keeps its Flux objects in flux-system and its apps in apps).
+	TargetNamespace string
 	// Dir is a scratch directory for the bare repository (t.TempDir()).
 	Dir string
 	// Files is the first commit: repository path -> content, e.g.
@@ -121,6 +124,9 @@ type GitOps struct {
 func StartGitOps(ctx context.Context, cfg *rest.Config, o GitOptions) (*GitOps, error) {
 	if o.Namespace == "" || o.Dir == "" || o.Path == "" || len(o.Files) == 0 {
 		return nil, errors.New("fluxsim: GitOptions needs Namespace, Dir, Path and Files")
+	}
+	if o.TargetNamespace == "" {
+		o.TargetNamespace = o.Namespace
 	}
 	if o.ImageVersion == (Version{}) {
 		o.ImageVersion = V1
@@ -260,7 +266,7 @@ func (g *GitOps) createObjects(ctx context.Context) error {
 			"metadata": map[string]any{"name": KustomizationName, "namespace": ns},
 			"spec": map[string]any{
 				"interval": "10m0s", "path": g.o.Path, "prune": true,
-				"sourceRef": srcRef, "targetNamespace": ns,
+				"sourceRef": srcRef, "targetNamespace": g.o.TargetNamespace,
 			},
 		}},
 		{g.automationGVR(), map[string]any{

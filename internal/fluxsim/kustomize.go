@@ -138,7 +138,7 @@ func (g *GitOps) reconcileKustomization(ctx context.Context, token string) error
 			return fail("ReconciliationFailed", err)
 		}
 		if namespaced {
-			o.SetNamespace(g.o.Namespace) // spec.targetNamespace
+			o.SetNamespace(g.o.TargetNamespace) // spec.targetNamespace
 		}
 	}
 	g.ks.mgr.SetOwnerLabels(objects, KustomizationName, g.o.Namespace)

@@ -1,7 +1,9 @@
 // Command demo shows autodeploy on the local cluster of `make cluster-up`:
 // the seed's three services, their Flux objects, a new image pushed to one
 // of them, a bad image pushed to another, and what `autodeploy run` does
-// with each. Flux's image-reflector-controller is played by fluxsim.
+// with each. api-generation is applied from git, as in the seed's GitOps
+// hybrid: a Kustomization applies it and an ImageUpdateAutomation writes
+// each new tag back to git. Flux's controllers are played by fluxsim.
 //
 //	go run ./scripts/demo --kubeconfig K --autodeploy bin/autodeploy --dir D
 package main
@@ -82,8 +84,10 @@ func run(kubeconfig, bin, dir string) error {
 	}
 	for _, s := range services {
 		img := registry + s + ":sha-1a2b3c4"
-		if _, err := kc.AppsV1().Deployments("apps").Create(ctx, deployment(s, img), metav1.CreateOptions{}); err != nil {
-			return err
+		if s != gitService {
+			if _, err := kc.AppsV1().Deployments("apps").Create(ctx, deployment(s, img), metav1.CreateOptions{}); err != nil {
+				return err
+			}
 		}
 		if err := fluxsim.CreateRepository(ctx, dc, fluxsim.V1, "flux-system", s, registry+s); err != nil {
 			return err
@@ -94,6 +98,19 @@ func run(kubeconfig, bin, dir string) error {
 		if err := refl.Track(ctx, s, s, img); err != nil {
 			return err
 		}
+	}
+	// api-generation lives in git; Flux applies it.
+	gitDir := filepath.Join(dir, "git")
+	if err := os.RemoveAll(gitDir); err != nil {
+		return err
+	}
+	g, err := fluxsim.StartGitOps(ctx, cfg, fluxsim.GitOptions{
+		Namespace: "flux-system", TargetNamespace: "apps", Dir: gitDir, Path: "./apps", ImageVersion: fluxsim.V1,
+		Files:   map[string]string{"apps/" + gitService + ".yaml": gitManifest(gitService, registry+gitService+":sha-1a2b3c4")},
+		OnError: func(err error) { fmt.Fprintln(os.Stderr, "fluxsim:", err) },
+	})
+	if err != nil {
+		return err
 	}
 	for _, s := range services {
 		if err := waitAvailable(ctx, kc, s); err != nil {
@@ -124,6 +141,23 @@ func run(kubeconfig, bin, dir string) error {
 	step("The next run skips the remembered bad image")
 	ad("run", "-v")
 
+	step("CI pushes %s:sha-7c8d9e0. It is applied from git by Flux: autodeploy deploys it at once, the ImageUpdateAutomation writes the same tag to git", registry+gitService)
+	refl.Push(gitService, registry+gitService+":sha-7c8d9e0")
+	ad("run", "-v")
+	if err := showGit(ctx, g); err != nil {
+		return err
+	}
+	step("Flux's next reconcile finds git and the cluster agree: nothing is applied, no second rollout")
+	before := g.Applies()
+	if err := g.Fetch(ctx); err != nil {
+		return err
+	}
+	if err := g.ReconcileKustomization(ctx); err != nil {
+		return err
+	}
+	fmt.Printf("kustomize-controller applied %d changes\n", g.Applies()-before)
+	ad("status", gitService)
+
 	step("Someone rolls api-gateway back by hand; the service is held, and runs leave it alone")
 	ad("rollback", "api-gateway", "--reason", "demo: errors on /search")
 	ad("history", "api-gateway")
@@ -131,6 +165,66 @@ func run(kubeconfig, bin, dir string) error {
 	step("What an operator sees over SSH (exit code 8: not everything is healthy and up to date)")
 	ad("status", "--log-lines", "3")
 	fmt.Printf("\nThe demo cluster keeps running: export KUBECONFIG=%s; kubectl -n apps get deploy,pods\nStop it with: make cluster-down\n", kubeconfig)
+	return nil
+}
+
+// gitService is the service the demo applies from git.
+const gitService = "api-generation"
+
+// gitManifest is the service's Deployment as the seed keeps it in git,
+// with the setter marker on the image line.
+func gitManifest(name, image string) string {
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: %[1]s
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: %[1]s}
+  strategy:
+    type: RollingUpdate
+    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}
+  template:
+    metadata:
+      labels: {app: %[1]s}
+    spec:
+      containers:
+      - name: %[1]s
+        image: %[2]s # {"$imagepolicy": "flux-system:%[1]s"}
+        ports:
+        - containerPort: 8080
+`, name, image)
+}
+
+// showGit prints the commit at the head of the branch and the image line
+// of the service's manifest.
+func showGit(ctx context.Context, g *fluxsim.GitOps) error {
+	var content string
+	for {
+		c, err := g.File("apps/" + gitService + ".yaml")
+		if err != nil {
+			return err
+		}
+		if strings.Contains(c, ":sha-7c8d9e0") {
+			content = c
+			break
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("the automation never committed the tag: %w", ctx.Err())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	head, err := g.Head()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\n$ git log -1 --oneline; grep image: apps/%s.yaml   (the demo's git repository)\n%s %s\n", gitService, head[:7], fluxsim.AutomationMessage)
+	for _, l := range strings.Split(content, "\n") {
+		if strings.Contains(l, "image:") {
+			fmt.Println(strings.TrimSpace(l))
+		}
+	}
 	return nil
 }
 
