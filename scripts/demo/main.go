@@ -53,6 +53,9 @@ func run(kubeconfig, bin, dir string) error {
 	if err != nil {
 		return err
 	}
+	// The stand-ins answer every reconcile request with a few requests:
+	// client-go's default limit (5 per second) would make Flux look slow.
+	cfg.QPS, cfg.Burst = 100, 300
 	kc, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
