@@ -218,3 +218,28 @@ func TestCompletion(t *testing.T) {
 		}
 	}
 }
+
+// An explicit empty service list is a config not filled in yet (the one
+// the .deb installs, run by its cron line every two minutes): valid, and a
+// run does nothing, quietly, without a cluster or a log line.
+func TestNoServicesYet(t *testing.T) {
+	cfg, dir := writeConfig(t, "services: []\n")
+	kc := unreachableKubeconfig(t)
+	code, stdout, stderr := execute(t, nil, "config", "validate", cfg)
+	if code != ExitOK || !strings.Contains(stdout, "ok (0 services: runs do nothing until services are configured)") {
+		t.Errorf("config validate: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	for _, args := range [][]string{{"run"}, {"run", "--dry-run"}} {
+		code, stdout, stderr = execute(t, nil, append(args, "--config", cfg, "--kubeconfig", kc)...)
+		if code != ExitOK || stdout != "" || stderr != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want 0 and silence", args, code, stdout, stderr)
+		}
+	}
+	code, _, stderr = execute(t, nil, "run", "-v", "--config", cfg, "--kubeconfig", kc)
+	if code != ExitOK || !strings.Contains(stderr, "no services configured in "+cfg+": nothing to do") {
+		t.Errorf("run -v: exit %d, stderr %q", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "autodeploy.log")); !os.IsNotExist(err) {
+		t.Errorf("a run without services wrote the log: %v", err)
+	}
+}
