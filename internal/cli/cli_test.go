@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
+	"github.com/autodeploy-dev/autodeploy/internal/version"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -241,5 +242,23 @@ func TestNoServicesYet(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "autodeploy.log")); !os.IsNotExist(err) {
 		t.Errorf("a run without services wrote the log: %v", err)
+	}
+}
+
+// manifests cronjob names the image of its own version; a development
+// build has none published, so it asks for --image instead of naming one
+// that does not exist.
+func TestCronJobDefaultImage(t *testing.T) {
+	cfg, _ := writeConfig(t, "")
+	defer func(v string) { version.Version = v }(version.Version)
+	version.Version = "v1.2.3"
+	code, stdout, stderr := execute(t, nil, "manifests", "cronjob", "--config", cfg)
+	if code != ExitOK || !strings.Contains(stdout, "image: ghcr.io/autodeploy-dev/autodeploy:v1.2.3\n") {
+		t.Errorf("release build: exit %d, stderr %q, image not the release's:\n%s", code, stderr, stdout)
+	}
+	version.Version = "dev"
+	code, _, stderr = execute(t, nil, "manifests", "cronjob", "--config", cfg)
+	if code != ExitUsage || !strings.Contains(stderr, "development build (dev) has no published image: pass --image") {
+		t.Errorf("dev build: exit %d, stderr %q", code, stderr)
 	}
 }
