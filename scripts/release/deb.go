@@ -26,10 +26,11 @@ type debInputs struct {
 
 var notInDebVersion = regexp.MustCompile(`[^A-Za-z0-9.+~]+`)
 
-// debVersion is v as dpkg orders versions: v1.2.3 is 1.2.3, v1.2.3-rc.1 is
+// debVersion is o.Version as dpkg orders versions: v1.2.3 is 1.2.3, v1.2.3-rc.1 is
 // 1.2.3~rc.1 (before 1.2.3). A build that is not a release sorts below every
 // release and by commit time: 0.0.0~git20261126002437.95a2a9f.
-func debVersion(v string, o options) string {
+func debVersion(o options) string {
+	v := o.Version
 	if version.IsRelease(v) {
 		return strings.Replace(strings.TrimPrefix(v, "v"), "-", "~", 1)
 	}
@@ -85,7 +86,7 @@ func buildDeb(o options, t target, in debInputs) error {
 		Name:          "autodeploy",
 		Arch:          t.Deb,
 		Platform:      "linux",
-		Version:       debVersion(o.Version, o),
+		Version:       debVersion(o),
 		VersionSchema: "none",
 		Section:       "admin",
 		Priority:      "optional",
