@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
+	"github.com/autodeploy-dev/autodeploy/internal/version"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -216,5 +217,48 @@ func TestCompletion(t *testing.T) {
 				t.Errorf("%v: %q offered again:\n%s", tt.args[3:], n, out)
 			}
 		}
+	}
+}
+
+// An explicit empty service list is a config not filled in yet (the one
+// the .deb installs, run by its cron line every two minutes): valid, and a
+// run does nothing, quietly, without a cluster or a log line.
+func TestNoServicesYet(t *testing.T) {
+	cfg, dir := writeConfig(t, "services: []\n")
+	kc := unreachableKubeconfig(t)
+	code, stdout, stderr := execute(t, nil, "config", "validate", cfg)
+	if code != ExitOK || !strings.Contains(stdout, "ok (0 services: runs do nothing until services are configured)") {
+		t.Errorf("config validate: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	for _, args := range [][]string{{"run"}, {"run", "--dry-run"}} {
+		code, stdout, stderr = execute(t, nil, append(args, "--config", cfg, "--kubeconfig", kc)...)
+		if code != ExitOK || stdout != "" || stderr != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want 0 and silence", args, code, stdout, stderr)
+		}
+	}
+	code, _, stderr = execute(t, nil, "run", "-v", "--config", cfg, "--kubeconfig", kc)
+	if code != ExitOK || !strings.Contains(stderr, "no services configured in "+cfg+": nothing to do") {
+		t.Errorf("run -v: exit %d, stderr %q", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "autodeploy.log")); !os.IsNotExist(err) {
+		t.Errorf("a run without services wrote the log: %v", err)
+	}
+}
+
+// manifests cronjob names the image of its own version; a development
+// build has none published, so it asks for --image instead of naming one
+// that does not exist.
+func TestCronJobDefaultImage(t *testing.T) {
+	cfg, _ := writeConfig(t, "")
+	defer func(v string) { version.Version = v }(version.Version)
+	version.Version = "v1.2.3"
+	code, stdout, stderr := execute(t, nil, "manifests", "cronjob", "--config", cfg)
+	if code != ExitOK || !strings.Contains(stdout, "image: ghcr.io/autodeploy-dev/autodeploy:v1.2.3\n") {
+		t.Errorf("release build: exit %d, stderr %q, image not the release's:\n%s", code, stderr, stdout)
+	}
+	version.Version = "dev"
+	code, _, stderr = execute(t, nil, "manifests", "cronjob", "--config", cfg)
+	if code != ExitUsage || !strings.Contains(stderr, "development build (dev) has no published image: pass --image") {
+		t.Errorf("dev build: exit %d, stderr %q", code, stderr)
 	}
 }

@@ -35,6 +35,10 @@ Without an argument the file of --config (or AUTODEPLOY_CONFIG) is checked.`,
 			if err != nil {
 				return err
 			}
+			if len(cfg.Services) == 0 {
+				_, err = fmt.Fprintf(f.IO.Out, "%s: ok (0 services: runs do nothing until services are configured)\n", path)
+				return err
+			}
 			_, err = fmt.Fprintf(f.IO.Out, "%s: ok (%d services)\n", path, len(cfg.Services))
 			return err
 		},

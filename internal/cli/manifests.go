@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 
 	"github.com/autodeploy-dev/autodeploy/internal/manifests"
@@ -55,13 +57,18 @@ Nothing is applied: pipe to 'kubectl apply -f -' or into /etc.`,
 			if cj.Namespace == "" {
 				cj.Namespace = cfg.Flux.Namespace
 			}
+			if !cmd.Flags().Changed("image") && cj.Image == "" {
+				return &flagError{fmt.Errorf("this development build (%s) has no published image: pass --image (make release writes one to dist/, see the README's Install)", version.Version)}
+			}
 			if err := manifests.CronJob(f.IO.Out, cfg, cj); err != nil {
 				return &flagError{err}
 			}
 			return nil
 		},
 	}
-	cronJobCmd.Flags().StringVar(&cj.Image, "image", "ghcr.io/autodeploy-dev/autodeploy:"+version.Version, "container image of autodeploy")
+	// A release names its own image, whose autodeploy reads the same config
+	// format; a development build has none to name.
+	cronJobCmd.Flags().StringVar(&cj.Image, "image", version.Image(), "container image of autodeploy; a release defaults to its own, "+version.ImageRepository+" tagged with its version, a development build needs this flag")
 	cronJobCmd.Flags().StringVarP(&cj.Namespace, "namespace", "n", "", "namespace of the CronJob (default: flux.namespace)")
 	cronJobCmd.Flags().StringVar(&cj.ServiceAccount, "service-account", "autodeploy", "ServiceAccount of `manifests rbac`")
 
@@ -100,6 +107,7 @@ Nothing is applied: pipe to 'kubectl apply -f -' or into /etc.`,
 		c.Flags().StringVar(&host.Binary, "binary", "/usr/local/bin/autodeploy", "path of the autodeploy binary")
 		c.Flags().StringVar(&host.User, "user", "root", "user the job runs as (it needs the kubeconfig, the log and the lock)")
 	}
+	cronCmd.Flags().BoolVar(&host.IfInstalled, "if-installed", false, "run only while the binary exists (for a package's cron.d file, which outlives a removal)")
 	cmd.AddCommand(rbacCmd, cronJobCmd, cronCmd, systemdCmd)
 	return cmd
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -49,6 +50,10 @@ type Factory struct {
 	IO      IOStreams
 	Getenv  func(string) string
 	Options *globalOptions
+	// Name is the command as the user types it: "autodeploy", or "kubectl
+	// autodeploy" when kubectl runs the binary as its plugin (it finds
+	// kubectl-autodeploy on PATH). Help, usage and error hints use it.
+	Name string
 
 	Config  func() (*config.Config, error)
 	Clients func() (*kube.Clients, error)
@@ -56,7 +61,7 @@ type Factory struct {
 
 // NewFactory wires the default implementations around streams.
 func NewFactory(streams IOStreams, getenv func(string) string) *Factory {
-	f := &Factory{IO: streams, Getenv: getenv, Options: &globalOptions{Color: "auto"}}
+	f := &Factory{IO: streams, Getenv: getenv, Options: &globalOptions{Color: "auto"}, Name: "autodeploy"}
 	var (
 		cfg     *config.Config
 		clients *kube.Clients
@@ -111,6 +116,9 @@ that Flux's image automation (ImagePolicy) has detected. Run it from cron:
 and by hand: autodeploy status, autodeploy rollback <service>.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// cobra names the root in usage lines and CommandPath from this
+		// annotation, so "kubectl autodeploy status" reads as typed.
+		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: f.Name},
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			if f.Options.Kube.Timeout < 0 {
 				return &flagError{fmt.Errorf("--request-timeout must not be negative, got %s (0 means the default, 30s)", f.Options.Kube.Timeout)}
@@ -153,7 +161,7 @@ and by hand: autodeploy status, autodeploy rollback <service>.`,
 			c.RunE = func(cmd *cobra.Command, args []string) error {
 				target, rest, err := root.Find(args)
 				if err != nil || len(rest) > 0 {
-					return &flagError{fmt.Errorf("unknown help topic %q: see 'autodeploy --help'", strings.Join(args, " "))}
+					return &flagError{fmt.Errorf("unknown help topic %q: see '%s --help'", strings.Join(args, " "), root.CommandPath())}
 				}
 				return target.Help()
 			}
@@ -230,7 +238,23 @@ func Main() ExitCode {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return Execute(ctx, NewFactory(streams, os.Getenv), os.Args[1:])
+	f := NewFactory(streams, os.Getenv)
+	f.Name = commandName(os.Args[0])
+	return Execute(ctx, f, os.Args[1:])
+}
+
+// kubectlPlugin is the binary's name as a kubectl plugin: kubectl runs
+// kubectl-<name> from PATH for `kubectl <name>`.
+const kubectlPlugin = "kubectl-autodeploy"
+
+// commandName is how the user invoked autodeploy, from argv[0]: under the
+// plugin's name (a symlink or copy named kubectl-autodeploy) it is "kubectl
+// autodeploy"; any other name is autodeploy, whatever the file is called.
+func commandName(argv0 string) string {
+	if strings.TrimSuffix(filepath.Base(argv0), ".exe") == kubectlPlugin {
+		return "kubectl autodeploy"
+	}
+	return "autodeploy"
 }
 
 // Execute runs args against the command tree and prints any error as one

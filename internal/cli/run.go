@@ -126,9 +126,17 @@ func (o *RunOptions) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	talk := f.Options.Verbose || f.IO.ErrTTY
+	if len(cfg.Services) == 0 {
+		// The packaged config until someone fills it in: its cron line
+		// runs every two minutes and must neither mail nor need a cluster.
+		if talk {
+			fmt.Fprintf(f.IO.ErrOut, "no services configured in %s: nothing to do\n", cfg.Path)
+		}
+		return nil
+	}
 	now := time.Now()
 	runID := runlog.NewRunID(now)
-	talk := f.Options.Verbose || f.IO.ErrTTY
 	r := &deploy.Runner{Config: cfg, Now: time.Now, Log: runlog.Discard()}
 	if talk {
 		r.Progress = progressPrinter(f.IO.ErrOut)

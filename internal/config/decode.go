@@ -225,8 +225,8 @@ type decoder struct {
 	problems []Problem
 	budget   int
 	// seqLines maps the path of each list to its line, or -1 when the value
-	// was not a list; it lets "no services configured" point at the list
-	// without repeating a type error.
+	// was not a list; it tells a missing services list (an error) from an
+	// empty one (a config not filled in yet) without repeating a type error.
 	seqLines map[string]int
 	// stat, when set (by Load), checks paths against the file system.
 	stat func(string) (fs.FileInfo, error)

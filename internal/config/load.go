@@ -210,14 +210,14 @@ func (d *decoder) resolve(r *rawConfig, name string) *Config {
 	d.positive(r.Defaults.RolloutTimeout)
 
 	if len(r.Services) == 0 {
-		line, seen := d.seqLines["services"]
-		switch {
-		case seen && line >= 0:
-			d.add(line, "services", "no services configured")
-		case !seen && (r.Line > 0 || len(d.problems) == 0):
+		// An explicit "services: []" is a config not filled in yet (the
+		// one the .deb installs, whose cron line must do nothing until
+		// then); a file without the list is more likely truncated or
+		// mistyped than meant.
+		if _, seen := d.seqLines["services"]; !seen && (r.Line > 0 || len(d.problems) == 0) {
 			// Either a mapping without services or an empty file; a
 			// file that did not parse has said enough already.
-			d.add(r.Line, "", "no services configured")
+			d.add(r.Line, "", "no services configured (add them under services:, or write services: [] to run nothing yet)")
 		}
 	}
 	for i, rn := range r.Notify {

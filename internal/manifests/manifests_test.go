@@ -140,6 +140,17 @@ func TestCronLine(t *testing.T) {
 	if line != want {
 		t.Errorf("line = %s\nwant   %s", line, want)
 	}
+	// The packaged line: a removed package's cron.d file stays until purge
+	// and must not mail "not found" every two minutes.
+	b.Reset()
+	if err := Cron(&b, &spaced, HostOptions{Binary: "/opt/my tools/autodeploy", User: "deploy", IfInstalled: true}); err != nil {
+		t.Fatal(err)
+	}
+	line = strings.TrimSpace(b.String()[strings.LastIndex(strings.TrimSpace(b.String()), "\n"):])
+	want = `*/2 * * * * deploy [ -x '/opt/my tools/autodeploy' ] && '/opt/my tools/autodeploy' run --config '/etc/auto deploy/it'\''s\%.yaml'`
+	if line != want {
+		t.Errorf("line = %s\nwant   %s", line, want)
+	}
 	every := *cfg
 	every.Schedule = "@every 5m"
 	for _, tt := range []struct {
