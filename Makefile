@@ -48,11 +48,12 @@ test-unit:
 test-integration:
 	AUTODEPLOY_TEST_KUBECONFIG=$(CLUSTER_DIR)/kubeconfig $(GO) test -count=1 -tags integration ./...
 
-# Benchmarks: the pure parts, then a no-op run with 3 and 500 services on
+# Benchmarks: the pure parts, then a no-op run with 3 and 500 services and a
+# deploy with and without Flux GitOps on
 # the cluster of `make cluster-up`.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
-	AUTODEPLOY_TEST_KUBECONFIG=$(CLUSTER_DIR)/kubeconfig $(GO) test -tags integration -run '^$$' -bench NoopRun -benchtime 5x ./internal/deploy
+	AUTODEPLOY_TEST_KUBECONFIG=$(CLUSTER_DIR)/kubeconfig $(GO) test -tags integration -run '^$$' -bench 'NoopRun|DeployGitOps' -benchtime 5x ./internal/deploy
 
 # autodeploy against the seed's bash algorithm on a cluster of its own
 # (several minutes: the bash baseline runs ~2000 kubectl processes at 500

@@ -277,6 +277,16 @@ func TestGitOpsBadPushRollbackSticks(t *testing.T) {
 	if l := f.exclusionList(t, "api"); slices.Contains(l, "^fail-2222222$") {
 		t.Errorf("exclusionList = %q after a newer image was verified", l)
 	}
+	// ... and it ends up in git and, without a second rollout, in Flux's
+	// view of the cluster.
+	f.gitImage(t, "api", reg+"api:sha-3333333")
+	applies := f.g.Applies()
+	if err := f.g.Fetch(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if f.g.Applies() != applies || kubetest.Image(f.e.GetDeployment("api")) != reg+"api:sha-3333333" {
+		t.Errorf("after git caught up: applies %d -> %d, image %s", applies, f.g.Applies(), kubetest.Image(f.e.GetDeployment("api")))
+	}
 }
 
 // 3b. The same bad push while the automation cannot push: git keeps the

@@ -120,10 +120,16 @@ func imageOwners(t *testing.T, d *appsv1.Deployment, name string) []string {
 // manager.
 func setImage(t *testing.T, e *kubetest.Env, image string) {
 	t.Helper()
-	patch := fmt.Sprintf(`[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":%q},
-		{"op":"add","path":"/metadata/annotations/autodeploy.dev~1image","value":%q}]`, image, image)
+	// Two patches: a JSON patch adding to /metadata/annotations fails
+	// while the Deployment has none yet (the controller's revision
+	// annotation comes a moment after the create).
+	patch := fmt.Sprintf(`[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":%q}]`, image)
 	_, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(context.Background(), "api", types.JSONPatchType, []byte(patch), metav1.PatchOptions{FieldManager: "autodeploy"})
 	if err != nil {
+		t.Fatal(err)
+	}
+	ann := fmt.Sprintf(`{"metadata":{"annotations":{"autodeploy.dev/image":%q}}}`, image)
+	if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(context.Background(), "api", types.MergePatchType, []byte(ann), metav1.PatchOptions{FieldManager: "autodeploy"}); err != nil {
 		t.Fatal(err)
 	}
 }
