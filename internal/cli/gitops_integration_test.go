@@ -30,22 +30,7 @@ func TestRunAndStatusWhenFluxReverts(t *testing.T) {
 	if err := refl.Track(context.Background(), "api", "api", img); err != nil {
 		t.Fatal(err)
 	}
-	manifest := fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: api
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {app: api}
-  template:
-    metadata:
-      labels: {app: api}
-    spec:
-      containers:
-      - name: api
-        image: %s # {"$imagepolicy": "%s:api"}
-`, img, e.Namespace)
+	manifest := fluxsim.DeploymentManifest("api", img, e.Namespace, 1)
 	g := e.StartGitOps(fluxsim.GitOptions{Files: map[string]string{"apps/api.yaml": manifest}, Path: "./apps"})
 	settledName(t, e, "api")
 	cfg, _ := writeConfig(t, fmt.Sprintf("flux: {namespace: %s, reconcileTimeout: 20s}\ndefaults: {namespace: %s, rolloutTimeout: 60s}\n", e.Namespace, e.Namespace))

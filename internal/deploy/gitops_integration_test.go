@@ -47,30 +47,6 @@ type gitops struct {
 	events *events
 }
 
-// manifest is a service's Deployment as the seed keeps it in git, with the
-// setter marker on the image line.
-func manifest(ns, name, img string) string {
-	return fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: %[2]s
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {app: %[2]s}
-  strategy:
-    type: RollingUpdate
-    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}
-  template:
-    metadata:
-      labels: {app: %[2]s}
-    spec:
-      containers:
-      - name: %[2]s
-        image: %[3]s # {"$imagepolicy": "%[1]s:%[2]s"}
-`, ns, name, img)
-}
-
 func newGitOps(t testing.TB, names ...string) *gitops {
 	t.Helper()
 	e := kubetest.New(t)
@@ -79,7 +55,7 @@ func newGitOps(t testing.TB, names ...string) *gitops {
 	for _, n := range names {
 		img := reg + n + ":sha-1111111"
 		specs = append(specs, svcSpec{name: n, image: img, noDeploy: true})
-		files["apps/"+n+".yaml"] = manifest(e.Namespace, n, img)
+		files["apps/"+n+".yaml"] = fluxsim.DeploymentManifest(n, img, e.Namespace, 1)
 	}
 	f := newFixture(t, e, fluxsim.V1, specs, "")
 	g := e.StartGitOps(fluxsim.GitOptions{Files: files, Path: "./apps", ImageVersion: fluxsim.V1})

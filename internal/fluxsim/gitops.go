@@ -59,21 +59,14 @@ const (
 // pushes to.
 const Branch = "main"
 
-// What the controllers write, as Flux names it.
+// What the controllers write, as Flux names it. The names autodeploy
+// itself reads are defined once, in internal/flux.
 const (
-	// KustomizeManager is kustomize-controller's field manager
-	// (--controller-name, default kustomize-controller).
-	KustomizeManager = "kustomize-controller"
-	// KustomizeGroup prefixes kustomize-controller's labels and
-	// annotations.
-	KustomizeGroup = "kustomize.toolkit.fluxcd.io"
-	// NameLabel and NamespaceLabel name the Kustomization that applied an
-	// object (ssa.ResourceManager.SetOwnerLabels).
-	NameLabel      = KustomizeGroup + "/name"
-	NamespaceLabel = KustomizeGroup + "/namespace"
-	// ReconcileAnnotationKey set to "disabled" on an object makes
-	// kustomize-controller leave it alone.
-	ReconcileAnnotationKey = KustomizeGroup + "/reconcile"
+	KustomizeManager       = flux.KustomizeManager
+	KustomizeGroup         = flux.KustomizeGroup
+	NameLabel              = flux.KustomizationNameLabel
+	NamespaceLabel         = flux.KustomizationNamespaceLabel
+	ReconcileAnnotationKey = flux.KustomizeReconcileAnnotation
 	// AutomationAuthor and AutomationEmail sign the automation's commits.
 	AutomationAuthor = "fluxcdbot"
 	AutomationEmail  = "fluxcdbot@users.noreply.github.com"
@@ -85,8 +78,8 @@ const (
 // Resources of the source and kustomize APIs (v1 in every supported Flux
 // generation, see testdata/crds/README.md).
 var (
-	GitRepositoryGVR = schema.GroupVersionResource{Group: "source.toolkit.fluxcd.io", Version: "v1", Resource: "gitrepositories"}
-	KustomizationGVR = schema.GroupVersionResource{Group: KustomizeGroup, Version: "v1", Resource: "kustomizations"}
+	GitRepositoryGVR = flux.GitRepositoryGVR
+	KustomizationGVR = flux.KustomizationGVR
 )
 
 // GitOps plays source-controller, kustomize-controller and
@@ -493,4 +486,30 @@ func (g *GitOps) patchStatus(ctx context.Context, gvr schema.GroupVersionResourc
 		return fmt.Errorf("write status of %s %s/%s: %w", gvr.Resource, g.o.Namespace, name, err)
 	}
 	return nil
+}
+
+// DeploymentManifest is a Deployment as the seed keeps it in git: the
+// service's one container, whose image line carries the setter marker of
+// ImagePolicy policyNamespace:name. No namespace: the Kustomization's
+// targetNamespace sets it.
+func DeploymentManifest(name, image, policyNamespace string, replicas int) string {
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: %[1]s
+spec:
+  replicas: %[4]d
+  selector:
+    matchLabels: {app: %[1]s}
+  strategy:
+    type: RollingUpdate
+    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}
+  template:
+    metadata:
+      labels: {app: %[1]s}
+    spec:
+      containers:
+      - name: %[1]s
+        image: %[2]s # {"$imagepolicy": "%[3]s:%[1]s"}
+`, name, image, policyNamespace, replicas)
 }

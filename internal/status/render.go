@@ -128,13 +128,7 @@ func writeService(w io.Writer, s Service, now time.Time, o TextOptions) {
 		}
 	}
 	if p := s.Policy; p != nil {
-		state := green("Ready")
-		if !p.Ready {
-			state = yellow("not Ready: " + p.Message)
-		}
-		if p.Suspended {
-			state += ", " + yellow("suspended")
-		}
+		state := fluxState(p.Ready, p.Suspended, p.Message)
 		latest := p.LatestImage
 		if latest == "" {
 			latest = "no image yet"
@@ -146,27 +140,16 @@ func writeService(w io.Writer, s Service, now time.Time, o TextOptions) {
 		if rp.LastScan != nil {
 			scan = "scanned " + ago(now, *rp.LastScan)
 		}
-		state := green("Ready")
-		if !rp.Ready {
-			state = yellow("not Ready: " + rp.Message)
-		}
-		if rp.Suspended {
-			state += ", " + yellow("suspended")
-		}
+		state := fluxState(rp.Ready, rp.Suspended, rp.Message)
 		row("repository", "%s: %s, %d tags (%s)", rp.Name, scan, rp.TagCount, state)
 		for _, e := range rp.ExcludedByAutodeploy {
 			row("excluded", "%s by autodeploy %s (%s rolled back): removed once the policy ranks a newer good image above it", e.Tag, ago(now, e.At), e.Service)
 		}
 	}
 	if g := s.GitOps; g != nil {
-		state := green("Ready")
-		switch {
-		case g.Source == "":
+		state := fluxState(g.Ready, g.Suspended, g.Message)
+		if g.Source == "" {
 			state = yellow("not found")
-		case g.Suspended:
-			state = yellow("suspended")
-		case !g.Ready:
-			state = yellow("not Ready: " + g.Message)
 		}
 		applied := ""
 		if g.LastApplied != "" {
@@ -174,13 +157,7 @@ func writeService(w io.Writer, s Service, now time.Time, o TextOptions) {
 		}
 		row("git", "Kustomization %s (%s%s)", g.Kustomization, state, applied)
 		if a := g.Automation; a != nil {
-			st := green("Ready")
-			switch {
-			case a.Suspended:
-				st = yellow("suspended")
-			case !a.Ready:
-				st = yellow("not Ready: " + a.Message)
-			}
+			st := fluxState(a.Ready, a.Suspended, a.Message)
 			push := "no push yet"
 			if a.LastPushCommit != "" {
 				push = "last push " + shortCommit(a.LastPushCommit)
@@ -364,6 +341,19 @@ func age(now, t time.Time) string {
 		return fmt.Sprintf("%dh", h)
 	}
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+// fluxState is a Flux object's Ready condition and suspension, as the
+// rows show them.
+func fluxState(ready, suspended bool, msg string) string {
+	state := green("Ready")
+	if !ready {
+		state = yellow("not Ready: " + msg)
+	}
+	if suspended {
+		state += ", " + yellow("suspended")
+	}
+	return state
 }
 
 func shortCommit(c string) string {

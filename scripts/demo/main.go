@@ -109,7 +109,7 @@ func run(kubeconfig, bin, dir string) error {
 	}
 	g, err := fluxsim.StartGitOps(ctx, cfg, fluxsim.GitOptions{
 		Namespace: "flux-system", TargetNamespace: "apps", Dir: gitDir, Path: "./apps", ImageVersion: fluxsim.V1,
-		Files:   map[string]string{"apps/" + gitService + ".yaml": gitManifest(gitService, registry+gitService+":sha-1a2b3c4")},
+		Files:   map[string]string{"apps/" + gitService + ".yaml": fluxsim.DeploymentManifest(gitService, registry+gitService+":sha-1a2b3c4", "flux-system", 2)},
 		OnError: func(err error) { fmt.Fprintln(os.Stderr, "fluxsim:", err) },
 	})
 	if err != nil {
@@ -173,32 +173,6 @@ func run(kubeconfig, bin, dir string) error {
 
 // gitService is the service the demo applies from git.
 const gitService = "api-generation"
-
-// gitManifest is the service's Deployment as the seed keeps it in git,
-// with the setter marker on the image line.
-func gitManifest(name, image string) string {
-	return fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: %[1]s
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: %[1]s}
-  strategy:
-    type: RollingUpdate
-    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}
-  template:
-    metadata:
-      labels: {app: %[1]s}
-    spec:
-      containers:
-      - name: %[1]s
-        image: %[2]s # {"$imagepolicy": "flux-system:%[1]s"}
-        ports:
-        - containerPort: 8080
-`, name, image)
-}
 
 // showGit prints the commit at the head of the branch and the image line
 // of the service's manifest.
