@@ -131,6 +131,12 @@ func Plan(in Input) Decision {
 		// template: kubectl rollout undo copies a ReplicaSet's annotations
 		// back, marks of an old rollout included.
 		if w := writer(); image.SameString(ann[AnnDeployedImage], dec.Current) && (w == "" || w == rollout.FieldManager) {
+			if rt, ok := ParseRetry(ann); ok && image.SameString(rt.Image, dec.Current) && in.Now.Before(rt.After) {
+				// The registry (or a Secret) failed it and no rollback was
+				// possible: verified again once the backoff has passed.
+				dec.Target = dec.Current
+				return skip(false, "%s is verified again after %s: the last try failed because of the %s (%s)", dec.Current, rt.After.UTC().Format("2006-01-02 15:04:05"), rt.Cause, truncate(rt.Reason, 160))
+			}
 			dec.Action, dec.Target = Verify, dec.Current
 			dec.PreviousRevision, _ = strconv.ParseInt(ann[AnnPreviousRevision], 10, 64)
 			dec.Reason = "an earlier run set this image and did not verify it"

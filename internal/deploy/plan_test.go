@@ -134,6 +134,16 @@ func TestPlan(t *testing.T) {
 			d.Annotations[AnnDeployedImage] = repo + ":sha-bbb"
 			d.Annotations[AnnPreviousRevision] = "1"
 		}), Policy: pol(repo+":sha-ccc", true)}, action: Verify, target: repo + ":sha-bbb", reasonPart: "an earlier run set this image and did not verify it"},
+		{name: "unverified rollout that the registry failed waits for its retry", in: Input{Service: svc(), Now: time.Date(2026, 11, 25, 10, 1, 0, 0, time.UTC), Deployment: dep(repo+":sha-bbb", 2, func(d *appsv1.Deployment) {
+			d.Annotations[AnnVerified] = "false"
+			d.Annotations[AnnDeployedImage] = repo + ":sha-bbb"
+			d.Annotations[AnnRetry] = `{"image":"` + repo + `:sha-bbb","cause":"registry","reason":"503; the rollback could not be applied: no revision 9","attempts":1,"after":"2026-11-25T10:02:00Z"}`
+		}), Policy: pol(repo+":sha-bbb", true)}, action: Skip, reasonPart: "is verified again after 2026-11-25 10:02:00: the last try failed because of the registry"},
+		{name: "unverified rollout that the registry failed is verified after its retry time", in: Input{Service: svc(), Now: time.Date(2026, 11, 25, 10, 2, 0, 0, time.UTC), Deployment: dep(repo+":sha-bbb", 2, func(d *appsv1.Deployment) {
+			d.Annotations[AnnVerified] = "false"
+			d.Annotations[AnnDeployedImage] = repo + ":sha-bbb"
+			d.Annotations[AnnRetry] = `{"image":"` + repo + `:sha-bbb","cause":"registry","reason":"503","attempts":1,"after":"2026-11-25T10:02:00Z"}`
+		}), Policy: pol(repo+":sha-bbb", true)}, action: Verify, target: repo + ":sha-bbb", reasonPart: "an earlier run set this image and did not verify it"},
 		{name: "unverified mark for another image is ignored", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 2, func(d *appsv1.Deployment) {
 			d.Annotations[AnnVerified] = "false"
 			d.Annotations[AnnDeployedImage] = repo + ":sha-bbb"

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -707,7 +708,7 @@ func (r *Runner) recover(ctx context.Context, s config.Service, dec Decision, be
 			continue
 		}
 		if err != nil {
-			return r.rollbackFailed(ctx, s, dec, cause, err, mark, log)
+			return r.rollbackFailed(ctx, s, dec, blame, cause, err, mark, log)
 		}
 		_, err = rollout.Wait(rctx, r.Kube, s.Namespace, s.Deployment, rollout.WaitOptions{Template: restored, Container: dec.Container, Grace: r.Grace, Progress: func(msg string) { r.progress(s.Name, msg) }})
 		if ctx.Err() != nil {
@@ -729,12 +730,22 @@ func (r *Runner) recover(ctx context.Context, s config.Service, dec Decision, be
 // rollbackFailed records a rollback that could not be applied (no earlier
 // revision, a paused Deployment...): the marks are written anyway, with the
 // error, so later runs skip the image instead of failing the same way
-// every two minutes, and status shows what to do.
-func (r *Runner) rollbackFailed(ctx context.Context, s config.Service, dec Decision, cause, err error, mark map[string]string, log *slog.Logger) (Outcome, error) {
+// every two minutes, and status shows what to do. When the registry or a
+// missing Secret is to blame, the image is not remembered as failed: the
+// rollout stays unverified, and runs verify it again after the retry's
+// backoff (the pods start once the registry is back).
+func (r *Runner) rollbackFailed(ctx context.Context, s config.Service, dec Decision, blame rollout.Cause, cause, err error, mark map[string]string, log *slog.Logger) (Outcome, error) {
 	log.Error("rollback failed: someone must look", "error", err)
-	fi := FailedImage{Image: dec.Target, Reason: cause.Error(), At: r.Now().UTC(), RollbackError: err.Error()}
-	mark[AnnFailedImage] = mustJSON(fi)
-	delete(mark, rollout.ChangeCauseAnnotation)
+	if blame.Remembered() {
+		fi := FailedImage{Image: dec.Target, Reason: cause.Error(), At: r.Now().UTC(), RollbackError: err.Error()}
+		mark[AnnFailedImage] = mustJSON(fi)
+		delete(mark, rollout.ChangeCauseAnnotation)
+	} else {
+		var rt Retry
+		_ = json.Unmarshal([]byte(mark[AnnRetry]), &rt)
+		rt.Reason += "; the rollback could not be applied: " + err.Error()
+		mark = map[string]string{AnnRetry: mustJSON(rt)}
+	}
 	if d, gerr := r.get(ctx, s); gerr == nil {
 		if _, aerr := rollout.Annotate(ctx, r.Kube, d, mark); aerr != nil {
 			log.Error("could not remember the failed image", "error", aerr)

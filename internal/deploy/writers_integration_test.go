@@ -313,6 +313,49 @@ func TestRunRetriesAnImageAfterARegistryOutage(t *testing.T) {
 	}
 }
 
+// A registry outage during a verify whose rollback cannot be applied (the
+// revision it would go back to is gone) is still the registry's fault: the
+// image is not remembered as failed; the rollout stays unverified, and runs
+// verify it again after the retry's backoff (by then the registry may be
+// back and the pods started).
+func TestRunRegistryOutageWithoutRollbackIsRetried(t *testing.T) {
+	e := kubetest.New(t)
+	f := newFixture(t, e, fluxsim.V1, []svcSpec{{name: "api", image: reg + "api:sha-1111111"}}, "")
+	img := reg + "api:flaky-2222222"
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"false",%q:%q,%q:"9"}},"spec":{"template":{"spec":{"containers":[{"name":"api","image":%q}]}}}}`,
+		deploy.AnnVerified, deploy.AnnDeployedImage, img, deploy.AnnPreviousRevision, img)
+	if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(context.Background(), "api", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: rollout.FieldManager}); err != nil {
+		t.Fatal(err)
+	}
+	e.SetPolicyImage(fluxsim.V1, e.Namespace, "api", img)
+	wantOutcome(t, f.run(t, deploy.Options{NoReconcile: true}), "api", deploy.OutcomeRollbackFailed)
+	d := e.GetDeployment("api")
+	if _, ok := deploy.ParseFailedImage(d.Annotations); ok {
+		t.Fatalf("a registry outage marked the image as failed: %v", d.Annotations)
+	}
+	rt, ok := deploy.ParseRetry(d.Annotations)
+	if !ok || rt.Image != img || !strings.Contains(rt.Reason, "rollback") || d.Annotations[deploy.AnnVerified] != "false" {
+		t.Fatalf("want a retry mark naming the rollback error and the rollout left unverified: %v", d.Annotations)
+	}
+	// Within the backoff: not verified again, nothing written.
+	before := fmt.Sprint(d.Annotations)
+	s := wantOutcome(t, f.run(t, deploy.Options{NoReconcile: true}), "api", deploy.OutcomeSkipped)
+	if !strings.Contains(s.Reason, "verified again after") || fmt.Sprint(e.GetDeployment("api").Annotations) != before {
+		t.Fatalf("within the backoff: %+v, annotations %v", s.Decision, e.GetDeployment("api").Annotations)
+	}
+	// After it: verified again; still down, the interval grows.
+	r := f.runner()
+	r.Now = func() time.Time { return time.Now().Add(deploy.RetryBase) }
+	res, err := r.Run(context.Background(), "later", deploy.Options{NoReconcile: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOutcome(t, res, "api", deploy.OutcomeRollbackFailed)
+	if rt2, _ := deploy.ParseRetry(e.GetDeployment("api").Annotations); rt2.Attempts != 2 {
+		t.Errorf("second retry mark = %+v", rt2)
+	}
+}
+
 // The run's budget running out during a slow but healthy rollout is no
 // verdict: the service is left unverified for the next run, not rolled
 // back, not remembered as failed.
