@@ -6,7 +6,16 @@
 //
 // It writes ImageRepository and ImagePolicy status in the exact shape of
 // the chosen Flux version, and answers reconcile requests with
-// status.lastHandledReconcileAt as the controller does.
+// status.lastHandledReconcileAt as the controller does
+// (fluxcd.io/flux/components/image/imagerepositories/#triggering-a-reconcile).
+// In the real order: the repository's scan is written first, each policy
+// behind it a moment later (PolicyLag; observed a few milliseconds with
+// Flux 2.6). A repository's spec.exclusionList drops matching tags from
+// the scan (#exclusion-list), and a spec change is reconciled without a
+// request (a new generation), so a policy falls back to the newest tag not
+// excluded. The "registry" is the list of images the test pushed; the
+// policy selects the newest pushed, which the tests push in the order an
+// alphabetical policy ranks them (filterTags are not applied).
 //
 // # GitOps: source-, kustomize- and image-automation-controller (StartGitOps)
 //
