@@ -218,7 +218,11 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 		}
 	default:
 		fmt.Fprintf(out, "%s %s rolled back from %s to %s (revision %d)\n", color.GreenString("✔"), s.Name, res.From, res.To, res.ToRevision)
-		fmt.Fprintf(out, "  held: runs skip %s until 'autodeploy resume %s'; %s is remembered as failed\n", s.Name, s.Name, res.From)
+		if res.ImageKept {
+			fmt.Fprintf(out, "  held: runs skip %s until 'autodeploy resume %s'; the image did not change, so it is not remembered as failed\n", s.Name, s.Name)
+		} else {
+			fmt.Fprintf(out, "  held: runs skip %s until 'autodeploy resume %s'; %s is remembered as failed\n", s.Name, s.Name, res.From)
+		}
 		if res.ReconcileDisabled {
 			fmt.Fprintf(out, "  Flux Kustomization %s skips this Deployment while it is held (%s: %s; resume removes it)\n", res.Kustomization, flux.KustomizeReconcileAnnotation, flux.ReconcileDisabled)
 		}

@@ -250,6 +250,56 @@ func TestRollbackFluxLevers(t *testing.T) {
 	}
 }
 
+// Two rollbacks in a row under one hold (the second with --to-revision):
+// the lever the first one set is still autodeploy's, and resume removes it
+// (review of issue 12: it was left, and Flux never applied the Deployment
+// again).
+func TestRollbackTwiceThenResumeGivesFluxBack(t *testing.T) {
+	e, _, cfg, _ := twoDeploys(t)
+	labels := []byte(`{"metadata":{"labels":{"kustomize.toolkit.fluxcd.io/name":"apps","kustomize.toolkit.fluxcd.io/namespace":"` + e.Namespace + `"}}}`)
+	if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(context.Background(), "api", types.MergePatchType, labels, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"rollback", "api"}, {"rollback", "api", "--to-revision", "1"}, {"resume", "api"}} {
+		settledName(t, e, "api")
+		if code, stdout, stderr := execute(t, nil, append(args, "--config", cfg, "--kubeconfig", e.Kubeconfig)...); code != ExitOK {
+			t.Fatalf("%v: exit %d\n%s\n%s", args, code, stdout, stderr)
+		}
+	}
+	if d := e.GetDeployment("api"); d.Annotations[flux.KustomizeReconcileAnnotation] != "" {
+		t.Fatalf("after resume: %s=%q: Flux would never apply the Deployment again", flux.KustomizeReconcileAnnotation, d.Annotations[flux.KustomizeReconcileAnnotation])
+	}
+}
+
+// A rollback that changes the configuration but not the image (someone
+// changed an environment variable) says nothing about the image: it is not
+// remembered as failed, and its tag is not excluded (review of issue 12:
+// the policy would have fallen back to an older tag).
+func TestRollbackOfAConfigChangeKeepsTheImage(t *testing.T) {
+	e, _, cfg, _ := twoDeploys(t)
+	ctx := context.Background()
+	patch := []byte(`{"metadata":{"labels":{"kustomize.toolkit.fluxcd.io/name":"apps","kustomize.toolkit.fluxcd.io/namespace":"` + e.Namespace + `"}},"spec":{"template":{"spec":{"containers":[{"name":"api","env":[{"name":"MODE","value":"broken"}]}]}}}}`)
+	if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(ctx, "api", types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: "kubectl-set"}); err != nil {
+		t.Fatal(err)
+	}
+	settledName(t, e, "api")
+	code, stdout, stderr := execute(t, nil, "rollback", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig)
+	if code != ExitOK || !strings.Contains(stdout, "not remembered as failed") || strings.Contains(stdout, "excluded") {
+		t.Fatalf("rollback: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	d := e.GetDeployment("api")
+	if _, ok := deploy.ParseFailedImage(d.Annotations); ok || kubetest.Image(d) != reg+"api:sha-3" || len(d.Spec.Template.Spec.Containers[0].Env) != 0 {
+		t.Fatalf("after the rollback: image %s, env %v, annotations %v", kubetest.Image(d), d.Spec.Template.Spec.Containers[0].Env, d.Annotations)
+	}
+	u, err := e.Dynamic.Resource(fluxsim.V1.GVR("imagerepositories")).Namespace(e.Namespace).Get(ctx, "api", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "exclusionList"); slices.Contains(l, "^sha-3$") {
+		t.Fatalf("exclusionList = %q", l)
+	}
+}
+
 // Levers someone else set are theirs: a reconcile: disabled annotation
 // already on the Deployment and an exclusion already in the ImageRepository
 // stay after resume.

@@ -67,6 +67,9 @@ type RollbackResult struct {
 	// ExcludeError says why the tag could not be excluded: the rollback
 	// stands, but git may bring the image back once the service is resumed.
 	ExcludeError string
+	// ImageKept: the target runs the same image (only the configuration
+	// changes); the image is neither remembered as failed nor excluded.
+	ImageKept bool
 }
 
 // ProblemError is a service the config and the cluster disagree about (a
@@ -143,16 +146,38 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 			return res, err
 		}
 	}
-	if res.Kustomization != "" && d.Annotations[flux.KustomizeReconcileAnnotation] != flux.ReconcileDisabled {
-		// Flux's per-object lever, in the same patch as the rollback: from
-		// then on kustomize-controller skips this Deployment, and only it,
-		// until resume; nothing else of the Kustomization is frozen. An
-		// annotation someone else set is theirs: resume leaves it.
-		ann[flux.KustomizeReconcileAnnotation] = flux.ReconcileDisabled
-		res.ReconcileDisabled = true
-		ann[AnnHold] = mustJSON(Hold{By: m.By, Reason: reason, At: now, From: res.From, ReconcileDisabled: true})
+	if res.Kustomization != "" {
+		old, held := ParseHold(d.Annotations)
+		switch {
+		case d.Annotations[flux.KustomizeReconcileAnnotation] != flux.ReconcileDisabled:
+			// Flux's per-object lever, in the same patch as the rollback:
+			// from then on kustomize-controller skips this Deployment, and
+			// only it, until resume; nothing else of the Kustomization is
+			// frozen.
+			ann[flux.KustomizeReconcileAnnotation] = flux.ReconcileDisabled
+			res.ReconcileDisabled = true
+		case held && old.ReconcileDisabled:
+			// A second rollback under the same hold: the lever is still
+			// the first one's, for resume to remove. One someone else set
+			// is theirs: resume leaves it.
+			res.ReconcileDisabled = true
+		}
+		if res.ReconcileDisabled {
+			ann[AnnHold] = mustJSON(Hold{By: m.By, Reason: reason, At: now, From: res.From, ReconcileDisabled: true})
+		}
 	}
-	undo, err := rollout.Undo(ctx, m.Kube, d, rollout.UndoOptions{ToRevision: o.ToRevision, Annotations: ann, DryRun: o.DryRun})
+	// A rollback that keeps the image (only the configuration changes)
+	// says nothing about the image: it is not remembered as failed, nor
+	// excluded.
+	sameImage := false
+	adjust := func(target *appsv1.ReplicaSet, ann map[string]string) {
+		if to, _ := rollout.ContainerImage(&target.Spec.Template, container); image.SameString(to, res.From) {
+			sameImage = true
+			delete(ann, AnnFailedImage)
+		}
+	}
+	undo, err := rollout.Undo(ctx, m.Kube, d, rollout.UndoOptions{ToRevision: o.ToRevision, Annotations: ann, Adjust: adjust, DryRun: o.DryRun})
+	res.ImageKept = sameImage
 	res.FromRevision, res.ToRevision, res.Skipped = undo.FromRevision, undo.ToRevision, undo.Skipped
 	if undo.Target != nil {
 		res.To, _ = rollout.ContainerImage(&undo.Target.Spec.Template, container)
@@ -170,8 +195,12 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 	}
 	log.Info("rollback started", "from", res.From, "to", res.To, "fromRevision", res.FromRevision, "toRevision", res.ToRevision, "reason", reason, "reconcileDisabled", res.ReconcileDisabled)
 	// The hold and the failed mark must survive a kubectl rollout undo.
-	markErr := m.copyToReplicaSets(ctx, s, d, map[string]string{AnnHold: ann[AnnHold], AnnFailedImage: ann[AnnFailedImage]})
-	if res.Kustomization != "" {
+	marks := map[string]string{AnnHold: ann[AnnHold]}
+	if !sameImage {
+		marks[AnnFailedImage] = ann[AnnFailedImage]
+	}
+	markErr := m.copyToReplicaSets(ctx, s, d, marks)
+	if res.Kustomization != "" && !sameImage {
 		// Git must stop asking for the image too, or resume brings it back.
 		res.Excluded, err = m.exclude(ctx, s, res.From, reason)
 		if err != nil {

@@ -84,6 +84,23 @@ type Input struct {
 // objects read from the cluster: this is where `run` compares the
 // Deployment's image with the ImagePolicy's.
 func Plan(in Input) Decision {
+	dec := plan(in)
+	// A Deployment running the image remembered as failed is a problem
+	// unless the run is about to replace it: whatever kept the policy's
+	// image back (a refused downgrade, a pending retry...), saying so
+	// quietly would hide a bad image (runningFailed).
+	if d := in.Deployment; d != nil && dec.Action == Skip && !dec.Problem {
+		if f, ok := ParseFailedImage(d.Annotations); ok && image.SameString(f.Image, dec.Current) {
+			why := dec.Reason
+			bad, _ := runningFailed(in, &dec, f, rollout.ImageOwner(d, dec.Container), true)
+			bad.Reason += "; the policy's image is not deployed: " + why
+			return bad
+		}
+	}
+	return dec
+}
+
+func plan(in Input) Decision {
 	s := in.Service
 	dec := Decision{
 		Service: s.Name, Namespace: s.Namespace, Deployment: s.Deployment, Container: s.Container,
@@ -115,7 +132,7 @@ func Plan(in Input) Decision {
 	// managedFields is the costliest part of a plan.
 	writer := func() string { return rollout.ImageOwner(d, container) }
 	if f, ok := ParseFailedImage(ann); ok && image.SameString(f.Image, dec.Current) {
-		if bad, stop := runningFailed(in, &dec, f, writer()); stop {
+		if bad, stop := runningFailed(in, &dec, f, writer(), false); stop {
 			return bad
 		}
 	}
@@ -170,6 +187,20 @@ func Plan(in Input) Decision {
 		dec.Action, dec.Reason = UpToDate, "running the policy's latest image"
 		return dec
 	}
+	if k := dec.Kustomization; k != "" && image.SameString(ann[AnnDeployedImage], p.Latest) && writer() == flux.KustomizeManager {
+		// autodeploy deployed this image, and Flux applied git's image over
+		// it (checked before the downgrade rules: git's template may differ
+		// in other ways too, which makes autodeploy's revision look
+		// replaced): git is behind the policy (the automation is suspended, its
+		// push refused, or the manifest has no setter marker). Deploying
+		// again would flip the Deployment at every reconcile.
+		ns, name, _ := strings.Cut(k, "/")
+		dec.Alert = "reverted:" + p.Latest
+		dec.Fix = fmt.Sprintf("make git follow ImagePolicy %s (flux get image update -n %s; the image line needs the marker # {\"$imagepolicy\": \"%s:%s\"}), then flux reconcile kustomization %s -n %s --with-source",
+			dec.Policy, s.PolicyNamespace, s.PolicyNamespace, s.PolicyName, name, ns)
+		return skip(true, "%s was reverted by %s from Kustomization %s: git has %s; runs do not deploy %s again until git has it",
+			p.Latest, flux.KustomizeManager, k, dec.Current, p.Latest)
+	}
 	if cur.Name() != want.Name() {
 		// Not a refusal: moving registries or repositories is legitimate,
 		// but the operator should see it in the plan.
@@ -184,18 +215,6 @@ func Plan(in Input) Decision {
 	if rev, ok := replacedBefore(d, in.ReplicaSets, container, want); ok {
 		dec.Ahead = true
 		return skip(false, "downgrade refused: revision %d already ran %s and was replaced (alphabetical order of sha-<hex> tags is not build order, fluxcd/flux2#3449)", rev, p.Latest)
-	}
-	if k := dec.Kustomization; k != "" && image.SameString(ann[AnnDeployedImage], p.Latest) && writer() == flux.KustomizeManager {
-		// autodeploy deployed this image, and Flux applied git's image over
-		// it: git is behind the policy (the automation is suspended, its
-		// push refused, or the manifest has no setter marker). Deploying
-		// again would flip the Deployment at every reconcile.
-		ns, name, _ := strings.Cut(k, "/")
-		dec.Alert = "reverted:" + p.Latest
-		dec.Fix = fmt.Sprintf("make git follow ImagePolicy %s (flux get image update -n %s; the image line needs the marker # {\"$imagepolicy\": \"%s:%s\"}), then flux reconcile kustomization %s -n %s --with-source",
-			dec.Policy, s.PolicyNamespace, s.PolicyNamespace, s.PolicyName, name, ns)
-		return skip(true, "%s was reverted by %s from Kustomization %s: git has %s; runs do not deploy %s again until git has it",
-			p.Latest, flux.KustomizeManager, k, dec.Current, p.Latest)
 	}
 	if rev, ok := rolledBackFrom(d, in.ReplicaSets, container, want); ok {
 		// kubectl rollout undo (or kubectl set image to an older image):
@@ -220,15 +239,15 @@ func Plan(in Input) Decision {
 // runningFailed judges a Deployment that runs the image autodeploy
 // remembers as failed: a problem whoever applied it (an automatic rollback
 // that could not be applied, auto-rollback off, Flux applying git's tag, a
-// person), reported with who did it. stop is false only when the run can
+// person), reported with who did it. stop is false only when the run may
 // fix it by deploying the policy's other image: the image was not applied
 // from git (that would fight Flux) and the service is neither held nor
-// paused.
-func runningFailed(in Input, dec *Decision, f FailedImage, writer string) (Decision, bool) {
+// paused; Plan comes back here (force) if that deploy does not happen.
+func runningFailed(in Input, dec *Decision, f FailedImage, writer string, force bool) (Decision, bool) {
 	d, s, p := in.Deployment, in.Service, in.Policy
 	_, held := ParseHold(d.Annotations)
 	fromGit := dec.Kustomization != "" && writer == flux.KustomizeManager
-	if p != nil && p.Ready && p.Latest != "" && !image.SameString(p.Latest, dec.Current) && !fromGit && !held && !d.Spec.Paused {
+	if !force && p != nil && p.Ready && p.Latest != "" && !image.SameString(p.Latest, dec.Current) && !fromGit && !held && !d.Spec.Paused {
 		return *dec, false
 	}
 	by := ""

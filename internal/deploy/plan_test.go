@@ -302,3 +302,43 @@ func TestPlanAfterKubectlUndo(t *testing.T) {
 		t.Fatalf("revived unverified mark: %s (stale %v): %s", got.Action, got.StaleMarks, got.Reason)
 	}
 }
+
+// A Flux revert is reported even when git's template differs in other
+// ways: Flux's apply then made a new ReplicaSet, and autodeploy's image
+// looks "replaced" to the downgrade check (review of issue 12).
+func TestPlanRevertWithAnotherTemplateChange(t *testing.T) {
+	d := dep(repo+":sha-aaa", 3, gitops, managedBy(flux.KustomizeManager), func(d *appsv1.Deployment) {
+		d.Annotations[AnnDeployedImage] = repo + ":sha-bbb"
+		d.Annotations[AnnVerified] = "true"
+	})
+	rss := []*appsv1.ReplicaSet{rs(d, repo+":sha-aaa", 1, ""), rs(d, repo+":sha-bbb", 2, "")}
+	// git's template: the old image and a new variable.
+	d.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "FROM_GIT", Value: "1"}}
+	rss = append(rss, rs(d, repo+":sha-aaa", 3, ""))
+	got := Plan(Input{Service: svc(), Deployment: d, ReplicaSets: rss, Policy: pol(repo+":sha-bbb", true)})
+	if got.Action != Skip || !got.Problem || got.Alert == "" || !strings.Contains(got.Reason, "reverted by kustomize-controller") {
+		t.Fatalf("%s (problem %v, alert %q): %s", got.Action, got.Problem, got.Alert, got.Reason)
+	}
+}
+
+// A Deployment running the failed image stays a problem whatever else the
+// plan would say: the policy moved on to an image the downgrade check or a
+// pending retry keeps back (review of issue 12).
+func TestPlanFailedImageRunningNeverQuiet(t *testing.T) {
+	// aaa (rev 1), bbb (rev 2), then the person set the failed ccc (rev 3);
+	// the policy selects bbb again, which the downgrade check refuses.
+	d := dep(repo+":sha-ccc", 3, managedBy("kubectl-set"), failedMark("sha-ccc"))
+	rss := []*appsv1.ReplicaSet{rs(d, repo+":sha-aaa", 1, ""), rs(d, repo+":sha-bbb", 2, ""), rs(d, repo+":sha-ccc", 3, "")}
+	got := Plan(Input{Service: svc(), Deployment: d, ReplicaSets: rss, Policy: pol(repo+":sha-bbb", true)})
+	if got.Action != Skip || !got.Problem || !strings.HasPrefix(got.Reason, "runs "+repo+":sha-ccc, which failed") || got.Fix == "" {
+		t.Fatalf("downgrade: %s (problem %v): %s", got.Action, got.Problem, got.Reason)
+	}
+	// A registry failure of the policy's image, waiting for its retry.
+	d = dep(repo+":sha-ccc", 3, managedBy("kubectl-set"), failedMark("sha-ccc"), func(d *appsv1.Deployment) {
+		d.Annotations[AnnRetry] = `{"image":"` + repo + `:sha-ddd","cause":"registry","reason":"503","attempts":1,"after":"2026-11-25T10:02:00Z"}`
+	})
+	got = Plan(Input{Service: svc(), Now: time.Date(2026, 11, 25, 10, 1, 0, 0, time.UTC), Deployment: d, Policy: pol(repo+":sha-ddd", true)})
+	if got.Action != Skip || !got.Problem || !strings.HasPrefix(got.Reason, "runs "+repo+":sha-ccc, which failed") {
+		t.Fatalf("retry pending: %s (problem %v): %s", got.Action, got.Problem, got.Reason)
+	}
+}

@@ -225,7 +225,10 @@ func (r *Runner) act(ctx, runCtx context.Context, snapshot Decision, s config.Se
 		dec := Plan(in)
 		log.Info("plan", "action", dec.Action, "current", dec.Current, "target", dec.Target, "reason", dec.Reason)
 		if dec.StaleMarks {
-			err := r.clearMarks(ctx, in.Deployment, false)
+			// Flux put git's image over an interrupted rollout: the
+			// deployed-image mark stays, as after a superseded one (Plan
+			// reports the revert).
+			err := r.clearMarks(ctx, in.Deployment, rollout.ImageOwner(in.Deployment, dec.Container) == flux.KustomizeManager)
 			if apierrors.IsConflict(err) && attempt < maxReplans {
 				continue
 			}

@@ -38,6 +38,9 @@ type UndoOptions struct {
 	ToRevision int64
 	// Annotations are set on the Deployment in the same patch.
 	Annotations map[string]string
+	// Adjust, when set, may change Annotations once the target revision
+	// is known (what a mark says can depend on what is restored).
+	Adjust func(target *appsv1.ReplicaSet, ann map[string]string)
 	DryRun      bool
 	// Precondition makes the patch conditional on d being unchanged since
 	// it was read (see SetImage).
@@ -73,6 +76,9 @@ func Undo(ctx context.Context, c kubernetes.Interface, d *appsv1.Deployment, o U
 	ann := map[string]string{}
 	for k, v := range o.Annotations {
 		ann[k] = v
+	}
+	if o.Adjust != nil {
+		o.Adjust(target, ann)
 	}
 	if cause, ok := target.Annotations[ChangeCauseAnnotation]; ok {
 		if _, set := ann[ChangeCauseAnnotation]; !set {
