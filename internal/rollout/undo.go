@@ -41,7 +41,7 @@ type UndoOptions struct {
 	// Adjust, when set, may change Annotations once the target revision
 	// is known (what a mark says can depend on what is restored).
 	Adjust func(target *appsv1.ReplicaSet, ann map[string]string)
-	DryRun      bool
+	DryRun bool
 	// Precondition makes the patch conditional on d being unchanged since
 	// it was read (see SetImage).
 	Precondition bool
