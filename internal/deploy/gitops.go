@@ -48,12 +48,16 @@ func (r *Runner) excludeFailed(ctx context.Context, s config.Service, dec Decisi
 		return
 	}
 	ref, err := image.Parse(dec.Target)
-	if err != nil || ref.Tag == "" {
-		return // a digest-only reference has no tag to exclude
+	if why := excludable(ref, err); why != "" {
+		log.Warn("failed tag not excluded: Flux may apply it again from git", "image", dec.Target, "why", why)
+		return
 	}
 	repo := refOf(dec.Repository)
 	ctx = context.WithoutCancel(ctx)
-	added, err := flux.Exclude(ctx, r.Dynamic, r.api, repo, flux.Exclusion{Tag: ref.Tag, Service: s.Name, Reason: truncate(cause.Error(), 200), At: r.Now().UTC()})
+	// The reason names the service, not the failure: the failure's text
+	// (a health check's answer) stays on the Deployment, not on a Flux
+	// object others may read.
+	added, err := flux.Exclude(ctx, r.Dynamic, r.api, repo, flux.Exclusion{Tag: ref.Tag, Service: s.Name, Reason: "automatic rollback of " + s.Name, At: r.Now().UTC()})
 	if err != nil {
 		log.Error("could not exclude the failed tag: Flux may apply it again from git", "repository", repo.String(), "tag", ref.Tag, "error", err)
 		return
@@ -64,6 +68,22 @@ func (r *Runner) excludeFailed(ctx context.Context, s config.Service, dec Decisi
 	log.Info("failed tag excluded so that git follows the rollback", "repository", repo.String(), "tag", ref.Tag)
 	r.progress(s.Name, "excluded tag "+ref.Tag+" in ImageRepository "+repo.String()+": the policy, then git, go back too")
 	r.rescan(ctx, repo, log)
+}
+
+// excludable says why the tag of ref must not be excluded, "" when it may:
+// a digest-only reference has no tag, and a tag pinned by digest (Flux's
+// digestReflectionPolicy) is mutable: excluding it would block every later
+// build pushed under it.
+func excludable(ref image.Ref, err error) string {
+	switch {
+	case err != nil:
+		return err.Error()
+	case ref.Tag == "":
+		return "a digest has no tag to exclude"
+	case ref.Digest != "":
+		return "the tag is pinned by digest, so it is mutable: excluding it would block every later build of " + ref.Tag
+	}
+	return ""
 }
 
 // rescan asks an ImageRepository to scan now and waits (bounded) for it.
@@ -77,11 +97,13 @@ func (r *Runner) rescan(ctx context.Context, repo flux.Ref, log *slog.Logger) {
 	}
 }
 
-// releaseExclusions undoes autodeploy's exclusions in the policy's
-// ImageRepository once the policy selected, and the run verified, an image
-// the policy ranks above each excluded tag: removing the exclusion then
-// cannot bring the bad tag back. Exclusions whose order cannot be told
-// stay (status shows them).
+// releaseExclusions undoes this service's exclusions in the policy's
+// ImageRepository once the policy selects an image it ranks above each
+// excluded tag, and the Deployment runs it (deployed and verified by this
+// run, or applied by Flux from git): removing the exclusion then cannot
+// bring the bad tag back. Exclusions of other services sharing the
+// repository, and those whose order cannot be told, stay (status shows
+// them).
 func (r *Runner) releaseExclusions(ctx context.Context, in Input, dec Decision, log *slog.Logger) {
 	if dec.Kustomization == "" || dec.Repository == "" || in.Policy == nil {
 		return
@@ -93,7 +115,7 @@ func (r *Runner) releaseExclusions(ctx context.Context, in Input, dec Decision, 
 	repo := refOf(dec.Repository)
 	removed, err := flux.Unexclude(ctx, r.Dynamic, r.api, repo, func(e flux.Exclusion) bool {
 		above, ok := in.Policy.Order.Prefers(ref.Tag, e.Tag)
-		return ok && above
+		return e.Service == dec.Service && ok && above
 	})
 	if err != nil {
 		log.Warn("could not remove autodeploy's exclusions; the next deploy tries again", "repository", repo.String(), "error", err)

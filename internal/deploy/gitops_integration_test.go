@@ -58,6 +58,15 @@ func newGitOps(t testing.TB, names ...string) *gitops {
 		files["apps/"+n+".yaml"] = fluxsim.DeploymentManifest(n, img, e.Namespace, 1)
 	}
 	f := newFixture(t, e, fluxsim.V1, specs, "")
+	// The policies admit the failing tags the tests push, so that an
+	// exclusion is released by the policy's own order (alphabetical:
+	// sha-* ranks above fail-*), not because its filter drops the tag.
+	for _, n := range names {
+		patch := []byte(`{"spec":{"filterTags":{"pattern":"^(sha|fail)-[a-f0-9]+$"}}}`)
+		if _, err := e.Dynamic.Resource(fluxsim.V1.GVR("imagepolicies")).Namespace(e.Namespace).Patch(context.Background(), n, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	g := e.StartGitOps(fluxsim.GitOptions{Files: files, Path: "./apps", ImageVersion: fluxsim.V1})
 	for _, n := range names {
 		if _, err := rollout.Wait(context.Background(), e.Kube, e.Namespace, n, rollout.WaitOptions{}); err != nil {
@@ -262,6 +271,36 @@ func TestGitOpsBadPushRollbackSticks(t *testing.T) {
 	}
 	if f.g.Applies() != applies || kubetest.Image(f.e.GetDeployment("api")) != reg+"api:sha-3333333" {
 		t.Errorf("after git caught up: applies %d -> %d, image %s", applies, f.g.Applies(), kubetest.Image(f.e.GetDeployment("api")))
+	}
+}
+
+// 3c. With the seed's intervals Flux often applies the newer good tag
+// from git before the next cron run: that run finds the service up to date,
+// and the exclusion goes all the same (review of issue 12: it stayed, and
+// exclusions piled up).
+func TestGitOpsExclusionReleasedWhenFluxAppliesFirst(t *testing.T) {
+	f := newGitOps(t, "api")
+	f.refl.Push("api", reg+"api:fail-2222222")
+	wantOutcome(t, f.run(t), "api", deploy.OutcomeRolledBack)
+	f.gitImage(t, "api", reg+"api:sha-1111111")
+	// A newer good build: Flux's own scan finds it, the automation commits
+	// it, Flux applies it; no autodeploy run in between.
+	f.refl.Push("api", reg+"api:sha-3333333")
+	for _, o := range flux.Reconcile(context.Background(), f.e.Dynamic, fluxsim.V1.GVR("imagerepositories"), []flux.Ref{{Namespace: f.e.Namespace, Name: "api"}}, flux.Token(time.Now())) {
+		if !o.OK {
+			t.Fatalf("rescan: %+v", o)
+		}
+	}
+	f.gitImage(t, "api", reg+"api:sha-3333333")
+	if err := f.g.Fetch(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rollout.Wait(context.Background(), f.e.Kube, f.e.Namespace, "api", rollout.WaitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	wantOutcome(t, f.run(t), "api", deploy.OutcomeUpToDate)
+	if l := f.exclusionList(t, "api"); slices.Contains(l, "^fail-2222222$") {
+		t.Errorf("exclusionList = %q after the policy's newer image runs", l)
 	}
 }
 

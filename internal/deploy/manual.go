@@ -435,8 +435,8 @@ func (m *Manager) policyRepository(ctx context.Context, s config.Service) (flux.
 // Runner.excludeFailed) and asks for a rescan; it returns the repository.
 func (m *Manager) exclude(ctx context.Context, s config.Service, img, reason string) (string, error) {
 	ref, err := image.Parse(img)
-	if err != nil || ref.Tag == "" {
-		return "", fmt.Errorf("%s has no tag to exclude", img)
+	if why := excludable(ref, err); why != "" {
+		return "", fmt.Errorf("%s not excluded: %s", img, why)
 	}
 	api, repo, err := m.policyRepository(ctx, s)
 	if err != nil {
@@ -468,7 +468,7 @@ func (m *Manager) unexclude(ctx context.Context, s config.Service, img string) (
 	if err != nil {
 		return nil, err
 	}
-	removed, err := flux.Unexclude(ctx, m.Dynamic, api, repo, func(e flux.Exclusion) bool { return e.Tag == ref.Tag })
+	removed, err := flux.Unexclude(ctx, m.Dynamic, api, repo, func(e flux.Exclusion) bool { return e.Tag == ref.Tag && e.Service == s.Name })
 	var out []string
 	for _, e := range removed {
 		out = append(out, repo.String()+": "+e.Pattern)

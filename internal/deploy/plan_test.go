@@ -13,6 +13,7 @@ import (
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
+	"github.com/autodeploy-dev/autodeploy/internal/image"
 )
 
 const repo = "ghcr.io/team-mercurious/api-gateway"
@@ -340,5 +341,23 @@ func TestPlanFailedImageRunningNeverQuiet(t *testing.T) {
 	got = Plan(Input{Service: svc(), Now: time.Date(2026, 11, 25, 10, 1, 0, 0, time.UTC), Deployment: d, Policy: pol(repo+":sha-ddd", true)})
 	if got.Action != Skip || !got.Problem || !strings.HasPrefix(got.Reason, "runs "+repo+":sha-ccc, which failed") {
 		t.Fatalf("retry pending: %s (problem %v): %s", got.Action, got.Problem, got.Reason)
+	}
+}
+
+// Which failed images a rollback may exclude in the ImageRepository.
+func TestExcludable(t *testing.T) {
+	digest := "@sha256:" + strings.Repeat("a", 64)
+	for _, tt := range []struct {
+		img, why string
+	}{
+		{repo + ":sha-bad", ""},
+		{repo + digest, "no tag"},
+		// digestReflectionPolicy: the tag is mutable, later builds reuse it.
+		{repo + ":main" + digest, "pinned by digest"},
+	} {
+		ref, err := image.Parse(tt.img)
+		if got := excludable(ref, err); tt.why == "" && got != "" || !strings.Contains(got, tt.why) {
+			t.Errorf("excludable(%s) = %q, want %q", tt.img, got, tt.why)
+		}
 	}
 }

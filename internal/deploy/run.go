@@ -176,6 +176,11 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 			}
 		case dec.Action == UpToDate:
 			sr.Outcome = OutcomeUpToDate
+			if _, failed := ParseFailedImage(in.Deployment.Annotations); failed {
+				// Flux may have applied the newer image from git before
+				// this run: a rollback's exclusion can go now too.
+				r.releaseExclusions(ctx, in, dec, log)
+			}
 		default:
 			sr.Outcome = r.skipped(dec, log)
 		}

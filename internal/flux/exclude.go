@@ -86,7 +86,10 @@ func Unexclude(ctx context.Context, dc dynamic.Interface, api API, repo Ref, dro
 		for _, r := range recs {
 			if drop(r) {
 				removed = append(removed, r)
-				list = slices.DeleteFunc(list, func(p string) bool { return p == r.Pattern })
+				// One occurrence: a copy someone added by hand stays.
+				if i := slices.Index(list, r.Pattern); i >= 0 {
+					list = slices.Delete(list, i, i+1)
+				}
 				continue
 			}
 			keep = append(keep, r)

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	k8stesting "k8s.io/client-go/testing"
 )
@@ -115,12 +116,17 @@ func TestExcludeAndUnexcludeTouchOnlyTheirOwn(t *testing.T) {
 	if _, recs := readRepo(t, dc); len(recs) != 1 {
 		t.Fatalf("records = %+v, want only sha-bad", recs)
 	}
+	// The operator adds the same pattern by hand too: their copy stays.
+	if _, err := dc.Resource(reposGVR).Namespace("flux-system").Patch(ctx, "api", types.MergePatchType,
+		[]byte(`{"spec":{"exclusionList":["^.*\\.sig$","^sha-manual$","^sha-bad$","^sha-bad$"]}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	removed, err := Unexclude(ctx, dc, api, ref, func(Exclusion) bool { return true })
 	if err != nil || len(removed) != 1 || removed[0].Tag != "sha-bad" {
 		t.Fatalf("Unexclude = %+v, %v", removed, err)
 	}
 	list, recs = readRepo(t, dc)
-	if !slices.Equal(list, []string{`^.*\.sig$`, "^sha-manual$"}) || len(recs) != 0 {
+	if !slices.Equal(list, []string{`^.*\.sig$`, "^sha-manual$", "^sha-bad$"}) || len(recs) != 0 {
 		t.Errorf("after Unexclude: list %q, records %+v; want the operator's patterns only", list, recs)
 	}
 	u, _ := dc.Resource(reposGVR).Namespace("flux-system").Get(ctx, "api", metav1.GetOptions{})
