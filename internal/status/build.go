@@ -2,6 +2,7 @@ package status
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -94,6 +95,14 @@ func buildService(s config.Service, objs Objects, now time.Time) Service {
 		out.Problems = append(out.Problems, objs.FluxProblem)
 	case dec.Problem:
 		out.Problems = append(out.Problems, dec.Reason+"; "+dec.Fix)
+	}
+	// An exclusion a rollback added that is gone from the list (someone
+	// edited it, or Flux applied the ImageRepository from git over it): the
+	// policy may select the bad tag again.
+	if rp := out.Repository; rp != nil && len(rp.ExclusionsLost) > 0 {
+		ns, name, _ := strings.Cut(rp.Name, "/")
+		out.Problems = append(out.Problems, fmt.Sprintf("the exclusion of %s that autodeploy's rollback added is no longer in ImageRepository %s's spec.exclusionList (edited, or applied from git over it): the policy may select it again; add it where the ImageRepository is kept (kubectl edit imagerepository %s -n %s, or git)",
+			strings.Join(rp.ExclusionsLost, ", "), rp.Name, name, ns))
 	}
 	// A failing scan or a policy that cannot select is news: new images
 	// stop arriving while everything else looks healthy.
@@ -228,6 +237,12 @@ func repository(u *unstructured.Unstructured) *Repository {
 	r.Suspended, _, _ = unstructured.NestedBool(u.Object, "spec", "suspend")
 	r.Ready, r.Message = flux.Ready(u)
 	r.ExcludedByAutodeploy = flux.ParseExclusions(u)
+	list, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "exclusionList")
+	for _, e := range r.ExcludedByAutodeploy {
+		if !slices.Contains(list, e.Pattern) {
+			r.ExclusionsLost = append(r.ExclusionsLost, e.Tag)
+		}
+	}
 	return r
 }
 

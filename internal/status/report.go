@@ -125,6 +125,8 @@ type Repository struct {
 	// ExcludedByAutodeploy are the exclusionList patterns rollbacks added
 	// (removed once the policy ranks a newer good image above them).
 	ExcludedByAutodeploy []flux.Exclusion `json:"excludedByAutodeploy,omitempty"`
+	// ExclusionsLost are the tags of those no longer in spec.exclusionList.
+	ExclusionsLost []string `json:"exclusionsLost,omitempty"`
 }
 
 // GitOps is Flux's side when a Kustomization applies the Deployment from

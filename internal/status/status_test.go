@@ -160,6 +160,7 @@ services:
 	// excluded the tag, and an automation writes the policy's tag to git
 	f.objs.Deployments["apps/generation"].Labels = map[string]string{"kustomize.toolkit.fluxcd.io/name": "apps", "kustomize.toolkit.fluxcd.io/namespace": "flux-system"}
 	f.objs.Deployments["apps/generation"].Annotations["kustomize.toolkit.fluxcd.io/reconcile"] = "disabled"
+	f.objs.Repositories["flux-system/generation"].Object["spec"] = map[string]any{"exclusionList": []any{`^.*\.sig$`, "^sha-4444444$"}}
 	f.objs.Repositories["flux-system/generation"].SetAnnotations(map[string]string{"autodeploy.dev/exclusions": `[{"pattern":"^sha-4444444$","tag":"sha-4444444","service":"generation","reason":"rolled back by alice@ops-1: 500s on /search","at":"2026-11-25T10:12:00Z"}]`})
 	f.objs.Kustomizations = map[string]*unstructured.Unstructured{"flux-system/apps": {Object: map[string]any{
 		"metadata": map[string]any{"name": "apps", "namespace": "flux-system"},
@@ -469,6 +470,38 @@ func TestBuildGitOps(t *testing.T) {
 			text := strings.Join(strings.Fields(b.String()), " ") // rows wrap
 			if !strings.Contains(text, "git Kustomization flux-system/apps (Ready, applied main@sha1:0123456789abcdef)") || !strings.Contains(text, tt.row) {
 				t.Errorf("text lacks the git rows:\n%s", b.String())
+			}
+		})
+	}
+}
+
+// A rollback's exclusion that is gone from the ImageRepository (Flux applied
+// it from git over autodeploy's edit) is a problem: the bad tag may come
+// back.
+func TestBuildExclusionLost(t *testing.T) {
+	cfg, err := config.Parse([]byte("defaults: {namespace: apps}\nservices:\n  - name: api\n"), "lost.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		list []any
+		lost bool
+	}{
+		{"still there", []any{`^.*\.sig$`, "^sha-2222222$"}, false},
+		{"gone", []any{`^.*\.sig$`}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture()
+			f.deployment("api", 1, []string{reg + "api:sha-1111111"}, complete(1), nil, kpod("api-h1-aaaaa", "h1", "Running", true, 0, time.Minute))
+			f.policy("api", reg+"api:sha-1111111")
+			repo := f.objs.Repositories["flux-system/api"]
+			repo.Object["spec"] = map[string]any{"exclusionList": tt.list}
+			repo.SetAnnotations(map[string]string{flux.AnnExclusions: `[{"pattern":"^sha-2222222$","tag":"sha-2222222","service":"api","at":"2026-11-25T10:00:00Z"}]`})
+			svc := Build(cfg, cfg.Services, f.objs, Local{}, now).Services[0]
+			got := len(svc.Problems) == 1 && strings.Contains(svc.Problems[0], "the exclusion of sha-2222222 that autodeploy's rollback added is no longer in ImageRepository flux-system/api's spec.exclusionList")
+			if got != tt.lost || !tt.lost && len(svc.Problems) > 0 {
+				t.Errorf("problems = %q", svc.Problems)
 			}
 		})
 	}
