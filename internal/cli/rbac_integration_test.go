@@ -38,9 +38,10 @@ import (
 // Kustomization that manages it, and a lease-locked config, so that every
 // rule of internal/access applies in this one namespace.
 type rbacEnv struct {
-	e    *kubetest.Env
-	refl *fluxsim.Reflector
-	cfg  string
+	e       *kubetest.Env
+	refl    *fluxsim.Reflector
+	cfg     string
+	deploys int
 }
 
 func newRBACEnv(t *testing.T) *rbacEnv {
@@ -81,6 +82,25 @@ func newRBACEnv(t *testing.T) *rbacEnv {
 	}
 	settledName(t, e, "api")
 	return &rbacEnv{e: e, refl: refl, cfg: cfg}
+}
+
+// setObserved writes the automation's status.observedPolicies (nil: the
+// field goes, as with Flux < 2.3, and runs do not wait for it).
+func (r *rbacEnv) setObserved(t *testing.T, observed map[string]any) {
+	t.Helper()
+	res := r.e.Dynamic.Resource(fluxsim.V1.GVR("imageupdateautomations")).Namespace(r.e.Namespace)
+	u, err := res.Get(context.Background(), "flux-system", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if observed == nil {
+		unstructured.RemoveNestedField(u.Object, "status", "observedPolicies")
+	} else if err := unstructured.SetNestedMap(u.Object, observed, "status", "observedPolicies"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := res.UpdateStatus(context.Background(), u, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // apply creates what `autodeploy manifests rbac` prints, and returns a
@@ -287,6 +307,33 @@ func scenario(t *testing.T, r *rbacEnv, as func(...string) (ExitCode, string), r
 	case "kustomizations/get", "imageupdateautomations/list":
 		// Who writes the service from git.
 		return as("status")
+	case "gitrepositories/list", "gitrepositories/patch", "gitrepositories/watch", "imageupdateautomations/watch":
+		// A deploy under Flux GitOps brings git along: it waits for the
+		// automation (which must report what it observed), then asks the
+		// GitRepository (which must exist) to fetch.
+		ctx := context.Background()
+		if resource == "imageupdateautomations" {
+			r.setObserved(t, map[string]any{"api": map[string]any{"name": reg + "api", "tag": "sha-0"}})
+			defer r.setObserved(t, nil)
+		} else {
+			gr := &unstructured.Unstructured{Object: map[string]any{
+				"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+				"metadata": map[string]any{"name": "flux-system", "namespace": r.e.Namespace},
+				"spec":     map[string]any{"interval": "1m", "url": "https://git.example/apps.git", "ref": map[string]any{"branch": "main"}},
+			}}
+			if _, err := r.e.Dynamic.Resource(flux.GitRepositoryGVR).Namespace(r.e.Namespace).Create(ctx, gr, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := r.e.Dynamic.Resource(flux.GitRepositoryGVR).Namespace(r.e.Namespace).Delete(ctx, "flux-system", metav1.DeleteOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}()
+		}
+		// A tag of its own: an earlier scenario's image was rolled back.
+		r.deploys++
+		r.refl.Push("api", fmt.Sprintf("%sapi:sha-b%d", reg, r.deploys))
+		return as("run", "-o", "json")
 	case "kustomizations/patch":
 		// A hold placed by an earlier version's rollback --suspend-flux.
 		hold := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, deploy.AnnHold, `{"by":"old@host","reason":"x","at":"2026-11-25T10:00:00Z","kustomization":"`+r.e.Namespace+`/apps"}`)

@@ -2,10 +2,14 @@ package deploy
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
@@ -124,4 +128,64 @@ func (r *Runner) releaseExclusions(ctx context.Context, in Input, dec Decision, 
 	for _, e := range removed {
 		log.Info("exclusion removed: the policy ranks the deployed image above it", "repository", repo.String(), "tag", e.Tag, "deployed", ref.Tag)
 	}
+}
+
+// GitFollowBound is how long a deploy of a Deployment applied from git
+// waits, alongside its rollout, for the automation to write the tag and
+// for the source to fetch it (observed with the real controllers: the
+// automation commits within about a second).
+const GitFollowBound = 10 * time.Second
+
+// bringGitAlong closes the window in which Flux would put git's older
+// image back over autodeploy's patch: until source-controller fetches the
+// automation's commit (its interval, a minute in the seed), a Kustomization
+// interval falling in between applies the older image. Right after the
+// patch, it waits for the ImageUpdateAutomation to have written the tag,
+// then asks the GitRepository to fetch now (as `flux reconcile source git`);
+// kustomize-controller applies the new revision at once and finds no drift.
+// It runs alongside the rollout's wait and never fails the deploy: what
+// goes wrong is a warning, and a revert that follows is reported by the
+// next run.
+func (r *Runner) bringGitAlong(ctx context.Context, in Input, dec Decision, log *slog.Logger) {
+	if dec.Kustomization == "" || in.Policy == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, GitFollowBound)
+	defer cancel()
+	kref := refOf(dec.Kustomization)
+	u, err := r.Dynamic.Resource(flux.KustomizationGVR).Namespace(kref.Namespace).Get(ctx, kref.Name, metav1.GetOptions{})
+	if err != nil {
+		r.warn(log, fmt.Sprintf("Kustomization %s: %v", dec.Kustomization, err))
+		return
+	}
+	k := flux.ParseKustomization(u)
+	if k.SourceKind != "GitRepository" || k.Suspended {
+		return
+	}
+	ref, err := image.Parse(dec.Target)
+	if err != nil || ref.Tag == "" {
+		return
+	}
+	err = flux.AwaitAutomation(ctx, r.Dynamic, r.api, in.Policy.Namespace, k.Source, in.Policy.Name, ref.Tag)
+	switch {
+	case errors.Is(err, flux.ErrNoAutomation):
+		r.warn(log, fmt.Sprintf("%s: %v %s: Flux will put git's image back (autodeploy doctor)", dec.Service, err, k.Source))
+		return
+	case err != nil:
+		r.warn(log, fmt.Sprintf("%s: %v: Flux may put git's image back until git has the tag", dec.Service, err))
+		return
+	}
+	for _, o := range flux.Reconcile(ctx, r.Dynamic, flux.GitRepositoryGVR, []flux.Ref{k.Source}, flux.Token(r.Now())) {
+		if !o.OK {
+			r.warn(log, fmt.Sprintf("%s: GitRepository %s: %s", dec.Service, o.Ref, o.Problem))
+		}
+	}
+}
+
+// warn records a warning of the run (shown by run and status).
+func (r *Runner) warn(log *slog.Logger, msg string) {
+	log.Warn("git does not follow yet", "warning", msg)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.warnings = append(r.warnings, msg)
 }

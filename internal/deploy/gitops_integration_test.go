@@ -161,14 +161,22 @@ func (ev *events) kinds() []string {
 func TestGitOpsGoodPush(t *testing.T) {
 	f := newGitOps(t, "api")
 	f.refl.Push("api", reg+"api:sha-2222222")
-	wantOutcome(t, f.run(t), "api", deploy.OutcomeDeployed)
+	res := f.run(t)
+	wantOutcome(t, res, "api", deploy.OutcomeDeployed)
+	if len(res.Warnings) > 0 {
+		t.Errorf("warnings: %q", res.Warnings)
+	}
 	f.gitImage(t, "api", reg+"api:sha-2222222")
 	before := f.e.GetDeployment("api")
 	applies := f.g.Applies()
-	if err := f.g.Fetch(context.Background()); err != nil {
+	// A Kustomization interval right after the run, before the
+	// GitRepository's own interval: the run had the source fetch the
+	// automation's commit, so Flux applies the new tag, not the old one
+	// (without that, it would put sha-1111111 back until the next fetch).
+	if err := f.g.ReconcileKustomization(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.g.ReconcileKustomization(context.Background()); err != nil {
+	if err := f.g.Fetch(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	after := f.e.GetDeployment("api")
@@ -323,7 +331,12 @@ func TestGitOpsFailedImageFromGitIsAProblem(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantOutcome(t, res, "api", deploy.OutcomeRolledBack)
+	// The Kustomization's next interval applies git, which still has the
+	// bad tag.
 	if err := f.g.Fetch(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.g.ReconcileKustomization(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if img := kubetest.Image(f.e.GetDeployment("api")); img != reg+"api:fail-2222222" {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -86,6 +87,9 @@ type Runner struct {
 	Grace time.Duration
 
 	api flux.API // the image API of this run's cluster
+
+	mu       sync.Mutex
+	warnings []string // besides the rescan's (bringGitAlong)
 }
 
 var defaultHealth = health.Check
@@ -189,6 +193,9 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 		}
 		res.Services = append(res.Services, sr)
 	}
+	r.mu.Lock()
+	res.Warnings, r.warnings = append(res.Warnings, r.warnings...), nil
+	r.mu.Unlock()
 	if ctx.Err() != nil {
 		res.Cancelled = true
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -496,6 +503,15 @@ func (r *Runner) execute(ctx, runCtx context.Context, in Input, dec Decision, lo
 			return OutcomeFailed, err
 		}
 		before, d = d.Spec.Template.DeepCopy(), patched
+		if dec.Kustomization != "" {
+			// Git follows alongside the rollout: bringGitAlong.
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				r.bringGitAlong(ctx, in, dec, log)
+			}()
+			defer func() { <-done }()
+		}
 	} else {
 		log.Info("verifying an earlier rollout", "image", dec.Current)
 		r.progress(s.Name, "verifying "+dec.Current+" (left unverified by an earlier run)")

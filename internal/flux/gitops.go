@@ -1,11 +1,16 @@
 package flux
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
 )
 
 // Flux GitOps: the other writer of a Deployment in the seed's setup.
@@ -76,6 +81,10 @@ type Automation struct {
 	SourceKind     string
 	LastPushCommit string
 	LastPushTime   *time.Time
+	// ObservedPolicies is the tag of each ImagePolicy the automation's last
+	// successful run wrote (status.observedPolicies, Flux >= 2.3); nil
+	// when it does not say.
+	ObservedPolicies map[string]string
 }
 
 // ParseAutomation reads an ImageUpdateAutomation of any served version.
@@ -90,7 +99,73 @@ func ParseAutomation(u *unstructured.Unstructured) Automation {
 			a.LastPushTime = &t
 		}
 	}
+	if obs, found, _ := unstructured.NestedMap(u.Object, "status", "observedPolicies"); found {
+		a.ObservedPolicies = map[string]string{}
+		for name, v := range obs {
+			if m, ok := v.(map[string]any); ok {
+				a.ObservedPolicies[name], _ = m["tag"].(string)
+			}
+		}
+	}
 	return a
+}
+
+// ErrNoAutomation: no ImageUpdateAutomation writes the policy's tag to the
+// source (none exists, or the one that does is suspended).
+var ErrNoAutomation = errors.New("no ImageUpdateAutomation writes the policy's tag to git")
+
+// AwaitAutomation waits until an ImageUpdateAutomation of namespace ns
+// that pushes to source has written tag for ImagePolicy policy (its last
+// successful run observed that tag), or ctx ends. It returns at once with
+// ErrNoAutomation when none can, and with a nil error, without waiting,
+// when the automation does not report what it observed (Flux < 2.3).
+func AwaitAutomation(ctx context.Context, dc dynamic.Interface, api API, ns string, source Ref, policy, tag string) error {
+	res := dc.Resource(api.Automations()).Namespace(ns)
+	list, err := res.List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("list ImageUpdateAutomations in %s: %w", ns, err)
+	}
+	// done reports whether a says tag is in git; ok is false when a cannot
+	// carry it there.
+	done := func(a Automation) (bool, bool) {
+		if a.Source != source || a.Suspended {
+			return false, false
+		}
+		return a.ObservedPolicies == nil || a.Ready && a.ObservedPolicies[policy] == tag, true
+	}
+	candidates := 0
+	for i := range list.Items {
+		finished, ok := done(ParseAutomation(&list.Items[i]))
+		if finished {
+			return nil
+		}
+		if ok {
+			candidates++
+		}
+	}
+	if candidates == 0 {
+		return ErrNoAutomation
+	}
+	w, err := res.Watch(ctx, metav1.ListOptions{ResourceVersion: list.GetResourceVersion()})
+	if err != nil {
+		return fmt.Errorf("watch ImageUpdateAutomations in %s: %w", ns, err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the ImageUpdateAutomation did not write %s to git (%w)", tag, context.Cause(ctx))
+		case ev, open := <-w.ResultChan():
+			if !open {
+				return fmt.Errorf("the watch of ImageUpdateAutomations in %s ended", ns)
+			}
+			if u, ok := ev.Object.(*unstructured.Unstructured); ok && ev.Type == watch.Modified {
+				if finished, _ := done(ParseAutomation(u)); finished {
+					return nil
+				}
+			}
+		}
+	}
 }
 
 func sourceRef(u *unstructured.Unstructured) (string, Ref) {
