@@ -424,14 +424,13 @@ func TestGitOpsManualRollbackSticks(t *testing.T) {
 
 // BenchmarkDeployGitOps measures one deploy from the scan to agreement,
 // without and with Flux GitOps: plain is a run that deploys and verifies a
-// new tag; gitops is the same run on a Deployment applied from git, until
-// the automation has committed the tag and the Kustomization's apply found
-// no drift (source fetch and reconcile played at once, as a webhook
-// receiver or `flux reconcile kustomization --with-source` would). The
-// difference is what sharing the Deployment with Flux adds to a deploy
-// (issue 12 asks for at most 3 s); the stand-ins answer at once, so it
-// measures autodeploy's own GitOps work (the exclusions lookup after a
-// verified deploy) and the apply's dry-run, not Flux's intervals.
+// new tag; gitops is the same run on a Deployment applied from git, which
+// brings git along (waits for the automation's commit, has the source
+// fetch it, the Kustomization's apply finds no drift), checked after the
+// run. The difference is what sharing the Deployment with Flux adds to a
+// deploy (issue 12 asks for at most 3 s); the stand-ins answer at once, so
+// it measures autodeploy's own GitOps work and the controllers' writes and
+// dry-run, not their real latency (about a second for the automation).
 //
 //	go test -tags integration -run '^$' -bench DeployGitOps -benchtime 5x ./internal/deploy
 func BenchmarkDeployGitOps(b *testing.B) {
