@@ -159,6 +159,11 @@ func run(kubeconfig, bin, dir string) error {
 		return err
 	}
 	fmt.Printf("kustomize-controller applied %d changes\n", g.Applies()-before)
+	// autodeploy's marks are annotations, and a Deployment's generation
+	// counts them: let the controller observe the last one first.
+	if err := waitAvailable(ctx, kc, gitService); err != nil {
+		return err
+	}
 	ad("status", gitService)
 
 	step("Someone rolls api-gateway back by hand; the service is held, and runs leave it alone")
