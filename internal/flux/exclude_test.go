@@ -3,6 +3,7 @@ package flux
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -151,5 +152,47 @@ func TestExcludeRetriesAConflict(t *testing.T) {
 	}
 	if list, _ := readRepo(t, dc); !slices.Equal(list, []string{"^sha-1$"}) {
 		t.Errorf("list = %q", list)
+	}
+}
+
+// An automation counts as writing a service's tag only where its commits
+// reach what the Kustomization applies.
+func TestResolveGitOpsWhereTheAutomationWrites(t *testing.T) {
+	k := &unstructured.Unstructured{Object: map[string]any{
+		"metadata": map[string]any{"name": "apps", "namespace": "flux-system"},
+		"spec":     map[string]any{"path": "./apps/production", "sourceRef": map[string]any{"kind": "GitRepository", "name": "flux-system"}},
+	}}
+	auto := func(path, checkout, push string) unstructured.Unstructured {
+		git := map[string]any{}
+		if checkout != "" {
+			git["checkout"] = map[string]any{"ref": map[string]any{"branch": checkout}}
+		}
+		if push != "" {
+			git["push"] = map[string]any{"branch": push}
+		}
+		return unstructured.Unstructured{Object: map[string]any{
+			"metadata": map[string]any{"name": "flux-system", "namespace": "flux-system"},
+			"spec":     map[string]any{"sourceRef": map[string]any{"kind": "GitRepository", "name": "flux-system"}, "git": git, "update": map[string]any{"path": path}},
+		}}
+	}
+	for _, tt := range []struct {
+		name    string
+		a       unstructured.Unstructured
+		writes  bool
+		problem string
+	}{
+		{"the whole repository", auto("./", "main", "main"), true, ""},
+		{"a parent of the path", auto("./apps", "main", ""), true, ""},
+		{"push branch unknown to compare", auto("./apps", "", "main"), true, ""},
+		{"another directory", auto("./clusters/staging", "main", "main"), false, "updates ./clusters/staging, outside the Kustomization's path ./apps/production"},
+		{"a pull-request branch", auto("./apps", "main", "image-updates"), false, "pushes to branch image-updates, not to the branch Flux applies from"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			g := ResolveGitOps(Ref{Namespace: "flux-system", Name: "apps"}, k, []unstructured.Unstructured{tt.a})
+			p := g.Problem("flux-system/api")
+			if (g.Automation != nil) != tt.writes || !tt.writes && !strings.Contains(p, tt.problem) {
+				t.Errorf("automation %v, problem %q; want writes=%v and %q", g.Automation, p, tt.writes, tt.problem)
+			}
+		})
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -59,6 +61,7 @@ type Kustomization struct {
 	LastApplied string // status.lastAppliedRevision, e.g. main@sha1:0a1b...
 	Source      Ref    // spec.sourceRef (a GitRepository in the seed)
 	SourceKind  string
+	Path        string // spec.path
 }
 
 // ParseKustomization reads a Kustomization.
@@ -68,6 +71,7 @@ func ParseKustomization(u *unstructured.Unstructured) Kustomization {
 	k.Ready, k.Message = readyCondition(u)
 	k.LastApplied, _, _ = unstructured.NestedString(u.Object, "status", "lastAppliedRevision")
 	k.SourceKind, k.Source = sourceRef(u)
+	k.Path, _, _ = unstructured.NestedString(u.Object, "spec", "path")
 	return k
 }
 
@@ -85,6 +89,10 @@ type Automation struct {
 	// successful run wrote (status.observedPolicies, Flux >= 2.3); nil
 	// when it does not say.
 	ObservedPolicies map[string]string
+	// UpdatePath is spec.update.path; CheckoutBranch and PushBranch are
+	// spec.git.checkout.ref.branch and spec.git.push.branch ("" when
+	// unset: the GitRepository's branch, then the checkout branch).
+	UpdatePath, CheckoutBranch, PushBranch string
 }
 
 // ParseAutomation reads an ImageUpdateAutomation of any served version.
@@ -94,6 +102,9 @@ func ParseAutomation(u *unstructured.Unstructured) Automation {
 	a.Ready, a.Message = readyCondition(u)
 	a.SourceKind, a.Source = sourceRef(u)
 	a.LastPushCommit, _, _ = unstructured.NestedString(u.Object, "status", "lastPushCommit")
+	a.UpdatePath, _, _ = unstructured.NestedString(u.Object, "spec", "update", "path")
+	a.CheckoutBranch, _, _ = unstructured.NestedString(u.Object, "spec", "git", "checkout", "ref", "branch")
+	a.PushBranch, _, _ = unstructured.NestedString(u.Object, "spec", "git", "push", "branch")
 	if s, _, _ := unstructured.NestedString(u.Object, "status", "lastPushTime"); s != "" {
 		if t, err := time.Parse(time.RFC3339, s); err == nil {
 			a.LastPushTime = &t
@@ -190,6 +201,9 @@ type GitOps struct {
 	// Automation writes the policy's tag into the Kustomization's source;
 	// nil when none does.
 	Automation *Automation
+	// Elsewhere lists automations of that source whose commits do not
+	// reach what the Kustomization applies, and why.
+	Elsewhere []string
 }
 
 // Problem says why git will not follow the policy, with the fix; "" when it
@@ -198,6 +212,9 @@ func (g GitOps) Problem(policy string) string {
 	switch {
 	case !g.Found:
 		return fmt.Sprintf("the Deployment's labels name Flux Kustomization %s, which does not exist", g.Kustomization)
+	case g.Automation == nil && len(g.Elsewhere) > 0:
+		return fmt.Sprintf("applied from git by Kustomization %s, but no ImageUpdateAutomation writes ImagePolicy %s's tag where it applies from (%s): every deploy will be reverted by Flux until those commits are merged",
+			g.Kustomization, policy, strings.Join(g.Elsewhere, "; "))
 	case g.Automation == nil:
 		return fmt.Sprintf("applied from git by Kustomization %s, but no ImageUpdateAutomation writes ImagePolicy %s's tag to %s %s: every deploy will be reverted by Flux; create one (flux create image update) and add the setter marker # {\"$imagepolicy\": \"%s\"} to the image line in git",
 			g.Kustomization, policy, g.K.SourceKind, g.K.Source, markerName(policy))
@@ -237,6 +254,11 @@ func ResolveGitOps(k Ref, kustomization *unstructured.Unstructured, automations 
 		if a.Source != g.K.Source {
 			continue
 		}
+		if why := a.elsewhere(g.K); why != "" {
+			// It commits, but not where this Kustomization applies from.
+			g.Elsewhere = append(g.Elsewhere, fmt.Sprintf("ImageUpdateAutomation %s %s", a.Ref, why))
+			continue
+		}
 		// Prefer one that works: a suspended or failing one is reported
 		// only when no other writes the tag.
 		if g.Automation == nil || (!g.Automation.Ready || g.Automation.Suspended) && a.Ready && !a.Suspended {
@@ -244,4 +266,29 @@ func ResolveGitOps(k Ref, kustomization *unstructured.Unstructured, automations 
 		}
 	}
 	return g
+}
+
+// elsewhere says why a's commits do not reach what Kustomization k
+// applies, "" when they do (as far as the objects tell): it pushes to
+// another branch than it checks out (a pull-request flow), or it updates
+// files outside k's path (fluxcd.io/flux/components/image/imageupdateautomations/#update).
+func (a Automation) elsewhere(k Kustomization) string {
+	// Without a checkout branch the GitRepository's is used, which is not
+	// read here: only a push branch that differs from a named checkout
+	// branch is known to go elsewhere.
+	if a.PushBranch != "" && a.CheckoutBranch != "" && a.PushBranch != a.CheckoutBranch {
+		return fmt.Sprintf("pushes to branch %s, not to the branch Flux applies from", a.PushBranch)
+	}
+	up, kp := cleanPath(a.UpdatePath), cleanPath(k.Path)
+	if up != "" && kp != up && !strings.HasPrefix(kp, up+"/") && !strings.HasPrefix(up, kp+"/") {
+		return fmt.Sprintf("updates %s, outside the Kustomization's path %s", a.UpdatePath, k.Path)
+	}
+	return ""
+}
+
+// cleanPath is a repository path without ./ and trailing slashes; "" is
+// the root.
+func cleanPath(p string) string {
+	p = path.Clean("/" + p)
+	return strings.TrimPrefix(p, "/")
 }
