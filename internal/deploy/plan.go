@@ -189,11 +189,11 @@ func plan(in Input) Decision {
 	}
 	if k := dec.Kustomization; k != "" && image.SameString(ann[AnnDeployedImage], p.Latest) && writer() == flux.KustomizeManager {
 		// autodeploy deployed this image, and Flux applied git's image over
-		// it (checked before the downgrade rules: git's template may differ
-		// in other ways too, which makes autodeploy's revision look
-		// replaced): git is behind the policy (the automation is suspended, its
+		// it: git is behind the policy (the automation is suspended, its
 		// push refused, or the manifest has no setter marker). Deploying
-		// again would flip the Deployment at every reconcile.
+		// again would flip the Deployment at every reconcile. Checked
+		// before the downgrade rules: git's template may differ in other
+		// ways too, and then autodeploy's revision looks replaced.
 		ns, name, _ := strings.Cut(k, "/")
 		dec.Alert = "reverted:" + p.Latest
 		dec.Fix = fmt.Sprintf("make git follow ImagePolicy %s (flux get image update -n %s; the image line needs the marker # {\"$imagepolicy\": \"%s:%s\"}), then flux reconcile kustomization %s -n %s --with-source",
