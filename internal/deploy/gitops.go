@@ -58,6 +58,11 @@ func (r *Runner) excludeFailed(ctx context.Context, s config.Service, dec Decisi
 	}
 	repo := refOf(dec.Repository)
 	ctx = context.WithoutCancel(ctx)
+	pol, err := r.Dynamic.Resource(r.api.Policies()).Namespace(s.PolicyNamespace).Get(ctx, s.PolicyName, metav1.GetOptions{})
+	if err != nil {
+		log.Error("could not read the ImagePolicy: the failed tag is not excluded; Flux may apply it again from git", "policy", dec.Policy, "error", err)
+		return
+	}
 	// The reason names the service, not the failure: the failure's text
 	// (a health check's answer) stays on the Deployment, not on a Flux
 	// object others may read.
@@ -72,6 +77,25 @@ func (r *Runner) excludeFailed(ctx context.Context, s config.Service, dec Decisi
 	log.Info("failed tag excluded so that git follows the rollback", "repository", repo.String(), "tag", ref.Tag)
 	r.progress(s.Name, "excluded tag "+ref.Tag+" in ImageRepository "+repo.String()+": the policy, then git, go back too")
 	r.rescan(ctx, repo, log)
+	// Then git goes back as a deploy brings it along: the source may have
+	// fetched the failed tag's commit already, and a Kustomization
+	// interval would apply it again until the source's next fetch. The
+	// policy moves a moment after the rescan (on Flux < 2.7 without being
+	// asked): wait for it, bounded.
+	flux.AwaitPolicies(ctx, r.Dynamic, r.api.Policies(), map[flux.Ref]string{{Namespace: pol.GetNamespace(), Name: pol.GetName()}: pol.GetResourceVersion()}, GitFollowBound)
+	pol, err = r.Dynamic.Resource(r.api.Policies()).Namespace(s.PolicyNamespace).Get(ctx, s.PolicyName, metav1.GetOptions{})
+	if err != nil {
+		r.warn(log, fmt.Sprintf("%s: read ImagePolicy %s: %v", s.Name, dec.Policy, err))
+		return
+	}
+	p := flux.ParsePolicy(pol)
+	if p.Latest == "" || image.SameString(p.Latest, dec.Target) {
+		r.warn(log, fmt.Sprintf("%s: ImagePolicy %s did not move off %s after its exclusion", s.Name, dec.Policy, dec.Target))
+		return
+	}
+	back := dec
+	back.Target = p.Latest
+	r.bringGitAlong(ctx, Input{Policy: &p}, back, log)
 }
 
 // excludable says why the tag of ref must not be excluded, "" when it may:
@@ -168,6 +192,8 @@ func (r *Runner) bringGitAlong(ctx context.Context, in Input, dec Decision, log 
 	}
 	err = flux.AwaitAutomation(ctx, r.Dynamic, r.api, in.Policy.Namespace, k.Source, in.Policy.Name, ref.Tag)
 	switch {
+	case errors.Is(err, context.Canceled):
+		return // the deploy failed: its rollback brings git back
 	case errors.Is(err, flux.ErrNoAutomation):
 		r.warn(log, fmt.Sprintf("%s: %v %s: Flux will put git's image back (autodeploy doctor)", dec.Service, err, k.Source))
 		return

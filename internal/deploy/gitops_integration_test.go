@@ -247,20 +247,34 @@ func TestGitOpsGitBehindIsNotFought(t *testing.T) {
 func TestGitOpsBadPushRollbackSticks(t *testing.T) {
 	f := newGitOps(t, "api")
 	f.refl.Push("api", reg+"api:fail-2222222")
-	res := f.run(t)
+	// As observed: by the time autodeploy rolls back, the automation has
+	// committed the bad tag, and source-controller has fetched it.
+	r := f.runner()
+	r.Progress = onFirst("api", "rolling back", func() {
+		f.gitImage(t, "api", reg+"api:fail-2222222")
+		if err := f.g.Fetch(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	res, err := r.Run(context.Background(), "test", deploy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	wantOutcome(t, res, "api", deploy.OutcomeRolledBack)
 	if l := f.exclusionList(t, "api"); !slices.Contains(l, "^fail-2222222$") {
 		t.Fatalf("exclusionList = %q", l)
 	}
 	f.gitImage(t, "api", reg+"api:sha-1111111")
-	if err := f.g.Fetch(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.g.ReconcileKustomization(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if img := kubetest.Image(f.e.GetDeployment("api")); img != reg+"api:sha-1111111" {
-		t.Fatalf("Flux applied %s over the rollback", img)
+	// A Kustomization interval right after the run, before the
+	// GitRepository's own: the source has the bad tag's commit, so the
+	// rollback must have it fetch the good one too.
+	for _, step := range []func(context.Context) error{f.g.ReconcileKustomization, f.g.Fetch} {
+		if err := step(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if img := kubetest.Image(f.e.GetDeployment("api")); img != reg+"api:sha-1111111" {
+			t.Fatalf("Flux applied %s over the rollback", img)
+		}
 	}
 	wantOutcome(t, f.run(t), "api", deploy.OutcomeUpToDate)
 	// A newer good image: deployed, and the exclusion goes (the policy

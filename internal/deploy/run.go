@@ -484,6 +484,7 @@ func (r *Runner) execute(ctx, runCtx context.Context, in Input, dec Decision, lo
 	// before is the template live just before the patch: where a failed
 	// deploy goes back to. A verify only knows the revision.
 	var before *corev1.PodTemplateSpec
+	stopGit := func() {}
 	if dec.Action == Deploy {
 		cause := fmt.Sprintf("autodeploy: %s -> %s (ImagePolicy %s)", dec.Current, dec.Target, dec.Policy)
 		ann := map[string]string{
@@ -504,13 +505,16 @@ func (r *Runner) execute(ctx, runCtx context.Context, in Input, dec Decision, lo
 		}
 		before, d = d.Spec.Template.DeepCopy(), patched
 		if dec.Kustomization != "" {
-			// Git follows alongside the rollout: bringGitAlong.
+			// Git follows alongside the rollout: bringGitAlong. A failed
+			// rollout stops it: the rollback brings git back instead.
+			gctx, cancel := context.WithCancel(ctx)
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				r.bringGitAlong(ctx, in, dec, log)
+				r.bringGitAlong(gctx, in, dec, log)
 			}()
-			defer func() { <-done }()
+			stopGit = func() { cancel(); <-done }
+			defer stopGit()
 		}
 	} else {
 		log.Info("verifying an earlier rollout", "image", dec.Current)
@@ -556,6 +560,7 @@ func (r *Runner) execute(ctx, runCtx context.Context, in Input, dec Decision, lo
 	}
 	log.Error("rollout failed", "image", dec.Target, "error", err)
 	r.progress(s.Name, "failed: "+err.Error())
+	stopGit()
 	return r.recover(ctx, s, dec, before, ours, err, log)
 }
 
