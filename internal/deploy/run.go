@@ -334,8 +334,9 @@ func (r *Runner) readService(ctx context.Context, api flux.API, s config.Service
 }
 
 // notify sends the event of a service's outcome: after the health check
-// passed, or after a failure with how the rollback went. Nothing is sent
-// for services with nothing to do.
+// passed, after a failure with how the rollback went, or when the rollout
+// was superseded or left unverified. Nothing is sent for services with
+// nothing to do (problems are alert's).
 func (r *Runner) notify(ctx context.Context, runID string, sr ServiceResult, err error) {
 	e := notify.Event{Service: sr.Service, Time: r.Now().UTC(), RunID: runID, To: sr.Target, Duration: sr.Duration}
 	switch sr.Outcome {
@@ -344,6 +345,10 @@ func (r *Runner) notify(ctx context.Context, runID string, sr ServiceResult, err
 		if sr.Action == Deploy {
 			e.From = sr.Current
 		}
+	case OutcomeSuperseded:
+		e.Kind, e.Level, e.From, e.Reason = notify.Superseded, "warning", sr.Current, sr.Error
+	case OutcomeUnverified:
+		e.Kind, e.Level, e.Reason = notify.Unverified, "warning", sr.Error
 	case OutcomeRolledBack, OutcomeRollbackFailed, OutcomeFailed:
 		e.Kind, e.Level, e.From, e.Reason = notify.Failed, "error", sr.Current, sr.Error
 		if sr.Outcome != OutcomeFailed {

@@ -27,6 +27,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 	"github.com/autodeploy-dev/autodeploy/internal/fluxsim"
 	"github.com/autodeploy-dev/autodeploy/internal/kubetest"
+	"github.com/autodeploy-dev/autodeploy/internal/notify"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
 	"github.com/autodeploy-dev/autodeploy/internal/runlog"
 )
@@ -90,6 +91,8 @@ func TestRunLeavesSomeoneElsesRolloutAlone(t *testing.T) {
 			f := newFixture(t, e, fluxsim.V1, []svcSpec{{name: "api", image: reg + "api:sha-1111111", replicas: 2}}, "")
 			f.refl.Push("api", reg+"api:sha-2222222")
 			r := f.runner()
+			ev := newEvents(t)
+			r.Notify = notify.New([]config.Notify{{Type: config.NotifyWebhook, Name: "test", URL: config.Secret{Value: ev.url}, MinLevel: "info", Timeout: 10 * time.Second}}, r.Log)
 			r.Progress = onFirst("api", "Waiting for", func() { kubectlSetImage(t, e, "api", reg+"api:"+theirs) })
 			res, err := r.Run(context.Background(), "test", deploy.Options{})
 			if err != nil {
@@ -110,6 +113,10 @@ func TestRunLeavesSomeoneElsesRolloutAlone(t *testing.T) {
 			}
 			if log := f.log.String(); strings.Contains(log, `msg="rollback started"`) || !strings.Contains(log, "superseded") {
 				t.Errorf("log:\n%s", log)
+			}
+			// People hear of it once, as a warning naming who did it.
+			if k := ev.kinds(); len(k) != 1 || k[0] != notify.Superseded || !strings.Contains(ev.got[0].Reason, "kubectl-set") {
+				t.Errorf("notifications = %v %+v", k, ev.got)
 			}
 		})
 	}

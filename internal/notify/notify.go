@@ -34,7 +34,17 @@ const (
 	// Problem: a run found something a person must fix (a failed image
 	// running, a deploy Flux reverted); sent once per problem.
 	Problem = "problem"
+	// Superseded: someone else (a person, Flux) changed the Deployment
+	// during autodeploy's rollout; their change stands.
+	Superseded = "superseded"
+	// Unverified: the rollout could not be judged (the run's budget ran
+	// out, the API could not be read, a person paused it); the next run
+	// verifies it.
+	Unverified = "unverified"
 )
+
+// Kinds lists every kind of event.
+var Kinds = []string{Deployed, Failed, Rollback, Hold, Resume, Problem, Superseded, Unverified}
 
 // Event is one thing worth telling. Its JSON form is the generic webhook's
 // body.
@@ -80,6 +90,10 @@ func (e Event) Summary() string {
 		return fmt.Sprintf("%s resumed by %s", e.Service, e.By)
 	case Problem:
 		return fmt.Sprintf("%s needs a person: %s", e.Service, e.Reason)
+	case Superseded:
+		return fmt.Sprintf("%s: the rollout of %s was superseded, their change stands: %s", e.Service, e.To, e.Reason)
+	case Unverified:
+		return fmt.Sprintf("%s: %s left unverified, the next run verifies it: %s", e.Service, e.To, e.Reason)
 	}
 	return e.Service + ": " + e.Kind
 }

@@ -181,3 +181,17 @@ func TestNilSenderSendsNothing(t *testing.T) {
 		t.Fatal("New without channels is not nil")
 	}
 }
+
+// Every kind of event has its own summary and title: the fallback
+// ("svc: kind") would tell a person nothing.
+func TestEveryKindHasItsText(t *testing.T) {
+	for _, k := range Kinds {
+		e := Event{Kind: k, Level: "warning", Service: "api", To: "ghcr.io/x/api:sha-2", From: "ghcr.io/x/api:sha-1", Reason: "why", By: "alice@host"}
+		if s := e.Summary(); s == "api: "+k || !strings.HasPrefix(s, "api") {
+			t.Errorf("%s: summary %q", k, s)
+		}
+		if ti := title(e); ti == "api: "+k || !strings.Contains(ti, "api") {
+			t.Errorf("%s: title %q", k, ti)
+		}
+	}
+}

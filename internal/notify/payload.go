@@ -40,6 +40,10 @@ func title(e Event) string {
 		return "▶ " + e.Service + " resumed"
 	case Problem:
 		return "⚠ " + e.Service + " needs a person"
+	case Superseded:
+		return "↪ " + e.Service + ": rollout superseded"
+	case Unverified:
+		return "⏳ " + e.Service + ": left unverified"
 	}
 	return e.Service + ": " + e.Kind
 }
