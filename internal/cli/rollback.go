@@ -229,6 +229,9 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 		if res.Excluded != "" {
 			fmt.Fprintf(out, "  tag of %s excluded in ImageRepository %s: the policy and git go back too\n", res.From, res.Excluded)
 		}
+		if res.GitWarning != "" {
+			fmt.Fprintf(f.IO.ErrOut, "%s git does not follow the rollback yet: %s\n", color.YellowString("warning:"), res.GitWarning)
+		}
 		if res.ExcludeError != "" {
 			fmt.Fprintf(f.IO.ErrOut, "%s could not exclude the tag of %s (%s): once resumed, Flux applies it again from git unless git changes; exclude it by hand in the ImageRepository's spec.exclusionList\n", color.YellowString("warning:"), res.From, res.ExcludeError)
 		}

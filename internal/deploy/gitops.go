@@ -10,6 +10,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
@@ -58,11 +59,6 @@ func (r *Runner) excludeFailed(ctx context.Context, s config.Service, dec Decisi
 	}
 	repo := refOf(dec.Repository)
 	ctx = context.WithoutCancel(ctx)
-	pol, err := r.Dynamic.Resource(r.api.Policies()).Namespace(s.PolicyNamespace).Get(ctx, s.PolicyName, metav1.GetOptions{})
-	if err != nil {
-		log.Error("could not read the ImagePolicy: the failed tag is not excluded; Flux may apply it again from git", "policy", dec.Policy, "error", err)
-		return
-	}
 	// The reason names the service, not the failure: the failure's text
 	// (a health check's answer) stays on the Deployment, not on a Flux
 	// object others may read.
@@ -77,25 +73,9 @@ func (r *Runner) excludeFailed(ctx context.Context, s config.Service, dec Decisi
 	log.Info("failed tag excluded so that git follows the rollback", "repository", repo.String(), "tag", ref.Tag)
 	r.progress(s.Name, "excluded tag "+ref.Tag+" in ImageRepository "+repo.String()+": the policy, then git, go back too")
 	r.rescan(ctx, repo, log)
-	// Then git goes back as a deploy brings it along: the source may have
-	// fetched the failed tag's commit already, and a Kustomization
-	// interval would apply it again until the source's next fetch. The
-	// policy moves a moment after the rescan (on Flux < 2.7 without being
-	// asked): wait for it, bounded.
-	flux.AwaitPolicies(ctx, r.Dynamic, r.api.Policies(), map[flux.Ref]string{{Namespace: pol.GetNamespace(), Name: pol.GetName()}: pol.GetResourceVersion()}, GitFollowBound)
-	pol, err = r.Dynamic.Resource(r.api.Policies()).Namespace(s.PolicyNamespace).Get(ctx, s.PolicyName, metav1.GetOptions{})
-	if err != nil {
-		r.warn(log, fmt.Sprintf("%s: read ImagePolicy %s: %v", s.Name, dec.Policy, err))
-		return
+	if why := gitGoesBack(ctx, r.Dynamic, r.api, r.Now(), dec.Kustomization, s, dec.Target); why != "" {
+		r.warn(log, s.Name+": "+why)
 	}
-	p := flux.ParsePolicy(pol)
-	if p.Latest == "" || image.SameString(p.Latest, dec.Target) {
-		r.warn(log, fmt.Sprintf("%s: ImagePolicy %s did not move off %s after its exclusion", s.Name, dec.Policy, dec.Target))
-		return
-	}
-	back := dec
-	back.Target = p.Latest
-	r.bringGitAlong(ctx, Input{Policy: &p}, back, log)
 }
 
 // excludable says why the tag of ref must not be excluded, "" when it may:
@@ -163,49 +143,88 @@ const GitFollowBound = 10 * time.Second
 // bringGitAlong closes the window in which Flux would put git's older
 // image back over autodeploy's patch: until source-controller fetches the
 // automation's commit (its interval, a minute in the seed), a Kustomization
-// interval falling in between applies the older image. Right after the
-// patch, it waits for the ImageUpdateAutomation to have written the tag,
-// then asks the GitRepository to fetch now (as `flux reconcile source git`);
-// kustomize-controller applies the new revision at once and finds no drift.
-// It runs alongside the rollout's wait and never fails the deploy: what
-// goes wrong is a warning, and a revert that follows is reported by the
-// next run.
+// interval falling in between applies the older image. It runs right after
+// the patch, alongside the rollout's wait (see gitFollows), and never fails
+// the deploy: what goes wrong is a warning, and a revert that follows is
+// reported by the next run.
 func (r *Runner) bringGitAlong(ctx context.Context, in Input, dec Decision, log *slog.Logger) {
 	if dec.Kustomization == "" || in.Policy == nil {
 		return
 	}
+	if why := gitFollows(ctx, r.Dynamic, r.api, r.Now(), dec.Kustomization, *in.Policy, dec.Target); why != "" {
+		r.warn(log, dec.Service+": "+why)
+	}
+}
+
+// gitFollows waits (GitFollowBound at most) for the ImageUpdateAutomation
+// to have written target's tag for policy to git, then asks the
+// Kustomization's GitRepository to fetch now (as `flux reconcile source
+// git`), so that kustomize-controller applies that revision at once and
+// finds no drift. It returns why git does not follow, "" when it does or
+// when it cannot be told (not a GitRepository, suspended, ctx cancelled).
+func gitFollows(ctx context.Context, dc dynamic.Interface, api flux.API, now time.Time, kustomization string, policy flux.Policy, target string) string {
 	ctx, cancel := context.WithTimeout(ctx, GitFollowBound)
 	defer cancel()
-	kref := refOf(dec.Kustomization)
-	u, err := r.Dynamic.Resource(flux.KustomizationGVR).Namespace(kref.Namespace).Get(ctx, kref.Name, metav1.GetOptions{})
+	kref := refOf(kustomization)
+	u, err := dc.Resource(flux.KustomizationGVR).Namespace(kref.Namespace).Get(ctx, kref.Name, metav1.GetOptions{})
 	if err != nil {
-		r.warn(log, fmt.Sprintf("Kustomization %s: %v", dec.Kustomization, err))
-		return
+		return fmt.Sprintf("Kustomization %s: %v", kustomization, err)
 	}
 	k := flux.ParseKustomization(u)
 	if k.SourceKind != "GitRepository" || k.Suspended {
-		return
+		return ""
 	}
-	ref, err := image.Parse(dec.Target)
+	ref, err := image.Parse(target)
 	if err != nil || ref.Tag == "" {
-		return
+		return ""
 	}
-	err = flux.AwaitAutomation(ctx, r.Dynamic, r.api, in.Policy.Namespace, k.Source, in.Policy.Name, ref.Tag)
+	err = flux.AwaitAutomation(ctx, dc, api, policy.Namespace, k.Source, policy.Name, ref.Tag)
 	switch {
 	case errors.Is(err, context.Canceled):
-		return // the deploy failed: its rollback brings git back
+		return "" // the deploy failed: its rollback brings git back
 	case errors.Is(err, flux.ErrNoAutomation):
-		r.warn(log, fmt.Sprintf("%s: %v %s: Flux will put git's image back (autodeploy doctor)", dec.Service, err, k.Source))
-		return
+		return fmt.Sprintf("%v %s: Flux will put git's image back (autodeploy doctor)", err, k.Source)
 	case err != nil:
-		r.warn(log, fmt.Sprintf("%s: %v: Flux may put git's image back until git has the tag", dec.Service, err))
-		return
+		return fmt.Sprintf("%v: Flux may put git's image back until git has the tag", err)
 	}
-	for _, o := range flux.Reconcile(ctx, r.Dynamic, flux.GitRepositoryGVR, []flux.Ref{k.Source}, flux.Token(r.Now())) {
+	var problems []string
+	for _, o := range flux.Reconcile(ctx, dc, flux.GitRepositoryGVR, []flux.Ref{k.Source}, flux.Token(now)) {
 		if !o.OK {
-			r.warn(log, fmt.Sprintf("%s: GitRepository %s: %s", dec.Service, o.Ref, o.Problem))
+			problems = append(problems, fmt.Sprintf("GitRepository %s: %s", o.Ref, o.Problem))
 		}
 	}
+	return strings.Join(problems, "; ")
+}
+
+// gitGoesBack follows an exclusion of failed's tag: while the policy still
+// selects it, it waits (bounded) for the policy's next write (on Flux < 2.7
+// the policy moves unasked, a moment after its repository's rescan), then
+// brings git along to the image the policy selects now (gitFollows): the
+// source may already hold the failed tag's commit, and a Kustomization
+// interval would apply it again until its next fetch.
+func gitGoesBack(ctx context.Context, dc dynamic.Interface, api flux.API, now time.Time, kustomization string, s config.Service, failed string) string {
+	ref := flux.Ref{Namespace: s.PolicyNamespace, Name: s.PolicyName}
+	read := func() (flux.Policy, error) {
+		u, err := dc.Resource(api.Policies()).Namespace(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		if err != nil {
+			return flux.Policy{}, fmt.Errorf("read ImagePolicy %s: %w", ref, err)
+		}
+		return flux.ParsePolicy(u), nil
+	}
+	p, err := read()
+	if err == nil && (p.Latest == "" || image.SameString(p.Latest, failed)) {
+		// Not moved yet: wait for its next write, bounded. (A policy that
+		// already selects another image is not written again.)
+		flux.AwaitPolicies(ctx, dc, api.Policies(), map[flux.Ref]string{ref: p.ResourceVersion}, GitFollowBound)
+		p, err = read()
+	}
+	if err != nil {
+		return err.Error()
+	}
+	if p.Latest == "" || image.SameString(p.Latest, failed) {
+		return fmt.Sprintf("ImagePolicy %s did not move off %s after its exclusion", ref, failed)
+	}
+	return gitFollows(ctx, dc, api, now, kustomization, p, p.Latest)
 }
 
 // warn records a warning of the run (shown by run and status).

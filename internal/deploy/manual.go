@@ -70,6 +70,10 @@ type RollbackResult struct {
 	// ImageKept: the target runs the same image (only the configuration
 	// changes); the image is neither remembered as failed nor excluded.
 	ImageKept bool
+	// GitWarning says why git does not follow the rollback yet (the
+	// automation did not write the policy's new tag in time, the source
+	// did not fetch it); "" when it does.
+	GitWarning string
 }
 
 // ProblemError is a service the config and the cluster disagree about (a
@@ -202,7 +206,10 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 	markErr := m.copyToReplicaSets(ctx, s, d, marks)
 	if res.Kustomization != "" && !sameImage {
 		// Git must stop asking for the image too, or resume brings it back.
-		res.Excluded, err = m.exclude(ctx, s, res.From, reason)
+		res.Excluded, res.GitWarning, err = m.exclude(ctx, s, res.Kustomization, res.From, reason)
+		if res.GitWarning != "" {
+			log.Warn("git does not follow the rollback yet", "warning", res.GitWarning)
+		}
 		if err != nil {
 			res.ExcludeError = err.Error()
 			log.Error("could not exclude the tag rolled back from: Flux applies it again from git once resumed", "error", err)
@@ -432,29 +439,29 @@ func (m *Manager) policyRepository(ctx context.Context, s config.Service) (flux.
 }
 
 // exclude adds img's tag to the exclusionList of s's ImageRepository (see
-// Runner.excludeFailed) and asks for a rescan; it returns the repository.
-func (m *Manager) exclude(ctx context.Context, s config.Service, img, reason string) (string, error) {
+// Runner.excludeFailed), asks for a rescan, and brings git back to the
+// policy's new choice (gitGoesBack); it returns the repository, and why git
+// does not follow yet ("" when it does).
+func (m *Manager) exclude(ctx context.Context, s config.Service, kustomization, img, reason string) (string, string, error) {
 	ref, err := image.Parse(img)
 	if why := excludable(ref, err); why != "" {
-		return "", fmt.Errorf("%s not excluded: %s", img, why)
+		return "", "", fmt.Errorf("%s not excluded: %s", img, why)
 	}
 	api, repo, err := m.policyRepository(ctx, s)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	added, err := flux.Exclude(ctx, m.Dynamic, api, repo, flux.Exclusion{Tag: ref.Tag, Service: s.Name, Reason: "rolled back by " + m.By + ": " + reason, At: m.Now().UTC()})
-	if err != nil {
-		return "", err
+	if err != nil || !added {
+		return repo.String(), "", err
 	}
-	if added {
-		m.Log.Info("tag excluded so that git follows the rollback", "svc", s.Name, "repository", repo.String(), "tag", ref.Tag)
-		// The spec change alone makes Flux rescan; the request makes the
-		// wait for it explicit and bounded.
-		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		flux.Reconcile(rctx, m.Dynamic, api.Repositories(), []flux.Ref{repo}, flux.Token(m.Now()))
-	}
-	return repo.String(), nil
+	m.Log.Info("tag excluded so that git follows the rollback", "svc", s.Name, "repository", repo.String(), "tag", ref.Tag)
+	// The spec change alone makes Flux rescan; the request makes the wait
+	// for it explicit and bounded.
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	flux.Reconcile(rctx, m.Dynamic, api.Repositories(), []flux.Ref{repo}, flux.Token(m.Now()))
+	return repo.String(), gitGoesBack(ctx, m.Dynamic, api, m.Now(), kustomization, s, img), nil
 }
 
 // unexclude removes autodeploy's exclusion of img's tag from s's
