@@ -17,16 +17,17 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/image"
 )
 
-// How autodeploy shares a Deployment with Flux GitOps (README, "Flux
-// GitOps"): autodeploy patches first, then git follows, because the
-// ImageUpdateAutomation writes the same tag the policy selected (observed:
-// within about a second; kustomize-controller's dry-run then finds no
-// drift and writes nothing). When git does not follow, Flux puts git's
-// image back; Plan recognises that (the image field owned by
-// kustomize-controller again, over an image autodeploy deployed) and
-// reports it instead of deploying again. A rollback makes git follow too:
-// the failed tag is excluded in the ImageRepository (flux.Exclude), so the
-// policy, then the automation, then Flux's apply all go back with it.
+// How autodeploy shares a Deployment with Flux GitOps (README, "Sharing a
+// Deployment with Flux GitOps"): autodeploy patches first and brings git
+// along (bringGitAlong): the ImageUpdateAutomation writes the same tag the
+// policy selected (observed: within about a second), the run has the
+// source fetch it, and kustomize-controller's dry-run then finds no drift
+// and writes nothing. When git does not follow, Flux puts git's image
+// back; Plan recognises that (the image field owned by kustomize-controller
+// again, over an image autodeploy deployed) and reports it instead of
+// deploying again. A rollback makes git follow too: the failed tag is
+// excluded in the ImageRepository (flux.Exclude), so the policy, then the
+// automation, then Flux's apply all go back with it (gitGoesBack).
 
 // KustomizationOf returns namespace/name of the Flux Kustomization that
 // applies d (its kustomize.toolkit.fluxcd.io labels), "" when none.
@@ -48,7 +49,7 @@ func refOf(nsName string) flux.Ref {
 // repository is asked to rescan so that the policy moves back now.
 // Failures are logged: the rollback itself stands, and status shows a
 // failed image that comes back from git as a problem.
-func (r *Runner) excludeFailed(ctx context.Context, s config.Service, dec Decision, cause error, log *slog.Logger) {
+func (r *Runner) excludeFailed(ctx context.Context, s config.Service, dec Decision, log *slog.Logger) {
 	if dec.Kustomization == "" || dec.Repository == "" {
 		return
 	}

@@ -683,7 +683,7 @@ func (r *Runner) recover(ctx context.Context, s config.Service, dec Decision, be
 	}
 	if blame.Remembered() && s.AutoRollback {
 		// Whatever the rollback does, git must stop asking for the image.
-		defer r.excludeFailed(ctx, s, dec, cause, log)
+		defer r.excludeFailed(ctx, s, dec, log)
 	}
 	// The rollback gets its own timeout even when the run's budget is spent:
 	// leaving a broken rollout in place is worse than overrunning.
