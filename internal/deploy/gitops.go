@@ -39,11 +39,6 @@ func KustomizationOf(d *appsv1.Deployment) string {
 	return ns + "/" + name
 }
 
-func refOf(nsName string) flux.Ref {
-	ns, name, _ := strings.Cut(nsName, "/")
-	return flux.Ref{Namespace: ns, Name: name}
-}
-
 // excludeFailed makes a rollback of a Deployment applied from git stick:
 // the failed tag goes into its ImageRepository's exclusionList, and the
 // repository is asked to rescan so that the policy moves back now.
@@ -58,7 +53,7 @@ func (r *Runner) excludeFailed(ctx context.Context, s config.Service, dec Decisi
 		log.Warn("failed tag not excluded: Flux may apply it again from git", "image", dec.Target, "why", why)
 		return
 	}
-	repo := refOf(dec.Repository)
+	repo := flux.ParseRef(dec.Repository)
 	ctx = context.WithoutCancel(ctx)
 	// The reason names the service, not the failure: the failure's text
 	// (a health check's answer) stays on the Deployment, not on a Flux
@@ -121,7 +116,7 @@ func (r *Runner) releaseExclusions(ctx context.Context, in Input, dec Decision, 
 	if err != nil || ref.Tag == "" {
 		return
 	}
-	repo := refOf(dec.Repository)
+	repo := flux.ParseRef(dec.Repository)
 	removed, err := flux.Unexclude(ctx, r.Dynamic, r.api, repo, func(e flux.Exclusion) bool {
 		above, ok := in.Policy.Order.Prefers(ref.Tag, e.Tag)
 		return e.Service == dec.Service && ok && above
@@ -166,7 +161,7 @@ func (r *Runner) bringGitAlong(ctx context.Context, in Input, dec Decision, log 
 func gitFollows(ctx context.Context, dc dynamic.Interface, api flux.API, now time.Time, kustomization string, policy flux.Policy, target string) string {
 	ctx, cancel := context.WithTimeout(ctx, GitFollowBound)
 	defer cancel()
-	kref := refOf(kustomization)
+	kref := flux.ParseRef(kustomization)
 	u, err := dc.Resource(flux.KustomizationGVR).Namespace(kref.Namespace).Get(ctx, kref.Name, metav1.GetOptions{})
 	if err != nil {
 		return fmt.Sprintf("Kustomization %s: %v", kustomization, err)

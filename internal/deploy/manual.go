@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -486,8 +485,8 @@ func (m *Manager) unexclude(ctx context.Context, s config.Service, img string) (
 // suspendKustomization sets spec.suspend as `flux suspend|resume
 // kustomization` does.
 func (m *Manager) suspendKustomization(ctx context.Context, nsName string, suspend bool) error {
-	ns, name, _ := strings.Cut(nsName, "/")
+	k := flux.ParseRef(nsName)
 	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"suspend": suspend}})
-	_, err := m.Dynamic.Resource(flux.KustomizationGVR).Namespace(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: rollout.FieldManager})
+	_, err := m.Dynamic.Resource(flux.KustomizationGVR).Namespace(k.Namespace).Patch(ctx, k.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: rollout.FieldManager})
 	return err
 }

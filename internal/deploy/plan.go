@@ -194,10 +194,10 @@ func plan(in Input) Decision {
 		// again would flip the Deployment at every reconcile. Checked
 		// before the downgrade rules: git's template may differ in other
 		// ways too, and then autodeploy's revision looks replaced.
-		ns, name, _ := strings.Cut(k, "/")
+		kref := flux.ParseRef(k)
 		dec.Alert = "reverted:" + p.Latest
 		dec.Fix = fmt.Sprintf("make git follow ImagePolicy %s (flux get image update -n %s; the image line needs the marker # {\"$imagepolicy\": \"%s:%s\"}), then flux reconcile kustomization %s -n %s --with-source",
-			dec.Policy, s.PolicyNamespace, s.PolicyNamespace, s.PolicyName, name, ns)
+			dec.Policy, s.PolicyNamespace, s.PolicyNamespace, s.PolicyName, kref.Name, kref.Namespace)
 		return skip(true, "%s was reverted by %s from Kustomization %s: git has %s; runs do not deploy %s again until git has it",
 			p.Latest, flux.KustomizeManager, k, dec.Current, p.Latest)
 	}
@@ -266,7 +266,7 @@ func runningFailed(in Input, dec *Decision, f FailedImage, writer string, force 
 	switch {
 	case fromGit && p != nil && p.Latest != "" && !image.SameString(p.Latest, dec.Current):
 		dec.Reason += fmt.Sprintf("; the policy now selects %s: once the ImageUpdateAutomation writes it to git, Flux applies it", p.Latest)
-		dec.Fix = fmt.Sprintf("flux get image update -n %s; then flux reconcile kustomization %s -n %s --with-source", s.PolicyNamespace, nameOf(dec.Kustomization), namespaceOf(dec.Kustomization))
+		dec.Fix = fmt.Sprintf("flux get image update -n %s; then flux reconcile kustomization %s -n %s --with-source", s.PolicyNamespace, flux.ParseRef(dec.Kustomization).Name, flux.ParseRef(dec.Kustomization).Namespace)
 	case held || f.RollbackError != "":
 		dec.Fix = fmt.Sprintf("roll back by hand: autodeploy rollback %s --to-revision N (autodeploy history %s)", s.Name, s.Name)
 		if held {
@@ -277,9 +277,6 @@ func runningFailed(in Input, dec *Decision, f FailedImage, writer string, force 
 	}
 	return *dec, true
 }
-
-func nameOf(nsName string) string      { _, n, _ := strings.Cut(nsName, "/"); return n }
-func namespaceOf(nsName string) string { ns, _, _ := strings.Cut(nsName, "/"); return ns }
 
 func holdBy(h Hold) string {
 	var parts []string

@@ -168,8 +168,7 @@ func gitOps(r *Report, name string, s config.Service, k string, objs status.Obje
 		r.add(name, Fail, objs.GitOpsProblem, "apply `autodeploy manifests rbac` for this kubeconfig's user or ServiceAccount")
 		return
 	}
-	ns, kname, _ := strings.Cut(k, "/")
-	g := flux.ResolveGitOps(flux.Ref{Namespace: ns, Name: kname}, objs.Kustomizations[k], objs.Automations[s.PolicyNamespace])
+	g := flux.ResolveGitOps(flux.ParseRef(k), objs.Kustomizations[k], objs.Automations[s.PolicyNamespace])
 	problem := g.Problem(s.PolicyNamespace + "/" + s.PolicyName)
 	switch {
 	case !g.Found:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,12 @@ import (
 type Ref struct{ Namespace, Name string }
 
 func (r Ref) String() string { return r.Namespace + "/" + r.Name }
+
+// ParseRef reads namespace/name, as Ref.String writes it.
+func ParseRef(nsName string) Ref {
+	ns, name, _ := strings.Cut(nsName, "/")
+	return Ref{Namespace: ns, Name: name}
+}
 
 // Outcome of one reconcile request.
 type Outcome struct {

@@ -207,12 +207,11 @@ func rolledOutAt(d *appsv1.Deployment, cur *appsv1.ReplicaSet) *time.Time {
 // gitOps is who writes the Deployment from git and whether git follows the
 // policy (issue: share the Deployment with Flux GitOps, never fight it).
 func gitOps(k string, s config.Service, objs Objects, problems []string) (*GitOps, []string) {
-	ns, name, _ := strings.Cut(k, "/")
 	out := &GitOps{Kustomization: k}
 	if objs.GitOpsProblem != "" {
 		return out, append(problems, objs.GitOpsProblem)
 	}
-	g := flux.ResolveGitOps(flux.Ref{Namespace: ns, Name: name}, objs.Kustomizations[k], objs.Automations[s.PolicyNamespace])
+	g := flux.ResolveGitOps(flux.ParseRef(k), objs.Kustomizations[k], objs.Automations[s.PolicyNamespace])
 	if g.Found {
 		out.LastApplied, out.Suspended, out.Ready, out.Message = g.K.LastApplied, g.K.Suspended, g.K.Ready, g.K.Message
 		out.Source = g.K.SourceKind + " " + g.K.Source.String()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -110,8 +109,8 @@ func collectGitOps(ctx context.Context, dc dynamic.Interface, api flux.API, serv
 		if _, done := objs.Kustomizations[k]; done {
 			continue
 		}
-		ns, name, _ := strings.Cut(k, "/")
-		u, err := dc.Resource(flux.KustomizationGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+		kref := flux.ParseRef(k)
+		u, err := dc.Resource(flux.KustomizationGVR).Namespace(kref.Namespace).Get(ctx, kref.Name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
 			objs.Kustomizations[k] = nil

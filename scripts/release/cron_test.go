@@ -25,14 +25,7 @@ func TestDebianCronAcceptsTheLine(t *testing.T) {
 		t.Fatal("needs root: the cron daemon runs in a mount namespace of its own")
 	}
 	cronBin := debianCron(t)
-	packaged, err := packagedConfig(readExample(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tab, err := cronFile(packaged)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tab := packagedCronFile(t)
 	if errs := cronErrors(t, cronBin, tab); len(errs) > 0 {
 		t.Fatalf("cron rejects the packaged file:\n%s\n%s", strings.Join(errs, "\n"), tab)
 	}

@@ -64,6 +64,12 @@ func TestPackagedConfig(t *testing.T) {
 // five fields of cron(8)), the user field of /etc/cron.d, and the packaged
 // paths, guarded for a removed package.
 func TestPackagedCronLine(t *testing.T) {
+	checkCronD(t, packagedCronFile(t))
+}
+
+// packagedCronFile is the /etc/cron.d/autodeploy the .deb installs.
+func packagedCronFile(t *testing.T) string {
+	t.Helper()
 	packaged, err := packagedConfig(readExample(t))
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +78,7 @@ func TestPackagedCronLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkCronD(t, tab)
+	return tab
 }
 
 // checkCronD checks an /etc/cron.d file: variables, comments, and job lines
