@@ -234,7 +234,7 @@ func (r *Runner) act(ctx, runCtx context.Context, snapshot Decision, s config.Se
 			log.Error("read failed: nothing changed", "error", err)
 			return snapshot, OutcomeNotRun, err
 		}
-		dec := Plan(in)
+		dec := preflight(Plan(in), s)
 		log.Info("plan", "action", dec.Action, "current", dec.Current, "target", dec.Target, "reason", dec.Reason)
 		if dec.StaleMarks {
 			// Flux put git's image over an interrupted rollout: the
@@ -648,7 +648,8 @@ func (r *Runner) waitAndCheck(runCtx context.Context, s config.Service, dec Deci
 			if runCtx.Err() != nil {
 				return fmt.Errorf("%w (runTimeout %s) before the rollout finished; last status: %s", errBudget, r.Config.RunTimeout, last)
 			}
-			return fmt.Errorf("rollout did not finish within %s; last status: %s", s.RolloutTimeout, last)
+			// The error is Wait's verdict on what the pods showed.
+			return fmt.Errorf("rollout did not finish within %s; last status: %s; %w", s.RolloutTimeout, last, err)
 		}
 		return err
 	}
@@ -676,11 +677,7 @@ func (r *Runner) waitAndCheck(runCtx context.Context, s config.Service, dec Deci
 // off). The marks are written whatever the rollback does, so that a
 // rollback that cannot be applied is reported once, not every run.
 func (r *Runner) recover(ctx context.Context, s config.Service, dec Decision, before, ours *corev1.PodTemplateSpec, cause error, log *slog.Logger) (Outcome, error) {
-	blame := rollout.CauseImage
-	var fe *rollout.FailedError
-	if errors.As(cause, &fe) {
-		blame = fe.Cause
-	}
+	blame := blameOf(cause)
 	if blame.Remembered() && s.AutoRollback {
 		// Whatever the rollback does, git must stop asking for the image.
 		defer r.excludeFailed(ctx, s, dec, log)
@@ -755,7 +752,7 @@ func (r *Runner) recover(ctx context.Context, s config.Service, dec Decision, be
 		log.Info("rollback complete", "revision", dec.PreviousRevision)
 		r.progress(s.Name, "rolled back")
 		if !blame.Remembered() {
-			return OutcomeRolledBack, fmt.Errorf("%w (the %s, not the image: it will be tried again)", cause, blame)
+			return OutcomeRolledBack, fmt.Errorf("%w (%s, not the image: it will be tried again)", cause, blame.Who())
 		}
 		return OutcomeRolledBack, cause
 	}

@@ -15,6 +15,33 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 )
 
+// Error is a failed health check, with what it tells about the image.
+type Error struct {
+	// Answered: the service answered, wrongly (its status or body): the
+	// evidence against the image. Otherwise it never answered (refused,
+	// timed out, no such host), which may be the network's.
+	Answered bool
+	// Setup: the check could not be sent (its Authorization header cannot
+	// be read): autodeploy's setup, not the image.
+	Setup bool
+	msg   string
+}
+
+func (e *Error) Error() string { return e.msg }
+
+// Preflight reports whether the check can be sent: its credential can be
+// read. Run before a deploy, so that a missing credential stops the deploy
+// instead of failing a good image after it (issue 17, item 3).
+func Preflight(h config.Health) error {
+	if !h.Authorization.Set() {
+		return nil
+	}
+	if _, err := h.Authorization.Resolve(os.Getenv, os.ReadFile); err != nil {
+		return &Error{Setup: true, msg: fmt.Sprintf("health check %s: Authorization header: %v", config.RedactURL(h.URL), err)}
+	}
+	return nil
+}
+
 // Check calls h.URL until it answers h.ExpectStatus with a body containing
 // the rendered h.ExpectBody, retrying every h.Interval until h.Timeout. The
 // error describes the last attempt.
@@ -28,7 +55,7 @@ func Check(ctx context.Context, h config.Health, image, tag string) error {
 		// Read at each check: a rotated token is picked up. The error names
 		// the variable or file, never the value.
 		if auth, err = h.Authorization.Resolve(os.Getenv, os.ReadFile); err != nil {
-			return fmt.Errorf("health check %s: Authorization header: %v", config.RedactURL(h.URL), err)
+			return &Error{Setup: true, msg: fmt.Sprintf("health check %s: Authorization header: %v", config.RedactURL(h.URL), err)}
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.Timeout)
@@ -38,6 +65,7 @@ func Check(ctx context.Context, h config.Health, image, tag string) error {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	var last error
+	answered := false
 	for {
 		err := attempt(ctx, client, h, want, auth)
 		if err == nil {
@@ -46,6 +74,7 @@ func Check(ctx context.Context, h config.Health, image, tag string) error {
 		// An attempt cut short by the deadline says less than the one before.
 		if last == nil || ctx.Err() == nil {
 			last = err
+			_, answered = err.(*wrongAnswer)
 		}
 		t := time.NewTimer(h.Interval)
 		select {
@@ -54,7 +83,7 @@ func Check(ctx context.Context, h config.Health, image, tag string) error {
 			if ctx.Err() == context.DeadlineExceeded && last != nil {
 				// The URL may carry credentials: this error goes to the log,
 				// the summary, notifications and the failed-image annotation.
-				return fmt.Errorf("health check %s failed for %s: %s", config.RedactURL(h.URL), h.Timeout, config.RedactIn(last.Error(), h.URL))
+				return &Error{Answered: answered, msg: fmt.Sprintf("health check %s failed for %s: %s", config.RedactURL(h.URL), h.Timeout, config.RedactIn(last.Error(), h.URL))}
 			}
 			return ctx.Err()
 		case <-t.C:
@@ -83,13 +112,18 @@ func attempt(ctx context.Context, client *http.Client, h config.Health, want, au
 		return err
 	}
 	if resp.StatusCode != h.ExpectStatus {
-		return fmt.Errorf("status %d, want %d", resp.StatusCode, h.ExpectStatus)
+		return &wrongAnswer{fmt.Sprintf("status %d, want %d", resp.StatusCode, h.ExpectStatus)}
 	}
 	if want != "" && !strings.Contains(string(body), want) {
-		return fmt.Errorf("body does not contain %q (got %q)", want, truncate(string(body), 120))
+		return &wrongAnswer{fmt.Sprintf("body does not contain %q (got %q)", want, truncate(string(body), 120))}
 	}
 	return nil
 }
+
+// wrongAnswer: the service answered, not what the check expects.
+type wrongAnswer struct{ msg string }
+
+func (e *wrongAnswer) Error() string { return e.msg }
 
 func truncate(s string, n int) string {
 	s = strings.TrimSpace(s)

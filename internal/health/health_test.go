@@ -54,7 +54,24 @@ func TestCheck(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("err = %v, want %q", err, tt.wantErr)
 			}
+			// A wrong answer is the evidence against the image.
+			if he, ok := err.(*Error); !ok || !he.Answered || he.Setup {
+				t.Errorf("err = %#v, want an answered *Error", err)
+			}
 		})
+	}
+}
+
+// A service that never answers is no evidence against the image: the
+// network may be at fault (issue 17: only the image's cause is remembered).
+func TestCheckNoAnswer(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close() // nothing listens there any more: connection refused
+	h := config.Health{URL: url, ExpectStatus: 200, Timeout: 100 * time.Millisecond, Interval: 10 * time.Millisecond}
+	err := Check(context.Background(), h, "x:1", "1")
+	if he, ok := err.(*Error); !ok || he.Answered || he.Setup {
+		t.Fatalf("err = %#v, want an unanswered *Error", err)
 	}
 }
 
@@ -91,5 +108,19 @@ func TestCheckAuthorization(t *testing.T) {
 	err := Check(context.Background(), h, "img:v1", "v1")
 	if err == nil || !strings.Contains(err.Error(), "AUTODEPLOY_TEST_UNSET_HEALTH_AUTH") || strings.Contains(err.Error(), "s3cr3t") {
 		t.Fatalf("unset variable: %v", err)
+	}
+	// Autodeploy's setup, not the image; and known before any deploy.
+	if he, ok := err.(*Error); !ok || !he.Setup {
+		t.Errorf("unset variable: %#v, want a setup *Error", err)
+	}
+	for _, a := range []config.Secret{{Env: "AUTODEPLOY_TEST_UNSET_HEALTH_AUTH"}, {File: filepath.Join(t.TempDir(), "missing")}} {
+		h.Authorization = a
+		if he, ok := Preflight(h).(*Error); !ok || !he.Setup {
+			t.Errorf("Preflight(%v) = %v, want a setup *Error", a, Preflight(h))
+		}
+	}
+	h.Authorization = config.Secret{File: file}
+	if err := Preflight(h); err != nil {
+		t.Errorf("Preflight with a readable file: %v", err)
 	}
 }

@@ -5,10 +5,14 @@ package rollout
 
 import (
 	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/autodeploy-dev/autodeploy/internal/image"
 )
 
 // State is the phase of a rollout.
@@ -78,77 +82,168 @@ var FatalReasons = map[string]bool{
 // the kubelet (a failure that persists becomes ImagePullBackOff, which counts
 // at once); CreateContainerConfigError usually means a Secret or ConfigMap
 // that is applied a moment later.
+//
+// Unschedulable (no node with room, every node cordoned) gets it too: the
+// scheduler retries, a node may come back or be added.
 func NeedsGrace(reason string) bool {
-	return reason == "ErrImagePull" || reason == "CreateContainerConfigError"
+	return reason == "ErrImagePull" || reason == "CreateContainerConfigError" || reason == corev1.PodReasonUnschedulable
 }
 
-// Cause says what a failed rollout tells about its image.
+// Cause says who a failed rollout blames: the verdict's subject. Only
+// CauseImage is evidence against the image; every other cause is retried
+// (issue 17: a quota, a cordoned node, a registry outage or a missing
+// credential once marked good images as failed).
 type Cause string
 
 const (
-	// CauseImage: the image itself is bad (missing, refused, crashing, not
-	// becoming ready): remember it and do not try it again.
+	// CauseImage: the image itself is bad: a pull error that says the
+	// reference does not exist, a container of the new revision crashing or
+	// running without becoming Ready, the health check answering wrong.
+	// Remembered as failed (and excluded from the policy under GitOps).
 	CauseImage Cause = "image"
 	// CauseRegistry: the registry or the network failed the pull (timeout,
-	// 429, 5xx): roll back, but try the image again later.
+	// 429, 5xx, a slow pull).
 	CauseRegistry Cause = "registry"
+	// CauseCredentials: the registry refused the pull (401, 403, "pull
+	// access denied"): the node's credentials (an expired imagePullSecret),
+	// not the content.
+	CauseCredentials Cause = "credentials"
 	// CauseConfig: the pod's configuration is missing (a Secret or
-	// ConfigMap): not the image's fault, try it again later.
+	// ConfigMap not applied yet).
 	CauseConfig Cause = "config"
+	// CauseCluster: pods of the new revision cannot be created or
+	// scheduled: a ResourceQuota, an admission webhook, no node with room
+	// (cordoned, full).
+	CauseCluster Cause = "cluster"
+	// CauseSetup: autodeploy's own setup stopped the check (a health
+	// credential that cannot be read).
+	CauseSetup Cause = "setup"
+	// CauseUnknown: the rollout did not finish and nothing tells why (a
+	// timeout without pod evidence, a pull error nobody knows).
+	CauseUnknown Cause = "unknown"
 )
 
+// Who names the cause in a sentence: "the registry", "the cluster".
+func (c Cause) Who() string {
+	switch c {
+	case CauseImage:
+		return "the image"
+	case CauseRegistry:
+		return "the registry"
+	case CauseCredentials:
+		return "the registry's credentials (imagePullSecrets)"
+	case CauseConfig:
+		return "the pod's configuration (a Secret or ConfigMap)"
+	case CauseCluster:
+		return "the cluster"
+	case CauseSetup:
+		return "autodeploy's setup"
+	}
+	return "an unknown cause"
+}
+
 // Remembered reports whether a failure with this cause marks the image as
-// failed for good (until the policy moves on).
-func (c Cause) Remembered() bool { return c == CauseImage || c == "" }
+// failed for good (until the policy moves on): only the image's own.
+func (c Cause) Remembered() bool { return c == CauseImage }
 
 // Status codes are matched with their text ("503 service unavailable"),
-// never alone: a tag like sha-4031a2b would otherwise read as a 403.
+// never alone: a tag like sha-4031a2b would otherwise read as a 403. The
+// message is searched without the reference it quotes (pullWords).
 //
-// registryFaults are substrings of the kubelet's pull errors (containerd
-// and CRI-O wording) that blame the registry or the network rather than
-// the image. Checked after imageFaults: "404 Not Found" is the image's.
-var registryFaults = []string{
-	"too many requests", "toomanyrequests",
-	"500 internal server error", "502 bad gateway", "503 service unavailable", "504 gateway timeout",
-	"internal server error", "bad gateway", "service unavailable", "gateway timeout",
-	"timeout", "timed out", "deadline exceeded", "connection refused", "connection reset",
-	"no such host", "network is unreachable", "no route to host", "temporary failure",
-	"tls handshake", "unexpected eof", ": eof", "i/o timeout", "server misbehaving",
-}
+// Each list holds substrings of the kubelet's pull errors (containerd and
+// CRI-O wording, docker's "pull access denied"), checked in this order:
+// a refusal names the credentials even when it also says "does not exist"
+// (registries answer 401 for a repository they hide), a missing manifest
+// is the image's, the rest the registry's or the network's.
+var (
+	credentialFaults = []string{
+		"401 unauthorized", "403 forbidden", "unauthorized", "forbidden", "denied",
+		"authorization failed", "failed to authorize", "no basic auth credentials", "authentication required",
+	}
+	imageFaults = []string{
+		"404 not found", "not found", "manifest unknown", "name unknown", "invalid reference",
+		"no matching manifest", "repository does not exist", "does not exist",
+	}
+	registryFaults = []string{
+		"too many requests", "toomanyrequests",
+		"500 internal server error", "502 bad gateway", "503 service unavailable", "504 gateway timeout",
+		"internal server error", "bad gateway", "service unavailable", "gateway timeout",
+		"timeout", "timed out", "deadline exceeded", "connection refused", "connection reset",
+		"no such host", "network is unreachable", "no route to host", "temporary failure",
+		"tls handshake", "unexpected eof", ": eof", "i/o timeout", "server misbehaving",
+	}
+)
 
-// imageFaults blame the reference itself: it does not exist, or this node
-// may not pull it.
-var imageFaults = []string{
-	"not found", "manifest unknown", "name unknown", "unauthorized",
-	"denied", "forbidden", "invalid reference", "no matching manifest",
-	"repository does not exist", "does not exist",
-}
-
-// Classify decides who a pod problem blames, from its reason and the
-// kubelet's message (for ImagePullBackOff, the last pull error's). An
-// unknown pull error is taken as the registry's: a good image marked bad is
-// never deployed again, while a bad image taken as a registry fault is only
-// tried again later, with a growing interval.
-func Classify(reason, message string) Cause {
+// Classify decides who a pod problem blames, from its reason, the
+// kubelet's message (for ImagePullBackOff, the last pull error's) and the
+// image the container pulls. A pull error nobody recognises blames no one
+// (CauseUnknown): a good image marked bad is never deployed again, while an
+// unknown one is only tried again later, with a growing interval.
+func Classify(reason, message, img string) Cause {
 	switch reason {
 	case "CreateContainerConfigError":
 		return CauseConfig
+	case corev1.PodReasonUnschedulable:
+		return CauseCluster
 	case "ErrImagePull", "ImagePullBackOff":
-		m := strings.ToLower(message)
-		for _, f := range imageFaults {
-			if strings.Contains(m, f) {
-				return CauseImage
+		m := pullWords(message, img)
+		for _, l := range []struct {
+			words []string
+			cause Cause
+		}{{credentialFaults, CauseCredentials}, {imageFaults, CauseImage}, {registryFaults, CauseRegistry}} {
+			for _, f := range l.words {
+				if strings.Contains(m, f) {
+					return l.cause
+				}
 			}
 		}
-		for _, f := range registryFaults {
-			if strings.Contains(m, f) {
-				return CauseRegistry
-			}
-		}
-		return CauseRegistry
+		return CauseUnknown
 	}
 	return CauseImage
 }
+
+// pullWords is a pull error in lower case without what names the image:
+// quoted strings, URLs, and the reference itself in the spellings the
+// kubelet and containerd use (as written, expanded to docker.io/library/,
+// the repository alone). What is left is the registry's answer: a
+// repository called forbidden-words or a tag flaky-fix-access-denied-page
+// must not read as a refusal (issue 17, item 2).
+func pullWords(message, img string) string {
+	m := strings.ToLower(message)
+	var names []string
+	if img != "" {
+		names = append(names, strings.ToLower(img))
+		if r, err := image.Parse(img); err == nil {
+			for _, n := range []string{r.String(), r.Name(), r.Repository} {
+				names = append(names, strings.ToLower(n))
+			}
+		}
+	}
+	// Longest first, so that a reference goes before the repository inside it.
+	slices.SortFunc(names, func(a, b string) int { return len(b) - len(a) })
+	var b strings.Builder
+	for _, word := range strings.Fields(m) {
+		if strings.Contains(word, "://") {
+			continue // a URL spells the repository and the tag out
+		}
+		b.WriteString(word)
+		b.WriteByte(' ')
+	}
+	m = quoted.ReplaceAllString(b.String(), `"" `)
+	for _, n := range names {
+		if n != "" {
+			m = strings.ReplaceAll(m, n, "<image>")
+		}
+	}
+	// What follows a replaced repository up to the next separator is its
+	// tag or digest.
+	return afterImage.ReplaceAllString(m, "<image>")
+}
+
+var (
+	quoted     = regexp.MustCompile(`"[^"]*"`)
+	afterImage = regexp.MustCompile(`<image>[:@][^\s,;]*?(:\s|[,;]|\s|$)`)
+)
 
 // PodProblem is a pod that cannot become ready.
 type PodProblem struct {
@@ -160,6 +255,9 @@ type PodProblem struct {
 
 func (p PodProblem) String() string {
 	s := fmt.Sprintf("pod %s: container %s is in %s", p.Pod, p.Container, p.Reason)
+	if p.Container == "" {
+		s = fmt.Sprintf("pod %s is %s", p.Pod, p.Reason)
+	}
 	if p.Message != "" {
 		s += ": " + p.Message
 	}
@@ -167,8 +265,12 @@ func (p PodProblem) String() string {
 }
 
 // Problem returns the first container (init containers first) of pod
-// waiting for one of FatalReasons.
+// waiting for one of FatalReasons, or a pod the scheduler found no node for
+// (Unschedulable: Container is "").
 func Problem(pod *corev1.Pod) (PodProblem, bool) {
+	if c, ok := unschedulable(pod); ok {
+		return PodProblem{Pod: pod.Name, Reason: c.Reason, Message: c.Message}, true
+	}
 	for _, list := range [][]corev1.ContainerStatus{pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses} {
 		for _, cs := range list {
 			if w := cs.State.Waiting; w != nil && FatalReasons[w.Reason] {

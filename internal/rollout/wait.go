@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -23,8 +25,14 @@ type FailedError struct {
 	Problem    *PodProblem // nil for a progress deadline
 	Message    string
 	// Cause says who is to blame: the image, or something that may pass
-	// (the registry, a Secret not there yet).
+	// (the registry, a Secret not there yet, the cluster). Never the image
+	// without evidence of it (see Evidence).
 	Cause Cause
+	// Timeout: the wait's context reached its deadline; Cause and Message
+	// are what the new revision showed by then. Unwraps to
+	// context.DeadlineExceeded, so a caller can tell its own deadline (the
+	// run's budget) from the rollout's.
+	Timeout bool
 }
 
 func (e *FailedError) Error() string {
@@ -32,6 +40,13 @@ func (e *FailedError) Error() string {
 		return e.Problem.String()
 	}
 	return e.Message
+}
+
+func (e *FailedError) Unwrap() error {
+	if e.Timeout {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // SupersededError ends a wait whose revision is no longer the Deployment's:
@@ -130,7 +145,7 @@ func Wait(ctx context.Context, c kubernetes.Interface, namespace, name string, o
 			// load) must not turn this into a busy loop.
 			select {
 			case <-ctx.Done():
-				return w.d, ctx.Err()
+				return w.d, w.ended(ctx)
 			case <-time.After(backoff.next()):
 			}
 			continue
@@ -139,7 +154,7 @@ func Wait(ctx context.Context, c kubernetes.Interface, namespace, name string, o
 			if lastAPIErr != nil {
 				return w.d, &UnobservedError{Err: lastAPIErr}
 			}
-			return w.d, ctx.Err()
+			return w.d, w.ended(ctx)
 		}
 		if !retryable(err) {
 			return w.d, err
@@ -320,9 +335,15 @@ func (w *waiter) onDeployment(ctx context.Context, d *appsv1.Deployment) (bool, 
 	case Complete:
 		return true, nil
 	case Failed:
-		return false, &FailedError{Deployment: d.Name, Message: st.Message, Cause: CauseImage}
+		// The controller's deadline says only that nothing progressed: the
+		// pods say why.
+		cause, why := w.evidence()
+		return false, &FailedError{Deployment: d.Name, Message: st.Message + ": " + why, Cause: cause}
 	case Paused:
 		return false, fmt.Errorf("deployment %s/%s: %w", d.Namespace, d.Name, ErrPausedWait)
+	}
+	if err := w.judgeCluster(d); err != nil {
+		return false, err
 	}
 	if w.newHash == "" && d.Status.ObservedGeneration >= d.Generation {
 		owned, err := ListOwned(ctx, w.c, d)
@@ -381,14 +402,124 @@ func (w *waiter) onPod(ctx context.Context, p *corev1.Pod) error {
 			prob.Message = why
 		}
 	}
-	return &FailedError{Deployment: w.name, Problem: &prob, Cause: Classify(prob.Reason, why)}
+	return &FailedError{Deployment: w.name, Problem: &prob, Cause: Classify(prob.Reason, why, w.podImage(p, prob.Container))}
+}
+
+// replicaFailureKey keys the Deployment's ReplicaFailure condition in seen,
+// beside the pods: it gets the same grace.
+const replicaFailureKey = "\x00deployment"
+
+// judgeCluster fails the wait once the controller could not create the new
+// revision's pods for the grace (a ResourceQuota, an admission webhook: the
+// ReplicaFailure condition, with the API server's refusal as its message).
+// The cluster's fault, not the image's: it never ran.
+func (w *waiter) judgeCluster(d *appsv1.Deployment) error {
+	c := replicaFailure(d)
+	if c == nil {
+		delete(w.seen, replicaFailureKey)
+		return nil
+	}
+	s, ok := w.seen[replicaFailureKey]
+	if !ok {
+		s = seenProblem{reason: string(appsv1.DeploymentReplicaFailure), since: time.Now()}
+		w.seen[replicaFailureKey] = s
+	}
+	if time.Since(s.since) < w.o.Grace {
+		return nil
+	}
+	return &FailedError{Deployment: w.name, Cause: CauseCluster,
+		Message: fmt.Sprintf("deployment %q cannot create the new pods (%s): %s", d.Name, c.Reason, c.Message)}
+}
+
+func replicaFailure(d *appsv1.Deployment) *appsv1.DeploymentCondition {
+	if d == nil {
+		return nil
+	}
+	for i, c := range d.Status.Conditions {
+		if c.Type == appsv1.DeploymentReplicaFailure && c.Status == corev1.ConditionTrue {
+			return &d.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// ended is the error of a wait whose context ended: the caller's
+// cancellation as it is, a deadline as a verdict on what the new revision
+// showed by then (Timeout, see evidence).
+func (w *waiter) ended(ctx context.Context) error {
+	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return ctx.Err()
+	}
+	cause, why := w.evidence()
+	return &FailedError{Deployment: w.name, Cause: cause, Message: why, Timeout: true}
+}
+
+// evidence says who a rollout that did not finish blames, from what the
+// new revision's pods and the Deployment show: a container running without
+// becoming Ready is the image's (its readiness probe fails); pods that
+// cannot be created or scheduled are the cluster's; anything else (a pull
+// still going on, no pod at all, nothing wrong to be seen) blames no one.
+func (w *waiter) evidence() (Cause, string) {
+	var cluster, other string
+	for _, name := range slices.Sorted(maps.Keys(w.pods)) {
+		p := w.pods[name]
+		if w.newHash == "" || p.Labels[appsv1.DefaultDeploymentUniqueLabelKey] != w.newHash || p.DeletionTimestamp != nil {
+			continue
+		}
+		if c, ok := unschedulable(p); ok {
+			cluster = fmt.Sprintf("pod %s cannot be scheduled: %s", p.Name, c.Message)
+			continue
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			switch {
+			case cs.State.Running != nil && !cs.Ready:
+				return CauseImage, fmt.Sprintf("pod %s: container %s is running but not Ready (its readiness probe fails)", p.Name, cs.Name)
+			case cs.State.Waiting != nil && other == "":
+				other = fmt.Sprintf("pod %s: container %s is still %s", p.Name, cs.Name, cs.State.Waiting.Reason)
+				if cs.State.Waiting.Reason == "ContainerCreating" {
+					other += " (pulling its image or mounting its volumes)"
+				}
+			}
+		}
+	}
+	switch c := replicaFailure(w.d); {
+	case c != nil:
+		return CauseCluster, fmt.Sprintf("the new pods cannot be created (%s): %s", c.Reason, c.Message)
+	case cluster != "":
+		return CauseCluster, cluster
+	case other != "":
+		return CauseUnknown, other
+	case !w.hasNewPod():
+		return CauseUnknown, "no pod of the new revision was created"
+	}
+	return CauseUnknown, "the new revision's pods show no problem"
+}
+
+func (w *waiter) hasNewPod() bool {
+	for _, p := range w.pods {
+		if w.newHash != "" && p.Labels[appsv1.DefaultDeploymentUniqueLabelKey] == w.newHash {
+			return true
+		}
+	}
+	return false
+}
+
+// unschedulable returns a pending pod's PodScheduled condition when the
+// scheduler found no node for it.
+func unschedulable(p *corev1.Pod) (corev1.PodCondition, bool) {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+			return c, true
+		}
+	}
+	return corev1.PodCondition{}, false
 }
 
 // nextGraceEnd is when the earliest graced problem stops being forgiven.
 func (w *waiter) nextGraceEnd() time.Time {
 	var t time.Time
 	for _, s := range w.seen {
-		if NeedsGrace(s.reason) {
+		if NeedsGrace(s.reason) || s.reason == string(appsv1.DeploymentReplicaFailure) {
 			if end := s.since.Add(w.o.Grace); t.IsZero() || end.Before(t) {
 				t = end
 			}
@@ -427,4 +558,17 @@ func eventTime(e *corev1.Event) time.Time {
 		return e.EventTime.Time
 	}
 	return e.CreationTimestamp.Time
+}
+
+// podImage is the image the pod's container (init containers included)
+// pulls: what a pull error quotes.
+func (w *waiter) podImage(p *corev1.Pod, container string) string {
+	for _, list := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+		for _, c := range list {
+			if c.Name == container {
+				return c.Image
+			}
+		}
+	}
+	return ""
 }

@@ -176,7 +176,26 @@ func TestWait(t *testing.T) {
 			d, _, _ := rolloutObjects(false)
 			d.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: TimedOutReason}}
 			update(c, deploymentsGVR, d)
-		}, check: wantFailed(CauseImage, "exceeded its progress deadline")},
+		}, check: wantFailed(CauseUnknown, "exceeded its progress deadline")},
+		// Issue 17, item 1: faults of the cluster are not the image's.
+		{name: "a quota refusing the new pods is the cluster's", pod: gone, then: func(c *fake.Clientset) {
+			d, _, _ := rolloutObjects(false)
+			d.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentReplicaFailure, Status: corev1.ConditionTrue, Reason: "FailedCreate",
+				Message: `pods "api-new-2" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=3, limited: pods=3`}}
+			update(c, deploymentsGVR, d)
+		}, check: wantVerdict(CauseCluster, "exceeded quota: pods, requested: pods=1")},
+		{name: "no node for the new pod is the cluster's", pod: pending, check: wantVerdict(CauseCluster, "0/2 nodes are available: 2 node(s) were unschedulable")},
+		{name: "progress deadline with a running container never Ready is the image's", pod: runningNotReady, then: func(c *fake.Clientset) {
+			d, _, _ := rolloutObjects(false)
+			d.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: TimedOutReason}}
+			update(c, deploymentsGVR, d)
+		}, check: wantFailed(CauseImage, "running but not Ready")},
+		{name: "a timeout with a container never Ready is the image's", pod: runningNotReady, timeout: 300 * time.Millisecond,
+			check: wantTimeout(CauseImage, "running but not Ready")},
+		{name: "a timeout while the container is created blames no one", pod: waiting("ContainerCreating", ""), timeout: 300 * time.Millisecond,
+			check: wantTimeout(CauseUnknown, "ContainerCreating")},
+		{name: "a timeout with no new pod blames no one", pod: gone, timeout: 300 * time.Millisecond,
+			check: wantTimeout(CauseUnknown, "no pod of the new revision")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -187,7 +206,10 @@ func TestWait(t *testing.T) {
 			if tt.pod != nil {
 				tt.pod(pod)
 			}
-			objs := []runtime.Object{d, rs, pod}
+			objs := []runtime.Object{d, rs}
+			if pod.Name != "" {
+				objs = append(objs, pod)
+			}
 			for i := range tt.events {
 				objs = append(objs, &tt.events[i])
 			}
@@ -220,6 +242,48 @@ func TestWait(t *testing.T) {
 	}
 }
 
+// gone: the new ReplicaSet has no pod.
+func gone(p *corev1.Pod) { *p = corev1.Pod{} }
+
+func pending(p *corev1.Pod) {
+	p.Status.Phase = corev1.PodPending
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable,
+		Message: "0/2 nodes are available: 2 node(s) were unschedulable. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."}}
+}
+
+func runningNotReady(p *corev1.Pod) {
+	p.Status.Phase = corev1.PodRunning
+	p.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "api", Ready: false, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+}
+
+// wantTimeout: the wait's context ended; the error is a verdict on the
+// evidence that still unwraps to context.DeadlineExceeded.
+func wantTimeout(cause Cause, part string) func(*testing.T, error) {
+	return func(t *testing.T, err error) {
+		t.Helper()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Wait = %v, want a deadline", err)
+		}
+		var fe *FailedError
+		if !errors.As(err, &fe) || !fe.Timeout {
+			t.Fatalf("Wait = %#v, want a FailedError with Timeout", err)
+		}
+		wantFailed(cause, part)(t, err)
+	}
+}
+
+// wantVerdict: wantFailed, and before the deadline: the evidence decided,
+// not the clock.
+func wantVerdict(cause Cause, part string) func(*testing.T, error) {
+	return func(t *testing.T, err error) {
+		t.Helper()
+		if errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Wait = %v, want a verdict before the deadline", err)
+		}
+		wantFailed(cause, part)(t, err)
+	}
+}
+
 func wantNil(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
@@ -227,12 +291,17 @@ func wantNil(t *testing.T, err error) {
 	}
 }
 
+// wantFailed: a verdict on evidence, reached before any deadline (unless
+// wrapped by wantTimeout).
 func wantFailed(cause Cause, part string) func(*testing.T, error) {
 	return func(t *testing.T, err error) {
 		t.Helper()
 		var fe *FailedError
 		if !errors.As(err, &fe) {
 			t.Fatalf("Wait = %v, want a FailedError", err)
+		}
+		if fe.Timeout != errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Timeout = %v but errors.Is(DeadlineExceeded) = %v", fe.Timeout, !fe.Timeout)
 		}
 		if fe.Cause != cause {
 			t.Errorf("cause = %s, want %s (%v)", fe.Cause, cause, err)
