@@ -35,9 +35,12 @@ const (
 
 // Retry is the value of AnnRetry.
 type Retry struct {
-	Image    string    `json:"image"`
-	Cause    string    `json:"cause"`
-	Reason   string    `json:"reason"`
+	Image  string `json:"image"`
+	Cause  string `json:"cause"`
+	Reason string `json:"reason"`
+	// Evidence is the cluster's own words for the cause ("exceeded quota:
+	// pods=3", "0/2 nodes are available: ..."), shown by status.
+	Evidence string    `json:"evidence,omitempty"`
 	Attempts int       `json:"attempts"`
 	After    time.Time `json:"after"`
 }

@@ -152,7 +152,7 @@ func plan(in Input) Decision {
 				// The registry (or a Secret) failed it and no rollback was
 				// possible: verified again once the backoff has passed.
 				dec.Target = dec.Current
-				return skip(false, "%s is verified again after %s: the last try failed because of the %s (%s)", dec.Current, rt.After.UTC().Format("2006-01-02 15:04:05"), rt.Cause, truncate(rt.Reason, 160))
+				return skip(false, "%s is verified again after %s: the last try failed because of %s (%s)", dec.Current, rt.After.UTC().Format("2006-01-02 15:04:05"), rollout.Cause(rt.Cause).Who(), truncate(rt.Reason, 160))
 			}
 			dec.Action, dec.Target = Verify, dec.Current
 			dec.PreviousRevision, _ = strconv.ParseInt(ann[AnnPreviousRevision], 10, 64)
@@ -210,7 +210,7 @@ func plan(in Input) Decision {
 		return skip(false, "%s failed on %s; waiting for the policy to select another image", p.Latest, f.At.UTC().Format("2006-01-02 15:04"))
 	}
 	if rt, ok := ParseRetry(ann); ok && image.SameString(rt.Image, p.Latest) && in.Now.Before(rt.After) {
-		return skip(false, "the last try of %s failed because of the %s (%s); trying again after %s", p.Latest, rt.Cause, truncate(rt.Reason, 120), rt.After.UTC().Format("2006-01-02 15:04:05"))
+		return skip(false, "the last try of %s failed because of %s (%s); trying again after %s", p.Latest, rollout.Cause(rt.Cause).Who(), truncate(rt.Reason, 120), rt.After.UTC().Format("2006-01-02 15:04:05"))
 	}
 	if rev, ok := replacedBefore(d, in.ReplicaSets, container, want); ok {
 		dec.Ahead = true

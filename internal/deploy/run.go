@@ -701,8 +701,9 @@ func (r *Runner) recover(ctx context.Context, s config.Service, dec Decision, be
 			mark[AnnFailedImage] = mustJSON(FailedImage{Image: dec.Target, Reason: cause.Error(), At: r.Now().UTC()})
 		} else {
 			rt := NextRetry(d.Annotations, dec.Target, string(blame), cause.Error(), r.Now().UTC())
+			rt.Evidence = truncate(evidenceOf(cause), 300)
 			mark[AnnRetry] = mustJSON(rt)
-			log.Warn("not the image's fault: it will be tried again", "image", dec.Target, "cause", blame, "attempt", rt.Attempts, "after", rt.After)
+			log.Warn("not the image's fault: it will be tried again", "image", dec.Target, "cause", blame, "evidence", rt.Evidence, "attempt", rt.Attempts, "after", rt.After)
 		}
 		if !s.AutoRollback {
 			_, err := rollout.AnnotateIfUnchanged(rctx, r.Kube, d, mark)

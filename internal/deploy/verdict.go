@@ -33,6 +33,22 @@ func blameOf(err error) rollout.Cause {
 	return rollout.CauseUnknown
 }
 
+// evidenceOf is the cluster's (or the health check's) own words for why
+// a rollout failed, "" when there are none.
+func evidenceOf(err error) string {
+	var (
+		fe *rollout.FailedError
+		he *health.Error
+	)
+	switch {
+	case errors.As(err, &fe):
+		return fe.Evidence
+	case errors.As(err, &he):
+		return he.Error()
+	}
+	return ""
+}
+
 // preflight turns a deploy or verify whose health check cannot be sent
 // (its credential is missing) into a problem before anything is patched:
 // deploying first would fail a good image for autodeploy's own setup.

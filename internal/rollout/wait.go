@@ -33,6 +33,10 @@ type FailedError struct {
 	// context.DeadlineExceeded, so a caller can tell its own deadline (the
 	// run's budget) from the rollout's.
 	Timeout bool
+	// Evidence is what the cluster itself said, in its own words (the
+	// kubelet's pull error, the quota's refusal, the scheduler's "0/2 nodes
+	// are available"), for status and the retry mark.
+	Evidence string
 }
 
 func (e *FailedError) Error() string {
@@ -337,8 +341,8 @@ func (w *waiter) onDeployment(ctx context.Context, d *appsv1.Deployment) (bool, 
 	case Failed:
 		// The controller's deadline says only that nothing progressed: the
 		// pods say why.
-		cause, why := w.evidence()
-		return false, &FailedError{Deployment: d.Name, Message: st.Message + ": " + why, Cause: cause}
+		cause, why, ev := w.evidence()
+		return false, &FailedError{Deployment: d.Name, Message: st.Message + ": " + why, Cause: cause, Evidence: ev}
 	case Paused:
 		return false, fmt.Errorf("deployment %s/%s: %w", d.Namespace, d.Name, ErrPausedWait)
 	}
@@ -402,7 +406,7 @@ func (w *waiter) onPod(ctx context.Context, p *corev1.Pod) error {
 			prob.Message = why
 		}
 	}
-	return &FailedError{Deployment: w.name, Problem: &prob, Cause: Classify(prob.Reason, why, w.podImage(p, prob.Container))}
+	return &FailedError{Deployment: w.name, Problem: &prob, Cause: Classify(prob.Reason, why, w.podImage(p, prob.Container)), Evidence: prob.Message}
 }
 
 // replicaFailureKey keys the Deployment's ReplicaFailure condition in seen,
@@ -427,7 +431,7 @@ func (w *waiter) judgeCluster(d *appsv1.Deployment) error {
 	if time.Since(s.since) < w.o.Grace {
 		return nil
 	}
-	return &FailedError{Deployment: w.name, Cause: CauseCluster,
+	return &FailedError{Deployment: w.name, Cause: CauseCluster, Evidence: c.Message,
 		Message: fmt.Sprintf("deployment %q cannot create the new pods (%s): %s", d.Name, c.Reason, c.Message)}
 }
 
@@ -450,8 +454,8 @@ func (w *waiter) ended(ctx context.Context) error {
 	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return ctx.Err()
 	}
-	cause, why := w.evidence()
-	return &FailedError{Deployment: w.name, Cause: cause, Message: why, Timeout: true}
+	cause, why, ev := w.evidence()
+	return &FailedError{Deployment: w.name, Cause: cause, Message: why, Evidence: ev, Timeout: true}
 }
 
 // evidence says who a rollout that did not finish blames, from what the
@@ -459,21 +463,21 @@ func (w *waiter) ended(ctx context.Context) error {
 // becoming Ready is the image's (its readiness probe fails); pods that
 // cannot be created or scheduled are the cluster's; anything else (a pull
 // still going on, no pod at all, nothing wrong to be seen) blames no one.
-func (w *waiter) evidence() (Cause, string) {
-	var cluster, other string
+func (w *waiter) evidence() (cause Cause, why, evidence string) {
+	var cluster, clusterMsg, other string
 	for _, name := range slices.Sorted(maps.Keys(w.pods)) {
 		p := w.pods[name]
 		if w.newHash == "" || p.Labels[appsv1.DefaultDeploymentUniqueLabelKey] != w.newHash || p.DeletionTimestamp != nil {
 			continue
 		}
 		if c, ok := unschedulable(p); ok {
-			cluster = fmt.Sprintf("pod %s cannot be scheduled: %s", p.Name, c.Message)
+			cluster, clusterMsg = fmt.Sprintf("pod %s cannot be scheduled: %s", p.Name, c.Message), c.Message
 			continue
 		}
 		for _, cs := range p.Status.ContainerStatuses {
 			switch {
 			case cs.State.Running != nil && !cs.Ready:
-				return CauseImage, fmt.Sprintf("pod %s: container %s is running but not Ready (its readiness probe fails)", p.Name, cs.Name)
+				return CauseImage, fmt.Sprintf("pod %s: container %s is running but not Ready (its readiness probe fails)", p.Name, cs.Name), ""
 			case cs.State.Waiting != nil && other == "":
 				other = fmt.Sprintf("pod %s: container %s is still %s", p.Name, cs.Name, cs.State.Waiting.Reason)
 				if cs.State.Waiting.Reason == "ContainerCreating" {
@@ -484,15 +488,15 @@ func (w *waiter) evidence() (Cause, string) {
 	}
 	switch c := replicaFailure(w.d); {
 	case c != nil:
-		return CauseCluster, fmt.Sprintf("the new pods cannot be created (%s): %s", c.Reason, c.Message)
+		return CauseCluster, fmt.Sprintf("the new pods cannot be created (%s): %s", c.Reason, c.Message), c.Message
 	case cluster != "":
-		return CauseCluster, cluster
+		return CauseCluster, cluster, clusterMsg
 	case other != "":
-		return CauseUnknown, other
+		return CauseUnknown, other, ""
 	case !w.hasNewPod():
-		return CauseUnknown, "no pod of the new revision was created"
+		return CauseUnknown, "no pod of the new revision was created", ""
 	}
-	return CauseUnknown, "the new revision's pods show no problem"
+	return CauseUnknown, "the new revision's pods show no problem", ""
 }
 
 func (w *waiter) hasNewPod() bool {

@@ -10,6 +10,7 @@ import (
 	"github.com/fatih/color"
 
 	"github.com/autodeploy-dev/autodeploy/internal/image"
+	"github.com/autodeploy-dev/autodeploy/internal/rollout"
 	"github.com/autodeploy-dev/autodeploy/internal/ui"
 )
 
@@ -180,8 +181,15 @@ func writeService(w io.Writer, s Service, now time.Time, o TextOptions) {
 		}
 	}
 	if r := s.Retry; r != nil {
-		row("retry", "%s failed because of the %s (attempt %d); tried again after %s (resume --forget-failed: at the next run)",
-			r.Image, r.Cause, r.Attempts, r.After.UTC().Format("15:04:05 UTC"))
+		// The cause and the cluster's own words ("exceeded quota: pods=3",
+		// "0/2 nodes are available"): what to fix before the retry.
+		row("retry", "%s failed because of %s (attempt %d); tried again after %s (resume --forget-failed: at the next run)",
+			r.Image, rollout.Cause(r.Cause).Who(), r.Attempts, r.After.UTC().Format("15:04:05 UTC"))
+		why := r.Evidence
+		if why == "" {
+			why = fit(r.Reason)
+		}
+		row("why", "%s", why)
 	}
 	if s.Unverified {
 		row("unverified", "%s", yellow("set by autodeploy, not verified yet: the next run verifies it"))

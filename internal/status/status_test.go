@@ -335,6 +335,13 @@ func TestBuildMarks(t *testing.T) {
 		map[string]string{"autodeploy.dev/retry": `{"image":"` + reg + `retrying:sha-2222222","cause":"registry","reason":"503","attempts":2,"after":"2026-11-25T10:34:00Z"}`},
 		kpod("retrying-h1-bbbbb", "h1", "Running", true, 0, time.Minute))
 	f.policy("retrying", reg+"retrying:sha-2222222")
+	// A cluster fault: status gives the cluster's own words in full.
+	f.deployment("quota", 1, []string{reg + "quota:sha-1111111"}, complete(1),
+		map[string]string{"autodeploy.dev/retry": `{"image":"` + reg + `quota:sha-2222222","cause":"cluster","reason":"rollout did not finish within 5m0s; last status: ...","evidence":"pods \"quota-6d-x\" is forbidden: exceeded quota: q, requested: pods=1, used: pods=3, limited: pods=3","attempts":1,"after":"2026-11-25T10:34:00Z"}`},
+		kpod("quota-h1-ccccc", "h1", "Running", true, 0, time.Minute))
+	f.policy("quota", reg+"quota:sha-2222222")
+	cfg.Services = append(cfg.Services, cfg.Services[1])
+	cfg.Services[2].Name, cfg.Services[2].Deployment, cfg.Services[2].PolicyName = "quota", "quota", "quota"
 	r := Build(cfg, cfg.Services, f.objs, Local{}, now)
 	stuck, retrying := r.Services[0], r.Services[1]
 	if stuck.OK() || len(stuck.Problems) != 1 || !strings.Contains(stuck.Problems[0], "the rollback could not be applied: unable to find the specified revision 1") ||
@@ -349,7 +356,8 @@ func TestBuildMarks(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := strings.Join(strings.Fields(b.String()), " ") // rows wrap at 80 columns
-	for _, part := range []string{"could not be applied: unable to find the specified revision 1", "failed because of the registry (attempt 2); tried again after 10:34:00 UTC", "resume --forget-failed"} {
+	for _, part := range []string{"could not be applied: unable to find the specified revision 1", "failed because of the registry (attempt 2); tried again after 10:34:00 UTC", "resume --forget-failed",
+		"failed because of the cluster (attempt 1)", `why pods "quota-6d-x" is forbidden: exceeded quota: q, requested: pods=1, used: pods=3, limited: pods=3`} {
 		if !strings.Contains(text, part) {
 			t.Errorf("text lacks %q:\n%s", part, b.String())
 		}
