@@ -63,6 +63,7 @@ current-context: c
 func TestExitCodes(t *testing.T) {
 	cfg, _ := writeConfig(t, "")
 	kc := unreachableKubeconfig(t)
+	noToken, _ := writeConfig(t, "services:\n  - name: api\n    health: {url: 'http://x/', authorizationEnv: AUTODEPLOY_TEST_UNSET_VALIDATE_TOKEN}\n")
 	tests := []struct {
 		name    string
 		args    []string
@@ -80,6 +81,9 @@ func TestExitCodes(t *testing.T) {
 		{name: "config from env", args: []string{"config", "validate"}, env: map[string]string{"AUTODEPLOY_CONFIG": "/nonexistent/env.yaml"}, code: ExitUsage, errPart: "/nonexistent/env.yaml"},
 		{name: "invalid config", args: []string{"config", "validate", repoPath("testdata/config/invalid/many-errors.yaml")}, code: ExitUsage, errPart: `unknown key "helth"`},
 		{name: "valid example", args: []string{"config", "validate", repoPath("testdata/config/example.yaml")}, code: ExitOK},
+		// The file is right, this environment lacks the health credential:
+		// said, as runs would deploy nothing for the service.
+		{name: "validate a missing health credential", args: []string{"config", "validate", noToken}, code: ExitOK, errPart: "warning: service api: health check http://x/: Authorization header: environment variable AUTODEPLOY_TEST_UNSET_VALIDATE_TOKEN is empty or unset"},
 		{name: "unknown service", args: []string{"run", "--config", cfg, "--service", "nope"}, code: ExitUsage, errPart: `unknown service "nope"`},
 		{name: "unreachable cluster", args: []string{"run", "--config", cfg, "--kubeconfig", kc}, code: ExitUnreachable, errPart: "cannot reach the Kubernetes API at https://127.0.0.1:1 (kubeconfig " + kc + ")"},
 		{name: "missing kubeconfig", args: []string{"run", "--config", cfg, "--kubeconfig", "/nonexistent/kubeconfig"}, code: ExitUnreachable, errPart: "/nonexistent/kubeconfig"},

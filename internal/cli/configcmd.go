@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/health"
 )
 
 func newCmdConfig(f *Factory) *cobra.Command {
@@ -34,6 +35,16 @@ Without an argument the file of --config (or AUTODEPLOY_CONFIG) is checked.`,
 			cfg, err := config.Load(path)
 			if err != nil {
 				return err
+			}
+			// Not an error of the file: the environment is this shell's, and
+			// cron's may differ. Runs skip the deploy until it is readable.
+			for _, s := range cfg.Services {
+				if s.Health == nil {
+					continue
+				}
+				if err := health.Preflight(*s.Health); err != nil {
+					fmt.Fprintf(f.IO.ErrOut, "warning: service %s: %v (here; runs deploy nothing for it until they can read it)\n", s.Name, err)
+				}
 			}
 			if len(cfg.Services) == 0 {
 				_, err = fmt.Fprintf(f.IO.Out, "%s: ok (0 services: runs do nothing until services are configured)\n", path)

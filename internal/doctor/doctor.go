@@ -22,6 +22,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
+	"github.com/autodeploy-dev/autodeploy/internal/health"
 	"github.com/autodeploy-dev/autodeploy/internal/kube"
 	"github.com/autodeploy-dev/autodeploy/internal/manifests"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
@@ -262,6 +263,18 @@ func files(r *Report, cfg *config.Config) {
 		r.add("lock", OK, fmt.Sprintf("Lease %s/%s", cfg.Lock.LeaseNamespace, cfg.Lock.LeaseName), "")
 	} else {
 		check(r, "lock", cfg.LockFile)
+	}
+	// A health credential runs cannot read stops every deploy of the
+	// service (deploy's preflight): say it here, in this environment.
+	for _, s := range cfg.Services {
+		if s.Health == nil || !s.Health.Authorization.Set() {
+			continue
+		}
+		if err := health.Preflight(*s.Health); err != nil {
+			r.add("health "+s.Name, Fail, err.Error(), "set it in the environment runs have (cron line, systemd unit, the CronJob's Secret), or make the file readable by the user runs are")
+		} else {
+			r.add("health "+s.Name, OK, "the Authorization header can be read", "")
+		}
 	}
 }
 

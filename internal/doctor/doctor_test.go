@@ -95,6 +95,37 @@ func TestFiles(t *testing.T) {
 	}
 }
 
+// A health credential that cannot be read here stops every deploy of the
+// service (issue 17, item 3): doctor fails it, naming the variable or file;
+// a readable one is OK.
+func TestFilesHealthCredential(t *testing.T) {
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	os.WriteFile(token, []byte("Bearer x\n"), 0o600)
+	c, err := config.Parse([]byte("lockFile: "+filepath.Join(dir, "lock")+"\nlog: {file: "+filepath.Join(dir, "log")+"}\nservices:\n"+
+		"  - name: envless\n    health: {url: 'http://x/', authorizationEnv: AUTODEPLOY_TEST_UNSET_DOCTOR_TOKEN}\n"+
+		"  - name: fileless\n    health: {url: 'http://x/', authorizationFile: "+filepath.Join(dir, "missing")+"}\n"+
+		"  - name: fine\n    health: {url: 'http://x/', authorizationFile: "+token+"}\n"), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Report{}
+	files(r, c)
+	got := map[string]Check{}
+	for _, ch := range r.Checks {
+		got[ch.Name] = ch
+	}
+	if ch := got["health envless"]; ch.Status != Fail || !strings.Contains(ch.Detail, "AUTODEPLOY_TEST_UNSET_DOCTOR_TOKEN") || ch.Fix == "" {
+		t.Errorf("envless: %+v", ch)
+	}
+	if ch := got["health fileless"]; ch.Status != Fail || !strings.Contains(ch.Detail, "missing") {
+		t.Errorf("fileless: %+v", ch)
+	}
+	if ch := got["health fine"]; ch.Status != OK {
+		t.Errorf("fine: %+v", ch)
+	}
+}
+
 // doctor judges services as run does (deploy.Plan): an image run would
 // refuse is a failure here too, with the fix.
 func TestServicesAsRunSeesThem(t *testing.T) {

@@ -2,11 +2,14 @@ package kubetest
 
 import (
 	"context"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/autodeploy-dev/autodeploy/internal/testcluster"
 )
 
 // Deployment is a fixture builder for a Deployment with one container named
@@ -21,6 +24,10 @@ type Deployment struct {
 	Deadline  int32 // progressDeadlineSeconds; 0 = Kubernetes' default (600)
 	Labels    map[string]string
 	Namespace string // default: the Env's namespace
+	// NodeSelector and Tolerations place the pods (on a node of the
+	// test's own: Env.CreateNode).
+	NodeSelector map[string]string
+	Tolerations  []corev1.Toleration
 }
 
 // Object builds the Deployment.
@@ -48,7 +55,7 @@ func (d Deployment) Object(ns string) *appsv1.Deployment {
 			},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: containers},
+				Spec:       corev1.PodSpec{Containers: containers, NodeSelector: d.NodeSelector, Tolerations: d.Tolerations},
 			},
 		},
 	}
@@ -80,3 +87,31 @@ func (e *Env) GetDeployment(name string) *appsv1.Deployment {
 
 // Image returns the image of the Deployment's first container.
 func Image(d *appsv1.Deployment) string { return d.Spec.Template.Spec.Containers[0].Image }
+
+// CreateNode creates a KWOK node for the test alone, deleted when it ends:
+// tainted so that no other test's pod lands there. The returned
+// Deployment fields place pods on it; it waits until the node is Ready.
+func (e *Env) CreateNode() (name string, selector map[string]string, tolerations []corev1.Toleration) {
+	e.T.Helper()
+	ctx := context.Background()
+	name = "node-" + e.Namespace
+	taint := corev1.Taint{Key: "autodeploy.dev/test", Value: e.Namespace, Effect: corev1.TaintEffectNoSchedule}
+	if err := testcluster.CreateNode(ctx, e.Kube, name, taint); err != nil {
+		e.T.Fatalf("create node %s: %v", name, err)
+	}
+	e.T.Cleanup(func() { _ = e.Kube.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	Eventually(e.T, 60*time.Second, "node "+name+" Ready", func(ctx context.Context) (bool, error) {
+		n, err := e.Kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	return name, map[string]string{"kubernetes.io/hostname": name},
+		[]corev1.Toleration{{Key: taint.Key, Operator: corev1.TolerationOpEqual, Value: taint.Value, Effect: taint.Effect}}
+}

@@ -148,7 +148,15 @@ func WaitDefaultServiceAccount(ctx context.Context, kc kubernetes.Interface, ns 
 	return nil
 }
 
-func createNode(ctx context.Context, kc kubernetes.Interface, name string) error {
+// CreateNode creates a KWOK fake node (KWOK's controller manages every node
+// annotated kwok.x-k8s.io/node=fake: Ready within a moment) with taints, so
+// that a test can have a node of its own: one it cordons without touching
+// the pods of other tests.
+func CreateNode(ctx context.Context, kc kubernetes.Interface, name string, taints ...corev1.Taint) error {
+	return createNode(ctx, kc, name, taints...)
+}
+
+func createNode(ctx context.Context, kc kubernetes.Interface, name string, taints ...corev1.Taint) error {
 	capacity := corev1.ResourceList{
 		corev1.ResourceCPU:    resource.MustParse("32"),
 		corev1.ResourceMemory: resource.MustParse("256Gi"),
@@ -163,6 +171,7 @@ func createNode(ctx context.Context, kc kubernetes.Interface, name string) error
 				"kubernetes.io/arch": "amd64", "node-role.kubernetes.io/agent": "",
 			},
 		},
+		Spec:   corev1.NodeSpec{Taints: taints},
 		Status: corev1.NodeStatus{Capacity: capacity, Allocatable: capacity},
 	}
 	_, err := kc.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
