@@ -43,7 +43,8 @@ func KustomizationOf(d *appsv1.Deployment) string {
 // the failed tag goes into its ImageRepository's exclusionList, and the
 // repository is asked to rescan so that the policy moves back now.
 // Failures are logged: the rollback itself stands, and status shows a
-// failed image that comes back from git as a problem.
+// failed image that comes back from git as a problem. It runs beside the
+// rollback (recover), in the run's context: a signal stops it.
 func (r *Runner) excludeFailed(ctx context.Context, s config.Service, dec Decision, log *slog.Logger) {
 	if dec.Kustomization == "" || dec.Repository == "" {
 		return
@@ -54,7 +55,6 @@ func (r *Runner) excludeFailed(ctx context.Context, s config.Service, dec Decisi
 		return
 	}
 	repo := flux.ParseRef(dec.Repository)
-	ctx = context.WithoutCancel(ctx)
 	// The reason names the service, not the failure: the failure's text
 	// (a health check's answer) stays on the Deployment, not on a Flux
 	// object others may read.

@@ -15,8 +15,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
@@ -488,8 +490,10 @@ func (r *Runner) execute(ctx, runCtx context.Context, in Input, dec Decision, lo
 	d, s := in.Deployment, in.Service
 	// before is the template live just before the patch: where a failed
 	// deploy goes back to. A verify only knows the revision.
-	var before *corev1.PodTemplateSpec
-	stopGit := func() {}
+	var (
+		before *corev1.PodTemplateSpec
+		git    *alongside // bringing git along, under GitOps
+	)
 	if dec.Action == Deploy {
 		cause := fmt.Sprintf("autodeploy: %s -> %s (ImagePolicy %s)", dec.Current, dec.Target, dec.Policy)
 		ann := map[string]string{
@@ -510,16 +514,11 @@ func (r *Runner) execute(ctx, runCtx context.Context, in Input, dec Decision, lo
 		}
 		before, d = d.Spec.Template.DeepCopy(), patched
 		if dec.Kustomization != "" {
-			// Git follows alongside the rollout: bringGitAlong. A failed
-			// rollout stops it: the rollback brings git back instead.
-			gctx, cancel := context.WithCancel(ctx)
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				r.bringGitAlong(gctx, in, dec, log)
-			}()
-			stopGit = func() { cancel(); <-done }
-			defer stopGit()
+			// Git follows alongside the rollout: bringGitAlong. A verified
+			// rollout lets it finish (the automation may commit after a
+			// rollout that completed at once); any other end stops it: a
+			// rollback brings git back instead.
+			git = startAlongside(ctx, func(ctx context.Context) { r.bringGitAlong(ctx, in, dec, log) })
 		}
 	} else {
 		log.Info("verifying an earlier rollout", "image", dec.Current)
@@ -532,6 +531,11 @@ func (r *Runner) execute(ctx, runCtx context.Context, in Input, dec Decision, lo
 		sup   *rollout.SupersededError
 		unobs *rollout.UnobservedError
 	)
+	if err == nil {
+		git.Wait() // bounded by GitFollowBound
+	} else {
+		git.Stop()
+	}
 	switch {
 	case ctx.Err() != nil:
 		log.Warn("interrupted while waiting: left unverified for the next run", "image", dec.Target)
@@ -565,7 +569,6 @@ func (r *Runner) execute(ctx, runCtx context.Context, in Input, dec Decision, lo
 	}
 	log.Error("rollout failed", "image", dec.Target, "error", err)
 	r.progress(s.Name, "failed: "+err.Error())
-	stopGit()
 	return r.recover(ctx, s, dec, before, ours, err, log)
 }
 
@@ -613,7 +616,7 @@ func (r *Runner) clearMarks(ctx context.Context, d *appsv1.Deployment, keepDeplo
 // template that was verified, and forgets a pending retry of the image.
 func (r *Runner) markVerified(ctx context.Context, s config.Service, ours *corev1.PodTemplateSpec) error {
 	for attempt := 1; ; attempt++ {
-		d, err := r.get(ctx, s)
+		d, err := r.getRetried(ctx, s)
 		if err != nil {
 			return err
 		}
@@ -678,16 +681,28 @@ func (r *Runner) waitAndCheck(runCtx context.Context, s config.Service, dec Deci
 // rollback that cannot be applied is reported once, not every run.
 func (r *Runner) recover(ctx context.Context, s config.Service, dec Decision, before, ours *corev1.PodTemplateSpec, cause error, log *slog.Logger) (Outcome, error) {
 	blame := blameOf(cause)
-	if blame.Remembered() && s.AutoRollback {
-		// Whatever the rollback does, git must stop asking for the image.
-		defer r.excludeFailed(ctx, s, dec, log)
+	var exclusion *alongside
+	if blame.Remembered() && s.AutoRollback && dec.Kustomization != "" {
+		// Git must stop asking for the image, whatever the rollback does:
+		// the exclusion starts now, beside the rollback, so that the policy,
+		// the automation and the source move back while it rolls out (a
+		// Kustomization interval in between would apply the bad tag again).
+		exclusion = startAlongside(ctx, func(ctx context.Context) { r.excludeFailed(ctx, s, dec, log) })
 	}
+	out, err := r.rollBack(ctx, s, dec, blame, before, ours, cause, log)
+	exclusion.Wait()
+	return out, err
+}
+
+// rollBack writes the verdict's marks and restores what ran before (see
+// recover).
+func (r *Runner) rollBack(ctx context.Context, s config.Service, dec Decision, blame rollout.Cause, before, ours *corev1.PodTemplateSpec, cause error, log *slog.Logger) (Outcome, error) {
 	// The rollback gets its own timeout even when the run's budget is spent:
 	// leaving a broken rollout in place is worse than overrunning.
 	rctx, cancel := context.WithTimeout(ctx, s.RolloutTimeout)
 	defer cancel()
 	for attempt := 1; ; attempt++ {
-		d, err := r.get(rctx, s)
+		d, err := r.getRetried(rctx, s)
 		if err != nil {
 			return OutcomeRollbackFailed, fmt.Errorf("%v; and the Deployment can no longer be read: %v", cause, err)
 		}
@@ -743,10 +758,21 @@ func (r *Runner) recover(ctx context.Context, s config.Service, dec Decision, be
 			return r.rollbackFailed(ctx, s, dec, blame, cause, err, mark, log)
 		}
 		_, err = rollout.Wait(rctx, r.Kube, s.Namespace, s.Deployment, rollout.WaitOptions{Template: restored, Container: dec.Container, Grace: r.Grace, Progress: func(msg string) { r.progress(s.Name, msg) }})
-		if ctx.Err() != nil {
+		var sup *rollout.SupersededError
+		switch {
+		case ctx.Err() != nil:
 			return OutcomeInterrupted, ctx.Err()
-		}
-		if err != nil {
+		case errors.As(err, &sup):
+			// Someone (a person, Flux applying git before it followed the
+			// exclusion) changed the Deployment during the rollback: not a
+			// rollback that failed. The verdict's marks stay.
+			log.Warn("superseded during the rollback: leaving it alone", "image", dec.Target, "by", sup.By, "now", sup.Image)
+			r.progress(s.Name, sup.Error())
+			if sup.By == flux.KustomizeManager {
+				return OutcomeSuperseded, fmt.Errorf("%w; rolled back, then %s applied %s again from git before git followed the rollback: runs report it until Flux applies the policy's image", cause, sup.By, sup.Image)
+			}
+			return OutcomeSuperseded, fmt.Errorf("%w; rolled back, then %v", cause, sup)
+		case err != nil:
 			log.Error("rollback did not complete: someone must look", "error", err)
 			return OutcomeRollbackFailed, fmt.Errorf("%w; rollback failed: %v", cause, err)
 		}
@@ -789,6 +815,30 @@ func (r *Runner) rollbackFailed(ctx context.Context, s config.Service, dec Decis
 // get reads the service's Deployment.
 func (r *Runner) get(ctx context.Context, s config.Service) (*appsv1.Deployment, error) {
 	return r.Kube.AppsV1().Deployments(s.Namespace).Get(ctx, s.Deployment, metav1.GetOptions{})
+}
+
+// afterVerdict is the backoff of the reads that act on a verdict (the
+// rollback's, the verified mark's): an API blip there (common on k3s's
+// datastore, kine) must not turn a verdict into "rollback failed" with no
+// mark. About 6 s in all, within the caller's context.
+var afterVerdict = wait.Backoff{Steps: 5, Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1}
+
+// getRetried is get, retried on errors that may pass (not a missing
+// Deployment, a refusal or a bad request).
+func (r *Runner) getRetried(ctx context.Context, s config.Service) (*appsv1.Deployment, error) {
+	var d *appsv1.Deployment
+	err := retry.OnError(afterVerdict, func(err error) bool { return ctx.Err() == nil && transient(err) }, func() error {
+		var err error
+		d, err = r.get(ctx, s)
+		return err
+	})
+	return d, err
+}
+
+// transient: an API error that may pass by asking again.
+func transient(err error) bool {
+	return !apierrors.IsNotFound(err) && !apierrors.IsForbidden(err) && !apierrors.IsUnauthorized(err) &&
+		!apierrors.IsBadRequest(err) && !apierrors.IsInvalid(err) && !apierrors.IsConflict(err)
 }
 
 // configured keeps the policies the services use: a namespace shared with
