@@ -55,6 +55,9 @@ type Decision struct {
 	// no longer runs (someone changed it after an interrupted run); the run
 	// clears it.
 	StaleMarks bool `json:"-"`
+	// NoRollback: a verify of a rollout that is not autodeploy's (Flux or
+	// a person applied the image again): a failure is recorded, not undone.
+	NoRollback bool `json:"-"`
 	// Kustomization is namespace/name of the Flux Kustomization that
 	// applies the Deployment from git, "" when none does.
 	Kustomization string `json:"kustomization,omitempty"`
@@ -184,6 +187,9 @@ func plan(in Input) Decision {
 		return skip(true, "ImagePolicy %s: %v", dec.Policy, err)
 	}
 	if image.Satisfies(cur, want) {
+		if rt, ok := ParseRetry(ann); ok && image.SameString(rt.Image, dec.Current) {
+			return retriedRunning(in, dec, rt, writer())
+		}
 		dec.Action, dec.Reason = UpToDate, "running the policy's latest image"
 		return dec
 	}
@@ -276,6 +282,35 @@ func runningFailed(in Input, dec *Decision, f FailedImage, writer string, force 
 		dec.Fix = fmt.Sprintf("roll back by hand: autodeploy rollback %s (autodeploy history %s)", s.Name, s.Name)
 	}
 	return *dec, true
+}
+
+// retriedRunning judges a Deployment that runs, again, the image whose
+// last rollout autodeploy rolled back for a passing cause (AnnRetry):
+// Flux applied it from git after the rollback, or a person set it. It is
+// not autodeploy's rollout to undo (NoRollback), and it may be failing
+// still: once its rollout completed, or its backoff passed, the run
+// verifies it (which clears the retry mark, or renews it); until then it
+// is a problem, never "up to date" over pods in ImagePullBackOff (issue
+// 17, item 4).
+func retriedRunning(in Input, dec Decision, rt Retry, writer string) Decision {
+	by := ""
+	if writer != "" && writer != rollout.FieldManager {
+		by = " (set by " + writer + ")"
+		if k := dec.Kustomization; k != "" && writer == flux.KustomizeManager {
+			by = fmt.Sprintf(" (applied by %s from Kustomization %s)", writer, k)
+		}
+	}
+	if rollout.Evaluate(in.Deployment).State == rollout.Complete || !in.Now.Before(rt.After) {
+		dec.Action, dec.Target, dec.NoRollback = Verify, dec.Current, true
+		dec.Reason = fmt.Sprintf("runs %s again%s, whose last try failed because of %s: verifying it", dec.Current, by, rollout.Cause(rt.Cause).Who())
+		return dec
+	}
+	dec.Action, dec.Problem, dec.Target = Skip, true, dec.Current
+	dec.Alert = "retry-running:" + rt.Image
+	dec.Reason = fmt.Sprintf("runs %s%s, whose last try failed because of %s (%s); verified again after %s",
+		dec.Current, by, rollout.Cause(rt.Cause).Who(), truncate(rt.Reason, 120), rt.After.UTC().Format("2006-01-02 15:04:05"))
+	dec.Fix = fmt.Sprintf("fix the cause (kubectl describe pods -n %s -l <the Deployment's selector>); the run after %s verifies it", in.Service.Namespace, rt.After.UTC().Format("15:04:05"))
+	return dec
 }
 
 func holdBy(h Hold) string {

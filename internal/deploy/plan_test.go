@@ -89,6 +89,21 @@ func TestPlan(t *testing.T) {
 		{name: "registry failure is tried again after its time", in: Input{Service: svc(), Now: time.Date(2026, 11, 25, 10, 2, 0, 0, time.UTC), Deployment: dep(repo+":sha-aaa", 1, func(d *appsv1.Deployment) {
 			d.Annotations[AnnRetry] = `{"image":"` + repo + `:sha-bbb","cause":"registry","reason":"503","attempts":1,"after":"2026-11-25T10:02:00Z"}`
 		}), Policy: pol(repo+":sha-bbb", true)}, action: Deploy, target: repo + ":sha-bbb", reasonPart: "the policy selected a new image"},
+		// Issue 17, item 4: after a rollback for a passing cause, Flux (or a
+		// person) applies the image again; while its rollout has not
+		// completed, runs must not call it up to date.
+		{name: "a retried image running again, not rolled out, within its backoff", in: Input{Service: svc(), Now: time.Date(2026, 11, 25, 10, 1, 0, 0, time.UTC), Deployment: dep(repo+":sha-bbb", 2, func(d *appsv1.Deployment) {
+			d.Annotations[AnnRetry] = `{"image":"` + repo + `:sha-bbb","cause":"registry","reason":"503","attempts":1,"after":"2026-11-25T10:02:00Z"}`
+			d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 2, UpdatedReplicas: 1, AvailableReplicas: 1}
+		}), Policy: pol(repo+":sha-bbb", true)}, action: Skip, problem: true, reasonPart: "runs " + repo + ":sha-bbb, whose last try failed because of the registry (503); verified again after 2026-11-25 10:02:00"},
+		{name: "a retried image running again is verified after its backoff", in: Input{Service: svc(), Now: time.Date(2026, 11, 25, 10, 3, 0, 0, time.UTC), Deployment: dep(repo+":sha-bbb", 2, func(d *appsv1.Deployment) {
+			d.Annotations[AnnRetry] = `{"image":"` + repo + `:sha-bbb","cause":"registry","reason":"503","attempts":1,"after":"2026-11-25T10:02:00Z"}`
+			d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 2, UpdatedReplicas: 1, AvailableReplicas: 1}
+		}), Policy: pol(repo+":sha-bbb", true)}, action: Verify, target: repo + ":sha-bbb", reasonPart: "verifying it"},
+		{name: "a retried image running again and rolled out is verified at once", in: Input{Service: svc(), Now: time.Date(2026, 11, 25, 10, 1, 0, 0, time.UTC), Deployment: dep(repo+":sha-bbb", 2, func(d *appsv1.Deployment) {
+			d.Annotations[AnnRetry] = `{"image":"` + repo + `:sha-bbb","cause":"registry","reason":"503","attempts":1,"after":"2026-11-25T10:02:00Z"}`
+			d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 1, UpdatedReplicas: 1, AvailableReplicas: 1}
+		}), Policy: pol(repo+":sha-bbb", true)}, action: Verify, target: repo + ":sha-bbb", reasonPart: "verifying it"},
 		{name: "registry port is part of the name",
 			in:     Input{Service: svc(), Deployment: dep("registry.local:5000/app:v1", 1), Policy: pol("registry.local/app:v1", true)},
 			action: Deploy, target: "registry.local/app:v1", reasonPart: "repository changes"},

@@ -720,13 +720,17 @@ func (r *Runner) rollBack(ctx context.Context, s config.Service, dec Decision, b
 			mark[AnnRetry] = mustJSON(rt)
 			log.Warn("not the image's fault: it will be tried again", "image", dec.Target, "cause", blame, "evidence", rt.Evidence, "attempt", rt.Attempts, "after", rt.After)
 		}
-		if !s.AutoRollback {
+		if !s.AutoRollback || dec.NoRollback {
 			_, err := rollout.AnnotateIfUnchanged(rctx, r.Kube, d, mark)
 			if apierrors.IsConflict(err) && attempt < maxReplans {
 				continue
 			}
 			if err != nil {
 				log.Error("could not remember the failed image", "error", err)
+			}
+			if dec.NoRollback {
+				log.Warn("not autodeploy's rollout: the failure is recorded, the rollout left as it is", "image", dec.Target)
+				return OutcomeFailed, fmt.Errorf("%w (not autodeploy's rollout: left as it is)", cause)
 			}
 			log.Warn("auto-rollback is off: the failed rollout is left as it is", "image", dec.Target)
 			return OutcomeFailed, cause
