@@ -1,0 +1,61 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/health"
+	"github.com/autodeploy-dev/autodeploy/internal/rollout"
+)
+
+// The verdict table of the README, row by row: only evidence against the
+// image blames it (issue 17).
+func TestBlameOf(t *testing.T) {
+	healthErr := func(h config.Health) error {
+		return health.Check(context.Background(), h, "x:1", "1")
+	}
+	noAnswer := healthErr(config.Health{URL: "http://127.0.0.1:1/", ExpectStatus: 200, Timeout: 50 * time.Millisecond, Interval: 10 * time.Millisecond})
+	noToken := health.Preflight(config.Health{URL: "http://x/", Authorization: config.Secret{Env: "AUTODEPLOY_TEST_UNSET_BLAME_TOKEN"}})
+	tests := []struct {
+		name string
+		err  error
+		want rollout.Cause
+	}{
+		{"a classified pull error", &rollout.FailedError{Cause: rollout.CauseImage}, rollout.CauseImage},
+		{"a quota, wrapped by the run's timeout", fmt.Errorf("rollout did not finish within 1m; last status: x; %w", &rollout.FailedError{Cause: rollout.CauseCluster, Timeout: true}), rollout.CauseCluster},
+		{"a timeout without pod evidence", fmt.Errorf("rollout did not finish: %w", &rollout.FailedError{Cause: rollout.CauseUnknown, Timeout: true}), rollout.CauseUnknown},
+		{"a health check that never answered", noAnswer, rollout.CauseUnknown},
+		{"a health credential that cannot be read", noToken, rollout.CauseSetup},
+		{"an error nobody classified", errors.New("deployment apps/api was deleted during the rollout"), rollout.CauseUnknown},
+	}
+	for _, tt := range tests {
+		if got := blameOf(tt.err); got != tt.want {
+			t.Errorf("%s: blameOf(%v) = %s, want %s", tt.name, tt.err, got, tt.want)
+		}
+	}
+}
+
+// A deploy or verify whose health check cannot be sent becomes a problem
+// before the patch; anything else passes through.
+func TestPreflight(t *testing.T) {
+	s := svc()
+	s.Health = &config.Health{URL: "http://x/", Authorization: config.Secret{Env: "AUTODEPLOY_TEST_UNSET_PREFLIGHT_TOKEN"}}
+	for _, a := range []Action{Deploy, Verify} {
+		dec := preflight(Decision{Action: a, Target: repo + ":sha-bbb"}, s)
+		if dec.Action != Skip || !dec.Problem || dec.Fix == "" || dec.Alert == "" || !strings.Contains(dec.Reason, "AUTODEPLOY_TEST_UNSET_PREFLIGHT_TOKEN") {
+			t.Errorf("%s: %+v", a, dec)
+		}
+	}
+	if dec := preflight(Decision{Action: UpToDate}, s); dec.Action != UpToDate {
+		t.Errorf("up to date became %s", dec.Action)
+	}
+	s.Health = nil
+	if dec := preflight(Decision{Action: Deploy}, s); dec.Action != Deploy {
+		t.Errorf("no health check: %s", dec.Action)
+	}
+}
