@@ -508,8 +508,16 @@ func (r *Runner) execute(ctx, runCtx context.Context, in Input, dec Decision, lo
 		if apierrors.IsConflict(err) {
 			return OutcomeNotRun, fmt.Errorf("%w: %v", errChanged, err)
 		}
+		if err != nil && transient(err) {
+			// A timeout or a connection cut after the request was sent: the
+			// server may have applied it. The marks travel with the patch,
+			// so the next run finds either nothing changed or an unverified
+			// rollout, and verifies it.
+			log.Error("patch outcome unknown: the next run reads the Deployment and verifies what it finds", "error", err)
+			return OutcomeUnverified, fmt.Errorf("the patch's outcome is unknown (%w): the next run verifies what the Deployment runs", err)
+		}
 		if err != nil {
-			log.Error("patch failed: nothing changed", "error", err)
+			log.Error("patch refused: nothing changed", "error", err)
 			return OutcomeFailed, err
 		}
 		before, d = d.Spec.Template.DeepCopy(), patched

@@ -115,7 +115,10 @@ func attempt(ctx context.Context, client *http.Client, h config.Health, want, au
 		return &wrongAnswer{fmt.Sprintf("status %d, want %d", resp.StatusCode, h.ExpectStatus)}
 	}
 	if want != "" && !strings.Contains(string(body), want) {
-		return &wrongAnswer{fmt.Sprintf("body does not contain %q (got %q)", want, truncate(string(body), 120))}
+		// Not the body itself: this error lands in the failed-image mark and
+		// the change-cause, which every reader of Deployments sees, and an
+		// answer may hold anything (issue 17, item 13).
+		return &wrongAnswer{fmt.Sprintf("body does not contain %q (%d bytes received)", want, len(body))}
 	}
 	return nil
 }
@@ -124,11 +127,3 @@ func attempt(ctx context.Context, client *http.Client, h config.Health, want, au
 type wrongAnswer struct{ msg string }
 
 func (e *wrongAnswer) Error() string { return e.msg }
-
-func truncate(s string, n int) string {
-	s = strings.TrimSpace(s)
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
-}

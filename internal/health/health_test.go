@@ -37,7 +37,7 @@ func TestCheck(t *testing.T) {
 		wantErr          string
 	}{
 		{name: "retries until healthy", path: "/flaky", body: "{{.Tag}}"},
-		{name: "old version answers", path: "/old", body: "{{.Tag}}", wantErr: `body does not contain "v1.0.1"`},
+		{name: "old version answers", path: "/old", body: "{{.Tag}}", wantErr: `body does not contain "v1.0.1" (20 bytes received)`},
 		{name: "redirect is not followed", path: "/redirect", wantErr: "status 302, want 200"},
 	}
 	for _, tt := range tests {
@@ -57,6 +57,10 @@ func TestCheck(t *testing.T) {
 			// A wrong answer is the evidence against the image.
 			if he, ok := err.(*Error); !ok || !he.Answered || he.Setup {
 				t.Errorf("err = %#v, want an answered *Error", err)
+			}
+			// The answer stays out of the error: it ends up in annotations.
+			if strings.Contains(err.Error(), "version") {
+				t.Errorf("err = %v quotes the body", err)
 			}
 		})
 	}

@@ -126,19 +126,28 @@ func TemplateWriter(d *appsv1.Deployment, container string) string {
 
 // ImageOwner names the field manager that owns the container's image in
 // d's template (managedFields): whoever last set it, autodeploy included;
-// "" when managedFields do not tell.
+// "" when managedFields do not tell. Ownership is shared when a server-side
+// apply sets the value another manager set (kustomize-controller applying
+// the tag autodeploy deployed): then autodeploy, when it is one of them, is
+// the owner, since the value is the one it set.
 func ImageOwner(d *appsv1.Deployment, container string) string {
 	imagePath := imageField(container)
+	owner := ""
 	for _, mf := range d.ManagedFields {
 		if mf.Subresource != "" || mf.FieldsV1 == nil {
 			continue
 		}
 		var fields map[string]any
 		if json.Unmarshal(mf.FieldsV1.Raw, &fields) == nil && hasPath(fields, imagePath...) {
-			return mf.Manager
+			if mf.Manager == FieldManager {
+				return mf.Manager
+			}
+			if owner == "" {
+				owner = mf.Manager
+			}
 		}
 	}
-	return ""
+	return owner
 }
 
 // imageField is the path of a container's image in managedFields.

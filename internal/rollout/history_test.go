@@ -105,3 +105,22 @@ func TestTemplateWriter(t *testing.T) {
 		t.Errorf("TemplateWriter = %q, want kubectl-set (owner of the image field)", got)
 	}
 }
+
+// A server-side apply of the value autodeploy set shares the field
+// (kustomize-controller applying the tag git got from the automation):
+// autodeploy is then the image's owner, whatever the order of managedFields.
+func TestImageOwnerShared(t *testing.T) {
+	d, _, _ := rolloutObjects(true)
+	image := fieldsV1(`{"f:spec":{"f:template":{"f:spec":{"f:containers":{"k:{\"name\":\"api\"}":{"f:image":{}}}}}}}`)
+	d.ManagedFields = []metav1.ManagedFieldsEntry{
+		{Manager: "kustomize-controller", Operation: "Apply", FieldsV1: image},
+		{Manager: FieldManager, Operation: "Update", FieldsV1: image},
+	}
+	if got := ImageOwner(d, "api"); got != FieldManager {
+		t.Errorf("ImageOwner = %q, want %s", got, FieldManager)
+	}
+	d.ManagedFields = d.ManagedFields[:1]
+	if got := ImageOwner(d, "api"); got != "kustomize-controller" {
+		t.Errorf("ImageOwner = %q, want kustomize-controller alone", got)
+	}
+}
