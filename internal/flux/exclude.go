@@ -9,11 +9,11 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/Masterminds/semver/v3"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/client-go/dynamic"
 )
 
@@ -67,15 +67,40 @@ const maxConflicts = 5
 // there already (someone else's, or an earlier run's): nothing changes.
 // The write is conditional on the resourceVersion read, so an edit made
 // in between is never overwritten.
+//
+// The list stays within Flux's limit (MaxExclusionList): when it is full,
+// autodeploy's own oldest patterns go first (their tags were replaced by
+// newer images long since); one someone else set is never removed, and a
+// list full of those is an error that says so.
 func Exclude(ctx context.Context, dc dynamic.Interface, api API, repo Ref, e Exclusion) (added bool, err error) {
 	e.Pattern = TagPattern(e.Tag)
-	return editExclusions(ctx, dc, api, repo, func(list []string, recs []Exclusion) ([]string, []Exclusion, bool) {
+	full := false
+	added, err = editExclusions(ctx, dc, api, repo, func(list []string, recs []Exclusion) ([]string, []Exclusion, bool) {
 		if slices.Contains(list, e.Pattern) {
+			return list, recs, false
+		}
+		slices.SortStableFunc(recs, func(a, b Exclusion) int { return a.At.Compare(b.At) })
+		for len(list) >= MaxExclusionList && len(recs) > 0 {
+			if i := slices.Index(list, recs[0].Pattern); i >= 0 {
+				list = slices.Delete(list, i, i+1)
+			}
+			recs = recs[1:]
+		}
+		if full = len(list) >= MaxExclusionList; full {
 			return list, recs, false
 		}
 		return append(list, e.Pattern), append(recs, e), true
 	})
+	if err == nil && full {
+		return false, fmt.Errorf("the exclusionList of ImageRepository %s has Flux's maximum of %d patterns, none of them autodeploy's: remove some (kubectl edit imagerepository %s -n %s)", repo, MaxExclusionList, repo.Name, repo.Namespace)
+	}
+	return added, err
 }
+
+// MaxExclusionList is the most patterns an ImageRepository's
+// spec.exclusionList holds: the CRD's maxItems (image-reflector-controller's
+// api, `+kubebuilder:validation:MaxItems=25`); one more is refused with 422.
+const MaxExclusionList = 25
 
 // Unexclude removes the patterns autodeploy recorded for which drop is
 // true, and only those; it returns the ones removed.
@@ -195,21 +220,16 @@ func (o Order) Prefers(a, b string) (prefers, ok bool) {
 		}
 		return fa > fb, true
 	case "semver":
-		va, erra := version.ParseSemantic(trimV(ea))
-		vb, errb := version.ParseSemantic(trimV(eb))
+		// Masterminds/semver, as image-reflector-controller parses tags: it
+		// takes "1.2" and "v2" too (strict SemVer 2.0 does not).
+		va, erra := semver.NewVersion(ea)
+		vb, errb := semver.NewVersion(eb)
 		if erra != nil || errb != nil {
 			return false, false
 		}
 		return va.GreaterThan(vb), true
 	}
 	return false, false
-}
-
-func trimV(s string) string {
-	if len(s) > 1 && (s[0] == 'v' || s[0] == 'V') {
-		return s[1:]
-	}
-	return s
 }
 
 // extract applies filterTags as the controller does: a tag that does not

@@ -2,6 +2,8 @@ package flux
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -32,6 +34,10 @@ func TestOrderPrefers(t *testing.T) {
 		{"numerical, not a number", Order{Kind: "numerical"}, "x", "3", false, false},
 		{"semver", Order{Kind: "semver", Range: ">=1.0.0"}, "v1.10.0", "1.9.3", true, true},
 		{"semver, older", Order{Kind: "semver"}, "1.2.0", "1.10.0", false, true},
+		// Tags image-reflector-controller accepts (Masterminds/semver):
+		// issue 17, item 8.
+		{"semver, two parts", Order{Kind: "semver"}, "1.10", "1.2", true, true},
+		{"semver, major only with v", Order{Kind: "semver"}, "v3", "v2.9.1", true, true},
 		{"selected tag filtered out", Order{Kind: "alphabetical", Pattern: `^sha-`}, "latest", "sha-a", false, false},
 		// The policy's filter drops the excluded tag: it can never be
 		// selected, so its exclusion changes nothing.
@@ -133,6 +139,50 @@ func TestExcludeAndUnexcludeTouchOnlyTheirOwn(t *testing.T) {
 	u, _ := dc.Resource(reposGVR).Namespace("flux-system").Get(ctx, "api", metav1.GetOptions{})
 	if _, has := u.GetAnnotations()[AnnExclusions]; has {
 		t.Errorf("the record annotation is left behind: %v", u.GetAnnotations())
+	}
+}
+
+// Flux caps exclusionList at 25 (a 26th is refused with 422): a full list
+// sheds autodeploy's own oldest pattern for the new one, never someone
+// else's; a list full of others' patterns is an error that says so.
+func TestExcludeStaysWithinFluxsLimit(t *testing.T) {
+	ctx := context.Background()
+	api := API{Version: "v1"}
+	ref := Ref{Namespace: "flux-system", Name: "api"}
+	var list []string
+	var recs []Exclusion
+	at := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+	for i := range MaxExclusionList {
+		list = append(list, TagPattern(fmt.Sprintf("sha-%02d", i)))
+		if i%5 != 0 { // every fifth is an operator's
+			// Recorded newest first: eviction goes by time, not by order.
+			recs = append([]Exclusion{{Pattern: list[i], Tag: fmt.Sprintf("sha-%02d", i), Service: "api", At: at.Add(time.Duration(i) * time.Minute)}}, recs...)
+		}
+	}
+	b, _ := json.Marshal(recs)
+	dc := fakeDynamic(imageRepo(list, map[string]string{AnnExclusions: string(b)}))
+	added, err := Exclude(ctx, dc, api, ref, Exclusion{Tag: "sha-new", Service: "api", At: at.Add(time.Hour)})
+	if err != nil || !added {
+		t.Fatalf("Exclude into a full list = %v, %v", added, err)
+	}
+	got, gotRecs := readRepo(t, dc)
+	if len(got) != MaxExclusionList || slices.Contains(got, TagPattern("sha-01")) || !slices.Contains(got, TagPattern("sha-00")) || got[len(got)-1] != TagPattern("sha-new") {
+		t.Fatalf("list = %q: want sha-01 (autodeploy's oldest) gone, the operator's sha-00 kept, sha-new added", got)
+	}
+	if len(gotRecs) != len(recs) {
+		t.Errorf("records = %d, want %d", len(gotRecs), len(recs))
+	}
+
+	var others []string
+	for i := range MaxExclusionList {
+		others = append(others, TagPattern(fmt.Sprintf("op-%02d", i)))
+	}
+	dc = fakeDynamic(imageRepo(others, nil))
+	if added, err := Exclude(ctx, dc, api, ref, Exclusion{Tag: "sha-new", Service: "api", At: at}); added || err == nil || !strings.Contains(err.Error(), "none of them autodeploy's") {
+		t.Errorf("Exclude into a list full of others' = %v, %v", added, err)
+	}
+	if got, _ := readRepo(t, dc); !slices.Equal(got, others) {
+		t.Errorf("others' list changed: %q", got)
 	}
 }
 
