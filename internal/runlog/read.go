@@ -182,7 +182,7 @@ type Run struct {
 	Started  time.Time         `json:"started"`
 	Finished *time.Time        `json:"finished,omitempty"`
 	Duration time.Duration     `json:"durationNanos,omitempty"`
-	Result   string            `json:"result"`   // ok, failed, interrupted, unfinished
+	Result   string            `json:"result"`   // ok, failed, interrupted, deadline (stopped at config's runDeadline), unfinished
 	Outcomes map[string]string `json:"outcomes"` // service -> outcome
 	Warnings int               `json:"warnings"`
 	Errors   int               `json:"errors"`
@@ -248,8 +248,11 @@ func LastRun(path string) (*Run, error) {
 		case "run finished", "run failed":
 			run.finish(e.Time, map[string]string{"run finished": "ok", "run failed": "failed"}[e.Msg])
 		default:
-			if strings.HasPrefix(e.Msg, "run interrupted") {
+			switch {
+			case strings.HasPrefix(e.Msg, "run interrupted"):
 				run.finish(e.Time, "interrupted")
+			case strings.HasPrefix(e.Msg, "run stopped at its deadline"):
+				run.finish(e.Time, "deadline")
 			}
 		}
 	}

@@ -124,6 +124,21 @@ func TestLastRunUnfinished(t *testing.T) {
 	}
 }
 
+// A run stopped at its deadline says so (it was "unfinished", as if the
+// process had died): issue 17, item 13.
+func TestLastRunStoppedAtItsDeadline(t *testing.T) {
+	var buf bytes.Buffer
+	r := New(&buf).With("run", "run-10")
+	r.Info("run started")
+	r.Error("run stopped at its deadline: the lock is released; the next run verifies what was left unverified", "deadline", "1m50s")
+	path := filepath.Join(t.TempDir(), "autodeploy.log")
+	os.WriteFile(path, buf.Bytes(), 0o600)
+	run, err := LastRun(path)
+	if err != nil || run.Result != "deadline" || run.Finished == nil {
+		t.Fatalf("run = %+v, %v", run, err)
+	}
+}
+
 // writeLog writes lines to path, gzipped when path ends in .gz.
 func writeLog(t *testing.T, path string, lines []string) []byte {
 	t.Helper()

@@ -256,6 +256,8 @@ func writeRuns(w io.Writer, r *Report, now time.Time) {
 			result = green(result)
 		case "failed":
 			result = red(result)
+		case "deadline":
+			result = yellow("stopped at its deadline (runDeadline)")
 		default:
 			result = yellow(result)
 		}
