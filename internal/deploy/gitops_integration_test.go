@@ -481,3 +481,56 @@ func BenchmarkDeployGitOps(b *testing.B) {
 		}
 	})
 }
+
+// Issue 17, item 4: a registry-class failure under GitOps ended in
+// silence: the rollback cleared the marks, Flux applied the tag from git
+// again, and later runs called the Deployment "up to date" (exit 0) over
+// pods in ImagePullBackOff. Now the tag is not excluded (not the image's
+// fault), and the Deployment running it again is a problem until its retry
+// time, then verified without a rollback of autodeploy's own.
+func TestGitOpsRegistryFailureIsNotSilent(t *testing.T) {
+	ctx := context.Background()
+	f := newGitOps(t, "api")
+	flaky := reg + "api:flaky-2222222"
+	f.refl.Push("api", flaky)
+	wantOutcome(t, f.run(t), "api", deploy.OutcomeRolledBack)
+	if l := f.exclusionList(t, "api"); slices.Contains(l, "^flaky-2222222$") {
+		t.Fatalf("a registry outage excluded the tag: %q", l)
+	}
+	// The automation committed the tag; Flux applies it from git.
+	f.gitImage(t, "api", flaky)
+	for _, step := range []func(context.Context) error{f.g.Fetch, f.g.ReconcileKustomization} {
+		if err := step(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if img := kubetest.Image(f.e.GetDeployment("api")); img != flaky {
+		t.Fatalf("Flux did not apply git's %s: %s", flaky, img)
+	}
+	s := wantOutcome(t, f.run(t), "api", deploy.OutcomeSkipped)
+	if !s.Problem || !strings.Contains(s.Reason, "whose last try failed because of the registry") || !strings.Contains(s.Reason, "applied by kustomize-controller") {
+		t.Fatalf("skip = %+v, want a problem naming the registry and Flux", s.Decision)
+	}
+	// After the backoff: verified again, still failing: recorded, left as
+	// Flux applied it (no rollback fighting git), retried later.
+	r := f.runner()
+	r.Now = func() time.Time { return time.Now().Add(deploy.RetryBase) }
+	res, err := r.Run(ctx, "later", deploy.Options{NoReconcile: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = wantOutcome(t, res, "api", deploy.OutcomeFailed)
+	if !strings.Contains(s.Error, "not autodeploy's rollout") {
+		t.Errorf("error = %q", s.Error)
+	}
+	d := f.e.GetDeployment("api")
+	if img := kubetest.Image(d); img != flaky {
+		t.Errorf("the verify rolled back Flux's apply: %s", img)
+	}
+	if rt, ok := deploy.ParseRetry(d.Annotations); !ok || rt.Image != flaky || rt.Attempts != 2 || rt.Cause != string(rollout.CauseRegistry) {
+		t.Errorf("retry mark = %+v", rt)
+	}
+	if _, ok := deploy.ParseFailedImage(d.Annotations); ok {
+		t.Errorf("a registry outage marked the image failed: %v", d.Annotations)
+	}
+}
