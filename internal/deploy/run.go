@@ -81,7 +81,8 @@ type Runner struct {
 	Now     func() time.Time
 	// Progress, when set, receives one human line per step (a TTY, -v).
 	Progress func(service, msg string)
-	// Health runs a health check; health.Check unless replaced.
+	// Health runs a health check; health.Check unless replaced. A
+	// *health.Error says whom a failure blames (Answered: the image).
 	Health func(ctx context.Context, h config.Health, image, tag string) error
 	// Notify tells people about deploys and failures; nil sends nothing.
 	Notify *notify.Sender

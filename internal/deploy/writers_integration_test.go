@@ -26,6 +26,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 	"github.com/autodeploy-dev/autodeploy/internal/fluxsim"
+	"github.com/autodeploy-dev/autodeploy/internal/health"
 	"github.com/autodeploy-dev/autodeploy/internal/kubetest"
 	"github.com/autodeploy-dev/autodeploy/internal/notify"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
@@ -408,7 +409,7 @@ func TestRunWithoutRevisionHistory(t *testing.T) {
 		// health check fails.
 		r.Health = func(ctx context.Context, _ config.Health, _, _ string) error {
 			onlyRevisionOf(t, e, reg+"api:sha-2222222")
-			return fmt.Errorf("health check: status 503")
+			return health.WrongAnswer("health check: status 503")
 		}
 		res, err := r.Run(context.Background(), "deploy", deploy.Options{})
 		if err != nil {
@@ -437,7 +438,7 @@ func TestRunWithoutRevisionHistory(t *testing.T) {
 		e.SetPolicyImage(fluxsim.V1, e.Namespace, "api", img)
 		r := f.runner()
 		r.Health = func(context.Context, config.Health, string, string) error {
-			return fmt.Errorf("health check: status 503")
+			return health.WrongAnswer("health check: status 503")
 		}
 		res, err := r.Run(context.Background(), "verify", deploy.Options{NoReconcile: true})
 		if err != nil {

@@ -29,6 +29,13 @@ type Error struct {
 
 func (e *Error) Error() string { return e.msg }
 
+// WrongAnswer is the error of a check the service answered wrongly: what a
+// stand-in for Check (deploy.Runner.Health in tests) returns to blame the
+// image.
+func WrongAnswer(format string, args ...any) error {
+	return &Error{Answered: true, msg: fmt.Sprintf(format, args...)}
+}
+
 // Preflight reports whether the check can be sent: its credential can be
 // read. Run before a deploy, so that a missing credential stops the deploy
 // instead of failing a good image after it (issue 17, item 3).
