@@ -122,10 +122,39 @@ func TestRunExitCodes(t *testing.T) {
 		if err := e.Kube.AppsV1().Deployments(e.Namespace).Delete(context.Background(), "api", metaDelete); err != nil {
 			t.Fatal(err)
 		}
-		if code, _, stderr := execute(t, nil, "run", "--config", cfg, "--kubeconfig", e.Kubeconfig); code != ExitServiceProblem {
-			t.Fatalf("exit %d, want %d: %s", code, ExitServiceProblem, stderr)
-		}
+		cronHearsOnce(t, cfg, e, "api skipped: Deployment "+e.Namespace+"/api not found")
 	})
+	t.Run("missing image policy", func(t *testing.T) {
+		e := kubetest.New(t)
+		refl := e.StartReflector(fluxsim.V1, e.Namespace)
+		cfg, _ := clusterConfig(t, e, refl, map[string]string{"api": reg + "api:sha-1"}, "")
+		if err := e.Dynamic.Resource(fluxsim.V1.GVR("imagepolicies")).Namespace(e.Namespace).Delete(context.Background(), "api", metaDelete); err != nil {
+			t.Fatal(err)
+		}
+		cronHearsOnce(t, cfg, e, "api skipped: ImagePolicy "+e.Namespace+"/api not found")
+	})
+}
+
+// cronHearsOnce runs three times under cron with a standing problem: each
+// exits 7, the first names the problem on stderr (cron mails it), the later
+// ones print nothing (issue 17 item 10: 720 mails a day); -v still shows it.
+func cronHearsOnce(t *testing.T, cfg string, e *kubetest.Env, want string) {
+	t.Helper()
+	for i := 0; i < 3; i++ {
+		code, stdout, stderr := execute(t, nil, "run", "--config", cfg, "--kubeconfig", e.Kubeconfig, "--no-reconcile")
+		if code != ExitServiceProblem || stdout != "" {
+			t.Fatalf("run %d: exit %d, want %d; stdout %q, stderr %q", i, code, ExitServiceProblem, stdout, stderr)
+		}
+		if i == 0 && (strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, want)) {
+			t.Errorf("first run: stderr %q, want one line with %q", stderr, want)
+		}
+		if i > 0 && stderr != "" {
+			t.Errorf("run %d: stderr %q, want nothing: cron heard of it already", i, stderr)
+		}
+	}
+	if code, stdout, _ := execute(t, nil, "run", "-v", "--config", cfg, "--kubeconfig", e.Kubeconfig, "--no-reconcile"); code != ExitServiceProblem || !strings.Contains(stdout, "not found") {
+		t.Errorf("-v: exit %d, summary %q: want the problem", code, stdout)
+	}
 }
 
 // Two runs at once: the second exits with the lock code while the first is

@@ -69,7 +69,9 @@ func exitCodeFor(err error) ExitCode {
 		return ExitOK
 	case errors.As(err, &ee):
 		return ee.code
-	case errors.As(err, &held):
+	case errors.As(err, &held), errors.Is(err, lock.ErrLost):
+		// A lost lock stops a command as a signal would, but another
+		// host may hold the lock now: the lock's code, as for a run.
 		return ExitLocked
 	case errors.Is(err, context.Canceled):
 		return ExitInterrupted

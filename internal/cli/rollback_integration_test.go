@@ -4,6 +4,8 @@ package cli
 
 import (
 	"context"
+	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -389,5 +391,45 @@ func TestRollbackAfterKubectlUndoIsRefused(t *testing.T) {
 	}
 	if img := settled(t, e); img != reg+"api:sha-1" {
 		t.Fatalf("after --to-revision 1: %s", img)
+	}
+}
+
+// Ctrl-C during a rollback's wait: the rollback was applied and is held,
+// only not verified, so the exit is 130 with what to run to check it, not
+// 6 ("did not become healthy"; issue 17 item 9). The signal comes through
+// interruptContext, as in Main.
+func TestRollbackInterrupted(t *testing.T) {
+	e := kubetest.New(t)
+	refl := e.StartReflector(fluxsim.V1, e.Namespace)
+	// The revision to go back to never becomes ready: the wait lasts.
+	cfg, _ := clusterConfig(t, e, refl, map[string]string{"api": reg + "api:unready-1"}, "")
+	refl.Push("api", reg+"api:sha-2")
+	if code, _, stderr := execute(t, nil, "run", "--config", cfg, "--kubeconfig", e.Kubeconfig); code != ExitOK {
+		t.Fatalf("run to sha-2: exit %d: %s", code, stderr)
+	}
+	sigs := make(chan os.Signal, 1)
+	var stderr strings.Builder
+	f := NewFactory(IOStreams{In: strings.NewReader(""), Out: &strings.Builder{}, ErrOut: progressWriter(func(line string) {
+		stderr.WriteString(line + "\n")
+		if strings.Contains(line, "Waiting for deployment") {
+			select {
+			case sigs <- os.Interrupt:
+			default:
+			}
+		}
+	})}, func(string) string { return "" })
+	ctx, stop := interruptContext(context.Background(), sigs, io.Discard, false, func(c ExitCode) { t.Errorf("exited %d on one signal", c) })
+	defer stop()
+	code := Execute(ctx, f, []string{"rollback", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig})
+	if code != ExitInterrupted {
+		t.Fatalf("exit %d, want %d:\n%s", code, ExitInterrupted, stderr.String())
+	}
+	for _, want := range []string{"rollback applied but not yet verified (interrupted (SIGINT or SIGTERM)", "kubectl rollout status deployment/api -n " + e.Namespace} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	if d := e.GetDeployment("api"); kubetest.Image(d) != reg+"api:unready-1" || d.Annotations[deploy.AnnHold] == "" {
+		t.Errorf("rollback not applied and held: %s, %v", kubetest.Image(d), d.Annotations)
 	}
 }

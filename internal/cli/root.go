@@ -236,7 +236,10 @@ func Main() ExitCode {
 		OutTTY: isatty.IsTerminal(os.Stdout.Fd()),
 		ErrTTY: isatty.IsTerminal(os.Stderr.Fd()),
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	ctx, stop := interruptContext(context.Background(), sigs, streams.ErrOut, streams.ErrTTY, func(c ExitCode) { os.Exit(int(c)) })
 	defer stop()
 	f := NewFactory(streams, os.Getenv)
 	f.Name = commandName(os.Args[0])

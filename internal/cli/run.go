@@ -79,8 +79,12 @@ a rollout that could not be judged (API down, budget spent, paused) is left
 unverified for the next run (exit 7).
 
 Under cron it prints nothing but one line on stderr when a person must look
-(exit 5, 6, 7, 9); everything goes to the log file. On a terminal, or with -v,
-it shows progress on stderr and a summary on stdout.`
+(exit 5, 6, 7, 9); everything goes to the log file. A problem that lasts (a
+missing Deployment or ImagePolicy, a failed image running, a deploy Flux
+reverted) is on that line once, when it appears or changes, as it is
+notified; the exit code stays 7 on every run while it lasts. On a terminal,
+or with -v, it shows progress on stderr and a summary on stdout with every
+problem, every run; so does -o json.`
 
 const runExample = `  # the cron job
   */2 * * * * autodeploy run
@@ -203,8 +207,12 @@ func (o *RunOptions) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	var heard map[string]bool
 	if !o.DryRun {
 		recordMetrics(cfg.Metrics, res, err, r.Log)
+		if res != nil {
+			heard = heardBefore(alertedRecord(cfg.Log.File), res, configuredNames(cfg), r.Log)
+		}
 	}
 	if err != nil && res.Services == nil {
 		err = clients.Classify(err)
@@ -233,8 +241,11 @@ func (o *RunOptions) Run(ctx context.Context) error {
 		return nil
 	case !talk && !o.DryRun && cronMails[code]:
 		// Under cron nothing else is printed, and cron mails only what a
-		// job writes: one line says what needs a person.
-		return withCode(code, fmt.Errorf("run %s: %s (log: %s)", runID, failureLine(res), cfg.Log.File))
+		// job writes: one line says what needs a person, and a standing
+		// problem only once (cronline.go).
+		if line := failureLine(res, heard); line != "" {
+			return withCode(code, fmt.Errorf("run %s: %s (log: %s)", runID, line, cfg.Log.File))
+		}
 	}
 	return withCode(code, &silentError{fmt.Errorf("run %s: %s", runID, summaryLine(res))})
 }
@@ -271,11 +282,12 @@ func recordMetrics(m config.Metrics, res *deploy.Result, runErr error, log *slog
 var cronMails = map[ExitCode]bool{ExitDeployFailed: true, ExitRollbackFailed: true, ExitServiceProblem: true, ExitForbidden: true}
 
 // failureLine names the services behind a failing exit code, with their
-// errors, on one line.
-func failureLine(res *deploy.Result) string {
+// errors, on one line; "" when there are none. The services in heard are
+// left out: people heard of their standing problem already (heardBefore).
+func failureLine(res *deploy.Result, heard map[string]bool) string {
 	var parts []string
 	for _, s := range res.Services {
-		if c := serviceExitCode(s); cronMails[c] {
+		if c := serviceExitCode(s); cronMails[c] && !heard[s.Service] {
 			why := s.Error
 			if why == "" {
 				why = s.Reason

@@ -222,8 +222,17 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 	if undo.Deployment != nil {
 		wo.Template = &undo.Deployment.Spec.Template
 	}
+	// A wait or health check the caller cut short (a signal, a lost lock)
+	// says nothing against the rollback: not exit 6, only not verified.
+	unverified := func(step string) error {
+		log.Warn("rollback applied, its "+step+" interrupted: not verified", "error", context.Cause(ctx))
+		return &RollbackUnverifiedError{Namespace: s.Namespace, Deployment: s.Deployment, Err: context.Cause(ctx)}
+	}
 	if _, err := rollout.Wait(wctx, m.Kube, s.Namespace, s.Deployment, wo); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		if ctx.Err() != nil {
+			return res, unverified("wait")
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("did not finish within %s (rolloutTimeout): %w", s.RolloutTimeout, err)
 		}
 		log.Error("rollback did not complete", "error", err)
@@ -232,6 +241,9 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 	if s.Health != nil {
 		ref, _ := image.Parse(res.To)
 		if err := m.health()(ctx, *s.Health, res.To, ref.Tag); err != nil {
+			if ctx.Err() != nil {
+				return res, unverified("health check")
+			}
 			log.Error("health check failed after rollback", "error", err)
 			return res, &RollbackFailedError{Err: err}
 		}
@@ -289,6 +301,20 @@ func (e *RollbackFailedError) Error() string {
 	return "rollback did not become healthy: " + e.Err.Error()
 }
 func (e *RollbackFailedError) Unwrap() error { return e.Err }
+
+// RollbackUnverifiedError is a rollback that was applied (the hold and the
+// failed mark too) but whose wait or health check was cut short by the
+// caller (a signal, a lost lock): it is not known to be unhealthy, only
+// not verified yet. Err is the cause of the caller's context.
+type RollbackUnverifiedError struct {
+	Namespace, Deployment string
+	Err                   error
+}
+
+func (e *RollbackUnverifiedError) Error() string {
+	return fmt.Sprintf("rollback applied but not yet verified (%v): check it with kubectl rollout status deployment/%s -n %s", e.Err, e.Deployment, e.Namespace)
+}
+func (e *RollbackUnverifiedError) Unwrap() error { return e.Err }
 
 // Hold freezes s: runs skip it until Resume.
 func (m *Manager) Hold(ctx context.Context, s config.Service, reason string) (Hold, error) {

@@ -63,11 +63,17 @@ type Decision struct {
 	Kustomization string `json:"kustomization,omitempty"`
 	// Repository is namespace/name of the policy's ImageRepository.
 	Repository string `json:"imageRepository,omitempty"`
-	// Alert is a key for a problem people must hear about once (a failed
-	// image running, a deploy Flux reverted): the same from run to run
-	// while the problem lasts, "" when there is none.
+	// Alert is a key for a problem people must hear about once (every
+	// Problem: a missing object, an invalid image, a failed image running,
+	// a deploy Flux reverted): the same from run to run while the problem
+	// lasts, "" when there is none.
 	Alert string `json:"-"`
 }
+
+// AlertDeploymentMissing begins the Alert of a service whose Deployment
+// does not exist: there is no Deployment to record it on (AnnAlerted), so
+// whoever must say it once keeps the record itself (the CLI's cron line).
+const AlertDeploymentMissing = "deployment-missing:"
 
 // Input is everything Plan looks at for one service.
 type Input struct {
@@ -111,11 +117,17 @@ func plan(in Input) Decision {
 	}
 	skip := func(problem bool, format string, args ...any) Decision {
 		dec.Action, dec.Problem, dec.Reason = Skip, problem, fmt.Sprintf(format, args...)
+		if problem && dec.Alert == "" {
+			// These reasons name the objects and nothing that changes
+			// from run to run: the reason is the problem's key.
+			dec.Alert = "problem:" + dec.Reason
+		}
 		return dec
 	}
 	d := in.Deployment
 	if d == nil {
 		dec.Fix = "fix namespace/deployment of the service in the config, or create the Deployment"
+		dec.Alert = AlertDeploymentMissing + s.Namespace + "/" + s.Deployment
 		return skip(true, "Deployment %s/%s not found", s.Namespace, s.Deployment)
 	}
 	container, err := resolveContainer(d, s.Container)

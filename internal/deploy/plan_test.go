@@ -279,6 +279,52 @@ func TestPlanAlerts(t *testing.T) {
 	}
 }
 
+// Every problem of exit 7 that lasts from run to run has an alert key, so
+// that it is notified, and printed on cron's stderr, once (issue 17 item
+// 10: a missing ImagePolicy mailed every two minutes); deliberate skips have
+// none. Only a missing Deployment's key says so: there is no Deployment to
+// record it on.
+func TestPlanEveryStandingProblemAlerts(t *testing.T) {
+	twoContainers := func(d *appsv1.Deployment) {
+		d.Spec.Template.Spec.Containers = append(d.Spec.Template.Spec.Containers, corev1.Container{Name: "sidecar", Image: "busybox"})
+	}
+	held := func(d *appsv1.Deployment) { d.Annotations[AnnHold] = `{"by":"ops","reason":"x"}` }
+	tests := []struct {
+		name    string
+		in      Input
+		alert   bool
+		missing bool
+	}{
+		{name: "no Deployment", in: Input{Service: svc(), Policy: pol(repo+":sha-bbb", true)}, alert: true, missing: true},
+		{name: "no ImagePolicy", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 1)}, alert: true},
+		{name: "two containers", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 1, twoContainers), Policy: pol(repo+":sha-bbb", true)}, alert: true},
+		{name: "invalid current image", in: Input{Service: svc(), Deployment: dep("Bad Image", 1), Policy: pol(repo+":sha-bbb", true)}, alert: true},
+		{name: "invalid policy image", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 1), Policy: pol("Bad Image", true)}, alert: true},
+		{name: "held", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 1, held), Policy: pol(repo+":sha-bbb", true)}},
+		{name: "policy not ready", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 1), Policy: pol(repo+":sha-bbb", false)}},
+		{name: "deploy", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 1), Policy: pol(repo+":sha-bbb", true)}},
+	}
+	seen := map[string]string{}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := Plan(tt.in), Plan(tt.in)
+			if a.Problem != tt.alert {
+				t.Fatalf("problem %v, want %v: %s", a.Problem, tt.alert, a.Reason)
+			}
+			if (a.Alert != "") != tt.alert || a.Alert != b.Alert {
+				t.Fatalf("alert keys %q, %q; want one stable key: %v", a.Alert, b.Alert, tt.alert)
+			}
+			if got := strings.HasPrefix(a.Alert, AlertDeploymentMissing); got != tt.missing {
+				t.Errorf("alert %q: Deployment missing %v, want %v", a.Alert, got, tt.missing)
+			}
+			if other, dup := seen[a.Alert]; dup && a.Alert != "" {
+				t.Errorf("alert %q is also %s's", a.Alert, other)
+			}
+			seen[a.Alert] = tt.name
+		})
+	}
+}
+
 // managedBy marks d's container image as written by manager, as the API
 // server records it in managedFields.
 func managedBy(manager string) func(*appsv1.Deployment) {

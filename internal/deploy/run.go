@@ -58,6 +58,11 @@ type ServiceResult struct {
 	// Forbidden: RBAC refused a request the deploy needed.
 	Forbidden bool          `json:"forbidden,omitempty"`
 	Duration  time.Duration `json:"durationNanos"`
+	// NewProblem: the Alert is news this run (it appeared or changed, and
+	// was notified), or it could not be recorded on the Deployment; false
+	// for a problem people already heard of (alert), and where there is no
+	// Deployment to record it on (the caller's business).
+	NewProblem bool `json:"newProblem,omitempty"`
 }
 
 // Result is the summary of a run.
@@ -192,7 +197,7 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 			sr.Outcome = r.skipped(dec, log)
 		}
 		if !o.DryRun && ctx.Err() == nil && in.Deployment != nil {
-			r.alert(ctx, runID, in.Deployment, sr.Decision, log)
+			sr.NewProblem = r.alert(ctx, runID, in.Deployment, sr.Decision, log)
 		}
 		res.Services = append(res.Services, sr)
 	}
@@ -277,22 +282,25 @@ func (r *Runner) act(ctx, runCtx context.Context, snapshot Decision, s config.Se
 
 // alert tells people once about a problem that needs them (dec.Alert): the
 // key of the last one notified is kept on the Deployment, and cleared once
-// the problem is gone. Nothing is written while nothing changes.
-func (r *Runner) alert(ctx context.Context, runID string, d *appsv1.Deployment, dec Decision, log *slog.Logger) {
+// the problem is gone. Nothing is written while nothing changes. It
+// returns whether the problem is news (ServiceResult.NewProblem).
+func (r *Runner) alert(ctx context.Context, runID string, d *appsv1.Deployment, dec Decision, log *slog.Logger) bool {
 	if d.Annotations[AnnAlerted] == dec.Alert {
-		return
+		return false
 	}
 	if _, err := rollout.Annotate(ctx, r.Kube, d, map[string]string{AnnAlerted: dec.Alert}); err != nil {
 		// Not sent either: the next run tries both again, rather than
-		// notifying every run without being able to remember it.
+		// notifying every run without being able to remember it. Cron's
+		// line still says it: unrecorded, it would never be heard.
 		log.Warn("could not record the problem's notification; the next run tries again", "error", err)
-		return
+		return dec.Alert != ""
 	}
 	if dec.Alert == "" {
-		return
+		return false
 	}
 	r.Notify.Send(context.WithoutCancel(ctx), notify.Event{Kind: notify.Problem, Level: "error", Service: dec.Service, Time: r.Now().UTC(), RunID: runID,
 		To: dec.Current, Reason: dec.Reason + "; " + dec.Fix})
+	return true
 }
 
 // skipped reports a skip: a problem (exit 7) is logged as a warning, the

@@ -9,6 +9,9 @@
 // unlike flock it can be queried without being taken (F_OFD_GETLK). A
 // probe (status, hold's note) therefore never holds the lock, even for an
 // instant, and never makes a cron run starting at that instant exit 4.
+// The lock is the file's, not the path's: a locker checks that the path
+// still names the file it locked, and a holder that its file is not
+// deleted (FileLocker).
 package lock
 
 import (
@@ -49,6 +52,10 @@ func (e *HeldError) Error() string {
 		h.Pid, h.Command, h.Since.Format(time.RFC3339), e.Path)
 }
 
+// afterOpen, when set, runs between the open and the lock of the file:
+// the window TestLockOnADeletedFileIsRetried deletes the file in.
+var afterOpen func(path string)
+
 // Lock is a held lock.
 type Lock struct {
 	f *os.File
@@ -60,9 +67,52 @@ func TryAcquire(path, command string, now time.Time) (*Lock, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("lock directory: %w", err)
 	}
+	for attempt := 1; ; attempt++ {
+		f, err := lockFile(path)
+		if err != nil {
+			return nil, err
+		}
+		// The lock is on the file opened, and the path may name another
+		// one by now: deleted (by hand, a clean-up) between the open and
+		// the lock, and created again by another locker, which holds
+		// that one. Only a lock on the file at the path excludes anyone;
+		// flock-based libraries check the same way (stat the path, fstat
+		// the descriptor, compare device and inode) and start again.
+		same, err := names(path, f)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		if !same {
+			f.Close()
+			if attempt == maxReopen {
+				return nil, fmt.Errorf("lock %s: the file was deleted or replaced %d times while being locked; is something removing it? (fix that, or set lockFile in the config)", path, attempt)
+			}
+			continue
+		}
+		// Truncate only once the lock is ours: the holder's record must
+		// survive a failed attempt.
+		content := fmt.Sprintf("%d\n%s\n%s\n", os.Getpid(), now.UTC().Format(time.RFC3339), command)
+		if err := f.Truncate(0); err == nil {
+			_, _ = f.WriteAt([]byte(content), 0)
+		}
+		return &Lock{f: f}, nil
+	}
+}
+
+// maxReopen bounds TryAcquire's attempts on a lock file that keeps being
+// replaced.
+const maxReopen = 10
+
+// lockFile opens (or creates) the file at path and takes its lock, or
+// returns a *HeldError naming the holder.
+func lockFile(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open lock file: %w (fix the permissions of %s, or set lockFile in the config)", err, filepath.Dir(path))
+	}
+	if afterOpen != nil {
+		afterOpen(path)
 	}
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 0, Len: 0}
 	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk); err != nil {
@@ -73,13 +123,23 @@ func TryAcquire(path, command string, now time.Time) (*Lock, error) {
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	// Truncate only once the lock is ours: the holder's record must survive
-	// a failed attempt.
-	content := fmt.Sprintf("%d\n%s\n%s\n", os.Getpid(), now.UTC().Format(time.RFC3339), command)
-	if err := f.Truncate(0); err == nil {
-		_, _ = f.WriteAt([]byte(content), 0)
+	return f, nil
+}
+
+// names reports whether path still names the open file f (same device and
+// inode); false when nothing is at path any more.
+func names(path string, f *os.File) (bool, error) {
+	var atPath, open unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &open); err != nil {
+		return false, fmt.Errorf("lock %s: %w", path, err)
 	}
-	return &Lock{f: f}, nil
+	if err := unix.Stat(path, &atPath); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return false, nil
+		}
+		return false, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return atPath.Dev == open.Dev && atPath.Ino == open.Ino, nil
 }
 
 // Locker is autodeploy's one lock, whichever kind the config chooses
@@ -115,11 +175,23 @@ func (h *Held) Release() error {
 }
 
 // FileLocker is the lock of one host: a lock on Path (see the package
-// comment). It cannot be lost while the process lives.
+// comment). It is lost only if the file is deleted or replaced while held
+// (by hand, a clean-up of /run/lock): the next locker would create a new
+// file and take it, so the holder checks every Check that Path still
+// names its file and, if not, ends the Held's context with ErrLost, as a
+// Lease not renewed does.
 type FileLocker struct {
 	Path string
 	Now  func() time.Time
+	// Check is how often the holder checks its file; DefaultFileCheck
+	// when 0.
+	Check time.Duration
 }
+
+// DefaultFileCheck is how often a held file lock checks that its path
+// still names its file: a stat, cheap; a run that lost its file stops
+// within it.
+const DefaultFileCheck = 2 * time.Second
 
 // Acquire takes the file lock without waiting.
 func (f *FileLocker) Acquire(ctx context.Context, command string) (*Held, error) {
@@ -131,8 +203,29 @@ func (f *FileLocker) Acquire(ctx context.Context, command string) (*Held, error)
 	if err != nil {
 		return nil, err
 	}
-	hctx, cancel := context.WithCancel(ctx)
-	return &Held{ctx: hctx, release: func() error { cancel(); return l.Release() }}, nil
+	every := f.Check
+	if every <= 0 {
+		every = DefaultFileCheck
+	}
+	hctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-hctx.Done():
+				return
+			case <-t.C:
+				if same, err := names(f.Path, l.f); err == nil && !same {
+					cancel(fmt.Errorf("%w: the lock file %s was deleted or replaced while held; another run may hold a new one (leave the file in place)", ErrLost, f.Path))
+					return
+				}
+			}
+		}
+	}()
+	return &Held{ctx: hctx, release: func() error { cancel(nil); <-done; return l.Release() }}, nil
 }
 
 // Holder asks the kernel who holds the file lock.

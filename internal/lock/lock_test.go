@@ -141,3 +141,69 @@ func TestProbeNeverBlocksARun(t *testing.T) {
 	close(stop)
 	<-done
 }
+
+// A lock taken on a file that is no longer at the path is no lock: the
+// locker opened the file, someone deleted it (by hand, a tmpfiles clean-up)
+// and another locker created a new one and took it, then the first locked
+// the orphan. Both would hold "the" lock. After its lock succeeds, a locker
+// checks that the path still names the file it locked, and starts again if
+// not (as flock-based libraries do), finding the other holder.
+func TestLockOnADeletedFileIsRetried(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "autodeploy.lock")
+	var second *Lock
+	var secondErr error
+	afterOpen = func(string) {
+		afterOpen = nil // the second locker, and the retry, go straight through
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		second, secondErr = TryAcquire(path, "autodeploy rollback", time.Now())
+	}
+	t.Cleanup(func() { afterOpen = nil })
+	first, err := TryAcquire(path, "autodeploy run", time.Now())
+	if secondErr != nil {
+		t.Fatalf("second locker, on the new file: %v", secondErr)
+	}
+	defer second.Release()
+	var he *HeldError
+	if !errors.As(err, &he) || he.Holder.Command != "autodeploy rollback" {
+		first.Release()
+		t.Fatalf("first locker, which opened the deleted file: %v; want HeldError naming the second", err)
+	}
+}
+
+// A lock file deleted while held leaves its holder with a lock nobody else
+// sees: the next locker creates a new file and takes it. The holder
+// notices (it checks that the path still names its file) and loses the
+// lock, as a Lease not renewed: its run stops, and two runs do not go on
+// side by side.
+func TestLockFileDeletedWhileHeldIsLost(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "autodeploy.lock")
+	l := &FileLocker{Path: path, Check: 5 * time.Millisecond}
+	h, err := l.Acquire(context.Background(), "autodeploy run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Release()
+	select {
+	case <-h.Context().Done():
+		t.Fatal("lost before anything happened")
+	case <-time.After(50 * time.Millisecond):
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	other, err := TryAcquire(path, "autodeploy rollback", time.Now())
+	if err != nil {
+		t.Fatalf("a locker after the deletion: %v", err)
+	}
+	defer other.Release()
+	select {
+	case <-h.Context().Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the holder did not notice its lock file was deleted")
+	}
+	if cause := context.Cause(h.Context()); !errors.Is(cause, ErrLost) || !strings.Contains(cause.Error(), path) {
+		t.Errorf("cause %v, want ErrLost naming %s", cause, path)
+	}
+}
