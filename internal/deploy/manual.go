@@ -203,17 +203,43 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 		marks[AnnFailedImage] = ann[AnnFailedImage]
 	}
 	markErr := m.copyToReplicaSets(ctx, s, d, marks)
+	var (
+		exclusion                *alongside
+		excluded                 string
+		gitWarning, excludeError string
+	)
 	if res.Kustomization != "" && !sameImage {
-		// Git must stop asking for the image too, or resume brings it back.
-		res.Excluded, res.GitWarning, err = m.exclude(ctx, s, res.Kustomization, res.From, reason)
-		if res.GitWarning != "" {
-			log.Warn("git does not follow the rollback yet", "warning", res.GitWarning)
-		}
-		if err != nil {
-			res.ExcludeError = err.Error()
-			log.Error("could not exclude the tag rolled back from: Flux applies it again from git once resumed", "error", err)
-		}
+		// Git must stop asking for the image too, or resume brings it back:
+		// the exclusion goes beside the rollout's wait, as an automatic
+		// rollback's does (recover), and is waited for before any return.
+		kustomization, from := res.Kustomization, res.From
+		exclusion = startAlongside(ctx, func(ctx context.Context) {
+			var err error
+			excluded, gitWarning, err = m.exclude(ctx, s, kustomization, from, reason)
+			if gitWarning != "" {
+				log.Warn("git does not follow the rollback yet", "warning", gitWarning)
+			}
+			if err != nil {
+				excludeError = err.Error()
+				log.Error("could not exclude the tag rolled back from: Flux applies it again from git once resumed", "error", err)
+			}
+		})
 	}
+	err = m.verifyRollback(ctx, s, container, undo, res.To, log)
+	exclusion.Wait()
+	res.Excluded, res.GitWarning, res.ExcludeError = excluded, gitWarning, excludeError
+	if err != nil {
+		return res, err
+	}
+	log.Info("rollback complete", "image", res.To, "revision", res.ToRevision)
+	m.Notify.Send(ctx, notify.Event{Kind: notify.Rollback, Level: "warning", Service: s.Name, Time: now, From: res.From, To: res.To, Reason: reason, By: m.By})
+	return res, markErr
+}
+
+// verifyRollback waits for the rollback's rollout, then runs the health
+// check: a failure of either is a RollbackFailedError, a wait the caller cut
+// short a RollbackUnverifiedError.
+func (m *Manager) verifyRollback(ctx context.Context, s config.Service, container string, undo rollout.UndoResult, to string, log *slog.Logger) error {
 	// Bounded like a run's wait: a rollback that never completes must not
 	// keep an SSH session (and the lock) forever.
 	wctx, cancel := context.WithTimeout(ctx, s.RolloutTimeout)
@@ -230,27 +256,25 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 	}
 	if _, err := rollout.Wait(wctx, m.Kube, s.Namespace, s.Deployment, wo); err != nil {
 		if ctx.Err() != nil {
-			return res, unverified("wait")
+			return unverified("wait")
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("did not finish within %s (rolloutTimeout): %w", s.RolloutTimeout, err)
 		}
 		log.Error("rollback did not complete", "error", err)
-		return res, &RollbackFailedError{Err: err}
+		return &RollbackFailedError{Err: err}
 	}
 	if s.Health != nil {
-		ref, _ := image.Parse(res.To)
-		if err := m.health()(ctx, *s.Health, res.To, ref.Tag); err != nil {
+		ref, _ := image.Parse(to)
+		if err := m.health()(ctx, *s.Health, to, ref.Tag); err != nil {
 			if ctx.Err() != nil {
-				return res, unverified("health check")
+				return unverified("health check")
 			}
 			log.Error("health check failed after rollback", "error", err)
-			return res, &RollbackFailedError{Err: err}
+			return &RollbackFailedError{Err: err}
 		}
 	}
-	log.Info("rollback complete", "image", res.To, "revision", res.ToRevision)
-	m.Notify.Send(ctx, notify.Event{Kind: notify.Rollback, Level: "warning", Service: s.Name, Time: now, From: res.From, To: res.To, Reason: reason, By: m.By})
-	return res, markErr
+	return nil
 }
 
 // refusePingPong refuses a rollback to the previous revision that would put
