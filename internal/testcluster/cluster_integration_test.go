@@ -185,7 +185,7 @@ func TestFluxCRDsAcceptStatus(t *testing.T) {
 						t.Errorf("%s latestRef = %s:%s", v.APIVersion, name, tag)
 					}
 				}
-				if err := fluxsim.SetRepository(context.Background(), e.Dynamic, v, e.Namespace, repo, "ghcr.io/acme/app", "token-1", 7); err != nil {
+				if err := fluxsim.SetRepository(context.Background(), e.Dynamic, v, e.Namespace, repo, "ghcr.io/acme/app", "token-1", []string{"1", "2", "3", "4", "5", "6", "7"}); err != nil {
 					t.Fatal(err)
 				}
 				rgvr := schema.GroupVersionResource{Group: fluxsim.Group, Version: v.APIVersion, Resource: "imagerepositories"}
