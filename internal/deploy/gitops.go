@@ -209,9 +209,14 @@ func gitGoesBack(ctx context.Context, dc dynamic.Interface, api flux.API, now ti
 	}
 	p, err := read()
 	if err == nil && (p.Latest == "" || image.SameString(p.Latest, failed)) {
-		// Not moved yet: wait for its next write, bounded. (A policy that
-		// already selects another image is not written again.)
-		flux.AwaitPolicies(ctx, dc, api.Policies(), map[flux.Ref]string{ref: p.ResourceVersion}, GitFollowBound)
+		// Not moved yet: wait until it selects another tag, bounded. Not
+		// for its next write: Flux 2.6 writes it first with the old tags,
+		// on its repository's progress write (issue 17 item 11).
+		off := ""
+		if fr, perr := image.Parse(failed); perr == nil {
+			off = fr.Tag
+		}
+		flux.AwaitPolicies(ctx, dc, api.Policies(), []flux.Awaited{{Ref: ref, Off: off}}, GitFollowBound)
 		p, err = read()
 	}
 	if err != nil {

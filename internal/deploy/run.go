@@ -432,19 +432,7 @@ func (r *Runner) reconcile(ctx context.Context, api flux.API, policies map[strin
 	default:
 		// Flux < 2.7: wait (bounded) for the policies of the repositories
 		// whose scan found something new to be re-evaluated.
-		changed := map[flux.Ref]bool{}
-		for _, o := range repoOuts {
-			if o.OK && o.ScanChanged {
-				changed[o.Ref] = true
-			}
-		}
-		before := map[flux.Ref]string{}
-		for _, p := range policies {
-			if changed[flux.Ref{Namespace: p.RepoNamespace, Name: p.RepoName}] {
-				before[flux.Ref{Namespace: p.Namespace, Name: p.Name}] = p.ResourceVersion
-			}
-		}
-		flux.AwaitPolicies(rctx, r.Dynamic, api.Policies(), before, PolicyEvaluationBound)
+		r.awaitPolicies(rctx, api, repoOuts, policies)
 	}
 	r.Log.Info("reconcile done", "repositories", len(repos), "warnings", len(warnings), "duration", r.Now().Sub(start))
 	return warnings
