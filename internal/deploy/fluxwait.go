@@ -2,8 +2,12 @@ package deploy
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
 )
@@ -35,4 +39,86 @@ func (r *Runner) awaitPolicies(ctx context.Context, api flux.API, repoOuts []flu
 	for _, l := range flux.AwaitPolicies(ctx, r.Dynamic, api.Policies(), want, PolicyEvaluationBound) {
 		r.Log.Warn("ImagePolicy does not select its repository's newest scan yet", "policy", l.Ref.String(), "expected", l.Tag, "selected", l.Selected, "waited", PolicyEvaluationBound)
 	}
+}
+
+// fluxWaits is a run's account of its waits on Flux (issue 17 item 12: with
+// no controller answering, a run waited flux.reconcileTimeout for the
+// rescan and as long again for an exclusion's rescan, 2m10s with one
+// rollback, and cron's next run was skipped). All the run's waits on the
+// image-reflector-controller share one flux.reconcileTimeout, the share of
+// the run's deadline that config.RunDeadline reserves for Flux, and a
+// repository that did not answer the run's rescan is not waited on again.
+type fluxWaits struct {
+	mu     sync.Mutex
+	spent  time.Duration
+	silent map[flux.Ref]bool // repositories that did not answer this run's rescan
+}
+
+// startFluxWaits opens the run's account (reconcile is the run's first wait
+// on Flux) and returns the context of the first wait, with done to book it.
+func (r *Runner) startFluxWaits(ctx context.Context) (context.Context, func()) {
+	r.fluxw.mu.Lock()
+	r.fluxw.spent, r.fluxw.silent = 0, nil
+	r.fluxw.mu.Unlock()
+	return r.fluxWait(ctx)
+}
+
+// fluxWait returns ctx bounded by what is left of the run's Flux budget
+// (zero when it is spent: the context is done at once), and done, which
+// books the time the wait took.
+func (r *Runner) fluxWait(ctx context.Context) (context.Context, func()) {
+	r.fluxw.mu.Lock()
+	left := r.Config.Flux.ReconcileTimeout - r.fluxw.spent
+	r.fluxw.mu.Unlock()
+	start := r.Now()
+	wctx, cancel := context.WithTimeout(ctx, max(left, 0))
+	return wctx, func() {
+		cancel()
+		r.fluxw.mu.Lock()
+		defer r.fluxw.mu.Unlock()
+		r.fluxw.spent += r.Now().Sub(start)
+	}
+}
+
+// fluxLeft is what is left of the run's Flux budget.
+func (r *Runner) fluxLeft() time.Duration {
+	r.fluxw.mu.Lock()
+	defer r.fluxw.mu.Unlock()
+	return r.Config.Flux.ReconcileTimeout - r.fluxw.spent
+}
+
+// FluxSilentWarning begins the run's warning when repositories did not
+// answer its rescan: status shows the run's warnings.
+const FluxSilentWarning = "Flux has stopped answering"
+
+// noteSilent records the repositories that did not answer the rescan and
+// returns the run's warning about them (none when all answered).
+func (r *Runner) noteSilent(outs []flux.Outcome) []string {
+	var silent []string
+	r.fluxw.mu.Lock()
+	for _, o := range outs {
+		if o.NoAnswer {
+			if r.fluxw.silent == nil {
+				r.fluxw.silent = map[flux.Ref]bool{}
+			}
+			r.fluxw.silent[o.Ref] = true
+			silent = append(silent, o.Ref.String())
+		}
+	}
+	r.fluxw.mu.Unlock()
+	if len(silent) == 0 {
+		return nil
+	}
+	w := fmt.Sprintf("%s: %d of %d ImageRepositories did not answer the rescan within %s (%s): is image-reflector-controller running? This run does not wait on them again",
+		FluxSilentWarning, len(silent), len(outs), r.Config.Flux.ReconcileTimeout, strings.Join(silent, ", "))
+	r.Log.Warn(FluxSilentWarning, "problem", w)
+	r.progress("", "warning: "+w)
+	return []string{w}
+}
+
+// fluxSilent says whether repo did not answer this run's rescan.
+func (r *Runner) fluxSilent(repo flux.Ref) bool {
+	r.fluxw.mu.Lock()
+	defer r.fluxw.mu.Unlock()
+	return r.fluxw.silent[repo]
 }

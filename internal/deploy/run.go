@@ -90,6 +90,8 @@ type Runner struct {
 
 	mu       sync.Mutex
 	warnings []string // besides the rescan's (bringGitAlong)
+
+	fluxw fluxWaits // this run's waits on Flux (fluxwait.go)
 }
 
 var defaultHealth = health.Check
@@ -404,8 +406,8 @@ func (r *Runner) reconcile(ctx context.Context, api flux.API, policies map[strin
 		}
 	}
 	token := flux.Token(r.Now())
-	rctx, cancel := context.WithTimeout(ctx, r.Config.Flux.ReconcileTimeout)
-	defer cancel()
+	rctx, done := r.startFluxWaits(ctx)
+	defer done()
 	start := r.Now()
 	if len(repos) == 0 {
 		return nil
@@ -425,6 +427,7 @@ func (r *Runner) reconcile(ctx context.Context, api flux.API, policies map[strin
 	}
 	repoOuts := flux.Reconcile(rctx, r.Dynamic, api.Repositories(), repos, token)
 	collect("ImageRepository", repoOuts)
+	warnings = append(warnings, r.noteSilent(repoOuts)...)
 	switch {
 	case rctx.Err() != nil:
 	case api.PolicyReconcile():

@@ -179,6 +179,9 @@ func TestReconcile(t *testing.T) {
 			if len(out) != 1 || out[0].OK != tt.ok || !strings.Contains(out[0].Problem, tt.problem) {
 				t.Fatalf("Reconcile = %+v; want ok %v, problem %q", out, tt.ok, tt.problem)
 			}
+			if want := tt.name == "never answered"; out[0].NoAnswer != want {
+				t.Errorf("NoAnswer = %v, want %v", out[0].NoAnswer, want)
+			}
 			if suspendedOrMissing := strings.Contains(tt.problem, "suspended") || tt.problem == "not found"; patched == suspendedOrMissing {
 				t.Errorf("patched = %v for %s", patched, tt.name)
 			}

@@ -39,6 +39,10 @@ type Outcome struct {
 	ScanChanged bool
 	// Scan is the answer's scan result, which the policies select from.
 	Scan Scan
+	// NoAnswer: the object was asked but did not answer before ctx ended
+	// (its controller down or stuck), as opposed to a refused request or
+	// a not-Ready answer.
+	NoAnswer bool
 }
 
 // scanResult is what of an ImageRepository's last scan its policies depend
@@ -191,6 +195,7 @@ func waitNamespace(ctx context.Context, dc dynamic.Interface, gvr schema.GroupVe
 	}
 	for _, i := range pending {
 		out[i].Problem = fmt.Sprintf("no answer to the reconcile request (%s)", why)
+		out[i].NoAnswer = true
 	}
 }
 
