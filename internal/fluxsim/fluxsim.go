@@ -440,8 +440,15 @@ func (r *Reflector) handle(ctx context.Context, res string, obj *unstructured.Un
 	key := fmt.Sprintf("%s/%s@%s#%d", res, name, token, obj.GetGeneration())
 	first := r.requests[key] == 0
 	r.requests[key]++
-	if first && requested {
+	// A request is counted once per token: a new generation while a
+	// request is pending (an exclusion on a silent repository) is not a
+	// new request.
+	tokenKey := fmt.Sprintf("%s/%s@%s", res, name, token)
+	if requested && r.requests[tokenKey] == 0 {
 		r.requests[res+"/"+name]++
+	}
+	if requested {
+		r.requests[tokenKey]++
 	}
 	silent := r.silent[name]
 	repo := r.policies[name]
