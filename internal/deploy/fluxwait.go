@@ -109,9 +109,12 @@ func (r *Runner) noteSilent(outs []flux.Outcome) []string {
 	if len(silent) == 0 {
 		return nil
 	}
-	w := fmt.Sprintf("%s: %d of %d ImageRepositories did not answer the rescan within %s (%s): is image-reflector-controller running? This run does not wait on them again",
-		FluxSilentWarning, len(silent), len(outs), r.Config.Flux.ReconcileTimeout, strings.Join(silent, ", "))
-	r.Log.Warn(FluxSilentWarning, "problem", w)
+	why := fmt.Sprintf("%d of %d ImageRepositories did not answer the rescan within %s (%s): is image-reflector-controller running? This run does not wait on them again",
+		len(silent), len(outs), r.Config.Flux.ReconcileTimeout, strings.Join(silent, ", "))
+	// status shows a WARN line as its message and fields (runlog.LastRun):
+	// "Flux has stopped answering reason=...".
+	r.Log.Warn(FluxSilentWarning, "reason", why)
+	w := FluxSilentWarning + ": " + why
 	r.progress("", "warning: "+w)
 	return []string{w}
 }

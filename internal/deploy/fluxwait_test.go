@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -15,7 +16,8 @@ import (
 // item 12), and a repository that did not answer is remembered.
 func TestFluxWaitsShareOneBudget(t *testing.T) {
 	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
-	r := &Runner{Config: &config.Config{Flux: config.Flux{ReconcileTimeout: time.Minute}}, Log: runlog.Discard(), Now: func() time.Time { return now }}
+	var log bytes.Buffer
+	r := &Runner{Config: &config.Config{Flux: config.Flux{ReconcileTimeout: time.Minute}}, Log: runlog.New(&log), Now: func() time.Time { return now }}
 	ctx, done := r.startFluxWaits(context.Background())
 	if d, ok := ctx.Deadline(); !ok || time.Until(d) > time.Minute {
 		t.Fatalf("first wait's deadline %v, want within flux.reconcileTimeout", d)
@@ -38,6 +40,9 @@ func TestFluxWaitsShareOneBudget(t *testing.T) {
 	w := r.noteSilent([]flux.Outcome{{Ref: api, NoAnswer: true}, {Ref: web, OK: true}})
 	if len(w) != 1 || !strings.HasPrefix(w[0], FluxSilentWarning) || !strings.Contains(w[0], "1 of 2") || !strings.Contains(w[0], "flux-system/api") {
 		t.Errorf("warnings = %q", w)
+	}
+	if !strings.Contains(log.String(), `level=WARN msg="Flux has stopped answering" reason="1 of 2 ImageRepositories`) {
+		t.Errorf("log: %s", log.String())
 	}
 	if !r.fluxSilent(api) || r.fluxSilent(web) {
 		t.Errorf("silent: api %v, web %v", r.fluxSilent(api), r.fluxSilent(web))
