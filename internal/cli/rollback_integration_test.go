@@ -117,6 +117,10 @@ func TestRollbackHoldResume(t *testing.T) {
 
 func TestRollbackToRevisionAndDryRun(t *testing.T) {
 	e, _, cfg, _ := twoDeploys(t)
+	// Once the controller has observed the run's last write (the verified
+	// mark bumps the generation): its status update would move the
+	// resourceVersion too (flaked 1 in 4 before this commit as well).
+	settled(t, e)
 	before := e.GetDeployment("api").ResourceVersion
 	code, stdout, _ := execute(t, nil, "rollback", "api", "--to-revision", "1", "--dry-run", "--config", cfg, "--kubeconfig", e.Kubeconfig)
 	if code != ExitOK || !strings.Contains(stdout, "would roll back from "+reg+"api:sha-3 (revision 3) to "+reg+"api:sha-1 (revision 1)") {

@@ -69,6 +69,12 @@ func (r *Runner) excludeFailed(ctx context.Context, s config.Service, dec Decisi
 	log.Info("failed tag excluded so that git follows the rollback", "repository", repo.String(), "tag", ref.Tag)
 	r.progress(s.Name, "excluded tag "+ref.Tag+" in ImageRepository "+repo.String()+": the policy, then git, go back too")
 	r.rescan(ctx, repo, log)
+	if r.fluxSilent(repo) {
+		// The policy cannot move while its controller is not answering:
+		// waiting GitFollowBound for it would only lengthen the run.
+		r.warn(log, s.Name+": git follows the rollback once Flux answers again (the excluded tag is in the ImageRepository)")
+		return
+	}
 	if why := gitGoesBack(ctx, r.Dynamic, r.api, r.Now(), dec.Kustomization, s, dec.Target); why != "" {
 		r.warn(log, s.Name+": "+why)
 	}
@@ -90,10 +96,18 @@ func excludable(ref image.Ref, err error) string {
 	return ""
 }
 
-// rescan asks an ImageRepository to scan now and waits (bounded) for it.
+// rescan asks an ImageRepository to scan now and waits for it, within
+// what is left of the run's Flux budget (fluxWaits). A repository that did
+// not answer the run's rescan is not asked again: its controller would not
+// answer this one either, and the new exclusionList is a new generation,
+// which the controller reconciles unasked once it is back.
 func (r *Runner) rescan(ctx context.Context, repo flux.Ref, log *slog.Logger) {
-	rctx, cancel := context.WithTimeout(ctx, r.Config.Flux.ReconcileTimeout)
-	defer cancel()
+	if r.fluxSilent(repo) || r.fluxLeft() <= 0 {
+		log.Warn("rescan after changing the exclusionList not waited for", "repository", repo.String(), "problem", "Flux did not answer this run's rescan, or the run's Flux wait (flux.reconcileTimeout) is spent")
+		return
+	}
+	rctx, done := r.fluxWait(ctx)
+	defer done()
 	for _, o := range flux.Reconcile(rctx, r.Dynamic, r.api.Repositories(), []flux.Ref{repo}, flux.Token(r.Now())) {
 		if !o.OK {
 			log.Warn("rescan after changing the exclusionList", "repository", repo.String(), "problem", o.Problem)
@@ -209,9 +223,14 @@ func gitGoesBack(ctx context.Context, dc dynamic.Interface, api flux.API, now ti
 	}
 	p, err := read()
 	if err == nil && (p.Latest == "" || image.SameString(p.Latest, failed)) {
-		// Not moved yet: wait for its next write, bounded. (A policy that
-		// already selects another image is not written again.)
-		flux.AwaitPolicies(ctx, dc, api.Policies(), map[flux.Ref]string{ref: p.ResourceVersion}, GitFollowBound)
+		// Not moved yet: wait until it selects another tag, bounded. Not
+		// for its next write: Flux 2.6 writes it first with the old tags,
+		// on its repository's progress write (issue 17 item 11).
+		off := ""
+		if fr, perr := image.Parse(failed); perr == nil {
+			off = fr.Tag
+		}
+		flux.AwaitPolicies(ctx, dc, api.Policies(), []flux.Awaited{{Ref: ref, Off: off}}, GitFollowBound)
 		p, err = read()
 	}
 	if err != nil {

@@ -534,3 +534,33 @@ func TestGitOpsRegistryFailureIsNotSilent(t *testing.T) {
 		t.Errorf("a registry outage marked the image failed: %v", d.Annotations)
 	}
 }
+
+// Issue 17 item 12: with no image-reflector-controller answering, a run
+// with one rollback waited flux.reconcileTimeout for the rescan and as long
+// again for the exclusion's rescan (2m10s under cron, so the next run was
+// skipped). A repository that did not answer the run's rescan is not asked
+// or waited on again, and the run's warnings say that Flux has stopped
+// answering.
+func TestGitOpsSilentFluxIsNotWaitedOnTwice(t *testing.T) {
+	f := newGitOps(t, "api")
+	f.cfg.Flux.ReconcileTimeout = 2 * time.Second
+	// The policy selected the bad tag at a scan before the controller
+	// stopped answering.
+	f.e.SetPolicyImage(fluxsim.V1, f.e.Namespace, "api", reg+"api:fail-2222222")
+	f.refl.Silence("api")
+	res := f.run(t)
+	wantOutcome(t, res, "api", deploy.OutcomeRolledBack)
+	if l := f.exclusionList(t, "api"); !slices.Contains(l, "^fail-2222222$") {
+		t.Fatalf("exclusionList = %q", l)
+	}
+	if n := f.refl.Requests("imagerepositories", "api"); n != 1 {
+		t.Errorf("ImageRepository asked to rescan %d times, want 1: a repository that did not answer the run's rescan is not asked again", n)
+	}
+	if !slices.ContainsFunc(res.Warnings, func(w string) bool { return strings.HasPrefix(w, deploy.FluxSilentWarning) }) {
+		t.Errorf("warnings = %q, want one beginning %q", res.Warnings, deploy.FluxSilentWarning)
+	}
+	if !strings.Contains(f.log.String(), `level=WARN msg="`+deploy.FluxSilentWarning+`"`) {
+		t.Errorf("the log (which status reads) lacks the warning:\n%s", f.log.String())
+	}
+	t.Logf("run took %s with flux.reconcileTimeout %s", res.Duration, f.cfg.Flux.ReconcileTimeout)
+}

@@ -98,6 +98,8 @@ type Runner struct {
 
 	mu       sync.Mutex
 	warnings []string // besides the rescan's (bringGitAlong)
+
+	fluxw fluxWaits // this run's waits on Flux (fluxwait.go)
 }
 
 var defaultHealth = health.Check
@@ -415,8 +417,8 @@ func (r *Runner) reconcile(ctx context.Context, api flux.API, policies map[strin
 		}
 	}
 	token := flux.Token(r.Now())
-	rctx, cancel := context.WithTimeout(ctx, r.Config.Flux.ReconcileTimeout)
-	defer cancel()
+	rctx, done := r.startFluxWaits(ctx)
+	defer done()
 	start := r.Now()
 	if len(repos) == 0 {
 		return nil
@@ -436,6 +438,7 @@ func (r *Runner) reconcile(ctx context.Context, api flux.API, policies map[strin
 	}
 	repoOuts := flux.Reconcile(rctx, r.Dynamic, api.Repositories(), repos, token)
 	collect("ImageRepository", repoOuts)
+	warnings = append(warnings, r.noteSilent(repoOuts)...)
 	switch {
 	case rctx.Err() != nil:
 	case api.PolicyReconcile():
@@ -443,19 +446,7 @@ func (r *Runner) reconcile(ctx context.Context, api flux.API, policies map[strin
 	default:
 		// Flux < 2.7: wait (bounded) for the policies of the repositories
 		// whose scan found something new to be re-evaluated.
-		changed := map[flux.Ref]bool{}
-		for _, o := range repoOuts {
-			if o.OK && o.ScanChanged {
-				changed[o.Ref] = true
-			}
-		}
-		before := map[flux.Ref]string{}
-		for _, p := range policies {
-			if changed[flux.Ref{Namespace: p.RepoNamespace, Name: p.RepoName}] {
-				before[flux.Ref{Namespace: p.Namespace, Name: p.Name}] = p.ResourceVersion
-			}
-		}
-		flux.AwaitPolicies(rctx, r.Dynamic, api.Policies(), before, PolicyEvaluationBound)
+		r.awaitPolicies(rctx, api, repoOuts, policies)
 	}
 	r.Log.Info("reconcile done", "repositories", len(repos), "warnings", len(warnings), "duration", r.Now().Sub(start))
 	return warnings

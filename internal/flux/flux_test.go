@@ -3,6 +3,7 @@ package flux
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -178,6 +179,9 @@ func TestReconcile(t *testing.T) {
 			if len(out) != 1 || out[0].OK != tt.ok || !strings.Contains(out[0].Problem, tt.problem) {
 				t.Fatalf("Reconcile = %+v; want ok %v, problem %q", out, tt.ok, tt.problem)
 			}
+			if want := tt.name == "never answered"; out[0].NoAnswer != want {
+				t.Errorf("NoAnswer = %v, want %v", out[0].NoAnswer, want)
+			}
 			if suspendedOrMissing := strings.Contains(tt.problem, "suspended") || tt.problem == "not found"; patched == suspendedOrMissing {
 				t.Errorf("patched = %v for %s", patched, tt.name)
 			}
@@ -191,40 +195,79 @@ func ready_(status string) map[string]any {
 
 var policiesGVR = schema.GroupVersionResource{Group: ImageGroup, Version: "v1", Resource: "imagepolicies"}
 
-// AwaitPolicies returns once every policy was written after the rescan
-// (its resourceVersion moved), and gives up at its bound otherwise.
-func TestAwaitPolicies(t *testing.T) {
-	pol := func(name, rv string) *unstructured.Unstructured {
-		u := policy(1, nil)
+// AwaitPolicies judges a policy against its repository's scan: a write
+// that keeps the old tag (Flux 2.6 writes one on the repository's progress
+// write, before the scan) does not end the wait; the write selecting the
+// scan's tag does.
+func TestAwaitPoliciesJudgesAgainstTheScan(t *testing.T) {
+	pol := func(name, rv, tag string) *unstructured.Unstructured {
+		u := policy(1, map[string]any{"latestRef": map[string]any{"name": "ghcr.io/acme/" + name, "tag": tag}})
 		u.SetName(name)
 		u.SetResourceVersion(rv)
 		return u
 	}
-	scheme := runtime.NewScheme()
-	c := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, map[schema.GroupVersionResource]string{policiesGVR: "ImagePolicyList"}, pol("api", "10"), pol("web", "11"))
-	// The controller writes api once the watch is there.
+	api := Ref{Namespace: "flux-system", Name: "api"}
+	for _, tc := range []struct {
+		name   string
+		want   Awaited
+		events []*unstructured.Unstructured // written after the LIST, in order
+		lags   []Lag
+	}{
+		{
+			name:   "old tag first, then the scan's",
+			want:   Awaited{Ref: api, Tag: "sha-2"},
+			events: []*unstructured.Unstructured{pol("api", "11", "sha-1"), pol("api", "12", "sha-2")},
+		},
+		{
+			name:   "never the scan's tag: the bound ends the wait",
+			want:   Awaited{Ref: api, Tag: "sha-2"},
+			events: []*unstructured.Unstructured{pol("api", "11", "sha-1")},
+			lags:   []Lag{{Ref: api, Tag: "sha-2", Selected: "sha-1"}},
+		},
+		{
+			name:   "off the failed tag",
+			want:   Awaited{Ref: api, Off: "sha-1"},
+			events: []*unstructured.Unstructured{pol("api", "11", "sha-1"), pol("api", "12", "sha-0")},
+		},
+		{
+			name:   "the scan does not tell: the first write after the LIST",
+			want:   Awaited{Ref: api},
+			events: []*unstructured.Unstructured{pol("api", "11", "sha-1")},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{policiesGVR: "ImagePolicyList"}, pol("api", "10", "sha-1"))
+			// Every event is queued before the wait starts: no timing.
+			fw := watch.NewFakeWithChanSize(len(tc.events), false)
+			for _, e := range tc.events {
+				fw.Modify(e)
+			}
+			c.PrependWatchReactor("imagepolicies", func(k8stesting.Action) (bool, watch.Interface, error) { return true, fw, nil })
+			bound := time.Minute
+			if tc.lags != nil {
+				bound = 100 * time.Millisecond
+			}
+			lags := AwaitPolicies(context.Background(), c, policiesGVR, []Awaited{tc.want}, bound)
+			if fmt.Sprint(lags) != fmt.Sprint(tc.lags) {
+				t.Errorf("lags = %v, want %v", lags, tc.lags)
+			}
+			if n := len(fw.ResultChan()); tc.lags == nil && n != 0 {
+				t.Errorf("returned with %d writes unread: an earlier write ended the wait", n)
+			}
+		})
+	}
+}
+
+// A policy that already selects the scan's tag is not watched for.
+func TestAwaitPoliciesAlreadyThere(t *testing.T) {
+	u := policy(1, map[string]any{"latestImage": "ghcr.io/acme/api:sha-2"})
+	u.SetResourceVersion("10")
+	c := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{policiesGVR: "ImagePolicyList"}, u)
 	c.PrependWatchReactor("imagepolicies", func(k8stesting.Action) (bool, watch.Interface, error) {
-		if err := c.Tracker().Update(policiesGVR, pol("api", "12"), "flux-system"); err != nil {
-			panic(err)
-		}
+		t.Error("watched a policy that already selects its tag")
 		return false, nil, nil
 	})
-	start := time.Now()
-	AwaitPolicies(context.Background(), c, policiesGVR, map[Ref]string{{Namespace: "flux-system", Name: "api"}: "10"}, time.Minute)
-	if time.Since(start) > 30*time.Second {
-		t.Fatal("waited for the bound although the policy was written")
-	}
-	// web is never written: the bound ends the wait.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		AwaitPolicies(ctx, c, policiesGVR, map[Ref]string{{Namespace: "flux-system", Name: "web"}: "11"}, 100*time.Millisecond)
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		t.Fatal("the bound did not end the wait")
+	if lags := AwaitPolicies(context.Background(), c, policiesGVR, []Awaited{{Ref: Ref{Namespace: "flux-system", Name: "api"}, Tag: "sha-2"}}, time.Minute); lags != nil {
+		t.Errorf("lags = %v", lags)
 	}
 }

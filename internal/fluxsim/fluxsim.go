@@ -8,14 +8,31 @@
 // the chosen Flux version, and answers reconcile requests with
 // status.lastHandledReconcileAt as the controller does
 // (fluxcd.io/flux/components/image/imagerepositories/#triggering-a-reconcile).
-// In the real order: the repository's scan is written first, each policy
-// behind it a moment later (PolicyLag; observed a few milliseconds with
-// Flux 2.6). A repository's spec.exclusionList drops matching tags from
-// the scan (#exclusion-list), and a spec change is reconciled without a
-// request (a new generation), so a policy falls back to the newest tag not
-// excluded. The "registry" is the list of images the test pushed; the
-// policy selects the newest pushed, which the tests push in the order an
-// alphabetical policy ranks them (filterTags are not applied).
+// In the real order (image-reflector-controller's imagerepository_controller.go
+// and imagepolicy_controller.go), for a reconcile request or a new
+// generation of a repository:
+//
+//  1. the repository's progress is written: Reconciling True
+//     "reconciliation in progress", nothing else;
+//  2. Flux < 2.7 only (Flux26, V1beta1): its policies are written at once,
+//     still with the old selection (marked Reconciling): the v1beta2
+//     policy reconciler re-evaluates a policy on every write of its
+//     repository, before the scan's tags are in (issue 17 item 11,
+//     measured with v0.35.2: a run accepted that write and planned the
+//     old tag). Flux >= 2.7 re-evaluates only when the scan's revision
+//     changed (imageRepositoryPredicate);
+//  3. the scan is written, with lastHandledReconcileAt: tagCount,
+//     latestTags (the 10 greatest tags in descending string order,
+//     v1beta2 and v1), revision (a checksum, Flux >= 2.7), Ready True;
+//  4. each policy a moment later with the new selection (PolicyLag;
+//     observed 18 ms with Flux 2.6).
+//
+// A repository's spec.exclusionList drops matching tags from the scan
+// (#exclusion-list), and a spec change is reconciled without a request (a
+// new generation), so a policy falls back to the newest tag not excluded.
+// The "registry" is the list of images the test pushed; the policy selects
+// the newest pushed, which the tests push in the order an alphabetical
+// policy ranks them (filterTags are not applied).
 //
 // # GitOps: source-, kustomize- and image-automation-controller (StartGitOps)
 //
@@ -234,18 +251,35 @@ func SetPolicy(ctx context.Context, dc dynamic.Interface, v Version, ns, name, i
 // re-evaluated (see Reflector.handle).
 const PolicyLag = 50 * time.Millisecond
 
-// SetRepository writes an ImageRepository's status after a scan. The scan
-// result changes with the tags found: tagCount, and (Flux >= 2.7) revision,
-// a checksum of the tag list, which the policy reconciler watches.
-func SetRepository(ctx context.Context, dc dynamic.Interface, v Version, ns, name, canonical, handled string, tags int) error {
-	scan := map[string]any{"tagCount": int64(tags), "scanTime": time.Now().UTC().Format(time.RFC3339)}
+// latestTagsCount is how many tags lastScanResult.latestTags lists
+// (image-reflector-controller's imagerepository_controller.go).
+const latestTagsCount = 10
+
+// SetRepository writes an ImageRepository's status after a scan that found
+// tags (after the exclusionList). The scan result changes with the tags
+// found: tagCount, latestTags (v1beta2 and v1: the controller's
+// sortTagsAndGetLatestTags, the 10 greatest in descending string order,
+// whatever the policies' order), and (Flux >= 2.7) revision, a checksum of
+// the tag list, which the policy reconciler watches.
+func SetRepository(ctx context.Context, dc dynamic.Interface, v Version, ns, name, canonical, handled string, tags []string) error {
+	scan := map[string]any{"tagCount": int64(len(tags)), "scanTime": time.Now().UTC().Format(time.RFC3339)}
+	if v.LatestRef {
+		latest := slices.Clone(tags)
+		slices.SortStableFunc(latest, func(a, b string) int { return -strings.Compare(a, b) })
+		if len(latest) > latestTagsCount {
+			latest = latest[:latestTagsCount]
+		}
+		if len(latest) > 0 {
+			scan["latestTags"] = latest
+		}
+	}
 	if v.PolicyReconcile {
-		scan["revision"] = fmt.Sprintf("sha256:%064x", tags)
+		scan["revision"] = fmt.Sprintf("sha256:%064x", len(tags))
 	}
 	status := map[string]any{
 		"observedGeneration": int64(1),
 		"canonicalImageName": canonical,
-		"conditions":         []any{readyCondition(true, "Succeeded", fmt.Sprintf("successful scan: found %d tags", tags))},
+		"conditions":         []any{readyCondition(true, "Succeeded", fmt.Sprintf("successful scan: found %d tags", len(tags)))},
 		"lastScanResult":     scan,
 	}
 	if handled != "" {
@@ -303,7 +337,6 @@ type Reflector struct {
 
 	mu       sync.Mutex
 	images   map[string][]string // ImageRepository -> images in the "registry", oldest first
-	tags     map[string]int      // ImageRepository -> tags pushed so far
 	policies map[string]string   // ImagePolicy -> ImageRepository
 	silent   map[string]bool     // objects that ignore reconcile requests
 	requests map[string]int      // "resource/name" -> reconcile requests seen
@@ -312,7 +345,7 @@ type Reflector struct {
 // Start runs a Reflector until ctx ends. onErr receives write failures.
 func Start(ctx context.Context, dc dynamic.Interface, v Version, ns string, onErr func(error)) (*Reflector, error) {
 	r := &Reflector{dc: dc, v: v, ns: ns, err: onErr,
-		images: map[string][]string{}, tags: map[string]int{}, policies: map[string]string{}, silent: map[string]bool{}, requests: map[string]int{}}
+		images: map[string][]string{}, policies: map[string]string{}, silent: map[string]bool{}, requests: map[string]int{}}
 	for _, res := range []string{"imagerepositories", "imagepolicies"} {
 		w, err := dc.Resource(v.GVR(res)).Namespace(ns).Watch(ctx, metav1.ListOptions{})
 		if err != nil {
@@ -336,8 +369,7 @@ func (r *Reflector) Track(ctx context.Context, policy, repo, image string) error
 	r.mu.Lock()
 	r.policies[policy] = repo
 	r.images[repo] = append(r.images[repo], image)
-	r.tags[repo]++
-	tags := r.tags[repo]
+	_, tags := r.selectImage(repo, nil)
 	r.mu.Unlock()
 	if err := SetRepository(ctx, r.dc, r.v, r.ns, repo, repoOf(image), "", tags); err != nil {
 		return err
@@ -351,14 +383,13 @@ func (r *Reflector) Push(repo, image string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.images[repo] = append(r.images[repo], image)
-	r.tags[repo]++
 }
 
 // selectImage is the policy's choice among the images of repo: the newest
 // pushed whose tag no exclusionList pattern matches (the tests push tags
 // in the order an alphabetical policy ranks them). The controller drops
 // excluded tags at the scan (fluxcd.io/flux/components/image/imagerepositories/#exclusion-list).
-func (r *Reflector) selectImage(repo string, exclusions []string) (image string, kept int) {
+func (r *Reflector) selectImage(repo string, exclusions []string) (image string, kept []string) {
 	var res []*regexp.Regexp
 	for _, p := range exclusions {
 		if re, err := regexp.Compile(p); err == nil {
@@ -368,7 +399,7 @@ func (r *Reflector) selectImage(repo string, exclusions []string) (image string,
 	for _, img := range r.images[repo] {
 		tag := strings.TrimPrefix(img[len(repoOf(img)):], ":")
 		if !slices.ContainsFunc(res, func(re *regexp.Regexp) bool { return re.MatchString(tag) }) {
-			image, kept = img, kept+1
+			image, kept = img, append(kept, tag)
 		}
 	}
 	return image, kept
@@ -409,15 +440,21 @@ func (r *Reflector) handle(ctx context.Context, res string, obj *unstructured.Un
 	key := fmt.Sprintf("%s/%s@%s#%d", res, name, token, obj.GetGeneration())
 	first := r.requests[key] == 0
 	r.requests[key]++
-	if first && requested {
+	// A request is counted once per token: a new generation while a
+	// request is pending (an exclusion on a silent repository) is not a
+	// new request.
+	tokenKey := fmt.Sprintf("%s/%s@%s", res, name, token)
+	if requested && r.requests[tokenKey] == 0 {
 		r.requests[res+"/"+name]++
+	}
+	if requested {
+		r.requests[tokenKey]++
 	}
 	silent := r.silent[name]
 	repo := r.policies[name]
 	if res == "imagerepositories" {
 		repo = name
 	}
-	tags := r.tags[repo]
 	pols := maps.Clone(r.policies)
 	r.mu.Unlock()
 	if silent || !first {
@@ -431,23 +468,48 @@ func (r *Reflector) handle(ctx context.Context, res string, obj *unstructured.Un
 		return
 	}
 	r.mu.Lock()
-	image, kept := r.selectImage(repo, exclusions)
+	image, tags := r.selectImage(repo, exclusions)
 	r.mu.Unlock()
-	if len(exclusions) > 0 {
-		tags = kept
-	}
 	switch res {
 	case "imagerepositories":
-		// The real order: the ImageRepository reconciler writes the scan
-		// (lastHandledReconcileAt, lastScanResult) first; the ImagePolicy
-		// reconciler, which watches repositories whose scan result changed
-		// (imageRepositoryPredicate in image-reflector-controller's
-		// imagepolicy_controller.go), re-evaluates each policy afterwards,
-		// in its own reconcile: observed with Flux 2.6 a few milliseconds
-		// later. PolicyLag plays that gap; the policy's own
-		// lastHandledReconcileAt is left as it was.
-		err = SetRepository(ctx, r.dc, r.v, r.ns, name, repoOf(image), token, tags)
+		// The real order. The ImageRepository reconciler first persists
+		// its progress (Reconciling "reconciliation in progress": a
+		// reconcile request or a new generation is written before the
+		// scan, imagerepository_controller.go "Persist reconciling if
+		// generation differs or reconciliation is requested"), then
+		// scans, then writes the scan (lastScanResult) together with
+		// lastHandledReconcileAt in its final patch.
+		err = r.progress(ctx, r.v.GVR("imagerepositories"), name)
+		if err == nil && !r.v.PolicyReconcile {
+			// Flux < 2.7: the ImagePolicy reconciler watches
+			// ImageRepositories without a predicate (imagepolicy_controller.go
+			// of the v1beta2 API: Watches(&ImageRepository{},
+			// EnqueueRequestsFromMapFunc(imagePoliciesForRepository))), so
+			// every write of the repository re-evaluates its policies, the
+			// progress write too, before the scan's tags are in: a policy
+			// write that keeps the old selection (issue 17 item 11,
+			// measured with image-reflector-controller v0.35.2). Which of
+			// the policy's fields that write changes was not recorded;
+			// the stand-in marks it Reconciling, the controllers'
+			// progressive status.
+			for pol, repo := range pols {
+				if repo == name {
+					if err = r.progress(ctx, r.v.GVR("imagepolicies"), pol); err != nil {
+						break
+					}
+				}
+			}
+		}
 		if err == nil {
+			err = SetRepository(ctx, r.dc, r.v, r.ns, name, repoOf(image), token, tags)
+		}
+		if err == nil {
+			// Then each policy is re-evaluated on the scan's write, in
+			// its own reconcile: observed a few milliseconds later (18 ms
+			// with Flux 2.6). Flux >= 2.7's policies react only to this
+			// write (imageRepositoryPredicate: the scan's revision
+			// changed). PolicyLag plays the gap; the policy's own
+			// lastHandledReconcileAt is left as it was.
 			time.AfterFunc(PolicyLag, func() {
 				for pol, repo := range pols {
 					if repo != name {
@@ -468,6 +530,27 @@ func (r *Reflector) handle(ctx context.Context, res string, obj *unstructured.Un
 	if err != nil && ctx.Err() == nil && r.err != nil {
 		r.err(err)
 	}
+}
+
+// progress writes the Reconciling condition a controller persists while it
+// reconciles (fluxcd/pkg/runtime/reconcile.ProgressiveStatus without
+// reset: Ready is kept), and nothing else: neither observedGeneration nor
+// lastHandledReconcileAt, which only the final patch writes.
+func (r *Reflector) progress(ctx context.Context, gvr schema.GroupVersionResource, name string) error {
+	obj, err := r.dc.Resource(gvr).Namespace(r.ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("read %s %s/%s: %w", gvr.Resource, r.ns, name, err)
+	}
+	conds, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
+	conds = setConditions(conds, condition("Reconciling", metav1.ConditionTrue, "Progressing", "reconciliation in progress", obj.GetGeneration()))
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": conds}})
+	if err != nil {
+		return err
+	}
+	if _, err := r.dc.Resource(gvr).Namespace(r.ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}, "status"); err != nil {
+		return fmt.Errorf("write status of %s %s/%s: %w", gvr.Resource, r.ns, name, err)
+	}
+	return nil
 }
 
 // exclusions reads the exclusionList of ImageRepository name.

@@ -187,3 +187,15 @@ func dedicated(t testing.TB, o testcluster.Options) *Env {
 	}
 	return &Env{T: t, Namespace: "default", Kubeconfig: c.Kubeconfig, Config: cfg, Kube: kc, Dynamic: dc}
 }
+
+// ForFlux returns an Env for a test that needs the CRDs of Flux generation
+// flux: a fresh namespace on the shared cluster when that cluster has them
+// (`go run ./scripts/cluster up --flux 2.6`, named by
+// AUTODEPLOY_TEST_KUBECONFIG), else a cluster of its own (Dedicated).
+func ForFlux(t testing.TB, flux string) *Env {
+	t.Helper()
+	if c, err := testcluster.Load(filepath.Dir(shared.kubeconfig)); err == nil && c.Flux == flux && c.Running() {
+		return New(t)
+	}
+	return Dedicated(t, flux)
+}

@@ -1,0 +1,127 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/autodeploy-dev/autodeploy/internal/flux"
+)
+
+// awaitPolicies waits, on Flux < 2.7, until each configured policy over a
+// repository whose rescan found new tags selects what that scan says it
+// must (flux.AwaitPolicies): issue 17 item 11, a Flux 2.6 policy is
+// written with the old tags before its repository's scan is in. A
+// suspended policy is not re-evaluated by Flux, so it is not waited for.
+// A policy still behind at the bound is logged: this run deploys what it
+// selects, and the next run the scan's tag.
+func (r *Runner) awaitPolicies(ctx context.Context, api flux.API, repoOuts []flux.Outcome, policies map[string]*flux.Policy) {
+	scans := map[flux.Ref]flux.Scan{}
+	for _, o := range repoOuts {
+		if o.OK && o.ScanChanged {
+			scans[o.Ref] = o.Scan
+		}
+	}
+	var want []flux.Awaited
+	for _, key := range slices.Sorted(maps.Keys(policies)) {
+		p := policies[key]
+		scan, changed := scans[flux.Ref{Namespace: p.RepoNamespace, Name: p.RepoName}]
+		if !changed || p.Suspended {
+			continue
+		}
+		tag, _ := p.Order.Expect(scan)
+		want = append(want, flux.Awaited{Ref: flux.Ref{Namespace: p.Namespace, Name: p.Name}, Tag: tag})
+	}
+	for _, l := range flux.AwaitPolicies(ctx, r.Dynamic, api.Policies(), want, PolicyEvaluationBound) {
+		r.Log.Warn("ImagePolicy does not select its repository's newest scan yet", "policy", l.Ref.String(), "expected", l.Tag, "selected", l.Selected, "waited", PolicyEvaluationBound)
+	}
+}
+
+// fluxWaits is a run's account of its waits on Flux (issue 17 item 12: with
+// no controller answering, a run waited flux.reconcileTimeout for the
+// rescan and as long again for an exclusion's rescan, 2m10s with one
+// rollback, and cron's next run was skipped). All the run's waits on the
+// image-reflector-controller share one flux.reconcileTimeout, the share of
+// the run's deadline that config.RunDeadline reserves for Flux, and a
+// repository that did not answer the run's rescan is not waited on again.
+type fluxWaits struct {
+	mu     sync.Mutex
+	spent  time.Duration
+	silent map[flux.Ref]bool // repositories that did not answer this run's rescan
+}
+
+// startFluxWaits opens the run's account (reconcile is the run's first wait
+// on Flux) and returns the context of the first wait, with done to book it.
+func (r *Runner) startFluxWaits(ctx context.Context) (context.Context, func()) {
+	r.fluxw.mu.Lock()
+	r.fluxw.spent, r.fluxw.silent = 0, nil
+	r.fluxw.mu.Unlock()
+	return r.fluxWait(ctx)
+}
+
+// fluxWait returns ctx bounded by what is left of the run's Flux budget
+// (zero when it is spent: the context is done at once), and done, which
+// books the time the wait took.
+func (r *Runner) fluxWait(ctx context.Context) (context.Context, func()) {
+	r.fluxw.mu.Lock()
+	left := r.Config.Flux.ReconcileTimeout - r.fluxw.spent
+	r.fluxw.mu.Unlock()
+	start := r.Now()
+	wctx, cancel := context.WithTimeout(ctx, max(left, 0))
+	return wctx, func() {
+		cancel()
+		r.fluxw.mu.Lock()
+		defer r.fluxw.mu.Unlock()
+		r.fluxw.spent += r.Now().Sub(start)
+	}
+}
+
+// fluxLeft is what is left of the run's Flux budget.
+func (r *Runner) fluxLeft() time.Duration {
+	r.fluxw.mu.Lock()
+	defer r.fluxw.mu.Unlock()
+	return r.Config.Flux.ReconcileTimeout - r.fluxw.spent
+}
+
+// FluxSilentWarning begins the run's warning when repositories did not
+// answer its rescan: status shows the run's warnings.
+const FluxSilentWarning = "Flux has stopped answering"
+
+// noteSilent records the repositories that did not answer the rescan and
+// returns the run's warning about them (none when all answered).
+func (r *Runner) noteSilent(outs []flux.Outcome) []string {
+	var silent []string
+	r.fluxw.mu.Lock()
+	for _, o := range outs {
+		if o.NoAnswer {
+			if r.fluxw.silent == nil {
+				r.fluxw.silent = map[flux.Ref]bool{}
+			}
+			r.fluxw.silent[o.Ref] = true
+			silent = append(silent, o.Ref.String())
+		}
+	}
+	r.fluxw.mu.Unlock()
+	if len(silent) == 0 {
+		return nil
+	}
+	why := fmt.Sprintf("%d of %d ImageRepositories did not answer the rescan within %s (%s): is image-reflector-controller running? This run does not wait on them again",
+		len(silent), len(outs), r.Config.Flux.ReconcileTimeout, strings.Join(silent, ", "))
+	// status shows a WARN line as its message and fields (runlog.LastRun):
+	// "Flux has stopped answering reason=...".
+	r.Log.Warn(FluxSilentWarning, "reason", why)
+	w := FluxSilentWarning + ": " + why
+	r.progress("", "warning: "+w)
+	return []string{w}
+}
+
+// fluxSilent says whether repo did not answer this run's rescan.
+func (r *Runner) fluxSilent(repo flux.Ref) bool {
+	r.fluxw.mu.Lock()
+	defer r.fluxw.mu.Unlock()
+	return r.fluxw.silent[repo]
+}

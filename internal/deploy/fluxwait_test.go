@@ -1,0 +1,58 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/flux"
+	"github.com/autodeploy-dev/autodeploy/internal/runlog"
+)
+
+// Every wait of a run on Flux draws on one flux.reconcileTimeout (issue 17
+// item 12), and a repository that did not answer is remembered.
+func TestFluxWaitsShareOneBudget(t *testing.T) {
+	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	var log bytes.Buffer
+	r := &Runner{Config: &config.Config{Flux: config.Flux{ReconcileTimeout: time.Minute}}, Log: runlog.New(&log), Now: func() time.Time { return now }}
+	ctx, done := r.startFluxWaits(context.Background())
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) > time.Minute {
+		t.Fatalf("first wait's deadline %v, want within flux.reconcileTimeout", d)
+	}
+	now = now.Add(45 * time.Second)
+	done()
+	if left := r.fluxLeft(); left != 15*time.Second {
+		t.Errorf("left = %s, want 15s", left)
+	}
+	_, done = r.fluxWait(context.Background())
+	now = now.Add(20 * time.Second)
+	done()
+	ctx, done = r.fluxWait(context.Background())
+	defer done()
+	if ctx.Err() == nil {
+		t.Error("a wait after the budget is spent is not done at once")
+	}
+
+	api, web := flux.Ref{Namespace: "flux-system", Name: "api"}, flux.Ref{Namespace: "flux-system", Name: "web"}
+	w := r.noteSilent([]flux.Outcome{{Ref: api, NoAnswer: true}, {Ref: web, OK: true}})
+	if len(w) != 1 || !strings.HasPrefix(w[0], FluxSilentWarning) || !strings.Contains(w[0], "1 of 2") || !strings.Contains(w[0], "flux-system/api") {
+		t.Errorf("warnings = %q", w)
+	}
+	if !strings.Contains(log.String(), `level=WARN msg="Flux has stopped answering" reason="1 of 2 ImageRepositories`) {
+		t.Errorf("log: %s", log.String())
+	}
+	if !r.fluxSilent(api) || r.fluxSilent(web) {
+		t.Errorf("silent: api %v, web %v", r.fluxSilent(api), r.fluxSilent(web))
+	}
+	// The next run starts a new account.
+	r.startFluxWaits(context.Background())
+	if r.fluxSilent(api) || r.fluxLeft() != time.Minute {
+		t.Error("the account carried over to the next run")
+	}
+	if w := r.noteSilent([]flux.Outcome{{Ref: web, OK: true}}); w != nil {
+		t.Errorf("warnings = %q when every repository answered", w)
+	}
+}
