@@ -9,8 +9,11 @@ LDFLAGS := -X github.com/autodeploy-dev/autodeploy/internal/version.Version=$(VE
 	-X github.com/autodeploy-dev/autodeploy/internal/version.Date=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 CACHE ?= $(or $(AUTODEPLOY_CACHE),$(HOME)/.cache/autodeploy)
 CLUSTER_DIR ?= $(CACHE)/cluster
+# The seed's production cluster is k3s v1.28.5: Kubernetes 1.28 on kine.
+SEED_K8S_VERSION := v1.28.15
+CLUSTER_DIR_128 ?= $(CACHE)/cluster-1.28
 
-.PHONY: all build man release test-release test test-unit test-integration bench bench-compare testbin cluster-up cluster-down demo lint fmt tidy golden-update clean
+.PHONY: all build man release test-release test test-unit test-integration test-integration-128 bench bench-compare testbin testbin-128 cluster-up cluster-down cluster-up-128 cluster-down-128 demo lint fmt tidy golden-update clean
 
 all: build
 
@@ -35,8 +38,9 @@ release:
 test-release:
 	$(GO) test -count=1 -tags release -timeout 30m ./scripts/release
 
-# Everything: builds the control-plane binaries if missing, starts the test
-# cluster if none runs, runs unit and integration tests, stops what it started.
+# Everything: builds the control-plane binaries if missing, runs unit tests,
+# then the integration tests on Kubernetes v1.37.2/etcd and on v1.28.15/kine
+# (the seed's k3s), each on the running cluster or one it starts and stops.
 test:
 	scripts/test.sh
 
@@ -44,9 +48,13 @@ test:
 test-unit:
 	$(GO) test ./...
 
-# Integration tests against the cluster of `make cluster-up`.
+# Integration tests against the cluster of `make cluster-up` (v1.37.2 on
+# etcd), or of `make cluster-up-128` (v1.28.15 on kine).
 test-integration:
 	AUTODEPLOY_TEST_KUBECONFIG=$(CLUSTER_DIR)/kubeconfig $(GO) test -count=1 -tags integration ./...
+
+test-integration-128:
+	AUTODEPLOY_TEST_KUBECONFIG=$(CLUSTER_DIR_128)/kubeconfig $(GO) test -count=1 -tags integration ./...
 
 # Benchmarks: the pure parts, then a no-op run with 3 and 500 services and a
 # deploy with and without Flux GitOps on
@@ -64,11 +72,21 @@ bench-compare: build testbin
 testbin:
 	scripts/testbin/build.sh >/dev/null
 
+testbin-128:
+	K8S_VERSION=$(SEED_K8S_VERSION) DATASTORE=kine scripts/testbin/build.sh >/dev/null
+
 cluster-up: testbin
 	@$(GO) run ./scripts/cluster up --dir $(CLUSTER_DIR)
 
 cluster-down:
 	@$(GO) run ./scripts/cluster down --dir $(CLUSTER_DIR)
+
+# The seed's kind of cluster: Kubernetes 1.28 on kine, as k3s v1.28.5 runs.
+cluster-up-128: testbin-128
+	@$(GO) run ./scripts/cluster up --dir $(CLUSTER_DIR_128) --k8s-version $(SEED_K8S_VERSION) --datastore kine
+
+cluster-down-128:
+	@$(GO) run ./scripts/cluster down --dir $(CLUSTER_DIR_128)
 
 demo: build testbin
 	scripts/demo.sh

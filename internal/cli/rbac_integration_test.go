@@ -299,6 +299,36 @@ func scenario(t *testing.T, r *rbacEnv, as func(...string) (ExitCode, string), r
 		}
 		setImage(t, r.e, "api", reg+"api:sha-2")
 		settledName(t, r.e, "api")
+		// KWOK's pods are Ready at once: the rolled-back rollout could be
+		// complete by the waiter's first read, which then needs no watch
+		// (seen on both clusters when this subtest runs alone). Pods that
+		// are never Available long enough keep it in progress, so the
+		// waiter must watch; the refusal ends it at once.
+		ctx := context.Background()
+		minReady := func(seconds int) {
+			patch := []byte(fmt.Sprintf(`{"spec":{"minReadySeconds":%d}}`, seconds))
+			d, err := r.e.Kube.AppsV1().Deployments(r.e.Namespace).Patch(ctx, "api", types.MergePatchType, patch, metav1.PatchOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if seconds > 0 {
+				return
+			}
+			// The controller copies minReadySeconds into the ReplicaSet it
+			// rolls out and never resets an old one: a later rollback to
+			// it would wait the 300 s.
+			rss, err := rollout.ListOwned(ctx, r.e.Kube, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, rs := range rss {
+				if _, err := r.e.Kube.AppsV1().ReplicaSets(r.e.Namespace).Patch(ctx, rs.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		minReady(300) // below progressDeadlineSeconds (600), as the API requires
+		defer minReady(0)
 		return as("rollback", "api")
 	case "imagepolicies/watch", "imagepolicies/patch", "imagerepositories/watch", "imagerepositories/patch":
 		// The rescan is a warning, never the end of the run.

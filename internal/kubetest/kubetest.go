@@ -32,6 +32,10 @@ var shared struct {
 	cfg        *rest.Config
 	kube       kubernetes.Interface
 	dyn        dynamic.Interface
+	// kind is what the shared cluster runs (Kubernetes version, datastore,
+	// binaries), for the dedicated clusters of Dedicated: a test on the
+	// 1.28/kine cluster gets a 1.28/kine cluster of its own too.
+	kind testcluster.Options
 }
 
 // Main runs the tests of a package against a real cluster and returns the
@@ -55,6 +59,8 @@ func Main(m *testing.M) int {
 		}
 		defer c.Stop()
 		kubeconfig = c.Kubeconfig
+	} else if c, err := testcluster.Load(filepath.Dir(kubeconfig)); err == nil {
+		shared.kind = testcluster.Options{K8sVersion: c.K8sVersion, Datastore: c.Datastore, BinDir: c.BinDir}
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
@@ -146,6 +152,7 @@ func clients(cfg *rest.Config) (kubernetes.Interface, dynamic.Interface, error) 
 // Dedicated starts a cluster of its own for t, with the CRDs of another
 // Flux generation (CRDs are cluster-wide, so the shared cluster cannot
 // serve two generations), and returns an Env on a fresh namespace in it.
+// It runs the Kubernetes version and datastore of the shared cluster.
 func Dedicated(t testing.TB, flux string) *Env {
 	t.Helper()
 	e := dedicated(t, testcluster.Options{Flux: flux})
@@ -172,6 +179,7 @@ func dedicated(t testing.TB, o testcluster.Options) *Env {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	o.Dir, o.RepoRoot = t.TempDir(), RepoRoot()
+	o.K8sVersion, o.Datastore, o.BinDir = shared.kind.K8sVersion, shared.kind.Datastore, shared.kind.BinDir
 	c, err := testcluster.Start(ctx, o)
 	if err != nil {
 		t.Fatal(err)

@@ -1,8 +1,13 @@
 // Package testcluster starts a real Kubernetes control plane on loopback for
-// autodeploy's integration tests and demo: etcd, kube-apiserver (RBAC on),
-// kube-controller-manager, kube-scheduler and KWOK with fake nodes, plus
-// Flux's CRDs. The binaries are built from Go modules by
-// scripts/testbin/build.sh into a cache outside the repository.
+// autodeploy's integration tests and demo: a datastore (etcd, or kine as k3s
+// runs it), kube-apiserver (RBAC on), kube-controller-manager,
+// kube-scheduler and KWOK with fake nodes, plus Flux's CRDs. The binaries
+// are built from Go modules by scripts/testbin/build.sh into a cache outside
+// the repository, one directory per Kubernetes version.
+//
+// Two clusters are tested (scripts/test.sh): DefaultK8sVersion on etcd, the
+// newest Kubernetes, and SeedK8sVersion on kine, the seed's production k3s
+// v1.28.5 (Kubernetes 1.28 with kine over SQLite as its datastore).
 //
 // It is not linked into the autodeploy binary: only tests and
 // scripts/cluster import it.
@@ -23,8 +28,23 @@ import (
 	"time"
 )
 
-// DefaultK8sVersion is the Kubernetes version the cache directory is keyed by.
+// DefaultK8sVersion is the Kubernetes version started when Options name none.
 const DefaultK8sVersion = "v1.37.2"
+
+// SeedK8sVersion is the newest patch release of the seed's Kubernetes minor
+// (its k3s v1.28.5 runs Kubernetes v1.28.5): the same API, with the fixes of
+// the line; run it with DatastoreKine, as k3s does.
+const SeedK8sVersion = "v1.28.15"
+
+// Datastores the API server can keep its objects in.
+const (
+	// DatastoreEtcd is etcd, as kubeadm and most distributions run it.
+	DatastoreEtcd = "etcd"
+	// DatastoreKine is kine, k3s's default datastore: the etcd v3 API
+	// translated to SQL over SQLite. Its revisions, watches and compaction
+	// are its own, which is what a test on it can catch.
+	DatastoreKine = "kine"
+)
 
 // DefaultFlux is the Flux generation whose CRDs are installed by default: it
 // serves ImagePolicy v1 and v1beta2.
@@ -34,8 +54,13 @@ const DefaultFlux = "2.7"
 type Options struct {
 	// Dir holds certificates, data, logs and the kubeconfig. It is created.
 	Dir string
-	// BinDir holds the binaries; default BinDir(DefaultK8sVersion).
+	// K8sVersion selects the binaries, BinDir(K8sVersion); default
+	// DefaultK8sVersion.
+	K8sVersion string
+	// BinDir overrides the binaries' directory.
 	BinDir string
+	// Datastore is DatastoreEtcd (default) or DatastoreKine.
+	Datastore string
 	// RepoRoot locates testdata/kwok and testdata/crds.
 	RepoRoot string
 	// Flux selects testdata/crds/flux-<Flux>; "none" installs no CRDs.
@@ -60,6 +85,11 @@ type Cluster struct {
 	Kubeconfig string `json:"kubeconfig"`
 	Server     string `json:"server"`
 	Flux       string `json:"flux"`
+	// K8sVersion, Datastore and BinDir say what runs, so that a test can
+	// start a dedicated cluster of the same kind (kubetest.Dedicated).
+	K8sVersion string `json:"k8sVersion,omitempty"`
+	Datastore  string `json:"datastore,omitempty"`
+	BinDir     string `json:"binDir,omitempty"`
 	// Procs are in start order; Stop goes in reverse so etcd stops last.
 	Procs []Proc `json:"procs"`
 }
@@ -88,12 +118,11 @@ func BinDir(k8sVersion string) string {
 	return filepath.Join(CacheDir(), "testbin", k8sVersion, "bin")
 }
 
-var binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
-
-// MissingBinaries lists the binaries not yet built in dir.
-func MissingBinaries(dir string) []string {
+// MissingBinaries lists the binaries a cluster on datastore needs that are
+// not yet built in dir.
+func MissingBinaries(dir, datastore string) []string {
 	var missing []string
-	for _, b := range binaries {
+	for _, b := range []string{datastore, "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"} {
 		if st, err := os.Stat(filepath.Join(dir, b)); err != nil || st.Mode()&0o111 == 0 {
 			missing = append(missing, b)
 		}
@@ -105,8 +134,17 @@ func MissingBinaries(dir string) []string {
 // nodes are Ready, the default ServiceAccount exists and the CRDs are
 // established. On error, whatever was started is stopped again.
 func Start(ctx context.Context, o Options) (c *Cluster, err error) {
+	if o.K8sVersion == "" {
+		o.K8sVersion = DefaultK8sVersion
+	}
 	if o.BinDir == "" {
-		o.BinDir = BinDir(DefaultK8sVersion)
+		o.BinDir = BinDir(o.K8sVersion)
+	}
+	if o.Datastore == "" {
+		o.Datastore = DatastoreEtcd
+	}
+	if o.Datastore != DatastoreEtcd && o.Datastore != DatastoreKine {
+		return nil, fmt.Errorf("test cluster datastore %q: use %s or %s", o.Datastore, DatastoreEtcd, DatastoreKine)
 	}
 	if o.Flux == "" {
 		o.Flux = DefaultFlux
@@ -114,13 +152,13 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 	if o.Nodes == 0 {
 		o.Nodes = 2
 	}
-	if missing := MissingBinaries(o.BinDir); len(missing) > 0 {
-		return nil, fmt.Errorf("test cluster binaries missing in %s: %s (build them with scripts/testbin/build.sh, or make cluster-up)", o.BinDir, strings.Join(missing, ", "))
+	if missing := MissingBinaries(o.BinDir, o.Datastore); len(missing) > 0 {
+		return nil, fmt.Errorf("test cluster binaries missing in %s: %s (build them with K8S_VERSION=%s DATASTORE=%s scripts/testbin/build.sh, or make cluster-up)", o.BinDir, strings.Join(missing, ", "), o.K8sVersion, o.Datastore)
 	}
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	c = &Cluster{Dir: o.Dir, Flux: o.Flux, Kubeconfig: filepath.Join(o.Dir, "kubeconfig")}
+	c = &Cluster{Dir: o.Dir, Flux: o.Flux, Kubeconfig: filepath.Join(o.Dir, "kubeconfig"), K8sVersion: o.K8sVersion, Datastore: o.Datastore, BinDir: o.BinDir}
 	defer func() {
 		if err != nil {
 			c.Stop()
@@ -154,19 +192,43 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 	}
 
 	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", etcdPort)
-	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
-	if err := c.spawn(o, "etcd",
-		"--name=default", "--data-dir="+filepath.Join(o.Dir, "etcd"),
-		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
-		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
-		"--initial-cluster=default="+peerURL,
-		// Test data is thrown away: fsync only slows every write down.
-		"--unsafe-no-fsync", "--log-level=warn",
-	); err != nil {
-		return c, err
-	}
-	if err := waitHTTP(ctx, etcdURL+"/health", nil, 30*time.Second); err != nil {
-		return c, fmt.Errorf("etcd did not become healthy: %w", err)
+	switch o.Datastore {
+	case DatastoreEtcd:
+		peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
+		if err := c.spawn(o, "etcd",
+			"--name=default", "--data-dir="+filepath.Join(o.Dir, "etcd"),
+			"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
+			"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
+			"--initial-cluster=default="+peerURL,
+			// Test data is thrown away: fsync only slows every write down.
+			"--unsafe-no-fsync", "--log-level=warn",
+		); err != nil {
+			return c, err
+		}
+		if err := waitHTTP(ctx, etcdURL+"/health", nil, 30*time.Second); err != nil {
+			return c, fmt.Errorf("etcd did not become healthy: %w", err)
+		}
+	case DatastoreKine:
+		if err := os.MkdirAll(filepath.Join(o.Dir, "kine"), 0o755); err != nil {
+			return c, err
+		}
+		if err := c.spawn(o, "kine",
+			"--listen-address="+etcdURL,
+			// k3s's own SQLite DSN (kine's default for a file of its own),
+			// plus synchronous=OFF: test data is thrown away, and fsync only
+			// slows every write down, as --unsafe-no-fsync does for etcd.
+			"--endpoint=sqlite://"+filepath.Join(o.Dir, "kine", "state.db")+"?_journal=WAL&cache=shared&_busy_timeout=30000&_synchronous=OFF",
+			// Its metrics listen on :8080 by default: on every address, and
+			// taken by the second cluster on the machine.
+			"--metrics-bind-address=0",
+		); err != nil {
+			return c, err
+		}
+		// kine speaks only gRPC (no /health): it is up once it accepts
+		// connections, and the API server's /readyz checks the rest.
+		if err := waitTCP(ctx, fmt.Sprintf("127.0.0.1:%d", etcdPort), 30*time.Second); err != nil {
+			return c, fmt.Errorf("kine did not start listening: %w", err)
+		}
 	}
 
 	apiArgs := []string{
@@ -200,6 +262,9 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		return c, err
 	}
 	if err := waitHTTP(ctx, c.Server+"/readyz", admin, 90*time.Second); err != nil {
+		if derr := c.spawnCheck(o.Datastore); derr != nil {
+			return c, fmt.Errorf("kube-apiserver did not become ready: %w; %w", err, derr)
+		}
 		return c, fmt.Errorf("kube-apiserver did not become ready: %w", err)
 	}
 	if err := c.spawnCheck("kube-apiserver"); err != nil {
@@ -348,6 +413,11 @@ func Load(dir string) (*Cluster, error) {
 	var c Cluster
 	if err := json.Unmarshal(b, &c); err != nil {
 		return nil, fmt.Errorf("%s: %w", statePath(dir), err)
+	}
+	// State written before K8sVersion and Datastore were recorded is of the
+	// only cluster there was then.
+	if c.K8sVersion == "" {
+		c.K8sVersion, c.Datastore, c.BinDir = DefaultK8sVersion, DatastoreEtcd, BinDir(DefaultK8sVersion)
 	}
 	return &c, nil
 }

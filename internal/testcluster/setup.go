@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -80,6 +81,25 @@ func waitHTTP(ctx context.Context, url string, tlsCfg *tls.Config, timeout time.
 	})
 	if err != nil {
 		return fmt.Errorf("%s: %w (last: %s)", url, err, last)
+	}
+	return nil
+}
+
+// waitTCP polls until addr accepts a TCP connection: how to know that a
+// process which serves no health endpoint (kine) has started listening.
+func waitTCP(ctx context.Context, addr string, timeout time.Duration) error {
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		conn, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", addr)
+		if err != nil {
+			last = err
+			return false, nil
+		}
+		conn.Close()
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w (last: %v)", addr, err, last)
 	}
 	return nil
 }

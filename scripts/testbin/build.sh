@@ -1,17 +1,32 @@
 #!/usr/bin/env bash
 # Builds the control-plane binaries the test cluster runs (kube-apiserver,
-# kube-controller-manager, kube-scheduler, etcd, kwok) from Go modules into a
-# cache directory keyed by version, outside the repository. Only what is
-# missing is built; a lock keeps two builds from running at once (a cold
-# build takes ~14 minutes on 2 cores and several GB of build cache).
+# kube-controller-manager, kube-scheduler, the datastore: etcd or kine, and
+# kwok) from Go modules into a cache directory keyed by Kubernetes version,
+# outside the repository. Only what is missing is built; a lock keeps two
+# builds of a version from running at once (a cold build takes ~14 minutes
+# on 2 cores and several GB of build cache).
 #
-# Usage: scripts/testbin/build.sh            # prints the bin directory
+# Usage:
+#   scripts/testbin/build.sh                                      # v1.37.2 on etcd; prints the bin directory
+#   K8S_VERSION=v1.28.15 DATASTORE=kine scripts/testbin/build.sh  # the seed's k3s: Kubernetes 1.28 on kine
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.37.2}
-STAGING_VERSION=${STAGING_VERSION:-v0.37.2}
+# k8s.io/kubernetes v1.X.Y publishes its staging modules (k8s.io/api, ...) as v0.X.Y.
+STAGING_VERSION=${STAGING_VERSION:-v0.${K8S_VERSION#v1.}}
+DATASTORE=${DATASTORE:-etcd}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
+# kine is k3s's datastore: the etcd API over SQLite. k3s's release notes
+# list kine v0.10.3 in Sep-Nov 2023 (v1.27.6, v1.25.15) and v0.11.8 in May
+# 2024 (v1.30.0); v0.11.2 (2023-12-07) is the newest kine the module proxy
+# serves from the month of the seed's k3s v1.28.5 (December 2023; the
+# exact version that k3s release embeds was not checked).
+KINE_VERSION=${KINE_VERSION:-v0.11.2}
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
+case $DATASTORE in
+etcd | kine) ;;
+*) echo "testbin: DATASTORE=$DATASTORE: use etcd or kine" >&2; exit 2 ;;
+esac
 
 cache=${AUTODEPLOY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/autodeploy}
 root="$cache/testbin/$K8S_VERSION"
@@ -50,6 +65,16 @@ GO
 	mv "$bin/etcd.tmp" "$bin/etcd"
 }
 
+build_kine() {
+	[ -x "$bin/kine" ] && return
+	log "building kine $KINE_VERSION"
+	# kine's own build (scripts/build in its module) compiles SQLite with
+	# these flags; cgo is needed for github.com/mattn/go-sqlite3. Without the
+	# nats tag: the tests use SQLite only, as k3s does by default.
+	CGO_ENABLED=1 CGO_CFLAGS="-DSQLITE_ENABLE_DBSTAT_VTAB=1 -DSQLITE_USE_ALLOCA=1" GOBIN="$bin" \
+		go install -trimpath -ldflags="-s -w -X github.com/k3s-io/kine/pkg/version.Version=$KINE_VERSION" "github.com/k3s-io/kine@$KINE_VERSION"
+}
+
 build_kwok() {
 	[ -x "$bin/kwok" ] && return
 	log "building kwok $KWOK_VERSION"
@@ -73,13 +98,22 @@ build_kube() {
 	local src="$root/src/kubernetes"
 	mkdir -p "$src"
 	if [ ! -f "$src/go.sum" ]; then
-		local gomod
-		gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^\s*"GoMod": "\(.*\)",\?$/\1/p')
+		local info gomod gover=""
+		info=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION")
+		gomod=$(echo "$info" | sed -n 's/^\s*"GoMod": "\(.*\)",\?$/\1/p')
+		# The Go release this Kubernetes release was built and tested with
+		# (1.22.8 for v1.28.15, 1.26.10 for v1.37.2). The main module's go
+		# line sets the runtime's GODEBUG defaults (timers, TLS, x509, HTTP
+		# parsing changed between Go 1.22 and 1.26), so the wrapper asks for
+		# that release's behaviour; each dependency keeps its own go line for
+		# language semantics whatever the wrapper says.
+		gover=$(cut -d. -f1,2 "$(echo "$info" | sed -n 's/^\s*"Dir": "\(.*\)",\?$/\1/p')/.go-version" 2>/dev/null || true)
 		{
 			echo "module autodeploy.local/testbin/kubernetes"
 			echo
 			echo "go 1.26"
 			echo
+			[ -n "$gover" ] && echo "godebug default=go$gover" && echo
 			echo "require k8s.io/kubernetes $K8S_VERSION"
 			echo
 			# k8s.io/kubernetes points its staging modules at ./staging/src; the
@@ -109,7 +143,10 @@ GO
 	done
 }
 
-build_etcd
+case $DATASTORE in
+etcd) build_etcd ;;
+kine) build_kine ;;
+esac
 build_kwok
 build_kube
 echo "$bin"
