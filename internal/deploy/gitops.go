@@ -188,7 +188,7 @@ func gitFollows(ctx context.Context, dc dynamic.Interface, api flux.API, now tim
 	if err != nil || ref.Tag == "" {
 		return ""
 	}
-	err = flux.AwaitAutomation(ctx, dc, api, policy.Namespace, k.Source, policy.Name, ref.Tag)
+	err = flux.AwaitAutomation(ctx, dc, api, policy.Namespace, k.Source, policy.Name, flux.ObservedRef(ref.Tag, ref.Digest))
 	switch {
 	case errors.Is(err, context.Canceled):
 		return "" // the deploy failed: its rollback brings git back

@@ -86,8 +86,9 @@ type Automation struct {
 	LastPushCommit string
 	LastPushTime   *time.Time
 	// ObservedPolicies is the tag of each ImagePolicy the automation's last
-	// successful run wrote (status.observedPolicies, Flux >= 2.3); nil
-	// when it does not say.
+	// successful run wrote (status.observedPolicies, Flux >= 2.3), as
+	// tag@digest when the policy pins digests (ObservedRef); nil when it
+	// does not say.
 	ObservedPolicies map[string]string
 	// UpdatePath is spec.update.path; CheckoutBranch and PushBranch are
 	// spec.git.checkout.ref.branch and spec.git.push.branch ("" when
@@ -114,11 +115,25 @@ func ParseAutomation(u *unstructured.Unstructured) Automation {
 		a.ObservedPolicies = map[string]string{}
 		for name, v := range obs {
 			if m, ok := v.(map[string]any); ok {
-				a.ObservedPolicies[name], _ = m["tag"].(string)
+				tag, _ := m["tag"].(string)
+				digest, _ := m["digest"].(string)
+				a.ObservedPolicies[name] = ObservedRef(tag, digest)
 			}
 		}
 	}
 	return a
+}
+
+// ObservedRef is how ObservedPolicies spells what an automation wrote: the
+// tag, with @digest when there is one. A digest-pinned policy keeps its tag
+// (main) while the digest moves: compared by tag alone, the automation's
+// last run would count as having written every new build (issue 17, item
+// 6: the wait ended at once).
+func ObservedRef(tag, digest string) string {
+	if digest == "" {
+		return tag
+	}
+	return tag + "@" + digest
 }
 
 // ErrNoAutomation: no ImageUpdateAutomation writes the policy's tag to the
@@ -127,7 +142,7 @@ var ErrNoAutomation = errors.New("no ImageUpdateAutomation writes the policy's t
 
 // AwaitAutomation waits until an ImageUpdateAutomation of namespace ns
 // that pushes to source has written tag for ImagePolicy policy (its last
-// successful run observed that tag), or ctx ends. It returns at once with
+// successful run observed that tag, an ObservedRef), or ctx ends. It returns at once with
 // ErrNoAutomation when none can, and with a nil error, without waiting,
 // when the automation does not report what it observed (Flux < 2.3).
 func AwaitAutomation(ctx context.Context, dc dynamic.Interface, api API, ns string, source Ref, policy, tag string) error {

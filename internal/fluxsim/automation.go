@@ -66,8 +66,15 @@ func (g *GitOps) runAutomation(ctx context.Context, token string) error {
 			continue // getPolicies ignores policies without a latest image
 		}
 		images[p.Namespace+":"+p.Name] = p.Latest
+		// ImageRef{name, tag, digest}: the digest of a policy with
+		// digestReflectionPolicy apart from its tag, as the controller
+		// writes it (image-automation-controller's api: observedPolicies).
 		name, tag := splitImage(p.Latest)
-		observed[p.Name] = map[string]any{"name": name, "tag": tag}
+		ref := map[string]any{"name": name, "tag": tag}
+		if at := strings.Index(tag, "@"); at >= 0 {
+			ref["tag"], ref["digest"] = tag[:at], tag[at+1:]
+		}
+		observed[p.Name] = ref
 	}
 	g.repo.mu.Lock()
 	defer g.repo.mu.Unlock()
