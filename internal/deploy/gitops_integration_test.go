@@ -49,13 +49,25 @@ type gitops struct {
 
 func newGitOps(t testing.TB, names ...string) *gitops {
 	t.Helper()
+	return newGitOpsWith(t, gitopsOptions{replicas: 1}, names...)
+}
+
+// gitopsOptions vary newGitOps: the Deployments' replicas in git, and the
+// automation's latency (fluxsim.GitOptions.AutomationDelay).
+type gitopsOptions struct {
+	replicas        int
+	automationDelay time.Duration
+}
+
+func newGitOpsWith(t testing.TB, o gitopsOptions, names ...string) *gitops {
+	t.Helper()
 	e := kubetest.New(t)
 	var specs []svcSpec
 	files := map[string]string{}
 	for _, n := range names {
 		img := reg + n + ":sha-1111111"
 		specs = append(specs, svcSpec{name: n, image: img, noDeploy: true})
-		files["apps/"+n+".yaml"] = fluxsim.DeploymentManifest(n, img, e.Namespace, 1)
+		files["apps/"+n+".yaml"] = fluxsim.DeploymentManifest(n, img, e.Namespace, o.replicas)
 	}
 	f := newFixture(t, e, fluxsim.V1, specs, "")
 	// The policies admit the failing tags the tests push, so that an
@@ -67,7 +79,7 @@ func newGitOps(t testing.TB, names ...string) *gitops {
 			t.Fatal(err)
 		}
 	}
-	g := e.StartGitOps(fluxsim.GitOptions{Files: files, Path: "./apps", ImageVersion: fluxsim.V1})
+	g := e.StartGitOps(fluxsim.GitOptions{Files: files, Path: "./apps", ImageVersion: fluxsim.V1, AutomationDelay: o.automationDelay})
 	for _, n := range names {
 		if _, err := rollout.Wait(context.Background(), e.Kube, e.Namespace, n, rollout.WaitOptions{}); err != nil {
 			t.Fatalf("first apply of %s: %v", n, err)
@@ -563,4 +575,32 @@ func TestGitOpsSilentFluxIsNotWaitedOnTwice(t *testing.T) {
 		t.Errorf("the log (which status reads) lacks the warning:\n%s", f.log.String())
 	}
 	t.Logf("run took %s with flux.reconcileTimeout %s", res.Duration, f.cfg.Flux.ReconcileTimeout)
+}
+
+// Issue 17, item 6: with the real Flux 2.7 controllers and a Deployment of
+// 0 replicas (a rollout that completes at once), a verified deploy
+// cancelled bringing git along: every run warned "no answer to the
+// reconcile request (context canceled)", and when the automation committed
+// after the rollout the fetch was never asked for, so a Kustomization
+// interval right after the run put the previous image back. The
+// automation's push comes 1 s after the policy's change here, after the
+// rollout has completed.
+func TestGitOpsGitFollowsARolloutThatCompletesAtOnce(t *testing.T) {
+	ctx := context.Background()
+	f := newGitOpsWith(t, gitopsOptions{replicas: 0, automationDelay: time.Second}, "api")
+	img := reg + "api:sha-2222222"
+	f.refl.Push("api", img)
+	res := f.run(t)
+	wantOutcome(t, res, "api", deploy.OutcomeDeployed)
+	for _, w := range res.Warnings {
+		t.Errorf("warning: %s (git followed)", w)
+	}
+	// The run had the source fetch the automation's commit: a
+	// Kustomization interval now applies git's image, which is the same.
+	if err := f.g.ReconcileKustomization(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := kubetest.Image(f.e.GetDeployment("api")); got != img {
+		t.Fatalf("a Kustomization interval right after the run put %s back", got)
+	}
 }

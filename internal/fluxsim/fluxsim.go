@@ -116,7 +116,11 @@
 // test calls Fetch, ReconcileKustomization or RunAutomation, so a test
 // never races a timer. Watch-driven work (a policy change, a reconcile
 // request, a resume) runs at once, in a few milliseconds (issue 12 saw
-// the real automation commit within about a second). StartGitOps does
+// the real automation commit within about a second), except the
+// automation's run on a policy change when GitOptions.AutomationDelay is
+// set: then it pushes that long after the change, as the real controller's
+// latency orders its push after a rollout that completes at once (a
+// Deployment of 0 replicas: issue 17, item 6). StartGitOps does
 // what the controllers do on creation, in this order: artifact of the
 // first commit, apply, one automation run. Fetch stores the new artifact
 // and then applies it before returning (the real kustomize-controller

@@ -45,6 +45,12 @@ type GitOptions struct {
 	// What the real controllers would report in status (a refused push, a
 	// failed apply) is written to status instead.
 	OnError func(error)
+	// AutomationDelay is how long image-automation-controller takes from a
+	// policy's new image to its push (its queue, the clone, the commit):
+	// observed with the real controller, about a second. 0 runs it at once.
+	// Tests set it to order the push after something else, such as a
+	// rollout that completes at once.
+	AutomationDelay time.Duration
 }
 
 // Names of the objects StartGitOps creates in GitOptions.Namespace, as
@@ -357,7 +363,7 @@ func (g *GitOps) watch(ctx context.Context) error {
 				o, ok1 := oldObj.(*unstructured.Unstructured)
 				n, ok2 := newObj.(*unstructured.Unstructured)
 				if ok1 && ok2 && flux.ParsePolicy(o).Latest != flux.ParsePolicy(n).Latest {
-					g.work(ctx, func() error { return g.runAutomation(ctx, "") })
+					g.work(ctx, func() error { return g.delayedAutomation(ctx) })
 				}
 			},
 		}},
@@ -383,6 +389,22 @@ func (g *GitOps) watch(ctx context.Context) error {
 		close(g.done)
 	}()
 	return nil
+}
+
+// delayedAutomation runs the automation after GitOptions.AutomationDelay,
+// the controller's own latency, in the watch's goroutine (as the
+// controller's worker is busy meanwhile).
+func (g *GitOps) delayedAutomation(ctx context.Context) error {
+	if d := g.o.AutomationDelay; d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return g.runAutomation(ctx, "")
 }
 
 // StatusError is a failure a controller reports in its object's status
