@@ -604,3 +604,63 @@ func TestGitOpsGitFollowsARolloutThatCompletesAtOnce(t *testing.T) {
 		t.Fatalf("a Kustomization interval right after the run put %s back", got)
 	}
 }
+
+// Issue 17, item 5: Flux applying git's bad tag during the automatic
+// rollback (git has it, the automation cannot write the good one yet) was
+// "rollback failed" (exit 6) for a rollback that settled later. It is
+// superseded (exit 10) with what happened; the image stays remembered as
+// failed and excluded, and once the automation writes the policy's image
+// back, Flux applies it.
+func TestGitOpsFluxReappliesDuringTheRollback(t *testing.T) {
+	ctx := context.Background()
+	f := newGitOps(t, "api")
+	f.suspendAutomation(t, true)
+	bad := reg + "api:fail-2222222"
+	f.refl.Push("api", bad)
+	// git already has the bad tag (the automation committed it before it
+	// was suspended); the source has not fetched it yet.
+	if _, err := f.g.Commit(ctx, "apps/api.yaml", fluxsim.DeploymentManifest("api", bad, f.e.Namespace, 1), "bad tag"); err != nil {
+		t.Fatal(err)
+	}
+	r := f.runner()
+	rollingBack := false
+	r.Progress = func(svc, msg string) {
+		switch {
+		case svc == "api" && msg == "rolling back":
+			rollingBack = true
+		case svc == "api" && rollingBack:
+			// The rollback's first status: a source interval now fetches
+			// git and kustomize-controller applies the bad tag again.
+			rollingBack = false
+			if err := f.g.Fetch(ctx); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	res, err := r.Run(ctx, "test", deploy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := wantOutcome(t, res, "api", deploy.OutcomeSuperseded)
+	if !strings.Contains(s.Error, "applied "+bad+" again from git before git followed the rollback") {
+		t.Errorf("error = %q", s.Error)
+	}
+	d := f.e.GetDeployment("api")
+	if fi, ok := deploy.ParseFailedImage(d.Annotations); !ok || fi.Image != bad {
+		t.Errorf("failed-image = %+v: the bad image must stay remembered", fi)
+	}
+	if l := f.exclusionList(t, "api"); !slices.Contains(l, "^fail-2222222$") {
+		t.Fatalf("exclusionList = %q", l)
+	}
+	// The automation back: it writes the policy's image (moved back by the
+	// exclusion), and Flux's next fetch applies it.
+	f.suspendAutomation(t, false)
+	f.gitImage(t, "api", reg+"api:sha-1111111")
+	if err := f.g.Fetch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if img := kubetest.Image(f.e.GetDeployment("api")); img != reg+"api:sha-1111111" {
+		t.Fatalf("after git followed: %s", img)
+	}
+	wantOutcome(t, f.run(t), "api", deploy.OutcomeUpToDate)
+}
