@@ -688,7 +688,7 @@ func (r *Runner) waitAndCheck(runCtx context.Context, s config.Service, dec Deci
 // off). The marks are written whatever the rollback does, so that a
 // rollback that cannot be applied is reported once, not every run.
 func (r *Runner) recover(ctx context.Context, s config.Service, dec Decision, before, ours *corev1.PodTemplateSpec, cause error, log *slog.Logger) (Outcome, error) {
-	blame := blameOf(cause)
+	blame, evidence := verdictOf(cause)
 	var exclusion *alongside
 	if blame.Remembered() && s.AutoRollback && dec.Kustomization != "" {
 		// Git must stop asking for the image, whatever the rollback does:
@@ -697,14 +697,14 @@ func (r *Runner) recover(ctx context.Context, s config.Service, dec Decision, be
 		// Kustomization interval in between would apply the bad tag again).
 		exclusion = startAlongside(ctx, func(ctx context.Context) { r.excludeFailed(ctx, s, dec, log) })
 	}
-	out, err := r.rollBack(ctx, s, dec, blame, before, ours, cause, log)
+	out, err := r.rollBack(ctx, s, dec, blame, evidence, before, ours, cause, log)
 	exclusion.Wait()
 	return out, err
 }
 
 // rollBack writes the verdict's marks and restores what ran before (see
 // recover).
-func (r *Runner) rollBack(ctx context.Context, s config.Service, dec Decision, blame rollout.Cause, before, ours *corev1.PodTemplateSpec, cause error, log *slog.Logger) (Outcome, error) {
+func (r *Runner) rollBack(ctx context.Context, s config.Service, dec Decision, blame rollout.Cause, evidence string, before, ours *corev1.PodTemplateSpec, cause error, log *slog.Logger) (Outcome, error) {
 	// The rollback gets its own timeout even when the run's budget is spent:
 	// leaving a broken rollout in place is worse than overrunning.
 	rctx, cancel := context.WithTimeout(ctx, s.RolloutTimeout)
@@ -724,7 +724,7 @@ func (r *Runner) rollBack(ctx context.Context, s config.Service, dec Decision, b
 			mark[AnnFailedImage] = mustJSON(FailedImage{Image: dec.Target, Reason: cause.Error(), At: r.Now().UTC()})
 		} else {
 			rt := NextRetry(d.Annotations, dec.Target, string(blame), cause.Error(), r.Now().UTC())
-			rt.Evidence = truncate(evidenceOf(cause), 300)
+			rt.Evidence = truncate(evidence, 300)
 			mark[AnnRetry] = mustJSON(rt)
 			log.Warn("not the image's fault: it will be tried again", "image", dec.Target, "cause", blame, "evidence", rt.Evidence, "attempt", rt.Attempts, "after", rt.After)
 		}

@@ -9,44 +9,31 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
 )
 
-// blameOf says who the error that ended a rollout blames: this is where a
-// verdict's cause is decided, on evidence only. The image is blamed for a
-// classified pod problem of its own (rollout.Classify, rollout's
-// evidence at a deadline) and for a health check that answered wrong;
-// everything else (a health check that never answered, an error nobody
-// classified) blames no one, so that a good image is never remembered as
-// failed (issue 17: a quota, a cordoned cluster, a registry outage or a
-// missing credential did).
-func blameOf(err error) rollout.Cause {
+// verdictOf says who the error that ended a rollout blames, with the
+// cluster's (or the health check's) own words for it ("" when there are
+// none): this is where a verdict's cause is decided, on evidence only. The
+// image is blamed for a classified pod problem of its own
+// (rollout.Classify, rollout's evidence at a deadline) and for a health
+// check that answered wrong; everything else (a health check that never
+// answered, an error nobody classified) blames no one, so that a good
+// image is never remembered as failed (issue 17: a quota, a cordoned
+// cluster, a registry outage or a missing credential did).
+func verdictOf(err error) (cause rollout.Cause, evidence string) {
 	var (
 		fe *rollout.FailedError
 		he *health.Error
 	)
 	switch {
 	case errors.As(err, &fe):
-		return fe.Cause
+		return fe.Cause, fe.Evidence
 	case errors.As(err, &he) && he.Setup:
-		return rollout.CauseSetup
+		return rollout.CauseSetup, he.Error()
 	case errors.As(err, &he) && he.Answered:
-		return rollout.CauseImage
-	}
-	return rollout.CauseUnknown
-}
-
-// evidenceOf is the cluster's (or the health check's) own words for why
-// a rollout failed, "" when there are none.
-func evidenceOf(err error) string {
-	var (
-		fe *rollout.FailedError
-		he *health.Error
-	)
-	switch {
-	case errors.As(err, &fe):
-		return fe.Evidence
+		return rollout.CauseImage, he.Error()
 	case errors.As(err, &he):
-		return he.Error()
+		return rollout.CauseUnknown, he.Error()
 	}
-	return ""
+	return rollout.CauseUnknown, ""
 }
 
 // preflight turns a deploy or verify whose health check cannot be sent

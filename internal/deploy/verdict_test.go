@@ -15,7 +15,7 @@ import (
 
 // The verdict table of the README, row by row: only evidence against the
 // image blames it (issue 17).
-func TestBlameOf(t *testing.T) {
+func TestVerdictOf(t *testing.T) {
 	healthErr := func(h config.Health) error {
 		return health.Check(context.Background(), h, "x:1", "1")
 	}
@@ -34,9 +34,14 @@ func TestBlameOf(t *testing.T) {
 		{"an error nobody classified", errors.New("deployment apps/api was deleted during the rollout"), rollout.CauseUnknown},
 	}
 	for _, tt := range tests {
-		if got := blameOf(tt.err); got != tt.want {
-			t.Errorf("%s: blameOf(%v) = %s, want %s", tt.name, tt.err, got, tt.want)
+		if got, _ := verdictOf(tt.err); got != tt.want {
+			t.Errorf("%s: verdictOf(%v) = %s, want %s", tt.name, tt.err, got, tt.want)
 		}
+	}
+	// The cluster's own words travel with the verdict, through wrapping.
+	quota := fmt.Errorf("rollout did not finish: %w", &rollout.FailedError{Cause: rollout.CauseCluster, Evidence: "exceeded quota: pods=3"})
+	if _, ev := verdictOf(quota); ev != "exceeded quota: pods=3" {
+		t.Errorf("evidence = %q", ev)
 	}
 }
 
