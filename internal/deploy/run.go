@@ -559,6 +559,13 @@ func (r *Runner) execute(ctx, runCtx context.Context, in Input, dec Decision, lo
 		return OutcomeDeployed, nil
 	case errors.As(err, &sup):
 		return r.superseded(ctx, s, dec, sup, log)
+	case errors.Is(err, rollout.ErrDeleted):
+		// Someone deleted the Deployment: no verdict on the image, nothing
+		// to roll back (it was "rollback failed", exit 6). A missing
+		// Deployment is a problem of the service (exit 7).
+		log.Warn("the Deployment was deleted during the rollout: nothing to verify or roll back", "image", dec.Target)
+		r.progress(s.Name, err.Error())
+		return OutcomeNotRun, err
 	case errors.Is(err, rollout.ErrPausedWait):
 		// Paused by a person during the rollout: their decision, not a
 		// verdict on the image. The rollout stays unverified; once resumed,

@@ -152,3 +152,27 @@ func TestRunMissingHealthCredentialDeploysNothing(t *testing.T) {
 		}
 	}
 }
+
+// Issue 17, item 9: a Deployment deleted during its rollout was "rollback
+// failed" (exit 6). It is a service that could not be handled (not-run,
+// exit 7): no verdict on the image, nothing to roll back.
+func TestRunDeploymentDeletedMidRollout(t *testing.T) {
+	e := kubetest.New(t)
+	f := newFixture(t, e, fluxsim.V1, []svcSpec{{name: "api", image: reg + "api:sha-1111111"}}, "")
+	img := reg + "api:unready-2222222"
+	f.refl.Push("api", img)
+	r := f.runner()
+	r.Progress = onFirst("api", "Waiting for deployment", func() {
+		if err := e.Kube.AppsV1().Deployments(e.Namespace).Delete(context.Background(), "api", metav1.DeleteOptions{}); err != nil {
+			t.Error(err)
+		}
+	})
+	res, err := r.Run(context.Background(), "deleted", deploy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := wantOutcome(t, res, "api", deploy.OutcomeNotRun)
+	if !strings.Contains(s.Error, "was deleted during the rollout") {
+		t.Errorf("error = %q", s.Error)
+	}
+}

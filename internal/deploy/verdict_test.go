@@ -31,7 +31,7 @@ func TestVerdictOf(t *testing.T) {
 		{"a timeout without pod evidence", fmt.Errorf("rollout did not finish: %w", &rollout.FailedError{Cause: rollout.CauseUnknown, Timeout: true}), rollout.CauseUnknown},
 		{"a health check that never answered", noAnswer, rollout.CauseUnknown},
 		{"a health credential that cannot be read", noToken, rollout.CauseSetup},
-		{"an error nobody classified", errors.New("deployment apps/api was deleted during the rollout"), rollout.CauseUnknown},
+		{"an error nobody classified", errors.New("an API error nobody classified"), rollout.CauseUnknown},
 	}
 	for _, tt := range tests {
 		if got, _ := verdictOf(tt.err); got != tt.want {

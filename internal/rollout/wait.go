@@ -89,6 +89,10 @@ func (e *UnobservedError) Error() string {
 }
 func (e *UnobservedError) Unwrap() error { return e.Err }
 
+// ErrDeleted ends a wait whose Deployment was deleted: nothing is left to
+// judge or to roll back.
+var ErrDeleted = errors.New("was deleted during the rollout")
+
 // ErrPausedWait is returned when the Deployment is paused while waiting:
 // it would never finish.
 var ErrPausedWait = errors.New("deployment is paused")
@@ -239,7 +243,7 @@ func (w *waiter) round(ctx context.Context) (bool, error) {
 	d, err := w.c.AppsV1().Deployments(w.ns).Get(ctx, w.name, metav1.GetOptions{})
 	if err != nil {
 		if apierrors.IsNotFound(err) {
-			return false, fmt.Errorf("deployment %s/%s was deleted during the rollout", w.ns, w.name)
+			return false, fmt.Errorf("deployment %s/%s %w", w.ns, w.name, ErrDeleted)
 		}
 		return false, wrapAPI(fmt.Sprintf("deployment %s/%s", w.ns, w.name), err)
 	}
@@ -298,7 +302,7 @@ func (w *waiter) round(ctx context.Context) (bool, error) {
 				return false, nil
 			}
 			if ev.Type == watch.Deleted {
-				return false, fmt.Errorf("deployment %s/%s was deleted during the rollout", w.ns, w.name)
+				return false, fmt.Errorf("deployment %s/%s %w", w.ns, w.name, ErrDeleted)
 			}
 			if d, ok := ev.Object.(*appsv1.Deployment); ok {
 				if done, err := w.onDeployment(ctx, d); done || err != nil {

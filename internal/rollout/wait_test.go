@@ -120,6 +120,15 @@ func TestWait(t *testing.T) {
 				t.Fatalf("Wait = %v, want an UnobservedError with the last API error", err)
 			}
 		}},
+		{name: "a deleted Deployment ends the wait", then: func(c *fake.Clientset) {
+			if err := c.Tracker().Delete(deploymentsGVR, "apps", "api"); err != nil {
+				panic(err)
+			}
+		}, check: func(t *testing.T, err error) {
+			if !errors.Is(err, ErrDeleted) || !strings.Contains(err.Error(), "deployment apps/api was deleted during the rollout") {
+				t.Fatalf("Wait = %v, want ErrDeleted", err)
+			}
+		}},
 		{name: "RBAC refusal ends the wait", reactors: func(c *fake.Clientset) {
 			c.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
 				return true, nil, apierrors.NewForbidden(podsGVR.GroupResource(), "", errors.New("no"))
