@@ -99,7 +99,9 @@ func newCmdResume(f *Factory, runF func(context.Context, *ResumeOptions) error) 
 		Long: `Release a service held by 'hold' or 'rollback': the next run deploys the
 policy's image again, unless it is the image remembered as failed; with
 --forget-failed that memory is cleared too (and a pending retry after a
-registry failure, so the next run tries the image at once).`,
+registry failure, so the next run tries the image at once), and under Flux
+GitOps every tag autodeploy excluded for the service in its ImageRepository
+is released (others' exclusions stay).`,
 		Args:              exactArgs(1, "exactly one service name"),
 		ValidArgsFunction: serviceCompletion(f),
 		RunE:              runE(f, o, runF),

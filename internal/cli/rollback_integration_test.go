@@ -260,7 +260,19 @@ func TestRollbackFluxLevers(t *testing.T) {
 	if l := exclusions(); !slices.Contains(l, "^sha-3$") {
 		t.Fatalf("exclusionList = %q, want the tag rolled back from", l)
 	}
+	// An exclusion of an earlier failure of api (a rollback that ended
+	// superseded left it), and another service's of the same repository.
+	api := flux.API{Version: "v1"}
+	repo := flux.Ref{Namespace: e.Namespace, Name: "api"}
+	for _, ex := range []flux.Exclusion{{Tag: "sha-0", Service: "api", Reason: "earlier"}, {Tag: "sha-9", Service: "web", Reason: "theirs"}} {
+		if _, err := flux.Exclude(ctx, e.Dynamic, api, repo, ex); err != nil {
+			t.Fatal(err)
+		}
+	}
 	code, stdout, _ = execute(t, nil, "resume", "api", "--forget-failed", "--config", cfg, "--kubeconfig", e.Kubeconfig)
+	if l := exclusions(); slices.Contains(l, "^sha-0$") || !slices.Contains(l, "^sha-9$") {
+		t.Fatalf("exclusionList = %q after resume --forget-failed: want every exclusion of api gone (issue 17, item 8), web's kept", l)
+	}
 	if code != ExitOK || !strings.Contains(stdout, "Flux Kustomization "+e.Namespace+"/apps applies the Deployment again") || !strings.Contains(stdout, "exclusion removed") {
 		t.Fatalf("resume: exit %d\n%s", code, stdout)
 	}

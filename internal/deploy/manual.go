@@ -452,10 +452,13 @@ func (m *Manager) Resume(ctx context.Context, s config.Service, forgetFailed boo
 		return res, err
 	}
 
-	if res.ForgotFailed != "" {
-		// Forgetting the image lets the policy select it again: the
-		// exclusion autodeploy added for it goes too.
-		res.Unexcluded, err = m.unexclude(ctx, s, res.ForgotFailed)
+	if forgetFailed && (res.ForgotFailed != "" || KustomizationOf(d) != "") {
+		// Forgetting the service's failures lets the policy select those
+		// images again: every exclusion autodeploy recorded for the
+		// service goes, not only the current failed image's (one added by
+		// a rollback that ended superseded, or for an earlier failure,
+		// stayed for ever: issue 17, item 8).
+		res.Unexcluded, err = m.unexclude(ctx, s)
 		if err != nil {
 			m.Log.Warn("could not remove autodeploy's exclusion of the forgotten image", "svc", s.Name, "error", err)
 			res.UnexcludeError = err.Error()
@@ -513,18 +516,14 @@ func (m *Manager) exclude(ctx context.Context, s config.Service, kustomization, 
 	return repo.String(), gitGoesBack(ctx, m.Dynamic, api, m.Now(), kustomization, s, img), nil
 }
 
-// unexclude removes autodeploy's exclusion of img's tag from s's
-// ImageRepository.
-func (m *Manager) unexclude(ctx context.Context, s config.Service, img string) ([]string, error) {
-	ref, err := image.Parse(img)
-	if err != nil || ref.Tag == "" {
-		return nil, nil
-	}
+// unexclude removes every exclusion autodeploy recorded for s from s's
+// ImageRepository; others' (another service's, a person's) stay.
+func (m *Manager) unexclude(ctx context.Context, s config.Service) ([]string, error) {
 	api, repo, err := m.policyRepository(ctx, s)
 	if err != nil {
 		return nil, err
 	}
-	removed, err := flux.Unexclude(ctx, m.Dynamic, api, repo, func(e flux.Exclusion) bool { return e.Tag == ref.Tag && e.Service == s.Name })
+	removed, err := flux.Unexclude(ctx, m.Dynamic, api, repo, func(e flux.Exclusion) bool { return e.Service == s.Name })
 	var out []string
 	for _, e := range removed {
 		out = append(out, repo.String()+": "+e.Pattern)
