@@ -84,7 +84,8 @@ type Runner struct {
 	Config  *config.Config
 	Log     *slog.Logger
 	Now     func() time.Time
-	// Progress, when set, receives one human line per step (a TTY, -v).
+	// Progress, when set, receives one human line per step (a TTY, -v),
+	// one call at a time.
 	Progress func(service, msg string)
 	// Health runs a health check; health.Check unless replaced. A
 	// *health.Error says whom a failure blames (Answered: the image).
@@ -96,8 +97,9 @@ type Runner struct {
 
 	api flux.API // the image API of this run's cluster
 
-	mu       sync.Mutex
-	warnings []string // besides the rescan's (bringGitAlong)
+	mu         sync.Mutex
+	warnings   []string   // besides the rescan's (bringGitAlong)
+	progressMu sync.Mutex // serialises Progress (see progress)
 
 	fluxw fluxWaits // this run's waits on Flux (fluxwait.go)
 }
@@ -380,8 +382,12 @@ func (r *Runner) notify(ctx context.Context, runID string, sr ServiceResult, err
 	r.Notify.Send(context.WithoutCancel(ctx), e)
 }
 
+// progress calls Progress one call at a time: follow-ups beside a wait
+// (alongside) report progress too.
 func (r *Runner) progress(svc, msg string) {
 	if r.Progress != nil {
+		r.progressMu.Lock()
+		defer r.progressMu.Unlock()
 		r.Progress(svc, msg)
 	}
 }
