@@ -5,9 +5,11 @@ package health
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -111,6 +113,14 @@ func attempt(ctx context.Context, client *http.Client, h config.Health, want, au
 	}
 	resp, err := client.Do(req)
 	if err != nil {
+		// The URL in a transport error is net/http's own spelling of it
+		// (the password as ***, every query value as given): replaced by
+		// the redacted URL through its structure, not found by matching
+		// strings (issue 17, item 13).
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			return fmt.Errorf("%s %s: %w", ue.Op, config.RedactURL(h.URL), ue.Err)
+		}
 		return err
 	}
 	defer resp.Body.Close()

@@ -79,6 +79,19 @@ func TestCheckNoAnswer(t *testing.T) {
 	}
 }
 
+// A transport error names the URL redacted, whatever spelling net/http
+// gives it: a password and a token parameter never appear.
+func TestCheckNoAnswerRedacts(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	u := strings.Replace(srv.URL, "http://", "http://ops:p%40ss-s3cr3t@", 1) + "/health?token=s3cr3t-tok"
+	srv.Close()
+	h := config.Health{URL: u, ExpectStatus: 200, Timeout: 100 * time.Millisecond, Interval: 10 * time.Millisecond}
+	err := Check(context.Background(), h, "x:1", "1")
+	if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
 func TestCheckCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
