@@ -23,9 +23,10 @@ const (
 	AnnFailedImage = prefix + "failed-image"
 	// AnnHold freezes a service (Hold JSON); `autodeploy resume` clears it.
 	AnnHold = prefix + "hold"
-	// AnnRetry remembers an image whose rollout failed because of the
-	// registry or a missing Secret, not the image (Retry JSON): runs try it
-	// again after a growing interval. A deploy that succeeds, or
+	// AnnRetry remembers an image whose rollout failed for another cause
+	// than the image (the registry, its credentials, a missing Secret, the
+	// cluster, autodeploy's setup, unknown: Retry JSON): runs try it again
+	// after a growing interval. A deploy that succeeds, or
 	// `autodeploy resume --forget-failed`, clears it.
 	AnnRetry = prefix + "retry"
 	// AnnAlerted is the key of the problem last notified (Decision.Alert),

@@ -67,9 +67,7 @@ func (r *Runner) startFluxWaits(ctx context.Context) (context.Context, func()) {
 // (zero when it is spent: the context is done at once), and done, which
 // books the time the wait took.
 func (r *Runner) fluxWait(ctx context.Context) (context.Context, func()) {
-	r.fluxw.mu.Lock()
-	left := r.Config.Flux.ReconcileTimeout - r.fluxw.spent
-	r.fluxw.mu.Unlock()
+	left := r.fluxLeft()
 	start := r.Now()
 	wctx, cancel := context.WithTimeout(ctx, max(left, 0))
 	return wctx, func() {

@@ -514,7 +514,7 @@ func (r *Runner) execute(ctx, runCtx context.Context, in Input, dec Decision, lo
 		if apierrors.IsConflict(err) {
 			return OutcomeNotRun, fmt.Errorf("%w: %v", errChanged, err)
 		}
-		if err != nil && transient(err) {
+		if err != nil && rollout.Transient(err) {
 			// A timeout or a connection cut after the request was sent: the
 			// server may have applied it. The marks travel with the patch,
 			// so the next run finds either nothing changed or an unverified
@@ -696,9 +696,8 @@ func (r *Runner) waitAndCheck(runCtx context.Context, s config.Service, dec Deci
 }
 
 // recover handles a failed rollout: remember the image (as failed when the
-// image is to blame, as to be retried when the registry or a missing
-// Secret is), then roll back to what ran before (unless auto-rollback is
-// off). The marks are written whatever the rollback does, so that a
+// image is to blame, as to be retried when another cause is: verdictOf),
+// then roll back to what ran before (unless auto-rollback is off). The marks are written whatever the rollback does, so that a
 // rollback that cannot be applied is reported once, not every run.
 func (r *Runner) recover(ctx context.Context, s config.Service, dec Decision, before, ours *corev1.PodTemplateSpec, cause error, log *slog.Logger) (Outcome, error) {
 	blame, evidence := verdictOf(cause)
@@ -813,10 +812,11 @@ func (r *Runner) rollBack(ctx context.Context, s config.Service, dec Decision, b
 // rollbackFailed records a rollback that could not be applied (no earlier
 // revision, a paused Deployment...): the marks are written anyway, with the
 // error, so later runs skip the image instead of failing the same way
-// every two minutes, and status shows what to do. When the registry or a
-// missing Secret is to blame, the image is not remembered as failed: the
-// rollout stays unverified, and runs verify it again after the retry's
-// backoff (the pods start once the registry is back).
+// every two minutes, and status shows what to do. When another cause than
+// the image is to blame (the registry, a missing Secret, the cluster), the
+// image is not remembered as failed: the rollout stays unverified, and runs
+// verify it again after the retry's backoff (the pods start once the cause
+// has passed).
 func (r *Runner) rollbackFailed(ctx context.Context, s config.Service, dec Decision, blame rollout.Cause, cause, err error, mark map[string]string, log *slog.Logger) (Outcome, error) {
 	log.Error("rollback failed: someone must look", "error", err)
 	if blame.Remembered() {
@@ -852,18 +852,12 @@ var afterVerdict = wait.Backoff{Steps: 5, Duration: 200 * time.Millisecond, Fact
 // Deployment, a refusal or a bad request).
 func (r *Runner) getRetried(ctx context.Context, s config.Service) (*appsv1.Deployment, error) {
 	var d *appsv1.Deployment
-	err := retry.OnError(afterVerdict, func(err error) bool { return ctx.Err() == nil && transient(err) }, func() error {
+	err := retry.OnError(afterVerdict, func(err error) bool { return ctx.Err() == nil && rollout.Transient(err) }, func() error {
 		var err error
 		d, err = r.get(ctx, s)
 		return err
 	})
 	return d, err
-}
-
-// transient: an API error that may pass by asking again.
-func transient(err error) bool {
-	return !apierrors.IsNotFound(err) && !apierrors.IsForbidden(err) && !apierrors.IsUnauthorized(err) &&
-		!apierrors.IsBadRequest(err) && !apierrors.IsInvalid(err) && !apierrors.IsConflict(err)
 }
 
 // configured keeps the policies the services use: a namespace shared with

@@ -186,14 +186,19 @@ type apiError struct{ err error }
 func (e *apiError) Error() string { return e.err.Error() }
 func (e *apiError) Unwrap() error { return e.err }
 
-// retryable: an API error that may pass. A refusal (RBAC, credentials) or a
-// missing Deployment will not pass by waiting.
+// retryable: an API error of the wait's own requests that may pass.
 func retryable(err error) bool {
 	var ae *apiError
-	if !errors.As(err, &ae) {
-		return false
-	}
-	return !apierrors.IsForbidden(err) && !apierrors.IsUnauthorized(err) && !apierrors.IsNotFound(err) && !apierrors.IsBadRequest(err)
+	return errors.As(err, &ae) && Transient(err)
+}
+
+// Transient reports whether an API error may pass by asking again: not a
+// refusal (RBAC, credentials), a missing object, or a request the server
+// rejects as it is (bad, invalid, conflicting), which will not pass by
+// waiting.
+func Transient(err error) bool {
+	return !apierrors.IsForbidden(err) && !apierrors.IsUnauthorized(err) && !apierrors.IsNotFound(err) &&
+		!apierrors.IsBadRequest(err) && !apierrors.IsInvalid(err) && !apierrors.IsConflict(err)
 }
 
 type retryBackoff struct{ min, max, cur time.Duration }

@@ -77,8 +77,8 @@ type Service struct {
 	NextRun    *NextAction         `json:"nextRun,omitempty"`
 	Hold       *deploy.Hold        `json:"hold,omitempty"`
 	Failed     *deploy.FailedImage `json:"failedImage,omitempty"`
-	// Retry: an image whose rollout failed because of the registry or a
-	// missing Secret, tried again after Retry.After.
+	// Retry: an image whose rollout failed for another cause than the
+	// image (Retry.Cause, Retry.Evidence), tried again after Retry.After.
 	Retry *deploy.Retry `json:"retry,omitempty"`
 	// Unverified: autodeploy set the image and no run has verified it yet.
 	Unverified bool  `json:"unverified,omitempty"`
