@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
+	"github.com/autodeploy-dev/autodeploy/internal/flux"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
 )
 
@@ -138,6 +139,9 @@ func (o *ResumeOptions) Run(ctx context.Context) error {
 	}
 	if res.UnexcludeError != "" {
 		fmt.Fprintf(o.f.IO.ErrOut, "warning: could not remove autodeploy's exclusion of the forgotten image: %s\n", res.UnexcludeError)
+	}
+	if res.ForeignReconcile != "" {
+		fmt.Fprintf(o.f.IO.ErrOut, "warning: the Deployment has %s: %s, not set by autodeploy (no record): Flux never applies it; left as it is (%s removes it)\n", flux.KustomizeReconcileAnnotation, flux.ReconcileDisabled, res.ForeignReconcile)
 	}
 	if res.KustomizationGone != "" {
 		fmt.Fprintf(o.f.IO.ErrOut, "warning: Flux Kustomization %s, suspended by the rollback, no longer exists: nothing to resume\n", res.KustomizationGone)

@@ -20,6 +20,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
 	"github.com/autodeploy-dev/autodeploy/internal/fluxsim"
+	"github.com/autodeploy-dev/autodeploy/internal/gitops"
 	"github.com/autodeploy-dev/autodeploy/internal/kubetest"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
@@ -264,8 +265,8 @@ func TestRollbackFluxLevers(t *testing.T) {
 	// superseded left it), and another service's of the same repository.
 	api := flux.API{Version: "v1"}
 	repo := flux.Ref{Namespace: e.Namespace, Name: "api"}
-	for _, ex := range []flux.Exclusion{{Tag: "sha-0", Service: "api", Reason: "earlier"}, {Tag: "sha-9", Service: "web", Reason: "theirs"}} {
-		if _, err := flux.Exclude(ctx, e.Dynamic, api, repo, ex); err != nil {
+	for _, ex := range []gitops.Exclusion{{Tag: "sha-0", Service: "api", Reason: "earlier"}, {Tag: "sha-9", Service: "web", Reason: "theirs"}} {
+		if _, err := gitops.Exclude(ctx, e.Dynamic, api, repo, ex); err != nil {
 			t.Fatal(err)
 		}
 	}

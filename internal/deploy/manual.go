@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -14,9 +15,11 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
+	"github.com/autodeploy-dev/autodeploy/internal/gitops"
 	"github.com/autodeploy-dev/autodeploy/internal/image"
 	"github.com/autodeploy-dev/autodeploy/internal/notify"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
@@ -127,7 +130,7 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 		return res, &ProblemError{Err: err}
 	}
 	res.From, _ = rollout.ContainerImage(&d.Spec.Template, container)
-	res.Kustomization = KustomizationOf(d)
+	res.Kustomization = gitops.KustomizationOf(d)
 	log := m.Log.With("svc", s.Name, "by", m.By)
 	reason := o.Reason
 	if reason == "" {
@@ -150,23 +153,16 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 		}
 	}
 	if res.Kustomization != "" {
+		// Flux's per-object lever, with its record, in the same patch as
+		// the rollback: from then on kustomize-controller skips this
+		// Deployment, and only it, until resume; nothing else of the
+		// Kustomization is frozen. One someone else set (no record) stays
+		// theirs: resume leaves it. A second rollback under the same hold
+		// renews the record.
 		old, held := ParseHold(d.Annotations)
-		switch {
-		case d.Annotations[flux.KustomizeReconcileAnnotation] != flux.ReconcileDisabled:
-			// Flux's per-object lever, in the same patch as the rollback:
-			// from then on kustomize-controller skips this Deployment, and
-			// only it, until resume; nothing else of the Kustomization is
-			// frozen.
-			ann[flux.KustomizeReconcileAnnotation] = flux.ReconcileDisabled
+		if st := gitops.ReadReconcile(d.Annotations, held && old.ReconcileDisabled); !st.Disabled || st.Record != nil {
+			gitops.DisableReconcile(ann, gitops.ReconcileRecord{By: m.By, Reason: reason, At: now, Kustomization: res.Kustomization})
 			res.ReconcileDisabled = true
-		case held && old.ReconcileDisabled:
-			// A second rollback under the same hold: the lever is still
-			// the first one's, for resume to remove. One someone else set
-			// is theirs: resume leaves it.
-			res.ReconcileDisabled = true
-		}
-		if res.ReconcileDisabled {
-			ann[AnnHold] = mustJSON(Hold{By: m.By, Reason: reason, At: now, From: res.From, ReconcileDisabled: true})
 		}
 	}
 	// A rollback that keeps the image (only the configuration changes)
@@ -197,8 +193,14 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 		return res, nil
 	}
 	log.Info("rollback started", "from", res.From, "to", res.To, "fromRevision", res.FromRevision, "toRevision", res.ToRevision, "reason", reason, "reconcileDisabled", res.ReconcileDisabled)
-	// The hold and the failed mark must survive a kubectl rollout undo.
+	// The hold, the failed mark and the reconcile lever with its record
+	// must survive a kubectl rollout undo (it replaces the Deployment's
+	// annotations with the target ReplicaSet's): resume and forget strip
+	// every copy.
 	marks := map[string]string{AnnHold: ann[AnnHold]}
+	if res.ReconcileDisabled {
+		marks[flux.KustomizeReconcileAnnotation], marks[gitops.AnnReconcileDisabled] = ann[flux.KustomizeReconcileAnnotation], ann[gitops.AnnReconcileDisabled]
+	}
 	if !sameImage {
 		marks[AnnFailedImage] = ann[AnnFailedImage]
 	}
@@ -340,24 +342,37 @@ func (e *RollbackUnverifiedError) Error() string {
 }
 func (e *RollbackUnverifiedError) Unwrap() error { return e.Err }
 
-// Hold freezes s: runs skip it until Resume.
+// Hold freezes s: runs skip it until Resume. The caller holds the run's
+// lock (a rollback in progress finishes first), and the write is
+// conditional on the Deployment read: a hold never overwrites a mark
+// written in between. It writes only the hold: the levers on Flux keep
+// their own records (internal/gitops).
 func (m *Manager) Hold(ctx context.Context, s config.Service, reason string) (Hold, error) {
-	d, err := m.get(ctx, s)
+	var (
+		h    Hold
+		d    *appsv1.Deployment
+		mark map[string]string
+	)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var err error
+		if d, err = m.get(ctx, s); err != nil {
+			return err
+		}
+		h = Hold{By: m.By, Reason: reason, At: m.Now().UTC()}
+		if old, held := ParseHold(d.Annotations); held {
+			// Keep what an earlier hold (a rollback) will have to undo.
+			h.From, h.Kustomization, h.ReconcileDisabled = old.From, old.Kustomization, old.ReconcileDisabled
+		}
+		mark = map[string]string{AnnHold: mustJSON(h)}
+		_, err = rollout.AnnotateIfUnchanged(ctx, m.Kube, d, mark)
+		return err
+	})
 	if err != nil {
 		return Hold{}, err
 	}
 	img := ""
 	if c, err := resolveContainer(d, s.Container); err == nil {
 		img, _ = rollout.ContainerImage(&d.Spec.Template, c)
-	}
-	h := Hold{By: m.By, Reason: reason, At: m.Now().UTC()}
-	if old, held := ParseHold(d.Annotations); held {
-		// Keep what an earlier hold (a rollback) will have to undo.
-		h.From, h.Kustomization, h.ReconcileDisabled = old.From, old.Kustomization, old.ReconcileDisabled
-	}
-	mark := map[string]string{AnnHold: mustJSON(h)}
-	if _, err := rollout.Annotate(ctx, m.Kube, d, mark); err != nil {
-		return Hold{}, err
 	}
 	m.Log.Info("held", "svc", s.Name, "by", m.By, "reason", reason, "image", img)
 	m.Notify.Send(ctx, notify.Event{Kind: notify.Hold, Level: "warning", Service: s.Name, Time: h.At, To: img, Reason: reason, By: m.By})
@@ -367,8 +382,8 @@ func (m *Manager) Hold(ctx context.Context, s config.Service, reason string) (Ho
 // copyToReplicaSets puts marks that must survive `kubectl rollout undo` on
 // the Deployment's ReplicaSets too (see rollout.AnnotateReplicaSets). The
 // Deployment already has them: failing here is a warning.
-func (m *Manager) copyToReplicaSets(ctx context.Context, s config.Service, d *appsv1.Deployment, mark map[string]string) error {
-	if err := rollout.AnnotateReplicaSets(ctx, m.Kube, d, mark); err != nil {
+func (m *Manager) copyToReplicaSets(ctx context.Context, s config.Service, d *appsv1.Deployment, mark map[string]string, only ...string) error {
+	if err := rollout.AnnotateReplicaSets(ctx, m.Kube, d, mark, only...); err != nil {
 		m.Log.Warn("marks not copied to the ReplicaSets: a kubectl rollout undo would drop them", "svc", s.Name, "error", err)
 		return &ReplicaSetMarksError{Err: err}
 	}
@@ -394,6 +409,10 @@ type ResumeResult struct {
 	// KustomizationGone: the Kustomization the hold suspended no longer
 	// exists; the hold is released anyway.
 	KustomizationGone string
+	// ForeignReconcile is the command that removes a reconcile: disabled
+	// lever on the Deployment that is not autodeploy's (no record): resume
+	// leaves it.
+	ForeignReconcile string
 	// ReconcileEnabled is the Kustomization (namespace/name) that applies
 	// the Deployment again now that the rollback's reconcile: disabled
 	// annotation is gone.
@@ -407,52 +426,77 @@ type ResumeResult struct {
 // Resume releases a hold (and resumes the Kustomization it suspended); the
 // failed-image memory stays unless forgetFailed.
 func (m *Manager) Resume(ctx context.Context, s config.Service, forgetFailed bool) (ResumeResult, error) {
-	var res ResumeResult
-	d, err := m.get(ctx, s)
+	var (
+		res     ResumeResult
+		d       *appsv1.Deployment
+		ann     map[string]string
+		release gitops.Release
+	)
+	// Conditional on the Deployment read: a rollback's marks written in
+	// between are read again, never overwritten.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		res = ResumeResult{}
+		var err error
+		if d, err = m.get(ctx, s); err != nil {
+			return err
+		}
+		res.Hold, res.WasHeld = ParseHold(d.Annotations)
+		ann = map[string]string{AnnHold: ""}
+		if rt, ok := ParseRetry(d.Annotations); ok && forgetFailed {
+			// A pending retry is memory of a failure too; forgetting it lets the
+			// next run try the image at once.
+			ann[AnnRetry] = ""
+			res.ForgotFailed = rt.Image
+		}
+		if f, ok := ParseFailedImage(d.Annotations); ok {
+			if forgetFailed {
+				ann[AnnFailedImage] = ""
+				res.ForgotFailed = f.Image
+			} else {
+				res.StillFailed = f.Image
+			}
+		}
+		// Every reconcile lever of autodeploy's goes, whatever the hold says
+		// now (rewritten, deleted by hand): its record is beside it, on the
+		// Deployment or on a ReplicaSet an undo would revive it from.
+		owned, err := rollout.ListOwned(ctx, m.Kube, d)
+		if err != nil {
+			return err
+		}
+		release = gitops.ReleaseReconcile(d, owned, res.WasHeld, true, res.Hold.ReconcileDisabled)
+		if release.Deployment {
+			gitops.EnableReconcile(ann)
+			if gitops.ReadReconcile(d.Annotations, res.Hold.ReconcileDisabled).Disabled {
+				res.ReconcileEnabled = gitops.KustomizationOf(d)
+			}
+		}
+		if release.Foreign {
+			res.ForeignReconcile = fmt.Sprintf("kubectl annotate deployment/%s -n %s %s-", d.Name, d.Namespace, flux.KustomizeReconcileAnnotation)
+		}
+		if res.Hold.Kustomization != "" {
+			// A hold of an earlier version, whose rollback --suspend-flux
+			// suspended the whole Kustomization.
+			switch err := m.suspendKustomization(ctx, res.Hold.Kustomization, false); {
+			case apierrors.IsNotFound(err):
+				// Deleted since: nothing to resume, and no reason to keep the
+				// service held forever.
+				res.KustomizationGone = res.Hold.Kustomization
+			case err != nil:
+				m.Log.Error("resume failed: the hold is kept", "svc", s.Name, "by", m.By, "kustomization", res.Hold.Kustomization, "error", err)
+				return fmt.Errorf("could not resume Flux Kustomization %s (the hold is kept; try again, or flux resume kustomization): %w", res.Hold.Kustomization, err)
+			default:
+				res.Resumed = res.Hold.Kustomization
+			}
+		}
+		_, err = rollout.AnnotateIfUnchanged(ctx, m.Kube, d, ann)
+		return err
+	})
 	if err != nil {
-		return res, err
-	}
-	res.Hold, res.WasHeld = ParseHold(d.Annotations)
-	ann := map[string]string{AnnHold: ""}
-	if rt, ok := ParseRetry(d.Annotations); ok && forgetFailed {
-		// A pending retry is memory of a failure too; forgetting it lets the
-		// next run try the image at once.
-		ann[AnnRetry] = ""
-		res.ForgotFailed = rt.Image
-	}
-	if f, ok := ParseFailedImage(d.Annotations); ok {
-		if forgetFailed {
-			ann[AnnFailedImage] = ""
-			res.ForgotFailed = f.Image
-		} else {
-			res.StillFailed = f.Image
-		}
-	}
-	if res.Hold.ReconcileDisabled && d.Annotations[flux.KustomizeReconcileAnnotation] == flux.ReconcileDisabled {
-		ann[flux.KustomizeReconcileAnnotation] = ""
-		res.ReconcileEnabled = KustomizationOf(d)
-	}
-	if res.Hold.Kustomization != "" {
-		// A hold of an earlier version, whose rollback --suspend-flux
-		// suspended the whole Kustomization.
-		switch err := m.suspendKustomization(ctx, res.Hold.Kustomization, false); {
-		case apierrors.IsNotFound(err):
-			// Deleted since: nothing to resume, and no reason to keep the
-			// service held forever.
-			res.KustomizationGone = res.Hold.Kustomization
-		case err != nil:
-			m.Log.Error("resume failed: the hold is kept", "svc", s.Name, "by", m.By, "kustomization", res.Hold.Kustomization, "error", err)
-			return res, fmt.Errorf("could not resume Flux Kustomization %s (the hold is kept; try again, or flux resume kustomization): %w", res.Hold.Kustomization, err)
-		default:
-			res.Resumed = res.Hold.Kustomization
-		}
-	}
-	if _, err := rollout.Annotate(ctx, m.Kube, d, ann); err != nil {
 		m.Log.Error("resume failed", "svc", s.Name, "by", m.By, "error", err)
 		return res, err
 	}
 
-	if forgetFailed && (res.ForgotFailed != "" || KustomizationOf(d) != "") {
+	if forgetFailed && (res.ForgotFailed != "" || gitops.KustomizationOf(d) != "") {
 		// Forgetting the service's failures lets the policy select those
 		// images again: every exclusion autodeploy recorded for the
 		// service goes, not only the current failed image's (one added by
@@ -468,8 +512,18 @@ func (m *Manager) Resume(ctx context.Context, s config.Service, forgetFailed boo
 	if res.WasHeld {
 		m.Notify.Send(ctx, notify.Event{Kind: notify.Resume, Level: "info", Service: s.Name, Time: m.Now().UTC(), Reason: res.Hold.Reason, By: m.By})
 	}
-	// A mark left on a ReplicaSet would come back with kubectl rollout undo.
-	return res, m.copyToReplicaSets(ctx, s, d, ann)
+	// A mark left on a ReplicaSet would come back with kubectl rollout
+	// undo; the reconcile lever only where it is autodeploy's.
+	marks := maps.Clone(ann)
+	delete(marks, flux.KustomizeReconcileAnnotation)
+	delete(marks, gitops.AnnReconcileDisabled)
+	markErr := m.copyToReplicaSets(ctx, s, d, marks)
+	if len(release.ReplicaSets) > 0 && markErr == nil {
+		lever := map[string]string{}
+		gitops.EnableReconcile(lever)
+		markErr = m.copyToReplicaSets(ctx, s, d, lever, release.ReplicaSets...)
+	}
+	return res, markErr
 }
 
 // policyRepository reads s's ImagePolicy and returns the image API and the
@@ -490,31 +544,39 @@ func (m *Manager) policyRepository(ctx context.Context, s config.Service) (flux.
 	return api, flux.Ref{Namespace: p.RepoNamespace, Name: p.RepoName}, nil
 }
 
-// exclude adds img's tag to the exclusionList of s's ImageRepository (see
-// Runner.excludeFailed), asks for a rescan, and brings git back to the
-// policy's new choice (gitGoesBack); it returns the repository, and why git
-// does not follow yet ("" when it does).
+// exclude makes git go back with a manual rollback, by the same path as
+// an automatic one (gitops.Git.ExcludeRolledBack): it returns the
+// repository, and why git does not follow yet ("" when it does).
 func (m *Manager) exclude(ctx context.Context, s config.Service, kustomization, img, reason string) (string, string, error) {
-	ref, err := image.Parse(img)
-	if why := excludable(ref, err); why != "" {
-		return "", "", fmt.Errorf("%s not excluded: %s", img, why)
-	}
 	api, repo, err := m.policyRepository(ctx, s)
 	if err != nil {
 		return "", "", err
 	}
-	added, err := flux.Exclude(ctx, m.Dynamic, api, repo, flux.Exclusion{Tag: ref.Tag, Service: s.Name, Reason: "rolled back by " + m.By + ": " + reason, At: m.Now().UTC()})
-	if err != nil || !added {
-		return repo.String(), "", err
+	g := gitops.Git{Dynamic: m.Dynamic, API: api, Now: m.Now}
+	out, err := g.ExcludeRolledBack(ctx, s.Name, kustomization, flux.Ref{Namespace: s.PolicyNamespace, Name: s.PolicyName}, repo, img, "rolled back by "+m.By+": "+reason,
+		func(ctx context.Context, repo flux.Ref) bool {
+			m.Log.Info("tag excluded so that git follows the rollback", "svc", s.Name, "repository", repo.String(), "image", img)
+			// The spec change alone makes Flux rescan; the request makes
+			// the wait for it explicit, bounded by the command's own
+			// budget (it holds the lock, not a run's Flux budget).
+			rctx, cancel := context.WithTimeout(ctx, RescanBound)
+			defer cancel()
+			for _, o := range flux.Reconcile(rctx, m.Dynamic, api.Repositories(), []flux.Ref{repo}, flux.Token(m.Now())) {
+				if o.NoAnswer {
+					return false
+				}
+			}
+			return true
+		})
+	if err != nil {
+		return "", "", err
 	}
-	m.Log.Info("tag excluded so that git follows the rollback", "svc", s.Name, "repository", repo.String(), "tag", ref.Tag)
-	// The spec change alone makes Flux rescan; the request makes the wait
-	// for it explicit and bounded.
-	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	flux.Reconcile(rctx, m.Dynamic, api.Repositories(), []flux.Ref{repo}, flux.Token(m.Now()))
-	return repo.String(), gitGoesBack(ctx, m.Dynamic, api, m.Now(), kustomization, s, img), nil
+	return repo.String(), out.Warning, nil
 }
+
+// RescanBound bounds a manual rollback's wait for its ImageRepository's
+// rescan after the exclusion.
+const RescanBound = 30 * time.Second
 
 // unexclude removes every exclusion autodeploy recorded for s from s's
 // ImageRepository; others' (another service's, a person's) stay.
@@ -523,7 +585,7 @@ func (m *Manager) unexclude(ctx context.Context, s config.Service) ([]string, er
 	if err != nil {
 		return nil, err
 	}
-	removed, err := flux.Unexclude(ctx, m.Dynamic, api, repo, func(e flux.Exclusion) bool { return e.Service == s.Name })
+	removed, err := gitops.Unexclude(ctx, m.Dynamic, api, repo, func(e gitops.Exclusion) bool { return e.Service == s.Name })
 	var out []string
 	for _, e := range removed {
 		out = append(out, repo.String()+": "+e.Pattern)

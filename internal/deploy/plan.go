@@ -11,6 +11,7 @@ import (
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
+	"github.com/autodeploy-dev/autodeploy/internal/gitops"
 	"github.com/autodeploy-dev/autodeploy/internal/image"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
 )
@@ -137,7 +138,7 @@ func plan(in Input) Decision {
 	}
 	dec.Container = container
 	dec.Current, _ = rollout.ContainerImage(&d.Spec.Template, container)
-	dec.Kustomization = KustomizationOf(d)
+	dec.Kustomization = gitops.KustomizationOf(d)
 	if p := in.Policy; p != nil && p.RepoName != "" {
 		dec.Repository = p.RepoNamespace + "/" + p.RepoName
 	}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
-	"github.com/autodeploy-dev/autodeploy/internal/image"
 )
 
 const repo = "ghcr.io/team-mercurious/api-gateway"
@@ -124,22 +123,22 @@ func TestPlan(t *testing.T) {
 			d.Annotations[AnnFailedImage] = `{"image":"` + repo + `:sha-bbb","reason":"ImagePullBackOff","at":"2026-11-25T10:00:00Z","rollbackError":"no rollout history found"}`
 		}), Policy: pol(repo+":sha-bbb", true)}, action: Skip, problem: true, reasonPart: "runs " + repo + ":sha-bbb, which failed on 2026-11-25 10:00 (ImagePullBackOff); the rollback could not be applied: no rollout history found"},
 		// Never silent about a bad image, whoever applied it (issue 12).
-		{name: "failed image applied again from git, the policy moved on", in: Input{Service: svc(), Deployment: dep(repo+":sha-bbb", 3, gitops, managedBy(flux.KustomizeManager), failedMark("sha-bbb")),
+		{name: "failed image applied again from git, the policy moved on", in: Input{Service: svc(), Deployment: dep(repo+":sha-bbb", 3, appliedByFlux, managedBy(flux.KustomizeManager), failedMark("sha-bbb")),
 			Policy: pol(repo+":sha-aaa", true)}, action: Skip, problem: true, reasonPart: "applied by kustomize-controller from Kustomization flux-system/apps"},
-		{name: "failed image applied again from git, the policy still selects it", in: Input{Service: svc(), Deployment: dep(repo+":sha-bbb", 3, gitops, managedBy(flux.KustomizeManager), failedMark("sha-bbb")),
+		{name: "failed image applied again from git, the policy still selects it", in: Input{Service: svc(), Deployment: dep(repo+":sha-bbb", 3, appliedByFlux, managedBy(flux.KustomizeManager), failedMark("sha-bbb")),
 			Policy: pol(repo+":sha-bbb", true)}, action: Skip, problem: true, reasonPart: "applied by kustomize-controller from Kustomization flux-system/apps"},
 		{name: "failed image set by a person, the policy moved on: deployed over", in: Input{Service: svc(), Deployment: dep(repo+":sha-bbb", 3, managedBy("kubectl-set"), failedMark("sha-bbb")),
 			Policy: pol(repo+":sha-aaa", true)}, action: Deploy, target: repo + ":sha-aaa", reasonPart: "the policy selected a new image"},
-		{name: "held service running the failed image", in: Input{Service: svc(), Deployment: dep(repo+":sha-bbb", 3, gitops, managedBy(flux.KustomizeManager), failedMark("sha-bbb"), func(d *appsv1.Deployment) {
+		{name: "held service running the failed image", in: Input{Service: svc(), Deployment: dep(repo+":sha-bbb", 3, appliedByFlux, managedBy(flux.KustomizeManager), failedMark("sha-bbb"), func(d *appsv1.Deployment) {
 			d.Annotations[AnnHold] = `{"by":"alice@host","reason":"bad build","at":"2026-11-25T10:00:00Z"}`
 		}), Policy: pol(repo+":sha-aaa", true)}, action: Skip, problem: true, reasonPart: "applied by kustomize-controller"},
 		// Never fight: an image Flux put back is not deployed again until
 		// git has autodeploy's.
-		{name: "reverted by Flux", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 3, gitops, managedBy(flux.KustomizeManager), func(d *appsv1.Deployment) {
+		{name: "reverted by Flux", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 3, appliedByFlux, managedBy(flux.KustomizeManager), func(d *appsv1.Deployment) {
 			d.Annotations[AnnDeployedImage] = repo + ":sha-bbb"
 			d.Annotations[AnnVerified] = "true"
 		}), Policy: pol(repo+":sha-bbb", true)}, action: Skip, problem: true, reasonPart: "reverted by kustomize-controller from Kustomization flux-system/apps: git has " + repo + ":sha-aaa"},
-		{name: "git behind a new image: deployed once", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 3, gitops, managedBy(flux.KustomizeManager), func(d *appsv1.Deployment) {
+		{name: "git behind a new image: deployed once", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 3, appliedByFlux, managedBy(flux.KustomizeManager), func(d *appsv1.Deployment) {
 			d.Annotations[AnnDeployedImage] = repo + ":sha-aaa"
 		}), Policy: pol(repo+":sha-bbb", true)}, action: Deploy, target: repo + ":sha-bbb", reasonPart: "the policy selected a new image"},
 		{name: "failed image memory does not block the next image", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 1, func(d *appsv1.Deployment) {
@@ -250,8 +249,8 @@ func itoa(i int64) string { return strconv.FormatInt(i, 10) }
 
 func ptr[T any](v T) *T { return &v }
 
-// gitops labels d as applied by Kustomization flux-system/apps.
-func gitops(d *appsv1.Deployment) {
+// appliedByFlux labels d as applied by Kustomization flux-system/apps.
+func appliedByFlux(d *appsv1.Deployment) {
 	d.Labels = map[string]string{flux.KustomizationNameLabel: "apps", flux.KustomizationNamespaceLabel: "flux-system"}
 }
 
@@ -264,13 +263,13 @@ func failedMark(tag string) func(*appsv1.Deployment) {
 // The problems that need a person are notified once: each carries a key
 // that stays the same from run to run while the problem does.
 func TestPlanAlerts(t *testing.T) {
-	bad := dep(repo+":sha-bbb", 3, gitops, managedBy(flux.KustomizeManager), failedMark("sha-bbb"))
+	bad := dep(repo+":sha-bbb", 3, appliedByFlux, managedBy(flux.KustomizeManager), failedMark("sha-bbb"))
 	a := Plan(Input{Service: svc(), Deployment: bad, Policy: pol(repo+":sha-aaa", true)})
 	b := Plan(Input{Service: svc(), Deployment: bad, Policy: pol(repo+":sha-bbb", true)})
 	if a.Alert == "" || a.Alert != b.Alert {
 		t.Errorf("alerts for one failed image running: %q, %q", a.Alert, b.Alert)
 	}
-	reverted := dep(repo+":sha-aaa", 3, gitops, managedBy(flux.KustomizeManager), func(d *appsv1.Deployment) { d.Annotations[AnnDeployedImage] = repo + ":sha-bbb" })
+	reverted := dep(repo+":sha-aaa", 3, appliedByFlux, managedBy(flux.KustomizeManager), func(d *appsv1.Deployment) { d.Annotations[AnnDeployedImage] = repo + ":sha-bbb" })
 	if r := Plan(Input{Service: svc(), Deployment: reverted, Policy: pol(repo+":sha-bbb", true)}); r.Alert == "" || r.Alert == a.Alert {
 		t.Errorf("reverted alert %q (failed-image alert %q)", r.Alert, a.Alert)
 	}
@@ -369,7 +368,7 @@ func TestPlanAfterKubectlUndo(t *testing.T) {
 // ways: Flux's apply then made a new ReplicaSet, and autodeploy's image
 // looks "replaced" to the downgrade check (review of issue 12).
 func TestPlanRevertWithAnotherTemplateChange(t *testing.T) {
-	d := dep(repo+":sha-aaa", 3, gitops, managedBy(flux.KustomizeManager), func(d *appsv1.Deployment) {
+	d := dep(repo+":sha-aaa", 3, appliedByFlux, managedBy(flux.KustomizeManager), func(d *appsv1.Deployment) {
 		d.Annotations[AnnDeployedImage] = repo + ":sha-bbb"
 		d.Annotations[AnnVerified] = "true"
 	})
@@ -402,23 +401,5 @@ func TestPlanFailedImageRunningNeverQuiet(t *testing.T) {
 	got = Plan(Input{Service: svc(), Now: time.Date(2026, 11, 25, 10, 1, 0, 0, time.UTC), Deployment: d, Policy: pol(repo+":sha-ddd", true)})
 	if got.Action != Skip || !got.Problem || !strings.HasPrefix(got.Reason, "runs "+repo+":sha-ccc, which failed") {
 		t.Fatalf("retry pending: %s (problem %v): %s", got.Action, got.Problem, got.Reason)
-	}
-}
-
-// Which failed images a rollback may exclude in the ImageRepository.
-func TestExcludable(t *testing.T) {
-	digest := "@sha256:" + strings.Repeat("a", 64)
-	for _, tt := range []struct {
-		img, why string
-	}{
-		{repo + ":sha-bad", ""},
-		{repo + digest, "no tag"},
-		// digestReflectionPolicy: the tag is mutable, later builds reuse it.
-		{repo + ":main" + digest, "pinned by digest"},
-	} {
-		ref, err := image.Parse(tt.img)
-		if got := excludable(ref, err); tt.why == "" && got != "" || !strings.Contains(got, tt.why) {
-			t.Errorf("excludable(%s) = %q, want %q", tt.img, got, tt.why)
-		}
 	}
 }

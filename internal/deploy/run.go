@@ -169,6 +169,9 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 		dec := Plan(in)
 		sr := ServiceResult{Decision: dec}
 		log := r.Log.With("svc", dec.Service)
+		if !o.DryRun && ctx.Err() == nil && in.Deployment != nil {
+			r.releaseLevers(ctx, in, log)
+		}
 		act := !o.DryRun && ctx.Err() == nil && (dec.Action == Deploy || dec.Action == Verify || dec.StaleMarks)
 		if !act {
 			log.Info("plan", "action", dec.Action, "current", dec.Current, "target", dec.Target, "reason", dec.Reason)
@@ -546,7 +549,7 @@ func (r *Runner) execute(ctx, runCtx context.Context, in Input, dec Decision, lo
 		unobs *rollout.UnobservedError
 	)
 	if err == nil {
-		git.Wait() // bounded by GitFollowBound
+		git.Wait() // bounded by gitops.FollowBound
 	} else {
 		git.Stop()
 	}

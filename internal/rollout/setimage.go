@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -105,7 +106,9 @@ func patch(ctx context.Context, c kubernetes.Interface, d *appsv1.Deployment, op
 // deployment controller copies the Deployment's onto its new ReplicaSet
 // at the time): a mark that must survive an undo, such as a hold, has to be
 // on the ReplicaSets too, and a mark cleared must be cleared there too.
-func AnnotateReplicaSets(ctx context.Context, c kubernetes.Interface, d *appsv1.Deployment, ann map[string]string) error {
+//
+// With names, only the ReplicaSets of those names.
+func AnnotateReplicaSets(ctx context.Context, c kubernetes.Interface, d *appsv1.Deployment, ann map[string]string, names ...string) error {
 	owned, err := ListOwned(ctx, c, d)
 	if err != nil {
 		return err
@@ -123,6 +126,9 @@ func AnnotateReplicaSets(ctx context.Context, c kubernetes.Interface, d *appsv1.
 		return err
 	}
 	for _, rs := range owned {
+		if len(names) > 0 && !slices.Contains(names, rs.Name) {
+			continue
+		}
 		if _, err := c.AppsV1().ReplicaSets(rs.Namespace).Patch(ctx, rs.Name, types.MergePatchType, body, metav1.PatchOptions{FieldManager: FieldManager}); err != nil {
 			return fmt.Errorf("annotate ReplicaSet %s/%s: %w", rs.Namespace, rs.Name, err)
 		}

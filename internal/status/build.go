@@ -15,6 +15,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
+	"github.com/autodeploy-dev/autodeploy/internal/gitops"
 	"github.com/autodeploy-dev/autodeploy/internal/image"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
@@ -118,9 +119,18 @@ func buildService(s config.Service, objs Objects, now time.Time) Service {
 		return out
 	}
 	out.Container = dec.Container
-	if h, held := deploy.ParseHold(d.Annotations); held {
-		out.Hold = &h
+	hold, held := deploy.ParseHold(d.Annotations)
+	if held {
+		out.Hold = &hold
 	}
+	var (
+		repoRef    *flux.Ref
+		exclusions []gitops.Exclusion
+	)
+	if pol != nil && out.Repository != nil {
+		repoRef, exclusions = &flux.Ref{Namespace: pol.RepoNamespace, Name: pol.RepoName}, out.Repository.ExcludedByAutodeploy
+	}
+	out.Levers = gitops.Levers(s.Name, d, owned, held, hold.ReconcileDisabled, repoRef, exclusions, hold.Kustomization)
 	if f, ok := deploy.ParseFailedImage(d.Annotations); ok {
 		// A failed image still running is a problem of the plan's
 		// (deploy.runningFailed), whoever applied it.
@@ -235,7 +245,7 @@ func repository(u *unstructured.Unstructured) *Repository {
 	r.TagCount, _, _ = unstructured.NestedInt64(u.Object, "status", "lastScanResult", "tagCount")
 	r.Suspended, _, _ = unstructured.NestedBool(u.Object, "spec", "suspend")
 	r.Ready, r.Message = flux.Ready(u)
-	r.ExcludedByAutodeploy = flux.ParseExclusions(u)
+	r.ExcludedByAutodeploy = gitops.ParseExclusions(u)
 	list, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "exclusionList")
 	for _, e := range r.ExcludedByAutodeploy {
 		if !slices.Contains(list, e.Pattern) {

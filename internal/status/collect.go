@@ -15,8 +15,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
-	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
+	"github.com/autodeploy-dev/autodeploy/internal/gitops"
 )
 
 // Collect reads what Build needs with one LIST per namespace and kind
@@ -99,7 +99,7 @@ func collectGitOps(ctx context.Context, dc dynamic.Interface, api flux.API, serv
 		if d == nil {
 			continue
 		}
-		k := deploy.KustomizationOf(d)
+		k := gitops.KustomizationOf(d)
 		if k == "" {
 			continue
 		}

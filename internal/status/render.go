@@ -144,7 +144,9 @@ func writeService(w io.Writer, s Service, now time.Time, o TextOptions) {
 		state := fluxState(rp.Ready, rp.Suspended, rp.Message)
 		row("repository", "%s: %s, %d tags (%s)", rp.Name, scan, rp.TagCount, state)
 		for _, e := range rp.ExcludedByAutodeploy {
-			row("excluded", "%s by autodeploy %s (%s rolled back): removed once the policy ranks a newer good image above it", e.Tag, ago(now, e.At), e.Service)
+			if e.Service != s.Name { // this service's are levers, below
+				row("excluded", "%s by autodeploy %s (%s rolled back): removed once the policy ranks a newer good image above it", e.Tag, ago(now, e.At), e.Service)
+			}
 		}
 	}
 	if g := s.GitOps; g != nil {
@@ -170,6 +172,15 @@ func writeService(w io.Writer, s Service, now time.Time, o TextOptions) {
 		} else if g.Source != "" {
 			row("automation", "%s", yellow("none writes the policy's tag to "+g.Source))
 		}
+	}
+	for _, l := range s.Levers {
+		// Every lever on Flux that holds for the service, and what takes
+		// it away (internal/gitops).
+		whose := "autodeploy's"
+		if !l.Ours {
+			whose = yellow("not autodeploy's")
+		}
+		row("flux lever", "%s on %s, %s: %s; cleared by %s", l.Kind, l.Object, whose, l.Detail, l.Clear)
 	}
 	if h := s.Hold; h != nil {
 		row("held", "%s", yellow(fmt.Sprintf("by %s %s: %s", h.By, ago(now, h.At), h.Reason)))

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
-	"github.com/autodeploy-dev/autodeploy/internal/flux"
+	"github.com/autodeploy-dev/autodeploy/internal/gitops"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/runlog"
 )
@@ -80,6 +80,9 @@ type Service struct {
 	// Retry: an image whose rollout failed for another cause than the
 	// image (Retry.Cause, Retry.Evidence), tried again after Retry.After.
 	Retry *deploy.Retry `json:"retry,omitempty"`
+	// Levers are the levers on Flux that hold for the service now
+	// (internal/gitops), each with the command that clears it.
+	Levers []gitops.Lever `json:"fluxLevers,omitempty"`
 	// Unverified: autodeploy set the image and no run has verified it yet.
 	Unverified bool  `json:"unverified,omitempty"`
 	Pods       []Pod `json:"pods,omitempty"`
@@ -124,7 +127,7 @@ type Repository struct {
 	Suspended bool       `json:"suspended,omitempty"`
 	// ExcludedByAutodeploy are the exclusionList patterns rollbacks added
 	// (removed once the policy ranks a newer good image above them).
-	ExcludedByAutodeploy []flux.Exclusion `json:"excludedByAutodeploy,omitempty"`
+	ExcludedByAutodeploy []gitops.Exclusion `json:"excludedByAutodeploy,omitempty"`
 	// ExclusionsLost are the tags of those no longer in spec.exclusionList.
 	ExclusionsLost []string `json:"exclusionsLost,omitempty"`
 }

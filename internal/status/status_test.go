@@ -20,6 +20,7 @@ import (
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
+	"github.com/autodeploy-dev/autodeploy/internal/gitops"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/runlog"
 )
@@ -160,6 +161,7 @@ services:
 	// excluded the tag, and an automation writes the policy's tag to git
 	f.objs.Deployments["apps/generation"].Labels = map[string]string{"kustomize.toolkit.fluxcd.io/name": "apps", "kustomize.toolkit.fluxcd.io/namespace": "flux-system"}
 	f.objs.Deployments["apps/generation"].Annotations["kustomize.toolkit.fluxcd.io/reconcile"] = "disabled"
+	f.objs.Deployments["apps/generation"].Annotations["autodeploy.dev/reconcile-disabled"] = `{"by":"alice@ops-1","reason":"500s on /search","at":"2026-11-25T10:12:00Z","kustomization":"flux-system/apps"}`
 	f.objs.Repositories["flux-system/generation"].Object["spec"] = map[string]any{"exclusionList": []any{`^.*\.sig$`, "^sha-4444444$"}}
 	f.objs.Repositories["flux-system/generation"].SetAnnotations(map[string]string{"autodeploy.dev/exclusions": `[{"pattern":"^sha-4444444$","tag":"sha-4444444","service":"generation","reason":"rolled back by alice@ops-1: 500s on /search","at":"2026-11-25T10:12:00Z"}]`})
 	f.objs.Kustomizations = map[string]*unstructured.Unstructured{"flux-system/apps": {Object: map[string]any{
@@ -505,7 +507,7 @@ func TestBuildExclusionLost(t *testing.T) {
 			f.policy("api", reg+"api:sha-1111111")
 			repo := f.objs.Repositories["flux-system/api"]
 			repo.Object["spec"] = map[string]any{"exclusionList": tt.list}
-			repo.SetAnnotations(map[string]string{flux.AnnExclusions: `[{"pattern":"^sha-2222222$","tag":"sha-2222222","service":"api","at":"2026-11-25T10:00:00Z"}]`})
+			repo.SetAnnotations(map[string]string{gitops.AnnExclusions: `[{"pattern":"^sha-2222222$","tag":"sha-2222222","service":"api","at":"2026-11-25T10:00:00Z"}]`})
 			svc := Build(cfg, cfg.Services, f.objs, Local{}, now).Services[0]
 			got := len(svc.Problems) == 1 && strings.Contains(svc.Problems[0], "the exclusion of sha-2222222 that autodeploy's rollback added is no longer in ImageRepository flux-system/api's spec.exclusionList")
 			if got != tt.lost || !tt.lost && len(svc.Problems) > 0 {

@@ -1,4 +1,4 @@
-package flux
+package gitops
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autodeploy-dev/autodeploy/internal/flux"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -18,52 +19,6 @@ import (
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	k8stesting "k8s.io/client-go/testing"
 )
-
-func TestOrderPrefers(t *testing.T) {
-	tests := []struct {
-		name   string
-		order  Order
-		a, b   string
-		want   bool
-		wantOK bool
-	}{
-		{"alphabetical asc", Order{Kind: "alphabetical"}, "sha-b", "sha-a", true, true},
-		{"alphabetical asc, lower", Order{Kind: "alphabetical"}, "sha-a", "sha-b", false, true},
-		{"alphabetical desc", Order{Kind: "alphabetical", Descending: true}, "sha-a", "sha-b", true, true},
-		{"numerical with extract", Order{Kind: "numerical", Pattern: `^main-[a-f0-9]+-(?P<ts>[0-9]+)$`, Extract: "$ts"}, "main-aa-20", "main-bb-3", true, true},
-		{"numerical, not a number", Order{Kind: "numerical"}, "x", "3", false, false},
-		{"semver", Order{Kind: "semver", Range: ">=1.0.0"}, "v1.10.0", "1.9.3", true, true},
-		{"semver, older", Order{Kind: "semver"}, "1.2.0", "1.10.0", false, true},
-		// Tags image-reflector-controller accepts (Masterminds/semver):
-		// issue 17, item 8.
-		{"semver, two parts", Order{Kind: "semver"}, "1.10", "1.2", true, true},
-		{"semver, major only with v", Order{Kind: "semver"}, "v3", "v2.9.1", true, true},
-		{"selected tag filtered out", Order{Kind: "alphabetical", Pattern: `^sha-`}, "latest", "sha-a", false, false},
-		// The policy's filter drops the excluded tag: it can never be
-		// selected, so its exclusion changes nothing.
-		{"excluded tag filtered out", Order{Kind: "alphabetical", Pattern: `^sha-`}, "sha-a", "fail-b", true, true},
-		{"unknown policy", Order{}, "a", "b", false, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, ok := tt.order.Prefers(tt.a, tt.b)
-			if got != tt.want || ok != tt.wantOK {
-				t.Errorf("Prefers(%q, %q) = %v, %v; want %v, %v", tt.a, tt.b, got, ok, tt.want, tt.wantOK)
-			}
-		})
-	}
-}
-
-func TestParseOrder(t *testing.T) {
-	u := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{
-		"filterTags": map[string]any{"pattern": "^sha-(?P<h>.*)$", "extract": "$h"},
-		"policy":     map[string]any{"alphabetical": map[string]any{"order": "desc"}},
-	}}}
-	want := Order{Kind: "alphabetical", Descending: true, Pattern: "^sha-(?P<h>.*)$", Extract: "$h"}
-	if got := ParseOrder(u); got != want {
-		t.Errorf("ParseOrder = %+v, want %+v", got, want)
-	}
-}
 
 func imageRepo(list []string, ann map[string]string) *unstructured.Unstructured {
 	u := &unstructured.Unstructured{Object: map[string]any{
@@ -83,12 +38,12 @@ func imageRepo(list []string, ann map[string]string) *unstructured.Unstructured 
 }
 
 func fakeDynamic(objs ...runtime.Object) *dynamicfake.FakeDynamicClient {
-	return dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{reposGVR: "ImageRepositoryList"}, objs...)
+	return dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{testReposGVR: "ImageRepositoryList"}, objs...)
 }
 
 func readRepo(t *testing.T, dc *dynamicfake.FakeDynamicClient) ([]string, []Exclusion) {
 	t.Helper()
-	u, err := dc.Resource(reposGVR).Namespace("flux-system").Get(context.Background(), "api", metav1.GetOptions{})
+	u, err := dc.Resource(testReposGVR).Namespace("flux-system").Get(context.Background(), "api", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,8 +53,8 @@ func readRepo(t *testing.T, dc *dynamicfake.FakeDynamicClient) ([]string, []Excl
 
 func TestExcludeAndUnexcludeTouchOnlyTheirOwn(t *testing.T) {
 	ctx := context.Background()
-	api := API{Version: "v1"}
-	ref := Ref{Namespace: "flux-system", Name: "api"}
+	api := flux.API{Version: "v1"}
+	ref := flux.Ref{Namespace: "flux-system", Name: "api"}
 	// Flux's default pattern and one an operator added stay whatever
 	// autodeploy does.
 	dc := fakeDynamic(imageRepo([]string{`^.*\.sig$`, "^sha-manual$"}, nil))
@@ -124,7 +79,7 @@ func TestExcludeAndUnexcludeTouchOnlyTheirOwn(t *testing.T) {
 		t.Fatalf("records = %+v, want only sha-bad", recs)
 	}
 	// The operator adds the same pattern by hand too: their copy stays.
-	if _, err := dc.Resource(reposGVR).Namespace("flux-system").Patch(ctx, "api", types.MergePatchType,
+	if _, err := dc.Resource(testReposGVR).Namespace("flux-system").Patch(ctx, "api", types.MergePatchType,
 		[]byte(`{"spec":{"exclusionList":["^.*\\.sig$","^sha-manual$","^sha-bad$","^sha-bad$"]}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +91,7 @@ func TestExcludeAndUnexcludeTouchOnlyTheirOwn(t *testing.T) {
 	if !slices.Equal(list, []string{`^.*\.sig$`, "^sha-manual$", "^sha-bad$"}) || len(recs) != 0 {
 		t.Errorf("after Unexclude: list %q, records %+v; want the operator's patterns only", list, recs)
 	}
-	u, _ := dc.Resource(reposGVR).Namespace("flux-system").Get(ctx, "api", metav1.GetOptions{})
+	u, _ := dc.Resource(testReposGVR).Namespace("flux-system").Get(ctx, "api", metav1.GetOptions{})
 	if _, has := u.GetAnnotations()[AnnExclusions]; has {
 		t.Errorf("the record annotation is left behind: %v", u.GetAnnotations())
 	}
@@ -147,8 +102,8 @@ func TestExcludeAndUnexcludeTouchOnlyTheirOwn(t *testing.T) {
 // else's; a list full of others' patterns is an error that says so.
 func TestExcludeStaysWithinFluxsLimit(t *testing.T) {
 	ctx := context.Background()
-	api := API{Version: "v1"}
-	ref := Ref{Namespace: "flux-system", Name: "api"}
+	api := flux.API{Version: "v1"}
+	ref := flux.Ref{Namespace: "flux-system", Name: "api"}
 	var list []string
 	var recs []Exclusion
 	at := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
@@ -192,11 +147,11 @@ func TestExcludeRetriesAConflict(t *testing.T) {
 	dc.PrependReactor("patch", "imagerepositories", func(k8stesting.Action) (bool, runtime.Object, error) {
 		if conflicts < 2 {
 			conflicts++
-			return true, nil, apierrors.NewConflict(reposGVR.GroupResource(), "api", nil)
+			return true, nil, apierrors.NewConflict(testReposGVR.GroupResource(), "api", nil)
 		}
 		return false, nil, nil
 	})
-	added, err := Exclude(context.Background(), dc, API{Version: "v1"}, Ref{Namespace: "flux-system", Name: "api"}, Exclusion{Tag: "sha-1"})
+	added, err := Exclude(context.Background(), dc, flux.API{Version: "v1"}, flux.Ref{Namespace: "flux-system", Name: "api"}, Exclusion{Tag: "sha-1"})
 	if err != nil || !added || conflicts != 2 {
 		t.Fatalf("Exclude = %v, %v after %d conflicts", added, err, conflicts)
 	}
@@ -205,44 +160,4 @@ func TestExcludeRetriesAConflict(t *testing.T) {
 	}
 }
 
-// An automation counts as writing a service's tag only where its commits
-// reach what the Kustomization applies.
-func TestResolveGitOpsWhereTheAutomationWrites(t *testing.T) {
-	k := &unstructured.Unstructured{Object: map[string]any{
-		"metadata": map[string]any{"name": "apps", "namespace": "flux-system"},
-		"spec":     map[string]any{"path": "./apps/production", "sourceRef": map[string]any{"kind": "GitRepository", "name": "flux-system"}},
-	}}
-	auto := func(path, checkout, push string) unstructured.Unstructured {
-		git := map[string]any{}
-		if checkout != "" {
-			git["checkout"] = map[string]any{"ref": map[string]any{"branch": checkout}}
-		}
-		if push != "" {
-			git["push"] = map[string]any{"branch": push}
-		}
-		return unstructured.Unstructured{Object: map[string]any{
-			"metadata": map[string]any{"name": "flux-system", "namespace": "flux-system"},
-			"spec":     map[string]any{"sourceRef": map[string]any{"kind": "GitRepository", "name": "flux-system"}, "git": git, "update": map[string]any{"path": path}},
-		}}
-	}
-	for _, tt := range []struct {
-		name    string
-		a       unstructured.Unstructured
-		writes  bool
-		problem string
-	}{
-		{"the whole repository", auto("./", "main", "main"), true, ""},
-		{"a parent of the path", auto("./apps", "main", ""), true, ""},
-		{"push branch unknown to compare", auto("./apps", "", "main"), true, ""},
-		{"another directory", auto("./clusters/staging", "main", "main"), false, "updates ./clusters/staging, outside the Kustomization's path ./apps/production"},
-		{"a pull-request branch", auto("./apps", "main", "image-updates"), false, "pushes to branch image-updates, not to the branch Flux applies from"},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			g := ResolveGitOps(Ref{Namespace: "flux-system", Name: "apps"}, k, []unstructured.Unstructured{tt.a})
-			p := g.Problem("flux-system/api")
-			if (g.Automation != nil) != tt.writes || !tt.writes && !strings.Contains(p, tt.problem) {
-				t.Errorf("automation %v, problem %q; want writes=%v and %q", g.Automation, p, tt.writes, tt.problem)
-			}
-		})
-	}
-}
+var testReposGVR = schema.GroupVersionResource{Group: flux.ImageGroup, Version: "v1", Resource: "imagerepositories"}

@@ -1,0 +1,25 @@
+// Package gitops owns every lever autodeploy pulls on Flux, and the record
+// that says a lever is autodeploy's. Flux's own API (the objects, their
+// fields, reconcile requests) is internal/flux's; what autodeploy does with
+// it when it shares a Deployment with Flux GitOps is here, in one place:
+//
+//	lever                                   set by                          cleared by                                     record                                       follows kubectl rollout undo
+//	ImageRepository spec.exclusionList      a rollback (automatic, manual)   a run, once the policy ranks a deployed image  autodeploy.dev/exclusions on the              no: it is not on the Deployment
+//	  pattern ^tag$                                                          above it; resume --forget-failed; forget       ImageRepository (Exclusion JSON)
+//	kustomize.toolkit.fluxcd.io/reconcile:  a manual rollback of a           resume (every copy); a run, once the service   autodeploy.dev/reconcile-disabled on the     yes: the rollback copies both onto every
+//	  disabled on the Deployment            Deployment Flux applies          is no longer held (every copy)                 same object, beside the lever                 ReplicaSet, as the hold: an undo keeps them
+//	Kustomization spec.suspend (legacy)     rollback --suspend-flux of       resume                                         the hold's kustomization field               no
+//	                                        autodeploy 1.x
+//	reconcile.fluxcd.io/requestedAt on      a run (rescan, bring git         nothing: a request, answered once             none: it holds no state                      no
+//	  ImageRepository, ImagePolicy,         along, after an exclusion)
+//	  GitRepository (fetches)
+//
+// A record lives on the object that carries its lever, never inside
+// another mark (a hold): a lever is autodeploy's exactly when its record
+// is beside it, wherever the lever travels. Before, the reconcile lever's
+// record was a field of the hold: a hold rewritten by `hold` racing a
+// rollback, a hold annotation deleted by hand, or a ReplicaSet copy revived
+// by `kubectl rollout undo --to-revision` left Flux never applying that
+// Deployment again, invisible to status and cleared by no command (issue
+// 17, item 7).
+package gitops
