@@ -466,3 +466,82 @@ func TestRollbackInterrupted(t *testing.T) {
 		t.Errorf("rollback not applied and held: %s, %v", kubetest.Image(d), d.Annotations)
 	}
 }
+
+// kustomize-controller's reconcile: disabled lever never outlives its
+// record (issue 17, item 7): whatever happens to the hold, resume or the
+// next run takes autodeploy's lever away, on the Deployment and on every
+// ReplicaSet a kubectl rollout undo would revive it from, and status lists
+// it meanwhile with the command that clears it.
+func TestReconcileLeverNeverOutlivesItsRecord(t *testing.T) {
+	rolledBack := func(t *testing.T) (*kubetest.Env, string) {
+		e, _, cfg, _ := twoDeploys(t)
+		labels := []byte(`{"metadata":{"labels":{"kustomize.toolkit.fluxcd.io/name":"apps","kustomize.toolkit.fluxcd.io/namespace":"` + e.Namespace + `"}}}`)
+		if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(context.Background(), "api", types.MergePatchType, labels, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if code, stdout, stderr := execute(t, nil, "rollback", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig); code != ExitOK || !strings.Contains(stdout, "skips this Deployment") {
+			t.Fatalf("rollback: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		code, stdout, _ := execute(t, nil, "status", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig)
+		if text := strings.Join(strings.Fields(stdout), " "); (code != ExitOK && code != ExitDegraded) || !strings.Contains(text, "reconcile-disabled on Deployment "+e.Namespace+"/api, autodeploy's") || !strings.Contains(text, "cleared by autodeploy resume api") {
+			t.Fatalf("status does not list the lever: exit %d\n%s", code, stdout)
+		}
+		return e, cfg
+	}
+	annotate := func(t *testing.T, e *kubetest.Env, ann string) {
+		t.Helper()
+		if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(context.Background(), "api", types.MergePatchType, []byte(`{"metadata":{"annotations":`+ann+`}}`), metav1.PatchOptions{FieldManager: "kubectl-annotate"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// leverLeft names the objects that still carry the lever.
+	leverLeft := func(t *testing.T, e *kubetest.Env) []string {
+		t.Helper()
+		var left []string
+		if d := e.GetDeployment("api"); d.Annotations[flux.KustomizeReconcileAnnotation] != "" || d.Annotations[gitops.AnnReconcileDisabled] != "" {
+			left = append(left, "Deployment")
+		}
+		rss, err := e.Kube.AppsV1().ReplicaSets(e.Namespace).List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rs := range rss.Items {
+			if rs.Annotations[flux.KustomizeReconcileAnnotation] != "" {
+				left = append(left, "ReplicaSet revision "+rs.Annotations["deployment.kubernetes.io/revision"])
+			}
+		}
+		return left
+	}
+	t.Run("hold rewritten without the lever then resume", func(t *testing.T) {
+		e, cfg := rolledBack(t)
+		// What a hold racing the rollback wrote: a hold that knows
+		// nothing of the lever.
+		annotate(t, e, `{"autodeploy.dev/hold":"{\"by\":\"bob@ops\",\"reason\":\"racing hold\",\"at\":\"2026-12-02T10:00:00Z\"}"}`)
+		if code, stdout, stderr := execute(t, nil, "resume", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig); code != ExitOK || !strings.Contains(stdout, "applies the Deployment again") {
+			t.Fatalf("resume: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		if left := leverLeft(t, e); len(left) > 0 {
+			t.Fatalf("after resume the lever is still on %v: Flux would never apply the Deployment again", left)
+		}
+	})
+	t.Run("hold deleted by hand then a run", func(t *testing.T) {
+		e, cfg := rolledBack(t)
+		annotate(t, e, `{"autodeploy.dev/hold":null}`)
+		if code, _, stderr := execute(t, nil, "run", "--config", cfg, "--kubeconfig", e.Kubeconfig); code != ExitOK && code != ExitServiceProblem {
+			t.Fatalf("run: exit %d\n%s", code, stderr)
+		}
+		if left := leverLeft(t, e); len(left) > 0 {
+			t.Fatalf("after the run the lever is still on %v", left)
+		}
+	})
+	t.Run("lever removed by hand from the Deployment then resume", func(t *testing.T) {
+		e, cfg := rolledBack(t)
+		annotate(t, e, `{"kustomize.toolkit.fluxcd.io/reconcile":null}`)
+		if code, _, stderr := execute(t, nil, "resume", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig); code != ExitOK {
+			t.Fatalf("resume: exit %d\n%s", code, stderr)
+		}
+		if left := leverLeft(t, e); len(left) > 0 {
+			t.Fatalf("after resume the lever is still on %v: kubectl rollout undo to it would set it again, with no record", left)
+		}
+	})
+}
