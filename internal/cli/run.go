@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -111,8 +112,20 @@ func newCmdRun(f *Factory, runF func(context.Context, *RunOptions) error) *cobra
 	fl.StringVarP(&o.Output, "output", "o", o.Output, "print the summary as json")
 	fl.StringSliceVar(&o.Services, "service", o.Services, "only these services (repeat or comma-separate)")
 	names := serviceNames(f)
-	_ = cmd.RegisterFlagCompletionFunc("service", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		return names(o.Services)
+	_ = cmd.RegisterFlagCompletionFunc("service", func(_ *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		// The value is a comma-separated list: the shell matches the
+		// candidates against all of toComplete, so each one carries the
+		// names before the last comma, which are not offered again.
+		given := o.Services
+		i := strings.LastIndex(toComplete, ",")
+		if i >= 0 {
+			given = append(slices.Clip(given), strings.Split(toComplete[:i], ",")...)
+		}
+		cands, dir := names(given)
+		for j := range cands {
+			cands[j] = toComplete[:i+1] + cands[j]
+		}
+		return cands, dir
 	})
 	_ = cmd.RegisterFlagCompletionFunc("output", fixedValues("json"))
 	return cmd
