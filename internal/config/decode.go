@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"io/fs"
 	"reflect"
 	"strconv"
 	"strings"
@@ -231,8 +230,8 @@ type decoder struct {
 	// was not a list; it tells a missing services list (an error) from an
 	// empty one (a config not filled in yet) without repeating a type error.
 	seqLines map[string]int
-	// stat, when set (by Load), checks paths against the file system.
-	stat func(string) (fs.FileInfo, error)
+	// onMachine (set by Load) checks paths against the file system.
+	onMachine bool
 }
 
 func newDecoder() *decoder {

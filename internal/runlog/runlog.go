@@ -34,6 +34,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
@@ -59,10 +60,11 @@ func Open(cfg config.Log, runID string, stdout io.Writer, attrs ...any) (*Log, e
 		}
 		return l, nil
 	}
-	// config.Load refuses this too; checked again because the directory
-	// may have appeared since, and a Log may be built by hand.
-	if st, err := os.Stat(cfg.File); err == nil && st.IsDir() {
-		return nil, fmt.Errorf("the log file %s is a directory (set log.file in the config to a file, such as %s)", cfg.File, filepath.Join(cfg.File, "autodeploy.log"))
+	// config.Load refuses these too; checked again because the file may
+	// have changed since, and a Log may be built by hand. A FIFO must be
+	// refused before any open: opening it to write waits for a reader.
+	if why := config.LogFileProblem(cfg.File); why != "" {
+		return nil, fmt.Errorf("log.file %s %s", strconv.Quote(cfg.File), why)
 	}
 	if err := os.MkdirAll(filepath.Dir(cfg.File), 0o755); err != nil {
 		return nil, fmt.Errorf("cannot create the log directory of %s: %w (fix the permissions or set log.file in the config)", cfg.File, err)
