@@ -176,14 +176,22 @@ func (w *rotatingFile) append(p []byte) (n int, rotated bool, err error) {
 		}
 		return 0, false, fmt.Errorf("log.file %s %s", strconv.Quote(w.path), why)
 	}
-	if st.Size() > 0 && st.Size()+int64(len(p)) > w.maxBytes {
+	size := st.Size()
+	if size > 0 && size+int64(len(p)) > w.maxBytes {
 		f.Close()
 		if f, err = w.rotate(st); err != nil {
 			return 0, false, err
 		}
-		rotated = true
+		rotated, size = true, 0
 	}
 	n, err = f.Write(p)
+	if err != nil && n > 0 && f.Truncate(size) == nil {
+		// A full file system takes the part of a line that fits its last
+		// block and fails the rest (a 12 KiB tmpfs ended in "time="):
+		// cut back to the last whole line, as the lock keeps any other
+		// writer from appending meanwhile.
+		n = 0
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
