@@ -80,7 +80,8 @@ a rollout that could not be judged (API down, budget spent, paused) is left
 unverified for the next run (exit 7).
 
 Under cron it prints nothing but one line on stderr when a person must look
-(exit 5, 6, 7, 9); everything goes to the log file. A problem that lasts (a
+(exit 5, 6, 7, 9) or when lines of the run could not be written to the log
+(exit 11: a full or read-only disk); everything goes to the log file. A problem that lasts (a
 missing Deployment or ImagePolicy, a failed image running, a deploy Flux
 reverted) is on that line once, when it appears or changes, as it is
 notified; the exit code stays 7 on every run while it lasts. On a terminal,
@@ -132,7 +133,7 @@ func newCmdRun(f *Factory, runF func(context.Context, *RunOptions) error) *cobra
 }
 
 // Run does one run.
-func (o *RunOptions) Run(ctx context.Context) error {
+func (o *RunOptions) Run(ctx context.Context) (err error) {
 	f := o.f
 	cfg, err := f.Config()
 	if err != nil {
@@ -168,7 +169,11 @@ func (o *RunOptions) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("refusing to deploy: %w", err)
 		}
-		defer l.Close()
+		defer func() {
+			l.Close()
+			// Last, so that every line of the run is counted.
+			err = withLogLost(err, l.Lost(), runID)
+		}()
 		r.Log = l.Logger
 		r.Notify = notify.New(cfg.Notify, l.Logger)
 	}
