@@ -133,7 +133,7 @@ func newCmdRun(f *Factory, runF func(context.Context, *RunOptions) error) *cobra
 }
 
 // Run does one run.
-func (o *RunOptions) Run(ctx context.Context) (err error) {
+func (o *RunOptions) Run(ctx context.Context) (result error) {
 	f := o.f
 	cfg, err := f.Config()
 	if err != nil {
@@ -172,7 +172,7 @@ func (o *RunOptions) Run(ctx context.Context) (err error) {
 		defer func() {
 			l.Close()
 			// Last, so that every line of the run is counted.
-			err = withLogLost(err, l.Lost(), runID)
+			result = withLogLost(result, l.Lost(), runID)
 		}()
 		r.Log = l.Logger
 		r.Notify = notify.New(cfg.Notify, l.Logger)
