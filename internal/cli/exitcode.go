@@ -21,13 +21,13 @@ const (
 	ExitOK             ExitCode = 0   // everything done, or nothing to do
 	ExitError          ExitCode = 1   // an unexpected error
 	ExitUsage          ExitCode = 2   // bad flags, arguments or config file
-	ExitUnreachable    ExitCode = 3   // cluster unreachable, credentials refused, or Flux CRDs missing
+	ExitUnreachable    ExitCode = 3   // cluster unreachable (or answering 503), credentials refused, or Flux CRDs missing
 	ExitLocked         ExitCode = 4   // another run or rollback holds the lock
 	ExitDeployFailed   ExitCode = 5   // a service failed and was rolled back (or auto-rollback is off)
 	ExitRollbackFailed ExitCode = 6   // a failed service could not be rolled back: someone must look
 	ExitServiceProblem ExitCode = 7   // a service could not be handled (missing Deployment, ImagePolicy or container, invalid image, left unverified) or needs a person (a failed image running, a deploy Flux reverted)
 	ExitDegraded       ExitCode = 8   // status: some service is not healthy and up to date
-	ExitForbidden      ExitCode = 9   // RBAC refused a request autodeploy needs (see manifests rbac, doctor)
+	ExitForbidden      ExitCode = 9   // RBAC refused a request autodeploy needs, discovery included (see manifests rbac, doctor)
 	ExitSuperseded     ExitCode = 10  // run: someone else changed a service during its rollout; their change was left alone
 	ExitLogLost        ExitCode = 11  // run: lines of the run could not be written to the log (full or read-only file system); the cluster has the outcome
 	ExitInterrupted    ExitCode = 130 // SIGINT/SIGTERM stopped the command
