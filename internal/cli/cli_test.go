@@ -204,6 +204,12 @@ func TestCompletion(t *testing.T) {
 		{[]string{"__complete", "--config", cfg, "rollback", ""}, []string{"api", "web"}, nil},
 		{[]string{"__complete", "--config", cfg, "status", "api", ""}, []string{"web"}, []string{"api"}},
 		{[]string{"__complete", "--config", cfg, "run", "--service", ""}, []string{"api", "web"}, nil},
+		// --service takes comma-separated names: the part after the last
+		// comma completes, the names before it stay and are not offered
+		// again (issue 18, item 11).
+		{[]string{"__complete", "--config", cfg, "run", "--service", "api,"}, []string{"api,web"}, []string{"api,api"}},
+		{[]string{"__complete", "--config", cfg, "run", "--service", "api,w"}, []string{"api,web"}, []string{"api,api"}},
+		{[]string{"__complete", "--config", cfg, "run", "--service", "web", "--service", "api,"}, nil, []string{"api,web", "api,api"}},
 		{[]string{"__complete", "--config", cfg, "status", "-o", ""}, []string{"json", "wide"}, nil},
 		{[]string{"__complete", "--config", cfg, "history", "api", "-o", ""}, []string{"json"}, nil},
 		{[]string{"__complete", "--color", ""}, []string{"auto", "always", "never"}, nil},

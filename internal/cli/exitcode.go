@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
@@ -20,14 +21,15 @@ const (
 	ExitOK             ExitCode = 0   // everything done, or nothing to do
 	ExitError          ExitCode = 1   // an unexpected error
 	ExitUsage          ExitCode = 2   // bad flags, arguments or config file
-	ExitUnreachable    ExitCode = 3   // cluster unreachable, credentials refused, or Flux CRDs missing
+	ExitUnreachable    ExitCode = 3   // cluster unreachable (or answering 503), credentials refused, or Flux CRDs missing
 	ExitLocked         ExitCode = 4   // another run or rollback holds the lock
 	ExitDeployFailed   ExitCode = 5   // a service failed and was rolled back (or auto-rollback is off)
 	ExitRollbackFailed ExitCode = 6   // a failed service could not be rolled back: someone must look
 	ExitServiceProblem ExitCode = 7   // a service could not be handled (missing Deployment, ImagePolicy or container, invalid image, left unverified) or needs a person (a failed image running, a deploy Flux reverted)
 	ExitDegraded       ExitCode = 8   // status: some service is not healthy and up to date
-	ExitForbidden      ExitCode = 9   // RBAC refused a request autodeploy needs (see manifests rbac, doctor)
+	ExitForbidden      ExitCode = 9   // RBAC refused a request autodeploy needs, discovery included (see manifests rbac, doctor)
 	ExitSuperseded     ExitCode = 10  // run: someone else changed a service during its rollout; their change was left alone
+	ExitLogLost        ExitCode = 11  // run: lines of the run could not be written to the log (full or read-only file system); the cluster has the outcome
 	ExitInterrupted    ExitCode = 130 // SIGINT/SIGTERM stopped the command
 )
 
@@ -83,4 +85,31 @@ func exitCodeFor(err error) ExitCode {
 		return ExitForbidden
 	}
 	return ExitError
+}
+
+// withLogLost adds to a run's error that its log lost lines (lost, from
+// runlog's Log.Lost), so that cron mails it: a run whose log filled up or
+// turned read-only midway exited 0 in silence, its rollout and outcome
+// lines missing (issue 18, item 2). The run's code is kept when it already
+// needs a person; 0 and the codes no one is mailed for (4, 10) become
+// ExitLogLost. What the run did is on the cluster (the Deployments' marks),
+// where status and the next run read it.
+func withLogLost(err, lost error, runID string) error {
+	if lost == nil {
+		return err
+	}
+	msg := fmt.Sprintf("%v; what the run did is on the cluster: see autodeploy status (fix: free space on the log's file system or make it writable)", lost)
+	var silent *silentError
+	switch code := exitCodeFor(err); {
+	case err == nil:
+		return withCode(ExitLogLost, fmt.Errorf("run %s: %s", runID, msg))
+	case code == ExitLocked || code == ExitSuperseded:
+		return withCode(ExitLogLost, fmt.Errorf("%v; %s", err, msg))
+	case errors.As(err, &silent):
+		// Its summary was printed on stdout, if anywhere: stderr says
+		// it again, with the loss.
+		return withCode(code, fmt.Errorf("%v; %s", silent.err, msg))
+	default:
+		return withCode(code, fmt.Errorf("%w; %s", err, msg))
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -79,7 +80,8 @@ a rollout that could not be judged (API down, budget spent, paused) is left
 unverified for the next run (exit 7).
 
 Under cron it prints nothing but one line on stderr when a person must look
-(exit 5, 6, 7, 9); everything goes to the log file. A problem that lasts (a
+(exit 5, 6, 7, 9) or when lines of the run could not be written to the log
+(exit 11: a full or read-only disk); everything goes to the log file. A problem that lasts (a
 missing Deployment or ImagePolicy, a failed image running, a deploy Flux
 reverted) is on that line once, when it appears or changes, as it is
 notified; the exit code stays 7 on every run while it lasts. On a terminal,
@@ -111,15 +113,27 @@ func newCmdRun(f *Factory, runF func(context.Context, *RunOptions) error) *cobra
 	fl.StringVarP(&o.Output, "output", "o", o.Output, "print the summary as json")
 	fl.StringSliceVar(&o.Services, "service", o.Services, "only these services (repeat or comma-separate)")
 	names := serviceNames(f)
-	_ = cmd.RegisterFlagCompletionFunc("service", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		return names(o.Services)
+	_ = cmd.RegisterFlagCompletionFunc("service", func(_ *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		// The value is a comma-separated list: the shell matches the
+		// candidates against all of toComplete, so each one carries the
+		// names before the last comma, which are not offered again.
+		given := o.Services
+		i := strings.LastIndex(toComplete, ",")
+		if i >= 0 {
+			given = append(slices.Clip(given), strings.Split(toComplete[:i], ",")...)
+		}
+		cands, dir := names(given)
+		for j := range cands {
+			cands[j] = toComplete[:i+1] + cands[j]
+		}
+		return cands, dir
 	})
 	_ = cmd.RegisterFlagCompletionFunc("output", fixedValues("json"))
 	return cmd
 }
 
 // Run does one run.
-func (o *RunOptions) Run(ctx context.Context) error {
+func (o *RunOptions) Run(ctx context.Context) (result error) {
 	f := o.f
 	cfg, err := f.Config()
 	if err != nil {
@@ -155,7 +169,11 @@ func (o *RunOptions) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("refusing to deploy: %w", err)
 		}
-		defer l.Close()
+		defer func() {
+			l.Close()
+			// Last, so that every line of the run is counted.
+			result = withLogLost(result, l.Lost(), runID)
+		}()
 		r.Log = l.Logger
 		r.Notify = notify.New(cfg.Notify, l.Logger)
 	}

@@ -23,28 +23,27 @@ import (
 // Load reads and validates the configuration file at path. A file that cannot
 // be read yields a *FileError, an invalid one a *ValidationError; messages
 // name the file as path is spelled here. Beyond Parse's checks, Load checks
-// the paths the file names against this machine: log.file must not be a
-// directory.
+// the paths the file names against this machine: log.file must be a
+// regular file, a symlink to one, or not there yet (LogFileProblem).
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &FileError{Path: path, Err: err}
 	}
-	return parse(data, path, os.Stat)
+	return parse(data, path, true)
 }
 
 // Parse validates a configuration held in memory, without looking at the
 // file system. name stands for the file in error messages. Any error is a
 // *ValidationError listing every problem.
 func Parse(data []byte, name string) (*Config, error) {
-	return parse(data, name, nil)
+	return parse(data, name, false)
 }
 
-// parse is Parse, with stat, when not nil, to check paths against the
-// machine.
-func parse(data []byte, name string, stat func(string) (fs.FileInfo, error)) (*Config, error) {
+// parse is Parse, checking paths against this machine when onMachine.
+func parse(data []byte, name string, onMachine bool) (*Config, error) {
 	raw, d := decodeRaw(data)
-	d.stat = stat
+	d.onMachine = onMachine
 	var cfg *Config
 	if d.budget > 0 {
 		cfg = d.resolve(raw, name)
@@ -458,12 +457,9 @@ func (d *decoder) logFile(c *Config, r *rawConfig) {
 	if file == LogToStdout || r.Log.File.Bad || !filepath.IsAbs(file) {
 		return
 	}
-	// An existing directory would be refused by every run; lumberjack,
-	// used before, even renamed it as if it were a full log.
-	if d.stat != nil {
-		if st, err := d.stat(file); err == nil && st.IsDir() {
-			d.add(r.Log.File.Line, "log.file", fmt.Sprintf("%s is a directory (name a file in it, such as %s)",
-				strconv.Quote(file), strconv.Quote(filepath.Join(file, "autodeploy.log"))))
+	if d.onMachine {
+		if why := LogFileProblem(file); why != "" {
+			d.add(r.Log.File.Line, "log.file", strconv.Quote(file)+" "+why)
 		}
 	}
 	// The runs' file lock is held for the whole run: the log's own lock,
@@ -495,4 +491,58 @@ func (d *decoder) absPath(o opt[string]) {
 	if o.ok() && !filepath.IsAbs(o.Val) {
 		d.add(o.Line, o.Path, fmt.Sprintf("must be an absolute path, got %s", quote(o.Val)))
 	}
+}
+
+// LogFileProblem says why what is at path cannot be the log file, or ""
+// when it can: nothing yet (it is created), a regular file, or a symlink
+// to one (rotation renames the file it points to and keeps the link). The
+// reason reads after the path: `"/x" is a directory (...)`. config.Load
+// and runlog.Open both ask, the second because the file may have changed
+// since.
+func LogFileProblem(path string) string {
+	st, err := os.Lstat(path)
+	if err != nil {
+		return "" // nothing there (created), or the open says what is wrong
+	}
+	if st.Mode()&fs.ModeSymlink == 0 {
+		return notALog(path, st.Mode())
+	}
+	dest, _ := os.Readlink(path)
+	st, err = os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Not followed to create the file: a link to nothing is more
+		// likely a log moved away or a volume not mounted than a wish,
+		// and the file created would be on the wrong file system.
+		return fmt.Sprintf("is a symlink to %s, which does not exist (create it, or point log.file at a file)", strconv.Quote(dest))
+	}
+	if err != nil {
+		return ""
+	}
+	if why := notALog(path, st.Mode()); why != "" {
+		return fmt.Sprintf("is a symlink to %s, which %s", strconv.Quote(dest), why)
+	}
+	return ""
+}
+
+// notALog is LogFileProblem for what a path, links followed, names.
+func notALog(path string, m fs.FileMode) string {
+	const device = `: the log must be a regular file, which rotates and which status reads back (name one, or "-" for standard output)`
+	switch {
+	case m.IsRegular():
+		return ""
+	case m.IsDir():
+		// lumberjack, used before, even renamed it as if it were a
+		// full log.
+		return fmt.Sprintf("is a directory (name a file in it, such as %s)", strconv.Quote(filepath.Join(path, "autodeploy.log")))
+	case m&fs.ModeNamedPipe != 0:
+		// Opening it for writing blocks until a reader opens it.
+		return "is a named pipe (FIFO): a write to it waits for a reader, forever under cron (name a regular file)"
+	case m&fs.ModeSocket != 0:
+		return "is a socket" + device
+	case m&fs.ModeCharDevice != 0:
+		return "is a character device" + device
+	case m&fs.ModeDevice != 0:
+		return "is a block device" + device
+	}
+	return "is not a regular file" + device
 }

@@ -256,6 +256,9 @@ func qualified(r access.Rule) string {
 func files(r *Report, cfg *config.Config) {
 	if cfg.Log.File == config.LogToStdout {
 		r.add("log", OK, "standard output", "")
+	} else if why := config.LogFileProblem(cfg.Log.File); why != "" {
+		// Before check's open, which a FIFO would block.
+		r.add("log", Fail, cfg.Log.File+" "+why, "set log.file in the config to a regular file")
 	} else {
 		check(r, "log", cfg.Log.File)
 	}

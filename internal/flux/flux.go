@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -68,6 +69,9 @@ func Detect(ctx context.Context, d discovery.DiscoveryInterface) (API, error) {
 	case <-ctx.Done():
 		return API{}, ctx.Err()
 	case a := <-ch:
+		if apierrors.IsForbidden(a.err) {
+			return API{}, &DiscoveryRefusedError{Err: a.err}
+		}
 		if a.err != nil {
 			return API{}, a.err
 		}
@@ -91,6 +95,19 @@ func Detect(ctx context.Context, d discovery.DiscoveryInterface) (API, error) {
 	}
 	return API{}, ErrNotInstalled
 }
+
+// DiscoveryRefusedError is a discovery request the API server refused
+// (403). client-go's discovery drops the answer's body, so the error it
+// returns says only "unknown" (issue 18, item 5): this one says what was
+// refused and what grants it. It unwraps to the 403, so that callers see
+// RBAC (apierrors.IsForbidden).
+type DiscoveryRefusedError struct{ Err error }
+
+func (e *DiscoveryRefusedError) Error() string {
+	return "the API server refused discovery of its API groups (GET /api and /apis: 403 Forbidden), which autodeploy needs to find Flux's image API: grant get on those paths (the system:discovery ClusterRole, bound to system:authenticated by default)"
+}
+
+func (e *DiscoveryRefusedError) Unwrap() error { return e.Err }
 
 // Policy is what autodeploy needs from an ImagePolicy.
 type Policy struct {

@@ -27,7 +27,7 @@ func (c *Clients) Classify(err error) error {
 }
 
 // IsUnreachable reports whether err means the API server could not be used:
-// no connection, TLS failure, a timeout, or refused credentials.
+// no connection, TLS failure, a timeout, refused credentials, or 503.
 func IsUnreachable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return false
@@ -46,6 +46,11 @@ func IsUnreachable(err error) bool {
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, context.DeadlineExceeded):
 		return true
 	case apierrors.IsUnauthorized(err):
+		return true
+	case apierrors.IsServiceUnavailable(err):
+		// 503 to a request is a control plane starting or a proxy in
+		// front of it with no backend: the cluster cannot be used, not
+		// an unexpected error (exit 1 naming no server, issue 18 item 5).
 		return true
 	}
 	var uerr *url.Error

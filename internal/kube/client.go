@@ -133,6 +133,9 @@ func (e *UnreachableError) Error() string {
 		return fmt.Sprintf("cannot use the cluster (kubeconfig %s): %v", e.Kubeconfig, e.Err)
 	}
 	why := e.Err.Error()
+	if apierrors.IsServiceUnavailable(e.Err) {
+		why = "it answers 503 Service Unavailable (" + why + "): the API server is starting or overloaded, or a proxy in front of it has no backend; try again later, or check the server"
+	}
 	if errors.Is(e.Err, context.DeadlineExceeded) || strings.Contains(why, "Client.Timeout exceeded") {
 		// net/http's wording names Go internals; the operator's knob is
 		// --request-timeout.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -152,8 +153,14 @@ func (w *rotatingFile) append(p []byte) (n int, rotated bool, err error) {
 	// Opening by name on every write is what makes another process's
 	// rotation safe: a descriptor kept open would follow the renamed file.
 	// A directory fails here (EISDIR) rather than being renamed.
-	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	// O_NONBLOCK, which does nothing to a regular file, makes the open of
+	// a FIFO put there since Open fail (ENXIO) instead of waiting for a
+	// reader, deaf to signals.
+	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NONBLOCK, 0o640)
 	if err != nil {
+		if why := config.LogFileProblem(w.path); why != "" {
+			err = fmt.Errorf("log.file %s %s", strconv.Quote(w.path), why)
+		}
 		return 0, false, err
 	}
 	st, err := f.Stat()
@@ -161,15 +168,30 @@ func (w *rotatingFile) append(p []byte) (n int, rotated bool, err error) {
 		f.Close()
 		return 0, false, err
 	}
-	// Only regular files rotate: /dev/null or a pipe is written as is.
-	if st.Mode().IsRegular() && st.Size() > 0 && st.Size()+int64(len(p)) > w.maxBytes {
+	if !st.Mode().IsRegular() {
+		f.Close()
+		why := config.LogFileProblem(w.path)
+		if why == "" {
+			why = "is not a regular file"
+		}
+		return 0, false, fmt.Errorf("log.file %s %s", strconv.Quote(w.path), why)
+	}
+	size := st.Size()
+	if size > 0 && size+int64(len(p)) > w.maxBytes {
 		f.Close()
 		if f, err = w.rotate(st); err != nil {
 			return 0, false, err
 		}
-		rotated = true
+		rotated, size = true, 0
 	}
 	n, err = f.Write(p)
+	if err != nil && n > 0 && f.Truncate(size) == nil {
+		// A full file system takes the part of a line that fits its last
+		// block and fails the rest (a 12 KiB tmpfs ended in "time="):
+		// cut back to the last whole line, as the lock keeps any other
+		// writer from appending meanwhile.
+		n = 0
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -177,11 +199,13 @@ func (w *rotatingFile) append(p []byte) (n int, rotated bool, err error) {
 }
 
 // rotate renames the log to a backup and creates a new one with the old
-// one's mode and owner, and returns it open.
+// one's mode and owner, and returns it open. A log.file that is a symlink
+// stays one: the file it points to is renamed and created again (target).
 func (w *rotatingFile) rotate(st fs.FileInfo) (*os.File, error) {
-	backups, _, err := scanBackups(w.path)
+	file := target(w.path)
+	backups, _, err := scanBackups(file)
 	if err != nil {
-		return nil, fmt.Errorf("cannot rotate %s: %w", w.path, err)
+		return nil, fmt.Errorf("cannot rotate %s: %w", file, err)
 	}
 	// Names must be unique and sort in the order of the rotations, also
 	// when two rotations fall in the same millisecond or the clock steps
@@ -190,12 +214,12 @@ func (w *rotatingFile) rotate(st fs.FileInfo) (*os.File, error) {
 	if len(backups) > 0 && !backups[0].time.Before(t) {
 		t = backups[0].time.Add(time.Millisecond)
 	}
-	dir, prefix, ext := backupParts(w.path)
+	dir, prefix, ext := backupParts(file)
 	name := filepath.Join(dir, prefix+t.Format(backupTimeFormat)+ext)
-	if err := os.Rename(w.path, name); err != nil {
-		return nil, fmt.Errorf("cannot rotate %s: %w", w.path, err)
+	if err := os.Rename(file, name); err != nil {
+		return nil, fmt.Errorf("cannot rotate %s: %w", file, err)
 	}
-	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, st.Mode().Perm())
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, st.Mode().Perm())
 	if err != nil {
 		return nil, err
 	}
@@ -338,11 +362,24 @@ func backupParts(path string) (dir, prefix, ext string) {
 	return filepath.Dir(path), strings.TrimSuffix(name, ext) + "-", ext
 }
 
+// target is the file the log's path names: for a symlink, the file it
+// points to. Its backups are beside it and named after it, so that
+// rotation renames that file and keeps the link; renaming the link, as
+// before, made it a backup and left a regular file in its place, and its
+// target orphaned (issue 18, item 8). config and Open refuse a link to
+// anything but a regular file.
+func target(path string) string {
+	if p, err := filepath.EvalSymlinks(path); err == nil {
+		return p
+	}
+	return path
+}
+
 // scanBackups lists the backups of the log at path, newest first, and the
 // temporary files of compressions. Other names (the lock, files a person
 // put there) are ignored.
 func scanBackups(path string) (backups []backup, temps []string, err error) {
-	dir, prefix, ext := backupParts(path)
+	dir, prefix, ext := backupParts(target(path))
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, nil, err

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 )
@@ -313,19 +314,114 @@ func TestOpenRefusesDirectory(t *testing.T) {
 	}
 }
 
-// A log that cannot take its first line (a full disk) refuses the run.
-// /dev/full fails every write with ENOSPC, as a full file system does.
-func TestOpenRefusesFullDisk(t *testing.T) {
-	if _, err := os.Stat("/dev/full"); err != nil {
-		t.Skip("no /dev/full on this system")
-	}
-	path := filepath.Join(t.TempDir(), "autodeploy.log")
-	if err := os.Symlink("/dev/full", path); err != nil {
+// log.file must be a regular file, or a symlink to one (issue 18, item 8):
+// a FIFO blocked the first write until a reader came, forever under cron
+// and deaf to SIGTERM; a device is not a log that rotates or that status
+// can read back. Each is refused at Open, with the reason, and promptly
+// (the old code never returned from the FIFO's open: the generous
+// deadline turns that hang into a failure).
+func TestOpenRefusesWhatIsNotARegularFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Open(config.Log{File: path, MaxSizeMB: 1}, "r1", nil)
-	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "no space") {
-		t.Fatalf("Open(full disk) = %v, want a refusal naming the file and the cause", err)
+	link := func(name, target string) string {
+		p := filepath.Join(dir, name)
+		if err := os.Symlink(target, p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct{ name, file, want string }{
+		{"a FIFO", fifo, "is a named pipe (FIFO)"},
+		{"a symlink to a FIFO", link("to-fifo.log", fifo), "is a named pipe (FIFO)"},
+		{"a character device", "/dev/full", "is a character device"},
+		{"a symlink to a device", link("to-null.log", "/dev/null"), "is a character device"},
+		{"a dangling symlink", link("dangling.log", filepath.Join(dir, "none", "x.log")), "a symlink to " + strconv.Quote(filepath.Join(dir, "none", "x.log")) + ", which does not exist"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			done := make(chan error, 1)
+			go func() {
+				l, err := Open(config.Log{File: tt.file, MaxSizeMB: 1}, "r1", nil)
+				if err == nil {
+					l.Close()
+				}
+				done <- err
+			}()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("Open(%s) still blocked after 20s", tt.file)
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.file) || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("Open(%s) = %v, want a one-line refusal naming it and saying %q", tt.file, err, tt.want)
+			}
+		})
+	}
+}
+
+// A symlink to a file is a log: rotation renames the file it points to,
+// keeps its backups beside it, and leaves the link pointing at the new
+// file (issue 18, item 8: the link itself was renamed as the backup and
+// a regular file created in its place, leaving the target orphaned).
+// status finds every line through the link.
+func TestRotationKeepsTheSymlink(t *testing.T) {
+	smallFiles(t)
+	dir := t.TempDir()
+	target := filepath.Join(dir, "data", "real.log")
+	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(target, nil, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "etc", "autodeploy.log")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, path); err != nil {
+		t.Fatal(err)
+	}
+	l, err := Open(config.Log{File: path, MaxSizeMB: 2, Compress: true}, "r1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 100 // about 15 kB: several rotations of 2 kB
+	for i := range n {
+		l.Info("line", "seq", i, "pad", pad)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.Readlink(path); err != nil || got != target {
+		t.Fatalf("log.file after rotation: Readlink = %q, %v; want the symlink to %s", got, err, target)
+	}
+	backups, _ := filepath.Glob(filepath.Join(dir, "data", "real-*.log.gz"))
+	if len(backups) < 2 {
+		t.Fatalf("backups beside the target: %v, want several", backups)
+	}
+	if others, _ := filepath.Glob(filepath.Join(dir, "etc", "autodeploy-*")); len(others) > 0 {
+		t.Fatalf("backups beside the link: %v", others)
+	}
+	var all []string
+	for _, f := range Files(path) {
+		lines, err := readLines(f)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		all = append(all, lines...)
+	}
+	seen := 0
+	for _, line := range all {
+		if strings.Contains(line, `msg=line`) {
+			seen++
+		}
+	}
+	if seen != n {
+		t.Fatalf("%d lines through the link's Files, want %d", seen, n)
 	}
 }
 

@@ -34,6 +34,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
@@ -42,7 +44,68 @@ import (
 // Log is an open log file.
 type Log struct {
 	*slog.Logger
-	w io.WriteCloser
+	w   io.WriteCloser
+	rec *recorder
+}
+
+// recorder remembers the lines its writer failed to write. slog's Logger
+// drops the error of every write, so a log whose file system filled up or
+// turned read-only during a run lost the rest of the run silently, and the
+// run exited 0 (issue 18, item 2): Lost tells the command at its end.
+type recorder struct {
+	w    io.Writer
+	file string
+
+	mu    sync.Mutex
+	lost  int
+	first error
+	at    time.Time
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	n, err := r.w.Write(p)
+	if err != nil {
+		r.mu.Lock()
+		if r.lost == 0 {
+			r.first, r.at = err, time.Now()
+		}
+		r.lost++
+		r.mu.Unlock()
+	}
+	return n, err
+}
+
+// LostError says that lines of this process could not be written to the
+// log.
+type LostError struct {
+	File  string
+	Lines int
+	At    time.Time
+	Err   error // the first failure
+}
+
+func (e *LostError) Error() string {
+	return fmt.Sprintf("%d lines could not be written to the log file %s, from %s on: %v", e.Lines, e.File, e.At.UTC().Format(timeFormat), e.Err)
+}
+
+func (e *LostError) Unwrap() error { return e.Err }
+
+// Lost returns a *LostError when some line since Open could not be
+// written, nil otherwise.
+func (l *Log) Lost() error {
+	r := l.rec
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.lost == 0 {
+		return nil
+	}
+	err := r.first
+	// The message names the file already.
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Path == r.file {
+		err = pe.Err
+	}
+	return &LostError{File: r.file, Lines: r.lost, At: r.at, Err: err}
 }
 
 // Open opens (creating as needed, mode 0640) the log file of cfg and
@@ -53,16 +116,18 @@ type Log struct {
 // writes to stdout instead, without rotation.
 func Open(cfg config.Log, runID string, stdout io.Writer, attrs ...any) (*Log, error) {
 	if cfg.File == config.LogToStdout {
-		l := &Log{Logger: New(stdout).With("run", runID), w: nopCloser{stdout}}
+		rec := &recorder{w: stdout, file: "standard output"}
+		l := &Log{Logger: New(rec).With("run", runID), w: nopCloser{stdout}, rec: rec}
 		if err := l.first(attrs); err != nil {
 			return nil, fmt.Errorf("cannot write the log to standard output: %w (or set log.file in the config to a file)", err)
 		}
 		return l, nil
 	}
-	// config.Load refuses this too; checked again because the directory
-	// may have appeared since, and a Log may be built by hand.
-	if st, err := os.Stat(cfg.File); err == nil && st.IsDir() {
-		return nil, fmt.Errorf("the log file %s is a directory (set log.file in the config to a file, such as %s)", cfg.File, filepath.Join(cfg.File, "autodeploy.log"))
+	// config.Load refuses these too; checked again because the file may
+	// have changed since, and a Log may be built by hand. A FIFO must be
+	// refused before any open: opening it to write waits for a reader.
+	if why := config.LogFileProblem(cfg.File); why != "" {
+		return nil, fmt.Errorf("log.file %s %s", strconv.Quote(cfg.File), why)
 	}
 	if err := os.MkdirAll(filepath.Dir(cfg.File), 0o755); err != nil {
 		return nil, fmt.Errorf("cannot create the log directory of %s: %w (fix the permissions or set log.file in the config)", cfg.File, err)
@@ -71,7 +136,8 @@ func Open(cfg config.Log, runID string, stdout io.Writer, attrs ...any) (*Log, e
 	if err != nil {
 		return nil, fmt.Errorf("log file %s: %w", cfg.File, err)
 	}
-	l := &Log{Logger: New(w).With("run", runID), w: w}
+	rec := &recorder{w: w, file: cfg.File}
+	l := &Log{Logger: New(rec).With("run", runID), w: w, rec: rec}
 	if err := l.first(attrs); err != nil {
 		w.Close()
 		// The message names the file already.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -116,5 +117,110 @@ func TestOpenModeAndStdout(t *testing.T) {
 	l.Close()
 	if !strings.Contains(out.String(), `msg="to stdout" run=r2`) {
 		t.Fatalf("stdout = %q", out.String())
+	}
+}
+
+// inMountNamespace runs the calling test again in a private mount
+// namespace (unshare --mount, as root), where it may mount a tmpfs; it
+// reports whether the caller is that second run. The first run skips with
+// the reason when it cannot, else waits for the second and fails with it.
+func inMountNamespace(t *testing.T) bool {
+	t.Helper()
+	const env = "RUNLOG_TEST_MOUNT_NS"
+	if os.Getenv(env) == t.Name() {
+		return true
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for a private mount namespace (unshare --mount) to fill and remount a tmpfs")
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("needs unshare(1) for a private mount namespace: " + err.Error())
+	}
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", os.Args[0], "-test.run=^"+strings.Split(t.Name(), "/")[0]+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), env+"="+t.Name())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("in a private mount namespace: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "--- PASS: "+t.Name()) {
+		t.Fatalf("the test did not run in the mount namespace:\n%s", out)
+	}
+	return false
+}
+
+// A log whose file system fills up, or turns read-only, during a run
+// (issue 18, item 2): the run's later lines are lost, and the writer
+// remembers it for the end of the run (Log.Lost), naming the file, the
+// count and the cause; a line cut short by a full file system is removed
+// rather than left half written. Reproduced on a real tmpfs of 12 KiB in
+// a private mount namespace, as reported.
+func TestWriteFailuresAreRemembered(t *testing.T) {
+	if !inMountNamespace(t) {
+		return
+	}
+	tests := []struct {
+		name   string
+		fail   func(t *testing.T, dir string) // after the first lines
+		before int                            // lines written before fail
+		cause  string
+	}{
+		{name: "file system full", before: 0, cause: "no space left on device"},
+		{name: "turned read-only", before: 5, cause: "read-only file system", fail: func(t *testing.T, dir string) {
+			// A read-only bind mount of the directory over itself: a
+			// plain remount,ro is refused while the log's lock is open
+			// for writing (EBUSY).
+			for _, args := range [][]string{{"--bind", dir, dir}, {"-o", "remount,bind,ro", dir}} {
+				if out, err := exec.Command("mount", args...).CombinedOutput(); err != nil {
+					t.Fatalf("mount %v: %v: %s", args, err, out)
+				}
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=12k", "tmpfs", dir).CombinedOutput(); err != nil {
+				t.Fatalf("mount tmpfs: %v: %s", err, out)
+			}
+			t.Cleanup(func() {
+				for exec.Command("umount", dir).Run() == nil { // stacked mounts
+				}
+			})
+			path := filepath.Join(dir, "autodeploy.log")
+			l, err := Open(config.Log{File: path, MaxSizeMB: 1}, "r1", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Lost(); err != nil {
+				t.Fatalf("Lost before any failure = %v", err)
+			}
+			for i := range tt.before {
+				l.Info("line", "seq", i, "pad", pad)
+			}
+			if tt.fail != nil {
+				tt.fail(t, dir)
+			}
+			// 200 lines of ~150 bytes: 30 kB, more than the 12 KiB.
+			for i := tt.before; i < 200; i++ {
+				l.Info("line", "seq", i, "pad", pad)
+			}
+			l.Close()
+			err = l.Lost()
+			if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), tt.cause) || !strings.Contains(err.Error(), "lines") {
+				t.Fatalf("Lost = %v, want the file, the count of lines and %q", err, tt.cause)
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(data) == 0 || data[len(data)-1] != '\n' {
+				t.Fatalf("the log ends in a line cut short: %q", data[max(0, len(data)-80):])
+			}
+			for _, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+				if _, err := ParseLine(line); err != nil {
+					t.Fatalf("line %q: %v", line, err)
+				}
+			}
+		})
 	}
 }

@@ -1,0 +1,86 @@
+package cli
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// misbehavingServer plays an API server on loopback with handler, and
+// returns a kubeconfig naming it.
+func misbehavingServer(t *testing.T, handler http.HandlerFunc) (kubeconfig, server string) {
+	t.Helper()
+	srv := httptest.NewServer(handler)
+	t.Cleanup(srv.Close)
+	p := filepath.Join(t.TempDir(), "kubeconfig")
+	kc := `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "` + srv.URL + `"}}]
+users: [{name: u, user: {token: x}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`
+	if err := os.WriteFile(p, []byte(kc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p, srv.URL
+}
+
+// API servers that answer, but wrongly (issue 18, item 5): a server
+// answering 503 to everything (a control plane starting, a load balancer
+// with no backend) is a cluster that cannot be used, exit 3, named with its
+// kubeconfig; it exited 1, "an unexpected error", naming neither. A
+// discovery refused with 403 is RBAC, exit 9, saying what was refused; it
+// printed "Error: unknown".
+func TestMisbehavingAPIServer(t *testing.T) {
+	cfg, _ := writeConfig(t, "")
+	unavailable := func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "upstream connect error", http.StatusServiceUnavailable)
+	}
+	discoveryForbidden := func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api" || r.URL.Path == "/apis" || strings.HasPrefix(r.URL.Path, "/apis/") && strings.Count(r.URL.Path, "/") <= 3 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			w.Write([]byte(`{"kind":"Status","apiVersion":"v1","status":"Failure","message":"forbidden: User \"x\" cannot get path \"` + r.URL.Path + `\"","reason":"Forbidden","code":403}`))
+			return
+		}
+		http.NotFound(w, r)
+	}
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+		args    []string
+		code    ExitCode
+		// says is in the output; $SERVER and $KUBECONFIG stand for the
+		// server's URL and the kubeconfig's path.
+		says []string
+	}{
+		{"503 run", unavailable, []string{"run"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "503 Service Unavailable"}},
+		{"503 status", unavailable, []string{"status"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "503 Service Unavailable"}},
+		{"503 rollback", unavailable, []string{"rollback", "api"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "503 Service Unavailable"}},
+		{"503 hold", unavailable, []string{"hold", "api", "--reason", "x"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "503 Service Unavailable"}},
+		{"503 doctor", unavailable, []string{"doctor"}, ExitError, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "503 Service Unavailable"}},
+		{"discovery 403 run", discoveryForbidden, []string{"run"}, ExitForbidden, []string{"refused discovery of its API groups (GET /api and /apis: 403 Forbidden)", "system:discovery"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			kc, server := misbehavingServer(t, tt.handler)
+			code, stdout, stderr := execute(t, nil, append(tt.args, "--config", cfg, "--kubeconfig", kc, "--request-timeout", "5s")...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d; stderr: %s", code, tt.code, stderr)
+			}
+			for _, want := range tt.says {
+				want = strings.NewReplacer("$SERVER", server, "$KUBECONFIG", kc).Replace(want)
+				if !strings.Contains(stderr+stdout, want) {
+					t.Errorf("output %q does not say %q", stderr+stdout, want)
+				}
+			}
+			if tt.args[0] != "doctor" && strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+				t.Errorf("not one line:\n%s", stderr)
+			}
+		})
+	}
+}
