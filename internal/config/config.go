@@ -207,7 +207,6 @@ func (c *Config) Next(t time.Time) time.Time {
 	return s.Next(t)
 }
 
-
 // Problem is one error found in a configuration file.
 type Problem struct {
 	// Line is 1-based; 0 when the problem concerns the file as a whole.
