@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -36,13 +37,13 @@ func (o HostOptions) Validate() error {
 
 // Cron writes an /etc/cron.d line running autodeploy on cfg's schedule.
 // Paths are absolute (cron runs in the user's home) and quoted for sh;
-// robfig's @every, which cron does not know, is refused with the fix.
+// A schedule Debian's cron would not run (CronSpec) is refused with the fix.
 func Cron(w io.Writer, cfg *config.Config, o HostOptions) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
-	if strings.HasPrefix(cfg.Schedule, "@every") {
-		return fmt.Errorf("schedule %q cannot be written for cron, which has no @every: use a 5-field schedule such as \"*/5 * * * *\" in %s, or 'manifests systemd'", cfg.Schedule, cfg.Path)
+	if err := CronSpec(cfg.Schedule); err != nil {
+		return fmt.Errorf("schedule %q in %s cannot be written for cron: %v", cfg.Schedule, cfg.Path, err)
 	}
 	path, err := filepath.Abs(cfg.Path)
 	if err != nil {
@@ -148,4 +149,88 @@ func OnCalendar(spec string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("cannot translate schedule %q into systemd's OnCalendar; write the timer by hand (see systemd.time(7))", spec)
+}
+
+// cronFields are the bounds of Debian's cron (crontab(5)): day of week
+// 0-7, 0 and 7 both Sunday; names in the month and day-of-week fields
+// only.
+var cronFields = []struct {
+	name     string
+	min, max int
+	names    []string
+}{
+	{"minute", 0, 59, nil},
+	{"hour", 0, 23, nil},
+	{"day-of-month", 1, 31, nil},
+	{"month", 1, 12, []string{"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"}},
+	{"day-of-week", 0, 7, []string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}},
+}
+
+// cronDescriptors are the @ schedules Debian's cron knows (cron's
+// entry.c; @reboot is left out: no config schedule is one).
+var cronDescriptors = []string{"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+
+// CronSpec says why Debian's cron would not run spec, a schedule `config
+// validate` accepted (robfig's standard parser, which reads more than cron
+// does), or nil. Each refusal was seen in Debian's cron 3.0pl1 (the release
+// test, testdata/cron/schedules.txt): a line it cannot parse ("Error: bad
+// day-of-month") makes it ignore the whole file; a TZ= or CRON_TZ= prefix
+// is an environment setting to it (crontab(5): "name = value"), so the
+// line sets a variable and never runs, silently.
+func CronSpec(spec string) error {
+	f := strings.Fields(spec)
+	switch {
+	case len(f) > 0 && (strings.HasPrefix(f[0], "TZ=") || strings.HasPrefix(f[0], "CRON_TZ=")):
+		return fmt.Errorf("a time zone per line is unknown to Debian's cron (it reads %q as a variable and never runs the job): drop the prefix and write the times in the host's time zone, or use 'manifests systemd' or 'manifests cronjob', which take one", f[0])
+	case strings.HasPrefix(spec, "@every"):
+		return fmt.Errorf("cron has no @every: use a 5-field schedule such as \"*/5 * * * *\", or 'manifests systemd'")
+	case strings.HasPrefix(spec, "@"):
+		if len(f) == 1 && slices.Contains(cronDescriptors, strings.ToLower(f[0])) {
+			return nil
+		}
+		return fmt.Errorf("cron knows only %s", strings.Join(cronDescriptors, ", "))
+	case len(f) != len(cronFields):
+		return fmt.Errorf("cron wants 5 fields (minute hour day-of-month month day-of-week), got %d", len(f))
+	}
+	for i, fd := range cronFields {
+		for _, item := range strings.Split(f[i], ",") {
+			if err := cronItem(item, fd.min, fd.max, fd.names); err != nil {
+				return fmt.Errorf("%q in the %s field: %v", item, fd.name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// cronItem checks one item of a cron field list: "*" or a value or a range
+// of values, with an optional "/step" after "*" or a range.
+func cronItem(item string, lo, hi int, names []string) error {
+	base, step, stepped := strings.Cut(item, "/")
+	if stepped {
+		if n, err := strconv.Atoi(step); err != nil || n <= 0 {
+			return fmt.Errorf("a step is a positive number")
+		}
+	}
+	if base == "*" {
+		return nil
+	}
+	if base == "?" {
+		return fmt.Errorf("cron knows no %q (a robfig extension) and ignores the whole file: write \"*\"", "?")
+	}
+	a, b, ranged := strings.Cut(base, "-")
+	if stepped && !ranged {
+		return fmt.Errorf("cron takes a step after \"*\" or a range only, and ignores the whole file: write %q", base+"-"+strconv.Itoa(hi)+"/"+step)
+	}
+	for _, v := range []string{a, b} {
+		if !ranged && v == b {
+			continue
+		}
+		if slices.Contains(names, strings.ToLower(v)) {
+			continue
+		}
+		if n, err := strconv.Atoi(v); err != nil || n < lo || n > hi {
+			return fmt.Errorf("cron takes %d-%d here", lo, hi)
+		}
+	}
+	return nil
 }
