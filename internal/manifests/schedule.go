@@ -29,8 +29,20 @@ func (o HostOptions) Validate() error {
 	switch {
 	case strings.TrimSpace(o.User) == "" || strings.ContainsAny(o.User, " \t\n"):
 		return fmt.Errorf("--user must be a user name, got %q", o.User)
+	case strings.Contains(o.User, "%"):
+		// systemd resolves specifiers in User= (systemd.exec(5)).
+		return fmt.Errorf("--user must be a user name, got %q (no %%)", o.User)
 	case !filepath.IsAbs(o.Binary):
 		return fmt.Errorf("--binary must be an absolute path, got %q", o.Binary)
+	}
+	return oneLine("--binary", o.Binary)
+}
+
+// oneLine refuses a path with a line break: a cron line and a unit's
+// ExecStart end there, whatever the quoting.
+func oneLine(what, path string) error {
+	if strings.ContainsAny(path, "\n\r") {
+		return fmt.Errorf("%s %q has a line break, which no cron line or unit can hold: rename it", what, path)
 	}
 	return nil
 }
@@ -47,6 +59,9 @@ func Cron(w io.Writer, cfg *config.Config, o HostOptions) error {
 	}
 	path, err := filepath.Abs(cfg.Path)
 	if err != nil {
+		return err
+	}
+	if err := oneLine("the config path", path); err != nil {
 		return err
 	}
 	command := shQuote(o.Binary) + " run --config " + shQuote(path)
@@ -84,6 +99,9 @@ func Systemd(w io.Writer, cfg *config.Config, o HostOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := oneLine("the config path", path); err != nil {
+		return err
+	}
 	cfg = func() *config.Config { c := *cfg; c.Path = path; return &c }()
 	cal, err := OnCalendar(cfg.Schedule)
 	if err != nil {
@@ -117,14 +135,43 @@ AccuracySec=1s
 
 [Install]
 WantedBy=timers.target
-`, o.User, o.Binary, cfg.Path, cfg.RunDeadline(), cfg.BackstopSeconds(), cfg.Schedule, cal)
+`, o.User, systemdQuote(o.Binary), systemdQuote(cfg.Path), cfg.RunDeadline(), cfg.BackstopSeconds(), cfg.Schedule, cal)
 	return err
+}
+
+// systemdQuote quotes s as one word of a unit's command line
+// (systemd.service(5), "Command lines"): it is split at spaces, unquoted
+// with C escapes, % starts a specifier and $ a variable, so a space or a
+// quote needs double quotes, a backslash or quote an escape, % is written
+// %% and $ $$. Plain paths stay as they are.
+func systemdQuote(s string) string {
+	s = strings.NewReplacer("%", "%%", "$", "$$").Replace(s)
+	if strings.IndexFunc(s, func(r rune) bool {
+		return !(r == '/' || r == '.' || r == '-' || r == '_' || r == '%' || r == '$' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+	}) < 0 {
+		return s
+	}
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
 // OnCalendar translates the cron schedules people use for autodeploy into
 // systemd's calendar syntax: "*/N * * * *", "M * * * *", "M H * * *" and
-// the @hourly/@daily descriptors. Others are refused with a hint.
+// the @hourly/@daily descriptors, each with an optional TZ= or CRON_TZ=
+// prefix, which becomes OnCalendar's time zone (systemd.time(7)). Others
+// are refused with a hint.
 func OnCalendar(spec string) (string, error) {
+	if f := strings.Fields(spec); len(f) > 1 && (strings.HasPrefix(f[0], "TZ=") || strings.HasPrefix(f[0], "CRON_TZ=")) {
+		_, zone, _ := strings.Cut(f[0], "=")
+		cal, err := OnCalendar(strings.Join(f[1:], " "))
+		if err != nil {
+			return "", fmt.Errorf("cannot translate schedule %q into systemd's OnCalendar; write the timer by hand (see systemd.time(7))", spec)
+		}
+		full := map[string]string{"hourly": "*-*-* *:00:00", "daily": "*-*-* 00:00:00"}
+		if f, ok := full[cal]; ok {
+			cal = f
+		}
+		return cal + " " + zone, nil
+	}
 	switch spec {
 	case "@hourly":
 		return "hourly", nil
