@@ -20,25 +20,39 @@ func parseSchedule(spec string) (s cron.Schedule, err error) {
 	return cron.ParseStandard(StandardSpec(spec))
 }
 
+// CutTimeZone splits robfig's time zone prefix (TZ=Zone or CRON_TZ=Zone,
+// then the schedule) from spec; zone is "" and rest is spec without one.
+func CutTimeZone(spec string) (zone, rest string) {
+	f := strings.Fields(spec)
+	if len(f) > 1 {
+		for _, p := range []string{"TZ=", "CRON_TZ="} {
+			if z, ok := strings.CutPrefix(f[0], p); ok {
+				return z, strings.Join(f[1:], " ")
+			}
+		}
+	}
+	return "", spec
+}
+
 // StandardSpec rewrites a schedule's day of week for robfig's standard
 // parser, which Kubernetes' CronJob uses too: cron and systemd take 7 for
 // Sunday (crontab(5): "0-7 (0 or 7 is Sunday, or use names)"), robfig stops
 // at 6. "7" becomes "0", "a-7" becomes "a-6,0" (with its step, 0 only when
 // the step reaches 7). Anything else is left for the parser to judge.
 func StandardSpec(spec string) string {
-	f := strings.Fields(spec)
-	dow := 4
-	if len(f) > 0 && (strings.HasPrefix(f[0], "TZ=") || strings.HasPrefix(f[0], "CRON_TZ=")) {
-		dow = 5
-	}
-	if len(f) != dow+1 {
+	zone, rest := CutTimeZone(spec)
+	f := strings.Fields(rest)
+	if len(f) != 5 {
 		return spec
 	}
-	items := strings.Split(f[dow], ",")
+	items := strings.Split(f[4], ",")
 	for i, item := range items {
 		items[i] = sundayAsZero(item)
 	}
-	f[dow] = strings.Join(items, ",")
+	f[4] = strings.Join(items, ",")
+	if zone != "" {
+		return strings.Fields(spec)[0] + " " + strings.Join(f, " ")
+	}
 	return strings.Join(f, " ")
 }
 

@@ -160,9 +160,8 @@ func systemdQuote(s string) string {
 // prefix, which becomes OnCalendar's time zone (systemd.time(7)). Others
 // are refused with a hint.
 func OnCalendar(spec string) (string, error) {
-	if f := strings.Fields(spec); len(f) > 1 && (strings.HasPrefix(f[0], "TZ=") || strings.HasPrefix(f[0], "CRON_TZ=")) {
-		_, zone, _ := strings.Cut(f[0], "=")
-		cal, err := OnCalendar(strings.Join(f[1:], " "))
+	if zone, rest := config.CutTimeZone(spec); zone != "" {
+		cal, err := OnCalendar(rest)
 		if err != nil {
 			return "", fmt.Errorf("cannot translate schedule %q into systemd's OnCalendar; write the timer by hand (see systemd.time(7))", spec)
 		}
@@ -226,9 +225,10 @@ var cronDescriptors = []string{"@yearly", "@annually", "@monthly", "@weekly", "@
 // line sets a variable and never runs, silently.
 func CronSpec(spec string) error {
 	f := strings.Fields(spec)
-	switch {
-	case len(f) > 0 && (strings.HasPrefix(f[0], "TZ=") || strings.HasPrefix(f[0], "CRON_TZ=")):
+	if zone, _ := config.CutTimeZone(spec); zone != "" {
 		return fmt.Errorf("a time zone per line is unknown to Debian's cron (it reads %q as a variable and never runs the job): drop the prefix and write the times in the host's time zone, or use 'manifests systemd' or 'manifests cronjob', which take one", f[0])
+	}
+	switch {
 	case strings.HasPrefix(spec, "@every"):
 		return fmt.Errorf("cron has no @every: use a 5-field schedule such as \"*/5 * * * *\", or 'manifests systemd'")
 	case strings.HasPrefix(spec, "@"):
