@@ -86,7 +86,7 @@ func (o *DoctorOptions) Run(ctx context.Context) error {
 // hostSchedules is where cron and systemd keep schedules on a Debian-like
 // host.
 func hostSchedules() doctor.Host {
-	h := doctor.Host{CronFiles: []string{"/etc/crontab"}}
+	h := doctor.Host{CronFiles: []string{"/etc/crontab"}, DefaultConfig: DefaultConfigPath}
 	if _, err := exec.LookPath("crontab"); err == nil {
 		h.Crontab = func() (string, error) {
 			out, err := exec.Command("crontab", "-l").Output()

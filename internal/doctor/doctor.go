@@ -65,6 +65,9 @@ type Host struct {
 	CronFiles []string
 	// TimerFiles are systemd timers that may run autodeploy.
 	TimerFiles []string
+	// DefaultConfig is the config a run reads without --config or
+	// AUTODEPLOY_CONFIG.
+	DefaultConfig string
 }
 
 // Inputs is what doctor examines.
@@ -313,39 +316,14 @@ func check(r *Report, name, path string) {
 func schedule(r *Report, cfg *config.Config, h Host) {
 	fix := "install one: autodeploy manifests cron > /etc/cron.d/autodeploy (or manifests systemd)"
 	var found []string
-	scan := func(src, content string) {
-		for _, l := range strings.Split(content, "\n") {
-			l = strings.TrimSpace(l)
-			if l == "" || strings.HasPrefix(l, "#") || !strings.Contains(l, "autodeploy") || !regexp.MustCompile(`\brun\b`).MatchString(l) {
-				continue
-			}
-			f := strings.Fields(l)
-			spec := ""
-			switch {
-			case strings.HasPrefix(l, "@") && len(f) > 0:
-				spec = f[0]
-			case len(f) >= 6:
-				spec = strings.Join(f[:5], " ")
-			}
-			if spec == "" {
-				continue
-			}
-			found = append(found, src)
-			if spec == cfg.Schedule {
-				r.add("schedule", OK, fmt.Sprintf("%s runs autodeploy at %q, as configured", src, spec), "")
-			} else {
-				r.add("schedule", Warn, fmt.Sprintf("%s runs autodeploy at %q but the config says %q (status shows the wrong next run)", src, spec, cfg.Schedule), "make schedule in the config match the crontab")
-			}
-		}
-	}
 	if h.Crontab != nil {
-		if out, err := h.Crontab(); err == nil {
-			scan("crontab", out)
+		if out, err := h.Crontab(); err == nil && cronTab(r, cfg, h, "crontab", out, false) {
+			found = append(found, "crontab")
 		}
 	}
 	for _, f := range h.CronFiles {
-		if b, err := os.ReadFile(f); err == nil {
-			scan(f, string(b))
+		if b, err := os.ReadFile(f); err == nil && cronTab(r, cfg, h, f, string(b), true) {
+			found = append(found, f)
 		}
 	}
 	want, _ := manifests.OnCalendar(cfg.Schedule)
