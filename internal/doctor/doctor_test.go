@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -144,7 +145,7 @@ func TestFiles(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "file"), nil, 0o644)
 	c := cfg(t, "lockFile: "+filepath.Join(dir, "file", "lock")+"\nlog: {file: "+filepath.Join(dir, "new", "sub", "autodeploy.log")+"}\n")
 	r := &Report{}
-	files(r, c)
+	files(context.Background(), r, c, nil)
 	if r.Checks[0].Status != OK || r.Checks[1].Status != Fail || !r.Failed {
 		t.Fatalf("checks = %+v", r.Checks)
 	}
@@ -168,7 +169,7 @@ func TestFilesHealthCredential(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &Report{}
-	files(r, c)
+	files(context.Background(), r, c, nil)
 	got := map[string]Check{}
 	for _, ch := range r.Checks {
 		got[ch.Name] = ch
