@@ -62,6 +62,11 @@ func (o *DoctorOptions) Run(ctx context.Context) error {
 	in.Config, in.ConfigErr = f.Config()
 	in.Clients, in.ClientsErr = f.Clients()
 	r := doctor.Run(ctx, in)
+	if err := context.Cause(ctx); err != nil {
+		// A signal cut the checks short: the report would blame the
+		// cluster for it. errInterrupted is a context.Canceled: exit 130.
+		return fmt.Errorf("doctor stopped before its checks were done: %w", err)
+	}
 	if o.Output == "json" {
 		enc := json.NewEncoder(f.IO.Out)
 		enc.SetIndent("", "  ")
@@ -86,7 +91,7 @@ func (o *DoctorOptions) Run(ctx context.Context) error {
 // hostSchedules is where cron and systemd keep schedules on a Debian-like
 // host.
 func hostSchedules() doctor.Host {
-	h := doctor.Host{CronFiles: []string{"/etc/crontab"}}
+	h := doctor.Host{CronFiles: []string{"/etc/crontab"}, DefaultConfig: DefaultConfigPath}
 	if _, err := exec.LookPath("crontab"); err == nil {
 		h.Crontab = func() (string, error) {
 			out, err := exec.Command("crontab", "-l").Output()

@@ -207,17 +207,6 @@ func (c *Config) Next(t time.Time) time.Time {
 	return s.Next(t)
 }
 
-// parseSchedule wraps cron.ParseStandard, which panics on some malformed
-// time zone prefixes such as "TZ=UTC" with nothing after it.
-func parseSchedule(spec string) (s cron.Schedule, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			s, err = nil, fmt.Errorf("malformed schedule")
-		}
-	}()
-	return cron.ParseStandard(spec)
-}
-
 // Problem is one error found in a configuration file.
 type Problem struct {
 	// Line is 1-based; 0 when the problem concerns the file as a whole.

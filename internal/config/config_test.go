@@ -249,6 +249,13 @@ func TestNext(t *testing.T) {
 		{"CRON_TZ=UTC */2 * * * *", time.Date(2025, 3, 14, 10, 32, 0, 0, time.UTC)},
 		{"CRON_TZ=UTC 0 3 * * *", time.Date(2025, 3, 15, 3, 0, 0, 0, time.UTC)},
 		{"@every 10m", now.Add(10 * time.Minute)},
+		// Sunday as 7, as cron (crontab(5): "0 or 7 is Sunday") and
+		// systemd read it; robfig's parser alone stops at 6.
+		{"*/2 * * * 7", time.Date(2025, 3, 16, 0, 0, 0, 0, time.UTC)},
+		{"0 12 * * 6-7", time.Date(2025, 3, 15, 12, 0, 0, 0, time.UTC)},
+		{"0 12 * * 1-7/3", time.Date(2025, 3, 16, 12, 0, 0, 0, time.UTC)},
+		{"0 12 * * 5,7", time.Date(2025, 3, 14, 12, 0, 0, 0, time.UTC)},
+		{"CRON_TZ=UTC 0 12 * * 7", time.Date(2025, 3, 16, 12, 0, 0, 0, time.UTC)},
 	} {
 		cfg := mustParse(t, "schedule: '"+tc.schedule+"'\nservices: [{name: x}]\n")
 		if got := cfg.Next(now); !got.Equal(tc.want) {
@@ -260,8 +267,13 @@ func TestNext(t *testing.T) {
 			t.Errorf("%q: Next on hand-built Config = %v, want %v", tc.schedule, got, tc.want)
 		}
 	}
-	if got := (&Config{Schedule: "TZ=UTC"}).Next(now); !got.IsZero() {
-		t.Errorf("invalid schedule: Next = %v, want zero", got)
+	for _, bad := range []string{"TZ=UTC", "0 12 * * 8", "0 12 * * 7-8"} {
+		if got := (&Config{Schedule: bad}).Next(now); !got.IsZero() {
+			t.Errorf("invalid schedule %q: Next = %v, want zero", bad, got)
+		}
+		if _, err := Parse([]byte("schedule: '"+bad+"'\nservices: [{name: x}]\n"), "c.yaml"); err == nil {
+			t.Errorf("schedule %q accepted", bad)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ package doctor
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,8 +16,11 @@ import (
 	"strings"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/version"
 
 	"github.com/autodeploy-dev/autodeploy/internal/access"
 	"github.com/autodeploy-dev/autodeploy/internal/config"
@@ -65,6 +69,9 @@ type Host struct {
 	CronFiles []string
 	// TimerFiles are systemd timers that may run autodeploy.
 	TimerFiles []string
+	// DefaultConfig is the config a run reads without --config or
+	// AUTODEPLOY_CONFIG.
+	DefaultConfig string
 }
 
 // Inputs is what doctor examines.
@@ -78,7 +85,10 @@ type Inputs struct {
 }
 
 // Run performs every check it can; a check that cannot run because an
-// earlier one failed is not reported.
+// earlier one failed is not reported. The checks of this host (the log,
+// the lock file, the schedule) run whatever the cluster's state: an
+// unreachable API server is one failed check, not the end of the report.
+// ctx bounds every request: a signal stops doctor at once.
 func Run(ctx context.Context, in Inputs) *Report {
 	r := &Report{}
 	if in.ConfigErr != nil {
@@ -86,26 +96,42 @@ func Run(ctx context.Context, in Inputs) *Report {
 	} else {
 		r.add("config", OK, fmt.Sprintf("%s: %d services", in.ConfigPath, len(in.Config.Services)), "")
 	}
+	reached := cluster(ctx, r, in)
+	if in.Config != nil {
+		var c *kube.Clients
+		if reached {
+			c = in.Clients
+		}
+		files(ctx, r, in.Config, c)
+		schedule(r, in.Config, in.Host)
+	}
+	return r
+}
+
+// cluster checks the kubeconfig, the API server, Flux, the services and
+// the permissions, stopping at the first that the others need; reached
+// says whether the API server answered.
+func cluster(ctx context.Context, r *Report, in Inputs) (reached bool) {
 	if in.ClientsErr != nil {
 		r.add("kubeconfig", Fail, in.ClientsErr.Error(), "pass --kubeconfig, or set KUBECONFIG")
-		return r
+		return false
 	}
 	c := in.Clients
 	r.add("kubeconfig", OK, fmt.Sprintf("%s (server %s)", c.Source, c.Config.Host), "")
-	v, err := c.Kube.Discovery().ServerVersion()
+	v, err := serverVersion(ctx, c)
 	if err != nil {
 		r.add("api server", Fail, c.Classify(err).Error(), "check that the cluster runs and the kubeconfig's server and credentials are right")
-		return r
+		return false
 	}
 	r.add("api server", OK, fmt.Sprintf("reachable, Kubernetes %s", v.GitVersion), "")
 	api, err := flux.Detect(ctx, c.Kube.Discovery())
 	if err != nil {
 		r.add("flux", Fail, err.Error(), "install Flux's image automation: flux install --components-extra=image-reflector-controller,image-automation-controller")
-		return r
+		return true
 	}
 	r.add("flux", OK, fmt.Sprintf("%s served at %s; using %s", flux.ImageGroup, strings.Join(api.Served, ", "), api.Version), "")
 	if in.Config == nil {
-		return r
+		return true
 	}
 	cfg := in.Config
 	objs, err := status.Collect(ctx, c.Kube, c.Dynamic, cfg.Services)
@@ -115,9 +141,21 @@ func Run(ctx context.Context, in Inputs) *Report {
 		services(r, cfg, objs)
 	}
 	permissions(ctx, r, cfg, c)
-	files(r, cfg)
-	schedule(r, cfg, in.Host)
-	return r
+	return true
+}
+
+// serverVersion is Discovery's ServerVersion with ctx: client-go's takes
+// none, and waits out the whole request timeout after a signal.
+func serverVersion(ctx context.Context, c *kube.Clients) (*version.Info, error) {
+	body, err := c.Kube.Discovery().RESTClient().Get().AbsPath("/version").Do(ctx).Raw()
+	if err != nil {
+		return nil, err
+	}
+	var v version.Info
+	if err := json.Unmarshal(body, &v); err != nil {
+		return nil, fmt.Errorf("the API server's /version: %w", err)
+	}
+	return &v, nil
 }
 
 func services(r *Report, cfg *config.Config, objs status.Objects) {
@@ -252,8 +290,9 @@ func qualified(r access.Rule) string {
 	return r.Resource + "." + r.Group
 }
 
-// files checks that the log and the lock can be written.
-func files(r *Report, cfg *config.Config) {
+// files checks that the log and the lock can be written; c is nil when
+// the API server did not answer.
+func files(ctx context.Context, r *Report, cfg *config.Config, c *kube.Clients) {
 	if cfg.Log.File == config.LogToStdout {
 		r.add("log", OK, "standard output", "")
 	} else if why := config.LogFileProblem(cfg.Log.File); why != "" {
@@ -263,7 +302,7 @@ func files(r *Report, cfg *config.Config) {
 		check(r, "log", cfg.Log.File)
 	}
 	if cfg.Lock.Type == config.LockLease {
-		r.add("lock", OK, fmt.Sprintf("Lease %s/%s", cfg.Lock.LeaseNamespace, cfg.Lock.LeaseName), "")
+		lease(ctx, r, cfg, c)
 	} else {
 		check(r, "lock", cfg.LockFile)
 	}
@@ -278,6 +317,33 @@ func files(r *Report, cfg *config.Config) {
 		} else {
 			r.add("health "+s.Name, OK, "the Authorization header can be read", "")
 		}
+	}
+}
+
+// lease checks that runs can take the Lease: a server-side dry run of its
+// creation (validated and admitted, never stored) fails as a run's would,
+// on a leaseNamespace that does not exist above all, where every run fails.
+func lease(ctx context.Context, r *Report, cfg *config.Config, c *kube.Clients) {
+	ns, name := cfg.Lock.LeaseNamespace, cfg.Lock.LeaseName
+	what := fmt.Sprintf("Lease %s/%s", ns, name)
+	if c == nil {
+		r.add("lock", Warn, what+": not checked, the API server did not answer", "see the api server check")
+		return
+	}
+	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+	_, err := c.Kube.CoordinationV1().Leases(ns).Create(ctx, l, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	switch {
+	case err == nil:
+		r.add("lock", OK, what+" can be created", "")
+	case apierrors.IsAlreadyExists(err):
+		r.add("lock", OK, what+" exists", "")
+	case apierrors.IsNotFound(err):
+		r.add("lock", Fail, fmt.Sprintf("%s: namespace %s does not exist, so every run fails to take the lock", what, ns),
+			fmt.Sprintf("set lock.leaseNamespace in %s to an existing namespace, or kubectl create namespace %s", cfg.Path, ns))
+	case apierrors.IsForbidden(err):
+		r.add("lock", Fail, fmt.Sprintf("%s cannot be created: %v", what, err), "apply `autodeploy manifests rbac` for this kubeconfig's user or ServiceAccount")
+	default:
+		r.add("lock", Fail, fmt.Sprintf("%s: %v", what, c.Classify(err)), "")
 	}
 }
 
@@ -316,39 +382,14 @@ func check(r *Report, name, path string) {
 func schedule(r *Report, cfg *config.Config, h Host) {
 	fix := "install one: autodeploy manifests cron > /etc/cron.d/autodeploy (or manifests systemd)"
 	var found []string
-	scan := func(src, content string) {
-		for _, l := range strings.Split(content, "\n") {
-			l = strings.TrimSpace(l)
-			if l == "" || strings.HasPrefix(l, "#") || !strings.Contains(l, "autodeploy") || !regexp.MustCompile(`\brun\b`).MatchString(l) {
-				continue
-			}
-			f := strings.Fields(l)
-			spec := ""
-			switch {
-			case strings.HasPrefix(l, "@") && len(f) > 0:
-				spec = f[0]
-			case len(f) >= 6:
-				spec = strings.Join(f[:5], " ")
-			}
-			if spec == "" {
-				continue
-			}
-			found = append(found, src)
-			if spec == cfg.Schedule {
-				r.add("schedule", OK, fmt.Sprintf("%s runs autodeploy at %q, as configured", src, spec), "")
-			} else {
-				r.add("schedule", Warn, fmt.Sprintf("%s runs autodeploy at %q but the config says %q (status shows the wrong next run)", src, spec, cfg.Schedule), "make schedule in the config match the crontab")
-			}
-		}
-	}
 	if h.Crontab != nil {
-		if out, err := h.Crontab(); err == nil {
-			scan("crontab", out)
+		if out, err := h.Crontab(); err == nil && cronTab(r, cfg, h, "crontab", out, false) {
+			found = append(found, "crontab")
 		}
 	}
 	for _, f := range h.CronFiles {
-		if b, err := os.ReadFile(f); err == nil {
-			scan(f, string(b))
+		if b, err := os.ReadFile(f); err == nil && cronTab(r, cfg, h, f, string(b), true) {
+			found = append(found, f)
 		}
 	}
 	want, _ := manifests.OnCalendar(cfg.Schedule)

@@ -1,6 +1,8 @@
 package doctor
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +26,7 @@ func cfg(t *testing.T, extra string) *config.Config {
 	return c
 }
 
+// The lines of cron are TestScheduleLines'.
 func TestSchedule(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, content string) string {
@@ -37,10 +40,6 @@ func TestSchedule(t *testing.T) {
 		status string
 		detail string
 	}{
-		{"crontab matches", Host{Crontab: func() (string, error) {
-			return "# m h dom mon dow\n*/2 * * * * /usr/local/bin/autodeploy run >/dev/null 2>&1\n", nil
-		}}, OK, `crontab runs autodeploy at "*/2 * * * *"`},
-		{"cron.d differs", Host{CronFiles: []string{write("autodeploy", "*/5 * * * * root /usr/local/bin/autodeploy run --config /etc/autodeploy/config.yaml\n")}}, Warn, `but the config says "*/2 * * * *"`},
 		{"systemd matches", Host{TimerFiles: []string{write("autodeploy.timer", "[Timer]\nOnCalendar=*-*-* *:00/2:00\n")}}, OK, "OnCalendar=*-*-* *:00/2:00, as configured"},
 		{"nothing", Host{CronFiles: []string{write("other", "0 * * * * root backup.sh\n# */2 * * * * autodeploy run\n")}}, Warn, "no crontab or systemd timer"},
 	}
@@ -50,6 +49,66 @@ func TestSchedule(t *testing.T) {
 			schedule(r, cfg(t, ""), tt.host)
 			if len(r.Checks) != 1 || r.Checks[0].Status != tt.status || !strings.Contains(r.Checks[0].Detail, tt.detail) {
 				t.Fatalf("checks = %+v", r.Checks)
+			}
+		})
+	}
+}
+
+// A cron line is "as configured" only when cron runs it and it runs this
+// config (issue 18, item 4): Debian's cron ignores a whole /etc/cron.d
+// file with a line it cannot parse or without the user field (the release
+// test shows it, scripts/release TestDebianCronRunsWhatCronWrites), reads
+// TZ=... as a variable, and a line that runs another config, a missing
+// binary or only --dry-run deploys nothing of this one.
+func TestScheduleLines(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin dir", "autodeploy")
+	os.MkdirAll(filepath.Dir(bin), 0o755)
+	os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755)
+	conf := filepath.Join(dir, "config.yaml")
+	c := cfg(t, "")
+	c.Path = conf
+	q := "'" + bin + "'"
+	other := filepath.Join(dir, "other.yaml")
+	missing := filepath.Join(dir, "gone", "autodeploy")
+	tests := []struct {
+		name, file, status, detail string
+		user                       bool // the user's crontab, no user field
+	}{
+		{"as configured", "*/2 * * * * root " + q + " run --config " + conf + " >/dev/null 2>&1\n", OK, "as configured", false},
+		{"guarded, as configured", "SHELL=/bin/sh\n*/2 * * * * root [ -x " + q + " ] && " + q + " run --config=" + conf + "\n", OK, "as configured", false},
+		{"default config", "*/2 * * * * root " + q + " run\n", Fail, "/etc/autodeploy/config.yaml", false},
+		{"default config set by the file", "AUTODEPLOY_CONFIG=" + conf + "\n*/2 * * * * root " + q + " run\n", OK, "as configured", false},
+		{"user crontab", "*/2 * * * * " + q + " run --config " + conf + "\n", OK, "as configured", true},
+		{"another config", "*/2 * * * * root " + q + " run --config " + other + "\n", Fail, other, false},
+		{"another config, global flag first", "*/2 * * * * root " + q + " --config " + other + " run\n", Fail, other, false},
+		{"missing binary behind the guard", "*/2 * * * * root [ -x " + missing + " ] && " + missing + " run --config " + conf + "\n", Fail, missing, false},
+		{"missing binary", "*/2 * * * * root " + missing + " run --config " + conf + "\n", Fail, missing, false},
+		{"dry run", "*/2 * * * * root " + q + " run --dry-run --config " + conf + "\n", Fail, "--dry-run", false},
+		{"no user field", "*/2 * * * * " + q + " run --config " + conf + "\n", Fail, "user field", false},
+		{"unknown user", "*/2 * * * * nosuchuser-autodeploy " + q + " run --config " + conf + "\n", Fail, "nosuchuser-autodeploy", false},
+		{"a broken line elsewhere in the file", "0 12 ? * * root /bin/true\n*/2 * * * * root " + q + " run --config " + conf + "\n", Fail, "ignores the whole file", false},
+		{"a time zone prefix", "TZ=UTC */2 * * * * root " + q + " run --config " + conf + "\n", Fail, "variable", false},
+		{"other schedule", "*/5 * * * * root " + q + " run --config " + conf + "\n", Warn, `but the config says "*/2 * * * *"`, false},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var h Host
+			if tt.user {
+				h.Crontab = func() (string, error) { return tt.file, nil }
+			} else {
+				p := filepath.Join(dir, fmt.Sprintf("cron%d", i))
+				os.WriteFile(p, []byte(tt.file), 0o644)
+				h.CronFiles = []string{p}
+			}
+			h.DefaultConfig = "/etc/autodeploy/config.yaml"
+			r := &Report{}
+			schedule(r, c, h)
+			if len(r.Checks) != 1 || r.Checks[0].Status != tt.status || !strings.Contains(r.Checks[0].Detail, tt.detail) {
+				t.Fatalf("%s\nchecks = %+v, want %s with %q", tt.file, r.Checks, tt.status, tt.detail)
+			}
+			if tt.status == Fail && (r.Checks[0].Fix == "" || !r.Failed) {
+				t.Errorf("failed without a fix or without failing the report: %+v", r.Checks[0])
 			}
 		})
 	}
@@ -86,7 +145,7 @@ func TestFiles(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "file"), nil, 0o644)
 	c := cfg(t, "lockFile: "+filepath.Join(dir, "file", "lock")+"\nlog: {file: "+filepath.Join(dir, "new", "sub", "autodeploy.log")+"}\n")
 	r := &Report{}
-	files(r, c)
+	files(context.Background(), r, c, nil)
 	if r.Checks[0].Status != OK || r.Checks[1].Status != Fail || !r.Failed {
 		t.Fatalf("checks = %+v", r.Checks)
 	}
@@ -110,7 +169,7 @@ func TestFilesHealthCredential(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &Report{}
-	files(r, c)
+	files(context.Background(), r, c, nil)
 	got := map[string]Check{}
 	for _, ch := range r.Checks {
 		got[ch.Name] = ch

@@ -83,6 +83,10 @@ func CronJob(w io.Writer, cfg *config.Config, o CronJobOptions) error {
 	// The run's own deadline (rescan, runTimeout, a rollback, the
 	// notifications) plus a minute: the backstop never cuts a rollback.
 	deadline := cfg.BackstopSeconds()
+	schedule, zone := kubeSchedule(cfg.Schedule)
+	if zone != "" {
+		zone = fmt.Sprintf("\n  timeZone: %q", zone)
+	}
 	fmt.Fprintf(&b, `---
 apiVersion: batch/v1
 kind: CronJob
@@ -90,7 +94,7 @@ metadata:
   name: autodeploy
   namespace: %[1]s
 spec:
-  schedule: %[2]q
+  schedule: %[2]q%[6]s
   # A run still rolling out when the next is due: skip, as the lock would.
   concurrencyPolicy: Forbid
   startingDeadlineSeconds: 60
@@ -122,7 +126,7 @@ spec:
               capabilities: {drop: ["ALL"]}
             volumeMounts:
             - {name: config, mountPath: /etc/autodeploy, readOnly: true}
-`, o.Namespace, cfg.Schedule, deadline, o.ServiceAccount, o.Image)
+`, o.Namespace, schedule, deadline, o.ServiceAccount, o.Image, zone)
 	if len(secrets) > 0 {
 		fmt.Fprintf(&b, "            - {name: secrets, mountPath: %s, readOnly: true}\n", secretsDir)
 	}
@@ -133,6 +137,17 @@ spec:
 	}
 	_, err = io.WriteString(w, b.String())
 	return err
+}
+
+// kubeSchedule is the CronJob's spec.schedule and spec.timeZone for the
+// config's schedule spec. The API server refuses a TZ= or CRON_TZ= prefix
+// in the schedule ("cannot use TZ or CRON_TZ in schedule, use timeZone
+// field instead"; spec.timeZone is GA from Kubernetes 1.27, so the seed's
+// 1.28 serves it), and parses the rest with robfig's standard parser, for
+// which Sunday is 0 only (config.StandardSpec).
+func kubeSchedule(spec string) (schedule, zone string) {
+	zone, rest := config.CutTimeZone(config.StandardSpec(spec))
+	return rest, zone
 }
 
 // podSecret is one secret value the pod reads from the Secret, and where

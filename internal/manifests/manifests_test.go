@@ -113,6 +113,9 @@ func TestOnCalendar(t *testing.T) {
 		"30 3 * * *":  "*-*-* 03:30:00",
 		"@hourly":     "hourly",
 		"@daily":      "daily",
+		// cron's time zone prefix is OnCalendar's time zone suffix.
+		"TZ=Europe/Berlin */2 * * * *": "*-*-* *:00/2:00 Europe/Berlin",
+		"CRON_TZ=UTC @hourly":          "*-*-* *:00:00 UTC",
 	} {
 		if got, err := OnCalendar(spec); err != nil || got != want {
 			t.Errorf("OnCalendar(%q) = %q, %v; want %q", spec, got, err, want)

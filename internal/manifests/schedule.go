@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -28,24 +29,39 @@ func (o HostOptions) Validate() error {
 	switch {
 	case strings.TrimSpace(o.User) == "" || strings.ContainsAny(o.User, " \t\n"):
 		return fmt.Errorf("--user must be a user name, got %q", o.User)
+	case strings.Contains(o.User, "%"):
+		// systemd resolves specifiers in User= (systemd.exec(5)).
+		return fmt.Errorf("--user must be a user name, got %q (no %%)", o.User)
 	case !filepath.IsAbs(o.Binary):
 		return fmt.Errorf("--binary must be an absolute path, got %q", o.Binary)
+	}
+	return oneLine("--binary", o.Binary)
+}
+
+// oneLine refuses a path with a line break: a cron line and a unit's
+// ExecStart end there, whatever the quoting.
+func oneLine(what, path string) error {
+	if strings.ContainsAny(path, "\n\r") {
+		return fmt.Errorf("%s %q has a line break, which no cron line or unit can hold: rename it", what, path)
 	}
 	return nil
 }
 
 // Cron writes an /etc/cron.d line running autodeploy on cfg's schedule.
 // Paths are absolute (cron runs in the user's home) and quoted for sh;
-// robfig's @every, which cron does not know, is refused with the fix.
+// A schedule Debian's cron would not run (CronSpec) is refused with the fix.
 func Cron(w io.Writer, cfg *config.Config, o HostOptions) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
-	if strings.HasPrefix(cfg.Schedule, "@every") {
-		return fmt.Errorf("schedule %q cannot be written for cron, which has no @every: use a 5-field schedule such as \"*/5 * * * *\" in %s, or 'manifests systemd'", cfg.Schedule, cfg.Path)
+	if err := CronSpec(cfg.Schedule); err != nil {
+		return fmt.Errorf("schedule %q in %s cannot be written for cron: %v", cfg.Schedule, cfg.Path, err)
 	}
 	path, err := filepath.Abs(cfg.Path)
 	if err != nil {
+		return err
+	}
+	if err := oneLine("the config path", path); err != nil {
 		return err
 	}
 	command := shQuote(o.Binary) + " run --config " + shQuote(path)
@@ -83,6 +99,9 @@ func Systemd(w io.Writer, cfg *config.Config, o HostOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := oneLine("the config path", path); err != nil {
+		return err
+	}
 	cfg = func() *config.Config { c := *cfg; c.Path = path; return &c }()
 	cal, err := OnCalendar(cfg.Schedule)
 	if err != nil {
@@ -116,14 +135,42 @@ AccuracySec=1s
 
 [Install]
 WantedBy=timers.target
-`, o.User, o.Binary, cfg.Path, cfg.RunDeadline(), cfg.BackstopSeconds(), cfg.Schedule, cal)
+`, o.User, systemdQuote(o.Binary), systemdQuote(cfg.Path), cfg.RunDeadline(), cfg.BackstopSeconds(), cfg.Schedule, cal)
 	return err
+}
+
+// systemdQuote quotes s as one word of a unit's command line
+// (systemd.service(5), "Command lines"): it is split at spaces, unquoted
+// with C escapes, % starts a specifier and $ a variable, so a space or a
+// quote needs double quotes, a backslash or quote an escape, % is written
+// %% and $ $$. Plain paths stay as they are.
+func systemdQuote(s string) string {
+	s = strings.NewReplacer("%", "%%", "$", "$$").Replace(s)
+	if strings.IndexFunc(s, func(r rune) bool {
+		return !(r == '/' || r == '.' || r == '-' || r == '_' || r == '%' || r == '$' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+	}) < 0 {
+		return s
+	}
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
 // OnCalendar translates the cron schedules people use for autodeploy into
 // systemd's calendar syntax: "*/N * * * *", "M * * * *", "M H * * *" and
-// the @hourly/@daily descriptors. Others are refused with a hint.
+// the @hourly/@daily descriptors, each with an optional TZ= or CRON_TZ=
+// prefix, which becomes OnCalendar's time zone (systemd.time(7)). Others
+// are refused with a hint.
 func OnCalendar(spec string) (string, error) {
+	if zone, rest := config.CutTimeZone(spec); zone != "" {
+		cal, err := OnCalendar(rest)
+		if err != nil {
+			return "", fmt.Errorf("cannot translate schedule %q into systemd's OnCalendar; write the timer by hand (see systemd.time(7))", spec)
+		}
+		full := map[string]string{"hourly": "*-*-* *:00:00", "daily": "*-*-* 00:00:00"}
+		if f, ok := full[cal]; ok {
+			cal = f
+		}
+		return cal + " " + zone, nil
+	}
 	switch spec {
 	case "@hourly":
 		return "hourly", nil
@@ -148,4 +195,89 @@ func OnCalendar(spec string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("cannot translate schedule %q into systemd's OnCalendar; write the timer by hand (see systemd.time(7))", spec)
+}
+
+// cronFields are the bounds of Debian's cron (crontab(5)): day of week
+// 0-7, 0 and 7 both Sunday; names in the month and day-of-week fields
+// only.
+var cronFields = []struct {
+	name     string
+	min, max int
+	names    []string
+}{
+	{"minute", 0, 59, nil},
+	{"hour", 0, 23, nil},
+	{"day-of-month", 1, 31, nil},
+	{"month", 1, 12, []string{"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"}},
+	{"day-of-week", 0, 7, []string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}},
+}
+
+// cronDescriptors are the @ schedules Debian's cron knows (cron's
+// entry.c; @reboot is left out: no config schedule is one).
+var cronDescriptors = []string{"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+
+// CronSpec says why Debian's cron would not run spec, a schedule `config
+// validate` accepted (robfig's standard parser, which reads more than cron
+// does), or nil. Each refusal was seen in Debian's cron 3.0pl1 (the release
+// test, testdata/cron/schedules.txt): a line it cannot parse ("Error: bad
+// day-of-month") makes it ignore the whole file; a TZ= or CRON_TZ= prefix
+// is an environment setting to it (crontab(5): "name = value"), so the
+// line sets a variable and never runs, silently.
+func CronSpec(spec string) error {
+	f := strings.Fields(spec)
+	if zone, _ := config.CutTimeZone(spec); zone != "" {
+		return fmt.Errorf("a time zone per line is unknown to Debian's cron (it reads %q as a variable and never runs the job): drop the prefix and write the times in the host's time zone, or use 'manifests systemd' or 'manifests cronjob', which take one", f[0])
+	}
+	switch {
+	case strings.HasPrefix(spec, "@every"):
+		return fmt.Errorf("cron has no @every: use a 5-field schedule such as \"*/5 * * * *\", or 'manifests systemd'")
+	case strings.HasPrefix(spec, "@"):
+		if len(f) == 1 && slices.Contains(cronDescriptors, strings.ToLower(f[0])) {
+			return nil
+		}
+		return fmt.Errorf("cron knows only %s", strings.Join(cronDescriptors, ", "))
+	case len(f) != len(cronFields):
+		return fmt.Errorf("cron wants 5 fields (minute hour day-of-month month day-of-week), got %d", len(f))
+	}
+	for i, fd := range cronFields {
+		for _, item := range strings.Split(f[i], ",") {
+			if err := cronItem(item, fd.min, fd.max, fd.names); err != nil {
+				return fmt.Errorf("%q in the %s field: %v", item, fd.name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// cronItem checks one item of a cron field list: "*" or a value or a range
+// of values, with an optional "/step" after "*" or a range.
+func cronItem(item string, lo, hi int, names []string) error {
+	base, step, stepped := strings.Cut(item, "/")
+	if stepped {
+		if n, err := strconv.Atoi(step); err != nil || n <= 0 {
+			return fmt.Errorf("a step is a positive number")
+		}
+	}
+	if base == "*" {
+		return nil
+	}
+	if base == "?" {
+		return fmt.Errorf("cron knows no %q (a robfig extension) and ignores the whole file: write \"*\"", "?")
+	}
+	a, b, ranged := strings.Cut(base, "-")
+	if stepped && !ranged {
+		return fmt.Errorf("cron takes a step after \"*\" or a range only, and ignores the whole file: write %q", base+"-"+strconv.Itoa(hi)+"/"+step)
+	}
+	for _, v := range []string{a, b} {
+		if !ranged && v == b {
+			continue
+		}
+		if slices.Contains(names, strings.ToLower(v)) {
+			continue
+		}
+		if n, err := strconv.Atoi(v); err != nil || n < lo || n > hi {
+			return fmt.Errorf("cron takes %d-%d here", lo, hi)
+		}
+	}
+	return nil
 }

@@ -3,13 +3,14 @@
 package main
 
 import (
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/hosttest"
+	"github.com/autodeploy-dev/autodeploy/internal/manifests"
 )
 
 // Debian's own cron (the package the .deb recommends) reads the packaged
@@ -24,119 +25,63 @@ func TestDebianCronAcceptsTheLine(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("needs root: the cron daemon runs in a mount namespace of its own")
 	}
-	cronBin := debianCron(t)
+	cronBin := hosttest.DebianCron(t)
 	tab := packagedCronFile(t)
-	if errs := cronErrors(t, cronBin, tab); len(errs) > 0 {
+	if errs := hosttest.CronErrors(t, cronBin, tab); len(errs) > 0 {
 		t.Fatalf("cron rejects the packaged file:\n%s\n%s", strings.Join(errs, "\n"), tab)
 	}
 	broken := strings.Replace(tab, "*/2 * * * *", "*/2 * * *", 1)
-	if errs := cronErrors(t, cronBin, broken); len(errs) == 0 || !strings.Contains(strings.Join(errs, "\n"), "while reading /etc/cron.d/autodeploy") {
+	if errs := hosttest.CronErrors(t, cronBin, broken); len(errs) == 0 || !strings.Contains(strings.Join(errs, "\n"), "while reading /etc/cron.d/autodeploy") {
 		t.Fatalf("cron accepted a line with four schedule fields (the check cannot fail): %q", errs)
 	}
 }
 
-// debianCron fetches Debian's cron package with apt (a registry CI
-// reaches) and returns its daemon, unpacked, not installed.
-func debianCron(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	download := func() ([]byte, error) {
-		get := exec.Command("apt-get", "download", "cron")
-		get.Dir = dir
-		return get.CombinedOutput()
+// Debian's cron runs every line `manifests cron` writes and would not run
+// any it refuses (testdata/cron/schedules.txt, whose refusals
+// internal/manifests checks): each written file is read without an error;
+// each refused schedule, written raw into a line, makes cron ignore the
+// whole file or, for a TZ= prefix, parses as the variable it is to cron
+// (no error, and no job: the line never runs). A line without the user
+// field of /etc/cron.d, which `doctor` fails, makes cron ignore the file.
+func TestDebianCronRunsWhatCronWrites(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root: the cron daemon runs in a mount namespace of its own")
 	}
-	if _, err := download(); err != nil {
-		// A fresh machine may have no package lists yet.
-		if out, err := exec.Command("apt-get", "update").CombinedOutput(); err != nil {
-			t.Fatalf("apt-get update: %v\n%s", err, out)
-		}
-		if out, err := download(); err != nil {
-			t.Fatalf("apt-get download cron: %v\n%s", err, out)
-		}
-	}
-	debs, _ := filepath.Glob(filepath.Join(dir, "cron_*.deb"))
-	if len(debs) != 1 {
-		t.Fatalf("apt-get download cron left %v", debs)
-	}
-	x := filepath.Join(dir, "x")
-	if out, err := exec.Command("dpkg-deb", "-x", debs[0], x).CombinedOutput(); err != nil {
-		t.Fatalf("dpkg-deb -x: %v\n%s", err, out)
-	}
-	return filepath.Join(x, "usr", "sbin", "cron")
-}
-
-// cronErrors runs the cron daemon over a cron.d holding tab as
-// "autodeploy" and returns the errors it logs while reading it.
-func cronErrors(t *testing.T, cronBin, tab string) []string {
-	t.Helper()
-	d := t.TempDir()
-	for _, sub := range []string{"crond", "olddev", "spool", "run", "dev"} {
-		if err := os.MkdirAll(filepath.Join(d, sub), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// cron refuses cron.d files writable by others than root.
-	if err := os.WriteFile(filepath.Join(d, "crond", "autodeploy"), []byte(tab), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(d, "crontab"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(d, "log.sock")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	script := `set -e
-d=` + d + `
-mount --make-rprivate /
-mount --bind "$d/crond" /etc/cron.d
-[ -e /etc/crontab ] && mount --bind "$d/crontab" /etc/crontab
-mount --bind "$d/spool" /var/spool
-mkdir -p /var/spool/cron/crontabs
-mount --bind "$d/run" /run
-mount --rbind /dev "$d/olddev"
-mount -t tmpfs tmpfs /dev
-touch /dev/null /dev/log
-mount --bind "$d/olddev/null" /dev/null
-mount --bind "$d/log.sock" /dev/log
-exec "$0" -f -L 15`
-	cmd := exec.Command("unshare", "--mount", "sh", "-c", script, cronBin)
-	var stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	}()
-	// Until cron says it has read its crontabs (its next step runs the
-	// @reboot jobs), or exits, or a generous bound passes.
-	var errs []string
-	buf := make([]byte, 4096)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		_ = conn.SetReadDeadline(deadline)
-		n, err := conn.Read(buf)
-		if err != nil {
-			select {
-			case werr := <-exited:
-				exited <- werr
-				t.Fatalf("cron exited before reading its crontabs: %v\n%s", werr, stderr.String())
-			default:
+	cronBin := hosttest.DebianCron(t)
+	for _, tc := range hosttest.CronSchedules(t, filepath.Join("..", "..", "testdata", "cron", "schedules.txt")) {
+		t.Run(tc.Spec, func(t *testing.T) {
+			cfg, err := config.Parse([]byte("schedule: '"+tc.Spec+"'\nservices: [{name: x}]\n"), configPath)
+			if err != nil {
+				t.Fatal(err)
 			}
-			t.Fatalf("cron said nothing within 30s: %v\n%s", err, stderr.String())
-		}
-		msg := string(buf[:n])
-		if strings.Contains(msg, "Error") || strings.Contains(msg, "ERROR") {
-			errs = append(errs, msg)
-		}
-		if strings.Contains(msg, "Running @reboot jobs") {
-			return errs
-		}
+			var b strings.Builder
+			err = manifests.Cron(&b, cfg, manifests.HostOptions{Binary: binaryPath, User: "root", IfInstalled: true})
+			if tc.Refused == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if errs := hosttest.CronErrors(t, cronBin, b.String()); len(errs) > 0 {
+					t.Fatalf("cron rejects what manifests cron wrote:\n%s\n%s", strings.Join(errs, "\n"), b.String())
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("written, want it refused:\n%s", b.String())
+			}
+			raw := "SHELL=/bin/sh\n" + tc.Spec + " root /bin/true\n"
+			errs := hosttest.CronErrors(t, cronBin, raw)
+			ignored := strings.Contains(strings.Join(errs, "\n"), "this crontab file will be ignored")
+			if strings.HasPrefix(tc.Spec, "TZ=") || strings.HasPrefix(tc.Spec, "CRON_TZ=") {
+				if len(errs) > 0 {
+					t.Fatalf("cron rejects %q, want it read as a variable: %q", tc.Spec, errs)
+				}
+			} else if !ignored {
+				t.Fatalf("cron accepts %q, which manifests cron refuses (%v): %q", tc.Spec, err, errs)
+			}
+		})
+	}
+	noUser := "*/2 * * * * /usr/bin/autodeploy run --config /etc/autodeploy/config.yaml\n"
+	if errs := hosttest.CronErrors(t, cronBin, noUser); !strings.Contains(strings.Join(errs, "\n"), "this crontab file will be ignored") {
+		t.Fatalf("cron accepts a cron.d line without its user field: %q", errs)
 	}
 }

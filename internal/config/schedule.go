@@ -1,0 +1,92 @@
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/robfig/cron/v3"
+)
+
+// parseSchedule parses spec as robfig's standard parser does, with Sunday
+// as 7 too (StandardSpec). It wraps cron.ParseStandard, which panics on
+// some malformed time zone prefixes such as "TZ=UTC" with nothing after it.
+func parseSchedule(spec string) (s cron.Schedule, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s, err = nil, fmt.Errorf("malformed schedule")
+		}
+	}()
+	return cron.ParseStandard(StandardSpec(spec))
+}
+
+// CutTimeZone splits robfig's time zone prefix (TZ=Zone or CRON_TZ=Zone,
+// then the schedule) from spec; zone is "" and rest is spec without one.
+func CutTimeZone(spec string) (zone, rest string) {
+	f := strings.Fields(spec)
+	if len(f) > 1 {
+		for _, p := range []string{"TZ=", "CRON_TZ="} {
+			if z, ok := strings.CutPrefix(f[0], p); ok {
+				return z, strings.Join(f[1:], " ")
+			}
+		}
+	}
+	return "", spec
+}
+
+// StandardSpec rewrites a schedule's day of week for robfig's standard
+// parser, which Kubernetes' CronJob uses too: cron and systemd take 7 for
+// Sunday (crontab(5): "0-7 (0 or 7 is Sunday, or use names)"), robfig stops
+// at 6. "7" becomes "0", "a-7" becomes "a-6,0" (with its step, 0 only when
+// the step reaches 7). Anything else is left for the parser to judge.
+func StandardSpec(spec string) string {
+	zone, rest := CutTimeZone(spec)
+	f := strings.Fields(rest)
+	if len(f) != 5 {
+		return spec
+	}
+	items := strings.Split(f[4], ",")
+	for i, item := range items {
+		items[i] = sundayAsZero(item)
+	}
+	f[4] = strings.Join(items, ",")
+	if zone != "" {
+		return strings.Fields(spec)[0] + " " + strings.Join(f, " ")
+	}
+	return strings.Join(f, " ")
+}
+
+// sundayAsZero rewrites one item of a day-of-week list (see StandardSpec).
+func sundayAsZero(item string) string {
+	base, stepText, stepped := strings.Cut(item, "/")
+	step := 1
+	if stepped {
+		n, err := strconv.Atoi(stepText)
+		if err != nil || n <= 0 {
+			return item
+		}
+		step = n
+	}
+	lo, hi, ranged := strings.Cut(base, "-")
+	if !ranged {
+		hi = lo
+	}
+	a, errA := strconv.Atoi(lo)
+	b, errB := strconv.Atoi(hi)
+	switch {
+	case errA != nil || errB != nil || b != 7 || a > b:
+		return item // not a 7, or the parser's to refuse
+	case !ranged && stepped:
+		return item // "7/2": robfig reads it as 7-6/2, which is refused
+	case a == 7:
+		return "0"
+	}
+	out := strconv.Itoa(a) + "-6"
+	if stepped {
+		out += "/" + stepText
+	}
+	if (b-a)%step == 0 {
+		out += ",0"
+	}
+	return out
+}

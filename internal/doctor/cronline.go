@@ -1,0 +1,289 @@
+package doctor
+
+import (
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/manifests"
+)
+
+// A crontab as Debian's cron reads it (crontab(5), cron(8)): a line is a
+// comment, an environment setting ("name = value", tried first: so
+// "TZ=UTC */2 * * * * ..." sets TZ and runs nothing), or a job: five
+// schedule fields or an @ descriptor, the user in a system crontab
+// (/etc/crontab, /etc/cron.d), then the command, cut at the first
+// unescaped %. One line cron cannot parse, or without a user it knows,
+// makes it ignore the whole system crontab ("ERROR (Syntax error, this
+// crontab file will be ignored)"; seen in Debian's cron 3.0pl1 by the
+// release test, scripts/release TestDebianCronRunsWhatCronWrites).
+
+var (
+	envLine  = regexp.MustCompile(`^([^\s=]+)\s*=\s*(.*)$`)
+	runsWord = regexp.MustCompile(`\brun\b`)
+)
+
+// cronDefaultPath is the PATH Debian's cron gives a job the crontab sets
+// none for (cron(8)).
+const cronDefaultPath = "/usr/bin:/bin"
+
+// cronTab checks the lines of one crontab that run `autodeploy run`
+// (system: it has the user field) and says whether it found one.
+func cronTab(r *Report, cfg *config.Config, h Host, src, content string, system bool) bool {
+	env := map[string]string{}
+	ignored := "" // why cron ignores the whole file
+	type job struct {
+		n             int
+		spec, command string
+		envName       string // set when cron reads the line as a variable
+	}
+	var jobs []job
+	for i, l := range strings.Split(content, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		mentions := strings.Contains(l, "autodeploy") && runsWord.MatchString(l)
+		if m := envLine.FindStringSubmatch(l); m != nil {
+			env[m[1]] = strings.Trim(m[2], `"'`)
+			if mentions {
+				jobs = append(jobs, job{n: i + 1, envName: m[1]})
+			}
+			continue
+		}
+		f := strings.Fields(l)
+		n := 5
+		if strings.HasPrefix(l, "@") {
+			n = 1
+		}
+		if system {
+			n++
+		}
+		if len(f) <= n {
+			if ignored == "" {
+				ignored = fmt.Sprintf("line %d is not schedule, user and command", i+1)
+			}
+			continue
+		}
+		spec := strings.Join(f[:n-boolInt(system)], " ")
+		if err := manifests.CronSpec(spec); err != nil && ignored == "" {
+			ignored = fmt.Sprintf("line %d: %v", i+1, err)
+		}
+		if system && ignored == "" {
+			if _, err := user.Lookup(f[n-1]); err != nil {
+				if strings.Contains(f[n-1], "/") || strings.Contains(f[n-1], "autodeploy") {
+					ignored = fmt.Sprintf("line %d has no user field (cron reads %q as the user)", i+1, f[n-1])
+				} else {
+					ignored = fmt.Sprintf("line %d runs as %q, a user this host does not have", i+1, f[n-1])
+				}
+			}
+		}
+		if mentions {
+			jobs = append(jobs, job{n: i + 1, spec: spec, command: restAfter(l, n)})
+		}
+	}
+	for _, j := range jobs {
+		where := fmt.Sprintf("%s:%d", src, j.n)
+		switch {
+		case j.envName != "":
+			r.add("schedule", Fail, fmt.Sprintf("%s never runs: cron reads it as the variable %s (a time zone per line is unknown to Debian's cron)", where, j.envName),
+				"drop the prefix and write the times in the host's time zone; autodeploy manifests cron writes the line")
+		case system && ignored != "":
+			r.add("schedule", Fail, fmt.Sprintf("%s never runs: Debian's cron ignores the whole file, %s", where, ignored),
+				"fix that line (in /etc/crontab and /etc/cron.d: schedule, user, command), or write the file anew: autodeploy manifests cron > /etc/cron.d/autodeploy")
+		default:
+			if problems := cronCommand(cfg, h, env, j.command); len(problems) > 0 {
+				r.add("schedule", Fail, fmt.Sprintf("%s (at %q) does not run this config: %s", where, j.spec, strings.Join(problems, "; ")),
+					"make the line run an installed autodeploy with run --config "+shownPath(cfg.Path)+" and no --dry-run (autodeploy manifests cron writes it), or run doctor with the --config the line uses")
+			} else if j.spec == cfg.Schedule {
+				r.add("schedule", OK, fmt.Sprintf("%s runs autodeploy at %q, as configured", where, j.spec), "")
+			} else {
+				r.add("schedule", Warn, fmt.Sprintf("%s runs autodeploy at %q but the config says %q (status shows the wrong next run)", where, j.spec, cfg.Schedule), "make schedule in the config match the crontab")
+			}
+		}
+	}
+	return len(jobs) > 0
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// restAfter is l after its first n fields.
+func restAfter(l string, n int) string {
+	for i := 0; i < n; i++ {
+		l = strings.TrimLeft(l, " \t")
+		l = strings.TrimLeft(l[strings.IndexAny(l+" ", " \t"):], " \t")
+	}
+	return l
+}
+
+// cronCommand says what keeps command, a cron job's, from running cfg: a
+// missing binary (behind a [ -x ] guard the line silently does nothing),
+// --dry-run, or another config (--config, else the file's
+// AUTODEPLOY_CONFIG, else the default).
+func cronCommand(cfg *config.Config, h Host, env map[string]string, command string) []string {
+	var problems []string
+	path := env["PATH"]
+	if path == "" {
+		path = cronDefaultPath
+	}
+	for _, seg := range commandSegments(cronCommandText(command)) {
+		switch {
+		case len(seg) >= 4 && (seg[0] == "[" || seg[0] == "test") && seg[1] == "-x":
+			if !executable(seg[2], path) {
+				problems = append(problems, fmt.Sprintf("%s does not exist or is not executable, so its [ -x ] guard makes the line do nothing", seg[2]))
+			}
+		case strings.Contains(filepath.Base(seg[0]), "autodeploy") && slices.Contains(seg, "run"):
+			if !executable(seg[0], path) && len(problems) == 0 {
+				problems = append(problems, fmt.Sprintf("%s does not exist or is not executable (cron's PATH is %s)", seg[0], path))
+			}
+			conf := ""
+			for i := 1; i < len(seg); i++ {
+				switch a := seg[i]; {
+				case a == "--dry-run" || a == "--dry-run=true":
+					problems = append(problems, "it runs with --dry-run, which only plans and deploys nothing")
+				case a == "--config" && i+1 < len(seg):
+					conf = seg[i+1]
+					i++
+				case strings.HasPrefix(a, "--config="):
+					conf = strings.TrimPrefix(a, "--config=")
+				}
+			}
+			how := "--config " + conf
+			if conf == "" {
+				conf, how = env["AUTODEPLOY_CONFIG"], "AUTODEPLOY_CONFIG in the file"
+			}
+			if conf == "" {
+				conf, how = h.DefaultConfig, "the default, without --config"
+			}
+			if conf != "" && !samePath(conf, cfg.Path) {
+				problems = append(problems, fmt.Sprintf("it reads %s (%s), not %s", conf, how, shownPath(cfg.Path)))
+			}
+		}
+	}
+	return problems
+}
+
+// cronCommandText is what cron hands the shell of command: up to the
+// first unescaped %, with \% as % (crontab(5)).
+func cronCommandText(command string) string {
+	var b strings.Builder
+	for i := 0; i < len(command); i++ {
+		switch {
+		case command[i] == '\\' && i+1 < len(command) && command[i+1] == '%':
+			b.WriteByte('%')
+			i++
+		case command[i] == '%':
+			return b.String()
+		default:
+			b.WriteByte(command[i])
+		}
+	}
+	return b.String()
+}
+
+// commandSegments splits a shell command into simple commands at &&, ||,
+// ;, | and &, each a list of words unquoted as sh does; redirections are
+// dropped. It reads the lines autodeploy and people write, not all of sh.
+func commandSegments(s string) [][]string {
+	var segs [][]string
+	var seg []string
+	var w strings.Builder
+	inWord := false
+	flush := func() {
+		if inWord {
+			word := w.String()
+			if !regexp.MustCompile(`^[0-9]*[<>]`).MatchString(word) {
+				seg = append(seg, word)
+			}
+		}
+		w.Reset()
+		inWord = false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t':
+			flush()
+		case c == '\'':
+			inWord = true
+			j := strings.IndexByte(s[i+1:], '\'')
+			if j < 0 {
+				j = len(s) - i - 1
+			}
+			w.WriteString(s[i+1 : i+1+j])
+			i += j + 1
+		case c == '"':
+			inWord = true
+			for i++; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' && i+1 < len(s) && strings.IndexByte(`"\$`+"`", s[i+1]) >= 0 {
+					i++
+				}
+				w.WriteByte(s[i])
+			}
+		case c == '\\' && i+1 < len(s):
+			inWord = true
+			i++
+			w.WriteByte(s[i])
+		case c == ';' || c == '|' || c == '&':
+			if c == '&' && inWord && strings.HasSuffix(w.String(), ">") {
+				w.WriteByte(c) // 2>&1
+				continue
+			}
+			flush()
+			if i+1 < len(s) && s[i+1] == c {
+				i++
+			}
+			segs = append(segs, seg)
+			seg = nil
+		default:
+			inWord = true
+			w.WriteByte(c)
+		}
+	}
+	flush()
+	return append(segs, seg)
+}
+
+// executable says whether name (a path, or a name looked up in path) is an
+// executable file.
+func executable(name, path string) bool {
+	if !strings.Contains(name, "/") {
+		for _, d := range filepath.SplitList(path) {
+			if executable(filepath.Join(d, name), "") {
+				return true
+			}
+		}
+		return false
+	}
+	st, err := os.Stat(name)
+	return err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0
+}
+
+// samePath says whether a and b name the same file: the same file on
+// disk, or the same absolute path.
+func samePath(a, b string) bool {
+	sa, errA := os.Stat(a)
+	sb, errB := os.Stat(b)
+	if errA == nil && errB == nil {
+		return os.SameFile(sa, sb)
+	}
+	return shownPath(a) == shownPath(b)
+}
+
+// shownPath is p made absolute, as a cron line must name it.
+func shownPath(p string) string {
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return p
+}

@@ -1,0 +1,83 @@
+package manifests
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/autodeploy-dev/autodeploy/internal/config"
+)
+
+// systemd splits ExecStart at spaces and resolves % specifiers and $
+// variables in it (systemd.service(5), "Command lines"): a binary or
+// config path with a space, %, $, a quote or a backslash is quoted and
+// escaped, so that the run gets the paths it was given.
+func TestSystemdExecStart(t *testing.T) {
+	for _, tc := range []struct{ binary, config, want string }{
+		{"/usr/bin/autodeploy", "/etc/autodeploy/config.yaml", `ExecStart=/usr/bin/autodeploy run --config /etc/autodeploy/config.yaml`},
+		{"/opt/my tools/autodeploy", "/etc/auto deploy/c.yaml", `ExecStart="/opt/my tools/autodeploy" run --config "/etc/auto deploy/c.yaml"`},
+		{"/opt/100%/autodeploy", "/etc/$HOME/it's \"x\"\\.yaml", `ExecStart=/opt/100%%/autodeploy run --config "/etc/$$HOME/it's \"x\"\\.yaml"`},
+	} {
+		cfg := &config.Config{Schedule: "*/2 * * * *", Path: tc.config, RunTimeout: config.DefaultRunTimeout}
+		var b bytes.Buffer
+		if err := Systemd(&b, cfg, HostOptions{Binary: tc.binary, User: "deploy"}); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), "\n"+tc.want+"\n") {
+			t.Errorf("want %s in\n%s", tc.want, b.String())
+		}
+	}
+	for _, o := range []HostOptions{{Binary: "/opt/a\nb", User: "root"}, {Binary: "/usr/bin/autodeploy", User: "a%b"}} {
+		if err := Systemd(&bytes.Buffer{}, &config.Config{Schedule: "@hourly", Path: "/etc/c.yaml"}, o); err == nil {
+			t.Errorf("Systemd(%+v) accepted", o)
+		}
+	}
+	if err := Systemd(&bytes.Buffer{}, &config.Config{Schedule: "@hourly", Path: "/etc/a\nb.yaml"}, HostOptions{Binary: "/usr/bin/autodeploy", User: "root"}); err == nil {
+		t.Error("a config path with a newline accepted")
+	}
+}
+
+// systemd itself accepts the unit and the timer, binary and config at
+// paths with a space and a %: systemd-analyze verify, which fails on an
+// executable it cannot find or a specifier it cannot resolve.
+func TestSystemdAnalyzeVerify(t *testing.T) {
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze is not installed (apt-get install systemd): the units are not checked by systemd")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "my 100% tools", "autodeploy")
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, spec := range []string{"*/2 * * * *", "30 3 * * *", "TZ=Europe/Berlin */2 * * * *", "@hourly"} {
+		cfg := &config.Config{Schedule: spec, Path: filepath.Join(dir, "my $conf %z.yaml"), RunTimeout: config.DefaultRunTimeout}
+		var b bytes.Buffer
+		if err := Systemd(&b, cfg, HostOptions{Binary: bin, User: "root"}); err != nil {
+			t.Fatalf("%q: %v", spec, err)
+		}
+		service, timer, ok := strings.Cut(b.String(), "# /etc/systemd/system/autodeploy.timer\n")
+		if !ok {
+			t.Fatalf("no timer in\n%s", b.String())
+		}
+		for name, body := range map[string]string{"autodeploy.service": service, "autodeploy.timer": timer} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cmd := exec.Command(analyze, "verify", "--man=no", filepath.Join(dir, "autodeploy.service"), filepath.Join(dir, "autodeploy.timer"))
+		out, err := cmd.CombinedOutput()
+		if err != nil && strings.Contains(string(out), "Failed to ") && !strings.Contains(string(out), dir) {
+			t.Skipf("systemd-analyze verify cannot run here: %v\n%s", err, out)
+		}
+		if err != nil || len(out) > 0 {
+			t.Errorf("%q: systemd-analyze verify: %v\n%s\n%s", spec, err, out, b.String())
+		}
+	}
+}
