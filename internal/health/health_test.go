@@ -79,16 +79,31 @@ func TestCheckNoAnswer(t *testing.T) {
 	}
 }
 
-// A transport error names the URL redacted, whatever spelling net/http
-// gives it: a password and a token parameter never appear.
-func TestCheckNoAnswerRedacts(t *testing.T) {
-	srv := httptest.NewServer(http.NotFoundHandler())
-	u := strings.Replace(srv.URL, "http://", "http://ops:p%40ss-s3cr3t@", 1) + "/health?token=s3cr3t-tok"
-	srv.Close()
-	h := config.Health{URL: u, ExpectStatus: 200, Timeout: 100 * time.Millisecond, Interval: 10 * time.Millisecond}
-	err := Check(context.Background(), h, "x:1", "1")
-	if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "connection refused") {
-		t.Fatalf("err = %v", err)
+// A failed check names the URL redacted, whatever spelling net/http gives
+// it: a password and no query value ever appear. The error is what the
+// log, the summary, the failed-image annotation, status and notifications
+// show (issue 18, item 1: private_token and the like were shown in full).
+func TestCheckFailureRedacts(t *testing.T) {
+	refused := httptest.NewServer(http.NotFoundHandler())
+	refused.Close()
+	wrong := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no", http.StatusServiceUnavailable)
+	}))
+	defer wrong.Close()
+	for _, base := range []struct{ name, url, want string }{
+		{"refused", refused.URL, "connection refused"},
+		{"wrong answer", wrong.URL, "status 503"},
+	} {
+		for _, q := range []string{"token", "private_token", "refresh_token", "id_token", "client_secret", "jwt", "pwd", "session", "credential", "authorization", "X-Amz-Credential"} {
+			t.Run(base.name+"/"+q, func(t *testing.T) {
+				u := strings.Replace(base.url, "http://", "http://ops:p%40ss-s3cr3t@", 1) + "/health?" + q + "=s3cr3t-tok&svc=api"
+				h := config.Health{URL: u, ExpectStatus: 200, Timeout: 100 * time.Millisecond, Interval: 10 * time.Millisecond}
+				err := Check(context.Background(), h, "x:1", "1")
+				if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), base.want) || !strings.Contains(err.Error(), q+"=redacted") {
+					t.Fatalf("err = %v", err)
+				}
+			})
+		}
 	}
 }
 
