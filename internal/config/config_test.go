@@ -550,3 +550,17 @@ func TestHealthAuthorization(t *testing.T) {
 		t.Fatalf("relative file: %v", err)
 	}
 }
+
+// A URL refused by validation is quoted redacted: `config validate` runs
+// in CI logs and terminals (issue 18, item 1).
+func TestInvalidURLRedacted(t *testing.T) {
+	for _, src := range []string{
+		"services:\n  - name: api\n    health: {url: \"ops:s3cr3t@api.local/health?private_token=s3cr3t\"}\n",
+		"metrics: {pushgateway: \"ops:s3cr3t@gw.local:9091\"}\nservices:\n  - name: api\n",
+	} {
+		_, err := Parse([]byte(src), "u.yaml")
+		if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "must be an absolute http or https URL") {
+			t.Errorf("Parse(%q) = %v", src, err)
+		}
+	}
+}
