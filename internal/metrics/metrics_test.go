@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"strings"
 	"bytes"
 	"errors"
 	"io"
@@ -9,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
