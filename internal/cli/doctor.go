@@ -8,10 +8,10 @@ import (
 	"os/exec"
 	"path/filepath"
 
-	"github.com/fatih/color"
 	"github.com/spf13/cobra"
 
 	"github.com/autodeploy-dev/autodeploy/internal/doctor"
+	"github.com/autodeploy-dev/autodeploy/internal/ui"
 )
 
 // DoctorOptions are the inputs of `autodeploy doctor`.
@@ -69,7 +69,7 @@ func (o *DoctorOptions) Run(ctx context.Context) error {
 			return err
 		}
 	} else {
-		mark := map[string]string{doctor.OK: color.GreenString("✔"), doctor.Warn: color.YellowString("⚠"), doctor.Fail: color.RedString("✗")}
+		mark := map[string]string{doctor.OK: ui.Green.Sprintf("✔"), doctor.Warn: ui.Yellow.Sprintf("⚠"), doctor.Fail: ui.Red.Sprintf("✗")}
 		for _, c := range r.Checks {
 			fmt.Fprintf(f.IO.Out, "%s %-11s %s\n", mark[c.Status], c.Name, c.Detail)
 			if c.Fix != "" && c.Status != doctor.OK {

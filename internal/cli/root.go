@@ -131,7 +131,7 @@ and by hand: autodeploy status, autodeploy rollback <service>.`,
 	fs.StringVar(&o.Kube.Kubeconfig, "kubeconfig", o.Kube.Kubeconfig, "kubeconfig file (default: KUBECONFIG, ~/.kube/config, in-cluster, then "+kube.K3sKubeconfig+")")
 	fs.StringVar(&o.Kube.Context, "context", o.Kube.Context, "kubeconfig context to use")
 	fs.DurationVar(&o.Kube.Timeout, "request-timeout", 0, "timeout of each API request (default 30s)")
-	fs.StringVar(&o.Color, "color", o.Color, "colour output: auto, always or never (NO_COLOR is honoured)")
+	fs.StringVar(&o.Color, "color", o.Color, "colour output: auto, always or never (auto honours NO_COLOR; the flag wins over it)")
 	fs.BoolVarP(&o.Verbose, "verbose", "v", o.Verbose, "print progress and results (by default a run under cron prints nothing)")
 	_ = root.RegisterFlagCompletionFunc("color", cobra.FixedCompletions([]string{"auto", "always", "never"}, cobra.ShellCompDirectiveNoFileComp))
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{cleanFlagError(err)} })

@@ -23,11 +23,11 @@ type TextOptions struct {
 }
 
 var (
-	green  = color.New(color.FgGreen).SprintFunc()
-	yellow = color.New(color.FgYellow).SprintFunc()
-	red    = color.New(color.FgRed).SprintFunc()
-	bold   = color.New(color.Bold).SprintFunc()
-	faint  = color.New(color.Faint).SprintFunc()
+	green  = ui.Green.SprintFunc()
+	yellow = ui.Yellow.SprintFunc()
+	red    = ui.Red.SprintFunc()
+	bold   = ui.NewColor(color.Bold).SprintFunc()
+	faint  = ui.NewColor(color.Faint).SprintFunc()
 )
 
 func stateColor(s string) func(...any) string {
