@@ -45,7 +45,12 @@ func stateColor(s string) func(...any) string {
 // WriteText renders r for a person in an 80-column terminal: a table with a
 // line per service, a block for each service that needs attention, then
 // the last and next runs.
+//
+// Every string of r is escaped first (ui.Escaped): annotations, the
+// Lease's holder, pods' and Flux objects' messages and the log are
+// anyone's who may write them, and must not reach the terminal raw.
 func WriteText(w io.Writer, r *Report, o TextOptions) error {
+	r = ui.Escaped(r)
 	now := r.GeneratedAt
 	rows := [][]string{{"SERVICE", "STATE", "READY", "IMAGE", "FLUX"}}
 	for _, s := range r.Services {
