@@ -71,7 +71,9 @@ func (o *HoldOptions) Run(ctx context.Context) error {
 	// Escaped: the reason may be pasted, the holder is the Lease's (anyone's
 	// who may write it), and neither goes to the terminal raw.
 	fmt.Fprintf(o.f.IO.Out, "%s held by %s: %s\n", sess.s.Name, ui.Escape(h.By), ui.Escape(h.Reason))
-	if holder, held, _ := locker(o.f, sess.cfg, sess.clients).Holder(ctx); held {
+	if holder, held, err := locker(o.f, sess.cfg, sess.clients).Holder(ctx); err != nil {
+		fmt.Fprintf(o.f.IO.ErrOut, "note: %v\n", holderError(err))
+	} else if held {
 		fmt.Fprintf(o.f.IO.ErrOut, "note: a run is in progress (%s): it will not start a rollout of %s; one already under way is seen through\n", ui.Escape(holderName(holder)), sess.s.Name)
 	}
 	return nil

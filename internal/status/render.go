@@ -275,6 +275,8 @@ func writeRuns(w io.Writer, r *Report, now time.Time) {
 	}
 	if h := r.RunInProgress; h != nil {
 		row("running", "%s", yellow(fmt.Sprintf("pid %d since %s: %s", h.Pid, clock(h.Since), h.Command)))
+	} else if r.RunInProgressError != "" {
+		row("running", "%s", red("unknown: "+r.RunInProgressError))
 	}
 	if r.Schedule.NextRun.IsZero() {
 		row("next run", "never: schedule %q does not fire", r.Schedule.Spec)

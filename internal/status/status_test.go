@@ -3,6 +3,7 @@ package status
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -552,5 +553,34 @@ func TestWriteTextEscapesControlCharacters(t *testing.T) {
 	// What status -o json and later renders read is left as it was.
 	if s.Hold.Reason != "reason "+evil {
 		t.Errorf("WriteText changed the report: %q", s.Hold.Reason)
+	}
+}
+
+// A Lease that cannot be read (the read-only Role of an older autodeploy
+// lacked get leases) is said, with the error naming what was refused, in
+// the text and in -o json: not shown as "no run in progress" (issue 18,
+// item 6).
+func TestLeaseUnreadableIsSaid(t *testing.T) {
+	cfg, objs := scenario(t)
+	l := local()
+	l.Holder = nil
+	l.HolderErr = errors.New(`cannot read Lease flux-system/autodeploy: leases.coordination.k8s.io "autodeploy" is forbidden`)
+	r := Build(cfg, cfg.Services, objs, l, now)
+	if r.RunInProgress != nil || !strings.Contains(r.RunInProgressError, "forbidden") {
+		t.Fatalf("RunInProgress %+v, RunInProgressError %q", r.RunInProgress, r.RunInProgressError)
+	}
+	b, _ := json.Marshal(r)
+	if !strings.Contains(string(b), `"runInProgressError":"cannot read Lease flux-system/autodeploy`) {
+		t.Errorf("-o json lacks the error: %s", b)
+	}
+	saved := color.NoColor
+	color.NoColor = true
+	defer func() { color.NoColor = saved }()
+	var buf bytes.Buffer
+	if err := WriteText(&buf, r, TextOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "running    unknown: cannot read Lease flux-system/autodeploy") {
+		t.Errorf("the text does not say it:\n%s", buf.String())
 	}
 }
