@@ -107,6 +107,8 @@ func (o *HistoryOptions) Run(ctx context.Context) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(revs)
 	}
+	// Change causes are annotations, anyone's who may annotate: escaped.
+	revs = ui.Escaped(revs)
 	rows := [][]string{{"REVISION", "IMAGE", "CREATED", "CHANGE-CAUSE"}}
 	for i := len(revs) - 1; i >= 0; i-- { // oldest first, as kubectl lists
 		r := revs[i]

@@ -297,7 +297,8 @@ func failureLine(res *deploy.Result, heard map[string]bool) string {
 			parts = append(parts, fmt.Sprintf("%s %s: %s", s.Service, s.Outcome, oneLine(why)))
 		}
 	}
-	return strings.Join(parts, "; ")
+	// Cron mails it; a person reads the mail in a terminal.
+	return ui.Escape(strings.Join(parts, "; "))
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
@@ -353,8 +354,11 @@ func summaryLine(res *deploy.Result) string {
 	return strings.Join(parts, ", ")
 }
 
+// progressPrinter writes progress lines; msg may quote pods' and events'
+// messages (anyone's who may write them): escaped (ui.Escape).
 func progressPrinter(w io.Writer) func(svc, msg string) {
 	return func(svc, msg string) {
+		msg = ui.Escape(msg)
 		if svc == "" {
 			fmt.Fprintf(w, "%s %s\n", ui.Cyan.Sprintf("►"), msg)
 			return
@@ -372,7 +376,11 @@ var outcomeColor = map[deploy.Outcome]func(string, ...any) string{
 
 // printSummary writes the run's table: one row per service, the images as
 // "old -> new" with the repeated repository left out of the new one.
+//
+// The result's text (reasons quoting holds, errors quoting pods) is the
+// cluster's: escaped first (ui.Escaped), as status does.
 func printSummary(w io.Writer, res *deploy.Result) {
+	res = ui.Escaped(res)
 	rows := [][]string{{"SERVICE", "RESULT", "IMAGE", "TIME", "DETAIL"}}
 	for _, s := range res.Services {
 		result := string(s.Outcome)

@@ -47,7 +47,7 @@ func Escape(s string) string {
 // it (fields, slices, maps, through pointers): a renderer escapes what it
 // is given once, instead of at each of its many rows, and a field added
 // later is escaped too. v itself is left as it is (-o json shows it).
-// Structs with unexported fields (time.Time) are copied as they are.
+// Unexported fields (time.Time's) are copied as they are.
 func Escaped[T any](v T) T {
 	in := reflect.ValueOf(&v).Elem()
 	out := reflect.New(in.Type()).Elem()
@@ -67,15 +67,14 @@ func escapeValue(out, in reflect.Value) {
 		escapeValue(p.Elem(), in.Elem())
 		out.Set(p)
 	case reflect.Struct:
+		// The whole struct first: unexported fields (time.Time's) cannot
+		// be set one by one, and hold no text of the cluster's.
+		out.Set(in)
 		t := in.Type()
 		for i := 0; i < t.NumField(); i++ {
-			if !t.Field(i).IsExported() {
-				out.Set(in) // time.Time and the like: no text of ours
-				return
+			if t.Field(i).IsExported() {
+				escapeValue(out.Field(i), in.Field(i))
 			}
-		}
-		for i := 0; i < t.NumField(); i++ {
-			escapeValue(out.Field(i), in.Field(i))
 		}
 	case reflect.Slice:
 		if in.IsNil() {

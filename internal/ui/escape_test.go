@@ -28,7 +28,10 @@ func TestEscape(t *testing.T) {
 }
 
 func TestEscaped(t *testing.T) {
-	type inner struct{ S string }
+	type inner struct {
+		S      string
+		hidden string
+	}
 	type outer struct {
 		S   string
 		P   *inner
@@ -39,9 +42,9 @@ func TestEscaped(t *testing.T) {
 		Nil *inner
 	}
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	in := &outer{S: "a\x1b", P: &inner{S: "b\x07"}, L: []string{"c\n"}, M: map[string]string{"k\r": "v\x1b"}, T: at, N: 7}
+	in := &outer{S: "a\x1b", P: &inner{S: "b\x07", hidden: "h"}, L: []string{"c\n"}, M: map[string]string{"k\r": "v\x1b"}, T: at, N: 7}
 	got := Escaped(in)
-	want := &outer{S: `a\x1b`, P: &inner{S: `b\a`}, L: []string{`c\n`}, M: map[string]string{`k\r`: `v\x1b`}, T: at, N: 7}
+	want := &outer{S: `a\x1b`, P: &inner{S: `b\a`, hidden: "h"}, L: []string{`c\n`}, M: map[string]string{`k\r`: `v\x1b`}, T: at, N: 7}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Escaped = %+v, want %+v", got, want)
 	}
