@@ -190,7 +190,7 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 			if h.Pid != 0 {
 				who = fmt.Sprintf("pid %d", h.Pid)
 			}
-			fmt.Fprintf(f.IO.ErrOut, "waiting up to %s for the run in progress (%s, since %s) to finish...\n", o.LockTimeout, who, h.Since.Local().Format("15:04:05"))
+			fmt.Fprintf(f.IO.ErrOut, "waiting up to %s for the run in progress (%s, since %s) to finish...\n", o.LockTimeout, ui.Escape(who), h.Since.Local().Format("15:04:05"))
 		})
 		if err != nil {
 			return err
@@ -206,6 +206,9 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 		}
 		return sess.classify(err) // paused, no history, refused target: exit 1 with the reason
 	}
+	// Images, names and errors come from the cluster: escaped, as status
+	// escapes them (issue 18, item 9).
+	res = ui.Escaped(res)
 	out := f.IO.Out
 	switch {
 	case res.Skipped:
