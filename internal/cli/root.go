@@ -20,6 +20,7 @@ import (
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/kube"
+	"github.com/autodeploy-dev/autodeploy/internal/ui"
 )
 
 // DefaultConfigPath is used when neither --config nor AUTODEPLOY_CONFIG is set.
@@ -284,7 +285,13 @@ func executeRoot(ctx context.Context, f *Factory, root *cobra.Command, args []st
 		if msg == context.Canceled.Error() {
 			msg = "interrupted (SIGINT or SIGTERM)"
 		}
-		fmt.Fprintln(f.IO.ErrOut, "Error: "+msg)
+		// Escaped line by line: errors quote paths and the cluster's text
+		// (issue 18, item 9), and a config's problems are one a line.
+		lines := strings.Split(msg, "\n")
+		for i, l := range lines {
+			lines[i] = ui.Escape(l)
+		}
+		fmt.Fprintln(f.IO.ErrOut, "Error: "+strings.Join(lines, "\n"))
 	}
 	var fe *flagError
 	if errors.As(err, &fe) || strings.HasPrefix(err.Error(), "unknown command") {
