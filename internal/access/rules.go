@@ -64,7 +64,7 @@ var Rules = []Rule{
 	{"source.toolkit.fluxcd.io", "gitrepositories", "patch", FluxNamespace, []string{"run", "rollback"}, false, "after a deploy under Flux GitOps, ask the GitRepository to fetch the automation's commit now (reconcile.fluxcd.io/requestedAt)"},
 	{"source.toolkit.fluxcd.io", "gitrepositories", "watch", FluxNamespace, []string{"run", "rollback"}, false, "wait for source-controller's answer to that request"},
 	{"kustomize.toolkit.fluxcd.io", "kustomizations", "patch", FluxNamespace, []string{"resume"}, false, "resume a Kustomization suspended by the rollback --suspend-flux of an earlier version"},
-	{"coordination.k8s.io", "leases", "get", LeaseNamespace, []string{"run", "rollback"}, false, "cluster-wide lock (lock.type: lease)"},
+	{"coordination.k8s.io", "leases", "get", LeaseNamespace, []string{"run", "rollback", "status", "hold"}, true, "cluster-wide lock (lock.type: lease); status and hold say which run holds it"},
 	{"coordination.k8s.io", "leases", "create", LeaseNamespace, []string{"run", "rollback"}, false, "cluster-wide lock (lock.type: lease)"},
 	{"coordination.k8s.io", "leases", "update", LeaseNamespace, []string{"run", "rollback"}, false, "cluster-wide lock (lock.type: lease)"},
 }

@@ -8,10 +8,10 @@ import (
 	"os/exec"
 	"path/filepath"
 
-	"github.com/fatih/color"
 	"github.com/spf13/cobra"
 
 	"github.com/autodeploy-dev/autodeploy/internal/doctor"
+	"github.com/autodeploy-dev/autodeploy/internal/ui"
 )
 
 // DoctorOptions are the inputs of `autodeploy doctor`.
@@ -74,11 +74,13 @@ func (o *DoctorOptions) Run(ctx context.Context) error {
 			return err
 		}
 	} else {
-		mark := map[string]string{doctor.OK: color.GreenString("✔"), doctor.Warn: color.YellowString("⚠"), doctor.Fail: color.RedString("✗")}
+		mark := map[string]string{doctor.OK: ui.Green.Sprintf("✔"), doctor.Warn: ui.Yellow.Sprintf("⚠"), doctor.Fail: ui.Red.Sprintf("✗")}
+		// Details quote paths, kubeconfigs and the cluster's messages:
+		// escaped (ui.Escape), as status escapes them.
 		for _, c := range r.Checks {
-			fmt.Fprintf(f.IO.Out, "%s %-11s %s\n", mark[c.Status], c.Name, c.Detail)
+			fmt.Fprintf(f.IO.Out, "%s %-11s %s\n", mark[c.Status], ui.Escape(c.Name), ui.Escape(c.Detail))
 			if c.Fix != "" && c.Status != doctor.OK {
-				fmt.Fprintf(f.IO.Out, "  %-11s fix: %s\n", "", c.Fix)
+				fmt.Fprintf(f.IO.Out, "  %-11s fix: %s\n", "", ui.Escape(c.Fix))
 			}
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/fatih/color"
 	"github.com/spf13/cobra"
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -108,16 +107,18 @@ func (o *HistoryOptions) Run(ctx context.Context) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(revs)
 	}
+	// Change causes are annotations, anyone's who may annotate: escaped.
+	revs = ui.Escaped(revs)
 	rows := [][]string{{"REVISION", "IMAGE", "CREATED", "CHANGE-CAUSE"}}
 	for i := len(revs) - 1; i >= 0; i-- { // oldest first, as kubectl lists
 		r := revs[i]
 		rev := fmt.Sprint(r.Revision)
 		if r.Current {
-			rev = color.GreenString("%s (current)", rev)
+			rev = ui.Green.Sprintf("%s (current)", rev)
 		}
 		img := r.Image
 		if r.Failed {
-			img = color.RedString("%s (failed)", img)
+			img = ui.Red.Sprintf("%s (failed)", img)
 		}
 		cause := r.ChangeCause
 		if cause == "" {

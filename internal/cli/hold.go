@@ -11,6 +11,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
+	"github.com/autodeploy-dev/autodeploy/internal/ui"
 )
 
 // HoldOptions are the inputs of `autodeploy hold`.
@@ -68,9 +69,13 @@ func (o *HoldOptions) Run(ctx context.Context) error {
 	if err = warnOnly(o.f, err); err != nil {
 		return sess.classify(err)
 	}
-	fmt.Fprintf(o.f.IO.Out, "%s held by %s: %s\n", sess.s.Name, h.By, h.Reason)
-	if holder, held, _ := locker(o.f, sess.cfg, sess.clients).Holder(ctx); held {
-		fmt.Fprintf(o.f.IO.ErrOut, "note: a run is in progress (%s): it will not start a rollout of %s; one already under way is seen through\n", holderName(holder), sess.s.Name)
+	// Escaped: the reason may be pasted, the holder is the Lease's (anyone's
+	// who may write it), and neither goes to the terminal raw.
+	fmt.Fprintf(o.f.IO.Out, "%s held by %s: %s\n", sess.s.Name, ui.Escape(h.By), ui.Escape(h.Reason))
+	if holder, held, err := locker(o.f, sess.cfg, sess.clients).Holder(ctx); err != nil {
+		fmt.Fprintf(o.f.IO.ErrOut, "note: %v\n", holderError(err))
+	} else if held {
+		fmt.Fprintf(o.f.IO.ErrOut, "note: a run is in progress (%s): it will not start a rollout of %s; one already under way is seen through\n", ui.Escape(holderName(holder)), sess.s.Name)
 	}
 	return nil
 }
@@ -124,33 +129,35 @@ func (o *ResumeOptions) Run(ctx context.Context) error {
 	}
 	out, name := o.f.IO.Out, sess.s.Name
 	if res.WasHeld {
-		fmt.Fprintf(out, "%s resumed (was held by %s: %s)\n", name, res.Hold.By, res.Hold.Reason)
+		// The hold is the Deployment's annotation: anyone's who may
+		// annotate it.
+		fmt.Fprintf(out, "%s resumed (was held by %s: %s)\n", name, ui.Escape(res.Hold.By), ui.Escape(res.Hold.Reason))
 	} else {
 		fmt.Fprintf(out, "%s was not held\n", name)
 	}
 	if res.Resumed != "" {
-		fmt.Fprintf(out, "  Flux Kustomization %s resumed\n", res.Resumed)
+		fmt.Fprintf(out, "  Flux Kustomization %s resumed\n", ui.Escape(res.Resumed))
 	}
 	if res.ReconcileEnabled != "" {
-		fmt.Fprintf(out, "  Flux Kustomization %s applies the Deployment again (the rollback's reconcile: disabled annotation is removed)\n", res.ReconcileEnabled)
+		fmt.Fprintf(out, "  Flux Kustomization %s applies the Deployment again (the rollback's reconcile: disabled annotation is removed)\n", ui.Escape(res.ReconcileEnabled))
 	}
 	for _, p := range res.Unexcluded {
-		fmt.Fprintf(out, "  exclusion removed from ImageRepository %s\n", p)
+		fmt.Fprintf(out, "  exclusion removed from ImageRepository %s\n", ui.Escape(p))
 	}
 	if res.UnexcludeError != "" {
-		fmt.Fprintf(o.f.IO.ErrOut, "warning: could not remove autodeploy's exclusion of the forgotten image: %s\n", res.UnexcludeError)
+		fmt.Fprintf(o.f.IO.ErrOut, "warning: could not remove autodeploy's exclusion of the forgotten image: %s\n", ui.Escape(res.UnexcludeError))
 	}
 	if res.ForeignReconcile != "" {
 		fmt.Fprintf(o.f.IO.ErrOut, "warning: the Deployment has %s: %s, not set by autodeploy (no record): Flux never applies it; left as it is (%s removes it)\n", flux.KustomizeReconcileAnnotation, flux.ReconcileDisabled, res.ForeignReconcile)
 	}
 	if res.KustomizationGone != "" {
-		fmt.Fprintf(o.f.IO.ErrOut, "warning: Flux Kustomization %s, suspended by the rollback, no longer exists: nothing to resume\n", res.KustomizationGone)
+		fmt.Fprintf(o.f.IO.ErrOut, "warning: Flux Kustomization %s, suspended by the rollback, no longer exists: nothing to resume\n", ui.Escape(res.KustomizationGone))
 	}
 	if res.ForgotFailed != "" {
-		fmt.Fprintf(out, "  forgot failed image %s: runs may deploy it again\n", res.ForgotFailed)
+		fmt.Fprintf(out, "  forgot failed image %s: runs may deploy it again\n", ui.Escape(res.ForgotFailed))
 	}
 	if res.StillFailed != "" {
-		fmt.Fprintf(out, "  %s is still remembered as failed: runs skip it until the policy moves on (--forget-failed clears it)\n", res.StillFailed)
+		fmt.Fprintf(out, "  %s is still remembered as failed: runs skip it until the policy moves on (--forget-failed clears it)\n", ui.Escape(res.StillFailed))
 	}
 	return nil
 }

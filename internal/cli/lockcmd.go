@@ -6,6 +6,8 @@ import (
 	"os"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/kube"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
@@ -30,6 +32,17 @@ func takeLock(ctx context.Context, f *Factory, cfg *config.Config, clients *kube
 		return nil, clients.Classify(err)
 	}
 	return h, nil
+}
+
+// holderError is why the lock's holder could not be read, said as such
+// (status and hold's note would otherwise show no run in progress), with
+// the fix when RBAC refused it: the Role of an older `manifests rbac
+// --read-only` had no get on leases.
+func holderError(err error) error {
+	if apierrors.IsForbidden(err) {
+		return fmt.Errorf("%w: whether a run is in progress is unknown; apply the Role of `autodeploy manifests rbac` (--read-only for status alone), which grants get leases", err)
+	}
+	return fmt.Errorf("%w: whether a run is in progress is unknown", err)
 }
 
 // lockIdentity names this process in a Lease: host and pid, unless

@@ -32,6 +32,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/fluxsim"
 	"github.com/autodeploy-dev/autodeploy/internal/kubetest"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
+	"github.com/autodeploy-dev/autodeploy/internal/status"
 )
 
 // rbacEnv is a namespace holding a service, its Flux objects, a
@@ -220,6 +221,67 @@ func TestRBACIsEnough(t *testing.T) {
 	code, out, _ := execute(t, nil, "doctor", "--config", r.cfg, "--kubeconfig", ro)
 	if code != ExitError || !strings.Contains(out, "run cannot: ") || !strings.Contains(out, "patch deployments.apps in "+r.e.Namespace) {
 		t.Fatalf("doctor read-only: exit %d\n%s", code, out)
+	}
+}
+
+// status under the read-only RBAC shows the run that holds the Lease; and
+// without get leases it says that it cannot tell, naming the refusal,
+// instead of showing no run in progress (issue 18, item 6).
+func TestRBACReadOnlyStatusReadsTheLease(t *testing.T) {
+	r := newRBACEnv(t)
+	ro, roles := r.apply(t, "--read-only")
+	if len(roles) != 1 {
+		t.Fatalf("roles = %d, want one", len(roles))
+	}
+	ctx := context.Background()
+	holder, secs, now := "host-x/42", int32(300), metav1.NewMicroTime(time.Now())
+	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "autodeploy", Namespace: r.e.Namespace, Annotations: map[string]string{"autodeploy.dev/lock-command": "autodeploy run r9"}},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &secs, AcquireTime: &now, RenewTime: &now}}
+	if _, err := r.e.Kube.CoordinationV1().Leases(r.e.Namespace).Create(ctx, l, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	settledName(t, r.e, "api")
+	readStatus := func() (ExitCode, string, *status.Report) {
+		code, out, stderr := execute(t, nil, "status", "-o", "json", "--config", r.cfg, "--kubeconfig", ro)
+		var rep status.Report
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("status -o json: exit %d %v\n%s%s", code, err, out, stderr)
+		}
+		return code, out, &rep
+	}
+	code, out, rep := readStatus()
+	if code != ExitOK || rep.RunInProgress == nil || !strings.Contains(rep.RunInProgress.Command, "host-x/42: autodeploy run r9") || rep.RunInProgressError != "" {
+		t.Fatalf("status read-only with a held Lease: exit %d\n%s", code, out)
+	}
+
+	// The read-only Role of an older autodeploy: no get leases.
+	role := roles[0]
+	cur, err := r.e.Kube.RbacV1().Roles(role.Namespace).Get(ctx, role.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []rbacv1.PolicyRule
+	for _, rule := range cur.Rules {
+		if rule.Resources[0] != "leases" {
+			kept = append(kept, rule)
+		}
+	}
+	if len(kept) != len(cur.Rules)-1 {
+		t.Fatalf("the read-only Role has %d lease rules, want get alone", len(cur.Rules)-len(kept))
+	}
+	cur.Rules = kept
+	if _, err := r.e.Kube.RbacV1().Roles(role.Namespace).Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitAccess(t, ro, "coordination.k8s.io", "leases", "get", r.e.Namespace, false)
+	code, out, rep = readStatus()
+	if rep.RunInProgress != nil || !strings.Contains(rep.RunInProgressError, "forbidden") || !strings.Contains(rep.RunInProgressError, `cannot get resource "leases"`) ||
+		!strings.Contains(rep.RunInProgressError, "manifests rbac") {
+		t.Fatalf("status without get leases: exit %d\n%s", code, out)
+	}
+	code, text, stderr := execute(t, nil, "status", "--config", r.cfg, "--kubeconfig", ro)
+	if !strings.Contains(text, "running    unknown: cannot read Lease "+r.e.Namespace+"/autodeploy") {
+		t.Fatalf("status text without get leases: exit %d\n%s%s", code, text, stderr)
 	}
 }
 

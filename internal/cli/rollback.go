@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fatih/color"
 	"github.com/spf13/cobra"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
@@ -20,6 +19,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/notify"
 	"github.com/autodeploy-dev/autodeploy/internal/runlog"
+	"github.com/autodeploy-dev/autodeploy/internal/ui"
 )
 
 // RollbackOptions are the inputs of `autodeploy rollback`.
@@ -190,7 +190,7 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 			if h.Pid != 0 {
 				who = fmt.Sprintf("pid %d", h.Pid)
 			}
-			fmt.Fprintf(f.IO.ErrOut, "waiting up to %s for the run in progress (%s, since %s) to finish...\n", o.LockTimeout, who, h.Since.Local().Format("15:04:05"))
+			fmt.Fprintf(f.IO.ErrOut, "waiting up to %s for the run in progress (%s, since %s) to finish...\n", o.LockTimeout, ui.Escape(who), h.Since.Local().Format("15:04:05"))
 		})
 		if err != nil {
 			return err
@@ -206,6 +206,9 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 		}
 		return sess.classify(err) // paused, no history, refused target: exit 1 with the reason
 	}
+	// Images, names and errors come from the cluster: escaped, as status
+	// escapes them (issue 18, item 9).
+	res = ui.Escaped(res)
 	out := f.IO.Out
 	switch {
 	case res.Skipped:
@@ -217,7 +220,7 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 			fmt.Fprintf(out, "  and, as Flux Kustomization %s applies it, would keep Flux off it while held and exclude the tag of %s in its ImageRepository\n", res.Kustomization, res.From)
 		}
 	default:
-		fmt.Fprintf(out, "%s %s rolled back from %s to %s (revision %d)\n", color.GreenString("✔"), s.Name, res.From, res.To, res.ToRevision)
+		fmt.Fprintf(out, "%s %s rolled back from %s to %s (revision %d)\n", ui.Green.Sprintf("✔"), s.Name, res.From, res.To, res.ToRevision)
 		if res.ImageKept {
 			fmt.Fprintf(out, "  held: runs skip %s until 'autodeploy resume %s'; the image did not change, so it is not remembered as failed\n", s.Name, s.Name)
 		} else {
@@ -230,10 +233,10 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 			fmt.Fprintf(out, "  tag of %s excluded in ImageRepository %s: the policy and git go back too\n", res.From, res.Excluded)
 		}
 		if res.GitWarning != "" {
-			fmt.Fprintf(f.IO.ErrOut, "%s git does not follow the rollback yet: %s\n", color.YellowString("warning:"), res.GitWarning)
+			fmt.Fprintf(f.IO.ErrOut, "%s git does not follow the rollback yet: %s\n", ui.Yellow.Sprintf("warning:"), res.GitWarning)
 		}
 		if res.ExcludeError != "" {
-			fmt.Fprintf(f.IO.ErrOut, "%s could not exclude the tag of %s (%s): once resumed, Flux applies it again from git unless git changes; exclude it by hand in the ImageRepository's spec.exclusionList\n", color.YellowString("warning:"), res.From, res.ExcludeError)
+			fmt.Fprintf(f.IO.ErrOut, "%s could not exclude the tag of %s (%s): once resumed, Flux applies it again from git unless git changes; exclude it by hand in the ImageRepository's spec.exclusionList\n", ui.Yellow.Sprintf("warning:"), res.From, res.ExcludeError)
 		}
 	}
 	return nil

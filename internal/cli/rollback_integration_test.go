@@ -391,6 +391,51 @@ func TestHoldAndResume(t *testing.T) {
 	}
 }
 
+// hold's and resume's echoes show a hold's text escaped: the reason may be
+// pasted, and the hold resume reads is an annotation anyone who may
+// annotate the Deployment writes (issue 18, item 9).
+func TestHoldAndResumeEscapeControlCharacters(t *testing.T) {
+	e := kubetest.New(t)
+	refl := e.StartReflector(fluxsim.V1, e.Namespace)
+	cfg, _ := clusterConfig(t, e, refl, map[string]string{"api": reg + "api:sha-1"}, "")
+	const evil = "\x1b]0;pwned\x07\x1b[2J\r\nforged"
+	const shown = `\x1b]0;pwned\a\x1b[2J\r\nforged`
+	code, stdout, stderr := execute(t, nil, "hold", "api", "--reason", "maint "+evil, "--config", cfg, "--kubeconfig", e.Kubeconfig)
+	if code != ExitOK || strings.ContainsAny(stdout+stderr, "\x1b\x07\r") || !strings.Contains(stdout, "maint "+shown) {
+		t.Fatalf("hold: exit %d %q %q", code, stdout, stderr)
+	}
+	hold, _ := json.Marshal(deploy.Hold{By: "mallory" + evil, Reason: "r" + evil, At: time.Now().UTC()})
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{deploy.AnnHold: string(hold)}}})
+	if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(context.Background(), "api", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr = execute(t, nil, "resume", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig)
+	if code != ExitOK || strings.ContainsAny(stdout+stderr, "\x1b\x07\r") || !strings.Contains(stdout, "was held by mallory"+shown+": r"+shown) {
+		t.Fatalf("resume: exit %d %q %q", code, stdout, stderr)
+	}
+}
+
+// history shows a ReplicaSet's change-cause (an annotation, anyone's who
+// may annotate) escaped (issue 18, item 9).
+func TestHistoryEscapesControlCharacters(t *testing.T) {
+	e := kubetest.New(t)
+	refl := e.StartReflector(fluxsim.V1, e.Namespace)
+	cfg, _ := clusterConfig(t, e, refl, map[string]string{"api": reg + "api:sha-1"}, "")
+	ctx := context.Background()
+	owned, err := rollout.ListOwned(ctx, e.Kube, e.GetDeployment("api"))
+	if err != nil || len(owned) == 0 {
+		t.Fatalf("ReplicaSets: %d, %v", len(owned), err)
+	}
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{rollout.ChangeCauseAnnotation: "cause \x1b]0;pwned\x07\x1b[2J"}}})
+	if _, err := e.Kube.AppsV1().ReplicaSets(e.Namespace).Patch(ctx, owned[0].Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := execute(t, nil, "history", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig)
+	if code != ExitOK || strings.ContainsAny(stdout+stderr, "\x1b\x07") || !strings.Contains(stdout, `cause \x1b]0;pwned\a\x1b[2J`) {
+		t.Fatalf("history: exit %d %q %q", code, stdout, stderr)
+	}
+}
+
 // `autodeploy rollback` right after `kubectl rollout undo` would undo the
 // undo: put back the bad image and remember the good one as failed. It is
 // refused, naming the fix; --to-revision goes ahead.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/kube"
+	"github.com/autodeploy-dev/autodeploy/internal/ui"
 )
 
 // DefaultConfigPath is used when neither --config nor AUTODEPLOY_CONFIG is set.
@@ -131,7 +132,7 @@ and by hand: autodeploy status, autodeploy rollback <service>.`,
 	fs.StringVar(&o.Kube.Kubeconfig, "kubeconfig", o.Kube.Kubeconfig, "kubeconfig file (default: KUBECONFIG, ~/.kube/config, in-cluster, then "+kube.K3sKubeconfig+")")
 	fs.StringVar(&o.Kube.Context, "context", o.Kube.Context, "kubeconfig context to use")
 	fs.DurationVar(&o.Kube.Timeout, "request-timeout", 0, "timeout of each API request (default 30s)")
-	fs.StringVar(&o.Color, "color", o.Color, "colour output: auto, always or never (NO_COLOR is honoured)")
+	fs.StringVar(&o.Color, "color", o.Color, "colour output: auto, always or never (auto honours NO_COLOR; the flag wins over it)")
 	fs.BoolVarP(&o.Verbose, "verbose", "v", o.Verbose, "print progress and results (by default a run under cron prints nothing)")
 	_ = root.RegisterFlagCompletionFunc("color", cobra.FixedCompletions([]string{"auto", "always", "never"}, cobra.ShellCompDirectiveNoFileComp))
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{cleanFlagError(err)} })
@@ -284,7 +285,13 @@ func executeRoot(ctx context.Context, f *Factory, root *cobra.Command, args []st
 		if msg == context.Canceled.Error() {
 			msg = "interrupted (SIGINT or SIGTERM)"
 		}
-		fmt.Fprintln(f.IO.ErrOut, "Error: "+msg)
+		// Escaped line by line: errors quote paths and the cluster's text
+		// (issue 18, item 9), and a config's problems are one a line.
+		lines := strings.Split(msg, "\n")
+		for i, l := range lines {
+			lines[i] = ui.Escape(l)
+		}
+		fmt.Fprintln(f.IO.ErrOut, "Error: "+strings.Join(lines, "\n"))
 	}
 	var fe *flagError
 	if errors.As(err, &fe) || strings.HasPrefix(err.Error(), "unknown command") {

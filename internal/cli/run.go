@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fatih/color"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/spf13/cobra"
 
@@ -316,7 +315,8 @@ func failureLine(res *deploy.Result, heard map[string]bool) string {
 			parts = append(parts, fmt.Sprintf("%s %s: %s", s.Service, s.Outcome, oneLine(why)))
 		}
 	}
-	return strings.Join(parts, "; ")
+	// Cron mails it; a person reads the mail in a terminal.
+	return ui.Escape(strings.Join(parts, "; "))
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
@@ -372,26 +372,33 @@ func summaryLine(res *deploy.Result) string {
 	return strings.Join(parts, ", ")
 }
 
+// progressPrinter writes progress lines; msg may quote pods' and events'
+// messages (anyone's who may write them): escaped (ui.Escape).
 func progressPrinter(w io.Writer) func(svc, msg string) {
 	return func(svc, msg string) {
+		msg = ui.Escape(msg)
 		if svc == "" {
-			fmt.Fprintf(w, "%s %s\n", color.CyanString("►"), msg)
+			fmt.Fprintf(w, "%s %s\n", ui.Cyan.Sprintf("►"), msg)
 			return
 		}
-		fmt.Fprintf(w, "%s %s: %s\n", color.CyanString("►"), svc, msg)
+		fmt.Fprintf(w, "%s %s: %s\n", ui.Cyan.Sprintf("►"), svc, msg)
 	}
 }
 
 var outcomeColor = map[deploy.Outcome]func(string, ...any) string{
-	deploy.OutcomeDeployed: color.GreenString, deploy.OutcomeVerified: color.GreenString, deploy.OutcomeUpToDate: color.GreenString,
-	deploy.OutcomeSkipped: color.YellowString, deploy.OutcomePlanned: color.CyanString, deploy.OutcomeInterrupted: color.YellowString,
-	deploy.OutcomeRolledBack: color.RedString, deploy.OutcomeFailed: color.RedString, deploy.OutcomeRollbackFailed: color.RedString,
-	deploy.OutcomeNotRun: color.RedString, deploy.OutcomeUnverified: color.YellowString, deploy.OutcomeSuperseded: color.YellowString,
+	deploy.OutcomeDeployed: ui.Green.Sprintf, deploy.OutcomeVerified: ui.Green.Sprintf, deploy.OutcomeUpToDate: ui.Green.Sprintf,
+	deploy.OutcomeSkipped: ui.Yellow.Sprintf, deploy.OutcomePlanned: ui.Cyan.Sprintf, deploy.OutcomeInterrupted: ui.Yellow.Sprintf,
+	deploy.OutcomeRolledBack: ui.Red.Sprintf, deploy.OutcomeFailed: ui.Red.Sprintf, deploy.OutcomeRollbackFailed: ui.Red.Sprintf,
+	deploy.OutcomeNotRun: ui.Red.Sprintf, deploy.OutcomeUnverified: ui.Yellow.Sprintf, deploy.OutcomeSuperseded: ui.Yellow.Sprintf,
 }
 
 // printSummary writes the run's table: one row per service, the images as
 // "old -> new" with the repeated repository left out of the new one.
+//
+// The result's text (reasons quoting holds, errors quoting pods) is the
+// cluster's: escaped first (ui.Escaped), as status does.
 func printSummary(w io.Writer, res *deploy.Result) {
+	res = ui.Escaped(res)
 	rows := [][]string{{"SERVICE", "RESULT", "IMAGE", "TIME", "DETAIL"}}
 	for _, s := range res.Services {
 		result := string(s.Outcome)
@@ -413,7 +420,7 @@ func printSummary(w io.Writer, res *deploy.Result) {
 	}
 	_ = ui.Table(w, "", rows)
 	for _, warn := range res.Warnings {
-		fmt.Fprintf(w, "%s %s\n", color.YellowString("warning:"), warn)
+		fmt.Fprintf(w, "%s %s\n", ui.Yellow.Sprintf("warning:"), warn)
 	}
 	if res.DryRun {
 		fmt.Fprintln(w, "dry run: nothing was changed")

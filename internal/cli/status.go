@@ -155,7 +155,9 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 // it) and this host's log.
 func readLocal(ctx context.Context, lk lock.Locker, cfg *config.Config, logLines int) status.Local {
 	var l status.Local
-	if h, held, _ := lk.Holder(ctx); held {
+	if h, held, err := lk.Holder(ctx); err != nil {
+		l.HolderErr = holderError(err)
+	} else if held {
 		l.Holder = &h
 	}
 	l.LastRun, l.LastRunErr = runlog.LastRun(cfg.Log.File)

@@ -144,7 +144,10 @@ type Service struct {
 // Health is an HTTP check run after a rollout completes, to catch images that
 // start but do not work.
 type Health struct {
-	URL string
+	// URL is given inline, or read from an environment variable or a file
+	// at each check (a URL that holds a credential, kept out of this file:
+	// manifests cronjob puts such a URL in the Secret).
+	URL Secret
 	// Authorization is the value of the request's Authorization header
 	// ("Bearer ...", "Basic ..."), from an environment variable or a file:
 	// a credential kept out of the URL and of this file.
@@ -157,6 +160,15 @@ type Health struct {
 	ExpectBody string
 	Timeout    time.Duration
 	Interval   time.Duration
+}
+
+// ShownURL is how the check's URL is named before it is read: the inline
+// URL redacted, or the variable or file it comes from.
+func (h Health) ShownURL() string {
+	if h.URL.Env == "" && h.URL.File == "" {
+		return RedactURL(h.URL.Value)
+	}
+	return h.URL.String()
 }
 
 // bodyFields are the only names ExpectBody may use. A map with

@@ -40,7 +40,7 @@ func TestExample(t *testing.T) {
 		PolicyNamespace: "flux-system", PolicyName: "api-gateway",
 		RolloutTimeout: 3 * time.Minute, AutoRollback: true,
 		Health: &Health{
-			URL: "http://127.0.0.1:8080/healthz", ExpectStatus: 200, ExpectBody: "{{.Tag}}",
+			URL: Secret{Value: "http://127.0.0.1:8080/healthz"}, ExpectStatus: 200, ExpectBody: "{{.Tag}}",
 			Timeout: 30 * time.Second, Interval: 2 * time.Second,
 			Authorization: Secret{Env: "AUTODEPLOY_GATEWAY_HEALTH_AUTH"},
 		},
@@ -53,9 +53,11 @@ func TestExample(t *testing.T) {
 		}
 	}
 	enrichment := plain("api-enrichment")
-	enrichment.Health = &Health{URL: "http://127.0.0.1:8081/healthz", ExpectStatus: 200, Timeout: 30 * time.Second, Interval: 2 * time.Second,
+	enrichment.Health = &Health{URL: Secret{File: "/etc/autodeploy/enrichment-health-url"}, ExpectStatus: 200, Timeout: 30 * time.Second, Interval: 2 * time.Second,
 		Authorization: Secret{File: "/etc/autodeploy/enrichment-health-auth"}}
-	want := []Service{gw, enrichment, plain("api-generation")}
+	generation := plain("api-generation")
+	generation.Health = &Health{URL: Secret{Env: "AUTODEPLOY_GENERATION_HEALTH_URL"}, ExpectStatus: 200, Timeout: 30 * time.Second, Interval: 2 * time.Second}
+	want := []Service{gw, enrichment, generation}
 	if len(cfg.Services) != len(want) {
 		t.Fatalf("got %d services, want %d", len(cfg.Services), len(want))
 	}
@@ -183,7 +185,7 @@ services:
 	if !b.AutoRollback || b.RolloutTimeout != 90*time.Second {
 		t.Errorf("b's own values were overridden: %+v", b)
 	}
-	want := Health{URL: "https://c.example/healthz", ExpectStatus: 200, Timeout: 30 * time.Second, Interval: 2 * time.Second}
+	want := Health{URL: Secret{Value: "https://c.example/healthz"}, ExpectStatus: 200, Timeout: 30 * time.Second, Interval: 2 * time.Second}
 	if c.Health == nil || *c.Health != want {
 		t.Errorf("c.Health = %+v, want %+v", c.Health, want)
 	}
@@ -627,5 +629,52 @@ func TestHealthAuthorization(t *testing.T) {
 	_, err = Parse([]byte("services:\n  - name: api\n    health: {url: http://a/h, authorizationFile: relative}\n"), "h.yaml")
 	if err == nil || !strings.Contains(err.Error(), "authorizationFile") {
 		t.Fatalf("relative file: %v", err)
+	}
+}
+
+// A URL refused by validation is quoted redacted: `config validate` runs
+// in CI logs and terminals (issue 18, item 1).
+func TestInvalidURLRedacted(t *testing.T) {
+	for _, src := range []string{
+		"services:\n  - name: api\n    health: {url: \"ops:s3cr3t@api.local/health?private_token=s3cr3t\"}\n",
+		"metrics: {pushgateway: \"ops:s3cr3t@gw.local:9091\"}\nservices:\n  - name: api\n",
+	} {
+		_, err := Parse([]byte(src), "u.yaml")
+		if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "must be an absolute http or https URL") {
+			t.Errorf("Parse(%q) = %v", src, err)
+		}
+	}
+}
+
+// A health URL that holds a credential can be kept out of the file, as a
+// notification URL can: urlEnv or urlFile, exactly one of the three
+// (issue 18, item 1: manifests cronjob moves it to the Secret so).
+func TestHealthURLSources(t *testing.T) {
+	for _, tt := range []struct {
+		health string
+		want   Secret
+		err    string
+	}{
+		{"{url: 'https://a/h'}", Secret{Value: "https://a/h"}, ""},
+		{"{urlEnv: API_HEALTH_URL}", Secret{Env: "API_HEALTH_URL"}, ""},
+		{"{urlFile: /run/secrets/api-health-url}", Secret{File: "/run/secrets/api-health-url"}, ""},
+		{"{urlFile: relative}", Secret{}, "must be an absolute path"},
+		{"{url: 'https://a/h', urlEnv: X}", Secret{}, "give exactly one of url, urlEnv or urlFile (got 2)"},
+		{"{expectStatus: 200}", Secret{}, `missing required key "url" (or urlEnv, urlFile)`},
+	} {
+		cfg, err := Parse([]byte("services:\n  - name: api\n    health: "+tt.health+"\n"), "h.yaml")
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%s: err = %v, want %q", tt.health, err, tt.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tt.health, err)
+			continue
+		}
+		if got := cfg.Services[0].Health.URL; got != tt.want {
+			t.Errorf("%s: URL = %+v, want %+v", tt.health, got, tt.want)
+		}
 	}
 }

@@ -92,6 +92,8 @@ type rawService struct {
 
 type rawHealth struct {
 	URL               opt[string]        `yaml:"url"`
+	URLEnv            opt[string]        `yaml:"urlEnv"`
+	URLFile           opt[string]        `yaml:"urlFile"`
 	AuthorizationEnv  opt[string]        `yaml:"authorizationEnv"`
 	AuthorizationFile opt[string]        `yaml:"authorizationFile"`
 	ExpectStatus      opt[int]           `yaml:"expectStatus"`

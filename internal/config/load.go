@@ -303,7 +303,7 @@ func (d *decoder) service(c *Config, rs rawService, path string) Service {
 
 func (d *decoder) health(rh *rawHealth, path string) *Health {
 	h := &Health{
-		URL:           rh.URL.or(""),
+		URL:           Secret{Value: rh.URL.or(""), Env: rh.URLEnv.or(""), File: rh.URLFile.or("")},
 		ExpectStatus:  rh.ExpectStatus.or(DefaultHealthExpectStatus),
 		ExpectBody:    rh.ExpectBody.or(""),
 		Timeout:       rh.Timeout.or(DefaultHealthTimeout),
@@ -314,12 +314,22 @@ func (d *decoder) health(rh *rawHealth, path string) *Health {
 		d.add(rh.AuthorizationFile.Line, rh.AuthorizationFile.Path, "set one of authorizationEnv and authorizationFile, not both")
 	}
 	d.absPath(rh.AuthorizationFile)
-	if !rh.URL.Set {
-		d.add(rh.Line, path, `missing required key "url"`)
-	} else if rh.URL.ok() {
-		u, err := url.Parse(h.URL)
+	d.absPath(rh.URLFile)
+	sources := 0
+	for _, o := range []opt[string]{rh.URL, rh.URLEnv, rh.URLFile} {
+		if o.Set {
+			sources++
+		}
+	}
+	switch {
+	case sources == 0:
+		d.add(rh.Line, path, `missing required key "url" (or urlEnv, urlFile)`)
+	case sources > 1:
+		d.add(rh.Line, path, fmt.Sprintf("give exactly one of url, urlEnv or urlFile (got %d)", sources))
+	case rh.URL.ok():
+		u, err := url.Parse(h.URL.Value)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			d.add(rh.URL.Line, rh.URL.Path, fmt.Sprintf("must be an absolute http or https URL, got %s", quote(RedactURL(h.URL))))
+			d.add(rh.URL.Line, rh.URL.Path, fmt.Sprintf("must be an absolute http or https URL, got %s", quote(RedactURL(h.URL.Value))))
 		}
 	}
 	if rh.ExpectStatus.ok() && (h.ExpectStatus < 100 || h.ExpectStatus > 599) {

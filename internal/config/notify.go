@@ -144,7 +144,7 @@ func (d *decoder) metrics(rm rawMetrics) Metrics {
 	d.absPath(rm.TextfileDir)
 	if rm.Pushgateway.ok() {
 		if u, err := url.Parse(m.Pushgateway); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			d.add(rm.Pushgateway.Line, rm.Pushgateway.Path, fmt.Sprintf("must be an absolute http or https URL, got %s", quote(m.Pushgateway)))
+			d.add(rm.Pushgateway.Line, rm.Pushgateway.Path, fmt.Sprintf("must be an absolute http or https URL, got %s", quote(RedactURL(m.Pushgateway))))
 		}
 	}
 	return m

@@ -5,16 +5,20 @@ import (
 	"strings"
 )
 
-// secretParams are query parameters that carry credentials in URLs people
-// paste into configs (tokens of health endpoints, signed URLs).
-var secretParams = []string{"token", "access_token", "api_key", "apikey", "key", "secret", "password", "passwd", "pass", "auth", "sig", "signature", "x-amz-signature"}
-
-// RedactURL returns s without its credentials: the password of the user
-// info and the values of query parameters that carry secrets are replaced
-// by "redacted". A URL that does not parse is replaced whole: it may be
-// anything. It is how a URL is shown anywhere but where it is used (logs,
-// output, status, annotations, notifications).
+// RedactURL returns s as it may be shown: the user info's password (or a
+// lone user name, which is how tokens are given: https://TOKEN@host), every
+// query value, the fragment and the user info of a URL without its scheme
+// ("admin:pw@host") are replaced by "redacted"; the scheme, host, path and
+// query parameter names stay, enough to recognise the URL. Every query
+// value, not those of names that look secret: a list of names always misses
+// one (private_token, X-Amz-Credential, s; issue 18, item 1). A URL that
+// does not parse is replaced whole: it may be anything. It is how a URL is
+// shown anywhere but where it is used (logs, output, status, annotations,
+// notifications, validation errors).
 func RedactURL(s string) string {
+	if s == "" {
+		return ""
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		return "<unparsable URL>"
@@ -22,18 +26,31 @@ func RedactURL(s string) string {
 	if u.User != nil {
 		if _, has := u.User.Password(); has {
 			u.User = url.UserPassword(u.User.Username(), "redacted")
+		} else if u.User.Username() != "" {
+			u.User = url.User("redacted")
 		}
 	}
+	if i := strings.LastIndex(u.Opaque, "@"); i >= 0 {
+		// "admin:pw@host" parses as the scheme admin and the opaque
+		// "pw@host"; "localhost:8080/healthz" (no user info) stays readable.
+		u.Opaque = "redacted" + u.Opaque[i:]
+	}
 	if u.RawQuery != "" {
-		q := u.Query()
-		for k := range q {
-			for _, p := range secretParams {
-				if strings.EqualFold(k, p) {
-					q.Set(k, "redacted")
-				}
+		// Split by hand, not by url.Query: it drops what it cannot parse
+		// (a ";", a bad escape), and what it drops must not vanish from
+		// the shown URL unnoticed any more than it may be shown.
+		parts := strings.Split(u.RawQuery, "&")
+		for i, p := range parts {
+			if name, _, has := strings.Cut(p, "="); has {
+				parts[i] = name + "=redacted"
+			} else if p != "" {
+				parts[i] = "redacted" // a bare value may be the token itself
 			}
 		}
-		u.RawQuery = q.Encode()
+		u.RawQuery = strings.Join(parts, "&")
+	}
+	if u.Fragment != "" {
+		u.Fragment, u.RawFragment = "redacted", ""
 	}
 	return u.String()
 }

@@ -690,10 +690,10 @@ func (r *Runner) waitAndCheck(runCtx context.Context, s config.Service, dec Deci
 		if runCtx.Err() != nil {
 			return fmt.Errorf("%w (runTimeout %s) during the health check: %v", errBudget, r.Config.RunTimeout, err)
 		}
-		log.Error("health check failed", "url", config.RedactURL(s.Health.URL), "error", err)
+		log.Error("health check failed", "url", s.Health.ShownURL(), "error", err)
 		return err
 	}
-	log.Info("health check passed", "url", config.RedactURL(s.Health.URL), "duration", r.Now().Sub(hstart))
+	log.Info("health check passed", "url", s.Health.ShownURL(), "duration", r.Now().Sub(hstart))
 	r.progress(s.Name, "health check passed")
 	return nil
 }

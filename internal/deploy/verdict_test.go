@@ -19,8 +19,8 @@ func TestVerdictOf(t *testing.T) {
 	healthErr := func(h config.Health) error {
 		return health.Check(context.Background(), h, "x:1", "1")
 	}
-	noAnswer := healthErr(config.Health{URL: "http://127.0.0.1:1/", ExpectStatus: 200, Timeout: 50 * time.Millisecond, Interval: 10 * time.Millisecond})
-	noToken := health.Preflight(config.Health{URL: "http://x/", Authorization: config.Secret{Env: "AUTODEPLOY_TEST_UNSET_BLAME_TOKEN"}})
+	noAnswer := healthErr(config.Health{URL: config.Secret{Value: "http://127.0.0.1:1/"}, ExpectStatus: 200, Timeout: 50 * time.Millisecond, Interval: 10 * time.Millisecond})
+	noToken := health.Preflight(config.Health{URL: config.Secret{Value: "http://x/"}, Authorization: config.Secret{Env: "AUTODEPLOY_TEST_UNSET_BLAME_TOKEN"}})
 	tests := []struct {
 		name string
 		err  error
@@ -49,7 +49,7 @@ func TestVerdictOf(t *testing.T) {
 // before the patch; anything else passes through.
 func TestPreflight(t *testing.T) {
 	s := svc()
-	s.Health = &config.Health{URL: "http://x/", Authorization: config.Secret{Env: "AUTODEPLOY_TEST_UNSET_PREFLIGHT_TOKEN"}}
+	s.Health = &config.Health{URL: config.Secret{Value: "http://x/"}, Authorization: config.Secret{Env: "AUTODEPLOY_TEST_UNSET_PREFLIGHT_TOKEN"}}
 	for _, a := range []Action{Deploy, Verify} {
 		dec := preflight(Decision{Action: a, Target: repo + ":sha-bbb"}, s)
 		if dec.Action != Skip || !dec.Problem || dec.Fix == "" || dec.Alert == "" || !strings.Contains(dec.Reason, "AUTODEPLOY_TEST_UNSET_PREFLIGHT_TOKEN") {

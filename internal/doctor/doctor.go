@@ -306,16 +306,16 @@ func files(ctx context.Context, r *Report, cfg *config.Config, c *kube.Clients) 
 	} else {
 		check(r, "lock", cfg.LockFile)
 	}
-	// A health credential runs cannot read stops every deploy of the
-	// service (deploy's preflight): say it here, in this environment.
+	// A health URL or credential runs cannot read stops every deploy of
+	// the service (deploy's preflight): say it here, in this environment.
 	for _, s := range cfg.Services {
-		if s.Health == nil || !s.Health.Authorization.Set() {
+		if s.Health == nil || (!s.Health.Authorization.Set() && s.Health.URL.Env == "" && s.Health.URL.File == "") {
 			continue
 		}
 		if err := health.Preflight(*s.Health); err != nil {
 			r.add("health "+s.Name, Fail, err.Error(), "set it in the environment runs have (cron line, systemd unit, the CronJob's Secret), or make the file readable by the user runs are")
 		} else {
-			r.add("health "+s.Name, OK, "the Authorization header can be read", "")
+			r.add("health "+s.Name, OK, "the URL and Authorization header can be read", "")
 		}
 	}
 }

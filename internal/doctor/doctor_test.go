@@ -164,7 +164,8 @@ func TestFilesHealthCredential(t *testing.T) {
 	c, err := config.Parse([]byte("lockFile: "+filepath.Join(dir, "lock")+"\nlog: {file: "+filepath.Join(dir, "log")+"}\nservices:\n"+
 		"  - name: envless\n    health: {url: 'http://x/', authorizationEnv: AUTODEPLOY_TEST_UNSET_DOCTOR_TOKEN}\n"+
 		"  - name: fileless\n    health: {url: 'http://x/', authorizationFile: "+filepath.Join(dir, "missing")+"}\n"+
-		"  - name: fine\n    health: {url: 'http://x/', authorizationFile: "+token+"}\n"), "t.yaml")
+		"  - name: fine\n    health: {url: 'http://x/', authorizationFile: "+token+"}\n"+
+		"  - name: urlless\n    health: {urlEnv: AUTODEPLOY_TEST_UNSET_DOCTOR_URL}\n"), "t.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,6 +183,10 @@ func TestFilesHealthCredential(t *testing.T) {
 	}
 	if ch := got["health fine"]; ch.Status != OK {
 		t.Errorf("fine: %+v", ch)
+	}
+	// The URL from a variable as well (issue 18, item 1).
+	if ch := got["health urlless"]; ch.Status != Fail || !strings.Contains(ch.Detail, "AUTODEPLOY_TEST_UNSET_DOCTOR_URL") {
+		t.Errorf("urlless: %+v", ch)
 	}
 }
 

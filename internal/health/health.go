@@ -38,17 +38,34 @@ func WrongAnswer(format string, args ...any) error {
 	return &Error{Answered: true, msg: fmt.Sprintf(format, args...)}
 }
 
-// Preflight reports whether the check can be sent: its credential can be
-// read. Run before a deploy, so that a missing credential stops the deploy
-// instead of failing a good image after it (issue 17, item 3).
+// Preflight reports whether the check can be sent: its URL and its
+// credential can be read. Run before a deploy, so that a missing credential
+// stops the deploy instead of failing a good image after it (issue 17,
+// item 3).
 func Preflight(h config.Health) error {
-	if !h.Authorization.Set() {
-		return nil
+	_, _, err := resolve(h)
+	return err
+}
+
+// resolve reads the check's URL and Authorization header from their
+// sources. The errors name the variable or file, never a value, and are
+// setup errors: autodeploy's, not the image's.
+func resolve(h config.Health) (u, auth string, err error) {
+	if u, err = h.URL.Resolve(os.Getenv, os.ReadFile); err != nil {
+		return "", "", &Error{Setup: true, msg: fmt.Sprintf("health check URL: %v", err)}
 	}
-	if _, err := h.Authorization.Resolve(os.Getenv, os.ReadFile); err != nil {
-		return &Error{Setup: true, msg: fmt.Sprintf("health check %s: Authorization header: %v", config.RedactURL(h.URL), err)}
+	if h.URL.Env != "" || h.URL.File != "" {
+		// Checked by Load when inline; from elsewhere, here.
+		if pu, perr := url.Parse(u); perr != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return "", "", &Error{Setup: true, msg: fmt.Sprintf("health check URL from %s: must be an absolute http or https URL, got %s", h.URL, config.RedactURL(u))}
+		}
 	}
-	return nil
+	if h.Authorization.Set() {
+		if auth, err = h.Authorization.Resolve(os.Getenv, os.ReadFile); err != nil {
+			return "", "", &Error{Setup: true, msg: fmt.Sprintf("health check %s: Authorization header: %v", config.RedactURL(u), err)}
+		}
+	}
+	return u, auth, nil
 }
 
 // Check calls h.URL until it answers h.ExpectStatus with a body containing
@@ -59,13 +76,10 @@ func Check(ctx context.Context, h config.Health, image, tag string) error {
 	if err != nil {
 		return err
 	}
-	auth := ""
-	if h.Authorization.Set() {
-		// Read at each check: a rotated token is picked up. The error names
-		// the variable or file, never the value.
-		if auth, err = h.Authorization.Resolve(os.Getenv, os.ReadFile); err != nil {
-			return &Error{Setup: true, msg: fmt.Sprintf("health check %s: Authorization header: %v", config.RedactURL(h.URL), err)}
-		}
+	// Read at each check: a rotated token (or URL) is picked up.
+	u, auth, err := resolve(h)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.Timeout)
 	defer cancel()
@@ -76,7 +90,7 @@ func Check(ctx context.Context, h config.Health, image, tag string) error {
 	var last error
 	answered := false
 	for {
-		err := attempt(ctx, client, h, want, auth)
+		err := attempt(ctx, client, h, u, want, auth)
 		if err == nil {
 			return nil
 		}
@@ -92,7 +106,7 @@ func Check(ctx context.Context, h config.Health, image, tag string) error {
 			if ctx.Err() == context.DeadlineExceeded && last != nil {
 				// The URL may carry credentials: this error goes to the log,
 				// the summary, notifications and the failed-image annotation.
-				return &Error{Answered: answered, msg: fmt.Sprintf("health check %s failed for %s: %s", config.RedactURL(h.URL), h.Timeout, config.RedactIn(last.Error(), h.URL))}
+				return &Error{Answered: answered, msg: fmt.Sprintf("health check %s failed for %s: %s", config.RedactURL(u), h.Timeout, config.RedactIn(last.Error(), u))}
 			}
 			return ctx.Err()
 		case <-t.C:
@@ -100,12 +114,12 @@ func Check(ctx context.Context, h config.Health, image, tag string) error {
 	}
 }
 
-func attempt(ctx context.Context, client *http.Client, h config.Health, want, auth string) error {
+func attempt(ctx context.Context, client *http.Client, h config.Health, u, want, auth string) error {
 	actx, cancel := context.WithTimeout(ctx, min(h.Timeout, 10*time.Second))
 	defer cancel()
-	req, err := http.NewRequestWithContext(actx, http.MethodGet, h.URL, nil)
+	req, err := http.NewRequestWithContext(actx, http.MethodGet, u, nil)
 	if err != nil {
-		return fmt.Errorf("invalid health check URL %s", config.RedactURL(h.URL))
+		return fmt.Errorf("invalid health check URL %s", config.RedactURL(u))
 	}
 	req.Header.Set("User-Agent", "autodeploy-health")
 	if auth != "" {
@@ -119,7 +133,7 @@ func attempt(ctx context.Context, client *http.Client, h config.Health, want, au
 		// strings (issue 17, item 13).
 		var ue *url.Error
 		if errors.As(err, &ue) {
-			return fmt.Errorf("%s %s: %w", ue.Op, config.RedactURL(h.URL), ue.Err)
+			return fmt.Errorf("%s %s: %w", ue.Op, config.RedactURL(u), ue.Err)
 		}
 		return err
 	}

@@ -43,7 +43,7 @@ func TestCheck(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			calls.Store(0)
-			h := config.Health{URL: srv.URL + tt.path, ExpectStatus: 200, ExpectBody: tt.body, Timeout: time.Second, Interval: 10 * time.Millisecond}
+			h := config.Health{URL: config.Secret{Value: srv.URL + tt.path}, ExpectStatus: 200, ExpectBody: tt.body, Timeout: time.Second, Interval: 10 * time.Millisecond}
 			err := Check(context.Background(), h, "ghcr.io/x/api:v1.0.1", "v1.0.1")
 			if tt.wantErr == "" {
 				if err != nil {
@@ -72,30 +72,45 @@ func TestCheckNoAnswer(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close() // nothing listens there any more: connection refused
-	h := config.Health{URL: url, ExpectStatus: 200, Timeout: 100 * time.Millisecond, Interval: 10 * time.Millisecond}
+	h := config.Health{URL: config.Secret{Value: url}, ExpectStatus: 200, Timeout: 100 * time.Millisecond, Interval: 10 * time.Millisecond}
 	err := Check(context.Background(), h, "x:1", "1")
 	if he, ok := err.(*Error); !ok || he.Answered || he.Setup {
 		t.Fatalf("err = %#v, want an unanswered *Error", err)
 	}
 }
 
-// A transport error names the URL redacted, whatever spelling net/http
-// gives it: a password and a token parameter never appear.
-func TestCheckNoAnswerRedacts(t *testing.T) {
-	srv := httptest.NewServer(http.NotFoundHandler())
-	u := strings.Replace(srv.URL, "http://", "http://ops:p%40ss-s3cr3t@", 1) + "/health?token=s3cr3t-tok"
-	srv.Close()
-	h := config.Health{URL: u, ExpectStatus: 200, Timeout: 100 * time.Millisecond, Interval: 10 * time.Millisecond}
-	err := Check(context.Background(), h, "x:1", "1")
-	if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "connection refused") {
-		t.Fatalf("err = %v", err)
+// A failed check names the URL redacted, whatever spelling net/http gives
+// it: a password and no query value ever appear. The error is what the
+// log, the summary, the failed-image annotation, status and notifications
+// show (issue 18, item 1: private_token and the like were shown in full).
+func TestCheckFailureRedacts(t *testing.T) {
+	refused := httptest.NewServer(http.NotFoundHandler())
+	refused.Close()
+	wrong := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no", http.StatusServiceUnavailable)
+	}))
+	defer wrong.Close()
+	for _, base := range []struct{ name, url, want string }{
+		{"refused", refused.URL, "connection refused"},
+		{"wrong answer", wrong.URL, "status 503"},
+	} {
+		for _, q := range []string{"token", "private_token", "refresh_token", "id_token", "client_secret", "jwt", "pwd", "session", "credential", "authorization", "X-Amz-Credential"} {
+			t.Run(base.name+"/"+q, func(t *testing.T) {
+				u := strings.Replace(base.url, "http://", "http://ops:p%40ss-s3cr3t@", 1) + "/health?" + q + "=s3cr3t-tok&svc=api"
+				h := config.Health{URL: config.Secret{Value: u}, ExpectStatus: 200, Timeout: 100 * time.Millisecond, Interval: 10 * time.Millisecond}
+				err := Check(context.Background(), h, "x:1", "1")
+				if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), base.want) || !strings.Contains(err.Error(), q+"=redacted") {
+					t.Fatalf("err = %v", err)
+				}
+			})
+		}
 	}
 }
 
 func TestCheckCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	h := config.Health{URL: "http://127.0.0.1:1/", ExpectStatus: 200, Timeout: time.Minute, Interval: time.Second}
+	h := config.Health{URL: config.Secret{Value: "http://127.0.0.1:1/"}, ExpectStatus: 200, Timeout: time.Minute, Interval: time.Second}
 	if err := Check(ctx, h, "x:1", "1"); err != context.Canceled {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
@@ -117,7 +132,7 @@ func TestCheckAuthorization(t *testing.T) {
 	if err := os.WriteFile(file, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h := config.Health{URL: srv.URL, ExpectStatus: 200, Timeout: time.Second, Interval: 10 * time.Millisecond, Authorization: config.Secret{File: file}}
+	h := config.Health{URL: config.Secret{Value: srv.URL}, ExpectStatus: 200, Timeout: time.Second, Interval: 10 * time.Millisecond, Authorization: config.Secret{File: file}}
 	if err := Check(context.Background(), h, "img:v1", "v1"); err != nil {
 		t.Fatalf("with the header from the file: %v", err)
 	}
@@ -139,5 +154,40 @@ func TestCheckAuthorization(t *testing.T) {
 	h.Authorization = config.Secret{File: file}
 	if err := Preflight(h); err != nil {
 		t.Errorf("Preflight with a readable file: %v", err)
+	}
+}
+
+// A URL from a file (or a variable) is read at each check; an unreadable
+// or invalid one is autodeploy's setup, named by its source, never shown.
+func TestCheckURLFromFile(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("private_token") != "s3cr3t" {
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	file := filepath.Join(t.TempDir(), "url")
+	if err := os.WriteFile(file, []byte(srv.URL+"/h?private_token=s3cr3t\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := config.Health{URL: config.Secret{File: file}, ExpectStatus: 200, Timeout: time.Second, Interval: 10 * time.Millisecond}
+	if err := Check(context.Background(), h, "img:v1", "v1"); err != nil {
+		t.Fatalf("with the URL from the file: %v", err)
+	}
+	if err := Preflight(h); err != nil {
+		t.Errorf("Preflight with a readable file: %v", err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad")
+	os.WriteFile(bad, []byte("ops:s3cr3t@host/h\n"), 0o600)
+	for _, u := range []config.Secret{{Env: "AUTODEPLOY_TEST_UNSET_HEALTH_URL"}, {File: filepath.Join(t.TempDir(), "missing")}, {File: bad}} {
+		h.URL = u
+		for name, err := range map[string]error{"Check": Check(context.Background(), h, "img:v1", "v1"), "Preflight": Preflight(h)} {
+			he, ok := err.(*Error)
+			if !ok || !he.Setup || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), strings.TrimPrefix(u.String(), "$")) {
+				t.Errorf("%s with URL %v: %v, want a setup *Error naming the source", name, u, err)
+			}
+		}
 	}
 }

@@ -273,7 +273,8 @@ func (l *LeaseLocker) Holder(ctx context.Context) (Holder, bool, error) {
 		return Holder{}, false, nil
 	}
 	if err != nil {
-		return Holder{}, false, err
+		// Not "not held": whether a run is in progress is unknown.
+		return Holder{}, false, fmt.Errorf("cannot read %s: %w", l.path(), err)
 	}
 	if h := cur.Spec.HolderIdentity; h == nil || *h == "" || l.looksStale(cur) {
 		return Holder{}, false, nil

@@ -189,3 +189,17 @@ func untilLost(h *Held, clk *clocktesting.FakeClock) {
 		runtime.Gosched()
 	}
 }
+
+// A Lease that cannot be read is an error naming it, never "not held":
+// status said "no run in progress" under a Role without get leases (issue
+// 18, item 6). The API's error stays inside (IsForbidden).
+func TestLeaseHolderUnreadable(t *testing.T) {
+	c := fake.NewClientset()
+	c.PrependReactor("get", "leases", func(k8stesting.Action) (bool, krt.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}, "autodeploy", errors.New(`User "ro" cannot get resource "leases"`))
+	})
+	_, held, err := host(c, "host-b/2", clocktesting.NewFakeClock(t0)).Holder(context.Background())
+	if held || err == nil || !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "cannot read Lease flux-system/autodeploy") {
+		t.Fatalf("Holder = %v, %v", held, err)
+	}
+}

@@ -68,7 +68,7 @@ func CronJob(w io.Writer, cfg *config.Config, o CronJobOptions) error {
 	if len(secrets) > 0 {
 		// Secrets go in a Secret, never in the ConfigMap (readable by anyone
 		// who may read ConfigMaps); the config names the mounted files.
-		fmt.Fprintf(&b, "# The notification URLs and HMAC keys are in the Secret autodeploy, mounted at %s;\n", secretsDir)
+		fmt.Fprintf(&b, "# The notification URLs and HMAC keys, the health checks' Authorization headers and\n# the health URLs with a credential are in the Secret autodeploy, mounted at %s;\n", secretsDir)
 		fmt.Fprintf(&b, "# the ConfigMap holds no secret. Keep this output as you keep those secrets.\n")
 		fmt.Fprintf(&b, "apiVersion: v1\nkind: Secret\nmetadata:\n  name: autodeploy\n  namespace: %s\ntype: Opaque\nstringData:\n", o.Namespace)
 		for _, s := range secrets {
@@ -162,7 +162,8 @@ type podSecret struct {
 
 // notifySecrets reads every secret the config names (notification URLs and
 // HMAC keys, inline, from an environment variable or a file of this host;
-// health check Authorization headers) for the Secret. A secret that cannot
+// health check Authorization headers, and health URLs that carry a
+// credential or come from the environment or a file) for the Secret. A secret that cannot
 // be read here is an error: the pod would not have it either.
 func notifySecrets(cfg *config.Config, o CronJobOptions) ([]podSecret, error) {
 	var out []podSecret
@@ -192,6 +193,16 @@ func notifySecrets(cfg *config.Config, o CronJobOptions) ([]podSecret, error) {
 	for i, sv := range cfg.Services {
 		if sv.Health == nil {
 			continue
+		}
+		// A URL from this host's environment or files, or one whose shown
+		// form differs from it (a password, a query value, a fragment:
+		// config.RedactURL's judgement, the one every output uses), is a
+		// secret; a plain URL stays readable in the ConfigMap.
+		if u := sv.Health.URL; u.Env != "" || u.File != "" || config.RedactURL(u.Value) != u.Value {
+			if err := add(u, fmt.Sprintf("services[%d] (%s) health url", i, sv.Name),
+				podSecret{key: fmt.Sprintf("health-%s-url", sv.Name), list: "services", index: i, sub: "health", field: "url"}); err != nil {
+				return nil, err
+			}
 		}
 		if err := add(sv.Health.Authorization, fmt.Sprintf("services[%d] (%s) health authorization", i, sv.Name),
 			podSecret{key: fmt.Sprintf("health-%s-authorization", sv.Name), list: "services", index: i, sub: "health", field: "authorization"}); err != nil {

@@ -245,3 +245,70 @@ func TestCronJobSecretsStaySecret(t *testing.T) {
 		t.Errorf("unset variable: %v", err)
 	}
 }
+
+// A health URL that carries a credential (a password, any query value) or
+// comes from this host's environment or files goes to the Secret, as the
+// ConfigMap's header promises; a plain one stays readable in the ConfigMap
+// (issue 18, item 1).
+func TestCronJobHealthURLSecrets(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	src := `lockFile: /run/lock/autodeploy.lock
+services:
+  - name: a
+    health: {url: "https://ops:pw-S1@api.local/h"}
+  - name: b
+    health: {url: "https://api.local/h?private_token=S2&svc=b"}
+  - name: c
+    health: {url: "http://127.0.0.1:8080/healthz"}
+  - name: d
+    health: {urlEnv: D_HEALTH_URL}
+`
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := CronJob(&b, cfg, CronJobOptions{Image: "r/a:v1", Namespace: "ops", ServiceAccount: "autodeploy", Getenv: fakeEnv, ReadFile: fakeFile}); err != nil {
+		t.Fatal(err)
+	}
+	var secret, configMap string
+	for _, d := range strings.Split(b.String(), "\n---\n") {
+		switch {
+		case strings.Contains(d, "kind: Secret"):
+			secret = d
+		case strings.Contains(d, "kind: ConfigMap"):
+			configMap = d
+		}
+	}
+	for _, s := range []string{"pw-S1", "S2", "secret.example"} {
+		if strings.Contains(configMap, s) {
+			t.Errorf("%s is in the ConfigMap:\n%s", s, configMap)
+		}
+		if !strings.Contains(secret, s) {
+			t.Errorf("%s is not in the Secret:\n%s", s, secret)
+		}
+	}
+	var body strings.Builder
+	for _, l := range strings.Split(configMap[strings.Index(configMap, "config.yaml: |")+len("config.yaml: |\n"):], "\n") {
+		body.WriteString(strings.TrimPrefix(l, "    ") + "\n")
+	}
+	pod, err := config.Parse([]byte(body.String()), "configmap")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, body.String())
+	}
+	for _, sv := range pod.Services {
+		u := sv.Health.URL
+		if sv.Name == "c" {
+			if u.Value != "http://127.0.0.1:8080/healthz" {
+				t.Errorf("c: URL %+v, want it inline as it was", u)
+			}
+			continue
+		}
+		if u.Value != "" || u.Env != "" || !strings.HasPrefix(u.File, "/etc/autodeploy/secrets/") || !strings.Contains(secret, "  "+strings.TrimPrefix(u.File, "/etc/autodeploy/secrets/")+": ") {
+			t.Errorf("%s: health URL %+v, want a file of the mounted Secret", sv.Name, u)
+		}
+	}
+}

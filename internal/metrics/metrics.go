@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 )
 
@@ -169,7 +170,13 @@ func WriteTextfile(dir string, reg *prometheus.Registry) error {
 }
 
 // Push sends reg to a Pushgateway under job "autodeploy", with a timeout:
-// a Pushgateway that hangs must not hold the run (and its lock).
+// a Pushgateway that hangs must not hold the run (and its lock). The
+// library's errors quote the URL with its password; they go to the log,
+// so the URL is redacted in them.
 func Push(url string, reg *prometheus.Registry) error {
-	return push.New(url, "autodeploy").Gatherer(reg).Client(&http.Client{Timeout: 10 * time.Second}).Push()
+	err := push.New(url, "autodeploy").Gatherer(reg).Client(&http.Client{Timeout: 10 * time.Second}).Push()
+	if err != nil {
+		return errors.New(config.RedactIn(err.Error(), url))
+	}
+	return nil
 }

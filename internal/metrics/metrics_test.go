@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -201,5 +202,23 @@ func TestPush(t *testing.T) {
 	}
 	if method != http.MethodPut || path != "/metrics/job/autodeploy" || !bytes.Contains(got, []byte(DeploymentsTotal)) {
 		t.Errorf("%s %s: %d bytes", method, path, len(got))
+	}
+}
+
+// A Pushgateway's error (its URL, with the password, is in the library's
+// message) goes to the log: the URL is redacted there as everywhere.
+func TestPushErrorRedacts(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "denied", http.StatusUnauthorized)
+	}))
+	refused := httptest.NewServer(http.NotFoundHandler())
+	refused.Close()
+	defer srv.Close()
+	for _, base := range []string{srv.URL, refused.URL} {
+		u := strings.Replace(base, "http://", "http://ops:s3cr3t@", 1)
+		err := Push(u, Registry(result(map[string]deploy.Outcome{"api": deploy.OutcomeDeployed}), nil, nil, t0))
+		if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "ops:redacted@") {
+			t.Errorf("Push(%s) = %v", u, err)
+		}
 	}
 }

@@ -45,6 +45,7 @@ type Local struct {
 	LastRun    *runlog.Run
 	LastRunErr error
 	Holder     *lock.Holder
+	HolderErr  error // the holder could not be read
 	Log        []string
 }
 
@@ -55,6 +56,9 @@ func Build(cfg *config.Config, services []config.Service, objs Objects, local Lo
 		LastRun: local.LastRun, RunInProgress: local.Holder, Log: local.Log}
 	if local.LastRunErr != nil {
 		r.LastRunError = local.LastRunErr.Error()
+	}
+	if local.HolderErr != nil {
+		r.RunInProgressError = local.HolderErr.Error()
 	}
 	r.Schedule = Schedule{Spec: cfg.Schedule, NextRun: cfg.Next(now).UTC()}
 	if r.LastRun != nil {

@@ -23,11 +23,11 @@ type TextOptions struct {
 }
 
 var (
-	green  = color.New(color.FgGreen).SprintFunc()
-	yellow = color.New(color.FgYellow).SprintFunc()
-	red    = color.New(color.FgRed).SprintFunc()
-	bold   = color.New(color.Bold).SprintFunc()
-	faint  = color.New(color.Faint).SprintFunc()
+	green  = ui.Green.SprintFunc()
+	yellow = ui.Yellow.SprintFunc()
+	red    = ui.Red.SprintFunc()
+	bold   = ui.NewColor(color.Bold).SprintFunc()
+	faint  = ui.NewColor(color.Faint).SprintFunc()
 )
 
 func stateColor(s string) func(...any) string {
@@ -45,7 +45,12 @@ func stateColor(s string) func(...any) string {
 // WriteText renders r for a person in an 80-column terminal: a table with a
 // line per service, a block for each service that needs attention, then
 // the last and next runs.
+//
+// Every string of r is escaped first (ui.Escaped): annotations, the
+// Lease's holder, pods' and Flux objects' messages and the log are
+// anyone's who may write them, and must not reach the terminal raw.
 func WriteText(w io.Writer, r *Report, o TextOptions) error {
+	r = ui.Escaped(r)
 	now := r.GeneratedAt
 	rows := [][]string{{"SERVICE", "STATE", "READY", "IMAGE", "FLUX"}}
 	for _, s := range r.Services {
@@ -281,6 +286,8 @@ func writeRuns(w io.Writer, r *Report, now time.Time) {
 	}
 	if h := r.RunInProgress; h != nil {
 		row("running", "%s", yellow(fmt.Sprintf("pid %d since %s: %s", h.Pid, clock(h.Since), h.Command)))
+	} else if r.RunInProgressError != "" {
+		row("running", "%s", red("unknown: "+r.RunInProgressError))
 	}
 	if r.Schedule.NextRun.IsZero() {
 		row("next run", "never: schedule %q does not fire", r.Schedule.Spec)

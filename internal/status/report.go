@@ -31,8 +31,12 @@ type Report struct {
 	// LastRunError says why there is no last run (no log yet, unreadable).
 	LastRunError  string       `json:"lastRunError,omitempty"`
 	RunInProgress *lock.Holder `json:"runInProgress,omitempty"`
-	Schedule      Schedule     `json:"schedule"`
-	Log           []string     `json:"log,omitempty"`
+	// RunInProgressError says why the lock's holder could not be read (a
+	// Lease the identity may not get): whether a run is in progress is
+	// unknown, which RunInProgress being nil would not say.
+	RunInProgressError string   `json:"runInProgressError,omitempty"`
+	Schedule           Schedule `json:"schedule"`
+	Log                []string `json:"log,omitempty"`
 }
 
 // Schedule is the cron schedule and what it implies now.

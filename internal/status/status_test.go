@@ -3,6 +3,7 @@ package status
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
 	"github.com/autodeploy-dev/autodeploy/internal/gitops"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
@@ -514,5 +516,73 @@ func TestBuildExclusionLost(t *testing.T) {
 				t.Errorf("problems = %q", svc.Problems)
 			}
 		})
+	}
+}
+
+// Whoever may annotate a Deployment (or write the Lease, or a pod's
+// status) writes what status shows: control characters reach the
+// operator's terminal escaped, never raw (issue 18, item 9).
+func TestWriteTextEscapesControlCharacters(t *testing.T) {
+	cfg, objs := scenario(t)
+	r := Build(cfg, cfg.Services, objs, local(), now)
+	const evil = "\x1b]0;pwned\x07\x1b[2J\r\nforged\u202e"
+	at := now.Add(-time.Hour)
+	s := &r.Services[0]
+	s.Problems = append(s.Problems, "problem "+evil)
+	s.Hold = &deploy.Hold{By: "by " + evil, Reason: "reason " + evil, At: at}
+	s.Failed = &deploy.FailedImage{Image: "img" + evil, Reason: "failed " + evil, RollbackError: "rb " + evil, At: at}
+	if s.Rollout != nil {
+		s.Rollout.ChangeCause, s.Rollout.Message, s.Rollout.ImageSetBy = "cause "+evil, "msg "+evil, "mgr"+evil
+	}
+	r.RunInProgress = &lock.Holder{Pid: 1, Since: at, Command: "cmd " + evil}
+	r.Log = append(r.Log, "log "+evil)
+	saved := color.NoColor
+	color.NoColor = true
+	defer func() { color.NoColor = saved }()
+	var buf bytes.Buffer
+	if err := WriteText(&buf, r, TextOptions{Details: true}); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, c := range out {
+		if c != '\n' && (c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) || c == '\u202e') {
+			t.Fatalf("raw %U in the output:\n%s", c, out)
+		}
+	}
+	if !strings.Contains(out, `reason`) || strings.Count(out, `\x1b]0;pwned\a\x1b[2J\r\nforged\u202e`) < 10 {
+		t.Errorf("the hostile texts are not shown escaped:\n%s", out)
+	}
+	// What status -o json and later renders read is left as it was.
+	if s.Hold.Reason != "reason "+evil {
+		t.Errorf("WriteText changed the report: %q", s.Hold.Reason)
+	}
+}
+
+// A Lease that cannot be read (the read-only Role of an older autodeploy
+// lacked get leases) is said, with the error naming what was refused, in
+// the text and in -o json: not shown as "no run in progress" (issue 18,
+// item 6).
+func TestLeaseUnreadableIsSaid(t *testing.T) {
+	cfg, objs := scenario(t)
+	l := local()
+	l.Holder = nil
+	l.HolderErr = errors.New(`cannot read Lease flux-system/autodeploy: leases.coordination.k8s.io "autodeploy" is forbidden`)
+	r := Build(cfg, cfg.Services, objs, l, now)
+	if r.RunInProgress != nil || !strings.Contains(r.RunInProgressError, "forbidden") {
+		t.Fatalf("RunInProgress %+v, RunInProgressError %q", r.RunInProgress, r.RunInProgressError)
+	}
+	b, _ := json.Marshal(r)
+	if !strings.Contains(string(b), `"runInProgressError":"cannot read Lease flux-system/autodeploy`) {
+		t.Errorf("-o json lacks the error: %s", b)
+	}
+	saved := color.NoColor
+	color.NoColor = true
+	defer func() { color.NoColor = saved }()
+	var buf bytes.Buffer
+	if err := WriteText(&buf, r, TextOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "running    unknown: cannot read Lease flux-system/autodeploy") {
+		t.Errorf("the text does not say it:\n%s", buf.String())
 	}
 }
