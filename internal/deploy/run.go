@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -365,6 +366,15 @@ func (r *Runner) notify(ctx context.Context, runID string, sr ServiceResult, err
 		}
 	case OutcomeSuperseded:
 		e.Kind, e.Level, e.From, e.Reason = notify.Superseded, "warning", sr.Current, sr.Error
+		// Who changed the Deployment, and to what: the image they set,
+		// not autodeploy's target.
+		var sup *rollout.SupersededError
+		if errors.As(err, &sup) {
+			e.By = sup.By
+			if sup.Image != "" {
+				e.To = sup.Image
+			}
+		}
 	case OutcomeUnverified:
 		e.Kind, e.Level, e.Reason = notify.Unverified, "warning", sr.Error
 	case OutcomeRolledBack, OutcomeRollbackFailed, OutcomeFailed:
@@ -504,7 +514,7 @@ func (r *Runner) execute(ctx, runCtx context.Context, in Input, dec Decision, lo
 		git    *alongside // bringing git along, under GitOps
 	)
 	if dec.Action == Deploy {
-		cause := fmt.Sprintf("autodeploy: %s -> %s (ImagePolicy %s)", dec.Current, dec.Target, dec.Policy)
+		cause := deployCause(dec)
 		ann := map[string]string{
 			AnnDeployedImage:              dec.Target,
 			AnnVerified:                   "false",
@@ -610,30 +620,80 @@ func (r *Runner) superseded(ctx context.Context, s config.Service, dec Decision,
 	// stays: it is how the next run knows its image was reverted, and does
 	// not deploy it again (Plan).
 	keepDeployed := sup.By == flux.KustomizeManager
-	for attempt := 1; attempt <= maxReplans; attempt++ {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		d, err := r.get(ctx, s)
-		if err == nil {
-			err = r.clearMarks(ctx, d, keepDeployed)
-		}
-		if apierrors.IsConflict(err) {
-			continue // the controller is writing the new rollout's status
-		}
 		if err != nil {
-			log.Warn("could not clear autodeploy's marks", "error", err)
+			return err
 		}
-		break
+		mark := rolloutMarks(keepDeployed)
+		if c := d.Annotations[rollout.ChangeCauseAnnotation]; isDeployCause(c, dec.Target) {
+			// The cause of autodeploy's patch would be copied onto their
+			// revision's ReplicaSet, and `history` would show it for
+			// their change (issue 18, item 10). The deployment controller
+			// copies the new value onto the ReplicaSet too.
+			mark[rollout.ChangeCauseAnnotation] = supersededCause(sup, dec.Target)
+		}
+		if _, err := rollout.AnnotateIfUnchanged(ctx, r.Kube, d, mark); err != nil {
+			return err
+		}
+		// Their ReplicaSet was created from the Deployment with
+		// autodeploy's marks on it; the controller never removes a
+		// copied annotation, and an undo to their revision would bring
+		// the marks back.
+		owned, err := rollout.ListOwned(ctx, r.Kube, d)
+		if err != nil {
+			return err
+		}
+		if cur := rollout.Current(d, owned); cur != nil {
+			return rollout.AnnotateReplicaSets(ctx, r.Kube, d, mark, cur.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		log.Warn("could not clear autodeploy's marks", "error", err)
 	}
 	return OutcomeSuperseded, sup
 }
 
 // clearMarks removes the marks of an autodeploy rollout from d.
 func (r *Runner) clearMarks(ctx context.Context, d *appsv1.Deployment, keepDeployed bool) error {
+	_, err := rollout.AnnotateIfUnchanged(ctx, r.Kube, d, rolloutMarks(keepDeployed))
+	return err
+}
+
+// rolloutMarks is the patch that removes the marks of an autodeploy
+// rollout; keepDeployed keeps the deployed-image mark (after Flux applied
+// git over it: Plan reads it to report the revert).
+func rolloutMarks(keepDeployed bool) map[string]string {
 	mark := map[string]string{AnnVerified: "", AnnDeployedImage: "", AnnPreviousRevision: ""}
 	if keepDeployed {
 		delete(mark, AnnDeployedImage)
 	}
-	_, err := rollout.AnnotateIfUnchanged(ctx, r.Kube, d, mark)
-	return err
+	return mark
+}
+
+// deployCause is the change-cause of autodeploy's deploy patch.
+func deployCause(dec Decision) string {
+	return fmt.Sprintf("autodeploy: %s -> %s (ImagePolicy %s)", dec.Current, dec.Target, dec.Policy)
+}
+
+// isDeployCause: c is the change-cause of an autodeploy deploy of target
+// (this run's or, for a verify, an earlier one's).
+func isDeployCause(c, target string) bool {
+	return strings.HasPrefix(c, "autodeploy: ") && strings.Contains(c, "-> "+target+" ")
+}
+
+// supersededCause is the change-cause of a revision someone else made
+// during autodeploy's rollout of target.
+func supersededCause(sup *rollout.SupersededError, target string) string {
+	by, img := sup.By, sup.Image
+	if by == "" {
+		by = "someone else"
+	}
+	if img == "" {
+		img = "a new template"
+	}
+	return fmt.Sprintf("%s set %s (superseding autodeploy's rollout of %s)", by, img, target)
 }
 
 // markVerified sets verified=true, only while the Deployment still has the
@@ -796,9 +856,9 @@ func (r *Runner) rollBack(ctx context.Context, s config.Service, dec Decision, b
 			log.Warn("superseded during the rollback: leaving it alone", "image", dec.Target, "by", sup.By, "now", sup.Image)
 			r.progress(s.Name, sup.Error())
 			if sup.By == flux.KustomizeManager {
-				return OutcomeSuperseded, fmt.Errorf("%w; rolled back, then %s applied %s again from git before git followed the rollback: runs report it until Flux applies the policy's image", cause, sup.By, sup.Image)
+				return OutcomeSuperseded, fmt.Errorf("%w; rolled back, then Flux applied the image again from git before git followed the rollback (%w): runs report it until Flux applies the policy's image", cause, sup)
 			}
-			return OutcomeSuperseded, fmt.Errorf("%w; rolled back, then %v", cause, sup)
+			return OutcomeSuperseded, fmt.Errorf("%w; rolled back, then %w", cause, sup)
 		case err != nil:
 			log.Error("rollback did not complete: someone must look", "error", err)
 			return OutcomeRollbackFailed, fmt.Errorf("%w; rollback failed: %v", cause, err)

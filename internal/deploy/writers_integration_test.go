@@ -115,9 +115,24 @@ func TestRunLeavesSomeoneElsesRolloutAlone(t *testing.T) {
 			if log := f.log.String(); strings.Contains(log, `msg="rollback started"`) || !strings.Contains(log, "superseded") {
 				t.Errorf("log:\n%s", log)
 			}
-			// People hear of it once, as a warning naming who did it.
-			if k := ev.kinds(); len(k) != 1 || k[0] != notify.Superseded || !strings.Contains(ev.got[0].Reason, "kubectl-set") {
+			// People hear of it once, as a warning naming who did it and
+			// the image they set (issue 18, item 10: by was empty, to was
+			// autodeploy's target).
+			if k := ev.kinds(); len(k) != 1 || k[0] != notify.Superseded || !strings.Contains(ev.got[0].Reason, "kubectl-set") ||
+				ev.got[0].By != "kubectl-set" || ev.got[0].To != reg+"api:"+theirs || ev.got[0].From != reg+"api:sha-1111111" {
 				t.Errorf("notifications = %v %+v", k, ev.got)
+			}
+			// Their revision does not carry autodeploy's change-cause,
+			// neither on the Deployment nor in history (its ReplicaSet).
+			if c := d.Annotations[rollout.ChangeCauseAnnotation]; strings.HasPrefix(c, "autodeploy") {
+				t.Errorf("the Deployment's change-cause is still autodeploy's: %q", c)
+			}
+			rss, err := rollout.ListOwned(context.Background(), e.Kube, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cur := rollout.Current(d, rss); cur == nil || strings.HasPrefix(cur.Annotations[rollout.ChangeCauseAnnotation], "autodeploy") || cur.Annotations[deploy.AnnDeployedImage] != "" {
+				t.Errorf("the person's revision carries autodeploy's change-cause in history: %v", cur)
 			}
 		})
 	}
