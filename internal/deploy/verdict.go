@@ -7,7 +7,60 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/health"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
+
+// verdict is what a run learnt of its own rollout by waiting for it and
+// checking it: judge decides it, once, and execute acts on it in one switch.
+type verdict int
+
+const (
+	// verdictVerified: the rollout completed and the health check passed.
+	verdictVerified verdict = iota
+	// verdictInterrupted: a signal, a lost lock or the run's deadline cut
+	// the wait: left unverified for the next run.
+	verdictInterrupted
+	// verdictSuperseded: someone else changed the template during the
+	// rollout; their change stands.
+	verdictSuperseded
+	// verdictDeleted: the Deployment was deleted: nothing to judge or to
+	// roll back.
+	verdictDeleted
+	// verdictPaused: a person paused the rollout: their decision, not a
+	// verdict on the image; left unverified.
+	verdictPaused
+	// verdictUnjudged: nothing was learnt about the image (the API could
+	// not be watched or was refused, runTimeout was spent): left
+	// unverified, never rolled back.
+	verdictUnjudged
+	// verdictFailed: the rollout failed; verdictOf says whose fault it is.
+	verdictFailed
+)
+
+// judge turns the end of a rollout's wait and check (err, nil on success)
+// into a verdict. interrupted: the run's context ended (a signal, the lock,
+// the deadline).
+func judge(interrupted bool, err error) verdict {
+	var (
+		sup   *rollout.SupersededError
+		unobs *rollout.UnobservedError
+	)
+	switch {
+	case interrupted:
+		return verdictInterrupted
+	case err == nil:
+		return verdictVerified
+	case errors.As(err, &sup):
+		return verdictSuperseded
+	case errors.Is(err, rollout.ErrDeleted):
+		return verdictDeleted
+	case errors.Is(err, rollout.ErrPausedWait):
+		return verdictPaused
+	case errors.As(err, &unobs), apierrors.IsForbidden(err), errors.Is(err, errBudget):
+		return verdictUnjudged
+	}
+	return verdictFailed
+}
 
 // verdictOf says who the error that ended a rollout blames, with the
 // cluster's (or the health check's) own words for it ("" when there are

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/health"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
@@ -62,5 +65,34 @@ func TestPreflight(t *testing.T) {
 	s.Health = nil
 	if dec := preflight(Decision{Action: Deploy}, s); dec.Action != Deploy {
 		t.Errorf("no health check: %s", dec.Action)
+	}
+}
+
+// Which end of a wait is a verdict on the image: only verdictFailed goes
+// on to verdictOf and the rollback.
+func TestJudge(t *testing.T) {
+	forbidden := apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "deployments"}, "api", errors.New("rbac"))
+	for _, tt := range []struct {
+		name        string
+		interrupted bool
+		err         error
+		want        verdict
+	}{
+		{"passed", false, nil, verdictVerified},
+		{"interrupted, whatever the error", true, &rollout.FailedError{Cause: rollout.CauseImage}, verdictInterrupted},
+		{"superseded", false, fmt.Errorf("wait: %w", &rollout.SupersededError{By: "kubectl-set"}), verdictSuperseded},
+		{"deleted", false, fmt.Errorf("wait: %w", rollout.ErrDeleted), verdictDeleted},
+		{"paused", false, rollout.ErrPausedWait, verdictPaused},
+		{"unobserved", false, &rollout.UnobservedError{}, verdictUnjudged},
+		{"refused by RBAC", false, forbidden, verdictUnjudged},
+		{"runTimeout spent", false, fmt.Errorf("%w (runTimeout 15m)", errBudget), verdictUnjudged},
+		{"a pod problem", false, &rollout.FailedError{Cause: rollout.CauseImage}, verdictFailed},
+		{"a health check", false, errors.New("health check: 500"), verdictFailed},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := judge(tt.interrupted, tt.err); got != tt.want {
+				t.Errorf("judge(%v, %v) = %d, want %d", tt.interrupted, tt.err, got, tt.want)
+			}
+		})
 	}
 }

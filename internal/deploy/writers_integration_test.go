@@ -17,8 +17,10 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -127,11 +129,16 @@ func TestRunLeavesSomeoneElsesRolloutAlone(t *testing.T) {
 			if c := d.Annotations[rollout.ChangeCauseAnnotation]; strings.HasPrefix(c, "autodeploy") {
 				t.Errorf("the Deployment's change-cause is still autodeploy's: %q", c)
 			}
-			rss, err := rollout.ListOwned(context.Background(), e.Kube, d)
-			if err != nil {
+			// Their ReplicaSet, once the controller has created it.
+			var cur *appsv1.ReplicaSet
+			if err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+				rss, err := rollout.ListOwned(ctx, e.Kube, d)
+				cur = rollout.Current(d, rss)
+				return cur != nil, err
+			}); err != nil {
 				t.Fatal(err)
 			}
-			if cur := rollout.Current(d, rss); cur == nil || strings.HasPrefix(cur.Annotations[rollout.ChangeCauseAnnotation], "autodeploy") || cur.Annotations[deploy.AnnDeployedImage] != "" {
+			if strings.HasPrefix(cur.Annotations[rollout.ChangeCauseAnnotation], "autodeploy") || cur.Annotations[deploy.AnnDeployedImage] != "" {
 				t.Errorf("the person's revision carries autodeploy's change-cause in history: %v", cur)
 			}
 		})

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
 )
 
@@ -41,25 +42,74 @@ func (r *Runner) awaitPolicies(ctx context.Context, api flux.API, repoOuts []flu
 	}
 }
 
-// fluxWaits is a run's account of its waits on Flux (issue 17 item 12: with
-// no controller answering, a run waited flux.reconcileTimeout for the
-// rescan and as long again for an exclusion's rescan, 2m10s with one
-// rollback, and cron's next run was skipped). All the run's waits on the
-// image-reflector-controller share one flux.reconcileTimeout, the share of
-// the run's deadline that config.RunDeadline reserves for Flux, and a
-// repository that did not answer the run's rescan is not waited on again.
-type fluxWaits struct {
+// budget derives every timeout of a run from its deadline
+// (config.RunDeadline = flux.reconcileTimeout + runTimeout + one rollback +
+// notifications): the run's context carries the deadline, and the budget
+// hands out each step's share of it, so that no step has a bound of its own
+// outside it.
+//
+//   - Flux waits (the rescan, the policies' re-evaluation, an exclusion's
+//     rescan) share one flux.reconcileTimeout (fluxWait, fluxLeft).
+//   - Rollouts and their health checks share runTimeout (rollouts): a
+//     service whose turn comes after it is spent is not run, and a rollout
+//     cut by it is left unverified, never judged (errBudget).
+//   - Each rollout waits at most the service's rolloutTimeout within that
+//     (rollout).
+//   - A rollback gets its service's rolloutTimeout even when runTimeout is
+//     spent (leaving a broken rollout in place is worse than overrunning):
+//     the deadline reserves one rollback for it (rollback).
+//   - Bringing git along and making it go back wait gitops.FollowBound,
+//     within the rollout's or the rollback's context.
+//
+// Issue 17 item 12: with no controller answering, a run waited
+// flux.reconcileTimeout for the rescan and as long again for an
+// exclusion's rescan, 2m10s with one rollback, and cron's next run was
+// skipped; a repository that did not answer the run's rescan is therefore
+// not waited on again (fluxSilent).
+type budget struct {
+	// rolloutsCtx ends when runTimeout is spent (within the run's
+	// deadline).
+	rolloutsCtx    context.Context
+	cancelRollouts context.CancelFunc
+
 	mu     sync.Mutex
-	spent  time.Duration
+	spent  time.Duration     // of flux.reconcileTimeout
 	silent map[flux.Ref]bool // repositories that did not answer this run's rescan
+}
+
+// startRollouts opens the rollouts' share of the budget: runTimeout from
+// now, within ctx (the run's deadline). stop releases it.
+func (r *Runner) startRollouts(ctx context.Context) (stop func()) {
+	r.budget.rolloutsCtx, r.budget.cancelRollouts = context.WithTimeout(ctx, r.Config.RunTimeout)
+	return r.budget.cancelRollouts
+}
+
+// rolloutsSpent: runTimeout is spent; no rollout starts, and one under way
+// is left unverified.
+func (r *Runner) rolloutsSpent() bool { return r.budget.rolloutsCtx.Err() != nil }
+
+// rollout bounds one service's rollout wait: its rolloutTimeout within
+// what is left of runTimeout.
+func (r *Runner) rollout(s config.Service) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.budget.rolloutsCtx, s.RolloutTimeout)
+}
+
+// checks bounds a health check after the rollout: what is left of
+// runTimeout.
+func (r *Runner) checks() context.Context { return r.budget.rolloutsCtx }
+
+// rollback bounds an automatic rollback: the service's rolloutTimeout,
+// within the run's deadline (ctx) but not within runTimeout.
+func (r *Runner) rollback(ctx context.Context, s config.Service) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.RolloutTimeout)
 }
 
 // startFluxWaits opens the run's account (reconcile is the run's first wait
 // on Flux) and returns the context of the first wait, with done to book it.
 func (r *Runner) startFluxWaits(ctx context.Context) (context.Context, func()) {
-	r.fluxw.mu.Lock()
-	r.fluxw.spent, r.fluxw.silent = 0, nil
-	r.fluxw.mu.Unlock()
+	r.budget.mu.Lock()
+	r.budget.spent, r.budget.silent = 0, nil
+	r.budget.mu.Unlock()
 	return r.fluxWait(ctx)
 }
 
@@ -72,17 +122,17 @@ func (r *Runner) fluxWait(ctx context.Context) (context.Context, func()) {
 	wctx, cancel := context.WithTimeout(ctx, max(left, 0))
 	return wctx, func() {
 		cancel()
-		r.fluxw.mu.Lock()
-		defer r.fluxw.mu.Unlock()
-		r.fluxw.spent += r.Now().Sub(start)
+		r.budget.mu.Lock()
+		defer r.budget.mu.Unlock()
+		r.budget.spent += r.Now().Sub(start)
 	}
 }
 
 // fluxLeft is what is left of the run's Flux budget.
 func (r *Runner) fluxLeft() time.Duration {
-	r.fluxw.mu.Lock()
-	defer r.fluxw.mu.Unlock()
-	return r.Config.Flux.ReconcileTimeout - r.fluxw.spent
+	r.budget.mu.Lock()
+	defer r.budget.mu.Unlock()
+	return r.Config.Flux.ReconcileTimeout - r.budget.spent
 }
 
 // FluxSilentWarning begins the run's warning when repositories did not
@@ -93,17 +143,17 @@ const FluxSilentWarning = "Flux has stopped answering"
 // returns the run's warning about them (none when all answered).
 func (r *Runner) noteSilent(outs []flux.Outcome) []string {
 	var silent []string
-	r.fluxw.mu.Lock()
+	r.budget.mu.Lock()
 	for _, o := range outs {
 		if o.NoAnswer {
-			if r.fluxw.silent == nil {
-				r.fluxw.silent = map[flux.Ref]bool{}
+			if r.budget.silent == nil {
+				r.budget.silent = map[flux.Ref]bool{}
 			}
-			r.fluxw.silent[o.Ref] = true
+			r.budget.silent[o.Ref] = true
 			silent = append(silent, o.Ref.String())
 		}
 	}
-	r.fluxw.mu.Unlock()
+	r.budget.mu.Unlock()
 	if len(silent) == 0 {
 		return nil
 	}
@@ -119,7 +169,7 @@ func (r *Runner) noteSilent(outs []flux.Outcome) []string {
 
 // fluxSilent says whether repo did not answer this run's rescan.
 func (r *Runner) fluxSilent(repo flux.Ref) bool {
-	r.fluxw.mu.Lock()
-	defer r.fluxw.mu.Unlock()
-	return r.fluxw.silent[repo]
+	r.budget.mu.Lock()
+	defer r.budget.mu.Unlock()
+	return r.budget.silent[repo]
 }

@@ -1,0 +1,102 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/flux"
+	"github.com/autodeploy-dev/autodeploy/internal/rollout"
+)
+
+// The reads of a run: one LIST per namespace for the snapshot, and one
+// service's objects again right before acting on them.
+
+// readService reads what Plan needs for one service: its Deployment, the
+// ReplicaSets it owns, and its ImagePolicy (3 requests).
+func (r *Runner) readService(ctx context.Context, api flux.API, s config.Service) (Input, error) {
+	in := Input{Service: s, Now: r.Now()}
+	d, err := r.get(ctx, s)
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return in, fmt.Errorf("read Deployment %s/%s: %w", s.Namespace, s.Deployment, err)
+	default:
+		in.Deployment = d
+		if in.ReplicaSets, err = rollout.ListOwned(ctx, r.Kube, d); err != nil {
+			return in, fmt.Errorf("list ReplicaSets of %s/%s: %w", s.Namespace, s.Deployment, err)
+		}
+	}
+	u, err := r.Dynamic.Resource(api.Policies()).Namespace(s.PolicyNamespace).Get(ctx, s.PolicyName, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return in, fmt.Errorf("read ImagePolicy %s/%s: %w", s.PolicyNamespace, s.PolicyName, err)
+	default:
+		p := flux.ParsePolicy(u)
+		in.Policy = &p
+	}
+	return in, nil
+}
+
+// listPolicies lists the ImagePolicies with one LIST per namespace.
+func (r *Runner) listPolicies(ctx context.Context, api flux.API, services []config.Service) (map[string]*flux.Policy, error) {
+	out := map[string]*flux.Policy{}
+	for _, ns := range config.PolicyNamespaces(services) {
+		list, err := r.Dynamic.Resource(api.Policies()).Namespace(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("list ImagePolicies in %s: %w", ns, err)
+		}
+		for i := range list.Items {
+			p := flux.ParsePolicy(&list.Items[i])
+			out[p.Key()] = &p
+		}
+	}
+	return out, nil
+}
+
+// read lists Deployments and ReplicaSets with one LIST per namespace each,
+// however many services live there.
+func (r *Runner) read(ctx context.Context, services []config.Service, policies map[string]*flux.Policy) ([]Input, error) {
+	deps := map[string]*appsv1.Deployment{}
+	rss := map[string][]appsv1.ReplicaSet{}
+	for _, ns := range config.DeploymentNamespaces(services) {
+		dl, err := r.Kube.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("list Deployments in %s: %w", ns, err)
+		}
+		for i := range dl.Items {
+			deps[ns+"/"+dl.Items[i].Name] = &dl.Items[i]
+		}
+		rl, err := r.Kube.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("list ReplicaSets in %s: %w", ns, err)
+		}
+		rss[ns] = rl.Items
+	}
+	inputs := make([]Input, 0, len(services))
+	for _, s := range services {
+		in := Input{Service: s, Deployment: deps[s.Namespace+"/"+s.Deployment], Policy: policies[s.PolicyNamespace+"/"+s.PolicyName]}
+		if in.Deployment != nil {
+			in.ReplicaSets = rollout.Owned(in.Deployment, rss[s.Namespace])
+		}
+		inputs = append(inputs, in)
+	}
+	return inputs, nil
+}
+
+// configured keeps the policies the services use: a namespace shared with
+// other teams' policies must not make every run wait on theirs.
+func configured(policies map[string]*flux.Policy, services []config.Service) map[string]*flux.Policy {
+	out := map[string]*flux.Policy{}
+	for _, s := range services {
+		if p, ok := policies[s.PolicyNamespace+"/"+s.PolicyName]; ok {
+			out[p.Key()] = p
+		}
+	}
+	return out
+}
