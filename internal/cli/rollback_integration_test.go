@@ -579,6 +579,36 @@ func TestReconcileLeverNeverOutlivesItsRecord(t *testing.T) {
 			t.Fatalf("after the run the lever is still on %v", left)
 		}
 	})
+	t.Run("a hold of autodeploy 1.x survives a new rollback then resume", func(t *testing.T) {
+		e, cfg := rolledBack(t)
+		ctx := context.Background()
+		ks := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+			"metadata": map[string]any{"name": "legacy", "namespace": e.Namespace},
+			"spec": map[string]any{"interval": "10m", "path": "./apps", "prune": true, "suspend": true,
+				"sourceRef": map[string]any{"kind": "GitRepository", "name": "flux-system"}},
+		}}
+		if _, err := e.Dynamic.Resource(flux.KustomizationGVR).Namespace(e.Namespace).Create(ctx, ks, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// The hold a 1.x rollback --suspend-flux left, then a new rollback
+		// under it (issue 17, item 13: it dropped the record).
+		annotate(t, e, `{"autodeploy.dev/hold":"{\"by\":\"old@host\",\"reason\":\"x\",\"at\":\"2026-11-25T10:00:00Z\",\"kustomization\":\"`+e.Namespace+`/legacy\"}"}`)
+		settledName(t, e, "api")
+		if code, stdout, stderr := execute(t, nil, "rollback", "api", "--to-revision", "3", "--config", cfg, "--kubeconfig", e.Kubeconfig); code != ExitOK {
+			t.Fatalf("rollback: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		if code, stdout, stderr := execute(t, nil, "resume", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig); code != ExitOK || !strings.Contains(stdout, "Flux Kustomization "+e.Namespace+"/legacy resumed") {
+			t.Fatalf("resume: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		k, err := e.Dynamic.Resource(flux.KustomizationGVR).Namespace(e.Namespace).Get(ctx, "legacy", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if suspended, _, _ := unstructured.NestedBool(k.Object, "spec", "suspend"); suspended {
+			t.Fatal("the Kustomization the 1.x rollback suspended is still suspended after resume")
+		}
+	})
 	t.Run("lever removed by hand from the Deployment then resume", func(t *testing.T) {
 		e, cfg := rolledBack(t)
 		annotate(t, e, `{"kustomize.toolkit.fluxcd.io/reconcile":null}`)

@@ -137,8 +137,16 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 		reason = "manual rollback"
 	}
 	now := m.Now().UTC()
+	newHold := Hold{By: m.By, Reason: reason, At: now, From: res.From}
+	if old, held := ParseHold(d.Annotations); held {
+		// A Kustomization an autodeploy 1.x rollback suspended is resumed
+		// by resume only as long as the hold records it (issue 17, item
+		// 13: a new rollback dropped the record, and the Kustomization
+		// stayed suspended for ever).
+		newHold.Kustomization = old.Kustomization
+	}
 	ann := map[string]string{
-		AnnHold:          mustJSON(Hold{By: m.By, Reason: reason, At: now, From: res.From}),
+		AnnHold:          mustJSON(newHold),
 		AnnFailedImage:   mustJSON(FailedImage{Image: res.From, Reason: "rolled back by " + m.By + ": " + reason, At: now}),
 		AnnVerified:      "",
 		AnnDeployedImage: "",

@@ -209,6 +209,17 @@ var errBudget = errors.New("the run's budget ran out")
 // describe a rollout that is no longer the Deployment's), nothing is
 // remembered as failed.
 func (r *Runner) superseded(ctx context.Context, s config.Service, dec Decision, sup *rollout.SupersededError, log *slog.Logger) (Outcome, error) {
+	if sup.Image != "" && image.SameString(sup.Image, dec.Target) {
+		// Another change of the template (Flux applying an env var
+		// committed in the same interval as the tag) that keeps this
+		// run's image: the image is still autodeploy's to verify. The
+		// marks stay, and the next run verifies the new template (issue
+		// 17, item 13: the marks went, and no run verified the image).
+		err := fmt.Errorf("the template was changed by %s during the rollout, with the same image %s: left unverified, the next run verifies it", supersededBy(sup), dec.Target)
+		log.Warn("template changed during the rollout, same image: left unverified", "image", dec.Target, "by", sup.By)
+		r.progress(s.Name, err.Error())
+		return OutcomeUnverified, err
+	}
 	log.Warn("superseded: the Deployment was changed during the rollout; leaving it alone", "image", dec.Target, "by", sup.By, "now", sup.Image)
 	r.progress(s.Name, sup.Error())
 	// When Flux applied git over the rollout, the deployed-image mark
@@ -278,13 +289,18 @@ func isDeployCause(c, target string) bool {
 	return strings.HasPrefix(c, "autodeploy: ") && strings.Contains(c, "-> "+target+" ")
 }
 
+// supersededBy names who changed the template.
+func supersededBy(sup *rollout.SupersededError) string {
+	if sup.By == "" {
+		return "someone else"
+	}
+	return sup.By
+}
+
 // supersededCause is the change-cause of a revision someone else made
 // during autodeploy's rollout of target.
 func supersededCause(sup *rollout.SupersededError, target string) string {
-	by, img := sup.By, sup.Image
-	if by == "" {
-		by = "someone else"
-	}
+	by, img := supersededBy(sup), sup.Image
 	if img == "" {
 		img = "a new template"
 	}

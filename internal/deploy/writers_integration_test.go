@@ -27,6 +27,7 @@ import (
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
+	"github.com/autodeploy-dev/autodeploy/internal/flux"
 	"github.com/autodeploy-dev/autodeploy/internal/fluxsim"
 	"github.com/autodeploy-dev/autodeploy/internal/health"
 	"github.com/autodeploy-dev/autodeploy/internal/kubetest"
@@ -143,6 +144,44 @@ func TestRunLeavesSomeoneElsesRolloutAlone(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Flux applies another change from git during the rollout (an env var
+// committed in the same interval as the automation's tag): the template is
+// no longer the patch's, but it still runs autodeploy's image, so the
+// image is still to be verified (issue 17, item 13: the run called it
+// superseded and cleared its marks, and no run verified the image again).
+func TestRunKeepsVerifyingItsImageUnderGitsOtherChange(t *testing.T) {
+	e := kubetest.New(t)
+	f := newFixture(t, e, fluxsim.V1, []svcSpec{{name: "api", image: reg + "api:sha-1111111", replicas: 2}}, "")
+	f.refl.Push("api", reg+"api:sha-2222222")
+	r := f.runner()
+	r.Progress = onFirst("api", "Waiting for", func() {
+		patch := `{"spec":{"template":{"spec":{"containers":[{"name":"api","env":[{"name":"MODE","value":"fast"}]}]}}}}`
+		if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(context.Background(), "api", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: flux.KustomizeManager}); err != nil {
+			t.Errorf("apply git's change: %v", err)
+		}
+	})
+	res, err := r.Run(context.Background(), "test", deploy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := wantOutcome(t, res, "api", deploy.OutcomeUnverified)
+	if !strings.Contains(s.Error, "next run verifies") {
+		t.Errorf("error = %q", s.Error)
+	}
+	d := e.GetDeployment("api")
+	if d.Annotations[deploy.AnnVerified] != "false" || d.Annotations[deploy.AnnDeployedImage] != reg+"api:sha-2222222" {
+		t.Fatalf("marks = %v: the image is no longer to be verified", d.Annotations)
+	}
+	if _, err := rollout.Wait(context.Background(), e.Kube, e.Namespace, "api", rollout.WaitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err = f.runner().Run(context.Background(), "test-2", deploy.Options{NoReconcile: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOutcome(t, res, "api", deploy.OutcomeVerified)
 }
 
 // kubectlSetImage changes the image as `kubectl set image` does: a
