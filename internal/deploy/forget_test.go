@@ -46,11 +46,11 @@ func TestPlanForget(t *testing.T) {
 			d: map[string]string{record: rec}, rs: map[string]string{record: rec},
 			wantD: []string{record}, wantRS: []string{record}},
 		{name: "a lever of a held service goes: forget is an explicit release",
-			d: map[string]string{lever: flux.ReconcileDisabled, record: rec, AnnHold: `{"by":"bob@ops"}`},
+			d:     map[string]string{lever: flux.ReconcileDisabled, record: rec, AnnHold: `{"by":"bob@ops"}`},
 			wantD: []string{AnnHold, record, lever}},
 		{name: "legacy hold: its lever is autodeploy's, and so are its record-less ReplicaSet copies",
-			d:  map[string]string{lever: flux.ReconcileDisabled, AnnHold: `{"reconcileDisabled":true}`},
-			rs: map[string]string{lever: flux.ReconcileDisabled, AnnHold: `{"reconcileDisabled":true}`},
+			d:     map[string]string{lever: flux.ReconcileDisabled, AnnHold: `{"reconcileDisabled":true}`},
+			rs:    map[string]string{lever: flux.ReconcileDisabled, AnnHold: `{"reconcileDisabled":true}`},
 			wantD: []string{AnnHold, lever}, wantRS: []string{AnnHold, lever}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
