@@ -211,6 +211,7 @@ func (m *Manager) forgetDeployment(ctx context.Context, s config.Service, dryRun
 	}
 	// ReplicaSets with the same keys in one go: a lever that is someone
 	// else's on one ReplicaSet is never in another's patch.
+	var rsRecords []Record
 	groups := map[string][]string{}
 	for name, keys := range plan.ReplicaSets {
 		g := strings.Join(keys, "\x00")
@@ -227,13 +228,15 @@ func (m *Manager) forgetDeployment(ctx context.Context, s config.Service, dryRun
 				return err
 			}
 		}
-		slices.Sort(names)
 		for _, n := range names {
 			for _, k := range keys {
-				res.Removed = append(res.Removed, Record{Object: "replicaset.apps/" + n, Namespace: d.Namespace, What: "annotation " + k})
+				rsRecords = append(rsRecords, Record{Object: "replicaset.apps/" + n, Namespace: d.Namespace, What: "annotation " + k})
 			}
 		}
 	}
+	// One ReplicaSet's lines together, whatever the grouping.
+	slices.SortStableFunc(rsRecords, func(a, b Record) int { return strings.Compare(a.Object, b.Object) })
+	res.Removed = append(res.Removed, rsRecords...)
 	return nil
 }
 
