@@ -167,6 +167,46 @@ func TestForget(t *testing.T) {
 		}
 	})
 
+	t.Run("a hold of autodeploy 1.x resumes its Kustomization", func(t *testing.T) {
+		e := kubetest.New(t)
+		refl := e.StartReflector(fluxsim.V1, e.Namespace)
+		cfg, _ := clusterConfig(t, e, refl, map[string]string{"api": reg + "api:sha-1"}, "")
+		ks := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+			"metadata": map[string]any{"name": "apps", "namespace": e.Namespace},
+			"spec": map[string]any{"interval": "10m", "path": "./apps", "prune": true, "suspend": true,
+				"sourceRef": map[string]any{"kind": "GitRepository", "name": "flux-system"}},
+		}}
+		kss := e.Dynamic.Resource(flux.KustomizationGVR).Namespace(e.Namespace)
+		if _, err := kss.Create(ctx, ks, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		patch := []byte(`{"metadata":{"annotations":{"autodeploy.dev/hold":"{\"by\":\"bob@ops\",\"reason\":\"1.x rollback\",\"kustomization\":\"` + e.Namespace + `/apps\"}"}}}`)
+		if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(ctx, "api", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		suspended := func() bool {
+			k, err := kss.Get(ctx, "apps", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, _, _ := unstructured.NestedBool(k.Object, "spec", "suspend")
+			return s
+		}
+		if code, stdout, stderr := forget(t, cfg, e, "api", "--dry-run"); code != ExitOK || !strings.Contains(stdout, "kustomization.kustomize.toolkit.fluxcd.io/apps") || !suspended() {
+			t.Fatalf("forget --dry-run: exit %d, suspended %v\n%s\n%s", code, suspended(), stdout, stderr)
+		}
+		if code, stdout, stderr := forget(t, cfg, e, "api"); code != ExitOK || !strings.Contains(stdout, "kustomization.kustomize.toolkit.fluxcd.io/apps") {
+			t.Fatalf("forget: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		if suspended() {
+			t.Fatal("the Kustomization the hold suspended is still suspended")
+		}
+		if _, held := e.GetDeployment("api").Annotations["autodeploy.dev/hold"]; held {
+			t.Fatal("the hold is left")
+		}
+	})
+
 	t.Run("someone else's lever stays and the lock is taken", func(t *testing.T) {
 		e := kubetest.New(t)
 		refl := e.StartReflector(fluxsim.V1, e.Namespace)
