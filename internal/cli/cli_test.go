@@ -168,7 +168,7 @@ func TestRunRefusesWithoutLog(t *testing.T) {
 
 // --help is part of the interface: golden files keep it deliberate.
 func TestHelpGolden(t *testing.T) {
-	for _, args := range [][]string{{"--help"}, {"run", "--help"}, {"rollback", "--help"}, {"hold", "--help"}, {"resume", "--help"}, {"status", "--help"}, {"history", "--help"}, {"doctor", "--help"}, {"manifests", "rbac", "--help"}, {"config", "validate", "--help"}} {
+	for _, args := range [][]string{{"--help"}, {"run", "--help"}, {"rollback", "--help"}, {"hold", "--help"}, {"resume", "--help"}, {"forget", "--help"}, {"status", "--help"}, {"history", "--help"}, {"doctor", "--help"}, {"manifests", "rbac", "--help"}, {"config", "validate", "--help"}} {
 		name := strings.Join(args, "_")
 		t.Run(name, func(t *testing.T) {
 			code, stdout, _ := execute(t, nil, args...)

@@ -37,7 +37,11 @@ func TestCommandOptions(t *testing.T) {
 		run  *RunOptions
 		st   *StatusOptions
 		doc  *DoctorOptions
+		fg   *ForgetOptions
 	)
+	forgetCmd := func(f *Factory) *cobra.Command {
+		return newCmdForget(f, func(_ context.Context, o *ForgetOptions) error { fg = o; return nil })
+	}
 	statusCmd := func(f *Factory) *cobra.Command {
 		return newCmdStatus(f, func(_ context.Context, o *StatusOptions) error { st = o; return nil })
 	}
@@ -97,6 +101,19 @@ func TestCommandOptions(t *testing.T) {
 			}
 		}},
 		{name: "resume blank service", cmd: "resume", build: resumeCmd, args: []string{"resume", ""}, code: ExitUsage, errPart: "must not be blank"},
+		{name: "forget defaults", cmd: "forget", build: forgetCmd, args: []string{"forget", "old-api"}, check: func(t *testing.T) {
+			if fg.Service != "old-api" || fg.DryRun || fg.LockTimeout != 5*time.Minute {
+				t.Errorf("options = %+v", fg)
+			}
+		}},
+		{name: "forget flags", cmd: "forget", build: forgetCmd, args: []string{"forget", "api", "--dry-run", "--lock-timeout", "30s"}, check: func(t *testing.T) {
+			if !fg.DryRun || fg.LockTimeout != 30*time.Second {
+				t.Errorf("options = %+v", fg)
+			}
+		}},
+		{name: "forget blank service", cmd: "forget", build: forgetCmd, args: []string{"forget", " "}, code: ExitUsage, errPart: "service name must not be blank"},
+		{name: "forget negative lock timeout", cmd: "forget", build: forgetCmd, args: []string{"forget", "api", "--lock-timeout", "-1s"}, code: ExitUsage, errPart: "--lock-timeout must not be negative"},
+		{name: "forget two services", cmd: "forget", build: forgetCmd, args: []string{"forget", "a", "b"}, code: ExitUsage, errPart: "exactly one service name"},
 		{name: "history json", cmd: "history", build: historyCmd, args: []string{"history", "api", "-o", "json"}, check: func(t *testing.T) {
 			if hist.Service != "api" || hist.Output != "json" {
 				t.Errorf("options = %+v", hist)
@@ -127,7 +144,7 @@ func TestCommandOptions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rb, hold, res, hist, run, st, doc = nil, nil, nil, nil, nil, nil, nil
+			rb, hold, res, hist, run, st, doc, fg = nil, nil, nil, nil, nil, nil, nil, nil
 			code, stderr := executeWith(t, tt.cmd, tt.build, tt.args...)
 			if code != tt.code {
 				t.Fatalf("exit %d, want %d: %s", code, tt.code, stderr)
@@ -136,7 +153,7 @@ func TestCommandOptions(t *testing.T) {
 				t.Errorf("stderr %q does not contain %q", stderr, tt.errPart)
 			}
 			if tt.code != ExitOK {
-				if rb != nil || hold != nil || res != nil || hist != nil || run != nil || st != nil || doc != nil {
+				if rb != nil || hold != nil || res != nil || hist != nil || run != nil || st != nil || doc != nil || fg != nil {
 					t.Error("the command ran despite invalid input")
 				}
 				return

@@ -194,6 +194,8 @@ func TestRBACIsEnough(t *testing.T) {
 		{[]string{"resume", "api"}, ExitOK},
 		{[]string{"hold", "api", "--reason", "x"}, ExitOK},
 		{[]string{"resume", "api", "--forget-failed"}, ExitOK},
+		{[]string{"forget", "api", "--dry-run"}, ExitOK},
+		{[]string{"forget", "api"}, ExitOK},
 		{[]string{"run"}, ExitOK},
 	}
 	for _, s := range steps {

@@ -130,6 +130,12 @@ func openSession(f *Factory, name, command string) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newSession(f, cfg, s, command)
+}
+
+// newSession is openSession for a service already looked up (forget acts on
+// names no longer configured too).
+func newSession(f *Factory, cfg *config.Config, s config.Service, command string) (*session, error) {
 	l, err := runlog.Open(cfg.Log, runlog.NewRunID(time.Now()), f.IO.Out, "cmd", command)
 	if err != nil {
 		return nil, fmt.Errorf("refusing to %s: %w", command, err)
@@ -185,13 +191,7 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 	progress := progressPrinter(f.IO.ErrOut)
 	m.Progress = func(msg string) { progress("", msg) }
 	if !o.DryRun {
-		held, err := takeLock(ctx, f, sess.cfg, sess.clients, "autodeploy rollback "+o.Service+" by "+m.By, o.LockTimeout, func(h lock.Holder) {
-			who := h.Command
-			if h.Pid != 0 {
-				who = fmt.Sprintf("pid %d", h.Pid)
-			}
-			fmt.Fprintf(f.IO.ErrOut, "waiting up to %s for the run in progress (%s, since %s) to finish...\n", o.LockTimeout, ui.Escape(who), h.Since.Local().Format("15:04:05"))
-		})
+		held, err := takeLock(ctx, f, sess.cfg, sess.clients, "autodeploy rollback "+o.Service+" by "+m.By, o.LockTimeout, lockWaiting(f, o.LockTimeout))
 		if err != nil {
 			return err
 		}
@@ -240,6 +240,18 @@ func (o *RollbackOptions) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// lockWaiting says, once, that a command waits up to timeout for the run
+// holding the lock.
+func lockWaiting(f *Factory, timeout time.Duration) func(lock.Holder) {
+	return func(h lock.Holder) {
+		who := h.Command
+		if h.Pid != 0 {
+			who = fmt.Sprintf("pid %d", h.Pid)
+		}
+		fmt.Fprintf(f.IO.ErrOut, "waiting up to %s for the run in progress (%s, since %s) to finish...\n", timeout, ui.Escape(who), h.Since.Local().Format("15:04:05"))
+	}
 }
 
 // serviceCompletion completes configured service names, for the one

@@ -26,7 +26,7 @@ import (
 )
 
 // Manager carries out the commands a person runs on one service: rollback,
-// hold, resume.
+// hold, resume, forget (forget.go).
 type Manager struct {
 	Kube    kubernetes.Interface
 	Dynamic dynamic.Interface

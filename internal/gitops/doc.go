@@ -6,9 +6,9 @@
 //	lever                                   set by                          cleared by                                     record                                       follows kubectl rollout undo
 //	ImageRepository spec.exclusionList      a rollback (automatic, manual)   a run, once the policy ranks a deployed image  autodeploy.dev/exclusions on the              no: it is not on the Deployment
 //	  pattern ^tag$                                                          above it; resume --forget-failed; forget       ImageRepository (Exclusion JSON)
-//	kustomize.toolkit.fluxcd.io/reconcile:  a manual rollback of a           resume (every copy); a run, once the service   autodeploy.dev/reconcile-disabled on the     yes: the rollback copies both onto every
-//	  disabled on the Deployment            Deployment Flux applies          is no longer held (every copy)                 same object, beside the lever                 ReplicaSet, as the hold: an undo keeps them
-//	Kustomization spec.suspend (legacy)     rollback --suspend-flux of       resume                                         the hold's kustomization field               no
+//	kustomize.toolkit.fluxcd.io/reconcile:  a manual rollback of a           resume, forget (every copy); a run, once the   autodeploy.dev/reconcile-disabled on the     yes: the rollback copies both onto every
+//	  disabled on the Deployment            Deployment Flux applies          service is no longer held (every copy)         same object, beside the lever                 ReplicaSet, as the hold: an undo keeps them
+//	Kustomization spec.suspend (legacy)     rollback --suspend-flux of       resume, forget                                 the hold's kustomization field               no
 //	                                        autodeploy 1.x
 //	reconcile.fluxcd.io/requestedAt on      a run (rescan, bring git         nothing: a request, answered once             none: it holds no state                      no
 //	  ImageRepository, ImagePolicy,         along, after an exclusion)

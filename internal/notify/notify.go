@@ -41,10 +41,13 @@ const (
 	// out, the API could not be read, a person paused it); the next run
 	// verifies it.
 	Unverified = "unverified"
+	// Forget: every record autodeploy kept for a service was removed
+	// (autodeploy forget).
+	Forget = "forget"
 )
 
 // Kinds lists every kind of event.
-var Kinds = []string{Deployed, Failed, Rollback, Hold, Resume, Problem, Superseded, Unverified}
+var Kinds = []string{Deployed, Failed, Rollback, Hold, Resume, Problem, Superseded, Unverified, Forget}
 
 // Event is one thing worth telling. Its JSON form is the generic webhook's
 // body.
@@ -88,6 +91,8 @@ func (e Event) Summary() string {
 		return fmt.Sprintf("%s held by %s: %s", e.Service, e.By, e.Reason)
 	case Resume:
 		return fmt.Sprintf("%s resumed by %s", e.Service, e.By)
+	case Forget:
+		return fmt.Sprintf("%s forgotten by %s: %s", e.Service, e.By, e.Reason)
 	case Problem:
 		return fmt.Sprintf("%s needs a person: %s", e.Service, e.Reason)
 	case Superseded:

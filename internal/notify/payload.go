@@ -38,6 +38,8 @@ func title(e Event) string {
 		return "⏸ " + e.Service + " held"
 	case Resume:
 		return "▶ " + e.Service + " resumed"
+	case Forget:
+		return "🧹 " + e.Service + " forgotten"
 	case Problem:
 		return "⚠ " + e.Service + " needs a person"
 	case Superseded:
