@@ -422,6 +422,7 @@ func TestHistoryEscapesControlCharacters(t *testing.T) {
 	refl := e.StartReflector(fluxsim.V1, e.Namespace)
 	cfg, _ := clusterConfig(t, e, refl, map[string]string{"api": reg + "api:sha-1"}, "")
 	ctx := context.Background()
+	settled(t, e) // the controller has created the ReplicaSet
 	owned, err := rollout.ListOwned(ctx, e.Kube, e.GetDeployment("api"))
 	if err != nil || len(owned) == 0 {
 		t.Fatalf("ReplicaSets: %d, %v", len(owned), err)
