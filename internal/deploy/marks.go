@@ -5,8 +5,23 @@ import (
 	"time"
 )
 
-// Annotations autodeploy keeps on each Deployment it manages. They are the
-// only state it has between runs, kept where `kubectl describe` shows it.
+// Every mark autodeploy writes, in one place. They are the only state it
+// has between runs, kept where `kubectl describe` shows it (the levers on
+// Flux and their records are internal/gitops's: see its doc.go).
+//
+//	key                        on                  format          set by                                cleared by                                       on the ReplicaSets
+//	deployed-image             Deployment          image ref       the deploy patch                      verified (kept), superseded, rollback; resume    copied by the controller; stripped from a
+//	verified                   Deployment          "false"/"true"  the deploy patch / markVerified       superseded, rollback, forget                      superseding revision's (superseded)
+//	previous-revision          Deployment          revision        the deploy patch                      markVerified, superseded, rollback, forget        same
+//	failed-image               Deployment          FailedImage     rollback (automatic, manual)          resume --forget-failed, forget; Plan once moved  copied by rollback and hold (undo keeps it)
+//	retry                      Deployment          Retry           a rollback for a cause not the image  markVerified, resume --forget-failed, forget     no
+//	hold                       Deployment          Hold            hold, manual rollback                 resume, forget                                   copied (undo keeps the hold)
+//	alerted                    Deployment          problem key     alert (a problem notified)            alert once the problem is gone, forget          no
+//	kubernetes.io/change-cause Deployment          text            deploy, rollback                      superseded (rewritten for the other writer)      copied by the controller (history shows it)
+//	reconcile-disabled         Deployment          ReconcileRecord manual rollback (gitops)              resume, a run once not held, forget              copied with its lever
+//	exclusions                 ImageRepository     []Exclusion     rollback (gitops)                     a run (release), resume --forget-failed, forget  -
+//
+// `autodeploy forget <service>` removes every one of them for a service.
 const (
 	prefix = "autodeploy.dev/"
 	// AnnDeployedImage is the image autodeploy last set.
