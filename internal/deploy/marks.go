@@ -10,10 +10,10 @@ import (
 // Flux and their records are internal/gitops's: see its doc.go).
 //
 //	key                        on                  format          set by                                cleared by                                       on the ReplicaSets
-//	deployed-image             Deployment          image ref       the deploy patch                      verified (kept), superseded, rollback; resume    copied by the controller; stripped from a
+//	deployed-image             Deployment          image ref       the deploy patch                      superseded, rollback, forget (kept once verified) copied by the controller; stripped from a
 //	verified                   Deployment          "false"/"true"  the deploy patch / markVerified       superseded, rollback, forget                      superseding revision's (superseded)
 //	previous-revision          Deployment          revision        the deploy patch                      markVerified, superseded, rollback, forget        same
-//	failed-image               Deployment          FailedImage     rollback (automatic, manual)          resume --forget-failed, forget; Plan once moved  copied by rollback and hold (undo keeps it)
+//	failed-image               Deployment          FailedImage     rollback (automatic, manual)          resume --forget-failed, forget                   copied by rollback and hold (undo keeps it)
 //	retry                      Deployment          Retry           a rollback for a cause not the image  markVerified, resume --forget-failed, forget     no
 //	hold                       Deployment          Hold            hold, manual rollback                 resume, forget                                   copied (undo keeps the hold)
 //	alerted                    Deployment          problem key     alert (a problem notified)            alert once the problem is gone, forget          no
