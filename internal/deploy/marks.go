@@ -13,7 +13,7 @@ import (
 //	deployed-image             Deployment          image ref       the deploy patch                      superseded, rollback, forget (kept once verified) copied by the controller; stripped from a
 //	verified                   Deployment          "false"/"true"  the deploy patch / markVerified       superseded, rollback, forget                      superseding revision's (superseded)
 //	previous-revision          Deployment          revision        the deploy patch                      markVerified, superseded, rollback, forget        same
-//	failed-image               Deployment          FailedImage     rollback (automatic, manual)          resume --forget-failed, forget                   copied by rollback and hold (undo keeps it)
+//	failed-image               Deployment          FailedImage     rollback (automatic, manual)          resume --forget-failed, forget                   copied by the manual rollback (undo keeps it)
 //	retry                      Deployment          Retry           a rollback for a cause not the image  markVerified, resume --forget-failed, forget     no
 //	hold                       Deployment          Hold            hold, manual rollback                 resume, forget                                   copied (undo keeps the hold)
 //	alerted                    Deployment          problem key     alert (a problem notified)            alert once the problem is gone, forget          no
