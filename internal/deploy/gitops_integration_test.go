@@ -604,3 +604,113 @@ func TestGitOpsGitFollowsARolloutThatCompletesAtOnce(t *testing.T) {
 		t.Fatalf("a Kustomization interval right after the run put %s back", got)
 	}
 }
+
+// Issue 17, item 5: Flux applying git's bad tag during the automatic
+// rollback (git has it, the automation cannot write the good one yet) was
+// "rollback failed" (exit 6) for a rollback that settled later. It is
+// superseded (exit 10) with what happened; the image stays remembered as
+// failed and excluded, and once the automation writes the policy's image
+// back, Flux applies it. The rollback is kept in progress on purpose: its
+// pods go to a node of this test's own, cordoned when the rollback starts,
+// with the running pod deleted (a rollback to a fully available
+// ReplicaSet completes within its wait's first read, before any apply).
+func TestGitOpsFluxReappliesDuringTheRollback(t *testing.T) {
+	ctx := context.Background()
+	f := newGitOps(t, "api")
+	node, _, _ := f.e.CreateNode()
+	pinned := func(img string) string {
+		return fluxsim.DeploymentManifest("api", img, f.e.Namespace, 1) + fmt.Sprintf(`      nodeSelector: {kubernetes.io/hostname: %s}
+      tolerations:
+      - {key: autodeploy.dev/test, operator: Equal, value: %s, effect: NoSchedule}
+`, node, f.e.Namespace)
+	}
+	commit := func(img string) {
+		t.Helper()
+		if _, err := f.g.Commit(ctx, "apps/api.yaml", pinned(img), "api "+img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good := reg + "api:sha-1111111"
+	commit(good)
+	if err := f.g.Fetch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rollout.Wait(ctx, f.e.Kube, f.e.Namespace, "api", rollout.WaitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cordon := func(on bool) {
+		t.Helper()
+		patch := fmt.Sprintf(`{"spec":{"unschedulable":%v}}`, on)
+		if _, err := f.e.Kube.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.suspendAutomation(t, true)
+	bad := reg + "api:fail-2222222"
+	f.refl.Push("api", bad)
+	// git already has the bad tag (the automation committed it before it
+	// was suspended); the source has not fetched it yet.
+	commit(bad)
+	r := f.runner()
+	r.Grace = 5 * time.Minute // the rollback's Pending pod must not end its wait
+	var running []string
+	rollingBack := false
+	r.Progress = func(svc, msg string) {
+		switch {
+		case svc == "api" && msg == "rolling back":
+			// Before the rollback's patch: the ReplicaSet it returns to
+			// loses its pod, which cannot come back on the cordoned node.
+			rollingBack = true
+			cordon(true)
+			pods, err := f.e.Kube.CoreV1().Pods(f.e.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=api"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for _, p := range pods.Items {
+				if p.Spec.Containers[0].Image == good {
+					running = append(running, p.Name)
+					if err := f.e.Kube.CoreV1().Pods(f.e.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		case svc == "api" && rollingBack && strings.HasPrefix(msg, "Waiting for"):
+			// The rollback's wait is under way: a source interval now
+			// fetches git, and kustomize-controller applies the bad tag.
+			rollingBack = false
+			if err := f.g.Fetch(ctx); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	res, err := r.Run(ctx, "test", deploy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cordon(false)
+	if len(running) == 0 {
+		t.Fatal("no pod of the good image was running when the rollback started")
+	}
+	s := wantOutcome(t, res, "api", deploy.OutcomeSuperseded)
+	if !strings.Contains(s.Error, "Flux applied the image again from git before git followed the rollback") {
+		t.Errorf("error = %q", s.Error)
+	}
+	d := f.e.GetDeployment("api")
+	if fi, ok := deploy.ParseFailedImage(d.Annotations); !ok || fi.Image != bad {
+		t.Errorf("failed-image = %+v: the bad image must stay remembered", fi)
+	}
+	if l := f.exclusionList(t, "api"); !slices.Contains(l, "^fail-2222222$") {
+		t.Fatalf("exclusionList = %q", l)
+	}
+	// The automation back: it writes the policy's image (moved back by the
+	// exclusion), and Flux's next fetch applies it.
+	f.suspendAutomation(t, false)
+	f.gitImage(t, "api", good)
+	if err := f.g.Fetch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if img := kubetest.Image(f.e.GetDeployment("api")); img != good {
+		t.Fatalf("after git followed: %s", img)
+	}
+}

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
@@ -46,7 +48,26 @@ func (r *Runner) rollBack(ctx context.Context, s config.Service, dec Decision, b
 	// Its own timeout even when runTimeout is spent (budget.rollback).
 	rctx, cancel := r.rollback(ctx, s)
 	defer cancel()
-	for attempt := 1; ; attempt++ {
+	// The patches are conditional on the Deployment read, and during a
+	// failing rollout the controller writes its status often: a rollback
+	// that gave up after five immediate conflicts was "rollback failed"
+	// (seen in TestGitOpsFluxReappliesDuringTheRollback). Conflicts are
+	// retried with a backoff, within the rollback's bound.
+	backoff := rollbackConflicts
+	again := func(err error) bool {
+		if !apierrors.IsConflict(err) || backoff.Steps <= 0 {
+			return false
+		}
+		t := time.NewTimer(backoff.Step())
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return true
+		case <-rctx.Done():
+			return false
+		}
+	}
+	for {
 		d, err := r.getRetried(rctx, s)
 		if err != nil {
 			return OutcomeRollbackFailed, fmt.Errorf("%v; and the Deployment can no longer be read: %v", cause, err)
@@ -67,7 +88,7 @@ func (r *Runner) rollBack(ctx context.Context, s config.Service, dec Decision, b
 		}
 		if !s.AutoRollback || dec.NoRollback {
 			_, err := rollout.AnnotateIfUnchanged(rctx, r.Kube, d, mark)
-			if apierrors.IsConflict(err) && attempt < maxReplans {
+			if again(err) {
 				continue
 			}
 			if err != nil {
@@ -100,7 +121,7 @@ func (r *Runner) rollBack(ctx context.Context, s config.Service, dec Decision, b
 				restored = &t
 			}
 		}
-		if apierrors.IsConflict(err) && attempt < maxReplans {
+		if again(err) {
 			continue
 		}
 		if err != nil {
@@ -133,6 +154,10 @@ func (r *Runner) rollBack(ctx context.Context, s config.Service, dec Decision, b
 		return OutcomeRolledBack, cause
 	}
 }
+
+// rollbackConflicts paces the rollback's retries of a patch that found the
+// Deployment changed since it was read: about 10 s in all.
+var rollbackConflicts = wait.Backoff{Steps: 10, Duration: 20 * time.Millisecond, Factor: 2, Cap: 2 * time.Second, Jitter: 0.2}
 
 // rollbackFailed records a rollback that could not be applied (no earlier
 // revision, a paused Deployment...): the marks are written anyway, with the
