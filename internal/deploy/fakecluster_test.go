@@ -193,7 +193,18 @@ func (c *fakeCluster) onPatch(action k8stesting.Action) (bool, runtime.Object, e
 // controller does: a new ReplicaSet, or the one with that template again (a
 // rollback) with the next revision number; then the pods and the status
 // the image's behaviour says.
-func (c *fakeCluster) rollOut(d *appsv1.Deployment) {
+func (c *fakeCluster) rollOut(d *appsv1.Deployment) { c.converge(d, true) }
+
+// settle makes the current revision, running img, show b now (the kubelet
+// got on with it), without a patch: not counted in appliedImages.
+func (c *fakeCluster) settle(img string, b behaviour) {
+	c.mu.Lock()
+	c.behave[img] = b
+	c.mu.Unlock()
+	c.converge(c.deployment(), false)
+}
+
+func (c *fakeCluster) converge(d *appsv1.Deployment, patched bool) {
 	c.t.Helper()
 	tr := c.kube.Tracker()
 	list, err := tr.List(fcReplicaSets, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"), d.Namespace)
@@ -216,7 +227,9 @@ func (c *fakeCluster) rollOut(d *appsv1.Deployment) {
 	}
 	img, _ := rollout.ContainerImage(&d.Spec.Template, fcName)
 	c.mu.Lock()
-	c.applied = append(c.applied, img)
+	if patched {
+		c.applied = append(c.applied, img)
+	}
 	b := c.behave[img]
 	after := c.afterRollOut
 	c.mu.Unlock()
@@ -233,7 +246,12 @@ func (c *fakeCluster) rollOut(d *appsv1.Deployment) {
 		d.Status.Replicas, d.Status.ReadyReplicas, d.Status.AvailableReplicas = 1, 1, 1
 		d.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentReplicaFailure, Status: corev1.ConditionTrue, Reason: "FailedCreate", Message: b.refused}}
 	case b.pod != nil:
-		c.must(tr.Create(fcPods, fcPod(d, cur, b.pod), d.Namespace))
+		p := fcPod(d, cur, b.pod)
+		if _, err := tr.Get(fcPods, d.Namespace, p.Name); err == nil {
+			c.must(tr.Update(fcPods, p, d.Namespace)) // a rollback to a revision whose pod is still there
+		} else {
+			c.must(tr.Create(fcPods, p, d.Namespace))
+		}
 		d.Status.Replicas, d.Status.UpdatedReplicas, d.Status.ReadyReplicas, d.Status.AvailableReplicas = 2, 1, 1, 1
 	default:
 		// Healthy: the revision's pod runs, every other one is gone.
@@ -253,7 +271,7 @@ func (c *fakeCluster) rollOut(d *appsv1.Deployment) {
 		d.Status.Replicas, d.Status.UpdatedReplicas, d.Status.ReadyReplicas, d.Status.AvailableReplicas = 1, 1, 1, 1
 	}
 	c.must(tr.Update(fcDeployments, d, d.Namespace))
-	if after != nil {
+	if after != nil && patched {
 		after(c, img)
 	}
 }

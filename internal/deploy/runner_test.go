@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -20,6 +22,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/flux"
 	"github.com/autodeploy-dev/autodeploy/internal/gitops"
 	"github.com/autodeploy-dev/autodeploy/internal/health"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
@@ -222,6 +225,27 @@ func TestRunnerStateMachine(t *testing.T) {
 			outcome: OutcomeRolledBack, errHas: []string{"not found"}, errHasNot: []string{"not the image"},
 			failed: true, applied: []string{bbb, aaa}, changeCause: rolledBack,
 		},
+		// Item 5: under GitOps the failed tag's exclusion starts at the
+		// verdict, beside the rollback's wait, not after it. The fake makes
+		// the rollback converge only once the exclusion is written (Flux
+		// would otherwise apply the bad tag again meanwhile): an exclusion
+		// deferred until after the wait leaves the rollback unfinished at
+		// its rolloutTimeout (a bound, reached only when broken).
+		{
+			name: "item 5: under GitOps the exclusion is written while the rollback waits", gitops: true, behave: crash,
+			service: func(_ *testing.T, s *config.Service) { s.RolloutTimeout = 5 * time.Second },
+			setup: func(t *testing.T, c *fakeCluster) {
+				c.behave[aaa] = behaviour{pod: waitingIn("ContainerCreating", "")}
+				c.dyn.PrependReactor("patch", "imagerepositories", func(a k8stesting.Action) (bool, runtime.Object, error) {
+					if strings.Contains(string(a.(k8stesting.PatchAction).GetPatch()), `sha-bbb$`) {
+						c.settle(aaa, behaviour{})
+					}
+					return false, nil, nil
+				})
+			},
+			outcome: OutcomeRolledBack, errHas: []string{"CrashLoopBackOff"}, errHasNot: []string{"rollback failed"},
+			failed: true, applied: []string{bbb, aaa}, changeCause: rolledBack,
+		},
 		// Item 4: a retry mark for the image Flux applied again from git.
 		{
 			name: "item 4: under GitOps, the retried image applied again and still failing is a problem, not up to date", gitops: true, target: bbb,
@@ -267,6 +291,34 @@ func TestRunnerStateMachine(t *testing.T) {
 			check: func(t *testing.T, c *fakeCluster, _ ServiceResult, _ string) {
 				if v := c.deployment().Annotations[AnnVerified]; v != "true" {
 					t.Errorf("verified = %q", v)
+				}
+			},
+		},
+		// Item 7: a reconcile lever whose hold was deleted by hand.
+		{
+			name: "item 7: a reconcile lever no hold explains is released from the Deployment and its ReplicaSet copy", gitops: true, target: aaa,
+			setup: func(_ *testing.T, c *fakeCluster) {
+				lever := map[string]string{}
+				gitops.DisableReconcile(lever, gitops.ReconcileRecord{By: "ops", Reason: "rollback", At: fcNow.Add(-time.Hour), Kustomization: "flux-system/apps"})
+				d := c.deployment()
+				maps.Copy(d.Annotations, lever)
+				c.must(c.kube.Tracker().Update(fcDeployments, d, "apps"))
+				obj, err := c.kube.Tracker().Get(fcReplicaSets, "apps", fcName+"-h1")
+				c.must(err)
+				rs := obj.(*appsv1.ReplicaSet)
+				maps.Copy(rs.Annotations, lever)
+				c.must(c.kube.Tracker().Update(fcReplicaSets, rs, "apps"))
+			},
+			outcome: OutcomeUpToDate,
+			check: func(t *testing.T, c *fakeCluster, _ ServiceResult, _ string) {
+				obj, err := c.kube.Tracker().Get(fcReplicaSets, "apps", fcName+"-h1")
+				c.must(err)
+				for what, ann := range map[string]map[string]string{"Deployment": c.deployment().Annotations, "ReplicaSet": obj.(*appsv1.ReplicaSet).Annotations} {
+					for _, k := range []string{flux.KustomizeReconcileAnnotation, gitops.AnnReconcileDisabled} {
+						if v, ok := ann[k]; ok {
+							t.Errorf("%s keeps %s=%s", what, k, v)
+						}
+					}
 				}
 			},
 		},
