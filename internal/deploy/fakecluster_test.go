@@ -1,6 +1,8 @@
 package deploy
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
 )
@@ -35,6 +38,7 @@ var (
 	fcPods        = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
 	fcPolicies    = schema.GroupVersionResource{Group: flux.ImageGroup, Version: "v1", Resource: "imagepolicies"}
 	fcRepos       = schema.GroupVersionResource{Group: flux.ImageGroup, Version: "v1", Resource: "imagerepositories"}
+	fcAutomations = schema.GroupVersionResource{Group: flux.ImageGroup, Version: "v1", Resource: "imageupdateautomations"}
 )
 
 // behaviour is what the cluster shows for the revision running an image.
@@ -67,6 +71,9 @@ type fakeCluster struct {
 	// afterRollOut, when set, runs after the controller made a template
 	// current (with the image it runs): a person acting mid-rollout.
 	afterRollOut func(c *fakeCluster, img string)
+	// health, when set, is the run's health check (a row's that needs the
+	// cluster).
+	health func(ctx context.Context, h config.Health, image, tag string) error
 }
 
 const fcName = "api-gateway" // svc()'s Deployment, in namespace "apps"
@@ -109,7 +116,8 @@ func newFakeCluster(t *testing.T, running, latest string, gitops bool) *fakeClus
 		}})
 	}
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
-		fcPolicies: "ImagePolicyList", fcRepos: "ImageRepositoryList",
+		fcPolicies: "ImagePolicyList", fcRepos: "ImageRepositoryList", fcAutomations: "ImageUpdateAutomationList",
+		flux.GitRepositoryGVR: "GitRepositoryList", flux.KustomizationGVR: "KustomizationList",
 	}, objs...)
 	c := &fakeCluster{t: t, kube: kube, dyn: dyn, behave: map[string]behaviour{}}
 	kube.PrependReactor("patch", "deployments", c.onPatch)
@@ -333,4 +341,69 @@ func (c *fakeCluster) event(pod, msg string) {
 	e := &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: pod + ".1", Namespace: "apps"}, Reason: "Failed", Message: msg, Type: corev1.EventTypeWarning,
 		InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: "apps", Name: pod}}
 	c.must(c.kube.Tracker().Add(e))
+}
+
+// gitOpsSources adds what brings git along reads: Kustomization
+// flux-system/apps from GitRepository flux-system/flux-system, and the
+// ImageUpdateAutomation pushing to it, whose last run wrote observed for
+// the policy. The fake source-controller answers every reconcile request
+// of the GitRepository at once (status.lastHandledReconcileAt).
+func (c *fakeCluster) gitOpsSources(observed string) {
+	c.t.Helper()
+	ready := []any{map[string]any{"type": "Ready", "status": "True", "reason": "Succeeded", "message": "ok"}}
+	src := map[string]any{"kind": "GitRepository", "name": "flux-system"}
+	for _, o := range []*unstructured.Unstructured{
+		{Object: map[string]any{"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+			"metadata": map[string]any{"name": "apps", "namespace": "flux-system"},
+			"spec":     map[string]any{"sourceRef": src, "path": "./apps", "interval": "1m"},
+			"status":   map[string]any{"conditions": ready}}},
+		{Object: map[string]any{"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+			"metadata": map[string]any{"name": "flux-system", "namespace": "flux-system"},
+			"spec":     map[string]any{"url": "http://git.local/fleet", "interval": "1m"},
+			"status":   map[string]any{"conditions": ready}}},
+		{Object: map[string]any{"apiVersion": flux.ImageGroup + "/v1", "kind": "ImageUpdateAutomation",
+			"metadata": map[string]any{"name": "flux-system", "namespace": "flux-system"},
+			"spec":     map[string]any{"sourceRef": src, "interval": "1m", "update": map[string]any{"path": "./apps", "strategy": "Setters"}},
+			"status":   map[string]any{"conditions": ready, "observedPolicies": map[string]any{fcName: map[string]any{"name": repo, "tag": observed}}}}},
+	} {
+		c.must(c.dyn.Tracker().Add(o))
+	}
+	c.dyn.PrependReactor("patch", "gitrepositories", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		var p struct {
+			Metadata struct {
+				Annotations map[string]string `json:"annotations"`
+			} `json:"metadata"`
+		}
+		if err := json.Unmarshal(a.(k8stesting.PatchAction).GetPatch(), &p); err != nil {
+			return true, nil, err
+		}
+		obj, err := c.dyn.Tracker().Get(flux.GitRepositoryGVR, "flux-system", "flux-system")
+		if err != nil {
+			return true, nil, err
+		}
+		u := obj.(*unstructured.Unstructured)
+		token := p.Metadata.Annotations[flux.ReconcileAnnotation]
+		u.SetAnnotations(map[string]string{flux.ReconcileAnnotation: token})
+		c.must(unstructured.SetNestedField(u.Object, token, "status", "lastHandledReconcileAt"))
+		c.must(c.dyn.Tracker().Update(flux.GitRepositoryGVR, u, "flux-system"))
+		return true, u, nil
+	})
+}
+
+// automationWrites is the ImageUpdateAutomation committing tag to git.
+func (c *fakeCluster) automationWrites(tag string) {
+	c.t.Helper()
+	obj, err := c.dyn.Tracker().Get(fcAutomations, "flux-system", "flux-system")
+	c.must(err)
+	u := obj.(*unstructured.Unstructured)
+	c.must(unstructured.SetNestedField(u.Object, map[string]any{fcName: map[string]any{"name": repo, "tag": tag}}, "status", "observedPolicies"))
+	c.must(c.dyn.Tracker().Update(fcAutomations, u, "flux-system"))
+}
+
+// fetchAsked is the reconcile request the run made of the GitRepository,
+// "" when none.
+func (c *fakeCluster) fetchAsked() string {
+	obj, err := c.dyn.Tracker().Get(flux.GitRepositoryGVR, "flux-system", "flux-system")
+	c.must(err)
+	return obj.(*unstructured.Unstructured).GetAnnotations()[flux.ReconcileAnnotation]
 }

@@ -294,6 +294,29 @@ func TestRunnerStateMachine(t *testing.T) {
 				}
 			},
 		},
+		// Item 6: success lets "bring git along" finish. The automation
+		// commits after the rollout completed (here: while the health check
+		// runs); the run still has the GitRepository fetch it.
+		{
+			name: "item 6: under GitOps a deploy that succeeds at once still waits for the automation and asks for the fetch", gitops: true,
+			service: withHealth,
+			setup: func(_ *testing.T, c *fakeCluster) {
+				c.gitOpsSources("sha-aaa")
+				c.health = func(context.Context, config.Health, string, string) error {
+					c.automationWrites("sha-bbb")
+					return nil
+				}
+			},
+			outcome: OutcomeDeployed, applied: []string{bbb}, changeCause: "autodeploy: " + aaa + " -> " + bbb,
+			check: func(t *testing.T, c *fakeCluster, _ ServiceResult, log string) {
+				if c.fetchAsked() == "" {
+					t.Error("the GitRepository was never asked to fetch the automation's commit")
+				}
+				if strings.Contains(log, "git does not follow") {
+					t.Errorf("a warning although git followed:\n%s", log)
+				}
+			},
+		},
 		// Item 7: a reconcile lever whose hold was deleted by hand.
 		{
 			name: "item 7: a reconcile lever no hold explains is released from the Deployment and its ReplicaSet copy", gitops: true, target: aaa,
@@ -461,7 +484,11 @@ func TestRunnerStateMachine(t *testing.T) {
 				tt.setup(t, c)
 			}
 			var log bytes.Buffer
-			res, err := c.runner(s, tt.health, &log).Run(t.Context(), "test", Options{NoReconcile: true})
+			h := tt.health
+			if c.health != nil {
+				h = c.health
+			}
+			res, err := c.runner(s, h, &log).Run(t.Context(), "test", Options{NoReconcile: true})
 			defer func() {
 				if t.Failed() {
 					t.Logf("run log:\n%s", log.String())
