@@ -173,7 +173,7 @@ func TestRunnerStateMachine(t *testing.T) {
 		},
 		// Item 3: autodeploy's own setup is not the image's.
 		{
-			name: "item 3: a missing health credential stops the deploy before the patch",
+			name: "item 3: a missing health credential stops the deploy before the patch (item 10: told once)",
 			service: func(t *testing.T, s *config.Service) {
 				t.Setenv("AUTODEPLOY_TEST_RUNNER_TOKEN", "")
 				s.Health = &config.Health{URL: config.Secret{Value: "http://api-gateway.apps/health"}, Authorization: config.Secret{Env: "AUTODEPLOY_TEST_RUNNER_TOKEN"}, ExpectStatus: 200}
@@ -184,8 +184,18 @@ func TestRunnerStateMachine(t *testing.T) {
 				if !sr.Problem || !strings.Contains(sr.Reason, "AUTODEPLOY_TEST_RUNNER_TOKEN") {
 					t.Errorf("decision %+v: want a problem naming the variable", sr.Decision)
 				}
-				if a := c.deployment().Annotations[AnnAlerted]; !strings.HasPrefix(a, "setup:") {
-					t.Errorf("alerted = %q, want the setup problem", a)
+				if a := c.deployment().Annotations[AnnAlerted]; !strings.HasPrefix(a, "setup:") || !sr.NewProblem {
+					t.Errorf("alerted = %q, new problem %v; want the setup problem, news", a, sr.NewProblem)
+				}
+				// Item 10: the next run hears of the standing problem once.
+				s := svc()
+				s.Health = &config.Health{URL: config.Secret{Value: "http://api-gateway.apps/health"}, Authorization: config.Secret{Env: "AUTODEPLOY_TEST_RUNNER_TOKEN"}, ExpectStatus: 200}
+				res, err := c.runner(s, health.Check, &bytes.Buffer{}).Run(t.Context(), "next", Options{NoReconcile: true})
+				if err != nil || len(res.Services) != 1 {
+					t.Fatalf("next run: %v, %+v", err, res)
+				}
+				if next := res.Services[0]; next.Outcome != OutcomeSkipped || next.NewProblem {
+					t.Errorf("next run: %s, new problem %v; want skipped, not news", next.Outcome, next.NewProblem)
 				}
 			},
 		},
