@@ -82,7 +82,7 @@ func (r *Runner) rollBack(ctx context.Context, s config.Service, dec Decision, b
 			mark[AnnFailedImage] = mustJSON(FailedImage{Image: dec.Target, Reason: cause.Error(), At: r.Now().UTC()})
 		} else {
 			rt := NextRetry(d.Annotations, dec.Target, string(blame), cause.Error(), r.Now().UTC())
-			rt.Evidence = truncate(evidence, 300)
+			rt.Evidence = elide(evidence, 300)
 			mark[AnnRetry] = mustJSON(rt)
 			log.Warn("not the image's fault: it will be tried again", "image", dec.Target, "cause", blame, "evidence", rt.Evidence, "attempt", rt.Attempts, "after", rt.After)
 		}

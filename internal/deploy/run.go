@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -356,4 +357,15 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
+}
+
+// elide shortens s to about n bytes by cutting its middle: the end of the
+// cluster's words is where they say what went wrong (a kubelet's pull
+// error quotes the reference three times before "401 Unauthorized").
+func elide(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	head := n / 3
+	return strings.ToValidUTF8(s[:head]+" ... "+s[len(s)-(n-head):], "")
 }

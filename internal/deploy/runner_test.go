@@ -152,8 +152,8 @@ func TestRunnerStateMachine(t *testing.T) {
 			check: func(t *testing.T, c *fakeCluster, _ ServiceResult, _ string) {
 				// The evidence is cut at 300 characters, before the status
 				// here; the mark's reason has the whole message.
-				if rt, _ := ParseRetry(c.deployment().Annotations); !strings.Contains(rt.Reason, "401 Unauthorized") {
-					t.Errorf("retry reason %q does not say 401 Unauthorized", rt.Reason)
+				if rt, _ := ParseRetry(c.deployment().Annotations); !strings.Contains(rt.Reason, "401 Unauthorized") || !strings.Contains(rt.Evidence, "401 Unauthorized") {
+					t.Errorf("retry reason %q or evidence %q (what status shows) does not say 401 Unauthorized", rt.Reason, rt.Evidence)
 				}
 			},
 		},
