@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -22,8 +23,8 @@ func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
 // The API server's own validation takes the CronJob `manifests cronjob`
 // writes for every schedule of cronJobSchedules (a server-side dry run:
 // validated and admitted, never stored, so no Job starts). A schedule
-// with TZ= in it, as the config has it, is refused by the same server:
-// the check can fail.
+// with TZ= in it, as the config has it, is refused by the same server
+// (from Kubernetes 1.29 on): the check can fail.
 func TestAPIServerAcceptsTheCronJob(t *testing.T) {
 	e := kubetest.New(t)
 	create := func(cj *batchv1.CronJob) error {
@@ -31,12 +32,24 @@ func TestAPIServerAcceptsTheCronJob(t *testing.T) {
 		_, err := e.Kube.BatchV1().CronJobs(e.Namespace).Create(context.Background(), cj, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		return err
 	}
+	v, err := e.Kube.Discovery().ServerVersion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	minor, _ := strconv.Atoi(strings.TrimRight(v.Minor, "+"))
 	for _, tc := range cronJobSchedules {
 		cj := cronJobOf(t, cronJobFor(t, tc.spec))
 		if err := create(cj.DeepCopy()); err != nil {
 			t.Errorf("%q: the API server refuses the CronJob (schedule %q, timeZone %v): %v", tc.spec, cj.Spec.Schedule, cj.Spec.TimeZone, err)
 		}
 		if tc.timeZone == "" && tc.schedule == tc.spec {
+			continue
+		}
+		if strings.Contains(tc.spec, "TZ=") && minor < 29 {
+			// Kubernetes refuses TZ= in a schedule from 1.29 on; 1.28 (the
+			// seed's k3s) takes it, unsupported ("CronJob limitations",
+			// kubernetes.io/docs/concepts/workloads/controllers/cron-jobs):
+			// spec.timeZone is right on both.
 			continue
 		}
 		raw := cj.DeepCopy()
