@@ -23,6 +23,7 @@ import (
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
+	"github.com/autodeploy-dev/autodeploy/internal/flux"
 	"github.com/autodeploy-dev/autodeploy/internal/fluxsim"
 	"github.com/autodeploy-dev/autodeploy/internal/kubetest"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
@@ -316,15 +317,32 @@ func TestRunReconcileTimeoutIsAWarning(t *testing.T) {
 	e := kubetest.New(t)
 	f := newFixture(t, e, fluxsim.V1, []svcSpec{{name: "api", image: reg + "api:sha-1111111"}}, "")
 	f.cfg.Flux.ReconcileTimeout = 500 * time.Millisecond
+	// The policy already points at a new image (an earlier scan), found by
+	// the reflector itself: a status written by the test raced the
+	// reflector's own evaluation of the new policy on 1.28/kine, which put
+	// sha-1111111 back.
+	f.refl.Push("api", reg+"api:sha-2222222")
+	api := flux.API{Version: "v1"}
+	ctx := context.Background()
+	for _, o := range flux.Reconcile(ctx, e.Dynamic, api.Repositories(), []flux.Ref{{Namespace: e.Namespace, Name: "api"}}, flux.Token(time.Now())) {
+		if !o.OK {
+			t.Fatalf("scan before the test: %s", o.Problem)
+		}
+	}
+	kubetest.Eventually(t, 30*time.Second, "the policy selects sha-2222222", func(ctx context.Context) (bool, error) {
+		u, err := e.Dynamic.Resource(api.Policies()).Namespace(e.Namespace).Get(ctx, "api", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return flux.ParsePolicy(u).Latest == reg+"api:sha-2222222", nil
+	})
 	f.refl.Silence("api")
-	// The policy already points at a new image (an earlier scan).
-	e.SetPolicyImage(fluxsim.V1, e.Namespace, "api", reg+"api:sha-2222222")
 	res := f.run(t, deploy.Options{})
 	if len(res.Warnings) == 0 || !strings.Contains(res.Warnings[0], "no answer to the reconcile request") {
 		t.Fatalf("warnings = %v", res.Warnings)
 	}
-	if f.refl.Requests("imagerepositories", "api") != 1 {
-		t.Errorf("the reconcile annotation was not written")
+	if n := f.refl.Requests("imagerepositories", "api"); n != 2 { // the test's, then the run's
+		t.Errorf("the run's reconcile annotation was not written (%d requests)", n)
 	}
 	wantOutcome(t, res, "api", deploy.OutcomeDeployed)
 	if !strings.Contains(f.log.String(), `level=WARN msg=reconcile`) {
