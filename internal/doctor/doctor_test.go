@@ -88,6 +88,9 @@ func TestScheduleLines(t *testing.T) {
 		{"no user field", "*/2 * * * * " + q + " run --config " + conf + "\n", Fail, "user field", false},
 		{"unknown user", "*/2 * * * * nosuchuser-autodeploy " + q + " run --config " + conf + "\n", Fail, "nosuchuser-autodeploy", false},
 		{"a broken line elsewhere in the file", "0 12 ? * * root /bin/true\n*/2 * * * * root " + q + " run --config " + conf + "\n", Fail, "ignores the whole file", false},
+		{"a sign in the schedule", "+5 * * * * root /bin/true\n*/2 * * * * root " + q + " run --config " + conf + "\n", Fail, "ignores the whole file", false},
+		{"an empty list item", "0 12 * * 1, root /bin/true\n*/2 * * * * root " + q + " run --config " + conf + "\n", Fail, "ignores the whole file", false},
+		{"an empty list item first", ", * * * * root /bin/true\n*/2 * * * * root " + q + " run --config " + conf + "\n", Fail, "ignores the whole file", false},
 		{"a time zone prefix", "TZ=UTC */2 * * * * root " + q + " run --config " + conf + "\n", Fail, "variable", false},
 		{"other schedule", "*/5 * * * * root " + q + " run --config " + conf + "\n", Warn, `but the config says "*/2 * * * *"`, false},
 	}

@@ -239,6 +239,9 @@ func CronSpec(spec string) error {
 	case len(f) != len(cronFields):
 		return fmt.Errorf("cron wants 5 fields (minute hour day-of-month month day-of-week), got %d", len(f))
 	}
+	if err := config.CronSyntax(spec); err != nil {
+		return err
+	}
 	for i, fd := range cronFields {
 		for _, item := range strings.Split(f[i], ",") {
 			if err := cronItem(item, fd.min, fd.max, fd.names); err != nil {
