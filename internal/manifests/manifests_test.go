@@ -113,6 +113,13 @@ func TestOnCalendar(t *testing.T) {
 		"30 3 * * *":  "*-*-* 03:30:00",
 		"@hourly":     "hourly",
 		"@daily":      "daily",
+		// cron's step runs from the field's start over its range (0-59),
+		// so a step of 60 or more is minute 0 only; systemd refuses
+		// *:00/90 ("Failed to parse calendar specification").
+		"*/60 * * * *":  "*-*-* *:00:00",
+		"*/90 * * * *":  "*-*-* *:00:00",
+		"*/7 * * * *":   "*-*-* *:00/7:00",
+		"*/100 * * * *": "*-*-* *:00:00",
 		// cron's time zone prefix is OnCalendar's time zone suffix.
 		"TZ=Europe/Berlin */2 * * * *": "*-*-* *:00/2:00 Europe/Berlin",
 		"CRON_TZ=UTC @hourly":          "*-*-* *:00:00 UTC",

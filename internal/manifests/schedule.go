@@ -181,8 +181,13 @@ func OnCalendar(spec string) (string, error) {
 	if len(f) == 5 && f[2] == "*" && f[3] == "*" && f[4] == "*" {
 		minute, hour := f[0], f[1]
 		if n, ok := strings.CutPrefix(minute, "*/"); ok && hour == "*" {
-			if _, err := strconv.Atoi(n); err == nil {
-				return "*-*-* *:00/" + n + ":00", nil
+			if step, err := strconv.Atoi(n); err == nil && step > 0 {
+				if step >= 60 {
+					// cron steps from 0 over 0-59: minute 0 only, which
+					// systemd must be told as such (it refuses *:00/90).
+					return "*-*-* *:00:00", nil
+				}
+				return fmt.Sprintf("*-*-* *:00/%d:00", step), nil
 			}
 		}
 		if m, err := strconv.Atoi(minute); err == nil {

@@ -56,7 +56,7 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, spec := range []string{"*/2 * * * *", "30 3 * * *", "TZ=Europe/Berlin */2 * * * *", "@hourly"} {
+	for _, spec := range []string{"*/2 * * * *", "30 3 * * *", "TZ=Europe/Berlin */2 * * * *", "@hourly", "*/60 * * * *", "*/90 * * * *", "*/7 * * * *"} {
 		cfg := &config.Config{Schedule: spec, Path: filepath.Join(dir, "my $conf %z.yaml"), RunTimeout: config.DefaultRunTimeout}
 		var b bytes.Buffer
 		if err := Systemd(&b, cfg, HostOptions{Binary: bin, User: "root"}); err != nil {
