@@ -103,6 +103,9 @@ func Systemd(w io.Writer, cfg *config.Config, o HostOptions) error {
 		return err
 	}
 	cfg = func() *config.Config { c := *cfg; c.Path = path; return &c }()
+	if err := systemdExecutable(o.Binary); err != nil {
+		return err
+	}
 	cal, err := OnCalendar(cfg.Schedule)
 	if err != nil {
 		return err
@@ -139,11 +142,24 @@ WantedBy=timers.target
 	return err
 }
 
+// systemdExecutable refuses an ExecStart executable systemd would not run
+// as named: it takes the name literally after unquoting, so "$$" stays
+// "$$" ("is not executable"), and refuses a quote, a backslash or a
+// control character in it ("Executable name contains special
+// characters"; both seen with systemd-analyze verify). A % is fine as %%.
+func systemdExecutable(path string) error {
+	if i := strings.IndexFunc(path, func(r rune) bool { return r == '$' || r == '\'' || r == '"' || r == '\\' || r < 0x20 || r == 0x7f }); i >= 0 {
+		return fmt.Errorf("--binary %q has %q, which systemd cannot take in an executable's name (ExecStart): install autodeploy at a path without $, quotes, backslashes or control characters", path, path[i:i+1])
+	}
+	return nil
+}
+
 // systemdQuote quotes s as one word of a unit's command line
 // (systemd.service(5), "Command lines"): it is split at spaces, unquoted
 // with C escapes, % starts a specifier and $ a variable, so a space or a
 // quote needs double quotes, a backslash or quote an escape, % is written
-// %% and $ $$. Plain paths stay as they are.
+// %% and $ $$ (in an argument; systemdExecutable refuses a $ in the
+// executable). Plain paths stay as they are.
 func systemdQuote(s string) string {
 	s = strings.NewReplacer("%", "%%", "$", "$$").Replace(s)
 	if strings.IndexFunc(s, func(r rune) bool {

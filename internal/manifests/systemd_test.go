@@ -30,6 +30,17 @@ func TestSystemdExecStart(t *testing.T) {
 			t.Errorf("want %s in\n%s", tc.want, b.String())
 		}
 	}
+	// systemd takes the executable's name literally after unquoting: $$
+	// stays $$ ("Command /opt/a$$b/autodeploy is not executable"), and a
+	// quote, backslash or control character is "Executable name contains
+	// special characters" (systemd-analyze verify, 257): refused, in one
+	// line naming the path.
+	for _, bin := range []string{"/opt/my dir/a%b$c/autodeploy", "/opt/it's/autodeploy", `/opt/a"b/autodeploy`, `/opt/a\b/autodeploy`, "/opt/a\tb/autodeploy", "/opt/a\x1bb/autodeploy", "/opt/a\x7fb/autodeploy"} {
+		err := Systemd(&bytes.Buffer{}, &config.Config{Schedule: "@hourly", Path: "/etc/c.yaml"}, HostOptions{Binary: bin, User: "root"})
+		if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "systemd") || !strings.Contains(err.Error(), "--binary") {
+			t.Errorf("--binary %q: %v, want a one-line refusal naming systemd", bin, err)
+		}
+	}
 	for _, o := range []HostOptions{{Binary: "/opt/a\nb", User: "root"}, {Binary: "/usr/bin/autodeploy", User: "a%b"}} {
 		if err := Systemd(&bytes.Buffer{}, &config.Config{Schedule: "@hourly", Path: "/etc/c.yaml"}, o); err == nil {
 			t.Errorf("Systemd(%+v) accepted", o)
@@ -57,7 +68,7 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, spec := range []string{"*/2 * * * *", "30 3 * * *", "TZ=Europe/Berlin */2 * * * *", "@hourly", "*/60 * * * *", "*/90 * * * *", "*/7 * * * *"} {
-		cfg := &config.Config{Schedule: spec, Path: filepath.Join(dir, "my $conf %z.yaml"), RunTimeout: config.DefaultRunTimeout}
+		cfg := &config.Config{Schedule: spec, Path: filepath.Join(dir, `my $conf %z it's "q" \.yaml`), RunTimeout: config.DefaultRunTimeout}
 		var b bytes.Buffer
 		if err := Systemd(&b, cfg, HostOptions{Binary: bin, User: "root"}); err != nil {
 			t.Fatalf("%q: %v", spec, err)
