@@ -64,6 +64,11 @@ func Cron(w io.Writer, cfg *config.Config, o HostOptions) error {
 	if err := oneLine("the config path", path); err != nil {
 		return err
 	}
+	for _, p := range [][2]string{{"--binary", o.Binary}, {"the config path", path}} {
+		if strings.Contains(p[1], `\`) {
+			return fmt.Errorf("%s %q has a backslash, which Debian's cron takes as an escape in the command (\\\\ becomes \\), so sh would get another path: rename it", p[0], p[1])
+		}
+	}
 	command := shQuote(o.Binary) + " run --config " + shQuote(path)
 	if o.IfInstalled {
 		command = "[ -x " + shQuote(o.Binary) + " ] && " + command
