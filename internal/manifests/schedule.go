@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,16 +23,18 @@ type HostOptions struct {
 	IfInstalled bool
 }
 
+// userName is a portable user name (POSIX, useradd(8)'s default): what
+// cron reads as one field and systemd's User= as one name, with no
+// specifier (%), separator or option.
+var userName = regexp.MustCompile(`^[a-z_][a-z0-9_-]*[$]?$`)
+
 // Validate refuses options that would write a job cron or systemd cannot
-// run: a blank user or binary, a relative binary (cron's PATH and working
+// run: a user that is not a user name, a blank or relative binary (cron's PATH and working
 // directory are not the shell's).
 func (o HostOptions) Validate() error {
 	switch {
-	case strings.TrimSpace(o.User) == "" || strings.ContainsAny(o.User, " \t\n"):
-		return fmt.Errorf("--user must be a user name, got %q", o.User)
-	case strings.Contains(o.User, "%"):
-		// systemd resolves specifiers in User= (systemd.exec(5)).
-		return fmt.Errorf("--user must be a user name, got %q (no %%)", o.User)
+	case !userName.MatchString(o.User):
+		return fmt.Errorf("--user must be a user name (POSIX's portable form: a lowercase letter or _, then lowercase letters, digits, _ or -, and an optional final $), got %q", o.User)
 	case !filepath.IsAbs(o.Binary):
 		return fmt.Errorf("--binary must be an absolute path, got %q", o.Binary)
 	}

@@ -92,3 +92,26 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 		}
 	}
 }
+
+// --user is a user name, POSIX's portable set ([a-z_][a-z0-9_-]*, an
+// optional trailing $ for Samba machine accounts): cron reads the field up
+// to a space and systemd resolves User= itself, so "root;id", "a:b", "a/b",
+// "#1" or "-r" would name no user or another one (issue 18).
+func TestUserName(t *testing.T) {
+	cfg := &config.Config{Schedule: "@hourly", Path: "/etc/c.yaml", RunTimeout: config.DefaultRunTimeout}
+	for _, u := range []string{"root", "deploy", "_svc", "a-b_c1", "host$"} {
+		for name, write := range map[string]func(*bytes.Buffer, *config.Config, HostOptions) error{"cron": func(b *bytes.Buffer, c *config.Config, o HostOptions) error { return Cron(b, c, o) }, "systemd": func(b *bytes.Buffer, c *config.Config, o HostOptions) error { return Systemd(b, c, o) }} {
+			if err := write(&bytes.Buffer{}, cfg, HostOptions{Binary: "/usr/bin/autodeploy", User: u}); err != nil {
+				t.Errorf("%s --user %q: %v", name, u, err)
+			}
+		}
+	}
+	for _, u := range []string{"root;id", "a:b", "a/b", "#1", "-r", "Root", "1abc", "a$b", "a b", "", "a%b", "é", "$"} {
+		for name, write := range map[string]func(*bytes.Buffer, *config.Config, HostOptions) error{"cron": func(b *bytes.Buffer, c *config.Config, o HostOptions) error { return Cron(b, c, o) }, "systemd": func(b *bytes.Buffer, c *config.Config, o HostOptions) error { return Systemd(b, c, o) }} {
+			err := write(&bytes.Buffer{}, cfg, HostOptions{Binary: "/usr/bin/autodeploy", User: u})
+			if err == nil || !strings.Contains(err.Error(), "--user") || strings.Contains(err.Error(), "\n") {
+				t.Errorf("%s --user %q: %v, want it refused in one line", name, u, err)
+			}
+		}
+	}
+}
