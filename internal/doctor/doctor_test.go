@@ -92,6 +92,27 @@ func TestScheduleLines(t *testing.T) {
 		{"an empty list item", "0 12 * * 1, root /bin/true\n*/2 * * * * root " + q + " run --config " + conf + "\n", Fail, "ignores the whole file", false},
 		{"an empty list item first", ", * * * * root /bin/true\n*/2 * * * * root " + q + " run --config " + conf + "\n", Fail, "ignores the whole file", false},
 		{"a time zone prefix", "TZ=UTC */2 * * * * root " + q + " run --config " + conf + "\n", Fail, "variable", false},
+		// Wrappers are looked through (issue 18): the command they run
+		// is judged, and what cannot be read is never "as configured".
+		{"nice, dry run", "*/2 * * * * root nice -n 10 " + q + " run --config " + conf + " --dry-run\n", Fail, "--dry-run", false},
+		{"nice, as configured", "*/2 * * * * root nice -n 10 " + q + " run --config " + conf + "\n", OK, "as configured", false},
+		{"ionice and flock, as configured", "*/2 * * * * root ionice -c 3 flock -n /run/x.lock " + q + " run --config " + conf + "\n", OK, "as configured", false},
+		{"timeout, another config", "*/2 * * * * root timeout 25m " + q + " run --config " + other + "\n", Fail, other, false},
+		{"timeout with options, another config", "*/2 * * * * root timeout -k 30s --signal=TERM 25m " + q + " run --config " + other + "\n", Fail, other, false},
+		{"env, dry run", "*/2 * * * * root /usr/bin/env " + q + " run --config " + conf + " --dry-run\n", Fail, "--dry-run", false},
+		{"env with a variable, another config", "*/2 * * * * root env AUTODEPLOY_CONFIG=" + other + " " + q + " run\n", Fail, other, false},
+		{"nice, missing binary", "*/2 * * * * root nice " + missing + " run --config " + conf + "\n", Fail, missing, false},
+		{"kubectl plugin", "*/2 * * * * root kubectl autodeploy run --config " + conf + " --dry-run\n", Warn, "cannot tell", false},
+		{"unknown wrapper", "*/2 * * * * root chronic " + q + " run --config " + conf + "\n", Warn, "cannot tell", false},
+		{"variable prefix, another config", "*/2 * * * * root AUTODEPLOY_CONFIG=" + other + " " + q + " run\n", Fail, other, false},
+		{"variable prefix, this config", "*/2 * * * * root AUTODEPLOY_CONFIG=" + conf + " " + q + " run\n", OK, "as configured", false},
+		{"dry run =1", "*/2 * * * * root " + q + " run --config " + conf + " --dry-run=1\n", Fail, "--dry-run", false},
+		{"dry run =True", "*/2 * * * * root " + q + " run --config " + conf + " --dry-run=True\n", Fail, "--dry-run", false},
+		{"dry run =false", "*/2 * * * * root " + q + " run --config " + conf + " --dry-run=false\n", OK, "as configured", false},
+		{"dry run =maybe", "*/2 * * * * root " + q + " run --config " + conf + " --dry-run=maybe\n", Fail, "--dry-run=maybe", false},
+		{"sh -c, dry run", "*/2 * * * * root sh -c '\"" + bin + "\" run --config " + conf + " --dry-run'\n", Fail, "--dry-run", false},
+		{"sh -c, as configured", "*/2 * * * * root /bin/sh -c \"" + q + " run --config " + conf + "\"\n", OK, "as configured", false},
+		{"CRLF", "*/2 * * * * root " + q + " run --config " + conf + "\r\n", Fail, "carriage return", false},
 		{"other schedule", "*/5 * * * * root " + q + " run --config " + conf + "\n", Warn, `but the config says "*/2 * * * *"`, false},
 	}
 	for i, tt := range tests {
