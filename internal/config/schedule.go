@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -17,7 +18,40 @@ func parseSchedule(spec string) (s cron.Schedule, err error) {
 			s, err = nil, fmt.Errorf("malformed schedule")
 		}
 	}()
+	if err := CronSyntax(spec); err != nil {
+		return nil, err
+	}
 	return cron.ParseStandard(StandardSpec(spec))
+}
+
+// cronItem is the shape of one item of a field's list that both robfig's
+// parser and Debian's cron read: "*" (or robfig's "?"), a number or name,
+// or a range of them, with an optional "/step". robfig reads more: a sign
+// ("+5", strconv.Atoi) and empty items ("1,,2", "1,"), which Debian's cron
+// refuses, ignoring the whole file (seen by the release test,
+// testdata/cron/schedules.txt).
+var cronItem = regexp.MustCompile(`^(\*|\?|[A-Za-z0-9]+(-[A-Za-z0-9]+)?)(/[0-9]+)?$`)
+
+// CronSyntax refuses what robfig's parser would take but no cron would:
+// an empty list item, a sign, any character but letters, digits, "*",
+// "?", "-", "/" and ",". Field counts and bounds are the parser's.
+func CronSyntax(spec string) error {
+	_, rest := CutTimeZone(spec)
+	f := strings.Fields(rest)
+	if len(f) != 5 {
+		return nil
+	}
+	for _, field := range f {
+		for _, item := range strings.Split(field, ",") {
+			switch {
+			case item == "":
+				return fmt.Errorf("%q has an empty item in its list (cron ignores the whole file for it)", field)
+			case !cronItem.MatchString(item):
+				return fmt.Errorf("%q: cron takes a number, a name, a range or \"*\", each with an optional /step, and no sign (it ignores the whole file otherwise)", item)
+			}
+		}
+	}
+	return nil
 }
 
 // CutTimeZone splits robfig's time zone prefix (TZ=Zone or CRON_TZ=Zone,

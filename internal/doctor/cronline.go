@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
@@ -40,10 +41,12 @@ func cronTab(r *Report, cfg *config.Config, h Host, src, content string, system 
 	type job struct {
 		n             int
 		spec, command string
+		crlf          bool   // the line ends in \r, which cron keeps
 		envName       string // set when cron reads the line as a variable
 	}
 	var jobs []job
 	for i, l := range strings.Split(content, "\n") {
+		crlf := strings.HasSuffix(l, "\r")
 		l = strings.TrimSpace(l)
 		if l == "" || strings.HasPrefix(l, "#") {
 			continue
@@ -84,7 +87,7 @@ func cronTab(r *Report, cfg *config.Config, h Host, src, content string, system 
 			}
 		}
 		if mentions {
-			jobs = append(jobs, job{n: i + 1, spec: spec, command: restAfter(l, n)})
+			jobs = append(jobs, job{n: i + 1, spec: spec, command: restAfter(l, n), crlf: crlf})
 		}
 	}
 	for _, j := range jobs {
@@ -96,10 +99,17 @@ func cronTab(r *Report, cfg *config.Config, h Host, src, content string, system 
 		case system && ignored != "":
 			r.add("schedule", Fail, fmt.Sprintf("%s never runs: Debian's cron ignores the whole file, %s", where, ignored),
 				"fix that line (in /etc/crontab and /etc/cron.d: schedule, user, command), or write the file anew: autodeploy manifests cron > /etc/cron.d/autodeploy")
+		case j.crlf:
+			r.add("schedule", Fail, fmt.Sprintf("%s does not run this config: it ends in a carriage return (a DOS line end), which cron keeps in the command, so its last word is %q", where, lastWord(j.command)+"\r"),
+				"convert the file to Unix line ends: sed -i 's/\\r$//' "+src)
 		default:
-			if problems := cronCommand(cfg, h, env, j.command); len(problems) > 0 {
+			problems, unsure := cronCommand(cfg, h, env, j.command)
+			if len(problems) > 0 {
 				r.add("schedule", Fail, fmt.Sprintf("%s (at %q) does not run this config: %s", where, j.spec, strings.Join(problems, "; ")),
 					"make the line run an installed autodeploy with run --config "+shownPath(cfg.Path)+" and no --dry-run (autodeploy manifests cron writes it), or run doctor with the --config the line uses")
+			} else if len(unsure) > 0 {
+				r.add("schedule", Warn, fmt.Sprintf("%s (at %q): cannot tell whether this line runs this config: %s", where, j.spec, strings.Join(unsure, "; ")),
+					"run autodeploy directly in the line, or behind nice, ionice, timeout, env, flock or sh -c (autodeploy manifests cron writes it)")
 			} else if j.spec == cfg.Schedule {
 				r.add("schedule", OK, fmt.Sprintf("%s runs autodeploy at %q, as configured", where, j.spec), "")
 			} else {
@@ -117,6 +127,15 @@ func boolInt(b bool) int {
 	return 0
 }
 
+// lastWord is the last word of s.
+func lastWord(s string) string {
+	f := strings.Fields(s)
+	if len(f) == 0 {
+		return ""
+	}
+	return f[len(f)-1]
+}
+
 // restAfter is l after its first n fields.
 func restAfter(l string, n int) string {
 	for i := 0; i < n; i++ {
@@ -128,49 +147,182 @@ func restAfter(l string, n int) string {
 
 // cronCommand says what keeps command, a cron job's, from running cfg: a
 // missing binary (behind a [ -x ] guard the line silently does nothing),
-// --dry-run, or another config (--config, else the file's
-// AUTODEPLOY_CONFIG, else the default).
-func cronCommand(cfg *config.Config, h Host, env map[string]string, command string) []string {
-	var problems []string
-	path := env["PATH"]
-	if path == "" {
-		path = cronDefaultPath
-	}
-	for _, seg := range commandSegments(cronCommandText(command)) {
-		switch {
-		case len(seg) >= 4 && (seg[0] == "[" || seg[0] == "test") && seg[1] == "-x":
-			if !executable(seg[2], path) {
-				problems = append(problems, fmt.Sprintf("%s does not exist or is not executable, so its [ -x ] guard makes the line do nothing", seg[2]))
+// --dry-run, or another config (--config, else AUTODEPLOY_CONFIG before
+// the command or in the file, else the default); and, in unsure, why it
+// cannot tell: a command it cannot read as autodeploy's run, directly or
+// behind the common wrappers (unwrap), is never "as configured".
+func cronCommand(cfg *config.Config, h Host, env map[string]string, command string) (problems, unsure []string) {
+	found := false
+	var check func(text string, depth int)
+	check = func(text string, depth int) {
+		for _, seg := range commandSegments(text) {
+			vars := map[string]string{}
+			for k, v := range env {
+				vars[k] = v
 			}
-		case strings.Contains(filepath.Base(seg[0]), "autodeploy") && slices.Contains(seg, "run"):
-			if !executable(seg[0], path) && len(problems) == 0 {
-				problems = append(problems, fmt.Sprintf("%s does not exist or is not executable (cron's PATH is %s)", seg[0], path))
+			cmd, inner, why := unwrap(seg, vars)
+			path := vars["PATH"]
+			if path == "" {
+				path = cronDefaultPath
 			}
-			conf := ""
-			for i := 1; i < len(seg); i++ {
-				switch a := seg[i]; {
-				case a == "--dry-run" || a == "--dry-run=true":
-					problems = append(problems, "it runs with --dry-run, which only plans and deploys nothing")
-				case a == "--config" && i+1 < len(seg):
-					conf = seg[i+1]
-					i++
-				case strings.HasPrefix(a, "--config="):
-					conf = strings.TrimPrefix(a, "--config=")
+			switch {
+			case why != "":
+				if mentionsRun(seg) {
+					unsure = append(unsure, why)
 				}
-			}
-			how := "--config " + conf
-			if conf == "" {
-				conf, how = env["AUTODEPLOY_CONFIG"], "AUTODEPLOY_CONFIG in the file"
-			}
-			if conf == "" {
-				conf, how = h.DefaultConfig, "the default, without --config"
-			}
-			if conf != "" && !samePath(conf, cfg.Path) {
-				problems = append(problems, fmt.Sprintf("it reads %s (%s), not %s", conf, how, shownPath(cfg.Path)))
+			case inner != "" && depth < 3:
+				check(inner, depth+1)
+			case len(cmd) >= 4 && (cmd[0] == "[" || cmd[0] == "test") && cmd[1] == "-x":
+				if !executable(cmd[2], path) {
+					problems = append(problems, fmt.Sprintf("%s does not exist or is not executable, so its [ -x ] guard makes the line do nothing", cmd[2]))
+				}
+			case len(cmd) > 0 && filepath.Base(cmd[0]) == "autodeploy" && slices.Contains(cmd, "run"):
+				found = true
+				problems = append(problems, autodeployRun(cfg, h, vars, path, cmd, len(problems) == 0)...)
+			case mentionsRun(cmd):
+				unsure = append(unsure, fmt.Sprintf("%q is not autodeploy itself nor a wrapper doctor knows (nice, ionice, timeout, env, flock, sh -c, VAR=value)", strings.Join(cmd, " ")))
 			}
 		}
 	}
+	check(cronCommandText(command), 0)
+	if !found && len(problems) == 0 && len(unsure) == 0 {
+		unsure = append(unsure, "no command in it reads as autodeploy run")
+	}
+	return problems, unsure
+}
+
+// mentionsRun says whether words name autodeploy and run.
+func mentionsRun(words []string) bool {
+	a := slices.ContainsFunc(words, func(w string) bool { return strings.Contains(w, "autodeploy") })
+	return a && slices.ContainsFunc(words, func(w string) bool { return runsWord.MatchString(w) })
+}
+
+// autodeployRun judges an autodeploy command line, cmd, with vars its
+// environment.
+func autodeployRun(cfg *config.Config, h Host, vars map[string]string, path string, cmd []string, first bool) []string {
+	var problems []string
+	if !executable(cmd[0], path) && first {
+		problems = append(problems, fmt.Sprintf("%s does not exist or is not executable (cron's PATH is %s)", cmd[0], path))
+	}
+	conf := ""
+	for i := 1; i < len(cmd); i++ {
+		switch a := cmd[i]; {
+		case a == "--dry-run":
+			problems = append(problems, "it runs with --dry-run, which only plans and deploys nothing")
+		case strings.HasPrefix(a, "--dry-run="):
+			// pflag reads a bool's value with strconv.ParseBool.
+			switch v, err := strconv.ParseBool(strings.TrimPrefix(a, "--dry-run=")); {
+			case err != nil:
+				problems = append(problems, fmt.Sprintf("autodeploy refuses %s (not a bool), so the line never runs", a))
+			case v:
+				problems = append(problems, fmt.Sprintf("it runs with %s, which only plans and deploys nothing", a))
+			}
+		case a == "--config" && i+1 < len(cmd):
+			conf = cmd[i+1]
+			i++
+		case strings.HasPrefix(a, "--config="):
+			conf = strings.TrimPrefix(a, "--config=")
+		}
+	}
+	how := "--config " + conf
+	if conf == "" {
+		conf, how = vars["AUTODEPLOY_CONFIG"], "AUTODEPLOY_CONFIG"
+	}
+	if conf == "" {
+		conf, how = h.DefaultConfig, "the default, without --config"
+	}
+	if conf != "" && !samePath(conf, cfg.Path) {
+		problems = append(problems, fmt.Sprintf("it reads %s (%s), not %s", conf, how, shownPath(cfg.Path)))
+	}
 	return problems
+}
+
+var assignment = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=`)
+
+// unwrap looks through the wrappers people put before a command: VAR=value
+// prefixes and env's (set in vars), nice, ionice, timeout, flock, nohup,
+// exec, and sh -c (its string is returned as inner, to be read as a
+// command). why says what it cannot read; cmd is the command run.
+func unwrap(seg []string, vars map[string]string) (cmd []string, inner, why string) {
+	// opts skips a wrapper's options: withArg are those taking a value
+	// (as the next word unless joined: -n10, --adjustment=10).
+	opts := func(w []string, withArg ...string) ([]string, bool) {
+		for len(w) > 0 && strings.HasPrefix(w[0], "-") && w[0] != "-" {
+			if w[0] == "--" {
+				return w[1:], true
+			}
+			name, _, joined := strings.Cut(w[0], "=")
+			if slices.Contains(withArg, name) && !joined {
+				if len(w) < 2 {
+					return nil, false
+				}
+				w = w[1:]
+			}
+			w = w[1:] // a flag, or one with its value joined: -n10, --signal=TERM, nice's -10
+		}
+		return w, true
+	}
+	w := seg
+	for depth := 0; len(w) > 0 && depth < 10; depth++ {
+		if assignment.MatchString(w[0]) {
+			k, v, _ := strings.Cut(w[0], "=")
+			vars[k] = v
+			w = w[1:]
+			continue
+		}
+		ok := true
+		switch filepath.Base(w[0]) {
+		case "env":
+			w = w[1:]
+			for len(w) > 0 && strings.HasPrefix(w[0], "-") {
+				if w[0] == "-i" || w[0] == "--ignore-environment" || w[0] == "-" {
+					for k := range vars {
+						delete(vars, k)
+					}
+				} else if w[0] != "--" {
+					return nil, "", fmt.Sprintf("env option %s", w[0])
+				}
+				w = w[1:]
+			}
+		case "nice":
+			w, ok = opts(w[1:], "-n", "--adjustment")
+		case "ionice":
+			w, ok = opts(w[1:], "-c", "--class", "-n", "--classdata")
+		case "nohup", "exec":
+			w, ok = opts(w[1:])
+		case "timeout":
+			if w, ok = opts(w[1:], "-s", "--signal", "-k", "--kill-after"); ok && len(w) > 0 {
+				w = w[1:] // the duration
+			}
+		case "flock":
+			for _, a := range w[1:] {
+				if a == "-c" || a == "--command" {
+					return nil, "", "flock's -c before its lock file"
+				}
+				if !strings.HasPrefix(a, "-") {
+					break
+				}
+			}
+			w, ok = opts(w[1:], "-w", "--wait", "--timeout", "-E", "--conflict-exit-code")
+			if ok && len(w) > 0 {
+				w = w[1:] // the lock file
+			}
+			if ok && len(w) == 2 && (w[0] == "-c" || w[0] == "--command") {
+				return nil, w[1], ""
+			}
+		case "sh", "bash", "dash":
+			if len(w) >= 3 && w[1] == "-c" {
+				return nil, w[2], ""
+			}
+			return nil, "", fmt.Sprintf("%q runs no -c string", strings.Join(w, " "))
+		default:
+			return w, "", ""
+		}
+		if !ok {
+			return nil, "", fmt.Sprintf("%q: a wrapper without its command", strings.Join(seg, " "))
+		}
+	}
+	return w, "", ""
 }
 
 // cronCommandText is what cron hands the shell of command: up to the

@@ -17,6 +17,8 @@ import (
 type CronSchedule struct {
 	Spec    string
 	Refused string // "" when the line is written, else part of the reason
+	// Invalid: `config validate` refuses it, Refused is part of its reason.
+	Invalid bool
 }
 
 // CronSchedules reads the table at path.
@@ -35,6 +37,9 @@ func CronSchedules(t testing.TB, path string) []CronSchedule {
 		tc := CronSchedule{Spec: strings.TrimSpace(spec), Refused: strings.TrimSpace(why)}
 		if tc.Refused == "ok" {
 			tc.Refused = ""
+		}
+		if why, ok := strings.CutPrefix(tc.Refused, "invalid:"); ok {
+			tc.Refused, tc.Invalid = strings.TrimSpace(why), true
 		}
 		out = append(out, tc)
 	}

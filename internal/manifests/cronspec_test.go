@@ -18,6 +18,16 @@ func TestCronRefusesWhatCronCannotRun(t *testing.T) {
 	for _, tc := range hosttest.CronSchedules(t, filepath.Join("..", "..", "testdata", "cron", "schedules.txt")) {
 		t.Run(tc.Spec, func(t *testing.T) {
 			cfg, err := config.Parse([]byte("schedule: '"+tc.Spec+"'\nservices: [{name: x}]\n"), "/etc/autodeploy/config.yaml")
+			if tc.Invalid {
+				if err == nil || !strings.Contains(err.Error(), tc.Refused) {
+					t.Fatalf("config validate: %v, want it refused for %s", err, tc.Refused)
+				}
+				// doctor judges a line in a crontab by CronSpec.
+				if CronSpec(tc.Spec) == nil {
+					t.Fatalf("CronSpec accepts %q, which Debian's cron ignores the whole file for", tc.Spec)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatalf("config validate refuses it: %v", err)
 			}

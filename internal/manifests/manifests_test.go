@@ -113,6 +113,13 @@ func TestOnCalendar(t *testing.T) {
 		"30 3 * * *":  "*-*-* 03:30:00",
 		"@hourly":     "hourly",
 		"@daily":      "daily",
+		// cron's step runs from the field's start over its range (0-59),
+		// so a step of 60 or more is minute 0 only; systemd refuses
+		// *:00/90 ("Failed to parse calendar specification").
+		"*/60 * * * *":  "*-*-* *:00:00",
+		"*/90 * * * *":  "*-*-* *:00:00",
+		"*/7 * * * *":   "*-*-* *:00/7:00",
+		"*/100 * * * *": "*-*-* *:00:00",
 		// cron's time zone prefix is OnCalendar's time zone suffix.
 		"TZ=Europe/Berlin */2 * * * *": "*-*-* *:00/2:00 Europe/Berlin",
 		"CRON_TZ=UTC @hourly":          "*-*-* *:00:00 UTC",
@@ -156,6 +163,8 @@ func TestCronLine(t *testing.T) {
 	}
 	every := *cfg
 	every.Schedule = "@every 5m"
+	backslashed := *cfg
+	backslashed.Path = `/etc/a\b.yaml`
 	for _, tt := range []struct {
 		cfg  *config.Config
 		o    HostOptions
@@ -164,6 +173,10 @@ func TestCronLine(t *testing.T) {
 		{&every, HostOptions{Binary: "/usr/bin/autodeploy", User: "root"}, "cannot be written for cron"},
 		{cfg, HostOptions{Binary: "/usr/bin/autodeploy", User: ""}, "--user must be a user name"},
 		{cfg, HostOptions{Binary: "autodeploy", User: "root"}, "--binary must be an absolute path"},
+		// Debian's cron turns \\ into \ in a command: sh would be handed
+		// another path than the one written.
+		{cfg, HostOptions{Binary: `/opt/a\b/x%y/autodeploy`, User: "root"}, "backslash"},
+		{&backslashed, HostOptions{Binary: "/usr/bin/autodeploy", User: "root"}, "backslash"},
 	} {
 		if err := Cron(&bytes.Buffer{}, tt.cfg, tt.o); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Cron(%q, %+v) = %v, want %q", tt.cfg.Schedule, tt.o, err, tt.want)

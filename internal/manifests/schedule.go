@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,16 +23,18 @@ type HostOptions struct {
 	IfInstalled bool
 }
 
+// userName is a portable user name (POSIX, useradd(8)'s default): what
+// cron reads as one field and systemd's User= as one name, with no
+// specifier (%), separator or option.
+var userName = regexp.MustCompile(`^[a-z_][a-z0-9_-]*[$]?$`)
+
 // Validate refuses options that would write a job cron or systemd cannot
-// run: a blank user or binary, a relative binary (cron's PATH and working
+// run: a user that is not a user name, a blank or relative binary (cron's PATH and working
 // directory are not the shell's).
 func (o HostOptions) Validate() error {
 	switch {
-	case strings.TrimSpace(o.User) == "" || strings.ContainsAny(o.User, " \t\n"):
-		return fmt.Errorf("--user must be a user name, got %q", o.User)
-	case strings.Contains(o.User, "%"):
-		// systemd resolves specifiers in User= (systemd.exec(5)).
-		return fmt.Errorf("--user must be a user name, got %q (no %%)", o.User)
+	case !userName.MatchString(o.User):
+		return fmt.Errorf("--user must be a user name (POSIX's portable form: a lowercase letter or _, then lowercase letters, digits, _ or -, and an optional final $), got %q", o.User)
 	case !filepath.IsAbs(o.Binary):
 		return fmt.Errorf("--binary must be an absolute path, got %q", o.Binary)
 	}
@@ -63,6 +66,11 @@ func Cron(w io.Writer, cfg *config.Config, o HostOptions) error {
 	}
 	if err := oneLine("the config path", path); err != nil {
 		return err
+	}
+	for _, p := range [][2]string{{"--binary", o.Binary}, {"the config path", path}} {
+		if strings.Contains(p[1], `\`) {
+			return fmt.Errorf("%s %q has a backslash, which Debian's cron takes as an escape in the command (\\\\ becomes \\), so sh would get another path: rename it", p[0], p[1])
+		}
 	}
 	command := shQuote(o.Binary) + " run --config " + shQuote(path)
 	if o.IfInstalled {
@@ -103,6 +111,9 @@ func Systemd(w io.Writer, cfg *config.Config, o HostOptions) error {
 		return err
 	}
 	cfg = func() *config.Config { c := *cfg; c.Path = path; return &c }()
+	if err := systemdExecutable(o.Binary); err != nil {
+		return err
+	}
 	cal, err := OnCalendar(cfg.Schedule)
 	if err != nil {
 		return err
@@ -139,11 +150,24 @@ WantedBy=timers.target
 	return err
 }
 
+// systemdExecutable refuses an ExecStart executable systemd would not run
+// as named: it takes the name literally after unquoting, so "$$" stays
+// "$$" ("is not executable"), and refuses a quote, a backslash or a
+// control character in it ("Executable name contains special
+// characters"; both seen with systemd-analyze verify). A % is fine as %%.
+func systemdExecutable(path string) error {
+	if i := strings.IndexFunc(path, func(r rune) bool { return r == '$' || r == '\'' || r == '"' || r == '\\' || r < 0x20 || r == 0x7f }); i >= 0 {
+		return fmt.Errorf("--binary %q has %q, which systemd cannot take in an executable's name (ExecStart): install autodeploy at a path without $, quotes, backslashes or control characters", path, path[i:i+1])
+	}
+	return nil
+}
+
 // systemdQuote quotes s as one word of a unit's command line
 // (systemd.service(5), "Command lines"): it is split at spaces, unquoted
 // with C escapes, % starts a specifier and $ a variable, so a space or a
 // quote needs double quotes, a backslash or quote an escape, % is written
-// %% and $ $$. Plain paths stay as they are.
+// %% and $ $$ (in an argument; systemdExecutable refuses a $ in the
+// executable). Plain paths stay as they are.
 func systemdQuote(s string) string {
 	s = strings.NewReplacer("%", "%%", "$", "$$").Replace(s)
 	if strings.IndexFunc(s, func(r rune) bool {
@@ -181,8 +205,13 @@ func OnCalendar(spec string) (string, error) {
 	if len(f) == 5 && f[2] == "*" && f[3] == "*" && f[4] == "*" {
 		minute, hour := f[0], f[1]
 		if n, ok := strings.CutPrefix(minute, "*/"); ok && hour == "*" {
-			if _, err := strconv.Atoi(n); err == nil {
-				return "*-*-* *:00/" + n + ":00", nil
+			if step, err := strconv.Atoi(n); err == nil && step > 0 {
+				if step >= 60 {
+					// cron steps from 0 over 0-59: minute 0 only, which
+					// systemd must be told as such (it refuses *:00/90).
+					return "*-*-* *:00:00", nil
+				}
+				return fmt.Sprintf("*-*-* *:00/%d:00", step), nil
 			}
 		}
 		if m, err := strconv.Atoi(minute); err == nil {
@@ -238,6 +267,9 @@ func CronSpec(spec string) error {
 		return fmt.Errorf("cron knows only %s", strings.Join(cronDescriptors, ", "))
 	case len(f) != len(cronFields):
 		return fmt.Errorf("cron wants 5 fields (minute hour day-of-month month day-of-week), got %d", len(f))
+	}
+	if err := config.CronSyntax(spec); err != nil {
+		return err
 	}
 	for i, fd := range cronFields {
 		for _, item := range strings.Split(f[i], ",") {

@@ -30,6 +30,17 @@ func TestSystemdExecStart(t *testing.T) {
 			t.Errorf("want %s in\n%s", tc.want, b.String())
 		}
 	}
+	// systemd takes the executable's name literally after unquoting: $$
+	// stays $$ ("Command /opt/a$$b/autodeploy is not executable"), and a
+	// quote, backslash or control character is "Executable name contains
+	// special characters" (systemd-analyze verify, 257): refused, in one
+	// line naming the path.
+	for _, bin := range []string{"/opt/my dir/a%b$c/autodeploy", "/opt/it's/autodeploy", `/opt/a"b/autodeploy`, `/opt/a\b/autodeploy`, "/opt/a\tb/autodeploy", "/opt/a\x1bb/autodeploy", "/opt/a\x7fb/autodeploy"} {
+		err := Systemd(&bytes.Buffer{}, &config.Config{Schedule: "@hourly", Path: "/etc/c.yaml"}, HostOptions{Binary: bin, User: "root"})
+		if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "systemd") || !strings.Contains(err.Error(), "--binary") {
+			t.Errorf("--binary %q: %v, want a one-line refusal naming systemd", bin, err)
+		}
+	}
 	for _, o := range []HostOptions{{Binary: "/opt/a\nb", User: "root"}, {Binary: "/usr/bin/autodeploy", User: "a%b"}} {
 		if err := Systemd(&bytes.Buffer{}, &config.Config{Schedule: "@hourly", Path: "/etc/c.yaml"}, o); err == nil {
 			t.Errorf("Systemd(%+v) accepted", o)
@@ -56,8 +67,8 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, spec := range []string{"*/2 * * * *", "30 3 * * *", "TZ=Europe/Berlin */2 * * * *", "@hourly"} {
-		cfg := &config.Config{Schedule: spec, Path: filepath.Join(dir, "my $conf %z.yaml"), RunTimeout: config.DefaultRunTimeout}
+	for _, spec := range []string{"*/2 * * * *", "30 3 * * *", "TZ=Europe/Berlin */2 * * * *", "@hourly", "*/60 * * * *", "*/90 * * * *", "*/7 * * * *"} {
+		cfg := &config.Config{Schedule: spec, Path: filepath.Join(dir, `my $conf %z it's "q" \.yaml`), RunTimeout: config.DefaultRunTimeout}
 		var b bytes.Buffer
 		if err := Systemd(&b, cfg, HostOptions{Binary: bin, User: "root"}); err != nil {
 			t.Fatalf("%q: %v", spec, err)
@@ -78,6 +89,29 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 		}
 		if err != nil || len(out) > 0 {
 			t.Errorf("%q: systemd-analyze verify: %v\n%s\n%s", spec, err, out, b.String())
+		}
+	}
+}
+
+// --user is a user name, POSIX's portable set ([a-z_][a-z0-9_-]*, an
+// optional trailing $ for Samba machine accounts): cron reads the field up
+// to a space and systemd resolves User= itself, so "root;id", "a:b", "a/b",
+// "#1" or "-r" would name no user or another one (issue 18).
+func TestUserName(t *testing.T) {
+	cfg := &config.Config{Schedule: "@hourly", Path: "/etc/c.yaml", RunTimeout: config.DefaultRunTimeout}
+	for _, u := range []string{"root", "deploy", "_svc", "a-b_c1", "host$"} {
+		for name, write := range map[string]func(*bytes.Buffer, *config.Config, HostOptions) error{"cron": func(b *bytes.Buffer, c *config.Config, o HostOptions) error { return Cron(b, c, o) }, "systemd": func(b *bytes.Buffer, c *config.Config, o HostOptions) error { return Systemd(b, c, o) }} {
+			if err := write(&bytes.Buffer{}, cfg, HostOptions{Binary: "/usr/bin/autodeploy", User: u}); err != nil {
+				t.Errorf("%s --user %q: %v", name, u, err)
+			}
+		}
+	}
+	for _, u := range []string{"root;id", "a:b", "a/b", "#1", "-r", "Root", "1abc", "a$b", "a b", "", "a%b", "é", "$"} {
+		for name, write := range map[string]func(*bytes.Buffer, *config.Config, HostOptions) error{"cron": func(b *bytes.Buffer, c *config.Config, o HostOptions) error { return Cron(b, c, o) }, "systemd": func(b *bytes.Buffer, c *config.Config, o HostOptions) error { return Systemd(b, c, o) }} {
+			err := write(&bytes.Buffer{}, cfg, HostOptions{Binary: "/usr/bin/autodeploy", User: u})
+			if err == nil || !strings.Contains(err.Error(), "--user") || strings.Contains(err.Error(), "\n") {
+				t.Errorf("%s --user %q: %v, want it refused in one line", name, u, err)
+			}
 		}
 	}
 }

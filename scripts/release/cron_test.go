@@ -51,11 +51,15 @@ func TestDebianCronRunsWhatCronWrites(t *testing.T) {
 	for _, tc := range hosttest.CronSchedules(t, filepath.Join("..", "..", "testdata", "cron", "schedules.txt")) {
 		t.Run(tc.Spec, func(t *testing.T) {
 			cfg, err := config.Parse([]byte("schedule: '"+tc.Spec+"'\nservices: [{name: x}]\n"), configPath)
-			if err != nil {
-				t.Fatal(err)
-			}
 			var b strings.Builder
-			err = manifests.Cron(&b, cfg, manifests.HostOptions{Binary: binaryPath, User: "root", IfInstalled: true})
+			switch {
+			case tc.Invalid && err == nil:
+				t.Fatalf("config validate accepts %q, want it refused (%s)", tc.Spec, tc.Refused)
+			case !tc.Invalid && err != nil:
+				t.Fatal(err)
+			case !tc.Invalid:
+				err = manifests.Cron(&b, cfg, manifests.HostOptions{Binary: binaryPath, User: "root", IfInstalled: true})
+			}
 			if tc.Refused == "" {
 				if err != nil {
 					t.Fatal(err)
