@@ -125,6 +125,11 @@ func TestCommandOptions(t *testing.T) {
 				t.Errorf("options = %+v", run)
 			}
 		}},
+		{name: "run ignore windows", cmd: "run", build: runCmd, args: []string{"run", "--ignore-windows"}, check: func(t *testing.T) {
+			if !run.IgnoreWindows {
+				t.Errorf("options = %+v", run)
+			}
+		}},
 		{name: "run blank service", cmd: "run", build: runCmd, args: []string{"run", "--service", " "}, code: ExitUsage, errPart: "service name must not be blank"},
 		{name: "run empty service", cmd: "run", build: runCmd, args: []string{"run", "--service", ""}, code: ExitUsage, errPart: "service name must not be blank"},
 		{name: "negative request timeout", cmd: "run", build: runCmd, args: []string{"run", "--request-timeout", "-1s"}, code: ExitUsage, errPart: "--request-timeout must not be negative"},

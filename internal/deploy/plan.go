@@ -47,6 +47,12 @@ type Decision struct {
 	// Held marks a service skipped because of `autodeploy hold` or a
 	// manual rollback.
 	Held bool `json:"held,omitempty"`
+	// OutsideWindow marks a deploy not started because no deploy window
+	// (config deployWindows) is open long enough for it.
+	OutsideWindow bool `json:"outsideWindow,omitempty"`
+	// WindowIgnored marks a deploy outside the windows by run
+	// --ignore-windows.
+	WindowIgnored bool `json:"windowIgnored,omitempty"`
 	// Ahead marks a skipped downgrade: the Deployment runs an image newer
 	// than the one the policy selects.
 	Ahead bool `json:"ahead,omitempty"`
@@ -88,6 +94,9 @@ type Input struct {
 	// Now is the time of the plan: a registry failure is retried only after
 	// its backoff (AnnRetry).
 	Now time.Time
+	// IgnoreWindows: run --ignore-windows, an emergency deploy outside
+	// the service's deploy windows.
+	IgnoreWindows bool
 }
 
 // Plan decides what to do with one service. It is a pure function of the
@@ -242,6 +251,14 @@ func plan(in Input) Decision {
 		if w := writer(); w != "" && w != rollout.FieldManager {
 			return skip(false, "%s (revision %d) was rolled back by %s: runs do not deploy it again; deploy a newer image, or set it by hand (kubectl set image)", p.Latest, rev, w)
 		}
+	}
+	if why := outsideWindow(in); why != "" {
+		if !in.IgnoreWindows {
+			dec.OutsideWindow = true
+			return skip(false, "%s%s", dec.Reason, why)
+		}
+		dec.WindowIgnored = true
+		dec.Reason += why + ", deployed anyway (--ignore-windows); "
 	}
 	dec.Action = Deploy
 	dec.Reason += "the policy selected a new image"
@@ -411,4 +428,24 @@ func replacedBefore(d *appsv1.Deployment, rss []*appsv1.ReplicaSet, container st
 		}
 	}
 	return 0, false
+}
+
+// outsideWindow says why a rollout of in's service may not start at
+// in.Now under its deploy windows ("" when it may): it must be able to end
+// (rolloutTimeout) inside an open window. Only deploys ask: a verify or a
+// rollback is never held back by a window.
+func outsideWindow(in Input) string {
+	s := in.Service
+	v := config.CanStart(s.DeployWindows, in.Now, s.RolloutTimeout)
+	if v.Allowed {
+		return ""
+	}
+	why := "outside its deploy window"
+	if v.Open {
+		why += fmt.Sprintf(" (a rollout of up to %s would end after it closes)", s.RolloutTimeout)
+	}
+	if v.Next.IsZero() {
+		return why + ", and no window opens again"
+	}
+	return why + ", next opens " + config.FormatWindowTime(v.Next, in.Now, v.Window)
 }

@@ -91,6 +91,8 @@ type Runner struct {
 	Grace time.Duration
 
 	api flux.API // the image API of this run's cluster
+	// ignoreWindows is this run's Options.IgnoreWindows, for every plan.
+	ignoreWindows bool
 
 	mu         sync.Mutex
 	warnings   []string   // besides the rescan's (bringGitAlong)
@@ -107,6 +109,9 @@ type Options struct {
 	NoReconcile bool
 	// Services limits the run to these names (all when empty).
 	Services []string
+	// IgnoreWindows deploys outside the services' deploy windows (run
+	// --ignore-windows, an emergency); logged.
+	IgnoreWindows bool
 }
 
 // Run does one pass: rescan, plan, roll out one service after another.
@@ -131,6 +136,10 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 		services = slices.DeleteFunc(slices.Clone(services), func(s config.Service) bool { return !slices.Contains(o.Services, s.Name) })
 	}
 	r.Log.Info("run started", "services", len(services), "dryRun", o.DryRun)
+	r.ignoreWindows = o.IgnoreWindows
+	if o.IgnoreWindows {
+		r.Log.Warn("deploy windows ignored (--ignore-windows): services deploy outside their windows")
+	}
 
 	api, err := flux.Detect(ctx, r.Kube.Discovery())
 	if err != nil {
@@ -159,7 +168,7 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 
 	defer r.startRollouts(ctx)()
 	for _, in := range inputs {
-		in.Now = r.Now()
+		in.Now, in.IgnoreWindows = r.Now(), r.ignoreWindows
 		dec := Plan(in)
 		sr := ServiceResult{Decision: dec}
 		log := r.Log.With("svc", dec.Service)
