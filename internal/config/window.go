@@ -143,8 +143,11 @@ func (w DeployWindow) String() string {
 type WindowVerdict struct {
 	// Allowed: no windows, or one is open for at least the rollout's time.
 	Allowed bool
-	// Open: a window is open now (possibly too near its end).
-	Open bool
+	// Open: a window is open now (possibly too near its end); Closes is
+	// when the open window that lasts longest closes, Closing that window.
+	Open    bool
+	Closes  time.Time
+	Closing DeployWindow
 	// Next is when the next window opens (zero when there are no windows
 	// or none ever opens); Window is that window.
 	Next   time.Time
@@ -158,6 +161,9 @@ func CanStart(windows []DeployWindow, now time.Time, need time.Duration) WindowV
 	for _, w := range windows {
 		if end, open := w.Open(now); open {
 			v.Open = true
+			if end.After(v.Closes) {
+				v.Closes, v.Closing = end, w
+			}
 			if !now.Add(need).After(end) {
 				v.Allowed = true
 			}

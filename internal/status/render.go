@@ -210,6 +210,17 @@ func writeService(w io.Writer, s Service, now time.Time, o TextOptions) {
 	if s.Unverified {
 		row("unverified", "%s", yellow("set by autodeploy, not verified yet: the next run verifies it"))
 	}
+	if win := s.Window; win != nil {
+		state := "closed"
+		if win.Open {
+			state = "open until " + win.Closes
+		}
+		next := "no window opens again"
+		if win.NextOpen != nil {
+			next = fmt.Sprintf("next opens %s (in %s)", win.Next, until(now, *win.NextOpen))
+		}
+		row("window", "%s, %s", state, next)
+	}
 	if n := s.NextRun; n != nil {
 		switch n.Action {
 		case "deploy":
