@@ -434,6 +434,19 @@ type ResumeResult struct {
 // Resume releases a hold (and resumes the Kustomization it suspended); the
 // failed-image memory stays unless forgetFailed.
 func (m *Manager) Resume(ctx context.Context, s config.Service, forgetFailed bool) (ResumeResult, error) {
+	return m.resume(ctx, s, forgetFailed, false)
+}
+
+// ReleaseExpiredHold is Resume for a hold whose end (hold --for, --until)
+// has passed at m.Now: what a run does before planning the service. The
+// write is conditional on the Deployment read, and nothing is written if
+// the hold read then is not expired (renewed, or replaced by a rollback's,
+// in between): res.WasHeld is false.
+func (m *Manager) ReleaseExpiredHold(ctx context.Context, s config.Service) (ResumeResult, error) {
+	return m.resume(ctx, s, false, true)
+}
+
+func (m *Manager) resume(ctx context.Context, s config.Service, forgetFailed, expiredOnly bool) (ResumeResult, error) {
 	var (
 		res     ResumeResult
 		d       *appsv1.Deployment
@@ -449,6 +462,10 @@ func (m *Manager) Resume(ctx context.Context, s config.Service, forgetFailed boo
 			return err
 		}
 		res.Hold, res.WasHeld = ParseHold(d.Annotations)
+		if expiredOnly && (!res.WasHeld || !res.Hold.Expired(m.Now())) {
+			res.WasHeld = false
+			return nil
+		}
 		ann = map[string]string{AnnHold: ""}
 		if rt, ok := ParseRetry(d.Annotations); ok && forgetFailed {
 			// A pending retry is memory of a failure too; forgetting it lets the
@@ -503,6 +520,9 @@ func (m *Manager) Resume(ctx context.Context, s config.Service, forgetFailed boo
 		m.Log.Error("resume failed", "svc", s.Name, "by", m.By, "error", err)
 		return res, err
 	}
+	if expiredOnly && !res.WasHeld {
+		return res, nil
+	}
 
 	if forgetFailed && (res.ForgotFailed != "" || gitops.KustomizationOf(d) != "") {
 		// Forgetting the service's failures lets the policy select those
@@ -516,9 +536,15 @@ func (m *Manager) Resume(ctx context.Context, s config.Service, forgetFailed boo
 			res.UnexcludeError = err.Error()
 		}
 	}
-	m.Log.Info("resumed", "svc", s.Name, "by", m.By, "wasHeld", res.WasHeld, "kustomization", res.Resumed, "reconcileEnabled", res.ReconcileEnabled, "forgotFailed", res.ForgotFailed)
-	if res.WasHeld {
-		m.Notify.Send(ctx, notify.Event{Kind: notify.Resume, Level: "info", Service: s.Name, Time: m.Now().UTC(), Reason: res.Hold.Reason, By: m.By})
+	if expiredOnly {
+		h := res.Hold
+		m.Log.Info("hold expired", "svc", s.Name, "heldBy", h.By, "until", h.Until.UTC(), "reason", h.Reason, "kustomization", res.Resumed, "reconcileEnabled", res.ReconcileEnabled)
+		m.Notify.Send(ctx, notify.Event{Kind: notify.HoldExpired, Level: "info", Service: s.Name, Time: m.Now().UTC(), Reason: h.Reason, By: h.By})
+	} else {
+		m.Log.Info("resumed", "svc", s.Name, "by", m.By, "wasHeld", res.WasHeld, "kustomization", res.Resumed, "reconcileEnabled", res.ReconcileEnabled, "forgotFailed", res.ForgotFailed)
+		if res.WasHeld {
+			m.Notify.Send(ctx, notify.Event{Kind: notify.Resume, Level: "info", Service: s.Name, Time: m.Now().UTC(), Reason: res.Hold.Reason, By: m.By})
+		}
 	}
 	// A mark left on a ReplicaSet would come back with kubectl rollout
 	// undo; the reconcile lever only where it is autodeploy's.

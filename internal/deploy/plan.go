@@ -53,6 +53,10 @@ type Decision struct {
 	// WindowIgnored marks a deploy outside the windows by run
 	// --ignore-windows.
 	WindowIgnored bool `json:"windowIgnored,omitempty"`
+	// HoldExpired: the service's hold has an end (hold --for, --until)
+	// that has passed; the plan is the one without it, and the run
+	// removes the hold.
+	HoldExpired bool `json:"holdExpired,omitempty"`
 	// Ahead marks a skipped downgrade: the Deployment runs an image newer
 	// than the one the policy selects.
 	Ahead bool `json:"ahead,omitempty"`
@@ -161,9 +165,11 @@ func plan(in Input) Decision {
 			return bad
 		}
 	}
-	if h, held := ParseHold(ann); held {
+	h, held, expired := heldAt(ann, in.Now)
+	dec.HoldExpired = expired
+	if held {
 		dec.Held = true
-		return skip(false, "held%s: %s (autodeploy resume %s)", holdBy(h), h.Reason, s.Name)
+		return skip(false, "held%s: %s (autodeploy resume %s)", holdBy(h, in.Now), h.Reason, s.Name)
 	}
 	if d.Spec.Paused {
 		return skip(false, "Deployment is paused (kubectl rollout resume deployment/%s -n %s)", d.Name, d.Namespace)
@@ -281,7 +287,7 @@ func plan(in Input) Decision {
 // paused; Plan comes back here (force) if that deploy does not happen.
 func runningFailed(in Input, dec *Decision, f FailedImage, writer string, force bool) (Decision, bool) {
 	d, s, p := in.Deployment, in.Service, in.Policy
-	_, held := ParseHold(d.Annotations)
+	_, held, _ := heldAt(d.Annotations, in.Now)
 	fromGit := dec.Kustomization != "" && writer == flux.KustomizeManager
 	if !force && p != nil && p.Ready && p.Latest != "" && !image.SameString(p.Latest, dec.Current) && !fromGit && !held && !d.Spec.Paused {
 		return *dec, false
@@ -343,13 +349,16 @@ func retriedRunning(in Input, dec Decision, rt Retry, writer string) Decision {
 	return dec
 }
 
-func holdBy(h Hold) string {
+func holdBy(h Hold, now time.Time) string {
 	var parts []string
 	if h.By != "" {
 		parts = append(parts, "by "+h.By)
 	}
 	if !h.At.IsZero() {
 		parts = append(parts, "since "+h.At.UTC().Format("2006-01-02 15:04"))
+	}
+	if !h.Until.IsZero() {
+		parts = append(parts, fmt.Sprintf("until %s (in %s)", h.Until.UTC().Format("2006-01-02 15:04 UTC"), strings.TrimSuffix(h.Until.Sub(now).Round(time.Minute).String(), "0s")))
 	}
 	if len(parts) == 0 {
 		return ""

@@ -478,3 +478,43 @@ func TestPlanDeployWindows(t *testing.T) {
 		})
 	}
 }
+
+func TestPlanHoldUntil(t *testing.T) {
+	now := time.Date(2026, 12, 2, 18, 0, 0, 0, time.UTC)
+	held := func(until string) func(*appsv1.Deployment) {
+		return func(d *appsv1.Deployment) {
+			d.Annotations[AnnHold] = `{"by":"alice@host","reason":"release freeze","at":"2026-12-02T10:00:00Z","until":"` + until + `"}`
+		}
+	}
+	tests := []struct {
+		name       string
+		dep        *appsv1.Deployment
+		action     Action
+		expired    bool
+		reasonPart string
+	}{
+		{name: "until later: held with its end", dep: dep(repo+":sha-aaa", 1, held("2026-12-02T20:00:00Z")), action: Skip,
+			reasonPart: "held by alice@host since 2026-12-02 10:00 until 2026-12-02 20:00 UTC (in 2h0m): release freeze"},
+		{name: "until now: expired and deployed", dep: dep(repo+":sha-aaa", 1, held("2026-12-02T18:00:00Z")), action: Deploy, expired: true, reasonPart: "the policy selected a new image"},
+		{name: "until past: expired and deployed", dep: dep(repo+":sha-aaa", 1, held("2026-12-02T12:00:00Z")), action: Deploy, expired: true, reasonPart: "the policy selected a new image"},
+		{name: "until past and up to date: expired", dep: dep(repo+":sha-bbb", 1, held("2026-12-02T12:00:00Z")), action: UpToDate, expired: true},
+		// An expired hold does not keep a failed image quiet either.
+		{name: "expired hold over a failed image: deployed over", dep: dep(repo+":sha-bbb", 3, managedBy("kubectl-set"), failedMark("sha-bbb"), held("2026-12-02T12:00:00Z")),
+			action: Deploy, expired: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			latest := repo + ":sha-bbb"
+			if tt.name == "expired hold over a failed image: deployed over" {
+				latest = repo + ":sha-aaa"
+			}
+			got := Plan(Input{Service: svc(), Deployment: tt.dep, Policy: pol(latest, true), Now: now})
+			if got.Action != tt.action || got.HoldExpired != tt.expired || !strings.Contains(got.Reason, tt.reasonPart) {
+				t.Errorf("Plan = %s (hold expired %v) %q, want %s (expired %v) containing %q", got.Action, got.HoldExpired, got.Reason, tt.action, tt.expired, tt.reasonPart)
+			}
+			if got.Held == tt.expired {
+				t.Errorf("Held = %v with hold expired %v", got.Held, tt.expired)
+			}
+		})
+	}
+}

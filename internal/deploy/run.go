@@ -172,6 +172,11 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 		dec := Plan(in)
 		sr := ServiceResult{Decision: dec}
 		log := r.Log.With("svc", dec.Service)
+		if dec.HoldExpired && !o.DryRun && ctx.Err() == nil {
+			// Before the levers: a rollback's hold keeps them until it
+			// goes.
+			r.releaseExpiredHold(ctx, in.Service, log)
+		}
 		if !o.DryRun && ctx.Err() == nil && in.Deployment != nil {
 			r.releaseLevers(ctx, in, log)
 		}
@@ -377,4 +382,17 @@ func elide(s string, n int) string {
 	}
 	head := n / 3
 	return strings.ToValidUTF8(s[:head]+" ... "+s[len(s)-(n-head):], "")
+}
+
+// releaseExpiredHold removes a hold whose end has passed (Plan already
+// plans as if it were gone), as resume would, conditionally on the
+// Deployment read; a failure is logged, and the next run tries again.
+func (r *Runner) releaseExpiredHold(ctx context.Context, s config.Service, log *slog.Logger) {
+	m := &Manager{Kube: r.Kube, Dynamic: r.Dynamic, Log: r.Log, Now: r.Now, By: "autodeploy run", Notify: r.Notify}
+	if _, err := m.ReleaseExpiredHold(ctx, s); err != nil {
+		var rm *ReplicaSetMarksError
+		if !errors.As(err, &rm) {
+			log.Warn("could not remove the expired hold; the next run tries again", "error", err)
+		}
+	}
 }
