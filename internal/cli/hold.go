@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -18,13 +19,19 @@ import (
 type HoldOptions struct {
 	Service string
 	Reason  string
+	// For and Until end the hold (one of them, or neither: until resume).
+	For   time.Duration
+	Until string
 
-	f *Factory
+	f      *Factory
+	forSet bool
+	until  time.Time // the end, from For or Until (Validate)
 }
 
 // Complete fills what the arguments give.
 func (o *HoldOptions) Complete(f *Factory, cmd *cobra.Command, args []string) error {
 	o.f, o.Service = f, args[0]
+	o.forSet = cmd.Flags().Changed("for")
 	return nil
 }
 
@@ -36,25 +43,84 @@ func (o *HoldOptions) Validate() error {
 	if strings.TrimSpace(o.Reason) == "" {
 		return &flagError{fmt.Errorf("--reason is required and must not be blank: it is shown to whoever wonders why %s is not deployed", o.Service)}
 	}
+	until, err := holdEnd(o.For, o.forSet, o.Until, time.Now(), time.Local)
+	if err != nil {
+		return &flagError{err}
+	}
+	o.until = until
 	return nil
+}
+
+// holdEndLayouts are the local forms --until takes besides RFC 3339.
+var holdEndLayouts = []string{"2006-01-02 15:04", "15:04"}
+
+// holdEnd is when a hold placed at now ends: now + --for, or --until (RFC
+// 3339, or a date and time or a time alone in loc, a time alone meaning
+// its next occurrence); zero for neither.
+func holdEnd(forD time.Duration, forSet bool, until string, now time.Time, loc *time.Location) (time.Time, error) {
+	switch {
+	case forSet && until != "":
+		return time.Time{}, errors.New("give --for or --until, not both")
+	case forSet && forD <= 0:
+		return time.Time{}, fmt.Errorf("--for must be greater than zero (such as 2h or 30m), got %s", forD)
+	case forSet:
+		return now.Add(forD), nil
+	case until == "":
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, until)
+	if err != nil {
+		for _, layout := range holdEndLayouts {
+			if t, err = time.ParseInLocation(layout, until, loc); err == nil {
+				if layout == "15:04" {
+					ln := now.In(loc)
+					t = time.Date(ln.Year(), ln.Month(), ln.Day(), t.Hour(), t.Minute(), 0, 0, loc)
+					if !t.After(now) {
+						t = t.AddDate(0, 0, 1)
+					}
+				}
+				break
+			}
+		}
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf(`invalid --until %q: use RFC 3339 (2026-12-03T18:00:00+01:00), or "2026-12-03 18:00" or "18:00" in the local time zone`, until)
+	}
+	if !t.After(now) {
+		return time.Time{}, fmt.Errorf("--until %s is in the past (now %s %s): give a later time, or --for", until, now.In(loc).Format("2006-01-02 15:04"), loc)
+	}
+	return t, nil
 }
 
 func newCmdHold(f *Factory, runF func(context.Context, *HoldOptions) error) *cobra.Command {
 	o := &HoldOptions{}
 	cmd := &cobra.Command{
-		Use:   "hold <service> --reason TEXT",
-		Short: "Freeze a service: runs skip it until 'autodeploy resume'",
+		Use:   "hold <service> --reason TEXT [--for DURATION | --until TIME]",
+		Short: "Freeze a service: runs skip it until 'autodeploy resume' or the hold's end",
 		Long: `Freeze a service without rolling it back (an incident, a maintenance window):
 runs skip it, with the reason, until 'autodeploy resume <service>'. A run in
 progress reads each Deployment again right before deploying it, so it skips
 the service too; a rollout of it already under way is seen through (and
-rolled back if it fails).`,
-		Example:           `  autodeploy hold api-gateway --reason "incident 42: DB migration"`,
+rolled back if it fails).
+
+With --for or --until the hold ends by itself: from then on runs deploy the
+service again, and the first run after the end removes the hold (logged,
+notified as hold-expired). --until takes RFC 3339 (2026-12-03T18:00:00+01:00),
+or "2026-12-03 18:00" or "18:00" in this machine's time zone (a time alone is
+its next occurrence: today, or tomorrow once passed). Holding a held service
+again replaces the end (none without --for or --until).`,
+		Example: `  autodeploy hold api-gateway --reason "incident 42: DB migration"
+
+  # a freeze that releases itself
+  autodeploy hold api-gateway --reason "release freeze" --for 2h
+  autodeploy hold api-gateway --reason "demo at 18:00" --until 19:00`,
 		Args:              exactArgs(1, "exactly one service name"),
 		ValidArgsFunction: serviceCompletion(f),
 		RunE:              runE(f, o, runF),
 	}
 	cmd.Flags().StringVar(&o.Reason, "reason", "", "why the service is held (required)")
+	cmd.Flags().DurationVar(&o.For, "for", 0, "end the hold after this long (such as 2h or 30m)")
+	cmd.Flags().StringVar(&o.Until, "until", "", `end the hold at this time: RFC 3339, or "2006-01-02 15:04" or "15:04" in the local time zone`)
 	return cmd
 }
 
@@ -65,13 +131,17 @@ func (o *HoldOptions) Run(ctx context.Context) error {
 		return err
 	}
 	defer sess.close()
-	h, err := sess.m.Hold(ctx, sess.s, o.Reason)
+	h, err := sess.m.HoldUntil(ctx, sess.s, o.Reason, o.until)
 	if err = warnOnly(o.f, err); err != nil {
 		return sess.classify(err)
 	}
 	// Escaped: the reason may be pasted, the holder is the Lease's (anyone's
 	// who may write it), and neither goes to the terminal raw.
-	fmt.Fprintf(o.f.IO.Out, "%s held by %s: %s\n", sess.s.Name, ui.Escape(h.By), ui.Escape(h.Reason))
+	until := ""
+	if !h.Until.IsZero() {
+		until = " until " + h.Until.Local().Format("2006-01-02 15:04 MST")
+	}
+	fmt.Fprintf(o.f.IO.Out, "%s held by %s%s: %s\n", sess.s.Name, ui.Escape(h.By), until, ui.Escape(h.Reason))
 	if holder, held, err := locker(o.f, sess.cfg, sess.clients).Holder(ctx); err != nil {
 		fmt.Fprintf(o.f.IO.ErrOut, "note: %v\n", holderError(err))
 	} else if held {

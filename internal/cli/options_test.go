@@ -92,6 +92,13 @@ func TestCommandOptions(t *testing.T) {
 				t.Errorf("options = %+v", hold)
 			}
 		}},
+		{name: "hold for", cmd: "hold", build: holdCmd, args: []string{"hold", "api", "--reason", "freeze", "--for", "2h"}, check: func(t *testing.T) {
+			if d := time.Until(hold.until); hold.For != 2*time.Hour || d < time.Hour || d > 2*time.Hour {
+				t.Errorf("options = %+v", hold)
+			}
+		}},
+		{name: "hold until in the past", cmd: "hold", build: holdCmd, args: []string{"hold", "api", "--reason", "freeze", "--until", "2020-01-01T00:00:00Z"}, code: ExitUsage, errPart: "is in the past"},
+		{name: "hold for and until", cmd: "hold", build: holdCmd, args: []string{"hold", "api", "--reason", "x", "--for", "1h", "--until", "23:00"}, code: ExitUsage, errPart: "not both"},
 		{name: "hold without reason", cmd: "hold", build: holdCmd, args: []string{"hold", "api"}, code: ExitUsage, errPart: "--reason is required"},
 		{name: "hold blank reason", cmd: "hold", build: holdCmd, args: []string{"hold", "api", "--reason", " "}, code: ExitUsage, errPart: "must not be blank"},
 		{name: "hold two services", cmd: "hold", build: holdCmd, args: []string{"hold", "a", "b", "--reason", "x"}, code: ExitUsage, errPart: "exactly one service name"},

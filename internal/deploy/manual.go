@@ -356,6 +356,13 @@ func (e *RollbackUnverifiedError) Unwrap() error { return e.Err }
 // written in between. It writes only the hold: the levers on Flux keep
 // their own records (internal/gitops).
 func (m *Manager) Hold(ctx context.Context, s config.Service, reason string) (Hold, error) {
+	return m.HoldUntil(ctx, s, reason, time.Time{})
+}
+
+// HoldUntil is Hold with an end: from until on (zero: none), runs plan as
+// if the service were not held, and the next run removes the hold
+// (ReleaseExpiredHold).
+func (m *Manager) HoldUntil(ctx context.Context, s config.Service, reason string, until time.Time) (Hold, error) {
 	var (
 		h    Hold
 		d    *appsv1.Deployment
@@ -366,7 +373,7 @@ func (m *Manager) Hold(ctx context.Context, s config.Service, reason string) (Ho
 		if d, err = m.get(ctx, s); err != nil {
 			return err
 		}
-		h = Hold{By: m.By, Reason: reason, At: m.Now().UTC()}
+		h = Hold{By: m.By, Reason: reason, At: m.Now().UTC(), Until: until.UTC()}
 		if old, held := ParseHold(d.Annotations); held {
 			// Keep what an earlier hold (a rollback) will have to undo.
 			h.From, h.Kustomization, h.ReconcileDisabled = old.From, old.Kustomization, old.ReconcileDisabled
@@ -382,8 +389,13 @@ func (m *Manager) Hold(ctx context.Context, s config.Service, reason string) (Ho
 	if c, err := resolveContainer(d, s.Container); err == nil {
 		img, _ = rollout.ContainerImage(&d.Spec.Template, c)
 	}
-	m.Log.Info("held", "svc", s.Name, "by", m.By, "reason", reason, "image", img)
-	m.Notify.Send(ctx, notify.Event{Kind: notify.Hold, Level: "warning", Service: s.Name, Time: h.At, To: img, Reason: reason, By: m.By})
+	why, attrs := reason, []any{"svc", s.Name, "by", m.By, "reason", reason, "image", img}
+	if !h.Until.IsZero() {
+		why += " (until " + h.Until.Format("2006-01-02 15:04 UTC") + ")"
+		attrs = append(attrs, "until", h.Until)
+	}
+	m.Log.Info("held", attrs...)
+	m.Notify.Send(ctx, notify.Event{Kind: notify.Hold, Level: "warning", Service: s.Name, Time: h.At, To: img, Reason: why, By: m.By})
 	return h, m.copyToReplicaSets(ctx, s, d, mark)
 }
 
