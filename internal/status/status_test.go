@@ -639,3 +639,43 @@ services:
 		}
 	}
 }
+
+// TestBuildHoldUntil: a hold with an end shows it (text and JSON); one
+// whose end has passed says the next run releases it, and the plan is the
+// one without it.
+func TestBuildHoldUntil(t *testing.T) {
+	cfg, err := config.Parse([]byte("defaults: {namespace: apps}\nservices:\n  - name: frozen\n  - name: thawed\n"), "holds.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture()
+	hold := func(until string) map[string]string {
+		return map[string]string{"autodeploy.dev/hold": `{"by":"alice@host","reason":"freeze","at":"2026-11-25T09:00:00Z","until":"` + until + `"}`}
+	}
+	f.deployment("frozen", 1, []string{reg + "frozen:sha-1111111"}, complete(1), hold("2026-11-25T11:30:00Z"), kpod("frozen-h1-aaaaa", "h1", "Running", true, 0, time.Minute))
+	f.policy("frozen", reg+"frozen:sha-2222222")
+	f.deployment("thawed", 1, []string{reg + "thawed:sha-1111111"}, complete(1), hold("2026-11-25T10:00:00Z"), kpod("thawed-h1-aaaaa", "h1", "Running", true, 0, time.Minute))
+	f.policy("thawed", reg+"thawed:sha-2222222")
+	r := Build(cfg, cfg.Services, f.objs, Local{}, now)
+	frozen, thawed := r.Services[0], r.Services[1]
+	if n := frozen.NextRun; n == nil || n.Action != "skip" || frozen.Hold == nil {
+		t.Errorf("frozen: next run %+v, hold %+v", n, frozen.Hold)
+	}
+	if n := thawed.NextRun; n == nil || n.Action != "deploy" {
+		t.Errorf("thawed: next run %+v; an expired hold holds no more", n)
+	}
+	b, _ := json.Marshal(frozen)
+	if !strings.Contains(string(b), `"until":"2026-11-25T11:30:00Z"`) {
+		t.Errorf("JSON lacks until: %s", b)
+	}
+	var text bytes.Buffer
+	if err := WriteText(&text, r, TextOptions{Details: true}); err != nil {
+		t.Fatal(err)
+	}
+	flat := strings.Join(strings.Fields(text.String()), " ")
+	for _, part := range []string{"held by alice@host 1h30m ago until 11:30:00 UTC (in 1h): freeze", "held by alice@host 1h30m ago until 10:00:00 UTC (expired 30m ago: the next run releases it): freeze"} {
+		if !strings.Contains(flat, part) {
+			t.Errorf("text lacks %q:\n%s", part, text.String())
+		}
+	}
+}
