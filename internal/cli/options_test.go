@@ -99,6 +99,19 @@ func TestCommandOptions(t *testing.T) {
 		}},
 		{name: "hold until in the past", cmd: "hold", build: holdCmd, args: []string{"hold", "api", "--reason", "freeze", "--until", "2020-01-01T00:00:00Z"}, code: ExitUsage, errPart: "is in the past"},
 		{name: "hold for and until", cmd: "hold", build: holdCmd, args: []string{"hold", "api", "--reason", "x", "--for", "1h", "--until", "23:00"}, code: ExitUsage, errPart: "not both"},
+		{name: "hold all", cmd: "hold", build: holdCmd, args: []string{"hold", "--all", "--reason", "freeze", "--for", "1h"}, check: func(t *testing.T) {
+			if !hold.All || hold.Service != "" {
+				t.Errorf("options = %+v", hold)
+			}
+		}},
+		{name: "hold all and a service", cmd: "hold", build: holdCmd, args: []string{"hold", "api", "--all", "--reason", "x"}, code: ExitUsage, errPart: "give a service name or --all, not both"},
+		{name: "hold neither service nor all", cmd: "hold", build: holdCmd, args: []string{"hold", "--reason", "x"}, code: ExitUsage, errPart: "exactly one service name (or --all)"},
+		{name: "resume all", cmd: "resume", build: resumeCmd, args: []string{"resume", "--all"}, check: func(t *testing.T) {
+			if !res.All || res.Service != "" {
+				t.Errorf("options = %+v", res)
+			}
+		}},
+		{name: "resume all and a service", cmd: "resume", build: resumeCmd, args: []string{"resume", "api", "--all"}, code: ExitUsage, errPart: "not both"},
 		{name: "hold without reason", cmd: "hold", build: holdCmd, args: []string{"hold", "api"}, code: ExitUsage, errPart: "--reason is required"},
 		{name: "hold blank reason", cmd: "hold", build: holdCmd, args: []string{"hold", "api", "--reason", " "}, code: ExitUsage, errPart: "must not be blank"},
 		{name: "hold two services", cmd: "hold", build: holdCmd, args: []string{"hold", "a", "b", "--reason", "x"}, code: ExitUsage, errPart: "exactly one service name"},
