@@ -107,8 +107,10 @@ func (w DeployWindow) loc() *time.Location {
 	return time.UTC
 }
 
-// Open returns the end of the window's occurrence open at now (the one
-// that ends last when occurrences overlap), and whether one is open.
+// Open returns the end of the window's occurrence open at now, and
+// whether one is open. When occurrences overlap (a cron firing more often
+// than duration), the end is that of the last of them started by now,
+// looked for among at most maxOverlap occurrences.
 func (w DeployWindow) Open(now time.Time) (end time.Time, open bool) {
 	s := w.sched()
 	if s == nil || w.Duration <= 0 {
@@ -117,10 +119,27 @@ func (w DeployWindow) Open(now time.Time) (end time.Time, open bool) {
 	// cron.Next is strictly after its argument: an occurrence is open on
 	// [start, start+duration), the brief's "cron.Next(now - duration) <=
 	// now".
-	for t := s.Next(now.In(w.loc()).Add(-w.Duration)); !t.IsZero() && !t.After(now); t = s.Next(t) {
+	t := s.Next(now.In(w.loc()).Add(-w.Duration))
+	for i := 0; i < maxOverlap && !t.IsZero() && !t.After(now); i++ {
 		end, open = t.Add(w.Duration), true
+		t = s.Next(t)
 	}
 	return end, open
+}
+
+// maxOverlap bounds Open's walk ("* * * * *" for 168h overlaps 10080 times).
+const maxOverlap = 100
+
+// fits reports whether a rollout lasting need, started at now, ends inside
+// one of the window's occurrences: one started by now and at or after
+// now + need - duration.
+func (w DeployWindow) fits(now time.Time, need time.Duration) bool {
+	s := w.sched()
+	if s == nil || w.Duration <= 0 || need > w.Duration {
+		return false
+	}
+	t := s.Next(now.In(w.loc()).Add(need - w.Duration - time.Nanosecond))
+	return !t.IsZero() && !t.After(now)
 }
 
 // Next returns the next time the window opens strictly after now (zero if
@@ -164,9 +183,9 @@ func CanStart(windows []DeployWindow, now time.Time, need time.Duration) WindowV
 			if end.After(v.Closes) {
 				v.Closes, v.Closing = end, w
 			}
-			if !now.Add(need).After(end) {
-				v.Allowed = true
-			}
+		}
+		if w.fits(now, need) {
+			v.Allowed = true
 		}
 		if n := w.Next(now); !n.IsZero() && (v.Next.IsZero() || n.Before(v.Next)) {
 			v.Next, v.Window = n, w

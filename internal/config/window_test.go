@@ -72,3 +72,19 @@ func TestCanStart(t *testing.T) {
 		})
 	}
 }
+
+// Occurrences that overlap (every minute, open for a week) are judged
+// without walking each of them.
+func TestCanStartOverlapping(t *testing.T) {
+	w := DeployWindow{Cron: "* * * * *", Duration: MaxWindowDuration, TimeZone: "UTC"}
+	now := time.Date(2026, 12, 2, 10, 0, 30, 0, time.UTC)
+	start := time.Now()
+	for range 500 {
+		if v := CanStart([]DeployWindow{w}, now, 5*time.Minute); !v.Allowed || !v.Open {
+			t.Fatalf("CanStart = %+v", v)
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("500 verdicts took %s", d)
+	}
+}
