@@ -4,6 +4,10 @@ package main
 
 import (
 	"os"
+	// The IANA time zone database, used only when the host has none (a
+	// minimal container image): deployWindows' timeZone must load
+	// wherever the config is read (about 450 KB).
+	_ "time/tzdata"
 
 	"github.com/autodeploy-dev/autodeploy/internal/cli"
 )

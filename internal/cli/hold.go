@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
@@ -17,72 +19,154 @@ import (
 // HoldOptions are the inputs of `autodeploy hold`.
 type HoldOptions struct {
 	Service string
-	Reason  string
+	// All holds every configured service (a freeze).
+	All    bool
+	Reason string
+	// For and Until end the hold (one of them, or neither: until resume).
+	For   time.Duration
+	Until string
 
-	f *Factory
+	f      *Factory
+	forSet bool
+	until  time.Time // the end, from For or Until (Validate)
 }
 
 // Complete fills what the arguments give.
 func (o *HoldOptions) Complete(f *Factory, cmd *cobra.Command, args []string) error {
-	o.f, o.Service = f, args[0]
+	o.f, o.Service = f, firstArg(args)
+	o.forSet = cmd.Flags().Changed("for")
 	return nil
 }
 
 // Validate checks the inputs before anything is read or changed.
 func (o *HoldOptions) Validate() error {
-	if err := validServiceArg(o.Service); err != nil {
+	if err := validServiceOrAll(o.Service, o.All); err != nil {
 		return err
 	}
 	if strings.TrimSpace(o.Reason) == "" {
-		return &flagError{fmt.Errorf("--reason is required and must not be blank: it is shown to whoever wonders why %s is not deployed", o.Service)}
+		what := o.Service
+		if o.All {
+			what = "a service"
+		}
+		return &flagError{fmt.Errorf("--reason is required and must not be blank: it is shown to whoever wonders why %s is not deployed", what)}
 	}
+	until, err := holdEnd(o.For, o.forSet, o.Until, time.Now(), time.Local)
+	if err != nil {
+		return &flagError{err}
+	}
+	o.until = until
 	return nil
+}
+
+// holdEndLayouts are the local forms --until takes besides RFC 3339.
+var holdEndLayouts = []string{"2006-01-02 15:04", "15:04"}
+
+// holdEnd is when a hold placed at now ends: now + --for, or --until (RFC
+// 3339, or a date and time or a time alone in loc, a time alone meaning
+// its next occurrence); zero for neither.
+func holdEnd(forD time.Duration, forSet bool, until string, now time.Time, loc *time.Location) (time.Time, error) {
+	switch {
+	case forSet && until != "":
+		return time.Time{}, errors.New("give --for or --until, not both")
+	case forSet && forD <= 0:
+		return time.Time{}, fmt.Errorf("--for must be greater than zero (such as 2h or 30m), got %s", forD)
+	case forSet:
+		return now.Add(forD), nil
+	case until == "":
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, until)
+	if err != nil {
+		for _, layout := range holdEndLayouts {
+			if t, err = time.ParseInLocation(layout, until, loc); err == nil {
+				if layout == "15:04" {
+					ln := now.In(loc)
+					t = time.Date(ln.Year(), ln.Month(), ln.Day(), t.Hour(), t.Minute(), 0, 0, loc)
+					if !t.After(now) {
+						t = t.AddDate(0, 0, 1)
+					}
+				}
+				break
+			}
+		}
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf(`invalid --until %q: use RFC 3339 (2026-12-03T18:00:00+01:00), or "2026-12-03 18:00" or "18:00" in the local time zone`, until)
+	}
+	if !t.After(now) {
+		return time.Time{}, fmt.Errorf("--until %s is in the past (now %s %s): give a later time, or --for", until, now.In(loc).Format("2006-01-02 15:04"), loc)
+	}
+	return t, nil
 }
 
 func newCmdHold(f *Factory, runF func(context.Context, *HoldOptions) error) *cobra.Command {
 	o := &HoldOptions{}
 	cmd := &cobra.Command{
-		Use:   "hold <service> --reason TEXT",
-		Short: "Freeze a service: runs skip it until 'autodeploy resume'",
+		Use:   "hold (<service> | --all) --reason TEXT [--for DURATION | --until TIME]",
+		Short: "Freeze a service: runs skip it until 'autodeploy resume' or the hold's end",
 		Long: `Freeze a service without rolling it back (an incident, a maintenance window):
 runs skip it, with the reason, until 'autodeploy resume <service>'. A run in
 progress reads each Deployment again right before deploying it, so it skips
 the service too; a rollout of it already under way is seen through (and
-rolled back if it fails).`,
-		Example:           `  autodeploy hold api-gateway --reason "incident 42: DB migration"`,
-		Args:              exactArgs(1, "exactly one service name"),
+rolled back if it fails).
+
+With --for or --until the hold ends by itself: from then on runs deploy the
+service again, and the first run after the end removes the hold (logged,
+notified as hold-expired). --until takes RFC 3339 (2026-12-03T18:00:00+01:00),
+or "2026-12-03 18:00" or "18:00" in this machine's time zone (a time alone is
+its next occurrence: today, or tomorrow once passed). Holding a held service
+again replaces the end (none without --for or --until).
+
+--all holds every configured service, with the same reason and end (a
+freeze); 'resume --all' releases them.`,
+		Example: `  autodeploy hold api-gateway --reason "incident 42: DB migration"
+
+  # a freeze that releases itself
+  autodeploy hold api-gateway --reason "release freeze" --for 2h
+  autodeploy hold api-gateway --reason "demo at 18:00" --until 19:00
+
+  # a freeze of every service over the weekend
+  autodeploy hold --all --reason "weekend freeze" --until "2026-12-07 08:00"`,
+		Args:              serviceOrAllArgs,
 		ValidArgsFunction: serviceCompletion(f),
 		RunE:              runE(f, o, runF),
 	}
 	cmd.Flags().StringVar(&o.Reason, "reason", "", "why the service is held (required)")
+	cmd.Flags().BoolVar(&o.All, "all", false, "hold every configured service")
+	cmd.Flags().DurationVar(&o.For, "for", 0, "end the hold after this long (such as 2h or 30m)")
+	cmd.Flags().StringVar(&o.Until, "until", "", `end the hold at this time: RFC 3339, or "2006-01-02 15:04" or "15:04" in the local time zone`)
 	return cmd
 }
 
-// Run places the hold.
+// Run places the hold (on every service with --all).
 func (o *HoldOptions) Run(ctx context.Context) error {
-	sess, err := openSession(o.f, o.Service, "hold")
-	if err != nil {
-		return err
-	}
-	defer sess.close()
-	h, err := sess.m.Hold(ctx, sess.s, o.Reason)
-	if err = warnOnly(o.f, err); err != nil {
-		return sess.classify(err)
-	}
-	// Escaped: the reason may be pasted, the holder is the Lease's (anyone's
-	// who may write it), and neither goes to the terminal raw.
-	fmt.Fprintf(o.f.IO.Out, "%s held by %s: %s\n", sess.s.Name, ui.Escape(h.By), ui.Escape(h.Reason))
-	if holder, held, err := locker(o.f, sess.cfg, sess.clients).Holder(ctx); err != nil {
-		fmt.Fprintf(o.f.IO.ErrOut, "note: %v\n", holderError(err))
-	} else if held {
-		fmt.Fprintf(o.f.IO.ErrOut, "note: a run is in progress (%s): it will not start a rollout of %s; one already under way is seen through\n", ui.Escape(holderName(holder)), sess.s.Name)
-	}
-	return nil
+	return eachService(o.f, o.Service, o.All, "hold", func(sess *session) error {
+		h, err := sess.m.HoldUntil(ctx, sess.s, o.Reason, o.until)
+		if err = warnOnly(o.f, err); err != nil {
+			return err
+		}
+		until := ""
+		if !h.Until.IsZero() {
+			until = " until " + h.Until.Local().Format("2006-01-02 15:04 MST")
+		}
+		// Escaped: the reason may be pasted, the holder is the Lease's (anyone's
+		// who may write it), and neither goes to the terminal raw.
+		fmt.Fprintf(o.f.IO.Out, "%s held by %s%s: %s\n", sess.s.Name, ui.Escape(h.By), until, ui.Escape(h.Reason))
+		return nil
+	}, func(sess *session, names string) {
+		if holder, held, err := locker(o.f, sess.cfg, sess.clients).Holder(ctx); err != nil {
+			fmt.Fprintf(o.f.IO.ErrOut, "note: %v\n", holderError(err))
+		} else if held {
+			fmt.Fprintf(o.f.IO.ErrOut, "note: a run is in progress (%s): it will not start a rollout of %s; one already under way is seen through\n", ui.Escape(holderName(holder)), names)
+		}
+	})
 }
 
 // ResumeOptions are the inputs of `autodeploy resume`.
 type ResumeOptions struct {
-	Service      string
+	Service string
+	// All resumes every configured service.
+	All          bool
 	ForgetFailed bool
 
 	f *Factory
@@ -90,42 +174,45 @@ type ResumeOptions struct {
 
 // Complete fills what the arguments give.
 func (o *ResumeOptions) Complete(f *Factory, cmd *cobra.Command, args []string) error {
-	o.f, o.Service = f, args[0]
+	o.f, o.Service = f, firstArg(args)
 	return nil
 }
 
 // Validate checks the inputs before anything is read or changed.
-func (o *ResumeOptions) Validate() error { return validServiceArg(o.Service) }
+func (o *ResumeOptions) Validate() error { return validServiceOrAll(o.Service, o.All) }
 
 func newCmdResume(f *Factory, runF func(context.Context, *ResumeOptions) error) *cobra.Command {
 	o := &ResumeOptions{}
 	cmd := &cobra.Command{
-		Use:   "resume <service>",
+		Use:   "resume (<service> | --all)",
 		Short: "Release a hold (and resume the Flux Kustomization a rollback suspended)",
 		Long: `Release a service held by 'hold' or 'rollback': the next run deploys the
 policy's image again, unless it is the image remembered as failed; with
 --forget-failed that memory is cleared too (and a pending retry after a
 registry failure, so the next run tries the image at once), and under Flux
 GitOps every tag autodeploy excluded for the service in its ImageRepository
-is released (others' exclusions stay).`,
-		Args:              exactArgs(1, "exactly one service name"),
+is released (others' exclusions stay). --all resumes every configured service
+(the end of a 'hold --all' freeze).`,
+		Args:              serviceOrAllArgs,
 		ValidArgsFunction: serviceCompletion(f),
 		RunE:              runE(f, o, runF),
 	}
+	cmd.Flags().BoolVar(&o.All, "all", false, "resume every configured service")
 	cmd.Flags().BoolVar(&o.ForgetFailed, "forget-failed", false, "also forget the image remembered as failed (or to be retried), so runs may deploy it again")
 	return cmd
 }
 
-// Run releases the hold.
+// Run releases the hold (of every service with --all).
 func (o *ResumeOptions) Run(ctx context.Context) error {
-	sess, err := openSession(o.f, o.Service, "resume")
-	if err != nil {
-		return err
-	}
-	defer sess.close()
+	return eachService(o.f, o.Service, o.All, "resume", func(sess *session) error {
+		return o.resume(ctx, sess)
+	}, nil)
+}
+
+func (o *ResumeOptions) resume(ctx context.Context, sess *session) error {
 	res, err := sess.m.Resume(ctx, sess.s, o.ForgetFailed)
 	if err = warnOnly(o.f, err); err != nil {
-		return sess.classify(err)
+		return err
 	}
 	out, name := o.f.IO.Out, sess.s.Name
 	if res.WasHeld {
@@ -180,6 +267,83 @@ func holderName(h lock.Holder) string {
 		return fmt.Sprintf("pid %d, %s", h.Pid, h.Command)
 	}
 	return h.Command
+}
+
+// serviceOrAllArgs: one service name, or none with --all.
+func serviceOrAllArgs(cmd *cobra.Command, args []string) error {
+	if all, _ := cmd.Flags().GetBool("all"); all {
+		if len(args) > 0 {
+			return &flagError{errors.New("give a service name or --all, not both")}
+		}
+		return nil
+	}
+	return exactArgs(1, "exactly one service name (or --all)")(cmd, args)
+}
+
+func firstArg(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	return args[0]
+}
+
+// validServiceOrAll is validServiceArg unless every service is meant.
+func validServiceOrAll(name string, all bool) error {
+	if all {
+		return nil
+	}
+	return validServiceArg(name)
+}
+
+// eachService runs fn on the named service, or on every configured one
+// with all, in one session (one log, one client). A failure does not stop
+// the others: each is printed, and the first one's exit code is returned.
+// after, when set, runs once at the end with the names acted on.
+func eachService(f *Factory, name string, all bool, command string, fn func(*session) error, after func(sess *session, names string)) error {
+	cfg, err := f.Config()
+	if err != nil {
+		return err
+	}
+	services := cfg.Services
+	if !all {
+		s, err := lookupService(cfg, name)
+		if err != nil {
+			return err
+		}
+		services = []config.Service{s}
+	}
+	if len(services) == 0 {
+		fmt.Fprintf(f.IO.ErrOut, "no services configured in %s: nothing to %s\n", cfg.Path, command)
+		return nil
+	}
+	sess, err := newSession(f, cfg, services[0], command)
+	if err != nil {
+		return err
+	}
+	defer sess.close()
+	var (
+		first error
+		names []string
+	)
+	for _, s := range services {
+		sess.s = s
+		err := sess.classify(fn(sess))
+		if err == nil {
+			names = append(names, s.Name)
+			continue
+		}
+		if !all {
+			return err
+		}
+		fmt.Fprintf(f.IO.ErrOut, "error: %s: %v\n", s.Name, err)
+		if first == nil {
+			first = err
+		}
+	}
+	if after != nil && len(names) > 0 {
+		after(sess, strings.Join(names, ", "))
+	}
+	return first
 }
 
 // validServiceArg refuses a blank service name before the config is read.

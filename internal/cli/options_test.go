@@ -92,6 +92,26 @@ func TestCommandOptions(t *testing.T) {
 				t.Errorf("options = %+v", hold)
 			}
 		}},
+		{name: "hold for", cmd: "hold", build: holdCmd, args: []string{"hold", "api", "--reason", "freeze", "--for", "2h"}, check: func(t *testing.T) {
+			if d := time.Until(hold.until); hold.For != 2*time.Hour || d < time.Hour || d > 2*time.Hour {
+				t.Errorf("options = %+v", hold)
+			}
+		}},
+		{name: "hold until in the past", cmd: "hold", build: holdCmd, args: []string{"hold", "api", "--reason", "freeze", "--until", "2020-01-01T00:00:00Z"}, code: ExitUsage, errPart: "is in the past"},
+		{name: "hold for and until", cmd: "hold", build: holdCmd, args: []string{"hold", "api", "--reason", "x", "--for", "1h", "--until", "23:00"}, code: ExitUsage, errPart: "not both"},
+		{name: "hold all", cmd: "hold", build: holdCmd, args: []string{"hold", "--all", "--reason", "freeze", "--for", "1h"}, check: func(t *testing.T) {
+			if !hold.All || hold.Service != "" {
+				t.Errorf("options = %+v", hold)
+			}
+		}},
+		{name: "hold all and a service", cmd: "hold", build: holdCmd, args: []string{"hold", "api", "--all", "--reason", "x"}, code: ExitUsage, errPart: "give a service name or --all, not both"},
+		{name: "hold neither service nor all", cmd: "hold", build: holdCmd, args: []string{"hold", "--reason", "x"}, code: ExitUsage, errPart: "exactly one service name (or --all)"},
+		{name: "resume all", cmd: "resume", build: resumeCmd, args: []string{"resume", "--all"}, check: func(t *testing.T) {
+			if !res.All || res.Service != "" {
+				t.Errorf("options = %+v", res)
+			}
+		}},
+		{name: "resume all and a service", cmd: "resume", build: resumeCmd, args: []string{"resume", "api", "--all"}, code: ExitUsage, errPart: "not both"},
 		{name: "hold without reason", cmd: "hold", build: holdCmd, args: []string{"hold", "api"}, code: ExitUsage, errPart: "--reason is required"},
 		{name: "hold blank reason", cmd: "hold", build: holdCmd, args: []string{"hold", "api", "--reason", " "}, code: ExitUsage, errPart: "must not be blank"},
 		{name: "hold two services", cmd: "hold", build: holdCmd, args: []string{"hold", "a", "b", "--reason", "x"}, code: ExitUsage, errPart: "exactly one service name"},
@@ -122,6 +142,11 @@ func TestCommandOptions(t *testing.T) {
 		{name: "history bad output", cmd: "history", build: historyCmd, args: []string{"history", "api", "-o", "yaml"}, code: ExitUsage, errPart: `invalid --output "yaml"`},
 		{name: "run", cmd: "run", build: runCmd, args: []string{"run", "--dry-run", "--service", "a,b", "--no-reconcile"}, check: func(t *testing.T) {
 			if !run.DryRun || !run.NoReconcile || strings.Join(run.Services, ",") != "a,b" {
+				t.Errorf("options = %+v", run)
+			}
+		}},
+		{name: "run ignore windows", cmd: "run", build: runCmd, args: []string{"run", "--ignore-windows"}, check: func(t *testing.T) {
+			if !run.IgnoreWindows {
 				t.Errorf("options = %+v", run)
 			}
 		}},

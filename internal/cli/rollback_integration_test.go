@@ -621,3 +621,31 @@ func TestReconcileLeverNeverOutlivesItsRecord(t *testing.T) {
 		}
 	})
 }
+
+// hold --all freezes every service with one end (--until), which the
+// Deployments carry; resume --all releases them all.
+func TestHoldAllAndResumeAll(t *testing.T) {
+	e := kubetest.New(t)
+	refl := e.StartReflector(fluxsim.V1, e.Namespace)
+	cfg, _ := clusterConfig(t, e, refl, map[string]string{"api": reg + "api:sha-1", "web": reg + "web:sha-1"}, "")
+	until := time.Now().Add(3 * time.Hour).UTC().Truncate(time.Second)
+	code, stdout, stderr := execute(t, nil, "hold", "--all", "--reason", "weekend freeze", "--until", until.Format(time.RFC3339), "--config", cfg, "--kubeconfig", e.Kubeconfig)
+	if code != ExitOK || !strings.Contains(stdout, "api held by") || !strings.Contains(stdout, "web held by") {
+		t.Fatalf("hold --all: exit %d %q %q", code, stdout, stderr)
+	}
+	for _, name := range []string{"api", "web"} {
+		h, held := deploy.ParseHold(e.GetDeployment(name).Annotations)
+		if !held || h.Reason != "weekend freeze" || !h.Until.Equal(until) {
+			t.Errorf("%s: hold %+v (held %v), want until %s", name, h, held, until)
+		}
+	}
+	code, stdout, stderr = execute(t, nil, "resume", "--all", "--config", cfg, "--kubeconfig", e.Kubeconfig)
+	if code != ExitOK || !strings.Contains(stdout, "api resumed") || !strings.Contains(stdout, "web resumed") {
+		t.Fatalf("resume --all: exit %d %q %q", code, stdout, stderr)
+	}
+	for _, name := range []string{"api", "web"} {
+		if _, held := deploy.ParseHold(e.GetDeployment(name).Annotations); held {
+			t.Errorf("%s still held after resume --all", name)
+		}
+	}
+}

@@ -29,8 +29,10 @@ import (
 type RunOptions struct {
 	DryRun      bool
 	NoReconcile bool
-	Output      string
-	Services    []string
+	// IgnoreWindows deploys outside the services' deploy windows.
+	IgnoreWindows bool
+	Output        string
+	Services      []string
 
 	f          *Factory
 	serviceSet bool
@@ -74,6 +76,12 @@ fails fast on ImagePullBackOff or CrashLoopBackOff, runs the health check, and
 on failure rolls back to the template that ran before: an image to blame is
 remembered so later runs skip it; a registry outage is retried later.
 
+A service with deployWindows in the config starts a rollout only when its
+rolloutTimeout ends inside an open window; otherwise it is skipped (exit 0)
+with the time the next window opens. Verifying an earlier rollout and rolling
+back are never held back by a window; --ignore-windows deploys anyway, and the
+log says so.
+
 Someone else's change during the rollout is left alone (superseded, exit 10);
 a rollout that could not be judged (API down, budget spent, paused) is left
 unverified for the next run (exit 7).
@@ -93,6 +101,9 @@ const runExample = `  # the cron job
   # what would be deployed now, without changing anything
   autodeploy run --dry-run
 
+  # an emergency fix outside the deploy windows
+  autodeploy run --service api-gateway --ignore-windows
+
   # one service, machine-readable summary
   autodeploy run --service api-gateway -o json`
 
@@ -109,6 +120,7 @@ func newCmdRun(f *Factory, runF func(context.Context, *RunOptions) error) *cobra
 	fl := cmd.Flags()
 	fl.BoolVar(&o.DryRun, "dry-run", o.DryRun, "print the plan and change nothing (no lock, no log, no reconcile request)")
 	fl.BoolVar(&o.NoReconcile, "no-reconcile", o.NoReconcile, "do not ask Flux to rescan first; use the status it has")
+	fl.BoolVar(&o.IgnoreWindows, "ignore-windows", o.IgnoreWindows, "deploy outside the services' deploy windows (an emergency; logged)")
 	fl.StringVarP(&o.Output, "output", "o", o.Output, "print the summary as json")
 	fl.StringSliceVar(&o.Services, "service", o.Services, "only these services (repeat or comma-separate)")
 	names := serviceNames(f)
@@ -210,7 +222,7 @@ func (o *RunOptions) Run(ctx context.Context) (result error) {
 		}
 	}
 	r.Kube, r.Dynamic = clients.Kube, clients.Dynamic
-	res, err := r.Run(runCtx, runID, deploy.Options{DryRun: o.DryRun, NoReconcile: o.NoReconcile, Services: o.Services})
+	res, err := r.Run(runCtx, runID, deploy.Options{DryRun: o.DryRun, NoReconcile: o.NoReconcile, Services: o.Services, IgnoreWindows: o.IgnoreWindows})
 	if cause := context.Cause(runCtx); errors.Is(cause, lock.ErrLost) {
 		r.Log.Error("run stopped: the lock was lost", "error", cause)
 		err = withCode(ExitLocked, fmt.Errorf("run %s stopped: %w; the next run verifies what was left", runID, cause))

@@ -118,6 +118,8 @@ type Defaults struct {
 	Namespace      string
 	RolloutTimeout time.Duration
 	AutoRollback   bool
+	// DeployWindows gate the rollouts of services that set none.
+	DeployWindows []DeployWindow
 }
 
 // Service is one Deployment kept on the image its ImagePolicy selects. It is
@@ -133,6 +135,10 @@ type Service struct {
 	PolicyName      string
 	RolloutTimeout  time.Duration
 	AutoRollback    bool
+	// DeployWindows are when a rollout may start (the service's own, or
+	// the defaults'); none means at any time. Verifies and rollbacks are
+	// never gated.
+	DeployWindows []DeployWindow
 	// Health is nil when the service has no health check, in which case a
 	// completed rollout is taken as success.
 	Health *Health

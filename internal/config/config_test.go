@@ -66,6 +66,14 @@ func TestExample(t *testing.T) {
 			t.Errorf("services[%d].Line not set", i)
 		}
 		s.Line = 0
+		wantWindow := "0 9 * * 1-5 for 8h0m0s (Europe/Paris)"
+		if i == 0 {
+			wantWindow = "0 22 * * * for 4h0m0s (UTC)"
+		}
+		if len(s.DeployWindows) != 1 || s.DeployWindows[0].String() != wantWindow || s.DeployWindows[0].Location == nil {
+			t.Errorf("services[%d].DeployWindows = %v, want [%s]", i, s.DeployWindows, wantWindow)
+		}
+		s.DeployWindows = nil
 		if !reflect.DeepEqual(s, want[i]) {
 			t.Errorf("services[%d]:\n got %+v\nwant %+v", i, s, want[i])
 		}

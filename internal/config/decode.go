@@ -76,6 +76,7 @@ type rawDefaults struct {
 	Namespace      opt[string]        `yaml:"namespace"`
 	RolloutTimeout opt[time.Duration] `yaml:"rolloutTimeout"`
 	AutoRollback   opt[bool]          `yaml:"autoRollback"`
+	DeployWindows  []rawWindow        `yaml:"deployWindows"`
 }
 
 type rawService struct {
@@ -86,6 +87,7 @@ type rawService struct {
 	ImagePolicy    opt[string]        `yaml:"imagePolicy"`
 	RolloutTimeout opt[time.Duration] `yaml:"rolloutTimeout"`
 	AutoRollback   opt[bool]          `yaml:"autoRollback"`
+	DeployWindows  []rawWindow        `yaml:"deployWindows"`
 	Health         *rawHealth         `yaml:"health"`
 	Line           int                `yaml:"-"`
 }

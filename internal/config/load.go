@@ -207,6 +207,7 @@ func (d *decoder) resolve(r *rawConfig, name string) *Config {
 
 	d.name(r.Defaults.Namespace, isLabel, "namespace", labelRule)
 	d.positive(r.Defaults.RolloutTimeout)
+	c.Defaults.DeployWindows = d.windows(r.Defaults.DeployWindows, "defaults.deployWindows", c.Defaults.RolloutTimeout, "defaults")
 
 	if len(r.Services) == 0 {
 		// An explicit "services: []" is a config not filled in yet (the
@@ -264,6 +265,12 @@ func (d *decoder) service(c *Config, rs rawService, path string) Service {
 		Line:           rs.Line,
 	}
 	s.Deployment = rs.Deployment.or(s.Name)
+	s.DeployWindows = c.Defaults.DeployWindows
+	if _, own := d.seqLines[path+".deployWindows"]; own {
+		// An explicit "deployWindows: []" opts a service out of the
+		// defaults' windows.
+		s.DeployWindows = d.windows(rs.DeployWindows, path+".deployWindows", s.RolloutTimeout, quote(s.Name))
+	}
 
 	if !rs.Name.Set {
 		d.add(rs.Line, path, `missing required key "name"`)

@@ -356,6 +356,13 @@ func (e *RollbackUnverifiedError) Unwrap() error { return e.Err }
 // written in between. It writes only the hold: the levers on Flux keep
 // their own records (internal/gitops).
 func (m *Manager) Hold(ctx context.Context, s config.Service, reason string) (Hold, error) {
+	return m.HoldUntil(ctx, s, reason, time.Time{})
+}
+
+// HoldUntil is Hold with an end: from until on (zero: none), runs plan as
+// if the service were not held, and the next run removes the hold
+// (ReleaseExpiredHold).
+func (m *Manager) HoldUntil(ctx context.Context, s config.Service, reason string, until time.Time) (Hold, error) {
 	var (
 		h    Hold
 		d    *appsv1.Deployment
@@ -366,7 +373,7 @@ func (m *Manager) Hold(ctx context.Context, s config.Service, reason string) (Ho
 		if d, err = m.get(ctx, s); err != nil {
 			return err
 		}
-		h = Hold{By: m.By, Reason: reason, At: m.Now().UTC()}
+		h = Hold{By: m.By, Reason: reason, At: m.Now().UTC(), Until: until.UTC()}
 		if old, held := ParseHold(d.Annotations); held {
 			// Keep what an earlier hold (a rollback) will have to undo.
 			h.From, h.Kustomization, h.ReconcileDisabled = old.From, old.Kustomization, old.ReconcileDisabled
@@ -382,8 +389,13 @@ func (m *Manager) Hold(ctx context.Context, s config.Service, reason string) (Ho
 	if c, err := resolveContainer(d, s.Container); err == nil {
 		img, _ = rollout.ContainerImage(&d.Spec.Template, c)
 	}
-	m.Log.Info("held", "svc", s.Name, "by", m.By, "reason", reason, "image", img)
-	m.Notify.Send(ctx, notify.Event{Kind: notify.Hold, Level: "warning", Service: s.Name, Time: h.At, To: img, Reason: reason, By: m.By})
+	why, attrs := reason, []any{"svc", s.Name, "by", m.By, "reason", reason, "image", img}
+	if !h.Until.IsZero() {
+		why += " (until " + h.Until.Format("2006-01-02 15:04 UTC") + ")"
+		attrs = append(attrs, "until", h.Until)
+	}
+	m.Log.Info("held", attrs...)
+	m.Notify.Send(ctx, notify.Event{Kind: notify.Hold, Level: "warning", Service: s.Name, Time: h.At, To: img, Reason: why, By: m.By})
 	return h, m.copyToReplicaSets(ctx, s, d, mark)
 }
 
@@ -434,6 +446,19 @@ type ResumeResult struct {
 // Resume releases a hold (and resumes the Kustomization it suspended); the
 // failed-image memory stays unless forgetFailed.
 func (m *Manager) Resume(ctx context.Context, s config.Service, forgetFailed bool) (ResumeResult, error) {
+	return m.resume(ctx, s, forgetFailed, false)
+}
+
+// ReleaseExpiredHold is Resume for a hold whose end (hold --for, --until)
+// has passed at m.Now: what a run does before planning the service. The
+// write is conditional on the Deployment read, and nothing is written if
+// the hold read then is not expired (renewed, or replaced by a rollback's,
+// in between): res.WasHeld is false.
+func (m *Manager) ReleaseExpiredHold(ctx context.Context, s config.Service) (ResumeResult, error) {
+	return m.resume(ctx, s, false, true)
+}
+
+func (m *Manager) resume(ctx context.Context, s config.Service, forgetFailed, expiredOnly bool) (ResumeResult, error) {
 	var (
 		res     ResumeResult
 		d       *appsv1.Deployment
@@ -449,6 +474,10 @@ func (m *Manager) Resume(ctx context.Context, s config.Service, forgetFailed boo
 			return err
 		}
 		res.Hold, res.WasHeld = ParseHold(d.Annotations)
+		if expiredOnly && (!res.WasHeld || !res.Hold.Expired(m.Now())) {
+			res.WasHeld = false
+			return nil
+		}
 		ann = map[string]string{AnnHold: ""}
 		if rt, ok := ParseRetry(d.Annotations); ok && forgetFailed {
 			// A pending retry is memory of a failure too; forgetting it lets the
@@ -503,6 +532,9 @@ func (m *Manager) Resume(ctx context.Context, s config.Service, forgetFailed boo
 		m.Log.Error("resume failed", "svc", s.Name, "by", m.By, "error", err)
 		return res, err
 	}
+	if expiredOnly && !res.WasHeld {
+		return res, nil
+	}
 
 	if forgetFailed && (res.ForgotFailed != "" || gitops.KustomizationOf(d) != "") {
 		// Forgetting the service's failures lets the policy select those
@@ -516,9 +548,15 @@ func (m *Manager) Resume(ctx context.Context, s config.Service, forgetFailed boo
 			res.UnexcludeError = err.Error()
 		}
 	}
-	m.Log.Info("resumed", "svc", s.Name, "by", m.By, "wasHeld", res.WasHeld, "kustomization", res.Resumed, "reconcileEnabled", res.ReconcileEnabled, "forgotFailed", res.ForgotFailed)
-	if res.WasHeld {
-		m.Notify.Send(ctx, notify.Event{Kind: notify.Resume, Level: "info", Service: s.Name, Time: m.Now().UTC(), Reason: res.Hold.Reason, By: m.By})
+	if expiredOnly {
+		h := res.Hold
+		m.Log.Info("hold expired", "svc", s.Name, "heldBy", h.By, "until", h.Until.UTC(), "reason", h.Reason, "kustomization", res.Resumed, "reconcileEnabled", res.ReconcileEnabled)
+		m.Notify.Send(ctx, notify.Event{Kind: notify.HoldExpired, Level: "info", Service: s.Name, Time: m.Now().UTC(), Reason: h.Reason, By: h.By})
+	} else {
+		m.Log.Info("resumed", "svc", s.Name, "by", m.By, "wasHeld", res.WasHeld, "kustomization", res.Resumed, "reconcileEnabled", res.ReconcileEnabled, "forgotFailed", res.ForgotFailed)
+		if res.WasHeld {
+			m.Notify.Send(ctx, notify.Event{Kind: notify.Resume, Level: "info", Service: s.Name, Time: m.Now().UTC(), Reason: res.Hold.Reason, By: m.By})
+		}
 	}
 	// A mark left on a ReplicaSet would come back with kubectl rollout
 	// undo; the reconcile lever only where it is autodeploy's.

@@ -123,6 +123,25 @@ type Hold struct {
 	// per-object reconcile: disabled annotation on the Deployment, and
 	// resume removes it.
 	ReconcileDisabled bool `json:"reconcileDisabled,omitempty"`
+	// Until, when set (hold --for, --until), is when the hold expires: from
+	// then on runs plan as if it were released, and the next run removes
+	// it. Zero holds until resume.
+	Until time.Time `json:"until,omitzero"`
+}
+
+// Expired reports whether the hold has an end and now has reached it.
+func (h Hold) Expired(now time.Time) bool {
+	return !h.Until.IsZero() && !now.Before(h.Until)
+}
+
+// heldAt reads AnnHold as it stands at now: a hold whose end has passed
+// holds no more (expired reports it).
+func heldAt(ann map[string]string, now time.Time) (h Hold, held, expired bool) {
+	h, held = ParseHold(ann)
+	if held && h.Expired(now) {
+		return h, false, true
+	}
+	return h, held, false
 }
 
 // ParseFailedImage reads AnnFailedImage; ok is false when absent or garbled.

@@ -47,6 +47,16 @@ type Decision struct {
 	// Held marks a service skipped because of `autodeploy hold` or a
 	// manual rollback.
 	Held bool `json:"held,omitempty"`
+	// OutsideWindow marks a deploy not started because no deploy window
+	// (config deployWindows) is open long enough for it.
+	OutsideWindow bool `json:"outsideWindow,omitempty"`
+	// WindowIgnored marks a deploy outside the windows by run
+	// --ignore-windows.
+	WindowIgnored bool `json:"windowIgnored,omitempty"`
+	// HoldExpired: the service's hold has an end (hold --for, --until)
+	// that has passed; the plan is the one without it, and the run
+	// removes the hold.
+	HoldExpired bool `json:"holdExpired,omitempty"`
 	// Ahead marks a skipped downgrade: the Deployment runs an image newer
 	// than the one the policy selects.
 	Ahead bool `json:"ahead,omitempty"`
@@ -88,6 +98,9 @@ type Input struct {
 	// Now is the time of the plan: a registry failure is retried only after
 	// its backoff (AnnRetry).
 	Now time.Time
+	// IgnoreWindows: run --ignore-windows, an emergency deploy outside
+	// the service's deploy windows.
+	IgnoreWindows bool
 }
 
 // Plan decides what to do with one service. It is a pure function of the
@@ -152,9 +165,11 @@ func plan(in Input) Decision {
 			return bad
 		}
 	}
-	if h, held := ParseHold(ann); held {
+	h, held, expired := heldAt(ann, in.Now)
+	dec.HoldExpired = expired
+	if held {
 		dec.Held = true
-		return skip(false, "held%s: %s (autodeploy resume %s)", holdBy(h), h.Reason, s.Name)
+		return skip(false, "held%s: %s (autodeploy resume %s)", holdBy(h, in.Now), h.Reason, s.Name)
 	}
 	if d.Spec.Paused {
 		return skip(false, "Deployment is paused (kubectl rollout resume deployment/%s -n %s)", d.Name, d.Namespace)
@@ -243,6 +258,14 @@ func plan(in Input) Decision {
 			return skip(false, "%s (revision %d) was rolled back by %s: runs do not deploy it again; deploy a newer image, or set it by hand (kubectl set image)", p.Latest, rev, w)
 		}
 	}
+	if why := outsideWindow(in); why != "" {
+		if !in.IgnoreWindows {
+			dec.OutsideWindow = true
+			return skip(false, "%s%s", dec.Reason, why)
+		}
+		dec.WindowIgnored = true
+		dec.Reason += why + ", deployed anyway (--ignore-windows); "
+	}
 	dec.Action = Deploy
 	dec.Reason += "the policy selected a new image"
 	// The revision live now is where a rollback of this deploy goes: the
@@ -264,7 +287,7 @@ func plan(in Input) Decision {
 // paused; Plan comes back here (force) if that deploy does not happen.
 func runningFailed(in Input, dec *Decision, f FailedImage, writer string, force bool) (Decision, bool) {
 	d, s, p := in.Deployment, in.Service, in.Policy
-	_, held := ParseHold(d.Annotations)
+	_, held, _ := heldAt(d.Annotations, in.Now)
 	fromGit := dec.Kustomization != "" && writer == flux.KustomizeManager
 	if !force && p != nil && p.Ready && p.Latest != "" && !image.SameString(p.Latest, dec.Current) && !fromGit && !held && !d.Spec.Paused {
 		return *dec, false
@@ -326,13 +349,16 @@ func retriedRunning(in Input, dec Decision, rt Retry, writer string) Decision {
 	return dec
 }
 
-func holdBy(h Hold) string {
+func holdBy(h Hold, now time.Time) string {
 	var parts []string
 	if h.By != "" {
 		parts = append(parts, "by "+h.By)
 	}
 	if !h.At.IsZero() {
 		parts = append(parts, "since "+h.At.UTC().Format("2006-01-02 15:04"))
+	}
+	if !h.Until.IsZero() {
+		parts = append(parts, fmt.Sprintf("until %s (in %s)", h.Until.UTC().Format("2006-01-02 15:04 UTC"), strings.TrimSuffix(h.Until.Sub(now).Round(time.Minute).String(), "0s")))
 	}
 	if len(parts) == 0 {
 		return ""
@@ -411,4 +437,24 @@ func replacedBefore(d *appsv1.Deployment, rss []*appsv1.ReplicaSet, container st
 		}
 	}
 	return 0, false
+}
+
+// outsideWindow says why a rollout of in's service may not start at
+// in.Now under its deploy windows ("" when it may): it must be able to end
+// (rolloutTimeout) inside an open window. Only deploys ask: a verify or a
+// rollback is never held back by a window.
+func outsideWindow(in Input) string {
+	s := in.Service
+	v := config.CanStart(s.DeployWindows, in.Now, s.RolloutTimeout)
+	if v.Allowed {
+		return ""
+	}
+	why := "outside its deploy window"
+	if v.Open {
+		why += fmt.Sprintf(" (a rollout of up to %s would end after it closes)", s.RolloutTimeout)
+	}
+	if v.Next.IsZero() {
+		return why + ", and no window opens again"
+	}
+	return why + ", next opens " + config.FormatWindowTime(v.Next, in.Now, v.Window)
 }

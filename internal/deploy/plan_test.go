@@ -403,3 +403,118 @@ func TestPlanFailedImageRunningNeverQuiet(t *testing.T) {
 		t.Fatalf("retry pending: %s (problem %v): %s", got.Action, got.Problem, got.Reason)
 	}
 }
+
+func TestPlanDeployWindows(t *testing.T) {
+	windowed := func(ws ...config.DeployWindow) config.Service {
+		s := svc()
+		s.RolloutTimeout = 5 * time.Minute
+		s.DeployWindows = ws
+		return s
+	}
+	paris := config.DeployWindow{Cron: "0 9 * * 1-5", Duration: 8 * time.Hour, TimeZone: "Europe/Paris"}
+	night := config.DeployWindow{Cron: "0 22 * * *", Duration: 4 * time.Hour, TimeZone: "UTC"}
+	at := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	unverified := func(d *appsv1.Deployment) {
+		d.Annotations[AnnVerified] = "false"
+		d.Annotations[AnnDeployedImage] = repo + ":sha-bbb"
+	}
+	tests := []struct {
+		name       string
+		in         Input
+		action     Action
+		reasonPart string
+	}{
+		// Saturday 2026-12-05.
+		{name: "outside: skipped with the next opening in its zone",
+			in:     Input{Service: windowed(paris), Deployment: dep(repo+":sha-aaa", 1), Policy: pol(repo+":sha-bbb", true), Now: at("2026-12-05T10:00:00Z")},
+			action: Skip, reasonPart: "outside its deploy window, next opens Mon 09:00 Europe/Paris"},
+		{name: "inside: deployed",
+			in:     Input{Service: windowed(paris), Deployment: dep(repo+":sha-aaa", 1), Policy: pol(repo+":sha-bbb", true), Now: at("2026-12-02T09:00:00Z")},
+			action: Deploy, reasonPart: "the policy selected a new image"},
+		{name: "open but the rollout would end after the close",
+			in:     Input{Service: windowed(paris), Deployment: dep(repo+":sha-aaa", 1), Policy: pol(repo+":sha-bbb", true), Now: at("2026-12-02T15:57:00Z")},
+			action: Skip, reasonPart: "outside its deploy window (a rollout of up to 5m0s would end after it closes), next opens Thu 09:00 Europe/Paris"},
+		{name: "--ignore-windows deploys outside",
+			in:     Input{Service: windowed(paris), Deployment: dep(repo+":sha-aaa", 1), Policy: pol(repo+":sha-bbb", true), Now: at("2026-12-05T10:00:00Z"), IgnoreWindows: true},
+			action: Deploy, reasonPart: "outside its deploy window, next opens Mon 09:00 Europe/Paris, deployed anyway (--ignore-windows)"},
+		// 2026-03-29, the change to summer time: 09:30 CEST is 07:30 UTC.
+		{name: "DST day inside",
+			in:     Input{Service: windowed(config.DeployWindow{Cron: "0 9 * * *", Duration: 8 * time.Hour, TimeZone: "Europe/Paris"}), Deployment: dep(repo+":sha-aaa", 1), Policy: pol(repo+":sha-bbb", true), Now: at("2026-03-29T07:30:00Z")},
+			action: Deploy},
+		{name: "DST day before the opening",
+			in:     Input{Service: windowed(config.DeployWindow{Cron: "0 9 * * *", Duration: 8 * time.Hour, TimeZone: "Europe/Paris"}), Deployment: dep(repo+":sha-aaa", 1), Policy: pol(repo+":sha-bbb", true), Now: at("2026-03-29T06:30:00Z")},
+			action: Skip, reasonPart: "next opens Sun 09:00 Europe/Paris"},
+		{name: "window crossing midnight",
+			in:     Input{Service: windowed(night), Deployment: dep(repo+":sha-aaa", 1), Policy: pol(repo+":sha-bbb", true), Now: at("2026-12-03T01:00:00Z")},
+			action: Deploy},
+		{name: "a verify is never held back by a window",
+			in:     Input{Service: windowed(paris), Deployment: dep(repo+":sha-bbb", 2, unverified), Policy: pol(repo+":sha-bbb", true), Now: at("2026-12-05T10:00:00Z")},
+			action: Verify, reasonPart: "did not verify it"},
+		{name: "up to date outside a window is up to date",
+			in:     Input{Service: windowed(paris), Deployment: dep(repo+":sha-bbb", 2), Policy: pol(repo+":sha-bbb", true), Now: at("2026-12-05T10:00:00Z")},
+			action: UpToDate},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Plan(tt.in)
+			if got.Action != tt.action || !strings.Contains(got.Reason, tt.reasonPart) {
+				t.Errorf("Plan = %s %q, want %s containing %q", got.Action, got.Reason, tt.action, tt.reasonPart)
+			}
+			if got.Action == Skip && got.Problem {
+				t.Errorf("outside a window is not a problem: %+v", got)
+			}
+			if got.WindowIgnored != tt.in.IgnoreWindows {
+				t.Errorf("WindowIgnored = %v, want %v", got.WindowIgnored, tt.in.IgnoreWindows)
+			}
+			if got.Action == Skip && !got.OutsideWindow {
+				t.Errorf("Window not set on a window skip: %+v", got)
+			}
+		})
+	}
+}
+
+func TestPlanHoldUntil(t *testing.T) {
+	now := time.Date(2026, 12, 2, 18, 0, 0, 0, time.UTC)
+	held := func(until string) func(*appsv1.Deployment) {
+		return func(d *appsv1.Deployment) {
+			d.Annotations[AnnHold] = `{"by":"alice@host","reason":"release freeze","at":"2026-12-02T10:00:00Z","until":"` + until + `"}`
+		}
+	}
+	tests := []struct {
+		name       string
+		dep        *appsv1.Deployment
+		action     Action
+		expired    bool
+		reasonPart string
+	}{
+		{name: "until later: held with its end", dep: dep(repo+":sha-aaa", 1, held("2026-12-02T20:00:00Z")), action: Skip,
+			reasonPart: "held by alice@host since 2026-12-02 10:00 until 2026-12-02 20:00 UTC (in 2h0m): release freeze"},
+		{name: "until now: expired and deployed", dep: dep(repo+":sha-aaa", 1, held("2026-12-02T18:00:00Z")), action: Deploy, expired: true, reasonPart: "the policy selected a new image"},
+		{name: "until past: expired and deployed", dep: dep(repo+":sha-aaa", 1, held("2026-12-02T12:00:00Z")), action: Deploy, expired: true, reasonPart: "the policy selected a new image"},
+		{name: "until past and up to date: expired", dep: dep(repo+":sha-bbb", 1, held("2026-12-02T12:00:00Z")), action: UpToDate, expired: true},
+		// An expired hold does not keep a failed image quiet either.
+		{name: "expired hold over a failed image: deployed over", dep: dep(repo+":sha-bbb", 3, managedBy("kubectl-set"), failedMark("sha-bbb"), held("2026-12-02T12:00:00Z")),
+			action: Deploy, expired: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			latest := repo + ":sha-bbb"
+			if tt.name == "expired hold over a failed image: deployed over" {
+				latest = repo + ":sha-aaa"
+			}
+			got := Plan(Input{Service: svc(), Deployment: tt.dep, Policy: pol(latest, true), Now: now})
+			if got.Action != tt.action || got.HoldExpired != tt.expired || !strings.Contains(got.Reason, tt.reasonPart) {
+				t.Errorf("Plan = %s (hold expired %v) %q, want %s (expired %v) containing %q", got.Action, got.HoldExpired, got.Reason, tt.action, tt.expired, tt.reasonPart)
+			}
+			if got.Held == tt.expired {
+				t.Errorf("Held = %v with hold expired %v", got.Held, tt.expired)
+			}
+		})
+	}
+}

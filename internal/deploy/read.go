@@ -19,7 +19,7 @@ import (
 // readService reads what Plan needs for one service: its Deployment, the
 // ReplicaSets it owns, and its ImagePolicy (3 requests).
 func (r *Runner) readService(ctx context.Context, api flux.API, s config.Service) (Input, error) {
-	in := Input{Service: s, Now: r.Now()}
+	in := Input{Service: s, Now: r.Now(), IgnoreWindows: r.ignoreWindows}
 	d, err := r.get(ctx, s)
 	switch {
 	case apierrors.IsNotFound(err):

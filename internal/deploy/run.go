@@ -91,6 +91,8 @@ type Runner struct {
 	Grace time.Duration
 
 	api flux.API // the image API of this run's cluster
+	// ignoreWindows is this run's Options.IgnoreWindows, for every plan.
+	ignoreWindows bool
 
 	mu         sync.Mutex
 	warnings   []string   // besides the rescan's (bringGitAlong)
@@ -107,6 +109,9 @@ type Options struct {
 	NoReconcile bool
 	// Services limits the run to these names (all when empty).
 	Services []string
+	// IgnoreWindows deploys outside the services' deploy windows (run
+	// --ignore-windows, an emergency); logged.
+	IgnoreWindows bool
 }
 
 // Run does one pass: rescan, plan, roll out one service after another.
@@ -131,6 +136,10 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 		services = slices.DeleteFunc(slices.Clone(services), func(s config.Service) bool { return !slices.Contains(o.Services, s.Name) })
 	}
 	r.Log.Info("run started", "services", len(services), "dryRun", o.DryRun)
+	r.ignoreWindows = o.IgnoreWindows
+	if o.IgnoreWindows {
+		r.Log.Warn("deploy windows ignored (--ignore-windows): services deploy outside their windows")
+	}
 
 	api, err := flux.Detect(ctx, r.Kube.Discovery())
 	if err != nil {
@@ -159,10 +168,15 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 
 	defer r.startRollouts(ctx)()
 	for _, in := range inputs {
-		in.Now = r.Now()
+		in.Now, in.IgnoreWindows = r.Now(), r.ignoreWindows
 		dec := Plan(in)
 		sr := ServiceResult{Decision: dec}
 		log := r.Log.With("svc", dec.Service)
+		if dec.HoldExpired && !o.DryRun && ctx.Err() == nil {
+			// Before the levers: a rollback's hold keeps them until it
+			// goes.
+			r.releaseExpiredHold(ctx, in.Service, log)
+		}
 		if !o.DryRun && ctx.Err() == nil && in.Deployment != nil {
 			r.releaseLevers(ctx, in, log)
 		}
@@ -368,4 +382,17 @@ func elide(s string, n int) string {
 	}
 	head := n / 3
 	return strings.ToValidUTF8(s[:head]+" ... "+s[len(s)-(n-head):], "")
+}
+
+// releaseExpiredHold removes a hold whose end has passed (Plan already
+// plans as if it were gone), as resume would, conditionally on the
+// Deployment read; a failure is logged, and the next run tries again.
+func (r *Runner) releaseExpiredHold(ctx context.Context, s config.Service, log *slog.Logger) {
+	m := &Manager{Kube: r.Kube, Dynamic: r.Dynamic, Log: r.Log, Now: r.Now, By: "autodeploy run", Notify: r.Notify}
+	if _, err := m.ReleaseExpiredHold(ctx, s); err != nil {
+		var rm *ReplicaSetMarksError
+		if !errors.As(err, &rm) {
+			log.Warn("could not remove the expired hold; the next run tries again", "error", err)
+		}
+	}
 }

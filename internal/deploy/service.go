@@ -49,6 +49,9 @@ func (r *Runner) act(ctx context.Context, snapshot Decision, s config.Service, a
 		}
 		dec := preflight(Plan(in), s)
 		log.Info("plan", "action", dec.Action, "current", dec.Current, "target", dec.Target, "reason", dec.Reason)
+		if dec.WindowIgnored && dec.Action == Deploy {
+			log.Warn("deploying outside the deploy window (--ignore-windows)", "target", dec.Target)
+		}
 		if dec.StaleMarks {
 			// Flux put git's image over an interrupted rollout: the
 			// deployed-image mark stays, as after a superseded one (Plan

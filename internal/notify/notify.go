@@ -31,6 +31,9 @@ const (
 	Rollback = "rollback" // manual
 	Hold     = "hold"
 	Resume   = "resume"
+	// HoldExpired: a hold with an end (hold --for, --until) was released
+	// by the run after it; By is who had placed it.
+	HoldExpired = "hold-expired"
 	// Problem: a run found something a person must fix (a failed image
 	// running, a deploy Flux reverted); sent once per problem.
 	Problem = "problem"
@@ -47,7 +50,7 @@ const (
 )
 
 // Kinds lists every kind of event.
-var Kinds = []string{Deployed, Failed, Rollback, Hold, Resume, Problem, Superseded, Unverified, Forget}
+var Kinds = []string{Deployed, Failed, Rollback, Hold, Resume, HoldExpired, Problem, Superseded, Unverified, Forget}
 
 // Event is one thing worth telling. Its JSON form is the generic webhook's
 // body.
@@ -91,6 +94,8 @@ func (e Event) Summary() string {
 		return fmt.Sprintf("%s held by %s: %s", e.Service, e.By, e.Reason)
 	case Resume:
 		return fmt.Sprintf("%s resumed by %s", e.Service, e.By)
+	case HoldExpired:
+		return fmt.Sprintf("%s: the hold by %s expired, runs deploy it again: %s", e.Service, e.By, e.Reason)
 	case Forget:
 		return fmt.Sprintf("%s forgotten by %s: %s", e.Service, e.By, e.Reason)
 	case Problem:

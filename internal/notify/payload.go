@@ -38,6 +38,8 @@ func title(e Event) string {
 		return "⏸ " + e.Service + " held"
 	case Resume:
 		return "▶ " + e.Service + " resumed"
+	case HoldExpired:
+		return "▶ " + e.Service + ": hold expired"
 	case Forget:
 		return "🧹 " + e.Service + " forgotten"
 	case Problem:

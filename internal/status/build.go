@@ -93,8 +93,9 @@ func buildService(s config.Service, objs Objects, now time.Time) Service {
 		owned = rollout.Owned(d, objs.ReplicaSets[s.Namespace])
 	}
 	// The same plan `run` makes: what the next run would do, and why.
-	dec := deploy.Plan(deploy.Input{Service: s, Deployment: d, ReplicaSets: owned, Policy: pol})
+	dec := deploy.Plan(deploy.Input{Service: s, Deployment: d, ReplicaSets: owned, Policy: pol, Now: now})
 	out.NextRun = &NextAction{Action: string(dec.Action), Target: dec.Target, Reason: dec.Reason}
+	out.Window = window(s, now)
 	switch {
 	case objs.FluxProblem != "":
 		out.Problems = append(out.Problems, objs.FluxProblem)
@@ -312,4 +313,25 @@ func pod(p *corev1.Pod, role string) Pod {
 	}
 	out.Ready = fmt.Sprintf("%d/%d", ready, len(p.Spec.Containers))
 	return out
+}
+
+// window describes s's deploy windows at now; nil when it has none.
+func window(s config.Service, now time.Time) *Window {
+	if len(s.DeployWindows) == 0 {
+		return nil
+	}
+	v := config.CanStart(s.DeployWindows, now, s.RolloutTimeout)
+	w := &Window{Open: v.Open}
+	for _, dw := range s.DeployWindows {
+		w.Windows = append(w.Windows, dw.String())
+	}
+	if v.Open {
+		c := v.Closes.UTC()
+		w.ClosesAt, w.Closes = &c, config.FormatWindowTime(v.Closes, now, v.Closing)
+	}
+	if !v.Next.IsZero() {
+		n := v.Next.UTC()
+		w.NextOpen, w.Next = &n, config.FormatWindowTime(v.Next, now, v.Window)
+	}
+	return w
 }

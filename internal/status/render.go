@@ -188,7 +188,19 @@ func writeService(w io.Writer, s Service, now time.Time, o TextOptions) {
 		row("flux lever", "%s on %s, %s: %s; cleared by %s", l.Kind, l.Object, whose, l.Detail, l.Clear)
 	}
 	if h := s.Hold; h != nil {
-		row("held", "%s", yellow(fmt.Sprintf("by %s %s: %s", h.By, ago(now, h.At), h.Reason)))
+		end := ""
+		if !h.Until.IsZero() {
+			at := clock(h.Until)
+			if d := h.Until.Sub(now); d >= 24*time.Hour || d <= -24*time.Hour {
+				at = h.Until.UTC().Format("2006-01-02 15:04 UTC")
+			}
+			if h.Expired(now) {
+				end = fmt.Sprintf(" until %s (expired %s: the next run releases it)", at, ago(now, h.Until))
+			} else {
+				end = fmt.Sprintf(" until %s (in %s)", at, until(now, h.Until))
+			}
+		}
+		row("held", "%s", yellow(fmt.Sprintf("by %s %s%s: %s", h.By, ago(now, h.At), end, h.Reason)))
 	}
 	if f := s.Failed; f != nil {
 		row("failed", "%s %s: %s (resume --forget-failed clears it)", f.Image, ago(now, f.At), fit(f.Reason))
@@ -209,6 +221,17 @@ func writeService(w io.Writer, s Service, now time.Time, o TextOptions) {
 	}
 	if s.Unverified {
 		row("unverified", "%s", yellow("set by autodeploy, not verified yet: the next run verifies it"))
+	}
+	if win := s.Window; win != nil {
+		state := "closed"
+		if win.Open {
+			state = "open until " + win.Closes
+		}
+		next := "no window opens again"
+		if win.NextOpen != nil {
+			next = fmt.Sprintf("next opens %s (in %s)", win.Next, until(now, *win.NextOpen))
+		}
+		row("window", "%s, %s", state, next)
 	}
 	if n := s.NextRun; n != nil {
 		switch n.Action {

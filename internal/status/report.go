@@ -84,12 +84,30 @@ type Service struct {
 	// Retry: an image whose rollout failed for another cause than the
 	// image (Retry.Cause, Retry.Evidence), tried again after Retry.After.
 	Retry *deploy.Retry `json:"retry,omitempty"`
+	// Window is the service's deploy windows, when it has any.
+	Window *Window `json:"deployWindow,omitempty"`
 	// Levers are the levers on Flux that hold for the service now
 	// (internal/gitops), each with the command that clears it.
 	Levers []gitops.Lever `json:"fluxLevers,omitempty"`
 	// Unverified: autodeploy set the image and no run has verified it yet.
 	Unverified bool  `json:"unverified,omitempty"`
 	Pods       []Pod `json:"pods,omitempty"`
+}
+
+// Window says when the service's rollouts may start (config
+// deployWindows).
+type Window struct {
+	// Open: a window is open now; ClosesAt is when it closes, Closes
+	// says it in the window's zone.
+	Open     bool       `json:"open"`
+	ClosesAt *time.Time `json:"closesAt,omitempty"`
+	Closes   string     `json:"closes,omitempty"`
+	// NextOpen is when the next window opens; Next says it in the
+	// window's zone ("Mon 09:00 Europe/Paris").
+	NextOpen *time.Time `json:"nextOpen,omitempty"`
+	Next     string     `json:"next,omitempty"`
+	// Windows are the windows as configured.
+	Windows []string `json:"windows"`
 }
 
 // Rollout is the Deployment's side.

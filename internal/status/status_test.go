@@ -586,3 +586,96 @@ func TestLeaseUnreadableIsSaid(t *testing.T) {
 		t.Errorf("the text does not say it:\n%s", buf.String())
 	}
 }
+
+// TestBuildDeployWindows: status shows each service's window (text and
+// JSON) and the plan it gates, at now (Wednesday 2026-11-25 11:30 in
+// Paris).
+func TestBuildDeployWindows(t *testing.T) {
+	cfg, err := config.Parse([]byte(`defaults: {namespace: apps}
+services:
+  - name: weekend
+    deployWindows: [{cron: "0 9 * * 6", duration: 8h, timeZone: Europe/Paris}]
+  - name: office
+    deployWindows: [{cron: "0 9 * * 1-5", duration: 8h, timeZone: Europe/Paris}]
+  - name: always
+`), "windows.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture()
+	for _, n := range []string{"weekend", "office", "always"} {
+		f.deployment(n, 1, []string{reg + n + ":sha-1111111"}, complete(1), nil, kpod(n+"-h1-aaaaa", "h1", "Running", true, 0, time.Minute))
+		f.policy(n, reg+n+":sha-2222222")
+	}
+	r := Build(cfg, cfg.Services, f.objs, Local{}, now)
+	weekend, office, always := r.Services[0], r.Services[1], r.Services[2]
+	if w := weekend.Window; w == nil || w.Open || w.NextOpen == nil || !w.NextOpen.Equal(time.Date(2026, 11, 28, 8, 0, 0, 0, time.UTC)) || w.Next != "Sat 09:00 Europe/Paris" {
+		t.Errorf("weekend window %+v", w)
+	}
+	if n := weekend.NextRun; n == nil || n.Action != "skip" || !strings.Contains(n.Reason, "outside its deploy window, next opens Sat 09:00 Europe/Paris") || len(weekend.Problems) > 0 {
+		t.Errorf("weekend next run %+v, problems %q", n, weekend.Problems)
+	}
+	if w := office.Window; w == nil || !w.Open || w.ClosesAt == nil || !w.ClosesAt.Equal(time.Date(2026, 11, 25, 16, 0, 0, 0, time.UTC)) {
+		t.Errorf("office window %+v", w)
+	}
+	if n := office.NextRun; n == nil || n.Action != "deploy" {
+		t.Errorf("office next run %+v", n)
+	}
+	if always.Window != nil {
+		t.Errorf("a service without windows shows one: %+v", always.Window)
+	}
+	b, err := json.Marshal(weekend)
+	if err != nil || !strings.Contains(string(b), `"deployWindow":{"open":false,"nextOpen":"2026-11-28T08:00:00Z","next":"Sat 09:00 Europe/Paris","windows":["0 9 * * 6 for 8h0m0s (Europe/Paris)"]}`) {
+		t.Errorf("JSON %s, %v", b, err)
+	}
+	var text bytes.Buffer
+	if err := WriteText(&text, r, TextOptions{Details: true}); err != nil {
+		t.Fatal(err)
+	}
+	flat := strings.Join(strings.Fields(text.String()), " ")
+	for _, part := range []string{"window closed, next opens Sat 09:00 Europe/Paris (in 2d", "window open until Wed 17:00 Europe/Paris, next opens Thu 09:00 Europe/Paris"} {
+		if !strings.Contains(flat, part) {
+			t.Errorf("text lacks %q:\n%s", part, text.String())
+		}
+	}
+}
+
+// TestBuildHoldUntil: a hold with an end shows it (text and JSON); one
+// whose end has passed says the next run releases it, and the plan is the
+// one without it.
+func TestBuildHoldUntil(t *testing.T) {
+	cfg, err := config.Parse([]byte("defaults: {namespace: apps}\nservices:\n  - name: frozen\n  - name: thawed\n"), "holds.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture()
+	hold := func(until string) map[string]string {
+		return map[string]string{"autodeploy.dev/hold": `{"by":"alice@host","reason":"freeze","at":"2026-11-25T09:00:00Z","until":"` + until + `"}`}
+	}
+	f.deployment("frozen", 1, []string{reg + "frozen:sha-1111111"}, complete(1), hold("2026-11-25T11:30:00Z"), kpod("frozen-h1-aaaaa", "h1", "Running", true, 0, time.Minute))
+	f.policy("frozen", reg+"frozen:sha-2222222")
+	f.deployment("thawed", 1, []string{reg + "thawed:sha-1111111"}, complete(1), hold("2026-11-25T10:00:00Z"), kpod("thawed-h1-aaaaa", "h1", "Running", true, 0, time.Minute))
+	f.policy("thawed", reg+"thawed:sha-2222222")
+	r := Build(cfg, cfg.Services, f.objs, Local{}, now)
+	frozen, thawed := r.Services[0], r.Services[1]
+	if n := frozen.NextRun; n == nil || n.Action != "skip" || frozen.Hold == nil {
+		t.Errorf("frozen: next run %+v, hold %+v", n, frozen.Hold)
+	}
+	if n := thawed.NextRun; n == nil || n.Action != "deploy" {
+		t.Errorf("thawed: next run %+v; an expired hold holds no more", n)
+	}
+	b, _ := json.Marshal(frozen)
+	if !strings.Contains(string(b), `"until":"2026-11-25T11:30:00Z"`) {
+		t.Errorf("JSON lacks until: %s", b)
+	}
+	var text bytes.Buffer
+	if err := WriteText(&text, r, TextOptions{Details: true}); err != nil {
+		t.Fatal(err)
+	}
+	flat := strings.Join(strings.Fields(text.String()), " ")
+	for _, part := range []string{"held by alice@host 1h30m ago until 11:30:00 UTC (in 1h): freeze", "held by alice@host 1h30m ago until 10:00:00 UTC (expired 30m ago: the next run releases it): freeze"} {
+		if !strings.Contains(flat, part) {
+			t.Errorf("text lacks %q:\n%s", part, text.String())
+		}
+	}
+}

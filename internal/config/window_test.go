@@ -1,0 +1,90 @@
+package config
+
+import (
+	"testing"
+	"time"
+)
+
+func TestCanStart(t *testing.T) {
+	paris := DeployWindow{Cron: "0 9 * * 1-5", Duration: 8 * time.Hour, TimeZone: "Europe/Paris"}
+	daily := DeployWindow{Cron: "0 9 * * *", Duration: 8 * time.Hour, TimeZone: "Europe/Paris"}
+	night := DeployWindow{Cron: "0 22 * * *", Duration: 4 * time.Hour, TimeZone: "UTC"}
+	sunday := DeployWindow{Cron: "0 9 * * 7", Duration: time.Hour, TimeZone: "UTC"}
+	at := func(s string) time.Time {
+		t.Helper()
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	tests := []struct {
+		name    string
+		windows []DeployWindow
+		now     string
+		need    time.Duration
+		allowed bool
+		open    bool
+		next    string // formatted as FormatWindowTime does
+	}{
+		{name: "no windows", now: "2026-12-02T03:00:00Z", need: 5 * time.Minute, allowed: true},
+		// Wednesday 2026-12-02, 10:00 in Paris (CET, UTC+1).
+		{name: "inside a weekday window", windows: []DeployWindow{paris}, now: "2026-12-02T09:00:00Z", need: 5 * time.Minute, allowed: true, open: true, next: "Thu 09:00 Europe/Paris"},
+		{name: "at the opening minute", windows: []DeployWindow{paris}, now: "2026-12-02T08:00:00Z", need: 5 * time.Minute, allowed: true, open: true, next: "Thu 09:00 Europe/Paris"},
+		{name: "before the opening", windows: []DeployWindow{paris}, now: "2026-12-02T07:59:00Z", need: 5 * time.Minute, next: "Wed 09:00 Europe/Paris"},
+		// 16:57 in Paris: open, but a 5m rollout would end after 17:00.
+		{name: "too near the end", windows: []DeployWindow{paris}, now: "2026-12-02T15:57:00Z", need: 5 * time.Minute, open: true, next: "Thu 09:00 Europe/Paris"},
+		{name: "ends exactly at the close", windows: []DeployWindow{paris}, now: "2026-12-02T15:55:00Z", need: 5 * time.Minute, allowed: true, open: true, next: "Thu 09:00 Europe/Paris"},
+		{name: "after the close", windows: []DeployWindow{paris}, now: "2026-12-02T16:00:00Z", need: 5 * time.Minute, next: "Thu 09:00 Europe/Paris"},
+		// Saturday 2026-12-05: the next weekday window is Monday.
+		{name: "weekend", windows: []DeployWindow{paris}, now: "2026-12-05T10:00:00Z", need: 5 * time.Minute, next: "Mon 09:00 Europe/Paris"},
+		// 2026-03-29: Paris goes from CET (UTC+1) to CEST (UTC+2) at 02:00.
+		// The window opens at 09:00 local, which is 07:00 UTC that day and
+		// 08:00 UTC the day before.
+		{name: "DST day: 09:30 CEST is inside", windows: []DeployWindow{daily}, now: "2026-03-29T07:30:00Z", need: 5 * time.Minute, allowed: true, open: true, next: "Mon 09:00 Europe/Paris"},
+		{name: "DST day: 08:30 CEST is before", windows: []DeployWindow{daily}, now: "2026-03-29T06:30:00Z", need: 5 * time.Minute, next: "Sun 09:00 Europe/Paris"},
+		{name: "DST day: closes at 17:00 CEST (15:00 UTC)", windows: []DeployWindow{daily}, now: "2026-03-29T14:58:00Z", need: 5 * time.Minute, open: true, next: "Mon 09:00 Europe/Paris"},
+		{name: "day before DST: 08:30 CET is before", windows: []DeployWindow{daily}, now: "2026-03-28T07:30:00Z", need: 5 * time.Minute, next: "Sat 09:00 Europe/Paris"},
+		{name: "day before DST: closes at 17:00 CET (16:00 UTC)", windows: []DeployWindow{daily}, now: "2026-03-28T15:50:00Z", need: 5 * time.Minute, allowed: true, open: true, next: "Sun 09:00 Europe/Paris"},
+		// 22:00-02:00 UTC crosses midnight.
+		{name: "crossing midnight: after midnight", windows: []DeployWindow{night}, now: "2026-12-03T01:00:00Z", need: 5 * time.Minute, allowed: true, open: true, next: "Thu 22:00 UTC"},
+		{name: "crossing midnight: before midnight", windows: []DeployWindow{night}, now: "2026-12-02T23:30:00Z", need: time.Hour, allowed: true, open: true, next: "Thu 22:00 UTC"},
+		{name: "crossing midnight: too near 02:00", windows: []DeployWindow{night}, now: "2026-12-03T01:58:00Z", need: 5 * time.Minute, open: true, next: "Thu 22:00 UTC"},
+		{name: "crossing midnight: closed at noon", windows: []DeployWindow{night}, now: "2026-12-03T12:00:00Z", need: 5 * time.Minute, next: "Thu 22:00 UTC"},
+		{name: "Sunday as 7", windows: []DeployWindow{sunday}, now: "2026-11-29T09:30:00Z", need: 5 * time.Minute, allowed: true, open: true, next: "Sun 6 Dec 2026 09:00 UTC"},
+		{name: "either of two windows", windows: []DeployWindow{paris, night}, now: "2026-12-02T23:00:00Z", need: 5 * time.Minute, allowed: true, open: true, next: "Thu 09:00 Europe/Paris"},
+		{name: "the earliest next of two", windows: []DeployWindow{paris, night}, now: "2026-12-02T18:00:00Z", need: 5 * time.Minute, next: "Wed 22:00 UTC"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := at(tt.now)
+			v := CanStart(tt.windows, now, tt.need)
+			if v.Allowed != tt.allowed || v.Open != tt.open {
+				t.Errorf("CanStart = allowed %v open %v, want allowed %v open %v", v.Allowed, v.Open, tt.allowed, tt.open)
+			}
+			next := ""
+			if !v.Next.IsZero() {
+				next = FormatWindowTime(v.Next, now, v.Window)
+			}
+			if next != tt.next {
+				t.Errorf("next opens %q, want %q", next, tt.next)
+			}
+		})
+	}
+}
+
+// Occurrences that overlap (every minute, open for a week) are judged
+// without walking each of them.
+func TestCanStartOverlapping(t *testing.T) {
+	w := DeployWindow{Cron: "* * * * *", Duration: MaxWindowDuration, TimeZone: "UTC"}
+	now := time.Date(2026, 12, 2, 10, 0, 30, 0, time.UTC)
+	start := time.Now()
+	for range 500 {
+		if v := CanStart([]DeployWindow{w}, now, 5*time.Minute); !v.Allowed || !v.Open {
+			t.Fatalf("CanStart = %+v", v)
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("500 verdicts took %s", d)
+	}
+}
