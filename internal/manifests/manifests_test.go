@@ -357,6 +357,15 @@ func TestManifestsCopyNoLineBreakIntoAComment(t *testing.T) {
 			})
 		}
 	}
+	t.Run("rbac: config path in the header", func(t *testing.T) {
+		cfg := *example(t)
+		cfg.Path = "/tmp/c" + inject
+		var b bytes.Buffer
+		if err := RBAC(&b, &cfg, RBACOptions{ServiceAccount: "autodeploy", Namespace: "autodeploy"}); err != nil {
+			t.Fatal(err)
+		}
+		noInjectedLine(t, b.String())
+	})
 	t.Run("cronjob: config path in the header", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "x"+inject)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
