@@ -49,7 +49,8 @@ type rawNotify struct {
 
 type rawMetrics struct {
 	TextfileDir opt[string] `yaml:"textfileDir"`
-	Pushgateway opt[string] `yaml:"pushgateway"`
+	Pushgateway     opt[string] `yaml:"pushgateway"`
+	PushgatewayFile opt[string] `yaml:"pushgatewayFile"`
 }
 
 type rawLock struct {

@@ -68,7 +68,7 @@ func CronJob(w io.Writer, cfg *config.Config, o CronJobOptions) error {
 	if len(secrets) > 0 {
 		// Secrets go in a Secret, never in the ConfigMap (readable by anyone
 		// who may read ConfigMaps); the config names the mounted files.
-		fmt.Fprintf(&b, "# The notification URLs and HMAC keys, the health checks' Authorization headers and\n# the health URLs with a credential are in the Secret autodeploy, mounted at %s;\n", secretsDir)
+		fmt.Fprintf(&b, "# The notification URLs and HMAC keys, the health checks' Authorization headers and\n# the health and Pushgateway URLs with a credential are in the Secret autodeploy, mounted at %s;\n", secretsDir)
 		fmt.Fprintf(&b, "# the ConfigMap holds no secret. Keep this output as you keep those secrets.\n")
 		fmt.Fprintf(&b, "apiVersion: v1\nkind: Secret\nmetadata:\n  name: autodeploy\n  namespace: %s\ntype: Opaque\nstringData:\n", o.Namespace)
 		for _, s := range secrets {
@@ -154,9 +154,9 @@ func kubeSchedule(spec string) (schedule, zone string) {
 // the config names it: list[index] (or its sub mapping), field.
 type podSecret struct {
 	key, value string
-	list       string // notify or services
+	list       string // notify or services; "" for a top-level section (sub)
 	index      int
-	sub        string // "health" for a service's health check, else ""
+	sub        string // "health" for a service's health check, "metrics" at the top, else ""
 	field      string // url, secret or authorization
 }
 
@@ -209,6 +209,13 @@ func notifySecrets(cfg *config.Config, o CronJobOptions) ([]podSecret, error) {
 			return nil, err
 		}
 	}
+	// The Pushgateway URL by the same judgement as a health URL's.
+	if m := cfg.Metrics; m.PushgatewayFile != "" || config.RedactURL(m.Pushgateway) != m.Pushgateway {
+		if err := add(config.Secret{Value: m.Pushgateway, File: m.PushgatewayFile}, "metrics pushgateway",
+			podSecret{key: "metrics-pushgateway", sub: "metrics", field: "pushgateway"}); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
 }
 
@@ -224,11 +231,14 @@ func secretRefs(root *yaml.Node, secrets []podSecret) error {
 		}
 	}
 	for _, s := range secrets {
-		l := lists[s.list]
-		if l == nil || s.index >= len(l.Content) || l.Content[s.index].Kind != yaml.MappingNode {
-			return fmt.Errorf("%s[%d] is not a mapping", s.list, s.index)
+		m := root // a top-level section's: list "", sub the section
+		if s.list != "" {
+			l := lists[s.list]
+			if l == nil || s.index >= len(l.Content) || l.Content[s.index].Kind != yaml.MappingNode {
+				return fmt.Errorf("%s[%d] is not a mapping", s.list, s.index)
+			}
+			m = l.Content[s.index]
 		}
-		m := l.Content[s.index]
 		if s.sub != "" {
 			m = mapping(m, s.sub)
 		}

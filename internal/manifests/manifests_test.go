@@ -390,3 +390,69 @@ func TestManifestsCopyNoLineBreakIntoAComment(t *testing.T) {
 		}
 	})
 }
+
+// A Pushgateway URL with a credential (userinfo, a query, a fragment) or
+// from a file goes to the Secret, as health URLs do: the ConfigMap's
+// header says it holds no secret (issue 18, review item 2). A plain one
+// stays inline.
+func TestCronJobPushgatewaySecret(t *testing.T) {
+	for _, tt := range []struct {
+		name, metrics string
+		inSecret      []string // "" for a plain URL kept inline
+	}{
+		{"a credential", `{pushgateway: "http://pguser:PGPASS@127.0.0.1:9091/p?x=PGQUERY#PGFRAG"}`, []string{"PGPASS", "PGQUERY", "PGFRAG"}},
+		{"from a file", `{pushgatewayFile: /etc/autodeploy/pg-url}`, []string{"secret.example/file/etc/autodeploy/pg-url"}},
+		{"plain", `{pushgateway: "http://127.0.0.1:9091"}`, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "config.yaml")
+			src := "metrics: " + tt.metrics + "\nservices:\n  - name: a\n"
+			if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b bytes.Buffer
+			if err := CronJob(&b, cfg, CronJobOptions{Image: "r/a:v1", Namespace: "ops", ServiceAccount: "autodeploy", Getenv: fakeEnv, ReadFile: fakeFile}); err != nil {
+				t.Fatal(err)
+			}
+			var secret, configMap string
+			for _, d := range strings.Split(b.String(), "\n---\n") {
+				switch {
+				case strings.Contains(d, "kind: Secret"):
+					secret = d
+				case strings.Contains(d, "kind: ConfigMap"):
+					configMap = d
+				}
+			}
+			for _, s := range tt.inSecret {
+				if strings.Contains(configMap, s) {
+					t.Errorf("%s is in the ConfigMap:\n%s", s, configMap)
+				}
+				if !strings.Contains(secret, s) {
+					t.Errorf("%s is not in the Secret:\n%s", s, secret)
+				}
+			}
+			var body strings.Builder
+			for _, l := range strings.Split(configMap[strings.Index(configMap, "config.yaml: |")+len("config.yaml: |\n"):], "\n") {
+				body.WriteString(strings.TrimPrefix(l, "    ") + "\n")
+			}
+			pod, err := config.Parse([]byte(body.String()), "configmap")
+			if err != nil {
+				t.Fatalf("%v\n%s", err, body.String())
+			}
+			m := pod.Metrics
+			if tt.inSecret == nil {
+				if m.Pushgateway != "http://127.0.0.1:9091" || m.PushgatewayFile != "" {
+					t.Errorf("metrics %+v, want the plain URL inline", m)
+				}
+				return
+			}
+			if m.Pushgateway != "" || m.PushgatewayFile != "/etc/autodeploy/secrets/metrics-pushgateway" || !strings.Contains(secret, "  metrics-pushgateway: ") {
+				t.Errorf("metrics %+v, want a file of the mounted Secret", m)
+			}
+		})
+	}
+}
