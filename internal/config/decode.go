@@ -48,7 +48,7 @@ type rawNotify struct {
 }
 
 type rawMetrics struct {
-	TextfileDir opt[string] `yaml:"textfileDir"`
+	TextfileDir     opt[string] `yaml:"textfileDir"`
 	Pushgateway     opt[string] `yaml:"pushgateway"`
 	PushgatewayFile opt[string] `yaml:"pushgatewayFile"`
 }
