@@ -30,6 +30,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/kube"
 	"github.com/autodeploy-dev/autodeploy/internal/manifests"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
+	"github.com/autodeploy-dev/autodeploy/internal/runlog"
 	"github.com/autodeploy-dev/autodeploy/internal/status"
 )
 
@@ -298,8 +299,12 @@ func files(ctx context.Context, r *Report, cfg *config.Config, c *kube.Clients) 
 	} else if why := config.LogFileProblem(cfg.Log.File); why != "" {
 		// Before check's open, which a FIFO would block.
 		r.add("log", Fail, cfg.Log.File+" "+why, "set log.file in the config to a regular file")
+	} else if err := runlog.Writable(cfg.Log); err != nil {
+		// What run, hold and rollback refuse with: a real write, which
+		// an empty file's creation on a full file system is not.
+		r.add("log", Fail, err.Error(), "free space on its file system, run as a user who may write "+filepath.Dir(cfg.Log.File)+", or change log.file in the config")
 	} else {
-		check(r, "log", cfg.Log.File)
+		r.add("log", OK, cfg.Log.File+" is writable", "")
 	}
 	if cfg.Lock.Type == config.LockLease {
 		lease(ctx, r, cfg, c)
