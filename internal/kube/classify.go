@@ -2,13 +2,18 @@ package kube
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
+	"strings"
 	"syscall"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // Classify turns a transport-level failure of a request into an
@@ -23,7 +28,36 @@ func (c *Clients) Classify(err error) error {
 	if errors.As(err, &ue) {
 		return err
 	}
-	return &UnreachableError{Server: c.Config.Host, Kubeconfig: c.Source, Err: rootCause(err)}
+	cause := rootCause(err)
+	if notAPI(err) {
+		cause = fmt.Errorf("it answered, but not as the Kubernetes API does (%v): is the kubeconfig's server another web server, or a proxy's page?", cause)
+	}
+	return &UnreachableError{Server: c.Config.Host, Kubeconfig: c.Source, Err: cause}
+}
+
+// notAPI reports whether err is an answer no Kubernetes API gives: a page
+// of HTML or other garbage where JSON was wanted (issue 18, review item 4;
+// it printed "invalid character '<'..." naming neither server nor
+// kubeconfig).
+func notAPI(err error) bool {
+	var (
+		syn *json.SyntaxError
+		neg runtime.NegotiateError
+	)
+	if errors.As(err, &syn) || errors.As(err, &neg) {
+		return true
+	}
+	// client-go turns the NegotiateError of a body it cannot decode into
+	// a StatusError carrying only its text.
+	msg := err.Error()
+	return strings.Contains(msg, "serializer for ") && strings.Contains(msg, " doesn't exist")
+}
+
+// plainHTTP reports whether an https:// server answered in plain HTTP: a
+// kubeconfig naming the wrong port or scheme. net/http has no type for it.
+func plainHTTP(err error) bool {
+	var rh tls.RecordHeaderError
+	return errors.As(err, &rh) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
 }
 
 // IsUnreachable reports whether err means the API server could not be used:
@@ -46,6 +80,10 @@ func IsUnreachable(err error) bool {
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, context.DeadlineExceeded):
 		return true
 	case apierrors.IsUnauthorized(err):
+		return true
+	case notAPI(err), plainHTTP(err):
+		// Not the Kubernetes API at that address, as a closed port is
+		// not: the kubeconfig's server is wrong (issue 18, review item 4).
 		return true
 	case apierrors.IsServiceUnavailable(err):
 		// 503 to a request is a control plane starting or a proxy in
