@@ -59,6 +59,23 @@ func TestMisbehavingAPIServer(t *testing.T) {
 		}
 		http.NotFound(w, r)
 	}
+	versionForbidden := func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/version" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			w.Write([]byte(`{"kind":"Status","apiVersion":"v1","status":"Failure","message":"forbidden: User \"x\" cannot get path \"/version\"","reason":"Forbidden","code":403}`))
+			return
+		}
+		http.NotFound(w, r)
+	}
+	discoveryForbiddenVersionOK := func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/version" {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"major":"1","minor":"31","gitVersion":"v1.31.0"}`))
+			return
+		}
+		discoveryForbidden(w, r)
+	}
 	html := func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		w.Write([]byte("<html><body>Welcome to nginx!</body></html>"))
@@ -85,6 +102,10 @@ func TestMisbehavingAPIServer(t *testing.T) {
 		{"https to plain HTTP status", unavailable, "https", []string{"status"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "HTTP response to HTTPS client"}},
 		{"HTML run", html, "", []string{"run"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "not as the Kubernetes API does"}},
 		{"HTML status", html, "", []string{"status"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "not as the Kubernetes API does"}},
+		// Issue 18 review item 4: doctor names what is refused and the
+		// RBAC fix, not "unknown" or "install Flux".
+		{"version 403 doctor", versionForbidden, "", []string{"doctor"}, ExitError, []string{"GET /version refused (403 Forbidden)", "$SERVER"}},
+		{"discovery 403 doctor", discoveryForbiddenVersionOK, "", []string{"doctor"}, ExitError, []string{"refused discovery of its API groups", "fix: grant get on /api and /apis"}},
 		{"discovery 403 run", discoveryForbidden, "", []string{"run"}, ExitForbidden, []string{"refused discovery of its API groups (GET /api and /apis: 403 Forbidden)", "system:discovery"}},
 	}
 	for _, tt := range tests {
