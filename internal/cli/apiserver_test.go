@@ -76,6 +76,9 @@ func TestMisbehavingAPIServer(t *testing.T) {
 		}
 		discoveryForbidden(w, r)
 	}
+	answering := func(code int) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) { http.Error(w, "<html>oops</html>", code) }
+	}
 	html := func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		w.Write([]byte("<html><body>Welcome to nginx!</body></html>"))
@@ -100,6 +103,10 @@ func TestMisbehavingAPIServer(t *testing.T) {
 		// be, name the server and the kubeconfig, exit 3.
 		{"https to plain HTTP run", unavailable, "https", []string{"run"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "HTTP response to HTTPS client"}},
 		{"https to plain HTTP status", unavailable, "https", []string{"status"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "HTTP response to HTTPS client"}},
+		{"500 run", answering(500), "", []string{"run"}, ExitError, []string{"the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG) answered: an error on the server"}},
+		{"429 run", answering(429), "", []string{"run"}, ExitError, []string{"the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG) answered: the server has received too many requests"}},
+		{"404 run", answering(404), "", []string{"run"}, ExitError, []string{"the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG) answered: the server could not find the requested resource"}},
+		{"500 status", answering(500), "", []string{"status"}, ExitError, []string{"the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG) answered: "}},
 		{"HTML run", html, "", []string{"run"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "not as the Kubernetes API does"}},
 		{"HTML status", html, "", []string{"status"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "not as the Kubernetes API does"}},
 		// Issue 18 review item 4: doctor names what is refused and the

@@ -21,7 +21,13 @@ import (
 // sees one line saying which cluster could not be reached. API errors that
 // the server did answer (not found, conflict, ...) pass through unchanged.
 func (c *Clients) Classify(err error) error {
-	if err == nil || !IsUnreachable(err) {
+	if err == nil {
+		return err
+	}
+	if !IsUnreachable(err) {
+		if unexpectedAnswer(err) {
+			return &AnswerError{Server: c.Config.Host, Kubeconfig: c.Source, Err: err}
+		}
 		return err
 	}
 	var ue *UnreachableError
@@ -33,6 +39,38 @@ func (c *Clients) Classify(err error) error {
 		cause = fmt.Errorf("it answered, but not as the Kubernetes API does (%v): is the kubeconfig's server another web server, or a proxy's page?", cause)
 	}
 	return &UnreachableError{Server: c.Config.Host, Kubeconfig: c.Source, Err: cause}
+}
+
+// AnswerError is an answer of the server that a command cannot go on
+// from and that names nothing of the cluster: a 500 or 429, or a 404 with
+// client-go's generic text (what a web server that is not the API gives).
+// It names the server and kubeconfig (issue 18, review item 4) and
+// unwraps to the answer, whose exit code it keeps.
+type AnswerError struct {
+	Server, Kubeconfig string
+	Err                error
+}
+
+func (e *AnswerError) Error() string {
+	return fmt.Sprintf("the Kubernetes API at %s (kubeconfig %s) answered: %v", e.Server, e.Kubeconfig, e.Err)
+}
+
+func (e *AnswerError) Unwrap() error { return e.Err }
+
+// unexpectedAnswer reports whether err is an answer for AnswerError.
+func unexpectedAnswer(err error) bool {
+	var ae *AnswerError
+	if errors.As(err, &ae) {
+		return false
+	}
+	switch {
+	case apierrors.IsInternalError(err), apierrors.IsTooManyRequests(err), apierrors.IsUnexpectedServerError(err):
+		return true
+	case apierrors.IsNotFound(err):
+		// A real API server's 404 names what is missing.
+		return strings.Contains(err.Error(), "the server could not find the requested resource")
+	}
+	return false
 }
 
 // notAPI reports whether err is an answer no Kubernetes API gives: a page
