@@ -12,13 +12,23 @@ import (
 // misbehavingServer plays an API server on loopback with handler, and
 // returns a kubeconfig naming it.
 func misbehavingServer(t *testing.T, handler http.HandlerFunc) (kubeconfig, server string) {
+	return misbehavingServerAs(t, handler, "")
+}
+
+// misbehavingServerAs is misbehavingServer with the kubeconfig naming the
+// server with scheme (such as "https" for a plain-HTTP port) unless "".
+func misbehavingServerAs(t *testing.T, handler http.HandlerFunc, scheme string) (kubeconfig, server string) {
 	t.Helper()
 	srv := httptest.NewServer(handler)
 	t.Cleanup(srv.Close)
+	server = srv.URL
+	if scheme != "" {
+		server = scheme + strings.TrimPrefix(server, "http")
+	}
 	p := filepath.Join(t.TempDir(), "kubeconfig")
 	kc := `apiVersion: v1
 kind: Config
-clusters: [{name: c, cluster: {server: "` + srv.URL + `"}}]
+clusters: [{name: c, cluster: {server: "` + server + `", insecure-skip-tls-verify: true}}]
 users: [{name: u, user: {token: x}}]
 contexts: [{name: c, context: {cluster: c, user: u}}]
 current-context: c
@@ -26,7 +36,7 @@ current-context: c
 	if err := os.WriteFile(p, []byte(kc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return p, srv.URL
+	return p, server
 }
 
 // API servers that answer, but wrongly (issue 18, item 5): a server
@@ -49,25 +59,65 @@ func TestMisbehavingAPIServer(t *testing.T) {
 		}
 		http.NotFound(w, r)
 	}
+	versionForbidden := func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/version" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			w.Write([]byte(`{"kind":"Status","apiVersion":"v1","status":"Failure","message":"forbidden: User \"x\" cannot get path \"/version\"","reason":"Forbidden","code":403}`))
+			return
+		}
+		http.NotFound(w, r)
+	}
+	discoveryForbiddenVersionOK := func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/version" {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"major":"1","minor":"31","gitVersion":"v1.31.0"}`))
+			return
+		}
+		discoveryForbidden(w, r)
+	}
+	answering := func(code int) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) { http.Error(w, "<html>oops</html>", code) }
+	}
+	html := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.Write([]byte("<html><body>Welcome to nginx!</body></html>"))
+	}
 	tests := []struct {
 		name    string
 		handler http.HandlerFunc
+		scheme  string
 		args    []string
 		code    ExitCode
 		// says is in the output; $SERVER and $KUBECONFIG stand for the
 		// server's URL and the kubeconfig's path.
 		says []string
 	}{
-		{"503 run", unavailable, []string{"run"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "503 Service Unavailable"}},
-		{"503 status", unavailable, []string{"status"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "503 Service Unavailable"}},
-		{"503 rollback", unavailable, []string{"rollback", "api"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "503 Service Unavailable"}},
-		{"503 hold", unavailable, []string{"hold", "api", "--reason", "x"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "503 Service Unavailable"}},
-		{"503 doctor", unavailable, []string{"doctor"}, ExitError, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "503 Service Unavailable"}},
-		{"discovery 403 run", discoveryForbidden, []string{"run"}, ExitForbidden, []string{"refused discovery of its API groups (GET /api and /apis: 403 Forbidden)", "system:discovery"}},
+		{"503 run", unavailable, "", []string{"run"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "503 Service Unavailable"}},
+		{"503 status", unavailable, "", []string{"status"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "503 Service Unavailable"}},
+		{"503 rollback", unavailable, "", []string{"rollback", "api"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "503 Service Unavailable"}},
+		{"503 hold", unavailable, "", []string{"hold", "api", "--reason", "x"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "503 Service Unavailable"}},
+		{"503 doctor", unavailable, "", []string{"doctor"}, ExitError, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "503 Service Unavailable"}},
+		// Issue 18 review item 4: a kubeconfig naming https:// for a
+		// plain-HTTP port, and a web server's page where the API should
+		// be, name the server and the kubeconfig, exit 3.
+		{"https to plain HTTP run", unavailable, "https", []string{"run"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "HTTP response to HTTPS client"}},
+		{"https to plain HTTP status", unavailable, "https", []string{"status"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "HTTP response to HTTPS client"}},
+		{"500 run", answering(500), "", []string{"run"}, ExitError, []string{"the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG) answered: an error on the server"}},
+		{"429 run", answering(429), "", []string{"run"}, ExitError, []string{"the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG) answered: the server has received too many requests"}},
+		{"404 run", answering(404), "", []string{"run"}, ExitError, []string{"the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG) answered: the server could not find the requested resource"}},
+		{"500 status", answering(500), "", []string{"status"}, ExitError, []string{"the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG) answered: "}},
+		{"HTML run", html, "", []string{"run"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "not as the Kubernetes API does"}},
+		{"HTML status", html, "", []string{"status"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "not as the Kubernetes API does"}},
+		// Issue 18 review item 4: doctor names what is refused and the
+		// RBAC fix, not "unknown" or "install Flux".
+		{"version 403 doctor", versionForbidden, "", []string{"doctor"}, ExitError, []string{"GET /version refused (403 Forbidden)", "$SERVER"}},
+		{"discovery 403 doctor", discoveryForbiddenVersionOK, "", []string{"doctor"}, ExitError, []string{"refused discovery of its API groups", "fix: grant get on /api and /apis"}},
+		{"discovery 403 run", discoveryForbidden, "", []string{"run"}, ExitForbidden, []string{"refused discovery of its API groups (GET /api and /apis: 403 Forbidden)", "system:discovery"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			kc, server := misbehavingServer(t, tt.handler)
+			kc, server := misbehavingServerAs(t, tt.handler, tt.scheme)
 			code, stdout, stderr := execute(t, nil, append(tt.args, "--config", cfg, "--kubeconfig", kc, "--request-timeout", "5s")...)
 			if code != tt.code {
 				t.Fatalf("exit %d, want %d; stderr: %s", code, tt.code, stderr)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/health"
+	"github.com/autodeploy-dev/autodeploy/internal/ui"
 )
 
 func newCmdConfig(f *Factory) *cobra.Command {
@@ -46,6 +47,9 @@ Without an argument the file of --config (or AUTODEPLOY_CONFIG) is checked.`,
 					fmt.Fprintf(f.IO.ErrOut, "warning: service %s: %v (here; runs deploy nothing for it until they can read it)\n", s.Name, err)
 				}
 			}
+			// The name is anyone's who may write the directory: escaped,
+			// as the problems' lines are.
+			path = ui.Escape(path)
 			if len(cfg.Services) == 0 {
 				_, err = fmt.Fprintf(f.IO.Out, "%s: ok (0 services: runs do nothing until services are configured)\n", path)
 				return err

@@ -64,3 +64,30 @@ func TestErrorLineEscapesControlCharacters(t *testing.T) {
 		t.Errorf("the problems are no longer one a line: %q", errOut)
 	}
 }
+
+// config validate names its file escaped, in its ok line and in its
+// problems: a file name is anyone's who may write the directory, and raw
+// it could clear the operator's terminal or reverse the line (issue 18,
+// review item 7).
+func TestConfigValidateEscapesTheFileName(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct{ name, src string }{
+		{"ok", "services:\n  - name: api\n"},
+		{"none", "services: []\n"},
+		{"invalid", "services:\n  - name: API\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(dir, tt.name+"\x1b[2J\u202e.yaml")
+			if err := os.WriteFile(path, []byte(tt.src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, stdout, stderr := execute(t, nil, "config", "validate", path)
+			if strings.ContainsAny(stdout+stderr, "\x1b\u202e") {
+				t.Fatalf("the file name is raw:\nstdout %q\nstderr %q", stdout, stderr)
+			}
+			if !strings.Contains(stdout+stderr, tt.name+`\x1b[2J\u202e.yaml`) {
+				t.Fatalf("the file name is not named, escaped:\nstdout %q\nstderr %q", stdout, stderr)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -282,7 +283,7 @@ func (o *RunOptions) Run(ctx context.Context) (result error) {
 // recordMetrics writes the run's metrics where the config says. Failures
 // are logged: metrics never fail a deployment.
 func recordMetrics(m config.Metrics, res *deploy.Result, runErr error, log *slog.Logger) {
-	if m.TextfileDir == "" && m.Pushgateway == "" {
+	if m.TextfileDir == "" && m.Pushgateway == "" && m.PushgatewayFile == "" {
 		return
 	}
 	var prev map[string]*dto.MetricFamily
@@ -298,8 +299,10 @@ func recordMetrics(m config.Metrics, res *deploy.Result, runErr error, log *slog
 			log.Warn("metrics not written", "dir", m.TextfileDir, "error", err)
 		}
 	}
-	if m.Pushgateway != "" {
-		if err := metrics.Push(m.Pushgateway, reg); err != nil {
+	if m.Pushgateway != "" || m.PushgatewayFile != "" {
+		if u, err := m.PushgatewayURL(os.ReadFile); err != nil {
+			log.Warn("metrics not pushed", "error", err)
+		} else if err := metrics.Push(u, reg); err != nil {
 			log.Warn("metrics not pushed", "error", err)
 		}
 	}

@@ -98,7 +98,16 @@ func TestExampleSetsEveryKey(t *testing.T) {
 	all, set := map[string]bool{}, map[string]bool{}
 	walkKeys(reflect.TypeOf(*raw), "", all)
 	collectSet(reflect.ValueOf(*raw), "", set)
+	// Keys that exclude one another in a single section: the one not set
+	// is shown in a comment.
+	alternative := map[string]bool{"metrics.pushgatewayFile": true}
 	for k := range all {
+		if alternative[k] {
+			if name := k[strings.LastIndex(k, ".")+1:]; !strings.Contains(string(data), "# "+name+": ") {
+				t.Errorf("example.yaml does not show key %s, even in a comment", k)
+			}
+			continue
+		}
 		if !set[k] {
 			t.Errorf("example.yaml does not show key %s", k)
 		}
@@ -684,5 +693,71 @@ func TestHealthURLSources(t *testing.T) {
 		if got := cfg.Services[0].Health.URL; got != tt.want {
 			t.Errorf("%s: URL = %+v, want %+v", tt.health, got, tt.want)
 		}
+	}
+}
+
+// A path the manifests copy into a cron file, a unit or a comment may hold
+// no line break or other control character: a line break in log.file put a
+// line of its own into /etc/cron.d, which Debian's cron ran as root (issue
+// 18, review item 1). Each path key is refused, with its line.
+func TestPathsRefuseControlCharacters(t *testing.T) {
+	const why = "must not hold a line break or another control character (cron, systemd and the manifests' comments cannot hold one), got "
+	for _, tt := range []struct{ name, src, want string }{
+		{"log.file with a cron line", "log: {file: \"/tmp/x\\n* * * * * root touch /tmp/PWNED\\n#\"}\n",
+			`t.yaml:1: log.file: ` + why + `"/tmp/x\n* * * * * root touch /tmp/PWNED\n#"`},
+		{"log.file with a CR", "log: {file: \"/tmp/x\\r.log\"}\n", `t.yaml:1: log.file: ` + why + `"/tmp/x\r.log"`},
+		{"log.file with ESC", "log: {file: \"/tmp/x\\e[2J.log\"}\n", `t.yaml:1: log.file: ` + why + `"/tmp/x\x1b[2J.log"`},
+		{"log.file with a line separator", "log: {file: \"/tmp/x\\u2028.log\"}\n", `t.yaml:1: log.file: ` + why + `"/tmp/x\u2028.log"`},
+		{"log.file with a bidi override", "log: {file: \"/tmp/x\\u202e.log\"}\n", `t.yaml:1: log.file: ` + why + `"/tmp/x\u202e.log"`},
+		{"lockFile", "lockFile: \"/run/x\\n* * * * * root id\"\n", `t.yaml:1: lockFile: ` + why + `"/run/x\n* * * * * root id"`},
+		{"a health urlFile", "services:\n  - name: api\n    health: {urlFile: \"/etc/x\\nb\"}\n", `t.yaml:3: services[0].health.urlFile: ` + why + `"/etc/x\nb"`},
+		{"metrics.textfileDir", "metrics: {textfileDir: \"/var/x\\tb\"}\n", `t.yaml:1: metrics.textfileDir: ` + why + `"/var/x\tb"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.src), "t.yaml")
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("Parse = %v; want a validation error", err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error:\n got %s\nwant a line %s", err, tt.want)
+			}
+		})
+	}
+	// A plain path with spaces, % and UTF-8 stays allowed: it is quoted.
+	if _, err := Parse([]byte("log: {file: \"/var/log/auto deploy/ünï%.log\"}\nservices:\n  - name: api\n"), "t.yaml"); err != nil {
+		t.Fatalf("Parse = %v; want no error", err)
+	}
+}
+
+// A log.file that cannot be opened however often a run tries is refused
+// by validation, not first by the run (issue 18, review item 6).
+func TestLoadChecksLogFileLoopsAndSlashes(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.log"), filepath.Join(dir, "b.log")
+	if err := os.Symlink(b, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(a, b); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ name, file, want string }{
+		{"a symlink loop", a, "is a symlink to " + strconv.Quote(b) + " in a loop of symlinks (point log.file at a file)"},
+		{"a trailing slash", filepath.Join(dir, "new.log") + "/", "ends in a slash, which names a directory (name a file, such as " + strconv.Quote(filepath.Join(dir, "new.log")) + ")"},
+		{"a trailing slash on a file", filepath.Join(dir, "b.log") + "/", "ends in a slash, which names a directory (name a file, such as " + strconv.Quote(filepath.Join(dir, "b.log")) + ")"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := LogFileProblem(tt.file); got != tt.want {
+				t.Fatalf("LogFileProblem(%q):\n got %q\nwant %q", tt.file, got, tt.want)
+			}
+			path := filepath.Join(t.TempDir(), "autodeploy.yaml")
+			if err := os.WriteFile(path, []byte("log:\n  file: "+tt.file+"\nservices:\n  - name: api\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Load(path)
+			if want := path + ":2: log.file: " + strconv.Quote(tt.file) + " " + tt.want; err == nil || err.Error() != want {
+				t.Fatalf("Load:\n got %v\nwant %s", err, want)
+			}
+		})
 	}
 }

@@ -48,8 +48,9 @@ type rawNotify struct {
 }
 
 type rawMetrics struct {
-	TextfileDir opt[string] `yaml:"textfileDir"`
-	Pushgateway opt[string] `yaml:"pushgateway"`
+	TextfileDir     opt[string] `yaml:"textfileDir"`
+	Pushgateway     opt[string] `yaml:"pushgateway"`
+	PushgatewayFile opt[string] `yaml:"pushgatewayFile"`
 }
 
 type rawLock struct {

@@ -14,8 +14,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/template"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -504,10 +506,34 @@ func (d *decoder) logFile(c *Config, r *rawConfig) {
 
 // absPath rejects relative paths: cron starts the tool in the home directory,
 // which is rarely what a relative path was written against.
+// A path with a line break or another control character is refused too:
+// the manifests copy paths into cron lines, units and comments, where a
+// line break starts a line of its own (in /etc/cron.d, a job run as
+// root), and a terminal shows them (issue 18, review item 1).
 func (d *decoder) absPath(o opt[string]) {
-	if o.ok() && !filepath.IsAbs(o.Val) {
+	if !o.ok() {
+		return
+	}
+	if HasControl(o.Val) {
+		d.add(o.Line, o.Path, "must not hold a line break or another control character (cron, systemd and the manifests' comments cannot hold one), got "+strconv.Quote(o.Val))
+		return
+	}
+	if !filepath.IsAbs(o.Val) {
 		d.add(o.Line, o.Path, fmt.Sprintf("must be an absolute path, got %s", quote(o.Val)))
 	}
+}
+
+// HasControl says whether s holds what strconv.Quote would escape: a
+// control character (line breaks, ESC, DEL, C1), a line or paragraph
+// separator, a bidi override or another invisible format character, or
+// invalid UTF-8.
+func HasControl(s string) bool {
+	for _, r := range s {
+		if r == utf8.RuneError || (r != ' ' && !strconv.IsPrint(r)) {
+			return true
+		}
+	}
+	return false
 }
 
 // LogFileProblem says why what is at path cannot be the log file, or ""
@@ -517,6 +543,11 @@ func (d *decoder) absPath(o opt[string]) {
 // and runlog.Open both ask, the second because the file may have changed
 // since.
 func LogFileProblem(path string) string {
+	if strings.HasSuffix(path, "/") && path != "/" {
+		// Opened, it is refused as a directory (EISDIR) or not one
+		// (ENOTDIR), whatever is there.
+		return fmt.Sprintf("ends in a slash, which names a directory (name a file, such as %s)", strconv.Quote(strings.TrimRight(path, "/")))
+	}
 	st, err := os.Lstat(path)
 	if err != nil {
 		return "" // nothing there (created), or the open says what is wrong
@@ -531,6 +562,9 @@ func LogFileProblem(path string) string {
 		// likely a log moved away or a volume not mounted than a wish,
 		// and the file created would be on the wrong file system.
 		return fmt.Sprintf("is a symlink to %s, which does not exist (create it, or point log.file at a file)", strconv.Quote(dest))
+	}
+	if errors.Is(err, syscall.ELOOP) {
+		return fmt.Sprintf("is a symlink to %s in a loop of symlinks (point log.file at a file)", strconv.Quote(dest))
 	}
 	if err != nil {
 		return ""

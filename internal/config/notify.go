@@ -41,6 +41,22 @@ type Secret struct {
 	Value, Env, File string
 }
 
+// PushgatewayURL is the Pushgateway URL, read from PushgatewayFile when
+// that is given; "" for no push. What the file holds is never shown.
+func (m Metrics) PushgatewayURL(readFile func(string) ([]byte, error)) (string, error) {
+	if m.PushgatewayFile == "" {
+		return m.Pushgateway, nil
+	}
+	v, err := Secret{File: m.PushgatewayFile}.Resolve(func(string) string { return "" }, readFile)
+	if err != nil {
+		return "", err
+	}
+	if u, perr := url.Parse(v); perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("%s: what it holds is not an absolute http or https URL (not shown: it may be a secret)", m.PushgatewayFile)
+	}
+	return v, nil
+}
+
 // Set reports whether any source is given.
 func (s Secret) Set() bool { return s.Value != "" || s.Env != "" || s.File != "" }
 
@@ -86,6 +102,10 @@ type Metrics struct {
 	TextfileDir string
 	// Pushgateway is a Pushgateway URL to push to. Empty: no push.
 	Pushgateway string
+	// PushgatewayFile is a file holding the Pushgateway URL, read at each
+	// push: a URL with a credential kept out of the config (manifests
+	// cronjob puts it in the Secret). At most one of the two.
+	PushgatewayFile string
 }
 
 func (d *decoder) notify(rn rawNotify, path string) Notify {
@@ -140,8 +160,12 @@ func (d *decoder) notify(rn rawNotify, path string) Notify {
 }
 
 func (d *decoder) metrics(rm rawMetrics) Metrics {
-	m := Metrics{TextfileDir: rm.TextfileDir.or(""), Pushgateway: rm.Pushgateway.or("")}
+	m := Metrics{TextfileDir: rm.TextfileDir.or(""), Pushgateway: rm.Pushgateway.or(""), PushgatewayFile: rm.PushgatewayFile.or("")}
 	d.absPath(rm.TextfileDir)
+	d.absPath(rm.PushgatewayFile)
+	if rm.Pushgateway.ok() && rm.PushgatewayFile.ok() {
+		d.add(rm.PushgatewayFile.Line, rm.PushgatewayFile.Path, "give at most one of pushgateway or pushgatewayFile")
+	}
 	if rm.Pushgateway.ok() {
 		if u, err := url.Parse(m.Pushgateway); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			d.add(rm.Pushgateway.Line, rm.Pushgateway.Path, fmt.Sprintf("must be an absolute http or https URL, got %s", quote(RedactURL(m.Pushgateway))))

@@ -8,7 +8,9 @@ package doctor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -30,7 +32,9 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/kube"
 	"github.com/autodeploy-dev/autodeploy/internal/manifests"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
+	"github.com/autodeploy-dev/autodeploy/internal/runlog"
 	"github.com/autodeploy-dev/autodeploy/internal/status"
+	"github.com/autodeploy-dev/autodeploy/internal/ui"
 )
 
 // Levels of a check.
@@ -126,7 +130,15 @@ func cluster(ctx context.Context, r *Report, in Inputs) (reached bool) {
 	r.add("api server", OK, fmt.Sprintf("reachable, Kubernetes %s", v.GitVersion), "")
 	api, err := flux.Detect(ctx, c.Kube.Discovery())
 	if err != nil {
-		r.add("flux", Fail, err.Error(), "install Flux's image automation: flux install --components-extra=image-reflector-controller,image-automation-controller")
+		fix := "install Flux's image automation: flux install --components-extra=image-reflector-controller,image-automation-controller"
+		var refused *flux.DiscoveryRefusedError
+		if errors.As(err, &refused) {
+			// RBAC, as run's exit 9 says, not a missing Flux.
+			fix = "grant get on /api and /apis to the identity of the kubeconfig (the system:discovery ClusterRole, bound to system:authenticated by default)"
+		} else if !errors.Is(err, flux.ErrNotInstalled) {
+			fix = "see the error: it is not that Flux is missing"
+		}
+		r.add("flux", Fail, c.Classify(err).Error(), fix)
 		return true
 	}
 	r.add("flux", OK, fmt.Sprintf("%s served at %s; using %s", flux.ImageGroup, strings.Join(api.Served, ", "), api.Version), "")
@@ -149,6 +161,20 @@ func cluster(ctx context.Context, r *Report, in Inputs) (reached bool) {
 func serverVersion(ctx context.Context, c *kube.Clients) (*version.Info, error) {
 	body, err := c.Kube.Discovery().RESTClient().Get().AbsPath("/version").Do(ctx).Raw()
 	if err != nil {
+		var se apierrors.APIStatus
+		if errors.As(err, &se) && !kube.IsUnreachable(err) {
+			// The discovery client keeps only "unknown" of a refusal
+			// (issue 18, review item 4): say what was refused, by whom.
+			st := se.Status()
+			msg := strings.TrimSpace(string(body))
+			if st.Message != "" && st.Message != "unknown" {
+				msg = st.Message
+			}
+			if len(msg) > 200 {
+				msg = msg[:200] + "..."
+			}
+			return nil, fmt.Errorf("GET /version refused (%d %s) by the API at %s (kubeconfig %s): %s", st.Code, http.StatusText(int(st.Code)), c.Config.Host, c.Source, ui.Escape(msg))
+		}
 		return nil, err
 	}
 	var v version.Info
@@ -298,8 +324,12 @@ func files(ctx context.Context, r *Report, cfg *config.Config, c *kube.Clients) 
 	} else if why := config.LogFileProblem(cfg.Log.File); why != "" {
 		// Before check's open, which a FIFO would block.
 		r.add("log", Fail, cfg.Log.File+" "+why, "set log.file in the config to a regular file")
+	} else if err := runlog.Writable(cfg.Log); err != nil {
+		// What run, hold and rollback refuse with: a real write, which
+		// an empty file's creation on a full file system is not.
+		r.add("log", Fail, err.Error(), "free space on its file system, run as a user who may write "+filepath.Dir(cfg.Log.File)+", or change log.file in the config")
 	} else {
-		check(r, "log", cfg.Log.File)
+		r.add("log", OK, cfg.Log.File+" is writable", "")
 	}
 	if cfg.Lock.Type == config.LockLease {
 		lease(ctx, r, cfg, c)

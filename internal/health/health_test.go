@@ -191,3 +191,22 @@ func TestCheckURLFromFile(t *testing.T) {
 		}
 	}
 }
+
+// A URL file or variable holding something else than a URL (a bare token,
+// the most likely mistake) is never echoed: doctor and config validate
+// printed "got SECRETH-not-a-url" (issue 18, review item 5). The source is
+// named, its content not.
+func TestPreflightNeverEchoesANonURL(t *testing.T) {
+	dir := t.TempDir()
+	for _, content := range []string{"SECRETH-not-a-url", "ftp://SECRETH@host/x", "https:///SECRETH", "SECRETH:%zz"} {
+		file := filepath.Join(dir, "url")
+		if err := os.WriteFile(file, []byte(content+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		h := config.Health{URL: config.Secret{File: file}, ExpectStatus: 200, Timeout: time.Second, Interval: 10 * time.Millisecond}
+		err := Preflight(h)
+		if err == nil || strings.Contains(err.Error(), "SECRETH") || !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), "is not an absolute http or https URL") {
+			t.Errorf("content %q: Preflight = %v; want the file named, its content not shown", content, err)
+		}
+	}
+}

@@ -2,13 +2,18 @@ package kube
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
+	"strings"
 	"syscall"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // Classify turns a transport-level failure of a request into an
@@ -16,14 +21,81 @@ import (
 // sees one line saying which cluster could not be reached. API errors that
 // the server did answer (not found, conflict, ...) pass through unchanged.
 func (c *Clients) Classify(err error) error {
-	if err == nil || !IsUnreachable(err) {
+	if err == nil {
+		return err
+	}
+	if !IsUnreachable(err) {
+		if unexpectedAnswer(err) {
+			return &AnswerError{Server: c.Config.Host, Kubeconfig: c.Source, Err: err}
+		}
 		return err
 	}
 	var ue *UnreachableError
 	if errors.As(err, &ue) {
 		return err
 	}
-	return &UnreachableError{Server: c.Config.Host, Kubeconfig: c.Source, Err: rootCause(err)}
+	cause := rootCause(err)
+	if notAPI(err) {
+		cause = fmt.Errorf("it answered, but not as the Kubernetes API does (%v): is the kubeconfig's server another web server, or a proxy's page?", cause)
+	}
+	return &UnreachableError{Server: c.Config.Host, Kubeconfig: c.Source, Err: cause}
+}
+
+// AnswerError is an answer of the server that a command cannot go on
+// from and that names nothing of the cluster: a 500 or 429, or a 404 with
+// client-go's generic text (what a web server that is not the API gives).
+// It names the server and kubeconfig (issue 18, review item 4) and
+// unwraps to the answer, whose exit code it keeps.
+type AnswerError struct {
+	Server, Kubeconfig string
+	Err                error
+}
+
+func (e *AnswerError) Error() string {
+	return fmt.Sprintf("the Kubernetes API at %s (kubeconfig %s) answered: %v", e.Server, e.Kubeconfig, e.Err)
+}
+
+func (e *AnswerError) Unwrap() error { return e.Err }
+
+// unexpectedAnswer reports whether err is an answer for AnswerError.
+func unexpectedAnswer(err error) bool {
+	var ae *AnswerError
+	if errors.As(err, &ae) {
+		return false
+	}
+	switch {
+	case apierrors.IsInternalError(err), apierrors.IsTooManyRequests(err), apierrors.IsUnexpectedServerError(err):
+		return true
+	case apierrors.IsNotFound(err):
+		// A real API server's 404 names what is missing.
+		return strings.Contains(err.Error(), "the server could not find the requested resource")
+	}
+	return false
+}
+
+// notAPI reports whether err is an answer no Kubernetes API gives: a page
+// of HTML or other garbage where JSON was wanted (issue 18, review item 4;
+// it printed "invalid character '<'..." naming neither server nor
+// kubeconfig).
+func notAPI(err error) bool {
+	var (
+		syn *json.SyntaxError
+		neg runtime.NegotiateError
+	)
+	if errors.As(err, &syn) || errors.As(err, &neg) {
+		return true
+	}
+	// client-go turns the NegotiateError of a body it cannot decode into
+	// a StatusError carrying only its text.
+	msg := err.Error()
+	return strings.Contains(msg, "serializer for ") && strings.Contains(msg, " doesn't exist")
+}
+
+// plainHTTP reports whether an https:// server answered in plain HTTP: a
+// kubeconfig naming the wrong port or scheme. net/http has no type for it.
+func plainHTTP(err error) bool {
+	var rh tls.RecordHeaderError
+	return errors.As(err, &rh) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")
 }
 
 // IsUnreachable reports whether err means the API server could not be used:
@@ -46,6 +118,10 @@ func IsUnreachable(err error) bool {
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, context.DeadlineExceeded):
 		return true
 	case apierrors.IsUnauthorized(err):
+		return true
+	case notAPI(err), plainHTTP(err):
+		// Not the Kubernetes API at that address, as a closed port is
+		// not: the kubeconfig's server is wrong (issue 18, review item 4).
 		return true
 	case apierrors.IsServiceUnavailable(err):
 		// 503 to a request is a control plane starting or a proxy in

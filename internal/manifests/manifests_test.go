@@ -325,3 +325,147 @@ services:
 		}
 	}
 }
+
+// No manifest copies a raw value into a comment: a line break in log.file
+// (from a config built otherwise than by config.Load) or in the config's
+// path would end the comment and start a line of its own, a job that
+// Debian's cron runs (issue 18, review item 1). A path on a command line
+// cannot be escaped there and is refused; in a comment it is escaped.
+func TestManifestsCopyNoLineBreakIntoAComment(t *testing.T) {
+	const inject = "\n* * * * * root touch /tmp/PWNED\n#"
+	host := HostOptions{Binary: "/usr/bin/autodeploy", User: "root"}
+	noInjectedLine := func(t *testing.T, out string) {
+		t.Helper()
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, "PWNED") && strings.HasPrefix(strings.TrimSpace(line), "*") {
+				t.Fatalf("a line of its own was injected:\n%s", out)
+			}
+		}
+	}
+	t.Run("cron: log.file in the header", func(t *testing.T) {
+		cfg := *example(t)
+		cfg.Log.File = "/tmp/x" + inject
+		var b bytes.Buffer
+		if err := Cron(&b, &cfg, host); err != nil {
+			t.Fatal(err)
+		}
+		noInjectedLine(t, b.String())
+		if !strings.Contains(b.String(), `/tmp/x\n* * * * * root touch /tmp/PWNED\n#.`) {
+			t.Fatalf("log.file not escaped in the header:\n%s", b.String())
+		}
+	})
+	for name, write := range map[string]func(*bytes.Buffer, *config.Config) error{
+		"cron":    func(b *bytes.Buffer, c *config.Config) error { return Cron(b, c, host) },
+		"systemd": func(b *bytes.Buffer, c *config.Config) error { return Systemd(b, c, host) },
+	} {
+		for _, bad := range []string{"/tmp/c" + inject + ".yaml", "/tmp/c\x1b[2J.yaml", "/tmp/c\u202e.yaml"} {
+			t.Run(name+": config path "+strings.ReplaceAll(bad, "\n", `\n`), func(t *testing.T) {
+				cfg := *example(t)
+				cfg.Path = bad
+				var b bytes.Buffer
+				err := write(&b, &cfg)
+				if err == nil || !strings.Contains(err.Error(), "the config path") || strings.ContainsAny(err.Error(), "\n\x1b\u202e") {
+					t.Fatalf("err = %q; want the config path refused, escaped", err)
+				}
+			})
+		}
+	}
+	t.Run("rbac: config path in the header", func(t *testing.T) {
+		cfg := *example(t)
+		cfg.Path = "/tmp/c" + inject
+		var b bytes.Buffer
+		if err := RBAC(&b, &cfg, RBACOptions{ServiceAccount: "autodeploy", Namespace: "autodeploy"}); err != nil {
+			t.Fatal(err)
+		}
+		noInjectedLine(t, b.String())
+	})
+	t.Run("cronjob: config path in the header", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "x"+inject)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cfg := *example(t)
+		raw, err := os.ReadFile(cfg.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Path = filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(cfg.Path, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		if err := CronJob(&b, &cfg, CronJobOptions{Image: "x/autodeploy:1", ServiceAccount: "autodeploy", Namespace: "autodeploy", Getenv: fakeEnv, ReadFile: fakeFile}); err != nil {
+			t.Fatal(err)
+		}
+		noInjectedLine(t, b.String())
+		if !strings.Contains(b.String(), `x\n* * * * * root touch /tmp/PWNED\n#/c.yaml.`) {
+			t.Fatalf("config path not escaped in the header:\n%.400s", b.String())
+		}
+	})
+}
+
+// A Pushgateway URL with a credential (userinfo, a query, a fragment) or
+// from a file goes to the Secret, as health URLs do: the ConfigMap's
+// header says it holds no secret (issue 18, review item 2). A plain one
+// stays inline.
+func TestCronJobPushgatewaySecret(t *testing.T) {
+	for _, tt := range []struct {
+		name, metrics string
+		inSecret      []string // "" for a plain URL kept inline
+	}{
+		{"a credential", `{pushgateway: "http://pguser:PGPASS@127.0.0.1:9091/p?x=PGQUERY#PGFRAG"}`, []string{"PGPASS", "PGQUERY", "PGFRAG"}},
+		{"from a file", `{pushgatewayFile: /etc/autodeploy/pg-url}`, []string{"secret.example/file/etc/autodeploy/pg-url"}},
+		{"plain", `{pushgateway: "http://127.0.0.1:9091"}`, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "config.yaml")
+			src := "metrics: " + tt.metrics + "\nservices:\n  - name: a\n"
+			if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b bytes.Buffer
+			if err := CronJob(&b, cfg, CronJobOptions{Image: "r/a:v1", Namespace: "ops", ServiceAccount: "autodeploy", Getenv: fakeEnv, ReadFile: fakeFile}); err != nil {
+				t.Fatal(err)
+			}
+			var secret, configMap string
+			for _, d := range strings.Split(b.String(), "\n---\n") {
+				switch {
+				case strings.Contains(d, "kind: Secret"):
+					secret = d
+				case strings.Contains(d, "kind: ConfigMap"):
+					configMap = d
+				}
+			}
+			for _, s := range tt.inSecret {
+				if strings.Contains(configMap, s) {
+					t.Errorf("%s is in the ConfigMap:\n%s", s, configMap)
+				}
+				if !strings.Contains(secret, s) {
+					t.Errorf("%s is not in the Secret:\n%s", s, secret)
+				}
+			}
+			var body strings.Builder
+			for _, l := range strings.Split(configMap[strings.Index(configMap, "config.yaml: |")+len("config.yaml: |\n"):], "\n") {
+				body.WriteString(strings.TrimPrefix(l, "    ") + "\n")
+			}
+			pod, err := config.Parse([]byte(body.String()), "configmap")
+			if err != nil {
+				t.Fatalf("%v\n%s", err, body.String())
+			}
+			m := pod.Metrics
+			if tt.inSecret == nil {
+				if m.Pushgateway != "http://127.0.0.1:9091" || m.PushgatewayFile != "" {
+					t.Errorf("metrics %+v, want the plain URL inline", m)
+				}
+				return
+			}
+			if m.Pushgateway != "" || m.PushgatewayFile != "/etc/autodeploy/secrets/metrics-pushgateway" || !strings.Contains(secret, "  metrics-pushgateway: ") {
+				t.Errorf("metrics %+v, want a file of the mounted Secret", m)
+			}
+		})
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/ui"
 )
 
 // HostOptions locate autodeploy on a host.
@@ -42,13 +43,23 @@ func (o HostOptions) Validate() error {
 }
 
 // oneLine refuses a path with a line break: a cron line and a unit's
-// ExecStart end there, whatever the quoting.
+// ExecStart end there, whatever the quoting. Other control characters
+// (ESC, a bidi override) are refused too: the line shows something else
+// than it runs.
 func oneLine(what, path string) error {
 	if strings.ContainsAny(path, "\n\r") {
 		return fmt.Errorf("%s %q has a line break, which no cron line or unit can hold: rename it", what, path)
 	}
+	if config.HasControl(path) {
+		return fmt.Errorf("%s %q has a control character, which a cron line or unit would hide: rename it", what, path)
+	}
 	return nil
 }
+
+// comment is s as a manifest's comment may hold it: never a raw value, of
+// which a line break would end the comment and start a line of its own
+// (in /etc/cron.d, a job; issue 18, review item 1).
+func comment(s string) string { return ui.Escape(s) }
 
 // Cron writes an /etc/cron.d line running autodeploy on cfg's schedule.
 // Paths are absolute (cron runs in the user's home) and quoted for sh;
@@ -82,7 +93,7 @@ func Cron(w io.Writer, cfg *config.Config, o HostOptions) error {
 SHELL=/bin/sh
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 %s %s %s
-`, cfg.Log.File, cfg.Schedule, o.User, command)
+`, comment(cfg.Log.File), cfg.Schedule, o.User, command)
 	return err
 }
 
@@ -146,7 +157,7 @@ AccuracySec=1s
 
 [Install]
 WantedBy=timers.target
-`, o.User, systemdQuote(o.Binary), systemdQuote(cfg.Path), cfg.RunDeadline(), cfg.BackstopSeconds(), cfg.Schedule, cal)
+`, o.User, systemdQuote(o.Binary), systemdQuote(cfg.Path), cfg.RunDeadline(), cfg.BackstopSeconds(), comment(cfg.Schedule), cal)
 	return err
 }
 

@@ -150,6 +150,60 @@ func Open(cfg config.Log, runID string, stdout io.Writer, attrs ...any) (*Log, e
 	return l, nil
 }
 
+// Writable says whether Open could write the log of cfg, without writing
+// to the log: what Open refuses before opening (LogFileProblem), and a
+// real write of a line, synced, to a file beside it (then removed), since
+// an empty file is still created on a full file system (issue 18, review
+// item 3). doctor's log check.
+func Writable(cfg config.Log) error {
+	if cfg.File == config.LogToStdout {
+		return nil
+	}
+	if why := config.LogFileProblem(cfg.File); why != "" {
+		return fmt.Errorf("log.file %s %s", strconv.Quote(cfg.File), why)
+	}
+	// The nearest directory there: Open creates the rest in it.
+	dir := filepath.Dir(cfg.File)
+	for {
+		if _, err := os.Stat(dir); err == nil || filepath.Dir(dir) == dir {
+			break
+		}
+		dir = filepath.Dir(dir)
+	}
+	f, err := os.CreateTemp(dir, ".autodeploy-doctor-*")
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("cannot write the log file %s: %w (free space on its file system or fix its permissions, or set log.file in the config)", cfg.File, err)
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write([]byte(`time=2006-01-02T15:04:05.000Z level=INFO msg="log opened" run=doctor-probe` + "\n"))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		var fh *os.File
+		if fh, err = os.OpenFile(cfg.File, os.O_WRONLY|os.O_APPEND, 0); err == nil {
+			fh.Close()
+		} else if errors.Is(err, fs.ErrNotExist) {
+			err = nil
+		}
+	}
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("cannot write the log file %s: %w (free space on its file system or fix its permissions, or set log.file in the config)", cfg.File, err)
+	}
+	return nil
+}
+
 type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }

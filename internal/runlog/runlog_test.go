@@ -224,3 +224,85 @@ func TestWriteFailuresAreRemembered(t *testing.T) {
 		})
 	}
 }
+
+// Writable, doctor's log check, refuses what Open refuses: on a full file
+// system an empty file is still created, so doctor said "is writable"
+// while run, hold and rollback refused with "no space left on device"
+// (issue 18, review item 3). A real 8 KiB tmpfs, filled, in a private
+// mount namespace.
+func TestWritableAsOpen(t *testing.T) {
+	if !inMountNamespace(t) {
+		return
+	}
+	for _, tt := range []struct {
+		name  string
+		setup func(t *testing.T, dir, log string)
+		cause string // "" when writable
+	}{
+		{name: "writable, log absent"},
+		{name: "writable, log present", setup: func(t *testing.T, dir, log string) { os.WriteFile(log, []byte("x\n"), 0o640) }},
+		{name: "full, log absent", setup: func(t *testing.T, dir, log string) { fill(t, dir) }, cause: "no space left on device"},
+		{name: "full, log present", setup: func(t *testing.T, dir, log string) { os.WriteFile(log, nil, 0o640); fill(t, dir) }, cause: "no space left on device"},
+		{name: "read-only", setup: func(t *testing.T, dir, log string) {
+			for _, args := range [][]string{{"--bind", dir, dir}, {"-o", "remount,bind,ro", dir}} {
+				if out, err := exec.Command("mount", args...).CombinedOutput(); err != nil {
+					t.Fatalf("mount %v: %v: %s", args, err, out)
+				}
+			}
+		}, cause: "read-only file system"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", dir).CombinedOutput(); err != nil {
+				t.Fatalf("mount tmpfs: %v: %s", err, out)
+			}
+			t.Cleanup(func() {
+				for exec.Command("umount", dir).Run() == nil {
+				}
+			})
+			log := filepath.Join(dir, "autodeploy.log")
+			if tt.setup != nil {
+				tt.setup(t, dir, log)
+			}
+			cfg := config.Log{File: log, MaxSizeMB: 1}
+			werr := Writable(cfg)
+			if tt.cause == "" {
+				if werr != nil {
+					t.Fatalf("Writable = %v, want nil", werr)
+				}
+			} else if werr == nil || !strings.Contains(werr.Error(), tt.cause) || !strings.Contains(werr.Error(), log) {
+				t.Fatalf("Writable = %v, want the file and %q", werr, tt.cause)
+			}
+			l, oerr := Open(cfg, "r1", nil)
+			if oerr == nil {
+				l.Close()
+			}
+			if (werr == nil) != (oerr == nil) {
+				t.Fatalf("Writable = %v but Open = %v", werr, oerr)
+			}
+			if ents, _ := os.ReadDir(dir); tt.cause != "" {
+				for _, e := range ents {
+					if strings.HasPrefix(e.Name(), ".autodeploy-") {
+						t.Errorf("Writable left %s", e.Name())
+					}
+				}
+			}
+		})
+	}
+}
+
+// fill writes to dir until its file system is full.
+func fill(t *testing.T, dir string) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 512)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			return
+		}
+	}
+}
