@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 )
@@ -37,7 +38,14 @@ func TestSystemdExecStart(t *testing.T) {
 	// line naming the path.
 	for _, bin := range []string{"/opt/my dir/a%b$c/autodeploy", "/opt/it's/autodeploy", `/opt/a"b/autodeploy`, `/opt/a\b/autodeploy`, "/opt/a\tb/autodeploy", "/opt/a\x1bb/autodeploy", "/opt/a\x7fb/autodeploy"} {
 		err := Systemd(&bytes.Buffer{}, &config.Config{Schedule: "@hourly", Path: "/etc/c.yaml"}, HostOptions{Binary: bin, User: "root"})
-		if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "systemd") || !strings.Contains(err.Error(), "--binary") {
+		if err == nil {
+			t.Errorf("--binary %q: accepted, want a one-line refusal naming systemd", bin)
+			continue
+		}
+		// A control character is refused for every target, cron lines too
+		// (oneLine): that refusal need not name systemd.
+		named := strings.Contains(err.Error(), "systemd") || strings.ContainsFunc(bin, unicode.IsControl)
+		if strings.Contains(err.Error(), "\n") || !named || !strings.Contains(err.Error(), "--binary") {
 			t.Errorf("--binary %q: %v, want a one-line refusal naming systemd", bin, err)
 		}
 	}
