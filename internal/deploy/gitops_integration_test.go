@@ -114,6 +114,18 @@ func (f *gitops) gitImage(t testing.TB, svc, img string) {
 	})
 }
 
+// settle waits for the Flux work a run's reconcile requests started (CI
+// saw a run's own apply, in flight when the run ended, counted as Flux
+// writing the Deployment again).
+func (f *gitops) settle(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := f.g.Settle(ctx); err != nil {
+		t.Fatalf("Flux's work did not settle: %v", err)
+	}
+}
+
 // suspendAutomation sets the ImageUpdateAutomation's spec.suspend as `flux
 // suspend image update` does.
 func (f *gitops) suspendAutomation(t *testing.T, suspend bool) {
@@ -179,6 +191,7 @@ func TestGitOpsGoodPush(t *testing.T) {
 		t.Errorf("warnings: %q", res.Warnings)
 	}
 	f.gitImage(t, "api", reg+"api:sha-2222222")
+	f.settle(t)
 	before := f.e.GetDeployment("api")
 	applies := f.g.Applies()
 	// A Kustomization interval right after the run, before the
@@ -299,6 +312,7 @@ func TestGitOpsBadPushRollbackSticks(t *testing.T) {
 	// ... and it ends up in git and, without a second rollout, in Flux's
 	// view of the cluster.
 	f.gitImage(t, "api", reg+"api:sha-3333333")
+	f.settle(t)
 	applies := f.g.Applies()
 	if err := f.g.Fetch(context.Background()); err != nil {
 		t.Fatal(err)
@@ -482,8 +496,9 @@ func BenchmarkDeployGitOps(b *testing.B) {
 			if err != nil || res.Services[0].Outcome != deploy.OutcomeDeployed {
 				b.Fatalf("run %d: %v %+v", i, err, res)
 			}
-			applies := f.g.Applies()
 			f.gitImage(b, "api", img)
+			f.settle(b)
+			applies := f.g.Applies()
 			if err := f.g.Fetch(context.Background()); err != nil {
 				b.Fatal(err)
 			}

@@ -229,12 +229,13 @@ func (r *Runner) superseded(ctx context.Context, s config.Service, dec Decision,
 	// stays: it is how the next run knows its image was reverted, and does
 	// not deploy it again (Plan).
 	keepDeployed := sup.By == flux.KustomizeManager
+	mark := rolloutMarks(keepDeployed)
+	var cleared *appsv1.Deployment
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		d, err := r.get(ctx, s)
 		if err != nil {
 			return err
 		}
-		mark := rolloutMarks(keepDeployed)
 		if c := d.Annotations[rollout.ChangeCauseAnnotation]; isDeployCause(c, dec.Target) {
 			// The cause of autodeploy's patch would be copied onto their
 			// revision's ReplicaSet, and `history` would show it for
@@ -242,26 +243,48 @@ func (r *Runner) superseded(ctx context.Context, s config.Service, dec Decision,
 			// copies the new value onto the ReplicaSet too.
 			mark[rollout.ChangeCauseAnnotation] = supersededCause(sup, dec.Target)
 		}
-		if _, err := rollout.AnnotateIfUnchanged(ctx, r.Kube, d, mark); err != nil {
-			return err
-		}
-		// Their ReplicaSet was created from the Deployment with
-		// autodeploy's marks on it; the controller never removes a
-		// copied annotation, and an undo to their revision would bring
-		// the marks back.
-		owned, err := rollout.ListOwned(ctx, r.Kube, d)
-		if err != nil {
-			return err
-		}
-		if cur := rollout.Current(d, owned); cur != nil {
-			return rollout.AnnotateReplicaSets(ctx, r.Kube, d, mark, cur.Name)
-		}
-		return nil
+		cleared, err = rollout.AnnotateIfUnchanged(ctx, r.Kube, d, mark)
+		return err
 	})
+	if err == nil {
+		// Their ReplicaSet is created from the Deployment with autodeploy's
+		// marks on it, possibly after the patch above (seen on 1.28: the
+		// ReplicaSet did not exist yet when the run looked, and came with
+		// the marks), and the controller never removes a copied
+		// annotation: an undo to their revision would bring the marks
+		// back. Once the controller has synced the cleared Deployment
+		// (annotations count in a Deployment's generation), their
+		// ReplicaSet exists and gets no mark back.
+		err = r.clearSupersededReplicaSet(ctx, cleared, mark)
+	}
 	if err != nil {
 		log.Warn("could not clear autodeploy's marks", "error", err)
 	}
 	return OutcomeSuperseded, sup
+}
+
+// observeBound bounds the wait for the deployment controller to sync a
+// Deployment autodeploy annotated: it does within milliseconds; a stopped
+// controller must not hold the run.
+const observeBound = 10 * time.Second
+
+// clearSupersededReplicaSet removes mark from the ReplicaSet of d's
+// template once the deployment controller has observed d.
+func (r *Runner) clearSupersededReplicaSet(ctx context.Context, d *appsv1.Deployment, mark map[string]string) error {
+	ctx, cancel := context.WithTimeout(ctx, observeBound)
+	defer cancel()
+	d, err := rollout.WaitObserved(ctx, r.Kube, d)
+	if err != nil {
+		return fmt.Errorf("the deployment controller has not synced Deployment %s/%s: %w", d.Namespace, d.Name, err)
+	}
+	owned, err := rollout.ListOwned(ctx, r.Kube, d)
+	if err != nil {
+		return err
+	}
+	if cur := rollout.Current(d, owned); cur != nil {
+		return rollout.AnnotateReplicaSets(ctx, r.Kube, d, mark, cur.Name)
+	}
+	return nil
 }
 
 // clearMarks removes the marks of an autodeploy rollout from d.

@@ -109,6 +109,8 @@ type GitOps struct {
 
 	life    sync.Mutex
 	stopped bool
+	busy    int           // work in progress
+	idle    chan struct{} // closed when busy drops to 0; nil while idle
 	wg      sync.WaitGroup
 	done    chan struct{}
 }
@@ -164,6 +166,27 @@ func StartGitOps(ctx context.Context, cfg *rest.Config, o GitOptions) (*GitOps, 
 // Done is closed once ctx has ended and no work the watches started is
 // still running: only then may o.Dir be removed.
 func (g *GitOps) Done() <-chan struct{} { return g.done }
+
+// Settle waits until no work the watches started is in progress. A
+// reconcile request is answered before the work it started ends:
+// source-controller writes lastHandledReconcileAt with the fetch, and
+// kustomize-controller applies the new revision after that; a test that
+// counts Applies after a run that asked for a fetch settles first, or it
+// counts the run's own apply as a later one.
+func (g *GitOps) Settle(ctx context.Context) error {
+	g.life.Lock()
+	idle := g.idle
+	g.life.Unlock()
+	if idle == nil {
+		return nil
+	}
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // Fetch plays a GitRepository interval elapsing: source-controller fetches
 // the head of main and, when the revision is new, stores an artifact for
@@ -429,8 +452,20 @@ func (g *GitOps) work(ctx context.Context, fn func() error) {
 		return
 	}
 	g.wg.Add(1)
+	if g.busy == 0 {
+		g.idle = make(chan struct{})
+	}
+	g.busy++
 	g.life.Unlock()
-	defer g.wg.Done()
+	defer func() {
+		g.life.Lock()
+		if g.busy--; g.busy == 0 {
+			close(g.idle)
+			g.idle = nil
+		}
+		g.life.Unlock()
+		g.wg.Done()
+	}()
 	var se *StatusError
 	if err := fn(); err != nil && !errors.As(err, &se) && ctx.Err() == nil && g.o.OnError != nil {
 		g.o.OnError(err)

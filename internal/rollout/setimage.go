@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -71,6 +73,24 @@ func AnnotateIfUnchanged(ctx context.Context, c kubernetes.Interface, d *appsv1.
 		return d, nil
 	}
 	return patch(ctx, c, d, withPrecondition(d, ops), false)
+}
+
+// WaitObserved waits until the deployment controller has synced d's
+// generation (status.observedGeneration), which for a Deployment counts
+// annotation changes too: the ReplicaSet of d's template then exists and
+// carries d's annotations. It returns the Deployment as last read (d on an
+// error before the first read).
+func WaitObserved(ctx context.Context, c kubernetes.Interface, d *appsv1.Deployment) (*appsv1.Deployment, error) {
+	last := d
+	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		got, err := c.AppsV1().Deployments(d.Namespace).Get(ctx, d.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		last = got
+		return got.Status.ObservedGeneration >= d.Generation, nil
+	})
+	return last, err
 }
 
 // withPrecondition adds d's resourceVersion to a patch. The API server
