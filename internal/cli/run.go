@@ -402,6 +402,7 @@ func progressPrinter(w io.Writer) func(svc, msg string) {
 
 var outcomeColor = map[deploy.Outcome]func(string, ...any) string{
 	deploy.OutcomeDeployed: ui.Green.Sprintf, deploy.OutcomeVerified: ui.Green.Sprintf, deploy.OutcomeUpToDate: ui.Green.Sprintf,
+	deploy.OutcomeSoaked: ui.Green.Sprintf, deploy.OutcomeSoaking: ui.Green.Sprintf,
 	deploy.OutcomeSkipped: ui.Yellow.Sprintf, deploy.OutcomePlanned: ui.Cyan.Sprintf, deploy.OutcomeInterrupted: ui.Yellow.Sprintf,
 	deploy.OutcomeRolledBack: ui.Red.Sprintf, deploy.OutcomeFailed: ui.Red.Sprintf, deploy.OutcomeRollbackFailed: ui.Red.Sprintf,
 	deploy.OutcomeNotRun: ui.Red.Sprintf, deploy.OutcomeUnverified: ui.Yellow.Sprintf, deploy.OutcomeSuperseded: ui.Yellow.Sprintf,

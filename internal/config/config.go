@@ -117,6 +117,7 @@ type Flux struct {
 type Defaults struct {
 	Namespace      string
 	RolloutTimeout time.Duration
+	Soak           time.Duration
 	AutoRollback   bool
 	// DeployWindows gate the rollouts of services that set none.
 	DeployWindows []DeployWindow
@@ -134,7 +135,11 @@ type Service struct {
 	PolicyNamespace string
 	PolicyName      string
 	RolloutTimeout  time.Duration
-	AutoRollback    bool
+	// Soak is how long a verified rollout is watched before it counts as
+	// soaked: a container restart, a pod leaving Ready or a failing health
+	// check meanwhile rolls it back as a failed rollout (0: no soak).
+	Soak         time.Duration
+	AutoRollback bool
 	// DeployWindows are when a rollout may start (the service's own, or
 	// the defaults'); none means at any time. Verifies and rollbacks are
 	// never gated.

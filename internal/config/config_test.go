@@ -38,7 +38,7 @@ func TestExample(t *testing.T) {
 	gw := Service{
 		Name: "api-gateway", Namespace: "apps", Deployment: "api-gateway", Container: "api-gateway",
 		PolicyNamespace: "flux-system", PolicyName: "api-gateway",
-		RolloutTimeout: 3 * time.Minute, AutoRollback: true,
+		RolloutTimeout: 3 * time.Minute, Soak: 2 * time.Minute, AutoRollback: true,
 		Health: &Health{
 			URL: Secret{Value: "http://127.0.0.1:8080/healthz"}, ExpectStatus: 200, ExpectBody: "{{.Tag}}",
 			Timeout: 30 * time.Second, Interval: 2 * time.Second,

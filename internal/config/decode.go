@@ -76,6 +76,7 @@ type rawFlux struct {
 type rawDefaults struct {
 	Namespace      opt[string]        `yaml:"namespace"`
 	RolloutTimeout opt[time.Duration] `yaml:"rolloutTimeout"`
+	Soak           opt[time.Duration] `yaml:"soak"`
 	AutoRollback   opt[bool]          `yaml:"autoRollback"`
 	DeployWindows  []rawWindow        `yaml:"deployWindows"`
 }
@@ -87,6 +88,7 @@ type rawService struct {
 	Container      opt[string]        `yaml:"container"`
 	ImagePolicy    opt[string]        `yaml:"imagePolicy"`
 	RolloutTimeout opt[time.Duration] `yaml:"rolloutTimeout"`
+	Soak           opt[time.Duration] `yaml:"soak"`
 	AutoRollback   opt[bool]          `yaml:"autoRollback"`
 	DeployWindows  []rawWindow        `yaml:"deployWindows"`
 	Health         *rawHealth         `yaml:"health"`

@@ -166,6 +166,7 @@ func (d *decoder) resolve(r *rawConfig, name string) *Config {
 		Defaults: Defaults{
 			Namespace:      r.Defaults.Namespace.or(DefaultNamespace),
 			RolloutTimeout: r.Defaults.RolloutTimeout.or(DefaultRolloutTimeout),
+			Soak:           r.Defaults.Soak.or(0),
 			AutoRollback:   r.Defaults.AutoRollback.or(DefaultAutoRollback),
 		},
 	}
@@ -209,7 +210,8 @@ func (d *decoder) resolve(r *rawConfig, name string) *Config {
 
 	d.name(r.Defaults.Namespace, isLabel, "namespace", labelRule)
 	d.positive(r.Defaults.RolloutTimeout)
-	c.Defaults.DeployWindows = d.windows(r.Defaults.DeployWindows, "defaults.deployWindows", c.Defaults.RolloutTimeout, "defaults")
+	d.nonNegative(r.Defaults.Soak)
+	c.Defaults.DeployWindows = d.windows(r.Defaults.DeployWindows, "defaults.deployWindows", c.Defaults.RolloutTimeout+c.Defaults.Soak, "defaults")
 
 	if len(r.Services) == 0 {
 		// An explicit "services: []" is a config not filled in yet (the
@@ -263,6 +265,7 @@ func (d *decoder) service(c *Config, rs rawService, path string) Service {
 		Namespace:      rs.Namespace.or(c.Defaults.Namespace),
 		Container:      rs.Container.or(""),
 		RolloutTimeout: rs.RolloutTimeout.or(c.Defaults.RolloutTimeout),
+		Soak:           rs.Soak.or(c.Defaults.Soak),
 		AutoRollback:   rs.AutoRollback.or(c.Defaults.AutoRollback),
 		Line:           rs.Line,
 	}
@@ -271,7 +274,7 @@ func (d *decoder) service(c *Config, rs rawService, path string) Service {
 	if _, own := d.seqLines[path+".deployWindows"]; own {
 		// An explicit "deployWindows: []" opts a service out of the
 		// defaults' windows.
-		s.DeployWindows = d.windows(rs.DeployWindows, path+".deployWindows", s.RolloutTimeout, quote(s.Name))
+		s.DeployWindows = d.windows(rs.DeployWindows, path+".deployWindows", s.RolloutTimeout+s.Soak, quote(s.Name))
 	}
 
 	if !rs.Name.Set {
@@ -284,6 +287,7 @@ func (d *decoder) service(c *Config, rs rawService, path string) Service {
 		d.name(rs.Container, isLabel, "container name", labelRule)
 	}
 	d.positive(rs.RolloutTimeout)
+	d.nonNegative(rs.Soak)
 	// A rollout longer than the run's budget could never be judged: every
 	// run would leave it unverified, and a broken one would stay in place.
 	if c.RunTimeout > 0 && !rs.RolloutTimeout.Bad && s.RolloutTimeout > c.RunTimeout && s.RolloutTimeout <= maxDuration {
@@ -432,6 +436,17 @@ const maxDuration = 24 * time.Hour
 
 func (d *decoder) positive(o opt[time.Duration]) {
 	d.durationAtLeast(o, 0)
+}
+
+// nonNegative checks 0 <= o <= a day.
+func (d *decoder) nonNegative(o opt[time.Duration]) {
+	switch {
+	case !o.ok():
+	case o.Val < 0:
+		d.add(o.Line, o.Path, fmt.Sprintf("must not be negative, got %s (0s turns it off)", o.Val))
+	case o.Val > maxDuration:
+		d.add(o.Line, o.Path, fmt.Sprintf("must be at most %s, got %s", maxDuration, o.Val))
+	}
 }
 
 // durationAtLeast checks min < o (min 0: greater than zero) and o <= a day.

@@ -33,10 +33,10 @@ type rawWindow struct {
 	Line     int                `yaml:"-"`
 }
 
-// windows resolves a deployWindows list; rolloutTimeout is the timeout of
-// the rollouts it gates (a window shorter than that never lets one start),
-// owner who has it, for messages.
-func (d *decoder) windows(raw []rawWindow, path string, rolloutTimeout time.Duration, owner string) []DeployWindow {
+// windows resolves a deployWindows list; need is what a rollout it gates
+// takes at most, rolloutTimeout plus soak (a window shorter than that never
+// lets one start), owner who has it, for messages.
+func (d *decoder) windows(raw []rawWindow, path string, need time.Duration, owner string) []DeployWindow {
 	var out []DeployWindow
 	for i, rw := range raw {
 		if rw.Line == 0 {
@@ -67,8 +67,8 @@ func (d *decoder) windows(raw []rawWindow, path string, rolloutTimeout time.Dura
 			d.add(o.Line, o.Path, fmt.Sprintf("must be greater than zero, got %s", o.Val))
 		case o.Val > MaxWindowDuration:
 			d.add(o.Line, o.Path, fmt.Sprintf("must be at most %s, got %s", MaxWindowDuration, o.Val))
-		case rolloutTimeout > 0 && o.Val < rolloutTimeout:
-			d.add(o.Line, o.Path, fmt.Sprintf("%s is shorter than rolloutTimeout %s of %s: no rollout could start in this window (lengthen duration or lower rolloutTimeout)", o.Val, rolloutTimeout, owner))
+		case need > 0 && o.Val < need:
+			d.add(o.Line, o.Path, fmt.Sprintf("%s is shorter than the %s a rollout of %s takes at most (rolloutTimeout plus soak): no rollout could start in this window (lengthen duration, or lower rolloutTimeout or soak)", o.Val, need, owner))
 		}
 		loc, err := time.LoadLocation(w.TimeZone)
 		switch {

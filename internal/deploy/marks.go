@@ -12,7 +12,8 @@ import (
 //	key                        on                  format          set by                                cleared by                                       on the ReplicaSets
 //	deployed-image             Deployment          image ref       the deploy patch                      superseded, rollback, forget (kept once verified) copied by the controller; stripped from a
 //	verified                   Deployment          "false"/"true"  the deploy patch / markVerified       superseded, rollback, forget                      superseding revision's (superseded)
-//	previous-revision          Deployment          revision        the deploy patch                      markVerified, superseded, rollback, forget        same
+//	previous-revision          Deployment          revision        the deploy patch                      markVerified (soaked), superseded, rollback, forget same
+//	soak                       Deployment          SoakMark        markVerified (with a soak)            deploy, superseded, rollback, forget              same
 //	failed-image               Deployment          FailedImage     rollback (automatic, manual)          resume --forget-failed, forget                   copied by the manual rollback (undo keeps it)
 //	retry                      Deployment          Retry           a rollback for a cause not the image  markVerified, resume --forget-failed, forget     no
 //	hold                       Deployment          Hold            hold, manual rollback                 resume, forget                                   copied (undo keeps the hold)
@@ -33,6 +34,11 @@ const (
 	// AnnPreviousRevision is the revision that ran before autodeploy's
 	// patch: where an automatic rollback goes.
 	AnnPreviousRevision = prefix + "previous-revision"
+	// AnnSoak is the soak of a verified rollout (SoakMark JSON), written
+	// with verified=true when the service has a soak; Passed once it ended
+	// with no evidence against the image. previous-revision stays until
+	// then: a soak that fails rolls back there.
+	AnnSoak = prefix + "soak"
 	// AnnFailedImage remembers the last image that failed (FailedImage
 	// JSON), so later runs do not try it again.
 	AnnFailedImage = prefix + "failed-image"
@@ -95,6 +101,26 @@ func ParseRetry(ann map[string]string) (Retry, bool) {
 		return Retry{}, false
 	}
 	return r, true
+}
+
+// SoakMark is the value of AnnSoak.
+type SoakMark struct {
+	Image string `json:"image"`
+	// VerifiedAt is when the rollout and health check passed: evidence
+	// counts from then.
+	VerifiedAt time.Time `json:"verifiedAt"`
+	Until      time.Time `json:"until"`
+	Passed     bool      `json:"passed,omitempty"`
+}
+
+// ParseSoak reads AnnSoak.
+func ParseSoak(ann map[string]string) (SoakMark, bool) {
+	var m SoakMark
+	v, ok := ann[AnnSoak]
+	if !ok || json.Unmarshal([]byte(v), &m) != nil || m.Image == "" || m.Until.IsZero() {
+		return SoakMark{}, false
+	}
+	return m, true
 }
 
 // FailedImage is the value of AnnFailedImage.

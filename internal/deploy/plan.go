@@ -25,6 +25,9 @@ const (
 	// Verify finishes the check of a rollout an earlier run started but did
 	// not see through (interrupted, or the host rebooted).
 	Verify Action = "verify"
+	// Soak carries on the soak of a verified rollout (config soak) that an
+	// earlier run could not see through.
+	Soak   Action = "soak"
 	Skip   Action = "skip"
 )
 
@@ -191,6 +194,21 @@ func plan(in Input) Decision {
 			return dec
 		}
 		dec.StaleMarks = true
+	}
+	if m, ok := ParseSoak(ann); ok && !m.Passed && ann[AnnVerified] == "true" && image.SameString(m.Image, dec.Current) {
+		// Before the policy: a newer image waits for the verdict on this
+		// one (a crash now is remembered; deploying over it would forget
+		// it). A soak whose end has passed is looked at once more: the
+		// pods keep what happened meanwhile.
+		dec.Action, dec.Target = Soak, dec.Current
+		dec.PreviousRevision, _ = strconv.ParseInt(ann[AnnPreviousRevision], 10, 64)
+		dec.NoRollback = dec.PreviousRevision == 0
+		if left := m.Until.Sub(in.Now); left > 0 {
+			dec.Reason = fmt.Sprintf("soaking since %s, %s left", m.VerifiedAt.UTC().Format("2006-01-02 15:04:05"), left.Round(time.Second))
+		} else {
+			dec.Reason = "the soak has ended: a last look at its pods"
+		}
+		return dec
 	}
 	p := in.Policy
 	if p == nil {
@@ -445,7 +463,7 @@ func replacedBefore(d *appsv1.Deployment, rss []*appsv1.ReplicaSet, container st
 // rollback is never held back by a window.
 func outsideWindow(in Input) string {
 	s := in.Service
-	v := config.CanStart(s.DeployWindows, in.Now, s.RolloutTimeout)
+	v := config.CanStart(s.DeployWindows, in.Now, s.RolloutTimeout+s.Soak)
 	if v.Allowed {
 		return ""
 	}

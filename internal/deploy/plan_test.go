@@ -53,6 +53,16 @@ func rs(d *appsv1.Deployment, img string, rev int64, history string) *appsv1.Rep
 	return r
 }
 
+// soakMark marks d verified at 10:00 with a 10-minute soak of tag.
+func soakMark(tag string, passed bool) func(*appsv1.Deployment) {
+	return func(d *appsv1.Deployment) {
+		d.Annotations[AnnVerified] = "true"
+		d.Annotations[AnnDeployedImage] = repo + ":" + tag
+		d.Annotations[AnnPreviousRevision] = "1"
+		d.Annotations[AnnSoak] = mustJSON(SoakMark{Image: repo + ":" + tag, VerifiedAt: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC), Until: time.Date(2026, 11, 25, 10, 10, 0, 0, time.UTC), Passed: passed})
+	}
+}
+
 func pol(latest string, ready bool) *flux.Policy {
 	return &flux.Policy{Namespace: "flux-system", Name: "api-gateway", Latest: latest, Ready: ready, Message: "msg"}
 }
@@ -106,6 +116,20 @@ func TestPlan(t *testing.T) {
 		{name: "registry port is part of the name",
 			in:     Input{Service: svc(), Deployment: dep("registry.local:5000/app:v1", 1), Policy: pol("registry.local/app:v1", true)},
 			action: Deploy, target: "registry.local/app:v1", reasonPart: "repository changes"},
+		// Issue 19, soak: a soak an earlier run could not see through is
+		// carried on before a newer image is deployed; a passed one is
+		// history.
+		{name: "soaking, the policy moved on", in: Input{Service: svc(), Now: time.Date(2026, 11, 25, 10, 6, 0, 0, time.UTC), Deployment: dep(repo+":sha-bbb", 2, soakMark("sha-bbb", false))},
+			action: Soak, target: repo + ":sha-bbb", reasonPart: "soaking since 2026-11-25 10:00:00, 4m0s left"},
+		{name: "soak ended, not looked at yet", in: Input{Service: svc(), Now: time.Date(2026, 11, 25, 10, 30, 0, 0, time.UTC), Deployment: dep(repo+":sha-bbb", 2, soakMark("sha-bbb", false)), Policy: pol(repo+":sha-bbb", true)},
+			action: Soak, target: repo + ":sha-bbb", reasonPart: "the soak has ended: a last look"},
+		{name: "soaked", in: Input{Service: svc(), Deployment: dep(repo+":sha-bbb", 2, soakMark("sha-bbb", true)), Policy: pol(repo+":sha-ccc", true)},
+			action: Deploy, target: repo + ":sha-ccc", reasonPart: "the policy selected a new image"},
+		{name: "a soak mark of another image", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 2, soakMark("sha-bbb", false)), Policy: pol(repo+":sha-aaa", true)},
+			action: UpToDate, reasonPart: "running the policy's latest image"},
+		{name: "held while soaking", in: Input{Service: svc(), Deployment: dep(repo+":sha-bbb", 2, soakMark("sha-bbb", false), func(d *appsv1.Deployment) {
+			d.Annotations[AnnHold] = `{"by":"alice@host","reason":"incident 42","at":"2026-11-25T10:00:00Z"}`
+		})}, action: Skip, reasonPart: "held by alice@host"},
 		{name: "missing deployment", in: Input{Service: svc(), Policy: pol(repo+":sha-bbb", true)}, action: Skip, problem: true, reasonPart: "Deployment apps/api-gateway not found"},
 		{name: "missing policy", in: Input{Service: svc(), Deployment: d1}, action: Skip, problem: true, reasonPart: "ImagePolicy flux-system/api-gateway not found"},
 		{name: "policy without image", in: Input{Service: svc(), Deployment: d1, Policy: pol("", false)}, action: Skip, reasonPart: "has no image yet"},

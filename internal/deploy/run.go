@@ -32,6 +32,11 @@ const (
 	OutcomePlanned        Outcome = "planned" // --dry-run
 	OutcomeDeployed       Outcome = "deployed"
 	OutcomeVerified       Outcome = "verified"
+	// OutcomeSoaking: a verified rollout's soak goes on; a later run
+	// carries it on. OutcomeSoaked: it ended with nothing against the
+	// image.
+	OutcomeSoaking Outcome = "soaking"
+	OutcomeSoaked  Outcome = "soaked"
 	OutcomeFailed         Outcome = "failed"      // auto-rollback off: left as it is
 	OutcomeRolledBack     Outcome = "rolled-back" // failed, and the previous revision is back
 	OutcomeRollbackFailed Outcome = "rollback-failed"
@@ -180,7 +185,7 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 		if !o.DryRun && ctx.Err() == nil && in.Deployment != nil {
 			r.releaseLevers(ctx, in, log)
 		}
-		act := !o.DryRun && ctx.Err() == nil && (dec.Action == Deploy || dec.Action == Verify || dec.StaleMarks)
+		act := !o.DryRun && ctx.Err() == nil && (dec.Action == Deploy || dec.Action == Verify || dec.Action == Soak || dec.StaleMarks)
 		if !act {
 			log.Info("plan", "action", dec.Action, "current", dec.Current, "target", dec.Target, "reason", dec.Reason)
 		}
@@ -197,7 +202,12 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 				sr.Error = err.Error()
 				sr.Forbidden = apierrors.IsForbidden(err)
 			}
-			if sr.Action == Deploy || sr.Action == Verify {
+			switch {
+			case sr.Action == Deploy || sr.Action == Verify:
+				log.Info("service done", "outcome", sr.Outcome, "duration", sr.Duration)
+				r.notify(ctx, runID, sr, err)
+			case sr.Action == Soak && sr.Outcome != OutcomeSoaking && sr.Outcome != OutcomeSoaked:
+				// A failed soak is a failed rollout, and heard of as one.
 				log.Info("service done", "outcome", sr.Outcome, "duration", sr.Duration)
 				r.notify(ctx, runID, sr, err)
 			}

@@ -74,6 +74,10 @@ func (r *Runner) act(ctx context.Context, snapshot Decision, s config.Service, a
 			return dec, OutcomeUpToDate, nil
 		case dec.Action == Skip:
 			return dec, r.skipped(dec, log), nil
+		case dec.Action == Soak:
+			m, _ := ParseSoak(in.Deployment.Annotations)
+			out, err := r.soak(ctx, s, dec, m, nil, log)
+			return dec, out, err
 		case r.rolloutsSpent():
 			err := fmt.Errorf("the run's budget (runTimeout %s) was spent before this service's turn", r.Config.RunTimeout)
 			log.Error("not run", "reason", err)
@@ -120,6 +124,7 @@ func (r *Runner) execute(ctx context.Context, in Input, dec Decision, log *slog.
 			AnnDeployedImage:              dec.Target,
 			AnnVerified:                   "false",
 			AnnPreviousRevision:           fmt.Sprint(dec.PreviousRevision),
+			AnnSoak:                       "", // an earlier image's
 			rollout.ChangeCauseAnnotation: cause,
 		}
 		log.Info("rollout started", "from", dec.Current, "to", dec.Target, "revision", dec.PreviousRevision)
@@ -165,14 +170,32 @@ func (r *Runner) execute(ctx context.Context, in Input, dec Decision, log *slog.
 		log.Warn("interrupted while waiting: left unverified for the next run", "image", dec.Target)
 		return OutcomeInterrupted, ctx.Err()
 	case verdictVerified:
-		if err := r.markVerified(ctx, s, ours); err != nil {
+		var soak *SoakMark
+		if s.Soak > 0 {
+			now := r.Now().UTC()
+			soak = &SoakMark{Image: dec.Target, VerifiedAt: now, Until: now.Add(s.Soak)}
+		}
+		if err := r.markVerified(ctx, s, ours, soak); err != nil {
 			log.Warn("could not mark as verified; the next run verifies again", "error", err)
+			soak = nil
 		}
 		r.releaseExclusions(ctx, in, dec, log)
+		out := OutcomeDeployed
 		if dec.Action == Verify {
-			return OutcomeVerified, nil
+			out = OutcomeVerified
 		}
-		return OutcomeDeployed, nil
+		if soak == nil {
+			return out, nil
+		}
+		// The soak, seen through as far as the run's budget allows: a
+		// failure is this deploy's (rolled back to before); a soak left
+		// for later runs keeps the deploy's outcome.
+		switch sout, err := r.soak(ctx, s, dec, *soak, before, log); sout {
+		case OutcomeSoaked, OutcomeSoaking:
+			return out, nil
+		default:
+			return sout, err
+		}
 	case verdictSuperseded:
 		var sup *rollout.SupersededError
 		errors.As(err, &sup)
@@ -297,7 +320,7 @@ func (r *Runner) clearMarks(ctx context.Context, d *appsv1.Deployment, keepDeplo
 // rollout; keepDeployed keeps the deployed-image mark (after Flux applied
 // git over it: Plan reads it to report the revert).
 func rolloutMarks(keepDeployed bool) map[string]string {
-	mark := map[string]string{AnnVerified: "", AnnDeployedImage: "", AnnPreviousRevision: ""}
+	mark := map[string]string{AnnVerified: "", AnnDeployedImage: "", AnnPreviousRevision: "", AnnSoak: ""}
 	if keepDeployed {
 		delete(mark, AnnDeployedImage)
 	}
@@ -335,7 +358,10 @@ func supersededCause(sup *rollout.SupersededError, target string) string {
 
 // markVerified sets verified=true, only while the Deployment still has the
 // template that was verified, and forgets a pending retry of the image.
-func (r *Runner) markVerified(ctx context.Context, s config.Service, ours *corev1.PodTemplateSpec) error {
+//
+// With soak, the soak starts: its mark is written, and previous-revision
+// stays for the rollback a failed soak makes.
+func (r *Runner) markVerified(ctx context.Context, s config.Service, ours *corev1.PodTemplateSpec, soak *SoakMark) error {
 	for attempt := 1; ; attempt++ {
 		d, err := r.getRetried(ctx, s)
 		if err != nil {
@@ -344,7 +370,12 @@ func (r *Runner) markVerified(ctx context.Context, s config.Service, ours *corev
 		if !rollout.EqualIgnoreHash(&d.Spec.Template, ours) {
 			return fmt.Errorf("the Deployment changed after the rollout was verified")
 		}
-		_, err = rollout.AnnotateIfUnchanged(ctx, r.Kube, d, map[string]string{AnnVerified: "true", AnnPreviousRevision: "", AnnRetry: ""})
+		mark := map[string]string{AnnVerified: "true", AnnPreviousRevision: "", AnnRetry: ""}
+		if soak != nil {
+			mark[AnnSoak] = mustJSON(*soak)
+			delete(mark, AnnPreviousRevision)
+		}
+		_, err = rollout.AnnotateIfUnchanged(ctx, r.Kube, d, mark)
 		if apierrors.IsConflict(err) && attempt < maxReplans {
 			continue
 		}

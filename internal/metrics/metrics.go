@@ -89,7 +89,8 @@ func Registry(res *deploy.Result, runErr error, prev map[string]*dto.MetricFamil
 				rolloutDur.WithLabelValues(s.Service).Set(s.Duration.Seconds())
 				deploys.WithLabelValues(s.Service, string(s.Outcome)).Add(1)
 			}
-			current := s.Outcome == deploy.OutcomeUpToDate || s.Outcome == deploy.OutcomeDeployed || s.Outcome == deploy.OutcomeVerified
+			current := s.Outcome == deploy.OutcomeUpToDate || s.Outcome == deploy.OutcomeDeployed || s.Outcome == deploy.OutcomeVerified ||
+				s.Outcome == deploy.OutcomeSoaking || s.Outcome == deploy.OutcomeSoaked
 			upToDate.WithLabelValues(s.Service).Set(b2f(current))
 			held.WithLabelValues(s.Service).Set(b2f(s.Held))
 		}

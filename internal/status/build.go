@@ -320,7 +320,7 @@ func window(s config.Service, now time.Time) *Window {
 	if len(s.DeployWindows) == 0 {
 		return nil
 	}
-	v := config.CanStart(s.DeployWindows, now, s.RolloutTimeout)
+	v := config.CanStart(s.DeployWindows, now, s.RolloutTimeout+s.Soak)
 	w := &Window{Open: v.Open}
 	for _, dw := range s.DeployWindows {
 		w.Windows = append(w.Windows, dw.String())

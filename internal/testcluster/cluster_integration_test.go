@@ -211,3 +211,41 @@ func TestFluxCRDsAcceptStatus(t *testing.T) {
 		})
 	}
 }
+
+// late-crash-*: Ready at once (a rollout passes), then one restart about 5 s
+// later, dated in lastState.terminated (what a soak catches, issue 19).
+func TestKWOKLateCrash(t *testing.T) {
+	e := kubetest.New(t)
+	e.CreateDeployment(kubetest.Deployment{Name: "late", Image: "ghcr.io/acme/app:late-crash-1"})
+	var ready time.Time
+	kubetest.Eventually(t, 30*time.Second, "a Ready late-crash pod", func(ctx context.Context) (bool, error) {
+		pods, err := e.Kube.CoreV1().Pods(e.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=late"})
+		if err != nil || len(pods.Items) == 0 || !isReady(&pods.Items[0]) {
+			return false, err
+		}
+		if n := pods.Items[0].Status.ContainerStatuses[0].RestartCount; n != 0 {
+			t.Fatalf("restartCount %d when first Ready, want 0", n)
+		}
+		ready = time.Now()
+		return true, nil
+	})
+	kubetest.Eventually(t, 30*time.Second, "one restart", func(ctx context.Context) (bool, error) {
+		pods, err := e.Kube.CoreV1().Pods(e.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=late"})
+		if err != nil || len(pods.Items) == 0 {
+			return false, err
+		}
+		cs := pods.Items[0].Status.ContainerStatuses[0]
+		if cs.RestartCount == 0 {
+			return false, nil
+		}
+		term := cs.LastTerminationState.Terminated
+		if cs.RestartCount != 1 || term == nil || term.ExitCode != 1 || cs.State.Running == nil || !isReady(&pods.Items[0]) {
+			t.Fatalf("after the restart: %+v, Ready %v", cs, isReady(&pods.Items[0]))
+		}
+		// About 5 s after Ready (KWOK's delay), never at once.
+		if d := term.FinishedAt.Sub(ready.Truncate(time.Second)); d < 3*time.Second {
+			t.Fatalf("restarted %s after Ready, want about 5s", d)
+		}
+		return true, nil
+	})
+}
