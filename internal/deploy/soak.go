@@ -118,9 +118,15 @@ func (r *Runner) watchSoak(ctx context.Context, s config.Service, m SoakMark, lo
 	ref, _ := image.Parse(m.Image)
 	var lastHealth time.Time
 	for {
+		if ctx.Err() != nil || wctx.Err() != nil {
+			return soakPending, nil, nil
+		}
 		d, err := r.getRetried(ctx, s)
-		if err != nil {
+		switch {
+		case apierrors.IsNotFound(err):
 			return soakGone, nil, err
+		case err != nil:
+			return soakPending, nil, err
 		}
 		if img, _ := rollout.ContainerImage(&d.Spec.Template, containerOf(d, s)); !image.SameString(img, m.Image) {
 			return soakGone, d, fmt.Errorf("the Deployment runs %s now, not the soaking %s", img, m.Image)
