@@ -145,6 +145,9 @@ func buildService(s config.Service, objs Objects, now time.Time) Service {
 		out.Retry = &rt
 	}
 	out.Unverified = d.Annotations[deploy.AnnVerified] == "false"
+	if m, ok := deploy.ParseSoak(d.Annotations); ok && image.SameString(m.Image, dec.Current) && d.Annotations[deploy.AnnVerified] == "true" {
+		out.Soak = &m
+	}
 
 	st := rollout.Evaluate(d)
 	ro := &Rollout{Image: dec.Current, Ready: d.Status.ReadyReplicas, Updated: d.Status.UpdatedReplicas,

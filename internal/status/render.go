@@ -9,6 +9,7 @@ import (
 
 	"github.com/fatih/color"
 
+	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 	"github.com/autodeploy-dev/autodeploy/internal/image"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
 	"github.com/autodeploy-dev/autodeploy/internal/ui"
@@ -59,7 +60,7 @@ func WriteText(w io.Writer, r *Report, o TextOptions) error {
 			ready = fmt.Sprintf("%d/%d", s.Rollout.Ready, s.Rollout.Desired)
 			img = shortImage(s.Rollout.Image, o.Wide)
 		}
-		rows = append(rows, []string{s.Name, stateColor(s.State)(s.State), ready, img, fluxColumn(s, o.Wide)})
+		rows = append(rows, []string{s.Name, stateColor(s.State)(s.State), ready, img, fluxColumn(s, now, o.Wide)})
 	}
 	if err := ui.Table(w, "", rows); err != nil {
 		return err
@@ -83,7 +84,7 @@ func WriteText(w io.Writer, r *Report, o TextOptions) error {
 
 // fluxColumn says in a few words how the Deployment stands against its
 // policy, and any mark autodeploy keeps.
-func fluxColumn(s Service, wide bool) string {
+func fluxColumn(s Service, now time.Time, wide bool) string {
 	var parts []string
 	switch s.Sync {
 	case SyncUpToDate:
@@ -100,6 +101,9 @@ func fluxColumn(s Service, wide bool) string {
 	}
 	if s.Unverified {
 		parts = append(parts, yellow("unverified"))
+	}
+	if k := s.Soak; k != nil {
+		parts = append(parts, soakState(*k, now))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -221,6 +225,9 @@ func writeService(w io.Writer, s Service, now time.Time, o TextOptions) {
 	}
 	if s.Unverified {
 		row("unverified", "%s", yellow("set by autodeploy, not verified yet: the next run verifies it"))
+	}
+	if k := s.Soak; k != nil {
+		row("soak", "%s: %s, verified %s", k.Image, soakState(*k, now), ago(now, k.VerifiedAt))
 	}
 	if win := s.Window; win != nil {
 		state := "closed"
@@ -368,6 +375,18 @@ func shortImage(ref string, wide bool) string {
 }
 
 func clock(t time.Time) string { return t.UTC().Format("15:04:05 UTC") }
+
+// soakState is "soaking, 4m left", "soaking, ended: the next run looks
+// once more", or "soaked".
+func soakState(k deploy.SoakMark, now time.Time) string {
+	switch {
+	case k.Passed:
+		return green("soaked")
+	case now.Before(k.Until):
+		return yellow("soaking, " + until(now, k.Until) + " left")
+	}
+	return yellow("soaking, ended: the next run looks once more")
+}
 
 func ago(now, t time.Time) string { return age(now, t) + " ago" }
 

@@ -90,7 +90,10 @@ type Service struct {
 	// (internal/gitops), each with the command that clears it.
 	Levers []gitops.Lever `json:"fluxLevers,omitempty"`
 	// Unverified: autodeploy set the image and no run has verified it yet.
-	Unverified bool  `json:"unverified,omitempty"`
+	Unverified bool `json:"unverified,omitempty"`
+	// Soak is the soak (config soak) of the image the Deployment runs:
+	// going on (Passed false; Until says when it ends) or passed.
+	Soak *deploy.SoakMark `json:"soak,omitempty"`
 	Pods       []Pod `json:"pods,omitempty"`
 }
 

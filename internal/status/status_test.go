@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -676,6 +677,45 @@ func TestBuildHoldUntil(t *testing.T) {
 	for _, part := range []string{"held by alice@host 1h30m ago until 11:30:00 UTC (in 1h): freeze", "held by alice@host 1h30m ago until 10:00:00 UTC (expired 30m ago: the next run releases it): freeze"} {
 		if !strings.Contains(flat, part) {
 			t.Errorf("text lacks %q:\n%s", part, text.String())
+		}
+	}
+}
+
+// Issue 19: status says "soaking, 4m left", then "soaked", for the image
+// the Deployment runs (a soak mark of another image is history).
+func TestBuildSoak(t *testing.T) {
+	cfg, err := config.Parse([]byte("defaults: {namespace: apps, soak: 10m}\nservices:\n  - name: soaking\n  - name: soaked\n  - name: other\n"), "soak.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture()
+	mark := func(svc string, passed bool) map[string]string {
+		return map[string]string{"autodeploy.dev/verified": "true", "autodeploy.dev/soak": fmt.Sprintf(`{"image":"%s%s:sha-2222222","verifiedAt":"2026-11-25T10:24:00Z","until":"2026-11-25T10:34:00Z","passed":%v}`, reg, svc, passed)}
+	}
+	for _, svc := range []string{"soaking", "soaked"} {
+		f.deployment(svc, 1, []string{reg + svc + ":sha-2222222"}, complete(1), mark(svc, svc == "soaked"), kpod(svc+"-h1-aaaaa", "h1", "Running", true, 0, time.Minute))
+		f.policy(svc, reg+svc+":sha-2222222")
+	}
+	f.deployment("other", 1, []string{reg + "other:sha-1111111"}, complete(1), mark("other", false), kpod("other-h1-aaaaa", "h1", "Running", true, 0, time.Minute))
+	f.policy("other", reg+"other:sha-1111111")
+	r := Build(cfg, cfg.Services, f.objs, Local{}, now)
+	if s := r.Services[0].Soak; s == nil || s.Passed || !s.Until.Equal(time.Date(2026, 11, 25, 10, 34, 0, 0, time.UTC)) {
+		t.Errorf("soaking: %+v", s)
+	}
+	if s := r.Services[1].Soak; s == nil || !s.Passed {
+		t.Errorf("soaked: %+v", s)
+	}
+	if s := r.Services[2].Soak; s != nil {
+		t.Errorf("other runs another image than its soak mark's: %+v", s)
+	}
+	var b bytes.Buffer
+	if err := WriteText(&b, r, TextOptions{Details: true}); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(strings.Fields(b.String()), " ")
+	for _, part := range []string{"soaking, 4m left", "soak " + reg + "soaking:sha-2222222: soaking, 4m left, verified 6m ago", "soaked"} {
+		if !strings.Contains(text, part) {
+			t.Errorf("text lacks %q:\n%s", part, b.String())
 		}
 	}
 }
