@@ -27,8 +27,8 @@ const (
 	Verify Action = "verify"
 	// Soak carries on the soak of a verified rollout (config soak) that an
 	// earlier run could not see through.
-	Soak   Action = "soak"
-	Skip   Action = "skip"
+	Soak Action = "soak"
+	Skip Action = "skip"
 )
 
 // Decision is the plan for one service, with the reason for it.

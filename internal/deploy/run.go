@@ -27,16 +27,16 @@ import (
 type Outcome string
 
 const (
-	OutcomeUpToDate       Outcome = "up-to-date"
-	OutcomeSkipped        Outcome = "skipped"
-	OutcomePlanned        Outcome = "planned" // --dry-run
-	OutcomeDeployed       Outcome = "deployed"
-	OutcomeVerified       Outcome = "verified"
+	OutcomeUpToDate Outcome = "up-to-date"
+	OutcomeSkipped  Outcome = "skipped"
+	OutcomePlanned  Outcome = "planned" // --dry-run
+	OutcomeDeployed Outcome = "deployed"
+	OutcomeVerified Outcome = "verified"
 	// OutcomeSoaking: a verified rollout's soak goes on; a later run
 	// carries it on. OutcomeSoaked: it ended with nothing against the
 	// image.
-	OutcomeSoaking Outcome = "soaking"
-	OutcomeSoaked  Outcome = "soaked"
+	OutcomeSoaking        Outcome = "soaking"
+	OutcomeSoaked         Outcome = "soaked"
 	OutcomeFailed         Outcome = "failed"      // auto-rollback off: left as it is
 	OutcomeRolledBack     Outcome = "rolled-back" // failed, and the previous revision is back
 	OutcomeRollbackFailed Outcome = "rollback-failed"
@@ -99,6 +99,7 @@ type Runner struct {
 	// ignoreWindows is this run's Options.IgnoreWindows, for every plan.
 	ignoreWindows bool
 
+	soaks      []pendingSoak // watched once every service had its turn
 	mu         sync.Mutex
 	warnings   []string   // besides the rescan's (bringGitAlong)
 	progressMu sync.Mutex // serialises Progress (see progress)
@@ -172,6 +173,7 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 	}
 
 	defer r.startRollouts(ctx)()
+	r.soaks = nil
 	for _, in := range inputs {
 		in.Now, in.IgnoreWindows = r.Now(), r.ignoreWindows
 		dec := Plan(in)
@@ -206,10 +208,6 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 			case sr.Action == Deploy || sr.Action == Verify:
 				log.Info("service done", "outcome", sr.Outcome, "duration", sr.Duration)
 				r.notify(ctx, runID, sr, err)
-			case sr.Action == Soak && sr.Outcome != OutcomeSoaking && sr.Outcome != OutcomeSoaked:
-				// A failed soak is a failed rollout, and heard of as one.
-				log.Info("service done", "outcome", sr.Outcome, "duration", sr.Duration)
-				r.notify(ctx, runID, sr, err)
 			}
 		case dec.Action == UpToDate:
 			sr.Outcome = OutcomeUpToDate
@@ -226,6 +224,7 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 		}
 		res.Services = append(res.Services, sr)
 	}
+	r.finishSoaks(ctx, runID, res)
 	r.mu.Lock()
 	res.Warnings, r.warnings = append(res.Warnings, r.warnings...), nil
 	r.mu.Unlock()

@@ -76,8 +76,8 @@ func (r *Runner) act(ctx context.Context, snapshot Decision, s config.Service, a
 			return dec, r.skipped(dec, log), nil
 		case dec.Action == Soak:
 			m, _ := ParseSoak(in.Deployment.Annotations)
-			out, err := r.soak(ctx, s, dec, m, nil, log)
-			return dec, out, err
+			r.soaks = append(r.soaks, pendingSoak{s: s, dec: dec, mark: m, log: log})
+			return dec, OutcomeSoaking, nil
 		case r.rolloutsSpent():
 			err := fmt.Errorf("the run's budget (runTimeout %s) was spent before this service's turn", r.Config.RunTimeout)
 			log.Error("not run", "reason", err)
@@ -187,15 +187,11 @@ func (r *Runner) execute(ctx context.Context, in Input, dec Decision, log *slog.
 		if soak == nil {
 			return out, nil
 		}
-		// The soak, seen through as far as the run's budget allows: a
-		// failure is this deploy's (rolled back to before); a soak left
-		// for later runs keeps the deploy's outcome.
-		switch sout, err := r.soak(ctx, s, dec, *soak, before, log); sout {
-		case OutcomeSoaked, OutcomeSoaking:
-			return out, nil
-		default:
-			return sout, err
-		}
+		// The soak is watched once every service had its turn
+		// (finishSoaks): a failure is this deploy's, rolled back to
+		// before.
+		r.soaks = append(r.soaks, pendingSoak{s: s, dec: dec, mark: *soak, before: before, log: log})
+		return out, nil
 	case verdictSuperseded:
 		var sup *rollout.SupersededError
 		errors.As(err, &sup)

@@ -2,8 +2,10 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -128,8 +130,9 @@ func (r *Runner) watchSoak(ctx context.Context, s config.Service, m SoakMark, lo
 		case err != nil:
 			return soakPending, nil, err
 		}
-		if img, _ := rollout.ContainerImage(&d.Spec.Template, containerOf(d, s)); !image.SameString(img, m.Image) {
-			return soakGone, d, fmt.Errorf("the Deployment runs %s now, not the soaking %s", img, m.Image)
+		c := containerOf(d, s)
+		if img, _ := rollout.ContainerImage(&d.Spec.Template, c); !image.SameString(img, m.Image) {
+			return soakGone, d, &rollout.SupersededError{Deployment: s.Namespace + "/" + s.Deployment, By: rollout.TemplateWriter(d, c), Image: img}
 		}
 		pods, err := r.revisionPods(ctx, d)
 		if err != nil {
@@ -211,13 +214,66 @@ func (r *Runner) soak(ctx context.Context, s config.Service, dec Decision, m Soa
 		r.progress(s.Name, fmt.Sprintf("soaking, %s left", left))
 		return OutcomeSoaking, nil
 	case soakGone:
-		log.Warn("soak abandoned", "image", m.Image, "error", err)
+		var sup *rollout.SupersededError
+		if errors.As(err, &sup) {
+			// Someone set another image during the soak: theirs stands,
+			// as during a rollout.
+			return r.superseded(ctx, s, dec, sup, log)
+		}
+		log.Warn("soak abandoned: the Deployment is gone", "image", m.Image, "error", err)
+		r.progress(s.Name, err.Error())
 		return OutcomeNotRun, err
 	}
 	// soakFailed
 	log.Error("soak failed", "image", m.Image, "error", err)
 	r.progress(s.Name, "failed: "+err.Error())
 	return r.recover(ctx, s, dec, before, &d.Spec.Template, err, log)
+}
+
+// pendingSoak is a soak a run watches after every service had its turn: a
+// soak ends at a time, not after some work, and its evidence is dated, so
+// the services after it need not wait for it (one service's 10-minute soak
+// would hold back every deploy after it).
+type pendingSoak struct {
+	s      config.Service
+	dec    Decision
+	mark   SoakMark
+	before *corev1.PodTemplateSpec // the template before this run's deploy; nil for an earlier run's soak
+	log    *slog.Logger
+}
+
+// finishSoaks watches the run's soaks, one after another (each ends at its
+// own time, within the run's budget), and records how each ended in the
+// service's result: a failed soak replaces the outcome and is notified as a
+// failed rollout; a passed or pending one only replaces a soak's.
+func (r *Runner) finishSoaks(ctx context.Context, runID string, res *Result) {
+	for _, p := range r.soaks {
+		if ctx.Err() != nil {
+			return
+		}
+		i := slices.IndexFunc(res.Services, func(sr ServiceResult) bool { return sr.Service == p.s.Name })
+		if i < 0 {
+			continue
+		}
+		sr := &res.Services[i]
+		start := r.Now()
+		out, err := r.soak(ctx, p.s, p.dec, p.mark, p.before, p.log)
+		sr.Duration += r.Now().Sub(start)
+		switch out {
+		case OutcomeSoaked, OutcomeSoaking:
+			if sr.Action == Soak {
+				sr.Outcome = out
+			}
+			continue
+		}
+		sr.Outcome = out
+		if err != nil {
+			sr.Error = err.Error()
+			sr.Forbidden = apierrors.IsForbidden(err)
+		}
+		p.log.Info("service done", "outcome", sr.Outcome, "duration", sr.Duration)
+		r.notify(ctx, runID, *sr, err)
+	}
 }
 
 // markSoaked records the soak as passed and forgets where a rollback would

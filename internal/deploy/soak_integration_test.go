@@ -125,3 +125,26 @@ func wantSoakFailed(t *testing.T, e *kubetest.Env, name, bad, before string) {
 		t.Errorf("soak mark left after the rollback: %s", d.Annotations[deploy.AnnSoak])
 	}
 }
+
+// A soak is watched once every service had its turn: a 10-minute soak of
+// the first service does not hold back the deploy of the second (it did:
+// the run watched it in the first service's turn).
+func TestSoakDoesNotHoldBackTheServicesAfterIt(t *testing.T) {
+	e := kubetest.New(t)
+	f := newFixture(t, e, fluxsim.V1, []svcSpec{
+		{name: "first", image: reg + "first:sha-1111111", extra: "    soak: 10m\n"},
+		{name: "second", image: reg + "second:sha-1111111"},
+	}, "")
+	f.refl.Push("first", reg+"first:sha-2222222")
+	f.refl.Push("second", reg+"second:sha-2222222")
+	r := f.runner()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r.Progress = onFirst("first", "soaking", cancel)
+	res, err := r.Run(ctx, "test", deploy.Options{})
+	if err != context.Canceled {
+		t.Fatalf("Run = %v, want context.Canceled", err)
+	}
+	wantOutcome(t, res, "first", deploy.OutcomeDeployed)
+	wantOutcome(t, res, "second", deploy.OutcomeDeployed)
+}
