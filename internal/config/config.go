@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 	"text/template"
 	"time"
@@ -113,6 +114,14 @@ type Flux struct {
 	ReconcileTimeout time.Duration
 }
 
+// Promote is a service's promotion from another service (staging ->
+// production): it takes the exact image From runs, verified with its soak
+// passed, at least After since it was verified there.
+type Promote struct {
+	From  string
+	After time.Duration
+}
+
 // Defaults holds the per-service settings used when a service omits them.
 type Defaults struct {
 	Namespace      string
@@ -134,7 +143,11 @@ type Service struct {
 	Container       string
 	PolicyNamespace string
 	PolicyName      string
-	RolloutTimeout  time.Duration
+	// Promote, when set, is where the service takes its image from
+	// instead of an ImagePolicy (PolicyNamespace and PolicyName are then
+	// empty).
+	Promote        *Promote
+	RolloutTimeout time.Duration
 	// Soak is how long a verified rollout is watched before it counts as
 	// soaked: a container restart, a pod leaving Ready or a failing health
 	// check meanwhile rolls it back as a failed rollout (0: no soak).
@@ -322,7 +335,7 @@ func DeploymentNamespaces(services []Service) []string {
 
 // PolicyNamespaces lists the namespaces of services' ImagePolicies.
 func PolicyNamespaces(services []Service) []string {
-	return distinct(services, func(s Service) string { return s.PolicyNamespace })
+	return slices.DeleteFunc(distinct(services, func(s Service) string { return s.PolicyNamespace }), func(ns string) bool { return ns == "" })
 }
 
 func distinct(services []Service, key func(Service) string) []string {

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -100,10 +102,10 @@ func TestExampleSetsEveryKey(t *testing.T) {
 	collectSet(reflect.ValueOf(*raw), "", set)
 	// Keys that exclude one another in a single section: the one not set
 	// is shown in a comment.
-	alternative := map[string]bool{"metrics.pushgatewayFile": true}
+	alternative := map[string]bool{"metrics.pushgatewayFile": true, "services[].promote.from": true, "services[].promote.after": true}
 	for k := range all {
 		if alternative[k] {
-			if name := k[strings.LastIndex(k, ".")+1:]; !strings.Contains(string(data), "# "+name+": ") {
+			if name := k[strings.LastIndex(k, ".")+1:]; !regexp.MustCompile(`#\s+` + name + `: `).Match(data) {
 				t.Errorf("example.yaml does not show key %s, even in a comment", k)
 			}
 			continue
@@ -759,5 +761,36 @@ func TestLoadChecksLogFileLoopsAndSlashes(t *testing.T) {
 				t.Fatalf("Load:\n got %v\nwant %s", err, want)
 			}
 		})
+	}
+}
+
+// Issue 19: a chain dev -> staging -> production; after defaults to the
+// source's soak; a promoted service has no ImagePolicy.
+func TestPromoteChain(t *testing.T) {
+	cfg, err := Parse([]byte(`services:
+  - name: dev
+    soak: 1m
+  - name: staging
+    promote: {from: dev}
+    soak: 10m
+  - name: production
+    promote: {from: staging, after: 30m}
+  - name: canary
+    promote: {from: staging}
+`), "chain.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, from string
+		after      time.Duration
+	}{{"staging", "dev", time.Minute}, {"production", "staging", 30 * time.Minute}, {"canary", "staging", 10 * time.Minute}} {
+		s, _ := cfg.Service(tt.name)
+		if s.Promote == nil || s.Promote.From != tt.from || s.Promote.After != tt.after || s.PolicyName != "" || s.PolicyNamespace != "" {
+			t.Errorf("%s: promote %+v, policy %q/%q", tt.name, s.Promote, s.PolicyNamespace, s.PolicyName)
+		}
+	}
+	if ns := PolicyNamespaces(cfg.Services); !slices.Equal(ns, []string{DefaultFluxNamespace}) {
+		t.Errorf("PolicyNamespaces = %q, want only dev's", ns)
 	}
 }

@@ -87,12 +87,19 @@ type rawService struct {
 	Deployment     opt[string]        `yaml:"deployment"`
 	Container      opt[string]        `yaml:"container"`
 	ImagePolicy    opt[string]        `yaml:"imagePolicy"`
+	Promote        *rawPromote        `yaml:"promote"`
 	RolloutTimeout opt[time.Duration] `yaml:"rolloutTimeout"`
 	Soak           opt[time.Duration] `yaml:"soak"`
 	AutoRollback   opt[bool]          `yaml:"autoRollback"`
 	DeployWindows  []rawWindow        `yaml:"deployWindows"`
 	Health         *rawHealth         `yaml:"health"`
 	Line           int                `yaml:"-"`
+}
+
+type rawPromote struct {
+	From  opt[string]        `yaml:"from"`
+	After opt[time.Duration] `yaml:"after"`
+	Line  int                `yaml:"-"`
 }
 
 type rawHealth struct {

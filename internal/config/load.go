@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -256,6 +257,7 @@ func (d *decoder) resolve(r *rawConfig, name string) *Config {
 		}
 		c.Services = append(c.Services, s)
 	}
+	d.promotions(c, r.Services)
 	return c
 }
 
@@ -300,7 +302,22 @@ func (d *decoder) service(c *Config, rs rawService, path string) Service {
 	}
 
 	s.PolicyNamespace, s.PolicyName = c.Flux.Namespace, s.Name
-	if rs.ImagePolicy.ok() {
+	if p := rs.Promote; p != nil && p.Line != 0 {
+		s.PolicyNamespace, s.PolicyName = "", ""
+		s.Promote = &Promote{From: p.From.or("")}
+		if !p.From.Set {
+			d.add(p.Line, path+".promote", `missing required key "from" (the service whose verified image this one takes)`)
+		}
+		d.nonNegative(p.After)
+		if p.After.ok() {
+			s.Promote.After = p.After.Val
+		} else {
+			s.Promote.After = -1 // the source's soak, once known (promotions)
+		}
+		if rs.ImagePolicy.Set {
+			d.add(rs.ImagePolicy.Line, rs.ImagePolicy.Path, "set one of imagePolicy and promote, not both: a promoted service takes its image from promote.from")
+		}
+	} else if rs.ImagePolicy.ok() {
 		ns, name, err := parseImagePolicy(rs.ImagePolicy.Val, c.Flux.Namespace)
 		if err != nil {
 			d.add(rs.ImagePolicy.Line, rs.ImagePolicy.Path, err.Error())
@@ -438,12 +455,65 @@ func (d *decoder) positive(o opt[time.Duration]) {
 	d.durationAtLeast(o, 0)
 }
 
+// promotions checks each promote.from (an existing service, no cycle) and
+// resolves a default after (the source's soak).
+func (d *decoder) promotions(c *Config, raw []rawService) {
+	byName := map[string]int{}
+	for i, s := range c.Services {
+		byName[s.Name] = i
+	}
+	line := func(s Service) (int, string) {
+		for i, rs := range raw {
+			if rs.Line == s.Line && rs.Promote != nil {
+				if rs.Promote.From.ok() {
+					return rs.Promote.From.Line, rs.Promote.From.Path
+				}
+				return rs.Promote.Line, fmt.Sprintf("services[%d].promote", i)
+			}
+		}
+		return s.Line, ""
+	}
+	for i := range c.Services {
+		s := &c.Services[i]
+		if s.Promote == nil || s.Promote.From == "" {
+			continue
+		}
+		src, ok := byName[s.Promote.From]
+		if !ok {
+			l, at := line(*s)
+			d.add(l, at, fmt.Sprintf("unknown service %s in promote.from of %s", quote(s.Promote.From), quote(s.Name)))
+			continue
+		}
+		if s.Promote.After < 0 {
+			s.Promote.After = c.Services[src].Soak
+		}
+		// Follow the chain: a service met twice is a cycle.
+		seen := []string{s.Name}
+		for cur := &c.Services[src]; ; {
+			if slices.Contains(seen, cur.Name) {
+				l, at := line(*s)
+				d.add(l, at, fmt.Sprintf("promotion cycle: %s -> %s (a chain must start at a service with an imagePolicy)", strings.Join(seen, " -> "), cur.Name))
+				break
+			}
+			seen = append(seen, cur.Name)
+			if cur.Promote == nil {
+				break
+			}
+			next, ok := byName[cur.Promote.From]
+			if !ok {
+				break // reported at its own line
+			}
+			cur = &c.Services[next]
+		}
+	}
+}
+
 // nonNegative checks 0 <= o <= a day.
 func (d *decoder) nonNegative(o opt[time.Duration]) {
 	switch {
 	case !o.ok():
 	case o.Val < 0:
-		d.add(o.Line, o.Path, fmt.Sprintf("must not be negative, got %s (0s turns it off)", o.Val))
+		d.add(o.Line, o.Path, fmt.Sprintf("must not be negative, got %s", o.Val))
 	case o.Val > maxDuration:
 		d.add(o.Line, o.Path, fmt.Sprintf("must be at most %s, got %s", maxDuration, o.Val))
 	}
