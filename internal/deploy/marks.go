@@ -13,7 +13,7 @@ import (
 //	deployed-image             Deployment          image ref       the deploy patch                      superseded, rollback, forget (kept once verified) copied by the controller; stripped from a
 //	verified                   Deployment          "false"/"true"  the deploy patch / markVerified       superseded, rollback, forget                      superseding revision's (superseded)
 //	previous-revision          Deployment          revision        the deploy patch                      markVerified (soaked), superseded, rollback, forget same
-//	soak                       Deployment          SoakMark        markVerified (with a soak)            deploy, superseded, rollback, forget              same
+//	soak                       Deployment          SoakMark        markVerified (every verification)     deploy, superseded, rollback, forget              same
 //	failed-image               Deployment          FailedImage     rollback (automatic, manual)          resume --forget-failed, forget                   copied by the manual rollback (undo keeps it)
 //	retry                      Deployment          Retry           a rollback for a cause not the image  markVerified, resume --forget-failed, forget     no
 //	hold                       Deployment          Hold            hold, manual rollback                 resume, forget                                   copied (undo keeps the hold)
@@ -34,10 +34,11 @@ const (
 	// AnnPreviousRevision is the revision that ran before autodeploy's
 	// patch: where an automatic rollback goes.
 	AnnPreviousRevision = prefix + "previous-revision"
-	// AnnSoak is the soak of a verified rollout (SoakMark JSON), written
-	// with verified=true when the service has a soak; Passed once it ended
-	// with no evidence against the image. previous-revision stays until
-	// then: a soak that fails rolls back there.
+	// AnnSoak dates a verification and its soak (SoakMark JSON), written
+	// with verified=true; Passed at once without a soak, else once the
+	// soak ended with no evidence against the image. previous-revision
+	// stays until then: a soak that fails rolls back there. A promotion
+	// reads it on its source.
 	AnnSoak = prefix + "soak"
 	// AnnFailedImage remembers the last image that failed (FailedImage
 	// JSON), so later runs do not try it again.

@@ -75,6 +75,9 @@ type Decision struct {
 	// Kustomization is namespace/name of the Flux Kustomization that
 	// applies the Deployment from git, "" when none does.
 	Kustomization string `json:"kustomization,omitempty"`
+	// PromotedFrom is the service a promoted service takes its image
+	// from (config promote.from), "" for a service with an ImagePolicy.
+	PromotedFrom string `json:"promotedFrom,omitempty"`
 	// Repository is namespace/name of the policy's ImageRepository.
 	Repository string `json:"imageRepository,omitempty"`
 	// Alert is a key for a problem people must hear about once (every
@@ -104,6 +107,15 @@ type Input struct {
 	// IgnoreWindows: run --ignore-windows, an emergency deploy outside
 	// the service's deploy windows.
 	IgnoreWindows bool
+	// Source is the service a promoted service (config promote) takes its
+	// image from, with its Deployment (nil when it does not exist).
+	Source *Source
+}
+
+// Source is the source of a promotion as read from the cluster.
+type Source struct {
+	Service    config.Service
+	Deployment *appsv1.Deployment
 }
 
 // Plan decides what to do with one service. It is a pure function of the
@@ -131,6 +143,9 @@ func plan(in Input) Decision {
 	dec := Decision{
 		Service: s.Name, Namespace: s.Namespace, Deployment: s.Deployment, Container: s.Container,
 		Policy: s.PolicyNamespace + "/" + s.PolicyName,
+	}
+	if s.Promote != nil {
+		dec.Policy, dec.PromotedFrom = "", s.Promote.From
 	}
 	skip := func(problem bool, format string, args ...any) Decision {
 		dec.Action, dec.Problem, dec.Reason = Skip, problem, fmt.Sprintf(format, args...)
@@ -211,6 +226,19 @@ func plan(in Input) Decision {
 		return dec
 	}
 	p := in.Policy
+	if s.Promote != nil {
+		if dec.Kustomization != "" {
+			// Flux would apply git's image over the promotion at its next
+			// interval: promotion under GitOps needs git to follow (issue
+			// 19), which is not built yet. Said, not fought.
+			dec.Fix = "promote by committing the tag to git, or remove promote from the service"
+			return skip(true, "promotion of a Deployment applied from git (Kustomization %s) is not supported yet: Flux would put git's image back", dec.Kustomization)
+		}
+		var why string
+		if p, why = promotion(in, dec.Current); p == nil {
+			return skip(false, "%s", why)
+		}
+	}
 	if p == nil {
 		dec.Fix = "fix imagePolicy of the service in the config, or create the ImagePolicy"
 		return skip(true, "ImagePolicy %s not found", dec.Policy)
@@ -285,7 +313,11 @@ func plan(in Input) Decision {
 		dec.Reason += why + ", deployed anyway (--ignore-windows); "
 	}
 	dec.Action = Deploy
-	dec.Reason += "the policy selected a new image"
+	if dec.PromotedFrom != "" {
+		dec.Reason += "promoted from " + dec.PromotedFrom + ", where it was verified"
+	} else {
+		dec.Reason += "the policy selected a new image"
+	}
 	// The revision live now is where a rollback of this deploy goes: the
 	// current ReplicaSet's, which is the Deployment's own annotation unless
 	// the controller has not caught up yet.
@@ -294,6 +326,45 @@ func plan(in Input) Decision {
 		dec.PreviousRevision = rollout.Revision(cur)
 	}
 	return dec
+}
+
+// promotion is what a promoted service takes now, as the policy it stands
+// for: the exact image its source runs, verified there by autodeploy with
+// its soak passed, at least promote.after since the verification; nil and
+// why when there is none yet. An image the source rolled back is not
+// verified there any more; one it remembers as failed was never verified.
+// current is what the service runs: already running the source's image
+// is up to date whatever the wait.
+func promotion(in Input, current string) (*flux.Policy, string) {
+	pr := in.Service.Promote
+	src := in.Source
+	if src == nil || src.Deployment == nil {
+		return nil, fmt.Sprintf("nothing to promote: the Deployment of %s (promote.from) does not exist", pr.From)
+	}
+	d := src.Deployment
+	c, err := resolveContainer(d, src.Service.Container)
+	if err != nil {
+		return nil, fmt.Sprintf("nothing to promote from %s: %v", pr.From, err)
+	}
+	img, _ := rollout.ContainerImage(&d.Spec.Template, c)
+	p := &flux.Policy{Latest: img, Ready: true}
+	if image.SameString(img, current) {
+		return p, ""
+	}
+	m, ok := ParseSoak(d.Annotations)
+	f, failed := ParseFailedImage(d.Annotations)
+	switch {
+	case failed && image.SameString(f.Image, img):
+		return nil, fmt.Sprintf("nothing to promote: %s runs %s, which failed there", pr.From, img)
+	case d.Annotations[AnnVerified] != "true" || !ok || !image.SameString(m.Image, img):
+		return nil, fmt.Sprintf("nothing to promote: %s runs %s, not verified there by autodeploy (yet)", pr.From, img)
+	case !m.Passed:
+		return nil, fmt.Sprintf("%s is soaking in %s until %s; promoted after that", img, pr.From, m.Until.UTC().Format("2006-01-02 15:04:05"))
+	}
+	if at := m.VerifiedAt.Add(pr.After); in.Now.Before(at) {
+		return nil, fmt.Sprintf("%s is promoted from %s at %s (promote.after %s since its verification there)", img, pr.From, at.UTC().Format("2006-01-02 15:04:05"), pr.After)
+	}
+	return p, ""
 }
 
 // runningFailed judges a Deployment that runs the image autodeploy

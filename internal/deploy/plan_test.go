@@ -542,3 +542,60 @@ func TestPlanHoldUntil(t *testing.T) {
 		})
 	}
 }
+
+// Issue 19, promotion: the target takes the exact image its source runs,
+// verified there with its soak passed, promote.after since the
+// verification (soakMark: verified at 10:00, soak until 10:10).
+func TestPlanPromotion(t *testing.T) {
+	prod := func() config.Service {
+		s := svc()
+		s.Name, s.Namespace, s.PolicyNamespace, s.PolicyName = "api-gateway", "production", "", ""
+		s.Promote = &config.Promote{From: "api-gateway-staging", After: 30 * time.Minute}
+		return s
+	}
+	staging := config.Service{Name: "api-gateway-staging", Namespace: "staging", Deployment: "api-gateway"}
+	src := func(tag string, mut ...func(*appsv1.Deployment)) *Source {
+		return &Source{Service: staging, Deployment: dep(repo+":"+tag, 2, mut...)}
+	}
+	at := func(h, m int) time.Time { return time.Date(2026, 11, 25, h, m, 0, 0, time.UTC) }
+	tests := []struct {
+		name       string
+		in         Input
+		action     Action
+		target     string
+		problem    bool
+		reasonPart string
+	}{
+		{"verified, soaked, after passed", Input{Service: prod(), Now: at(10, 31), Deployment: dep(repo+":sha-aaa", 1), Source: src("sha-bbb", soakMark("sha-bbb", true))},
+			Deploy, repo + ":sha-bbb", false, "promoted from api-gateway-staging, where it was verified"},
+		{"after not passed yet", Input{Service: prod(), Now: at(10, 20), Deployment: dep(repo+":sha-aaa", 1), Source: src("sha-bbb", soakMark("sha-bbb", true))},
+			Skip, "", false, "is promoted from api-gateway-staging at 2026-11-25 10:30:00 (promote.after 30m0s"},
+		{"still soaking in the source", Input{Service: prod(), Now: at(10, 40), Deployment: dep(repo+":sha-aaa", 1), Source: src("sha-bbb", soakMark("sha-bbb", false))},
+			Skip, "", false, "is soaking in api-gateway-staging until 2026-11-25 10:10:00"},
+		{"not verified in the source", Input{Service: prod(), Now: at(10, 40), Deployment: dep(repo+":sha-aaa", 1), Source: src("sha-bbb")},
+			Skip, "", false, "not verified there by autodeploy"},
+		{"the source's soak mark is another image's (rolled back, set by hand)", Input{Service: prod(), Now: at(10, 40), Deployment: dep(repo+":sha-aaa", 1), Source: src("sha-ccc", soakMark("sha-bbb", true))},
+			Skip, "", false, "runs " + repo + ":sha-ccc, not verified there"},
+		{"the source runs an image that failed there", Input{Service: prod(), Now: at(10, 40), Deployment: dep(repo+":sha-aaa", 1), Source: src("sha-bbb", soakMark("sha-bbb", true), failedMark("sha-bbb"))},
+			Skip, "", false, "which failed there"},
+		{"remembered as failed in the target", Input{Service: prod(), Now: at(10, 40), Deployment: dep(repo+":sha-aaa", 1, failedMark("sha-bbb")), Source: src("sha-bbb", soakMark("sha-bbb", true))},
+			Skip, "", false, "failed on 2026-11-25 10:00"},
+		{"already running it", Input{Service: prod(), Now: at(10, 1), Deployment: dep(repo+":sha-bbb", 1), Source: src("sha-bbb", soakMark("sha-bbb", false))},
+			UpToDate, "", false, "running the policy's latest image"},
+		{"no source Deployment", Input{Service: prod(), Now: at(10, 40), Deployment: dep(repo+":sha-aaa", 1), Source: &Source{Service: staging}},
+			Skip, "", false, "the Deployment of api-gateway-staging (promote.from) does not exist"},
+		{"applied from git", Input{Service: prod(), Now: at(10, 40), Deployment: dep(repo+":sha-aaa", 1, appliedByFlux), Source: src("sha-bbb", soakMark("sha-bbb", true))},
+			Skip, "", true, "not supported yet"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Plan(tt.in)
+			if got.Action != tt.action || got.Problem != tt.problem || !strings.Contains(got.Reason, tt.reasonPart) || (tt.target != "" && got.Target != tt.target) {
+				t.Fatalf("Plan = %s %q problem %v target %s, want %s %q problem %v target %s", got.Action, got.Reason, got.Problem, got.Target, tt.action, tt.reasonPart, tt.problem, tt.target)
+			}
+			if got.PromotedFrom != "api-gateway-staging" || got.Policy != "" {
+				t.Errorf("PromotedFrom %q, Policy %q", got.PromotedFrom, got.Policy)
+			}
+		})
+	}
+}

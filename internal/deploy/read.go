@@ -31,6 +31,13 @@ func (r *Runner) readService(ctx context.Context, api flux.API, s config.Service
 			return in, fmt.Errorf("list ReplicaSets of %s/%s: %w", s.Namespace, s.Deployment, err)
 		}
 	}
+	if s.Promote != nil {
+		// The source as it is now: it may have been verified (or rolled
+		// back) earlier in this run.
+		src, err := r.source(ctx, s, nil)
+		in.Source = src
+		return in, err
+	}
 	u, err := r.Dynamic.Resource(api.Policies()).Namespace(s.PolicyNamespace).Get(ctx, s.PolicyName, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
@@ -84,9 +91,40 @@ func (r *Runner) read(ctx context.Context, services []config.Service, policies m
 		if in.Deployment != nil {
 			in.ReplicaSets = rollout.Owned(in.Deployment, rss[s.Namespace])
 		}
+		if s.Promote != nil {
+			src, err := r.source(ctx, s, deps)
+			if err != nil {
+				return nil, err
+			}
+			in.Source = src
+		}
 		inputs = append(inputs, in)
 	}
 	return inputs, nil
+}
+
+// source reads the source of s's promotion: from deps when listed there
+// (its namespace is listed when it is configured in this run), else with a
+// GET (run --service production alone).
+func (r *Runner) source(ctx context.Context, s config.Service, deps map[string]*appsv1.Deployment) (*Source, error) {
+	from, ok := r.Config.Service(s.Promote.From)
+	if !ok {
+		return nil, fmt.Errorf("service %s: promote.from %s is not configured", s.Name, s.Promote.From)
+	}
+	out := &Source{Service: from}
+	if d, listed := deps[from.Namespace+"/"+from.Deployment]; listed {
+		out.Deployment = d
+		return out, nil
+	}
+	d, err := r.get(ctx, from)
+	switch {
+	case apierrors.IsNotFound(err):
+		return out, nil
+	case err != nil:
+		return nil, fmt.Errorf("read Deployment %s/%s (promote.from of %s): %w", from.Namespace, from.Deployment, s.Name, err)
+	}
+	out.Deployment = d
+	return out, nil
 }
 
 // configured keeps the policies the services use: a namespace shared with

@@ -170,14 +170,16 @@ func (r *Runner) execute(ctx context.Context, in Input, dec Decision, log *slog.
 		log.Warn("interrupted while waiting: left unverified for the next run", "image", dec.Target)
 		return OutcomeInterrupted, ctx.Err()
 	case verdictVerified:
-		var soak *SoakMark
-		if s.Soak > 0 {
-			now := r.Now().UTC()
-			soak = &SoakMark{Image: dec.Target, VerifiedAt: now, Until: now.Add(s.Soak)}
-		}
-		if err := r.markVerified(ctx, s, ours, soak); err != nil {
+		// Every verification is dated (a promotion counts from it); a soak
+		// starts there.
+		now := r.Now().UTC()
+		soak := &SoakMark{Image: dec.Target, VerifiedAt: now, Until: now.Add(s.Soak), Passed: s.Soak == 0}
+		if err := r.markVerified(ctx, s, ours, *soak); err != nil {
 			log.Warn("could not mark as verified; the next run verifies again", "error", err)
 			soak = nil
+		}
+		if soak != nil && soak.Passed {
+			soak = nil // nothing to watch
 		}
 		r.releaseExclusions(ctx, in, dec, log)
 		out := OutcomeDeployed
@@ -325,6 +327,9 @@ func rolloutMarks(keepDeployed bool) map[string]string {
 
 // deployCause is the change-cause of autodeploy's deploy patch.
 func deployCause(dec Decision) string {
+	if dec.PromotedFrom != "" {
+		return fmt.Sprintf("autodeploy: %s -> %s (promoted from %s)", dec.Current, dec.Target, dec.PromotedFrom)
+	}
 	return fmt.Sprintf("autodeploy: %s -> %s (ImagePolicy %s)", dec.Current, dec.Target, dec.Policy)
 }
 
@@ -355,9 +360,9 @@ func supersededCause(sup *rollout.SupersededError, target string) string {
 // markVerified sets verified=true, only while the Deployment still has the
 // template that was verified, and forgets a pending retry of the image.
 //
-// With soak, the soak starts: its mark is written, and previous-revision
-// stays for the rollback a failed soak makes.
-func (r *Runner) markVerified(ctx context.Context, s config.Service, ours *corev1.PodTemplateSpec, soak *SoakMark) error {
+// The soak mark dates the verification; with a soak still to pass,
+// previous-revision stays for the rollback a failed soak makes.
+func (r *Runner) markVerified(ctx context.Context, s config.Service, ours *corev1.PodTemplateSpec, soak SoakMark) error {
 	for attempt := 1; ; attempt++ {
 		d, err := r.getRetried(ctx, s)
 		if err != nil {
@@ -366,9 +371,8 @@ func (r *Runner) markVerified(ctx context.Context, s config.Service, ours *corev
 		if !rollout.EqualIgnoreHash(&d.Spec.Template, ours) {
 			return fmt.Errorf("the Deployment changed after the rollout was verified")
 		}
-		mark := map[string]string{AnnVerified: "true", AnnPreviousRevision: "", AnnRetry: ""}
-		if soak != nil {
-			mark[AnnSoak] = mustJSON(*soak)
+		mark := map[string]string{AnnVerified: "true", AnnPreviousRevision: "", AnnRetry: "", AnnSoak: mustJSON(soak)}
+		if !soak.Passed {
 			delete(mark, AnnPreviousRevision)
 		}
 		_, err = rollout.AnnotateIfUnchanged(ctx, r.Kube, d, mark)

@@ -145,7 +145,7 @@ func buildService(s config.Service, objs Objects, now time.Time) Service {
 		out.Retry = &rt
 	}
 	out.Unverified = d.Annotations[deploy.AnnVerified] == "false"
-	if m, ok := deploy.ParseSoak(d.Annotations); ok && image.SameString(m.Image, dec.Current) && d.Annotations[deploy.AnnVerified] == "true" {
+	if m, ok := deploy.ParseSoak(d.Annotations); ok && m.Until.After(m.VerifiedAt) && image.SameString(m.Image, dec.Current) && d.Annotations[deploy.AnnVerified] == "true" {
 		out.Soak = &m
 	}
 
