@@ -121,7 +121,7 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 		return err
 	}
 	report := func() (*status.Report, error) {
-		objs, err := status.Collect(ctx, clients.Kube, clients.Dynamic, services)
+		objs, err := status.Collect(ctx, clients.Kube, clients.Dynamic, cfg.WithSources(services))
 		if err != nil {
 			return nil, clients.Classify(err)
 		}

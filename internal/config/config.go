@@ -327,6 +327,21 @@ type Lock struct {
 // without rotation, for a CronJob whose logs the cluster collects.
 const LogToStdout = "-"
 
+// WithSources returns services with the services they are promoted from
+// (config promote, the whole chain), each once: what must be read to plan
+// services.
+func (c *Config) WithSources(services []Service) []Service {
+	out := slices.Clone(services)
+	for i := 0; i < len(out); i++ {
+		if p := out[i].Promote; p != nil {
+			if src, ok := c.Service(p.From); ok && !slices.ContainsFunc(out, func(s Service) bool { return s.Name == src.Name }) {
+				out = append(out, src)
+			}
+		}
+	}
+	return out
+}
+
 // DeploymentNamespaces lists the namespaces of services' Deployments, in
 // order, once each: commands read each with one LIST per kind.
 func DeploymentNamespaces(services []Service) []string {

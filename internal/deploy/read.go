@@ -103,17 +103,30 @@ func (r *Runner) read(ctx context.Context, services []config.Service, policies m
 	return inputs, nil
 }
 
+// SourceOf is the source of s's promotion with its Deployment from deps
+// (namespace/name; nil Deployment when absent there); nil when s is not
+// promoted or its source is not configured (config validate refuses that).
+func SourceOf(cfg *config.Config, s config.Service, deps map[string]*appsv1.Deployment) *Source {
+	if s.Promote == nil {
+		return nil
+	}
+	from, ok := cfg.Service(s.Promote.From)
+	if !ok {
+		return nil
+	}
+	return &Source{Service: from, Deployment: deps[from.Namespace+"/"+from.Deployment]}
+}
+
 // source reads the source of s's promotion: from deps when listed there
 // (its namespace is listed when it is configured in this run), else with a
 // GET (run --service production alone).
 func (r *Runner) source(ctx context.Context, s config.Service, deps map[string]*appsv1.Deployment) (*Source, error) {
-	from, ok := r.Config.Service(s.Promote.From)
-	if !ok {
+	out := SourceOf(r.Config, s, deps)
+	if out == nil {
 		return nil, fmt.Errorf("service %s: promote.from %s is not configured", s.Name, s.Promote.From)
 	}
-	out := &Source{Service: from}
-	if d, listed := deps[from.Namespace+"/"+from.Deployment]; listed {
-		out.Deployment = d
+	from := out.Service
+	if out.Deployment != nil {
 		return out, nil
 	}
 	d, err := r.get(ctx, from)

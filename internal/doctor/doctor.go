@@ -191,7 +191,7 @@ func services(r *Report, cfg *config.Config, objs status.Objects) {
 		u := objs.Policies[s.PolicyNamespace+"/"+s.PolicyName]
 		// The same decision as run's (deploy.Plan): whatever run would
 		// skip as a problem, doctor fails.
-		in := deploy.Input{Service: s, Deployment: d}
+		in := deploy.Input{Service: s, Deployment: d, Source: deploy.SourceOf(cfg, s, objs.Deployments)}
 		if d != nil {
 			in.ReplicaSets = rollout.Owned(d, objs.ReplicaSets[s.Namespace])
 		}
@@ -206,6 +206,14 @@ func services(r *Report, cfg *config.Config, objs status.Objects) {
 			continue
 		}
 		switch {
+		case s.Promote != nil:
+			// A pipeline: the source must exist as a Deployment to promote
+			// from (config validate checked the name and cycles).
+			if src := in.Source; src == nil || src.Deployment == nil {
+				r.add(name, Warn, fmt.Sprintf("promoted from %s, whose Deployment does not exist: nothing to promote yet", s.Promote.From), "")
+			} else {
+				r.add(name, OK, fmt.Sprintf("Deployment %s/%s runs %s; promoted from %s (after %s): %s", s.Namespace, s.Deployment, dec.Current, s.Promote.From, s.Promote.After, dec.Reason), "")
+			}
 		case !p.Ready:
 			r.add(name, Warn, fmt.Sprintf("ImagePolicy %s is not Ready: %s", p.Key(), p.Message), "flux get image policy "+p.Name+" -n "+p.Namespace)
 		case p.Latest == "":

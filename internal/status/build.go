@@ -66,7 +66,7 @@ func Build(cfg *config.Config, services []config.Service, objs Objects, local Lo
 		r.Schedule.Overdue = now.After(cfg.Next(cfg.Next(r.LastRun.Started))) && r.RunInProgress == nil
 	}
 	for _, s := range services {
-		svc := buildService(s, objs, now)
+		svc := buildService(cfg, s, objs, now)
 		if !svc.OK() {
 			r.Healthy = false
 		}
@@ -75,7 +75,7 @@ func Build(cfg *config.Config, services []config.Service, objs Objects, local Lo
 	return r
 }
 
-func buildService(s config.Service, objs Objects, now time.Time) Service {
+func buildService(cfg *config.Config, s config.Service, objs Objects, now time.Time) Service {
 	out := Service{Name: s.Name, Namespace: s.Namespace, Deployment: s.Deployment, Container: s.Container, Sync: SyncUnknown}
 	policyKey := s.PolicyNamespace + "/" + s.PolicyName
 	var pol *flux.Policy
@@ -93,7 +93,7 @@ func buildService(s config.Service, objs Objects, now time.Time) Service {
 		owned = rollout.Owned(d, objs.ReplicaSets[s.Namespace])
 	}
 	// The same plan `run` makes: what the next run would do, and why.
-	dec := deploy.Plan(deploy.Input{Service: s, Deployment: d, ReplicaSets: owned, Policy: pol, Now: now})
+	dec := deploy.Plan(deploy.Input{Service: s, Deployment: d, ReplicaSets: owned, Policy: pol, Now: now, Source: deploy.SourceOf(cfg, s, objs.Deployments)})
 	out.NextRun = &NextAction{Action: string(dec.Action), Target: dec.Target, Reason: dec.Reason}
 	out.Window = window(s, now)
 	switch {

@@ -719,3 +719,25 @@ func TestBuildSoak(t *testing.T) {
 		}
 	}
 }
+
+// Issue 19: status plans a promoted service from its source, as run does.
+func TestBuildPromotion(t *testing.T) {
+	cfg, err := config.Parse([]byte("defaults: {namespace: apps}\nservices:\n  - name: staging\n  - name: production\n    promote: {from: staging, after: 30m}\n"), "pipeline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture()
+	f.deployment("staging", 1, []string{reg + "staging:sha-2222222"}, complete(1),
+		map[string]string{"autodeploy.dev/verified": "true", "autodeploy.dev/soak": `{"image":"` + reg + `staging:sha-2222222","verifiedAt":"2026-11-25T10:24:00Z","until":"2026-11-25T10:24:00Z","passed":true}`},
+		kpod("staging-h1-aaaaa", "h1", "Running", true, 0, time.Minute))
+	f.policy("staging", reg+"staging:sha-2222222")
+	f.deployment("production", 1, []string{reg + "staging:sha-1111111"}, complete(1), nil, kpod("production-h1-bbbbb", "h1", "Running", true, 0, time.Minute))
+	r := Build(cfg, cfg.WithSources(cfg.Services[1:]), f.objs, Local{}, now)
+	if len(r.Services) != 2 {
+		t.Fatalf("WithSources: %d services", len(r.Services))
+	}
+	p := r.Services[0]
+	if p.NextRun == nil || p.NextRun.Action != "skip" || !strings.Contains(p.NextRun.Reason, "is promoted from staging at 2026-11-25 10:54:00") || len(p.Problems) > 0 {
+		t.Errorf("production: next run %+v, problems %q", p.NextRun, p.Problems)
+	}
+}
