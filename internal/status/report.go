@@ -94,7 +94,7 @@ type Service struct {
 	// Soak is the soak (config soak) of the image the Deployment runs:
 	// going on (Passed false; Until says when it ends) or passed.
 	Soak *deploy.SoakMark `json:"soak,omitempty"`
-	Pods       []Pod `json:"pods,omitempty"`
+	Pods []Pod            `json:"pods,omitempty"`
 }
 
 // Window says when the service's rollouts may start (config
