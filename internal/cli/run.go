@@ -37,6 +37,7 @@ type RunOptions struct {
 
 	f          *Factory
 	serviceSet bool
+	promote    *deploy.PromoteNow // autodeploy promote
 }
 
 // Complete takes the factory; run has no arguments.
@@ -223,7 +224,7 @@ func (o *RunOptions) Run(ctx context.Context) (result error) {
 		}
 	}
 	r.Kube, r.Dynamic = clients.Kube, clients.Dynamic
-	res, err := r.Run(runCtx, runID, deploy.Options{DryRun: o.DryRun, NoReconcile: o.NoReconcile, Services: o.Services, IgnoreWindows: o.IgnoreWindows})
+	res, err := r.Run(runCtx, runID, deploy.Options{DryRun: o.DryRun, NoReconcile: o.NoReconcile, Services: o.Services, IgnoreWindows: o.IgnoreWindows, Promote: o.promote})
 	if cause := context.Cause(runCtx); errors.Is(cause, lock.ErrLost) {
 		r.Log.Error("run stopped: the lock was lost", "error", cause)
 		err = withCode(ExitLocked, fmt.Errorf("run %s stopped: %w; the next run verifies what was left", runID, cause))

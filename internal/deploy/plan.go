@@ -110,6 +110,8 @@ type Input struct {
 	// Source is the service a promoted service (config promote) takes its
 	// image from, with its Deployment (nil when it does not exist).
 	Source *Source
+	// PromoteNow is `autodeploy promote` for this service.
+	PromoteNow *PromoteNow
 }
 
 // Source is the source of a promotion as read from the cluster.
@@ -286,7 +288,10 @@ func plan(in Input) Decision {
 		// but the operator should see it in the plan.
 		dec.Reason = fmt.Sprintf("repository changes from %s to %s; ", cur.Name(), want.Name())
 	}
-	if f, ok := ParseFailedImage(ann); ok && image.SameString(f.Image, p.Latest) {
+	if f, ok := ParseFailedImage(ann); ok && image.SameString(f.Image, p.Latest) && !(in.PromoteNow != nil && in.PromoteNow.Force) {
+		if in.PromoteNow != nil {
+			return skip(false, "not promoted: %s failed here on %s; autodeploy promote --force promotes it anyway", p.Latest, f.At.UTC().Format("2006-01-02 15:04"))
+		}
 		return skip(false, "%s failed on %s; waiting for the policy to select another image", p.Latest, f.At.UTC().Format("2006-01-02 15:04"))
 	}
 	if rt, ok := ParseRetry(ann); ok && image.SameString(rt.Image, p.Latest) && in.Now.Before(rt.After) {
@@ -313,9 +318,12 @@ func plan(in Input) Decision {
 		dec.Reason += why + ", deployed anyway (--ignore-windows); "
 	}
 	dec.Action = Deploy
-	if dec.PromotedFrom != "" {
+	switch pn := in.PromoteNow; {
+	case pn != nil:
+		dec.Reason += fmt.Sprintf("promoted from %s by %s (autodeploy promote): %s", dec.PromotedFrom, pn.By, pn.Reason)
+	case dec.PromotedFrom != "":
 		dec.Reason += "promoted from " + dec.PromotedFrom + ", where it was verified"
-	} else {
+	default:
 		dec.Reason += "the policy selected a new image"
 	}
 	// The revision live now is where a rollback of this deploy goes: the
@@ -347,6 +355,10 @@ func promotion(in Input, current string) (*flux.Policy, string) {
 		return nil, fmt.Sprintf("nothing to promote from %s: %v", pr.From, err)
 	}
 	img, _ := rollout.ContainerImage(&d.Spec.Template, c)
+	now := in.PromoteNow
+	if now != nil && now.Image != "" {
+		img = now.Image // a person's choice: the target's checks judge it
+	}
 	p := &flux.Policy{Latest: img, Ready: true}
 	if image.SameString(img, current) {
 		return p, ""
@@ -354,6 +366,13 @@ func promotion(in Input, current string) (*flux.Policy, string) {
 	m, ok := ParseSoak(d.Annotations)
 	f, failed := ParseFailedImage(d.Annotations)
 	switch {
+	case failed && image.SameString(f.Image, img) && !(now != nil && now.Force):
+		if now != nil {
+			return nil, fmt.Sprintf("not promoted: %s failed in %s (%s); autodeploy promote --force promotes it anyway", img, pr.From, truncate(f.Reason, 120))
+		}
+		return nil, fmt.Sprintf("nothing to promote: %s runs %s, which failed there", pr.From, img)
+	case now != nil && now.Image != "":
+		return p, ""
 	case failed && image.SameString(f.Image, img):
 		return nil, fmt.Sprintf("nothing to promote: %s runs %s, which failed there", pr.From, img)
 	case d.Annotations[AnnVerified] != "true" || !ok || !image.SameString(m.Image, img):
@@ -361,7 +380,7 @@ func promotion(in Input, current string) (*flux.Policy, string) {
 	case !m.Passed:
 		return nil, fmt.Sprintf("%s is soaking in %s until %s; promoted after that", img, pr.From, m.Until.UTC().Format("2006-01-02 15:04:05"))
 	}
-	if at := m.VerifiedAt.Add(pr.After); in.Now.Before(at) {
+	if at := m.VerifiedAt.Add(pr.After); in.Now.Before(at) && now == nil {
 		return nil, fmt.Sprintf("%s is promoted from %s at %s (promote.after %s since its verification there)", img, pr.From, at.UTC().Format("2006-01-02 15:04:05"), pr.After)
 	}
 	return p, ""

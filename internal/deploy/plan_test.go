@@ -599,3 +599,48 @@ func TestPlanPromotion(t *testing.T) {
 		})
 	}
 }
+
+// autodeploy promote: skips promote.after, takes --image, and promotes an
+// image remembered as failed only with --force.
+func TestPlanPromoteNow(t *testing.T) {
+	s := svc()
+	s.Namespace, s.PolicyNamespace, s.PolicyName = "production", "", ""
+	s.Promote = &config.Promote{From: "staging", After: time.Hour}
+	staging := config.Service{Name: "staging", Namespace: "staging", Deployment: "api-gateway"}
+	now := time.Date(2026, 11, 25, 10, 20, 0, 0, time.UTC) // verified 10:00, soaked 10:10, after until 11:00
+	src := &Source{Service: staging, Deployment: dep(repo+":sha-bbb", 2, soakMark("sha-bbb", true))}
+	pn := func(img string, force bool) *PromoteNow {
+		return &PromoteNow{Service: s.Name, Image: img, By: "alice@bastion", Reason: "customer fix", Force: force}
+	}
+	tests := []struct {
+		name       string
+		in         Input
+		action     Action
+		target     string
+		reasonPart string
+	}{
+		{"cron waits for after", Input{Service: s, Now: now, Deployment: dep(repo+":sha-aaa", 1), Source: src}, Skip, "", "promote.after 1h0m0s"},
+		{"promote skips after", Input{Service: s, Now: now, Deployment: dep(repo+":sha-aaa", 1), Source: src, PromoteNow: pn("", false)},
+			Deploy, repo + ":sha-bbb", "promoted from staging by alice@bastion (autodeploy promote): customer fix"},
+		{"promote --image", Input{Service: s, Now: now, Deployment: dep(repo+":sha-aaa", 1), Source: src, PromoteNow: pn(repo+":sha-ccc", false)},
+			Deploy, repo + ":sha-ccc", "by alice@bastion"},
+		{"promote refuses an image failed in the target", Input{Service: s, Now: now, Deployment: dep(repo+":sha-aaa", 1, failedMark("sha-bbb")), Source: src, PromoteNow: pn("", false)},
+			Skip, "", "autodeploy promote --force promotes it anyway"},
+		{"promote --force", Input{Service: s, Now: now, Deployment: dep(repo+":sha-aaa", 1, failedMark("sha-bbb")), Source: src, PromoteNow: pn("", true)},
+			Deploy, repo + ":sha-bbb", "by alice@bastion"},
+		{"promote refuses an image failed in the source", Input{Service: s, Now: now, Deployment: dep(repo+":sha-aaa", 1), PromoteNow: pn(repo+":sha-ddd", false),
+			Source: &Source{Service: staging, Deployment: dep(repo+":sha-bbb", 2, soakMark("sha-bbb", true), failedMark("sha-ddd"))}},
+			Skip, "", "failed in staging"},
+		{"promote still waits for the source's soak", Input{Service: s, Now: now.Add(-15 * time.Minute), Deployment: dep(repo+":sha-aaa", 1), PromoteNow: pn("", false),
+			Source: &Source{Service: staging, Deployment: dep(repo+":sha-bbb", 2, soakMark("sha-bbb", false))}},
+			Skip, "", "is soaking in staging"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Plan(tt.in)
+			if got.Action != tt.action || !strings.Contains(got.Reason, tt.reasonPart) || (tt.target != "" && got.Target != tt.target) {
+				t.Fatalf("Plan = %s %q target %s, want %s %q target %s", got.Action, got.Reason, got.Target, tt.action, tt.reasonPart, tt.target)
+			}
+		})
+	}
+}

@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 	"github.com/autodeploy-dev/autodeploy/internal/fluxsim"
 	"github.com/autodeploy-dev/autodeploy/internal/kubetest"
+	"github.com/autodeploy-dev/autodeploy/internal/notify"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
 )
 
@@ -72,4 +74,31 @@ func TestPromotionWaitsForAfter(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantOutcome(t, res, "production", deploy.OutcomeDeployed)
+}
+
+// autodeploy promote: now, without waiting for promote.after; who and why
+// reach the change-cause's reason and the notification.
+func TestPromoteNow(t *testing.T) {
+	e := kubetest.New(t)
+	f := newFixture(t, e, fluxsim.V1, []svcSpec{
+		{name: "staging", image: reg + "api:sha-1111111"},
+		{name: "production", image: reg + "api:sha-1111111", noPolicy: true, extra: "    promote: {from: staging, after: 1h}\n"},
+	}, "")
+	f.refl.Push("staging", reg+"api:sha-2222222")
+	wantOutcome(t, f.run(t, deploy.Options{}), "staging", deploy.OutcomeDeployed)
+	r := f.runner()
+	ev := newEvents(t)
+	r.Notify = notify.New([]config.Notify{{Type: config.NotifyWebhook, Name: "test", URL: config.Secret{Value: ev.url}, MinLevel: "info", Timeout: 10 * time.Second}}, r.Log)
+	res, err := r.Run(t.Context(), "promote", deploy.Options{Services: []string{"production"},
+		Promote: &deploy.PromoteNow{Service: "production", By: "alice@bastion", Reason: "customer fix"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := wantOutcome(t, res, "production", deploy.OutcomeDeployed)
+	if s.Target != reg+"api:sha-2222222" || !strings.Contains(s.Reason, "by alice@bastion (autodeploy promote): customer fix") {
+		t.Errorf("promote: %+v", s.Decision)
+	}
+	if k := ev.kinds(); len(k) != 1 || k[0] != notify.Deployed || ev.got[0].By != "alice@bastion" || !strings.Contains(ev.got[0].Reason, "customer fix") {
+		t.Errorf("notifications %v %+v", k, ev.got)
+	}
 }

@@ -19,7 +19,7 @@ import (
 // readService reads what Plan needs for one service: its Deployment, the
 // ReplicaSets it owns, and its ImagePolicy (3 requests).
 func (r *Runner) readService(ctx context.Context, api flux.API, s config.Service) (Input, error) {
-	in := Input{Service: s, Now: r.Now(), IgnoreWindows: r.ignoreWindows}
+	in := Input{Service: s, Now: r.Now(), IgnoreWindows: r.ignoreWindows, PromoteNow: r.promoteFor(s)}
 	d, err := r.get(ctx, s)
 	switch {
 	case apierrors.IsNotFound(err):
@@ -101,6 +101,14 @@ func (r *Runner) read(ctx context.Context, services []config.Service, policies m
 		inputs = append(inputs, in)
 	}
 	return inputs, nil
+}
+
+// promoteFor is the promotion a person asked for s in this run, if any.
+func (r *Runner) promoteFor(s config.Service) *PromoteNow {
+	if p := r.promoteNow; p != nil && p.Service == s.Name {
+		return p
+	}
+	return nil
 }
 
 // SourceOf is the source of s's promotion with its Deployment from deps

@@ -100,6 +100,7 @@ type Runner struct {
 	ignoreWindows bool
 
 	soaks      []pendingSoak // watched once every service had its turn
+	promoteNow *PromoteNow   // autodeploy promote
 	mu         sync.Mutex
 	warnings   []string   // besides the rescan's (bringGitAlong)
 	progressMu sync.Mutex // serialises Progress (see progress)
@@ -118,6 +119,22 @@ type Options struct {
 	// IgnoreWindows deploys outside the services' deploy windows (run
 	// --ignore-windows, an emergency); logged.
 	IgnoreWindows bool
+	// Promote is `autodeploy promote`: a promotion now, for one service.
+	Promote *PromoteNow
+}
+
+// PromoteNow is a promotion asked for by a person (autodeploy promote): it
+// skips promote.after, never the target's own checks (windows, rollout,
+// health, soak, rollback).
+type PromoteNow struct {
+	Service string
+	// Image, when set, is promoted instead of what the source runs.
+	Image  string
+	By     string
+	Reason string
+	// Force promotes an image remembered as failed in the source or the
+	// target.
+	Force bool
 }
 
 // Run does one pass: rescan, plan, roll out one service after another.
@@ -142,7 +159,7 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 		services = slices.DeleteFunc(slices.Clone(services), func(s config.Service) bool { return !slices.Contains(o.Services, s.Name) })
 	}
 	r.Log.Info("run started", "services", len(services), "dryRun", o.DryRun)
-	r.ignoreWindows = o.IgnoreWindows
+	r.ignoreWindows, r.promoteNow = o.IgnoreWindows, o.Promote
 	if o.IgnoreWindows {
 		r.Log.Warn("deploy windows ignored (--ignore-windows): services deploy outside their windows")
 	}
@@ -175,7 +192,7 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 	defer r.startRollouts(ctx)()
 	r.soaks = nil
 	for _, in := range inputs {
-		in.Now, in.IgnoreWindows = r.Now(), r.ignoreWindows
+		in.Now, in.IgnoreWindows, in.PromoteNow = r.Now(), r.ignoreWindows, r.promoteFor(in.Service)
 		dec := Plan(in)
 		sr := ServiceResult{Decision: dec}
 		log := r.Log.With("svc", dec.Service)
@@ -283,6 +300,13 @@ func (r *Runner) notify(ctx context.Context, runID string, sr ServiceResult, err
 		e.Kind, e.Level = notify.Deployed, "info"
 		if sr.Action == Deploy {
 			e.From = sr.Current
+		}
+		if sr.PromotedFrom != "" {
+			// Whence, and for `autodeploy promote`, who and why.
+			e.Reason = sr.Reason
+			if p := r.promoteFor(config.Service{Name: sr.Service}); p != nil {
+				e.By = p.By
+			}
 		}
 	case OutcomeSuperseded:
 		e.Kind, e.Level, e.From, e.Reason = notify.Superseded, "warning", sr.Current, sr.Error
