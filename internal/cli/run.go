@@ -84,6 +84,12 @@ with the time the next window opens. Verifying an earlier rollout and rolling
 back are never held back by a window; --ignore-windows deploys anyway, and the
 log says so.
 
+A service with soak in the config is watched after its verification, once
+every service had its turn: a restart, a pod leaving Ready or a failing health
+check in that time rolls it back as a failed rollout; a soak the run cannot
+see through is carried on by the next run. A service with promote takes the
+image its source runs, verified and soaked there (autodeploy promote: now).
+
 Someone else's change during the rollout is left alone (superseded, exit 10);
 a rollout that could not be judged (API down, budget spent, paused) is left
 unverified for the next run (exit 7).
