@@ -73,10 +73,11 @@ func run(kubeconfig, bin, dir string) error {
 	}
 
 	step("Setting up namespace apps with %s, and their Flux objects in flux-system", strings.Join(services, ", "))
-	for _, ns := range []string{"apps", "flux-system"} {
+	namespaces := []string{"apps", "flux-system", "staging", "production"}
+	for _, ns := range namespaces {
 		_ = kc.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
 	}
-	for _, ns := range []string{"apps", "flux-system"} {
+	for _, ns := range namespaces {
 		if err := recreateNamespace(ctx, kc, ns); err != nil {
 			return err
 		}
@@ -101,6 +102,23 @@ func run(kubeconfig, bin, dir string) error {
 		if err := refl.Track(ctx, s, s, img); err != nil {
 			return err
 		}
+	}
+	// The pipeline: web in staging (its ImagePolicy) and in production
+	// (promoted from staging).
+	webImg := registry + "web:sha-1a2b3c4"
+	for _, ns := range []string{"staging", "production"} {
+		if _, err := kc.AppsV1().Deployments(ns).Create(ctx, deployment("web", webImg), metav1.CreateOptions{}); err != nil {
+			return err
+		}
+	}
+	if err := fluxsim.CreateRepository(ctx, dc, fluxsim.V1, "flux-system", "web", registry+"web"); err != nil {
+		return err
+	}
+	if err := fluxsim.CreatePolicy(ctx, dc, fluxsim.V1, "flux-system", "web", "web"); err != nil {
+		return err
+	}
+	if err := refl.Track(ctx, "web", "web", webImg); err != nil {
+		return err
 	}
 	// api-generation lives in git; Flux applies it.
 	gitDir := filepath.Join(dir, "git")
@@ -170,6 +188,17 @@ func run(kubeconfig, bin, dir string) error {
 	ad("rollback", "api-gateway", "--reason", "demo: errors on /search")
 	ad("history", "api-gateway")
 
+	step("Staging -> production: CI pushes %s:sha-2b3c4d5; staging deploys it and watches it for its soak (8s) before calling it good", registry+"web")
+	refl.Push("web", registry+"web:sha-2b3c4d5")
+	ad("run", "-v", "--service", "web-staging,web")
+	step("The next run promotes to production exactly what staging verified and soaked")
+	ad("run", "-v", "--service", "web-staging,web")
+
+	step("A build that crashes 5 s after it is Ready (%s:late-crash-3c4d5e6): its rollout passes in staging, its soak fails, it is rolled back and never reaches production", registry+"web")
+	refl.Push("web", registry+"web:late-crash-3c4d5e6")
+	ad("run", "-v", "--service", "web-staging,web")
+	ad("status", "web-staging")
+
 	step("What an operator sees over SSH (exit code 8: not everything is healthy and up to date)")
 	ad("status", "--log-lines", "3")
 	fmt.Printf("\nThe demo cluster keeps running: export KUBECONFIG=%s; kubectl -n apps get deploy,pods\nStop it with: make cluster-down\n", kubeconfig)
@@ -222,6 +251,8 @@ func demoConfig(dir string) string {
 	for _, s := range services {
 		fmt.Fprintf(&b, "  - name: %s\n", s)
 	}
+	b.WriteString("  # staging -> production\n  - name: web-staging\n    namespace: staging\n    deployment: web\n    imagePolicy: flux-system/web\n    soak: 8s\n")
+	b.WriteString("  - name: web\n    namespace: production\n    promote: {from: web-staging}\n")
 	return b.String()
 }
 
