@@ -184,7 +184,7 @@ func (o *RunOptions) Run(ctx context.Context) (result error) {
 		defer func() {
 			l.Close()
 			// Last, so that every line of the run is counted.
-			result = withLogLost(result, l.Lost(), runID)
+			result = withLogLost(result, l.Lost(), "run", runID)
 		}()
 		r.Log = l.Logger
 		r.Notify = notify.New(cfg.Notify, l.Logger)
