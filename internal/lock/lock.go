@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -294,8 +295,8 @@ func (f *FileLocker) Acquire(ctx context.Context, command string) (*Held, error)
 
 // Holder asks the kernel who holds the file lock.
 func (f *FileLocker) Holder(context.Context) (Holder, bool, error) {
-	held, h := Probe(f.Path)
-	return h, held, nil
+	held, h, err := probe(f.Path)
+	return h, held, err
 }
 
 // Wait takes l for command, trying again until it succeeds, fails otherwise
@@ -353,18 +354,32 @@ func parseHolder(b []byte) Holder {
 // Probe reports whether some process holds the lock now, and who. It asks
 // the kernel (F_OFD_GETLK) and takes nothing.
 func Probe(path string) (bool, Holder) {
+	held, h, _ := probe(path)
+	return held, h
+}
+
+// probe is Probe with why it could not tell: only a lock file that is not
+// there means no run; one it may not open (permission denied, a path
+// through a file) or not ask about read as "no run in progress" in status.
+func probe(path string) (bool, Holder, error) {
 	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, Holder{}, nil
+	}
 	if err != nil {
-		return false, Holder{}
+		return false, Holder{}, fmt.Errorf("lock file: %w", err)
 	}
 	defer f.Close()
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 0, Len: 0}
-	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk); err != nil || lk.Type == unix.F_UNLCK {
-		return false, Holder{}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk); err != nil {
+		return false, Holder{}, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if lk.Type == unix.F_UNLCK {
+		return false, Holder{}, nil
 	}
 	h, _, held := readHeldRecord(path, func() bool {
 		lk := unix.Flock_t{Type: unix.F_WRLCK}
 		return unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk) != nil || lk.Type != unix.F_UNLCK
 	})
-	return held, h
+	return held, h, nil
 }

@@ -269,3 +269,24 @@ func TestHolderRecordRace(t *testing.T) {
 		})
 	}
 }
+
+// TestHolderOfAnUnreadableLock: a lock file that cannot be opened (not
+// there is "no run", but permission denied or a path through a regular
+// file is not) read as "no run in progress" in status and hold's note; it
+// is an error, which they show as "whether a run is in progress is
+// unknown" (issue 18, third pass).
+func TestHolderOfAnUnreadableLock(t *testing.T) {
+	dir := t.TempDir()
+	if _, held, err := (&FileLocker{Path: filepath.Join(dir, "none.lock")}).Holder(context.Background()); err != nil || held {
+		t.Errorf("missing lock: held %v, err %v; want not held, no error", held, err)
+	}
+	notDir := filepath.Join(dir, "file")
+	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(notDir, "autodeploy.lock")
+	_, held, err := (&FileLocker{Path: path}).Holder(context.Background())
+	if err == nil || held || !strings.Contains(err.Error(), path) {
+		t.Errorf("unreadable lock: held %v, err %v; want an error naming %s", held, err, path)
+	}
+}
