@@ -761,3 +761,19 @@ func TestLoadChecksLogFileLoopsAndSlashes(t *testing.T) {
 		})
 	}
 }
+
+// TestLargeFileWithoutAliases: a file past the decoder's budget with no
+// alias or merge key in it (60000 services, 2 MB) was refused as "too many
+// aliases or merge keys", which sent its author looking for what is not
+// there (issue 18, third pass); it is "too large", with the bound.
+func TestLargeFileWithoutAliases(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("services:\n")
+	for i := 0; i < 60000; i++ {
+		b.WriteString("  - name: s" + strconv.Itoa(i) + "\n    namespace: n\n")
+	}
+	_, err := Parse([]byte(b.String()), "big.yaml")
+	if err == nil || strings.Contains(err.Error(), "alias") || !strings.Contains(err.Error(), "big.yaml: document too large") {
+		t.Fatalf("got %v, want big.yaml: document too large, naming no alias", err)
+	}
+}
