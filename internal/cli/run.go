@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -300,7 +299,7 @@ func recordMetrics(m config.Metrics, res *deploy.Result, runErr error, log *slog
 		}
 	}
 	if m.Pushgateway != "" || m.PushgatewayFile != "" {
-		if u, err := m.PushgatewayURL(os.ReadFile); err != nil {
+		if u, err := m.PushgatewayURL(config.ReadFile); err != nil {
 			log.Warn("metrics not pushed", "error", err)
 		} else if err := metrics.Push(u, reg); err != nil {
 			log.Warn("metrics not pushed", "error", err)
