@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -288,5 +289,28 @@ func TestHolderOfAnUnreadableLock(t *testing.T) {
 	_, held, err := (&FileLocker{Path: path}).Holder(context.Background())
 	if err == nil || held || !strings.Contains(err.Error(), path) {
 		t.Errorf("unreadable lock: held %v, err %v; want an error naming %s", held, err, path)
+	}
+}
+
+// TestLockFileThatIsAPipe: a lockFile naming a named pipe hung status
+// (its holder read opened it to read, waiting for a writer forever) and
+// doctor (issue 18, third pass): refused, naming what it is.
+func TestLockFileThatIsAPipe(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "lock")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 2)
+	go func() { _, _, err := (&FileLocker{Path: fifo}).Holder(context.Background()); done <- err }()
+	go func() { _, err := TryAcquire(fifo, "autodeploy run", time.Now()); done <- err }()
+	for range 2 {
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), fifo+" is a named pipe, not a regular file") {
+				t.Errorf("err = %v, want it to say %s is a named pipe", err, fifo)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("still blocked on a named pipe after 5s")
+		}
 	}
 }
