@@ -13,6 +13,8 @@ import (
 
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/version"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -271,4 +273,23 @@ func TestCronJobDefaultImage(t *testing.T) {
 	if code != ExitUsage || !strings.Contains(stderr, "development build (dev) has no published image: pass --image") {
 		t.Errorf("dev build: exit %d, stderr %q", code, stderr)
 	}
+}
+
+// TestFlagPlaceholders: pflag takes the first `quoted` words of a flag's
+// usage as its value's placeholder, so manifests cronjob's help read
+// "--service-account manifests rbac", as if the flag took those two words
+// (issue 18, third pass). Every placeholder is one word.
+func TestFlagPlaceholders(t *testing.T) {
+	var walk func(*cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.LocalFlags().VisitAll(func(fl *pflag.Flag) {
+			if name, _ := pflag.UnquoteUsage(fl); strings.ContainsAny(name, " \t") {
+				t.Errorf("%s --%s: its help shows the value as %q (backquotes in the usage)", c.CommandPath(), fl.Name, name)
+			}
+		})
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(NewRootCmd(NewFactory(IOStreams{In: strings.NewReader(""), Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}}, func(string) string { return "" })))
 }

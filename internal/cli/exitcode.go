@@ -29,7 +29,7 @@ const (
 	ExitDegraded       ExitCode = 8   // status: some service is not healthy and up to date
 	ExitForbidden      ExitCode = 9   // RBAC refused a request autodeploy needs, discovery included (see manifests rbac, doctor)
 	ExitSuperseded     ExitCode = 10  // run: someone else changed a service during its rollout; their change was left alone
-	ExitLogLost        ExitCode = 11  // run: lines of the run could not be written to the log (full or read-only file system); the cluster has the outcome
+	ExitLogLost        ExitCode = 11  // run (rollback, hold, resume, forget): lines of the run could not be written to the log (full or read-only file system); the cluster has the outcome
 	ExitInterrupted    ExitCode = 130 // SIGINT/SIGTERM stopped the command
 )
 
@@ -93,16 +93,17 @@ func exitCodeFor(err error) ExitCode {
 // lines missing (issue 18, item 2). The run's code is kept when it already
 // needs a person; 0 and the codes no one is mailed for (4, 10) become
 // ExitLogLost. What the run did is on the cluster (the Deployments' marks),
-// where status and the next run read it.
-func withLogLost(err, lost error, runID string) error {
+// where status and the next run read it. command is "run", or rollback,
+// hold, resume or forget, whose lines (who acted, why) are lost as well.
+func withLogLost(err, lost error, command, runID string) error {
 	if lost == nil {
 		return err
 	}
-	msg := fmt.Sprintf("%v; what the run did is on the cluster: see autodeploy status (fix: free space on the log's file system or make it writable)", lost)
+	msg := fmt.Sprintf("%v; what the %s did is on the cluster: see autodeploy status (fix: free space on the log's file system or make it writable)", lost, command)
 	var silent *silentError
 	switch code := exitCodeFor(err); {
 	case err == nil:
-		return withCode(ExitLogLost, fmt.Errorf("run %s: %s", runID, msg))
+		return withCode(ExitLogLost, fmt.Errorf("%s %s: %s", command, runID, msg))
 	case code == ExitLocked || code == ExitSuperseded:
 		return withCode(ExitLogLost, fmt.Errorf("%v; %s", err, msg))
 	case errors.As(err, &silent):

@@ -67,7 +67,7 @@ func TestLogLostExitCode(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := withLogLost(tt.err, tt.lost, "r1")
+			err := withLogLost(tt.err, tt.lost, "run", "r1")
 			if c := exitCodeFor(err); c != tt.code {
 				t.Errorf("exit %d, want %d", c, tt.code)
 			}

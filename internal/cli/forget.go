@@ -78,7 +78,7 @@ func newCmdForget(f *Factory, runF func(context.Context, *ForgetOptions) error) 
 }
 
 // Run removes the records.
-func (o *ForgetOptions) Run(ctx context.Context) error {
+func (o *ForgetOptions) Run(ctx context.Context) (err error) {
 	f := o.f
 	cfg, err := f.Config()
 	if err != nil {
@@ -92,7 +92,7 @@ func (o *ForgetOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer sess.close()
+	defer sess.close(&err)
 	if !o.DryRun {
 		held, err := takeLock(ctx, f, cfg, sess.clients, "autodeploy forget "+o.Service+" by "+sess.m.By, o.LockTimeout, lockWaiting(f, o.LockTimeout))
 		if err != nil {

@@ -299,7 +299,7 @@ func validServiceOrAll(name string, all bool) error {
 // with all, in one session (one log, one client). A failure does not stop
 // the others: each is printed, and the first one's exit code is returned.
 // after, when set, runs once at the end with the names acted on.
-func eachService(f *Factory, name string, all bool, command string, fn func(*session) error, after func(sess *session, names string)) error {
+func eachService(f *Factory, name string, all bool, command string, fn func(*session) error, after func(sess *session, names string)) (err error) {
 	cfg, err := f.Config()
 	if err != nil {
 		return err
@@ -320,7 +320,7 @@ func eachService(f *Factory, name string, all bool, command string, fn func(*ses
 	if err != nil {
 		return err
 	}
-	defer sess.close()
+	defer sess.close(&err)
 	var (
 		first error
 		names []string

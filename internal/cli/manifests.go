@@ -70,7 +70,7 @@ Nothing is applied: pipe to 'kubectl apply -f -' or into /etc.`,
 	// format; a development build has none to name.
 	cronJobCmd.Flags().StringVar(&cj.Image, "image", version.Image(), "container image of autodeploy; a release defaults to its own, "+version.ImageRepository+" tagged with its version, a development build needs this flag")
 	cronJobCmd.Flags().StringVarP(&cj.Namespace, "namespace", "n", "", "namespace of the CronJob (default: flux.namespace)")
-	cronJobCmd.Flags().StringVar(&cj.ServiceAccount, "service-account", "autodeploy", "ServiceAccount of `manifests rbac`")
+	cronJobCmd.Flags().StringVar(&cj.ServiceAccount, "service-account", "autodeploy", "ServiceAccount of 'manifests rbac', which the CronJob runs as")
 
 	var host manifests.HostOptions
 	cronCmd := &cobra.Command{

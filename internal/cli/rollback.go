@@ -119,6 +119,8 @@ type session struct {
 	cfg     *config.Config
 	clients *kube.Clients
 	log     *runlog.Log
+	command string
+	runID   string
 }
 
 func openSession(f *Factory, name, command string) (*session, error) {
@@ -136,7 +138,8 @@ func openSession(f *Factory, name, command string) (*session, error) {
 // newSession is openSession for a service already looked up (forget acts on
 // names no longer configured too).
 func newSession(f *Factory, cfg *config.Config, s config.Service, command string) (*session, error) {
-	l, err := runlog.Open(cfg.Log, runlog.NewRunID(time.Now()), f.IO.Out, "cmd", command)
+	runID := runlog.NewRunID(time.Now())
+	l, err := runlog.Open(cfg.Log, runID, f.IO.Out, "cmd", command)
 	if err != nil {
 		return nil, fmt.Errorf("refusing to %s: %w", command, err)
 	}
@@ -147,10 +150,17 @@ func newSession(f *Factory, cfg *config.Config, s config.Service, command string
 	}
 	log := l.With("cmd", command)
 	m := &deploy.Manager{Kube: clients.Kube, Dynamic: clients.Dynamic, Log: log, Now: time.Now, By: actor(f.Getenv), Notify: notify.New(cfg.Notify, log)}
-	return &session{m: m, s: s, cfg: cfg, clients: clients, log: l}, nil
+	return &session{m: m, s: s, cfg: cfg, clients: clients, log: l, command: command, runID: runID}, nil
 }
 
-func (s *session) close() { s.log.Close() }
+// close closes the log and adds to *err that lines of it were lost, as a
+// run does (exit 11, or the command's own code when it needs a person):
+// a hold or rollback whose log filled up after "log opened" exited 0 in
+// silence, its "held"/"rolled back" line (who, why) missing.
+func (s *session) close(err *error) {
+	s.log.Close()
+	*err = withLogLost(*err, s.log.Lost(), s.command, s.runID)
+}
 
 // classify maps an error of the Manager onto the exit-code table: a missing
 // Deployment is 7, an unreachable cluster or refused credentials 3 (one
@@ -180,13 +190,13 @@ func actor(getenv func(string) string) string {
 }
 
 // Run carries the rollback out.
-func (o *RollbackOptions) Run(ctx context.Context) error {
+func (o *RollbackOptions) Run(ctx context.Context) (err error) {
 	f := o.f
 	sess, err := openSession(f, o.Service, "rollback")
 	if err != nil {
 		return err
 	}
-	defer sess.close()
+	defer sess.close(&err)
 	m, s := sess.m, sess.s
 	progress := progressPrinter(f.IO.ErrOut)
 	m.Progress = func(msg string) { progress("", msg) }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -191,7 +190,7 @@ func (o *RunOptions) Run(ctx context.Context) (result error) {
 		defer func() {
 			l.Close()
 			// Last, so that every line of the run is counted.
-			result = withLogLost(result, l.Lost(), runID)
+			result = withLogLost(result, l.Lost(), "run", runID)
 		}()
 		r.Log = l.Logger
 		r.Notify = notify.New(cfg.Notify, l.Logger)
@@ -307,7 +306,7 @@ func recordMetrics(m config.Metrics, res *deploy.Result, runErr error, log *slog
 		}
 	}
 	if m.Pushgateway != "" || m.PushgatewayFile != "" {
-		if u, err := m.PushgatewayURL(os.ReadFile); err != nil {
+		if u, err := m.PushgatewayURL(config.ReadFile); err != nil {
 			log.Warn("metrics not pushed", "error", err)
 		} else if err := metrics.Push(u, reg); err != nil {
 			log.Warn("metrics not pushed", "error", err)

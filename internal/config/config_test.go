@@ -794,3 +794,63 @@ func TestPromoteChain(t *testing.T) {
 		t.Errorf("PolicyNamespaces = %q, want only dev's", ns)
 	}
 }
+
+// TestLargeFileWithoutAliases: a file past the decoder's budget with no
+// alias or merge key in it (60000 services, 2 MB) was refused as "too many
+// aliases or merge keys", which sent its author looking for what is not
+// there (issue 18, third pass); it is "too large", with the bound.
+func TestLargeFileWithoutAliases(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("services:\n")
+	for i := 0; i < 60000; i++ {
+		b.WriteString("  - name: s" + strconv.Itoa(i) + "\n    namespace: n\n")
+	}
+	_, err := Parse([]byte(b.String()), "big.yaml")
+	if err == nil || strings.Contains(err.Error(), "alias") || !strings.Contains(err.Error(), "big.yaml: document too large") {
+		t.Fatalf("got %v, want big.yaml: document too large, naming no alias", err)
+	}
+}
+
+// TestLoadRefusesWhatIsNotAFile: --config naming a named pipe blocked in
+// open forever, SIGTERM unheard (the signal cancels a context nothing
+// reading the file looks at), and /dev/zero grew to 23 GB before the OOM
+// killer took it (issue 18, third pass). The config and the files it names
+// for secrets are regular files of a bounded size, or refused, naming why.
+func TestLoadRefusesWhatIsNotAFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := Load(fifo); done <- err }()
+	select {
+	case err := <-done:
+		var fe *FileError
+		if !errors.As(err, &fe) || !strings.Contains(err.Error(), fifo+" is a named pipe, not a regular file") {
+			t.Errorf("Load(fifo) = %v, want a FileError saying it is a named pipe", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Load of a named pipe still blocked after 5s")
+	}
+	if _, err := Load("/dev/zero"); err == nil || !strings.Contains(err.Error(), "/dev/zero is a device, not a regular file") {
+		t.Errorf("Load(/dev/zero) = %v, want it refused as a device", err)
+	}
+	big := filepath.Join(dir, "big.yaml")
+	if err := os.WriteFile(big, append([]byte("services: []\n#"), bytes.Repeat([]byte("x"), MaxFileSize)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(big); err == nil || !strings.Contains(err.Error(), big+" is larger than 8 MiB") {
+		t.Errorf("Load(9 MB) = %v, want it refused as too large", err)
+	}
+	secret := Secret{File: fifo}
+	go func() { _, err := secret.Resolve(os.Getenv, ReadFile); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "named pipe") {
+			t.Errorf("a secret file that is a named pipe: %v, want it refused", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("reading a secret file that is a named pipe still blocked after 5s")
+	}
+}

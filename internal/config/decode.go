@@ -246,6 +246,9 @@ type decoder struct {
 	seqLines map[string]int
 	// onMachine (set by Load) checks paths against the file system.
 	onMachine bool
+	// expanded says an alias or merge key was followed: a file that
+	// spends the budget without one is large, not a bomb, and is told so.
+	expanded bool
 }
 
 func newDecoder() *decoder {
@@ -267,7 +270,11 @@ func (d *decoder) spend() bool {
 	if d.budget == 0 {
 		// What was decoded so far is partial, so any other problem
 		// may be an artefact: report this one alone.
-		d.problems = []Problem{{Msg: "document too complex (too many aliases or merge keys)"}}
+		msg := "document too complex (too many aliases or merge keys)"
+		if !d.expanded {
+			msg = fmt.Sprintf("document too large (more than %d keys and values: autodeploy reads configs far smaller; is this the right file?)", nodeBudget)
+		}
+		d.problems = []Problem{{Msg: msg}}
 		return false
 	}
 	return true
@@ -292,6 +299,9 @@ func isNull(n *yaml.Node) bool {
 // value decodes n into v, which is an opt, a struct, a pointer to a struct or
 // a slice of structs.
 func (d *decoder) value(n *yaml.Node, v reflect.Value, path string) {
+	if n != nil && n.Kind == yaml.AliasNode {
+		d.expanded = true
+	}
 	n = deref(n)
 	if n == nil || !d.spend() {
 		return
@@ -418,6 +428,7 @@ func (d *decoder) pairs(n *yaml.Node, path string, depth int) []pair {
 			continue
 		}
 		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
+			d.expanded = true
 			merged = append(merged, d.merge(val, path, depth)...)
 			continue
 		}

@@ -29,7 +29,7 @@ import (
 // the paths the file names against this machine: log.file must be a
 // regular file, a symlink to one, or not there yet (LogFileProblem).
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := ReadFile(path)
 	if err != nil {
 		return nil, &FileError{Path: path, Err: err}
 	}

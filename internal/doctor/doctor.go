@@ -10,12 +10,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -406,7 +408,13 @@ func check(r *Report, name, path string) {
 	}
 	f.Close()
 	os.Remove(f.Name())
-	if fh, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0); err != nil && !os.IsNotExist(err) {
+	// A named pipe opened to write waits for a reader (doctor hung on a
+	// lockFile that was one): looked at first, and opened without blocking.
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+		r.add(name, Fail, fmt.Sprintf("%s is %s, not a regular file", path, kind(st.Mode())), "change the path in the config to a file")
+		return
+	}
+	if fh, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|syscall.O_NONBLOCK, 0); err != nil && !os.IsNotExist(err) {
 		r.add(name, Fail, fmt.Sprintf("%s exists but cannot be written: %v", path, err), "fix its owner or mode")
 		return
 	} else if err == nil {
@@ -458,4 +466,19 @@ func firstLine(s string) string {
 		l += " (and more)"
 	}
 	return l
+}
+
+// kind names what a path that is not a regular file is.
+func kind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "not a file"
 }

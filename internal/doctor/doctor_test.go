@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -281,5 +283,24 @@ func TestGitOpsCheck(t *testing.T) {
 				t.Errorf("checks = %+v, want %s containing %q with a fix", r.Checks, tt.status, tt.detail)
 			}
 		})
+	}
+}
+
+// TestCheckLockFileThatIsAPipe: doctor hung on a lockFile naming a named
+// pipe, opening it to write (issue 18, third pass); it fails the check.
+func TestCheckLockFileThatIsAPipe(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "lock")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan *Report, 1)
+	go func() { r := &Report{}; check(r, "lock", fifo); done <- r }()
+	select {
+	case r := <-done:
+		if len(r.Checks) != 1 || r.Checks[0].Status != Fail || !strings.Contains(r.Checks[0].Detail, fifo+" is a named pipe, not a regular file") {
+			t.Errorf("checks = %+v, want the lock failed as a named pipe", r.Checks)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("check still blocked on a named pipe after 5s")
 	}
 }

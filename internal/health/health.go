@@ -51,7 +51,7 @@ func Preflight(h config.Health) error {
 // sources. The errors name the variable or file, never a value, and are
 // setup errors: autodeploy's, not the image's.
 func resolve(h config.Health) (u, auth string, err error) {
-	if u, err = h.URL.Resolve(os.Getenv, os.ReadFile); err != nil {
+	if u, err = h.URL.Resolve(os.Getenv, config.ReadFile); err != nil {
 		return "", "", &Error{Setup: true, msg: fmt.Sprintf("health check URL: %v", err)}
 	}
 	if h.URL.Env != "" || h.URL.File != "" {
@@ -63,7 +63,7 @@ func resolve(h config.Health) (u, auth string, err error) {
 		}
 	}
 	if h.Authorization.Set() {
-		if auth, err = h.Authorization.Resolve(os.Getenv, os.ReadFile); err != nil {
+		if auth, err = h.Authorization.Resolve(os.Getenv, config.ReadFile); err != nil {
 			return "", "", &Error{Setup: true, msg: fmt.Sprintf("health check %s: Authorization header: %v", config.RedactURL(u), err)}
 		}
 	}

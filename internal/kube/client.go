@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/version"
 )
 
@@ -69,6 +71,17 @@ func (o Options) RESTConfig() (*rest.Config, string, error) {
 	case fileExists(k3sKubeconfig):
 		rules.ExplicitPath = k3sKubeconfig
 		source = k3sKubeconfig
+	}
+	// client-go reads every file named, to its end: a named pipe blocked
+	// that read forever (SIGTERM unheard) and /dev/zero filled the memory.
+	paths := filepath.SplitList(getenv(clientcmd.RecommendedConfigPathEnvVar))
+	if rules.ExplicitPath != "" {
+		paths = []string{rules.ExplicitPath}
+	}
+	for _, p := range paths {
+		if err := config.CheckFile(p); err != nil {
+			return nil, source, &UnreachableError{Kubeconfig: source, Err: fmt.Errorf("kubeconfig %w", err)}
+		}
 	}
 	overrides := &clientcmd.ConfigOverrides{CurrentContext: o.Context}
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()

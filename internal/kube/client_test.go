@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
@@ -82,5 +84,47 @@ func TestUnreachableErrorWording(t *testing.T) {
 	refused := &UnreachableError{Server: "https://10.0.0.1:6443", Kubeconfig: "/root/.kube/config", Err: apierrors.NewUnauthorized("Unauthorized")}
 	if got := refused.Error(); !strings.Contains(got, "refused the credentials of kubeconfig /root/.kube/config") {
 		t.Errorf("refused: %s", got)
+	}
+}
+
+// TestRESTConfigRefusesWhatIsNotAFile: --kubeconfig or KUBECONFIG naming a
+// named pipe blocked in client-go's read forever, SIGTERM unheard, and
+// /dev/zero filled the memory until the OOM killer took the process (issue
+// 18, third pass): such a kubeconfig is refused, naming what it is.
+func TestRESTConfigRefusesWhatIsNotAFile(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	homeKubeconfig, k3sKubeconfig = "/nonexistent", "/nonexistent"
+	t.Cleanup(func() { homeKubeconfig, k3sKubeconfig, getenv = "", K3sKubeconfig, os.Getenv })
+	for _, tt := range []struct {
+		name string
+		opts Options
+		env  string
+	}{
+		{name: "flag", opts: Options{Kubeconfig: fifo}},
+		{name: "KUBECONFIG", env: "/nonexistent:" + fifo},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			getenv = func(k string) string {
+				if k == "KUBECONFIG" {
+					return tt.env
+				}
+				return ""
+			}
+			t.Setenv("KUBECONFIG", tt.env)
+			done := make(chan error, 1)
+			go func() { _, _, err := tt.opts.RESTConfig(); done <- err }()
+			select {
+			case err := <-done:
+				var ue *UnreachableError
+				if !errors.As(err, &ue) || !strings.Contains(err.Error(), fifo+" is a named pipe, not a regular file") {
+					t.Errorf("err = %v, want an UnreachableError saying %s is a named pipe", err, fifo)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("RESTConfig still reading a named pipe after 5s")
+			}
+		})
 	}
 }

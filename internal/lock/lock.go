@@ -19,10 +19,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -119,9 +121,13 @@ const maxReopen = 10
 // lockFile opens (or creates) the file at path and takes its lock, or
 // returns a *HeldError naming the holder.
 func lockFile(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NONBLOCK, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open lock file: %w (fix the permissions of %s, or set lockFile in the config)", err, filepath.Dir(path))
+	}
+	if err := regular(f, path); err != nil {
+		f.Close()
+		return nil, err
 	}
 	if afterOpen != nil {
 		afterOpen(path)
@@ -294,8 +300,8 @@ func (f *FileLocker) Acquire(ctx context.Context, command string) (*Held, error)
 
 // Holder asks the kernel who holds the file lock.
 func (f *FileLocker) Holder(context.Context) (Holder, bool, error) {
-	held, h := Probe(f.Path)
-	return h, held, nil
+	held, h, err := probe(f.Path)
+	return h, held, err
 }
 
 // Wait takes l for command, trying again until it succeeds, fails otherwise
@@ -353,18 +359,59 @@ func parseHolder(b []byte) Holder {
 // Probe reports whether some process holds the lock now, and who. It asks
 // the kernel (F_OFD_GETLK) and takes nothing.
 func Probe(path string) (bool, Holder) {
-	f, err := os.Open(path)
+	held, h, _ := probe(path)
+	return held, h
+}
+
+// probe is Probe with why it could not tell: only a lock file that is not
+// there means no run; one it may not open (permission denied, a path
+// through a file) or not ask about read as "no run in progress" in status.
+func probe(path string) (bool, Holder, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, Holder{}, nil
+	}
 	if err != nil {
-		return false, Holder{}
+		return false, Holder{}, fmt.Errorf("lock file: %w", err)
 	}
 	defer f.Close()
+	if err := regular(f, path); err != nil {
+		return false, Holder{}, err
+	}
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: 0, Len: 0}
-	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk); err != nil || lk.Type == unix.F_UNLCK {
-		return false, Holder{}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk); err != nil {
+		return false, Holder{}, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if lk.Type == unix.F_UNLCK {
+		return false, Holder{}, nil
 	}
 	h, _, held := readHeldRecord(path, func() bool {
 		lk := unix.Flock_t{Type: unix.F_WRLCK}
 		return unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk) != nil || lk.Type != unix.F_UNLCK
 	})
-	return held, h
+	return held, h, nil
+}
+
+// regular refuses a lock file that is not a regular file: a named pipe
+// opened to read waits for a writer forever (status and doctor hung on
+// one), and its holder record is read back from the file. Opened without
+// blocking, it is refused here instead.
+func regular(f *os.File, path string) error {
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", path, err)
+	}
+	if m := st.Mode(); !m.IsRegular() {
+		what := "not a regular file"
+		switch {
+		case m&fs.ModeNamedPipe != 0:
+			what = "a named pipe, not a regular file"
+		case m.IsDir():
+			what = "a directory, not a regular file"
+		case m&fs.ModeDevice != 0:
+			what = "a device, not a regular file"
+		}
+		return fmt.Errorf("lock file %s is %s (set lockFile in the config to a file path)", path, what)
+	}
+	return nil
 }

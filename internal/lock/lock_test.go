@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -267,5 +268,49 @@ func TestHolderRecordRace(t *testing.T) {
 				t.Fatalf("TryAcquire = %v, want a HeldError saying %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestHolderOfAnUnreadableLock: a lock file that cannot be opened (not
+// there is "no run", but permission denied or a path through a regular
+// file is not) read as "no run in progress" in status and hold's note; it
+// is an error, which they show as "whether a run is in progress is
+// unknown" (issue 18, third pass).
+func TestHolderOfAnUnreadableLock(t *testing.T) {
+	dir := t.TempDir()
+	if _, held, err := (&FileLocker{Path: filepath.Join(dir, "none.lock")}).Holder(context.Background()); err != nil || held {
+		t.Errorf("missing lock: held %v, err %v; want not held, no error", held, err)
+	}
+	notDir := filepath.Join(dir, "file")
+	if err := os.WriteFile(notDir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(notDir, "autodeploy.lock")
+	_, held, err := (&FileLocker{Path: path}).Holder(context.Background())
+	if err == nil || held || !strings.Contains(err.Error(), path) {
+		t.Errorf("unreadable lock: held %v, err %v; want an error naming %s", held, err, path)
+	}
+}
+
+// TestLockFileThatIsAPipe: a lockFile naming a named pipe hung status
+// (its holder read opened it to read, waiting for a writer forever) and
+// doctor (issue 18, third pass): refused, naming what it is.
+func TestLockFileThatIsAPipe(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "lock")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 2)
+	go func() { _, _, err := (&FileLocker{Path: fifo}).Holder(context.Background()); done <- err }()
+	go func() { _, err := TryAcquire(fifo, "autodeploy run", time.Now()); done <- err }()
+	for range 2 {
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), fifo+" is a named pipe, not a regular file") {
+				t.Errorf("err = %v, want it to say %s is a named pipe", err, fifo)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("still blocked on a named pipe after 5s")
+		}
 	}
 }

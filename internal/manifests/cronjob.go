@@ -20,7 +20,7 @@ type CronJobOptions struct {
 	Namespace      string
 	ServiceAccount string
 	// Getenv and ReadFile read the notification secrets the config names on
-	// this host (os.Getenv and os.ReadFile unless a test sets them).
+	// this host (os.Getenv and config.ReadFile unless a test sets them).
 	Getenv   func(string) string
 	ReadFile func(string) ([]byte, error)
 }
@@ -48,9 +48,9 @@ func CronJob(w io.Writer, cfg *config.Config, o CronJobOptions) error {
 		o.Getenv = os.Getenv
 	}
 	if o.ReadFile == nil {
-		o.ReadFile = os.ReadFile
+		o.ReadFile = config.ReadFile
 	}
-	raw, err := os.ReadFile(cfg.Path)
+	raw, err := config.ReadFile(cfg.Path)
 	if err != nil {
 		return err
 	}

@@ -124,7 +124,7 @@ func New(channels []config.Notify, log *slog.Logger) *Sender {
 	if len(channels) == 0 {
 		return nil
 	}
-	return &Sender{Channels: channels, Log: log, Client: &http.Client{}, Getenv: os.Getenv, ReadFile: os.ReadFile, RetryDelay: time.Second}
+	return &Sender{Channels: channels, Log: log, Client: &http.Client{}, Getenv: os.Getenv, ReadFile: config.ReadFile, RetryDelay: time.Second}
 }
 
 // Send delivers e to every channel whose minimum level it reaches. It
