@@ -107,7 +107,9 @@ func run(kubeconfig, bin, dir string) error {
 	// (promoted from staging).
 	webImg := registry + "web:sha-1a2b3c4"
 	for _, ns := range []string{"staging", "production"} {
-		if _, err := kc.AppsV1().Deployments(ns).Create(ctx, deployment("web", webImg), metav1.CreateOptions{}); err != nil {
+		d := deployment("web", webImg)
+		d.Namespace = ns
+		if _, err := kc.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
 			return err
 		}
 	}
