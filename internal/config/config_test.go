@@ -854,3 +854,24 @@ func TestLoadRefusesWhatIsNotAFile(t *testing.T) {
 		t.Fatal("reading a secret file that is a named pipe still blocked after 5s")
 	}
 }
+
+// A Pushgateway URL with a query or fragment was pushed to the wrong path
+// (".../x?tok=.../metrics/job/autodeploy": the push appends its path to the
+// string; issue 18, third pass): refused, in the file and in
+// pushgatewayFile, without showing the token.
+func TestPushgatewayURLWithAQuery(t *testing.T) {
+	for _, u := range []string{"https://gw.local/x?tok=s3cr3t", "https://gw.local/#s3cr3t", "https://gw.local/?"} {
+		_, err := Parse([]byte("metrics: {pushgateway: \""+u+"\"}\nservices:\n  - name: api\n"), "u.yaml")
+		if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "has a query or fragment") {
+			t.Errorf("pushgateway %q: %v", u, err)
+		}
+		m := Metrics{PushgatewayFile: "/run/secrets/gw"}
+		_, err = m.PushgatewayURL(func(string) ([]byte, error) { return []byte(u), nil })
+		if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "has a query or fragment") {
+			t.Errorf("pushgatewayFile holding %q: %v", u, err)
+		}
+	}
+	if _, err := Parse([]byte("metrics: {pushgateway: \"https://ops:s3cr3t@gw.local:9091/prefix\"}\nservices:\n  - name: api\n"), "u.yaml"); err != nil {
+		t.Errorf("credentials in userinfo: %v", err)
+	}
+}

@@ -51,10 +51,26 @@ func (m Metrics) PushgatewayURL(readFile func(string) ([]byte, error)) (string, 
 	if err != nil {
 		return "", err
 	}
-	if u, perr := url.Parse(v); perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("%s: what it holds is not an absolute http or https URL (not shown: it may be a secret)", m.PushgatewayFile)
+	if why := pushgatewayProblem(v); why != "" {
+		return "", fmt.Errorf("%s: what it holds %s (not shown: it may be a secret)", m.PushgatewayFile, why)
 	}
 	return v, nil
+}
+
+const errNotHTTP = "is not an absolute http or https URL"
+
+// pushgatewayProblem says what is wrong with a Pushgateway URL, "" when
+// nothing: the push appends /metrics/job/autodeploy to it as a string, so a
+// query or fragment would end up before the path (seen: .../x?tok=.../metrics/job/autodeploy).
+func pushgatewayProblem(v string) string {
+	u, err := url.Parse(v)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return errNotHTTP
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		return "has a query or fragment, which the push path would follow (/metrics/job/autodeploy is appended): give credentials as user:password@host"
+	}
+	return ""
 }
 
 // Set reports whether any source is given.
@@ -167,8 +183,11 @@ func (d *decoder) metrics(rm rawMetrics) Metrics {
 		d.add(rm.PushgatewayFile.Line, rm.PushgatewayFile.Path, "give at most one of pushgateway or pushgatewayFile")
 	}
 	if rm.Pushgateway.ok() {
-		if u, err := url.Parse(m.Pushgateway); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		switch why := pushgatewayProblem(m.Pushgateway); {
+		case why == errNotHTTP:
 			d.add(rm.Pushgateway.Line, rm.Pushgateway.Path, fmt.Sprintf("must be an absolute http or https URL, got %s", quote(RedactURL(m.Pushgateway))))
+		case why != "":
+			d.add(rm.Pushgateway.Line, rm.Pushgateway.Path, fmt.Sprintf("%s %s", quote(RedactURL(m.Pushgateway)), why))
 		}
 	}
 	return m
