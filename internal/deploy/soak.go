@@ -130,7 +130,7 @@ func (r *Runner) watchSoak(ctx context.Context, s config.Service, m SoakMark, lo
 		case err != nil:
 			return soakPending, nil, err
 		}
-		c := containerOf(d, s)
+		c := ServiceContainer(d, s)
 		if img, _ := rollout.ContainerImage(&d.Spec.Template, c); !image.SameString(img, m.Image) {
 			return soakGone, d, &rollout.SupersededError{Deployment: s.Namespace + "/" + s.Deployment, By: rollout.TemplateWriter(d, c), Image: img}
 		}
@@ -175,9 +175,9 @@ func (r *Runner) watchSoak(ctx context.Context, s config.Service, m SoakMark, lo
 	}
 }
 
-// containerOf is the container the service deploys (the config's, or the
-// only one).
-func containerOf(d *appsv1.Deployment, s config.Service) string {
+// ServiceContainer is the container of d that s deploys (the config's, or
+// the only one).
+func ServiceContainer(d *appsv1.Deployment, s config.Service) string {
 	if c, err := resolveContainer(d, s.Container); err == nil {
 		return c
 	}
@@ -288,7 +288,7 @@ func (r *Runner) markSoaked(ctx context.Context, d *appsv1.Deployment, s config.
 		if d, err = r.getRetried(ctx, s); err != nil {
 			return err
 		}
-		if img, _ := rollout.ContainerImage(&d.Spec.Template, containerOf(d, s)); !image.SameString(img, m.Image) {
+		if img, _ := rollout.ContainerImage(&d.Spec.Template, ServiceContainer(d, s)); !image.SameString(img, m.Image) {
 			return fmt.Errorf("the Deployment runs %s now", img)
 		}
 	}

@@ -75,6 +75,23 @@ func Build(cfg *config.Config, services []config.Service, objs Objects, local Lo
 	return r
 }
 
+// promotion is how the source of s's promotion stands (nil when s is not
+// promoted): what it runs, and when autodeploy verified that there.
+func promotion(cfg *config.Config, s config.Service, objs Objects) *Promotion {
+	src := deploy.SourceOf(cfg, s, objs.Deployments)
+	if src == nil {
+		return nil
+	}
+	p := &Promotion{From: src.Service.Name, After: s.Promote.After}
+	if d := src.Deployment; d != nil {
+		p.SourceImage, _ = rollout.ContainerImage(&d.Spec.Template, deploy.ServiceContainer(d, src.Service))
+		if m, ok := deploy.ParseSoak(d.Annotations); ok && d.Annotations[deploy.AnnVerified] == "true" && image.SameString(m.Image, p.SourceImage) {
+			p.SourceVerified = &m
+		}
+	}
+	return p
+}
+
 func buildService(cfg *config.Config, s config.Service, objs Objects, now time.Time) Service {
 	out := Service{Name: s.Name, Namespace: s.Namespace, Deployment: s.Deployment, Container: s.Container, Sync: SyncUnknown}
 	policyKey := s.PolicyNamespace + "/" + s.PolicyName
@@ -95,6 +112,7 @@ func buildService(cfg *config.Config, s config.Service, objs Objects, now time.T
 	// The same plan `run` makes: what the next run would do, and why.
 	dec := deploy.Plan(deploy.Input{Service: s, Deployment: d, ReplicaSets: owned, Policy: pol, Now: now, Source: deploy.SourceOf(cfg, s, objs.Deployments)})
 	out.NextRun = &NextAction{Action: string(dec.Action), Target: dec.Target, Reason: dec.Reason}
+	out.Promotion = promotion(cfg, s, objs)
 	out.Window = window(s, now)
 	switch {
 	case objs.FluxProblem != "":

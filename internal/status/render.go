@@ -226,6 +226,20 @@ func writeService(w io.Writer, s Service, now time.Time, o TextOptions) {
 	if s.Unverified {
 		row("unverified", "%s", yellow("set by autodeploy, not verified yet: the next run verifies it"))
 	}
+	if p := s.Promotion; p != nil {
+		switch v := p.SourceVerified; {
+		case p.SourceImage == "":
+			row("promoted", "from %s, whose Deployment does not exist", p.From)
+		case v == nil:
+			row("promoted", "from %s, which runs %s, not verified there", p.From, p.SourceImage)
+		default:
+			soak := "no soak"
+			if v.Until.After(v.VerifiedAt) {
+				soak = soakState(*v, now)
+			}
+			row("promoted", "from %s, which runs %s, verified there %s (%s); after %s", p.From, p.SourceImage, ago(now, v.VerifiedAt), soak, p.After)
+		}
+	}
 	if k := s.Soak; k != nil {
 		row("soak", "%s: %s, verified %s", k.Image, soakState(*k, now), ago(now, k.VerifiedAt))
 	}

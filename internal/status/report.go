@@ -91,6 +91,9 @@ type Service struct {
 	Levers []gitops.Lever `json:"fluxLevers,omitempty"`
 	// Unverified: autodeploy set the image and no run has verified it yet.
 	Unverified bool `json:"unverified,omitempty"`
+	// Promotion is where a promoted service (config promote) takes its
+	// image from, and how that source stands.
+	Promotion *Promotion `json:"promotion,omitempty"`
 	// Soak is the soak (config soak) of the image the Deployment runs:
 	// going on (Passed false; Until says when it ends) or passed.
 	Soak *deploy.SoakMark `json:"soak,omitempty"`
@@ -182,6 +185,17 @@ type Automation struct {
 }
 
 // NextAction is what the next run would do, from the same plan `run` makes.
+// Promotion is one step of a pipeline as status sees it.
+type Promotion struct {
+	From string `json:"from"`
+	// After is promote.after (or the source's soak).
+	After time.Duration `json:"afterNanos"`
+	// SourceImage is what the source's Deployment runs ("" when it does
+	// not exist); SourceVerified is its verification there, with its soak.
+	SourceImage    string           `json:"sourceImage,omitempty"`
+	SourceVerified *deploy.SoakMark `json:"sourceVerified,omitempty"`
+}
+
 type NextAction struct {
 	Action string `json:"action"`
 	Target string `json:"target,omitempty"`

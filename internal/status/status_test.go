@@ -740,4 +740,14 @@ func TestBuildPromotion(t *testing.T) {
 	if p.NextRun == nil || p.NextRun.Action != "skip" || !strings.Contains(p.NextRun.Reason, "is promoted from staging at 2026-11-25 10:54:00") || len(p.Problems) > 0 {
 		t.Errorf("production: next run %+v, problems %q", p.NextRun, p.Problems)
 	}
+	if pr := p.Promotion; pr == nil || pr.From != "staging" || pr.After != 30*time.Minute || pr.SourceImage != reg+"staging:sha-2222222" || pr.SourceVerified == nil {
+		t.Errorf("promotion %+v", pr)
+	}
+	var b bytes.Buffer
+	if err := WriteText(&b, r, TextOptions{Details: true}); err != nil {
+		t.Fatal(err)
+	}
+	if text := strings.Join(strings.Fields(b.String()), " "); !strings.Contains(text, "promoted from staging, which runs "+reg+"staging:sha-2222222, verified there 6m ago") {
+		t.Errorf("text:\n%s", b.String())
+	}
 }
