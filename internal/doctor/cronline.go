@@ -160,10 +160,17 @@ func cronCommand(cfg *config.Config, h Host, env map[string]string, command stri
 			for k, v := range env {
 				vars[k] = v
 			}
-			cmd, inner, why := unwrap(seg, vars)
+			cmd, inner, why, wrappers := unwrap(seg, vars)
 			path := vars["PATH"]
 			if path == "" {
 				path = cronDefaultPath
+			}
+			for _, w := range wrappers {
+				// A wrapper that is not there fails the whole command
+				// (sh: 1: ionice: not found) before autodeploy starts.
+				if !executable(w, path) {
+					problems = append(problems, fmt.Sprintf("%s is not installed or not executable (cron's PATH is %s), so the line fails before autodeploy starts", w, path))
+				}
 			}
 			switch {
 			case why != "":
@@ -242,8 +249,10 @@ var assignment = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=`)
 // unwrap looks through the wrappers people put before a command: VAR=value
 // prefixes and env's (set in vars), nice, ionice, timeout, flock, nohup,
 // exec, and sh -c (its string is returned as inner, to be read as a
-// command). why says what it cannot read; cmd is the command run.
-func unwrap(seg []string, vars map[string]string) (cmd []string, inner, why string) {
+// command). why says what it cannot read; cmd is the command run;
+// wrappers are the programs it went through (exec, a shell builtin, is
+// not one).
+func unwrap(seg []string, vars map[string]string) (cmd []string, inner, why string, wrappers []string) {
 	// opts skips a wrapper's options: withArg are those taking a value
 	// (as the next word unless joined: -n10, --adjustment=10).
 	opts := func(w []string, withArg ...string) ([]string, bool) {
@@ -271,6 +280,9 @@ func unwrap(seg []string, vars map[string]string) (cmd []string, inner, why stri
 			continue
 		}
 		ok := true
+		if b := filepath.Base(w[0]); b != "exec" && b != "[" && b != "test" && isWrapper[b] {
+			wrappers = append(wrappers, w[0])
+		}
 		switch filepath.Base(w[0]) {
 		case "env":
 			w = w[1:]
@@ -280,7 +292,7 @@ func unwrap(seg []string, vars map[string]string) (cmd []string, inner, why stri
 						delete(vars, k)
 					}
 				} else if w[0] != "--" {
-					return nil, "", fmt.Sprintf("env option %s", w[0])
+					return nil, "", fmt.Sprintf("env option %s", w[0]), wrappers
 				}
 				w = w[1:]
 			}
@@ -297,7 +309,7 @@ func unwrap(seg []string, vars map[string]string) (cmd []string, inner, why stri
 		case "flock":
 			for _, a := range w[1:] {
 				if a == "-c" || a == "--command" {
-					return nil, "", "flock's -c before its lock file"
+					return nil, "", "flock's -c before its lock file", wrappers
 				}
 				if !strings.HasPrefix(a, "-") {
 					break
@@ -308,22 +320,25 @@ func unwrap(seg []string, vars map[string]string) (cmd []string, inner, why stri
 				w = w[1:] // the lock file
 			}
 			if ok && len(w) == 2 && (w[0] == "-c" || w[0] == "--command") {
-				return nil, w[1], ""
+				return nil, w[1], "", wrappers
 			}
 		case "sh", "bash", "dash":
 			if len(w) >= 3 && w[1] == "-c" {
-				return nil, w[2], ""
+				return nil, w[2], "", wrappers
 			}
-			return nil, "", fmt.Sprintf("%q runs no -c string", strings.Join(w, " "))
+			return nil, "", fmt.Sprintf("%q runs no -c string", strings.Join(w, " ")), wrappers
 		default:
-			return w, "", ""
+			return w, "", "", wrappers
 		}
 		if !ok {
-			return nil, "", fmt.Sprintf("%q: a wrapper without its command", strings.Join(seg, " "))
+			return nil, "", fmt.Sprintf("%q: a wrapper without its command", strings.Join(seg, " ")), wrappers
 		}
 	}
-	return w, "", ""
+	return w, "", "", wrappers
 }
+
+// isWrapper are the programs unwrap looks through.
+var isWrapper = map[string]bool{"env": true, "nice": true, "ionice": true, "nohup": true, "timeout": true, "flock": true, "sh": true, "bash": true, "dash": true}
 
 // cronCommandText is what cron hands the shell of command: up to the
 // first unescaped %, with \% as % (crontab(5)).

@@ -104,6 +104,10 @@ func TestScheduleLines(t *testing.T) {
 		{"env, dry run", "*/2 * * * * root /usr/bin/env " + q + " run --config " + conf + " --dry-run\n", Fail, "--dry-run", false},
 		{"env with a variable, another config", "*/2 * * * * root env AUTODEPLOY_CONFIG=" + other + " " + q + " run\n", Fail, other, false},
 		{"nice, missing binary", "*/2 * * * * root nice " + missing + " run --config " + conf + "\n", Fail, missing, false},
+		// A wrapper that is not installed fails the line before autodeploy
+		// starts (issue 18, third pass: doctor said "as configured").
+		{"missing wrapper", "*/2 * * * * root " + filepath.Join(dir, "gone", "timeout") + " 25m " + q + " run --config " + conf + "\n", Fail, filepath.Join(dir, "gone", "timeout") + " is not installed", false},
+		{"wrapper not on cron's PATH", "PATH=" + filepath.Join(dir, "empty") + "\n*/2 * * * * root ionice -c 3 " + q + " run --config " + conf + "\n", Fail, "ionice is not installed", false},
 		{"kubectl plugin", "*/2 * * * * root kubectl autodeploy run --config " + conf + " --dry-run\n", Warn, "cannot tell", false},
 		{"unknown wrapper", "*/2 * * * * root chronic " + q + " run --config " + conf + "\n", Warn, "cannot tell", false},
 		{"variable prefix, another config", "*/2 * * * * root AUTODEPLOY_CONFIG=" + other + " " + q + " run\n", Fail, other, false},
