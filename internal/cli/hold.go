@@ -61,6 +61,9 @@ func (o *HoldOptions) Validate() error {
 // holdEndLayouts are the local forms --until takes besides RFC 3339.
 var holdEndLayouts = []string{"2006-01-02 15:04", "15:04"}
 
+// minHold is the shortest --for: runs come every few minutes.
+const minHold = time.Minute
+
 // holdEnd is when a hold placed at now ends: now + --for, or --until (RFC
 // 3339, or a date and time or a time alone in loc, a time alone meaning
 // its next occurrence); zero for neither.
@@ -70,6 +73,8 @@ func holdEnd(forD time.Duration, forSet bool, until string, now time.Time, loc *
 		return time.Time{}, errors.New("give --for or --until, not both")
 	case forSet && forD <= 0:
 		return time.Time{}, fmt.Errorf("--for must be greater than zero (such as 2h or 30m), got %s", forD)
+	case forSet && forD < minHold:
+		return time.Time{}, fmt.Errorf("--for must be at least %s (a shorter hold ends before a run sees it), got %s", minHold, forD)
 	case forSet:
 		return now.Add(forD), nil
 	case until == "":

@@ -23,6 +23,10 @@ func TestHoldEnd(t *testing.T) {
 		{name: "for 2h", o: HoldOptions{For: 2 * time.Hour}, forSet: true, want: now.Add(2 * time.Hour)},
 		{name: "for zero", o: HoldOptions{For: 0}, forSet: true, errPart: "--for must be greater than zero (such as 2h or 30m)"},
 		{name: "for negative", o: HoldOptions{For: -time.Hour}, forSet: true, errPart: "--for must be greater than zero"},
+		// A hold that ends before any run could see it holds nothing
+		// (issue 18, third pass: --for 1ns was accepted).
+		{name: "for 1ns", o: HoldOptions{For: time.Nanosecond}, forSet: true, errPart: "--for must be at least 1m0s (a shorter hold ends before a run sees it), got 1ns"},
+		{name: "for 1m", o: HoldOptions{For: time.Minute}, forSet: true, want: now.Add(time.Minute)},
 		{name: "RFC3339", o: HoldOptions{Until: "2026-12-03T18:00:00+01:00"}, want: time.Date(2026, 12, 3, 17, 0, 0, 0, time.UTC)},
 		{name: "local date and time", o: HoldOptions{Until: "2026-12-03 18:00"}, want: time.Date(2026, 12, 3, 17, 0, 0, 0, time.UTC)},
 		{name: "local time later today", o: HoldOptions{Until: "23:00"}, want: time.Date(2026, 12, 2, 22, 0, 0, 0, time.UTC)},
