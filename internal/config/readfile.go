@@ -63,7 +63,7 @@ func openRegular(path string) (*os.File, error) {
 	switch {
 	case err != nil:
 	case !st.Mode().IsRegular():
-		err = fmt.Errorf("%s is %s, not a regular file", path, fileKind(st.Mode()))
+		err = fmt.Errorf("%s is %s, not a regular file", path, FileKind(st.Mode()))
 	case st.Size() > MaxFileSize:
 		err = fmt.Errorf("%s is larger than %d MiB: is it the right file?", path, MaxFileSize>>20)
 	}
@@ -74,8 +74,9 @@ func openRegular(path string) (*os.File, error) {
 	return f, nil
 }
 
-// fileKind names what a path that is not a regular file is.
-func fileKind(m fs.FileMode) string {
+// FileKind names what a path that is not a regular file is ("a named
+// pipe", "a directory", ...).
+func FileKind(m fs.FileMode) string {
 	switch {
 	case m.IsDir():
 		return "a directory"

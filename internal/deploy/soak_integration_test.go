@@ -39,16 +39,7 @@ func TestSoakCatchesALateCrashBetweenTwoRuns(t *testing.T) {
 	e := kubetest.New(t)
 	f := newFixture(t, e, fluxsim.V1, []svcSpec{{name: "api", image: reg + "api:sha-1111111", extra: "    soak: 10m\n"}}, "")
 	f.refl.Push("api", reg+"api:late-crash-2222222")
-	r := f.runner()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	r.Progress = onFirst("api", "soaking", cancel)
-	res, err := r.Run(ctx, "test", deploy.Options{})
-	if err != context.Canceled || !res.Cancelled {
-		t.Fatalf("Run = %v, cancelled %v; want context.Canceled", err, res.Cancelled)
-	}
-	// Deployed and verified: the soak is what is left for later runs.
-	wantOutcome(t, res, "api", deploy.OutcomeDeployed)
+	wantOutcome(t, runUntilSoaking(t, f, "api"), "api", deploy.OutcomeDeployed)
 	d := e.GetDeployment("api")
 	m, ok := deploy.ParseSoak(d.Annotations)
 	if !ok || m.Passed || m.Image != reg+"api:late-crash-2222222" || m.Until.Sub(m.VerifiedAt) != 10*time.Minute || d.Annotations[deploy.AnnPreviousRevision] == "" {
@@ -80,16 +71,7 @@ func TestSoakPassesAcrossRuns(t *testing.T) {
 	e := kubetest.New(t)
 	f := newFixture(t, e, fluxsim.V1, []svcSpec{{name: "api", image: reg + "api:sha-1111111", extra: "    soak: 3s\n"}}, "")
 	f.refl.Push("api", reg+"api:sha-2222222")
-	r := f.runner()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	r.Progress = onFirst("api", "soaking", cancel)
-	res, err := r.Run(ctx, "test", deploy.Options{})
-	if err != context.Canceled || !res.Cancelled {
-		t.Fatalf("Run = %v, cancelled %v; want context.Canceled", err, res.Cancelled)
-	}
-	// Deployed and verified: the soak is what is left for later runs.
-	wantOutcome(t, res, "api", deploy.OutcomeDeployed)
+	wantOutcome(t, runUntilSoaking(t, f, "api"), "api", deploy.OutcomeDeployed)
 	s := wantOutcome(t, f.run(t, deploy.Options{}), "api", deploy.OutcomeSoaked)
 	if s.Action != deploy.Soak {
 		t.Errorf("action %s, want soak", s.Action)
@@ -99,6 +81,21 @@ func TestSoakPassesAcrossRuns(t *testing.T) {
 		t.Fatalf("after the soak: %+v %v", m, d.Annotations)
 	}
 	wantOutcome(t, f.run(t, deploy.Options{}), "api", deploy.OutcomeUpToDate)
+}
+
+// runUntilSoaking runs until svc's soak starts, then interrupts the run (as
+// a SIGTERM would): deployed and verified, the soak is left to later runs.
+func runUntilSoaking(t *testing.T, f *fixture, svc string) *deploy.Result {
+	t.Helper()
+	r := f.runner()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r.Progress = onFirst(svc, "soaking", cancel)
+	res, err := r.Run(ctx, "test", deploy.Options{})
+	if err != context.Canceled || !res.Cancelled {
+		t.Fatalf("Run = %v, cancelled %v; want context.Canceled", err, res.Cancelled)
+	}
+	return res
 }
 
 func restarted(p corev1.Pod) bool {
@@ -137,14 +134,7 @@ func TestSoakDoesNotHoldBackTheServicesAfterIt(t *testing.T) {
 	}, "")
 	f.refl.Push("first", reg+"first:sha-2222222")
 	f.refl.Push("second", reg+"second:sha-2222222")
-	r := f.runner()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	r.Progress = onFirst("first", "soaking", cancel)
-	res, err := r.Run(ctx, "test", deploy.Options{})
-	if err != context.Canceled {
-		t.Fatalf("Run = %v, want context.Canceled", err)
-	}
+	res := runUntilSoaking(t, f, "first")
 	wantOutcome(t, res, "first", deploy.OutcomeDeployed)
 	wantOutcome(t, res, "second", deploy.OutcomeDeployed)
 }

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -411,7 +410,7 @@ func check(r *Report, name, path string) {
 	// A named pipe opened to write waits for a reader (doctor hung on a
 	// lockFile that was one): looked at first, and opened without blocking.
 	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
-		r.add(name, Fail, fmt.Sprintf("%s is %s, not a regular file", path, kind(st.Mode())), "change the path in the config to a file")
+		r.add(name, Fail, fmt.Sprintf("%s is %s, not a regular file", path, config.FileKind(st.Mode())), "change the path in the config to a file")
 		return
 	}
 	if fh, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|syscall.O_NONBLOCK, 0); err != nil && !os.IsNotExist(err) {
@@ -466,19 +465,4 @@ func firstLine(s string) string {
 		l += " (and more)"
 	}
 	return l
-}
-
-// kind names what a path that is not a regular file is.
-func kind(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe"
-	case m.IsDir():
-		return "a directory"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeDevice != 0:
-		return "a device"
-	}
-	return "not a file"
 }
