@@ -211,7 +211,11 @@ func (r *Runner) soak(ctx context.Context, s config.Service, dec Decision, m Soa
 		} else {
 			log.Info("soaking: the next run carries the soak on", "image", m.Image, "left", left)
 		}
-		r.progress(s.Name, fmt.Sprintf("soaking, %s left", left))
+		if left > 0 {
+			r.progress(s.Name, fmt.Sprintf("soaking, %s left", left))
+		} else {
+			r.progress(s.Name, "soak ended: the next run looks once more")
+		}
 		return OutcomeSoaking, nil
 	case soakGone:
 		var sup *rollout.SupersededError
