@@ -62,7 +62,11 @@ type fakeCluster struct {
 	kube *kubefake.Clientset
 	dyn  *dynamicfake.FakeDynamicClient
 
-	mu sync.Mutex
+	// cmu serialises the controller (converge): a rollback's patch and a
+	// reactor on another fake settling the cluster at the same time listed
+	// and deleted the same pod (CI: "pods ... not found").
+	cmu sync.Mutex
+	mu  sync.Mutex
 	// behave: by image; absent is healthy.
 	behave map[string]behaviour
 	// applied lists the image of every patch that changed the template, in
@@ -214,6 +218,18 @@ func (c *fakeCluster) settle(img string, b behaviour) {
 
 func (c *fakeCluster) converge(d *appsv1.Deployment, patched bool) {
 	c.t.Helper()
+	c.cmu.Lock()
+	img, after := c.converged(d, patched)
+	c.cmu.Unlock()
+	if after != nil && patched {
+		after(c, img)
+	}
+}
+
+// converged is converge's controller step, under cmu; it returns the
+// image made current and afterRollOut, to be called without cmu.
+func (c *fakeCluster) converged(d *appsv1.Deployment, patched bool) (string, func(*fakeCluster, string)) {
+	c.t.Helper()
 	tr := c.kube.Tracker()
 	list, err := tr.List(fcReplicaSets, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"), d.Namespace)
 	c.must(err)
@@ -279,9 +295,7 @@ func (c *fakeCluster) converge(d *appsv1.Deployment, patched bool) {
 		d.Status.Replicas, d.Status.UpdatedReplicas, d.Status.ReadyReplicas, d.Status.AvailableReplicas = 1, 1, 1, 1
 	}
 	c.must(tr.Update(fcDeployments, d, d.Namespace))
-	if after != nil && patched {
-		after(c, img)
-	}
+	return img, after
 }
 
 func (c *fakeCluster) must(err error) {
