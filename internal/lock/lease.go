@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -33,6 +34,18 @@ type LeaseLocker struct {
 	Duration            time.Duration
 	Clock               clock.WithTicker // clock.RealClock{} unless a test sets one
 	confirmPollInterval time.Duration
+
+	mu sync.Mutex
+	// observed is the other holder's record as this locker last saw it,
+	// and observedAt when, by our clock: a locker that keeps trying (the
+	// watch's standby) takes over leaseDuration after the record last
+	// changed, as client-go's LeaderElector does with its observedRecord,
+	// instead of waiting for it again in confirmStale.
+	observed   *coordinationv1.Lease
+	observedAt time.Time
+	// note is what the holder does now (Held.Note), written with the
+	// next renewal.
+	note string
 }
 
 func (l *LeaseLocker) clock() clock.WithTicker {
@@ -75,11 +88,16 @@ func (l *LeaseLocker) Acquire(ctx context.Context, command string) (*Held, error
 		return nil, fmt.Errorf("get %s: %w", l.path(), err)
 	}
 	if holder := cur.Spec.HolderIdentity; holder != nil && *holder != "" && *holder != l.Identity {
-		if !l.looksStale(cur) {
+		switch {
+		case l.unchangedFor(cur):
+			// Watched since an earlier attempt: its holder is gone.
+		case !l.looksStale(cur):
+			l.observe(cur)
 			return nil, heldBy(l.path(), cur)
-		}
-		if cur, err = l.confirmStale(ctx, cur); err != nil {
-			return nil, err
+		default:
+			if cur, err = l.confirmStale(ctx, cur); err != nil {
+				return nil, err
+			}
 		}
 	}
 	next := cur.DeepCopy()
@@ -93,6 +111,31 @@ func (l *LeaseLocker) Acquire(ctx context.Context, command string) (*Held, error
 		return nil, fmt.Errorf("update %s: %w", l.path(), err)
 	}
 	return l.start(ctx), nil
+}
+
+// observe remembers cur's record and, when it changed, the time it was
+// first seen.
+func (l *LeaseLocker) observe(cur *coordinationv1.Lease) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.observed == nil || !sameRecord(l.observed, cur) {
+		l.observed, l.observedAt = cur.DeepCopy(), l.clock().Now()
+	}
+}
+
+// unchangedFor reports whether an earlier attempt saw cur's record and it
+// has not changed for the lease's duration since, by our clock.
+func (l *LeaseLocker) unchangedFor(cur *coordinationv1.Lease) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.observed == nil || !sameRecord(l.observed, cur) {
+		return false
+	}
+	d := l.Duration
+	if cur.Spec.LeaseDurationSeconds != nil {
+		d = time.Duration(*cur.Spec.LeaseDurationSeconds) * time.Second
+	}
+	return l.clock().Since(l.observedAt) >= d
 }
 
 // looksStale: by our clock the holder has not renewed for leaseDuration,
@@ -191,6 +234,11 @@ func (l *LeaseLocker) start(parent context.Context) *Held {
 	stop, done := make(chan struct{}), make(chan struct{})
 	go l.renew(ctx, cancel, stop, done)
 	h := &Held{ctx: ctx}
+	h.note = func(what string) {
+		l.mu.Lock()
+		l.note = what
+		l.mu.Unlock()
+	}
 	h.release = func() error {
 		close(stop)
 		<-done
@@ -246,6 +294,14 @@ func (l *LeaseLocker) renewOnce(ctx context.Context) error {
 	}
 	rt := metav1.NewMicroTime(l.clock().Now())
 	cur.Spec.RenewTime = &rt
+	l.mu.Lock()
+	if l.note != "" {
+		if cur.Annotations == nil {
+			cur.Annotations = map[string]string{}
+		}
+		cur.Annotations[commandAnnotation] = l.note
+	}
+	l.mu.Unlock()
 	_, err = l.Client.Leases(l.Namespace).Update(ctx, cur, metav1.UpdateOptions{})
 	return err
 }
@@ -276,12 +332,14 @@ func (l *LeaseLocker) Holder(ctx context.Context) (Holder, bool, error) {
 		// Not "not held": whether a run is in progress is unknown.
 		return Holder{}, false, fmt.Errorf("cannot read %s: %w", l.path(), err)
 	}
-	if h := cur.Spec.HolderIdentity; h == nil || *h == "" || l.looksStale(cur) {
+	if h := cur.Spec.HolderIdentity; h == nil || *h == "" {
 		return Holder{}, false, nil
 	}
 	var he *HeldError
 	errors.As(heldBy(l.path(), cur), &he)
-	return he.Holder, true, nil
+	// A stale record is a holder that stopped without releasing (it
+	// crashed): not held, but its record says who it was.
+	return he.Holder, !l.looksStale(cur), nil
 }
 
 const commandAnnotation = "autodeploy.dev/lock-command"

@@ -99,6 +99,66 @@ func TestLeaseTakeoverOfACrashedHolder(t *testing.T) {
 	}
 }
 
+// A locker that keeps trying (the watch's standby) has watched the record
+// since its first attempt: once the holder stops renewing it takes over
+// leaseDuration after the record last changed, as client-go's
+// LeaderElector does, not after another leaseDuration of confirmStale.
+func TestLeaseStandbyTakesOverOneDurationAfterTheLastRenewal(t *testing.T) {
+	c := fake.NewSimpleClientset()
+	writeLease(t, c, "host-a/1", t0)
+	cb := clocktesting.NewFakeClock(t0)
+	b := host(c, "host-b/2", cb)
+	if _, err := b.Acquire(context.Background(), "autodeploy watch"); err == nil {
+		t.Fatal("took a live lease")
+	}
+	// a renews once, 10 s later, then dies.
+	cb.Step(10 * time.Second)
+	writeLease(t, c, "host-a/1", t0.Add(10*time.Second))
+	if _, err := b.Acquire(context.Background(), "autodeploy watch"); err == nil {
+		t.Fatal("took a lease renewed just now")
+	}
+	cb.Step(29 * time.Second)
+	if _, err := b.Acquire(context.Background(), "autodeploy watch"); err == nil {
+		t.Fatal("took over before the lease duration passed")
+	}
+	cb.Step(time.Second)
+	start := cb.Now()
+	h, err := acquire(t, b, cb, "autodeploy watch")
+	if err != nil {
+		t.Fatalf("standby did not take over 30 s after the last renewal: %v", err)
+	}
+	defer h.Release()
+	if waited := cb.Since(start); waited != 0 {
+		t.Errorf("waited %s more in confirmStale: the record was watched already", waited)
+	}
+}
+
+// A holder's Note goes into the Lease with its next renewal; a crashed
+// holder's record reads as not held, naming it.
+func TestLeaseNoteAndCrashedRecord(t *testing.T) {
+	c := fake.NewSimpleClientset()
+	ca := clocktesting.NewFakeClock(t0)
+	a := host(c, "host-a/1", ca)
+	h, err := acquire(t, a, ca, "autodeploy watch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Note("autodeploy watch last-event=x")
+	if err := a.renewOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cb := clocktesting.NewFakeClock(t0)
+	got, held, err := host(c, "host-b/2", cb).Holder(context.Background())
+	if err != nil || !held || !strings.Contains(got.Command, "host-a/1: autodeploy watch last-event=x") {
+		t.Fatalf("Holder = %+v, %v, %v; want a's note", got, held, err)
+	}
+	cb.Step(time.Minute) // a stopped renewing: it crashed
+	got, held, err = host(c, "host-b/2", cb).Holder(context.Background())
+	if err != nil || held || !strings.Contains(got.Command, "host-a/1") {
+		t.Errorf("Holder of a crashed holder = %+v, %v, %v; want not held, naming host-a/1", got, held, err)
+	}
+}
+
 // A live holder whose clock is behind ours writes renewTimes that look
 // stale by our clock: comparing them with our clock would take its lock
 // while it deploys. Watching the record shows it renewing.

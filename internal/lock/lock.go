@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -106,11 +107,9 @@ func TryAcquire(path, command string, now time.Time) (*Lock, error) {
 		}
 		// Truncate only once the lock is ours: the holder's record must
 		// survive a failed attempt.
-		content := fmt.Sprintf("%d\n%s\n%s\n", os.Getpid(), now.UTC().Format(time.RFC3339), command)
-		if err := f.Truncate(0); err == nil {
-			_, _ = f.WriteAt([]byte(content), 0)
-		}
-		return &Lock{f: f}, nil
+		l := &Lock{f: f}
+		l.write(now, command)
+		return l, nil
 	}
 }
 
@@ -221,7 +220,10 @@ type Locker interface {
 	// the holder. Work done under the lock uses the Held's context, which
 	// ends when the lock is lost (context.Cause is then ErrLost).
 	Acquire(ctx context.Context, command string) (*Held, error)
-	// Holder says who holds the lock now, without ever taking it.
+	// Holder says who holds the lock now, without ever taking it. Not
+	// held, it returns the record of a holder that stopped without
+	// releasing (it crashed; the zero Holder when there is none): the
+	// watch's status flags a watch that died that way.
 	Holder(ctx context.Context) (Holder, bool, error)
 }
 
@@ -229,6 +231,17 @@ type Locker interface {
 type Held struct {
 	ctx     context.Context
 	release func() error
+	note    func(string)
+}
+
+// Note replaces the holder's command in its record with what it does now,
+// for those who read it (status): a long holder such as the watch says its
+// last event there. A file's record changes at once, a Lease's with its
+// next renewal.
+func (h *Held) Note(what string) {
+	if h != nil && h.note != nil {
+		h.note(what)
+	}
 }
 
 // Context ends when the lock is lost or released.
@@ -295,7 +308,9 @@ func (f *FileLocker) Acquire(ctx context.Context, command string) (*Held, error)
 			}
 		}
 	}()
-	return &Held{ctx: hctx, release: func() error { cancel(nil); <-done; return l.Release() }}, nil
+	since := now()
+	note := func(what string) { l.write(since, what) }
+	return &Held{ctx: hctx, note: note, release: func() error { cancel(nil); <-done; return l.Release() }}, nil
 }
 
 // Holder asks the kernel who holds the file lock.
@@ -325,6 +340,18 @@ func Wait(ctx context.Context, l Locker, command string, timeout time.Duration, 
 			return nil, ctx.Err()
 		case <-time.After(200 * time.Millisecond): // file locks and Leases have no wait queue
 		}
+	}
+}
+
+// write replaces the holder record. One write after the truncation: a
+// reader sees the whole record or an empty file (readHeldRecord).
+func (l *Lock) write(since time.Time, command string) {
+	if l.f == nil {
+		return
+	}
+	content := fmt.Sprintf("%d\n%s\n%s\n", os.Getpid(), since.UTC().Format(time.RFC3339), strings.ReplaceAll(command, "\n", " "))
+	if err := l.f.Truncate(0); err == nil {
+		_, _ = l.f.WriteAt([]byte(content), 0)
 	}
 }
 
@@ -383,7 +410,10 @@ func probe(path string) (bool, Holder, error) {
 		return false, Holder{}, fmt.Errorf("lock %s: %w", path, err)
 	}
 	if lk.Type == unix.F_UNLCK {
-		return false, Holder{}, nil
+		// Release empties the record: one left in an unlocked file is a
+		// holder that died holding it (the kernel released its lock).
+		b, _ := io.ReadAll(io.LimitReader(f, 4096))
+		return false, parseHolder(b), nil
 	}
 	h, _, held := readHeldRecord(path, func() bool {
 		lk := unix.Flock_t{Type: unix.F_WRLCK}

@@ -68,6 +68,11 @@ func TestCrashedHolderReleases(t *testing.T) {
 	}
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
+	// Not held, but the record says who died holding it (status flags a
+	// watch that crashed from it).
+	if h, held, err := (&FileLocker{Path: path}).Holder(context.Background()); err != nil || held || h.Pid != cmd.Process.Pid {
+		t.Errorf("Holder after the crash = %v, %+v, %v; want not held, the child's record", held, h, err)
+	}
 	l, err := TryAcquire(path, "x", time.Now())
 	if err != nil {
 		t.Fatalf("lock stuck after its holder died: %v", err)
@@ -312,5 +317,26 @@ func TestLockFileThatIsAPipe(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("still blocked on a named pipe after 5s")
 		}
+	}
+}
+
+// Note rewrites the holder's record while it holds the lock; Release
+// empties it, so a clean stop leaves no record of a crash.
+func TestFileNoteAndCleanRelease(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "autodeploy.lock.watch")
+	fl := &FileLocker{Path: path}
+	h, err := fl.Acquire(context.Background(), "autodeploy watch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Note("autodeploy watch last-pass=2026-12-03T06:00:00Z")
+	if got, held, _ := fl.Holder(context.Background()); !held || got.Command != "autodeploy watch last-pass=2026-12-03T06:00:00Z" || got.Pid != os.Getpid() {
+		t.Errorf("Holder = %v, %+v; want the note", held, got)
+	}
+	if err := h.Release(); err != nil {
+		t.Fatal(err)
+	}
+	if got, held, err := fl.Holder(context.Background()); held || got != (Holder{}) || err != nil {
+		t.Errorf("after Release: %v, %+v, %v; want no record", held, got, err)
 	}
 }
