@@ -244,6 +244,14 @@ func New(w io.Writer) *slog.Logger {
 // that of a failed compression or removal of an old backup, if any.
 func (l *Log) Close() error { return l.w.Close() }
 
+// ForRun is a logger on the same file for another run id: a long-lived
+// process (the watch) logs each of its actions as a run of its own, so
+// that `grep run=...`, LastRun and history read them as they read a run.
+// Its lines count in Lost like the Log's.
+func (l *Log) ForRun(runID string, attrs ...any) *slog.Logger {
+	return New(l.rec).With(append([]any{"run", runID}, attrs...)...)
+}
+
 // Discard is a logger for commands that write no log file.
 func Discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 

@@ -1,0 +1,307 @@
+package watch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	apiwatch "k8s.io/apimachinery/pkg/watch"
+	fakediscovery "k8s.io/client-go/discovery/fake"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/flux"
+)
+
+var policies = schema.GroupVersionResource{Group: flux.ImageGroup, Version: "v1", Resource: "imagepolicies"}
+
+// The predicate, table-driven: only another selected image is a reason to
+// act (image-automation-controller's own predicate on status.latestRef).
+func TestLatestChanged(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		old, cur string
+		want     bool
+	}{
+		{"new tag", "ghcr.io/acme/api:sha-1", "ghcr.io/acme/api:sha-2", true},
+		{"new digest of the same tag", "ghcr.io/acme/api:v1@sha256:aa", "ghcr.io/acme/api:v1@sha256:bb", true},
+		{"first selection", "", "ghcr.io/acme/api:sha-1", true},
+		{"same image (a condition or lastHandledReconcileAt changed)", "ghcr.io/acme/api:sha-1", "ghcr.io/acme/api:sha-1", false},
+		{"selection cleared (no tag matches any more)", "ghcr.io/acme/api:sha-1", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := LatestChanged(flux.Policy{Latest: tc.old}, flux.Policy{Latest: tc.cur}); got != tc.want {
+				t.Errorf("LatestChanged(%q, %q) = %v, want %v", tc.old, tc.cur, got, tc.want)
+			}
+		})
+	}
+}
+
+func policy(ns, name, tag string, rv int) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImagePolicy",
+		"metadata": map[string]any{"namespace": ns, "name": name, "resourceVersion": fmt.Sprint(rv)},
+		"spec":     map[string]any{"imageRepositoryRef": map[string]any{"name": name}},
+	}}
+	if tag != "" {
+		u.Object["status"] = map[string]any{"latestRef": map[string]any{"name": "ghcr.io/acme/" + name, "tag": tag}}
+	}
+	return u
+}
+
+func testConfig(t *testing.T) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte(`schedule: "0 0 1 1 *"
+flux: {namespace: flux-system}
+services:
+  - {name: api, namespace: prod}
+  - {name: api-canary, namespace: prod, imagePolicy: flux-system/api}
+  - {name: web, namespace: prod}
+`), "config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+type recorder struct {
+	mu      sync.Mutex
+	actions chan Action
+}
+
+func (r *recorder) act(_ context.Context, a Action) { r.actions <- a }
+
+func (r *recorder) next(t *testing.T) Action {
+	t.Helper()
+	select {
+	case a := <-r.actions:
+		return a
+	case <-time.After(10 * time.Second): // a bound on a failing test, not a synchronisation
+		t.Fatal("no action")
+		return Action{}
+	}
+}
+
+func (r *recorder) none(t *testing.T) {
+	t.Helper()
+	select {
+	case a := <-r.actions:
+		t.Fatalf("unexpected action %+v", a)
+	default:
+	}
+}
+
+type fixture struct {
+	dyn   *dynamicfake.FakeDynamicClient
+	disco *fakediscovery.FakeDiscovery
+	rec   *recorder
+	log   *logBuffer
+	w     *Watcher
+}
+
+// logBuffer is the watch's log; waitFor blocks until a line says what a
+// test waits for (each write wakes it: no polling).
+type logBuffer struct {
+	mu   sync.Mutex
+	cond *sync.Cond
+	b    bytes.Buffer
+}
+
+func newLogBuffer() *logBuffer {
+	l := &logBuffer{}
+	l.cond = sync.NewCond(&l.mu)
+	return l
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	defer l.cond.Broadcast()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *logBuffer) waitFor(t *testing.T, what string) {
+	t.Helper()
+	timer := time.AfterFunc(10*time.Second, func() { l.mu.Lock(); l.cond.Broadcast(); l.mu.Unlock() })
+	defer timer.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for !strings.Contains(l.b.String(), what) {
+		if time.Now().After(deadline) {
+			t.Fatalf("log never said %q:\n%s", what, l.b.String())
+		}
+		l.cond.Wait()
+	}
+}
+
+func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
+	t.Helper()
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{policies: "ImagePolicyList"}, objs...)
+	disco := &fakediscovery.FakeDiscovery{Fake: &k8stesting.Fake{}}
+	disco.Resources = []*metav1.APIResourceList{{GroupVersion: "image.toolkit.fluxcd.io/v1", APIResources: []metav1.APIResource{{Name: "imagepolicies", Namespaced: true, Kind: "ImagePolicy"}}}}
+	f := &fixture{dyn: dyn, disco: disco, rec: &recorder{actions: make(chan Action, 16)}, log: newLogBuffer()}
+	f.w = &Watcher{Config: testConfig(t), Dynamic: dyn, Discovery: disco, Act: f.rec.act, Retry: time.Millisecond,
+		Log: slog.New(slog.NewTextHandler(f.log, nil))}
+	return f
+}
+
+func (f *fixture) start(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); f.w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func (f *fixture) logText() string { return f.log.String() }
+
+func (f *fixture) update(t *testing.T, u *unstructured.Unstructured) {
+	t.Helper()
+	if _, err := f.dyn.Resource(policies).Namespace(u.GetNamespace()).Update(context.Background(), u, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A start pass, then one action per latestRef change for the services of
+// that policy only; a status write that selects the same image is not one.
+func TestWatchActsOnLatestRefChanges(t *testing.T) {
+	f := newFixture(t, policy("flux-system", "api", "sha-1", 1), policy("flux-system", "web", "sha-1", 1))
+	f.start(t)
+	if a := f.rec.next(t); a.Trigger != TriggerStart || a.Services != nil {
+		t.Fatalf("first action = %+v, want the start pass of every service", a)
+	}
+	p := policy("flux-system", "api", "sha-1", 2)
+	p.Object["status"].(map[string]any)["lastHandledReconcileAt"] = "now"
+	f.update(t, p) // same image
+	f.update(t, policy("flux-system", "api", "sha-2", 3))
+	a := f.rec.next(t)
+	if a.Trigger != TriggerPolicy || strings.Join(a.Services, ",") != "api,api-canary" || strings.Join(a.Policies, ",") != "flux-system/api" || a.Seen.IsZero() {
+		t.Fatalf("action = %+v, want api and api-canary for flux-system/api", a)
+	}
+	f.update(t, policy("flux-system", "web", "sha-2", 2))
+	if a := f.rec.next(t); strings.Join(a.Services, ",") != "web" {
+		t.Fatalf("action = %+v, want web", a)
+	}
+	f.rec.none(t)
+	if n := strings.Count(f.logText(), "watch: watching 2 ImagePolicies"); n != 1 {
+		t.Errorf("log:\n%s\nwant one watching line", f.logText())
+	}
+}
+
+// Changes that arrive while an action runs are gathered into the next one.
+func TestWatchGathersChangesDuringAnAction(t *testing.T) {
+	f := newFixture(t, policy("flux-system", "api", "sha-1", 1), policy("flux-system", "web", "sha-1", 1))
+	release := make(chan struct{})
+	inner := f.rec.act
+	f.w.Act = func(ctx context.Context, a Action) {
+		inner(ctx, a)
+		if a.Trigger == TriggerStart {
+			<-release
+		}
+	}
+	delivered := make(chan string, 8)
+	f.w.changedHook = func(key string) { delivered <- key }
+	f.start(t)
+	f.rec.next(t)
+	f.update(t, policy("flux-system", "api", "sha-2", 2))
+	f.update(t, policy("flux-system", "web", "sha-2", 2))
+	f.update(t, policy("flux-system", "api", "sha-3", 3))
+	// All three changes are delivered before the start pass ends.
+	for range 3 {
+		<-delivered
+	}
+	close(release)
+	if a := f.rec.next(t); strings.Join(a.Services, ",") != "api,api-canary,web" {
+		t.Fatalf("action = %+v, want one action for both policies", a)
+	}
+	f.rec.none(t)
+}
+
+// Broken watches and failing lists: the informer lists and watches again;
+// the log says "lost" once for any number of failures, then "back".
+func TestWatchSurvivesBrokenWatchesAndSaysSoOnce(t *testing.T) {
+	f := newFixture(t, policy("flux-system", "api", "sha-1", 1), policy("flux-system", "web", "sha-1", 1))
+	var mu sync.Mutex
+	failing := false
+	var watchers []*apiwatch.FakeWatcher
+	f.dyn.PrependWatchReactor("imagepolicies", func(k8stesting.Action) (bool, apiwatch.Interface, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if failing {
+			return true, nil, errors.New("connection refused")
+		}
+		fw := apiwatch.NewFake()
+		watchers = append(watchers, fw)
+		return true, fw, nil
+	})
+	f.dyn.PrependReactor("list", "imagepolicies", func(k8stesting.Action) (bool, runtime.Object, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if failing {
+			return true, nil, errors.New("connection refused")
+		}
+		return false, nil, nil
+	})
+	f.start(t)
+	f.rec.next(t)
+	mu.Lock()
+	failing = true
+	watchers[0].Stop() // the API server went away: the watch ends
+	mu.Unlock()
+	f.log.waitFor(t, "lost the API server")
+	mu.Lock()
+	failing = false
+	mu.Unlock()
+	f.log.waitFor(t, "back:")
+	mu.Lock()
+	fw := watchers[len(watchers)-1]
+	mu.Unlock()
+	fw.Modify(policy("flux-system", "api", "sha-2", 5))
+	if a := f.rec.next(t); strings.Join(a.Services, ",") != "api,api-canary" {
+		t.Fatalf("after the outage: %+v", a)
+	}
+	if n := strings.Count(f.logText(), "lost the API server"); n != 1 {
+		t.Errorf("%d lost lines, want 1:\n%s", n, f.logText())
+	}
+}
+
+// Flux's CRDs missing at the start: one line, then the watch starts when
+// they appear.
+func TestWatchWaitsForFluxsAPI(t *testing.T) {
+	f := newFixture(t, policy("flux-system", "api", "sha-1", 1))
+	var missing atomic.Bool
+	missing.Store(true)
+	f.disco.PrependReactor("get", "group", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if missing.Load() {
+			return true, nil, flux.ErrNotInstalled
+		}
+		return false, nil, nil
+	})
+	f.start(t)
+	f.log.waitFor(t, "lost the API server or Flux's API")
+	missing.Store(false)
+	if a := f.rec.next(t); a.Trigger != TriggerStart {
+		t.Fatalf("action = %+v", a)
+	}
+	if n := strings.Count(f.logText(), "lost"); n != 1 {
+		t.Errorf("log:\n%s\nwant one lost line however many retries", f.logText())
+	}
+}
