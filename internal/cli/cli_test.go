@@ -35,7 +35,11 @@ func writeConfig(t *testing.T, extra string) (path, dir string) {
 	t.Helper()
 	dir = t.TempDir()
 	path = filepath.Join(dir, "config.yaml")
-	body := "lockFile: " + filepath.Join(dir, "lock") + "\nlog: {file: " + filepath.Join(dir, "autodeploy.log") + "}\n" + extra
+	body := "lockFile: " + filepath.Join(dir, "lock") + "\n"
+	if !strings.Contains(extra, "\nlog:") && !strings.HasPrefix(extra, "log:") {
+		body += "log: {file: " + filepath.Join(dir, "autodeploy.log") + "}\n"
+	}
+	body += extra
 	if !strings.Contains(extra, "services:") {
 		body += "services:\n  - name: api\n"
 	}

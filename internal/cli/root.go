@@ -139,6 +139,7 @@ and by hand: autodeploy status, autodeploy rollback <service>.`,
 
 	root.AddCommand(
 		newCmdRun(f, nil),
+		newCmdWatch(f, nil),
 		newCmdPromote(f, nil),
 		newCmdStatus(f, nil),
 		newCmdRollback(f, nil),

@@ -95,6 +95,9 @@ type Env struct {
 	Config     *rest.Config
 	Kube       kubernetes.Interface
 	Dynamic    dynamic.Interface
+	// Cluster is the cluster of a Dedicated Env (nil on the shared one):
+	// a test may restart its API server.
+	Cluster *testcluster.Cluster
 }
 
 // New creates a namespace for t (deleted when t ends) and a kubeconfig
@@ -193,7 +196,7 @@ func dedicated(t testing.TB, o testcluster.Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Env{T: t, Namespace: "default", Kubeconfig: c.Kubeconfig, Config: cfg, Kube: kc, Dynamic: dc}
+	return &Env{T: t, Namespace: "default", Kubeconfig: c.Kubeconfig, Config: cfg, Kube: kc, Dynamic: dc, Cluster: c}
 }
 
 // ForFlux returns an Env for a test that needs the CRDs of Flux generation

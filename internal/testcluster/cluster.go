@@ -15,6 +15,7 @@ package testcluster
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -92,6 +94,11 @@ type Cluster struct {
 	BinDir     string `json:"binDir,omitempty"`
 	// Procs are in start order; Stop goes in reverse so etcd stops last.
 	Procs []Proc `json:"procs"`
+
+	// What RestartAPIServer starts again (a cluster of this process).
+	opts    Options
+	apiArgs []string
+	admin   *tls.Config
 }
 
 // Proc is one started process.
@@ -261,6 +268,7 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 	if err != nil {
 		return c, err
 	}
+	c.opts, c.apiArgs, c.admin = o, apiArgs, admin
 	if err := waitHTTP(ctx, c.Server+"/readyz", admin, 90*time.Second); err != nil {
 		if derr := c.spawnCheck(o.Datastore); derr != nil {
 			return c, fmt.Errorf("kube-apiserver did not become ready: %w; %w", err, derr)
@@ -315,6 +323,25 @@ func Start(ctx context.Context, o Options) (c *Cluster, err error) {
 		return c, err
 	}
 	return c, nil
+}
+
+// RestartAPIServer stops the API server (SIGTERM, as a restart of k3s
+// does) and starts it again on the same port and datastore, returning once
+// it is ready: what a client's open watches and requests see of an API
+// server restart.
+func (c *Cluster) RestartAPIServer(ctx context.Context) error {
+	i := slices.IndexFunc(c.Procs, func(p Proc) bool { return p.Name == "kube-apiserver" })
+	if i < 0 || c.apiArgs == nil {
+		return fmt.Errorf("no API server of this process to restart")
+	}
+	stopProc(c.Procs[i])
+	if err := c.spawn(c.opts, "kube-apiserver", c.apiArgs...); err != nil {
+		return err
+	}
+	// spawn appended it: back to its place in the start order (Stop).
+	c.Procs[i] = c.Procs[len(c.Procs)-1]
+	c.Procs = c.Procs[:len(c.Procs)-1]
+	return waitHTTP(ctx, c.Server+"/readyz", c.admin, 90*time.Second)
 }
 
 // spawn starts one binary with its output in Dir/<name>.log.

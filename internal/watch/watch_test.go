@@ -305,3 +305,16 @@ func TestWatchWaitsForFluxsAPI(t *testing.T) {
 		t.Errorf("log:\n%s\nwant one lost line however many retries", f.logText())
 	}
 }
+
+// The record round-trips through a Lease holder's "identity: command".
+func TestStateRecord(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 6, 0, 0, 0, time.UTC)
+	s := State{Since: t0, LastEvent: t0.Add(time.Minute), Event: "policy-change flux-system/api", LastPass: t0.Add(2 * time.Minute)}
+	got, ok := ParseRecord("host-a/42: " + s.Record())
+	if !ok || got != s {
+		t.Fatalf("ParseRecord(%q) = %+v, %v; want %+v", s.Record(), got, ok, s)
+	}
+	if _, ok := ParseRecord("pid 7, autodeploy run 20261203T060000-ab12"); ok {
+		t.Error("a run's record read as a watch's")
+	}
+}
