@@ -113,7 +113,9 @@ func startWatch(t *testing.T, cfg, kubeconfig string) *runningWatch {
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
 	f := NewFactory(IOStreams{In: strings.NewReader(""), Out: w.out, ErrOut: w.errOut}, func(string) string { return "" })
-	go func() { w.done <- Execute(ctx, f, []string{"watch", "-v", "--config", cfg, "--kubeconfig", kubeconfig}) }()
+	go func() {
+		w.done <- Execute(ctx, f, []string{"watch", "-v", "--config", cfg, "--kubeconfig", kubeconfig})
+	}()
 	t.Cleanup(func() { w.stop(t) })
 	// The start pass is over: the watch waits for events.
 	w.out.waitFor(t, 0, "watch: watching")
