@@ -293,3 +293,21 @@ func TestFlagPlaceholders(t *testing.T) {
 	}
 	walk(NewRootCmd(NewFactory(IOStreams{In: strings.NewReader(""), Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}}, func(string) string { return "" })))
 }
+
+// manifests systemd --watch prints the watch's service alone, with the
+// --binary and --user given; without it, the timer's pair.
+func TestManifestsSystemdWatch(t *testing.T) {
+	cfg, _ := writeConfig(t, "")
+	for _, tc := range []struct {
+		args      []string
+		want, not string
+	}{
+		{[]string{"--watch", "--binary", "/usr/bin/autodeploy", "--user", "deploy"}, "\nExecStart=/usr/bin/autodeploy watch --config ", "[Timer]"},
+		{[]string{"--binary", "/usr/bin/autodeploy"}, "\nExecStart=/usr/bin/autodeploy run --config ", "autodeploy-watch.service"},
+	} {
+		code, stdout, stderr := execute(t, nil, append([]string{"manifests", "systemd", "--config", cfg}, tc.args...)...)
+		if code != ExitOK || !strings.Contains(stdout, tc.want) || strings.Contains(stdout, tc.not) {
+			t.Errorf("%v: exit %d, stderr %q, want %q and no %q in\n%s", tc.args, code, stderr, tc.want, tc.not, stdout)
+		}
+	}
+}

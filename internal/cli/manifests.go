@@ -88,16 +88,24 @@ Nothing is applied: pipe to 'kubectl apply -f -' or into /etc.`,
 			return nil
 		},
 	}
+	var watch bool
 	systemdCmd := &cobra.Command{
 		Use:   "systemd",
-		Short: "autodeploy.service and autodeploy.timer, the alternative to cron",
-		Args:  exactArgs(0, "no arguments"),
+		Short: "autodeploy.service and autodeploy.timer, the alternative to cron; --watch: autodeploy-watch.service",
+		Example: `  autodeploy manifests systemd --binary /usr/bin/autodeploy
+  autodeploy manifests systemd --watch | sudo tee /etc/systemd/system/autodeploy-watch.service
+  sudo systemctl daemon-reload && sudo systemctl enable --now autodeploy-watch`,
+		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := f.Config()
 			if err != nil {
 				return err
 			}
-			if err := manifests.Systemd(f.IO.Out, cfg, host); err != nil {
+			write := manifests.Systemd
+			if watch {
+				write = manifests.SystemdWatch
+			}
+			if err := write(f.IO.Out, cfg, host); err != nil {
 				return &flagError{err}
 			}
 			return nil
@@ -107,6 +115,7 @@ Nothing is applied: pipe to 'kubectl apply -f -' or into /etc.`,
 		c.Flags().StringVar(&host.Binary, "binary", "/usr/local/bin/autodeploy", "path of the autodeploy binary")
 		c.Flags().StringVar(&host.User, "user", "root", "user the job runs as (it needs the kubeconfig, the log and the lock)")
 	}
+	systemdCmd.Flags().BoolVar(&watch, "watch", false, "the service that keeps 'autodeploy watch' running instead of the timer's service and timer")
 	cronCmd.Flags().BoolVar(&host.IfInstalled, "if-installed", false, "run only while the binary exists (for a package's cron.d file, which outlives a removal)")
 	cmd.AddCommand(rbacCmd, cronJobCmd, cronCmd, systemdCmd)
 	return cmd

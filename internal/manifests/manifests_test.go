@@ -43,6 +43,9 @@ func TestGolden(t *testing.T) {
 		"systemd.txt": func(b *bytes.Buffer) error {
 			return Systemd(b, cfg, HostOptions{Binary: "/usr/local/bin/autodeploy", User: "root"})
 		},
+		"systemd-watch.txt": func(b *bytes.Buffer) error {
+			return SystemdWatch(b, cfg, HostOptions{Binary: "/usr/local/bin/autodeploy", User: "root"})
+		},
 	}
 	for name, gen := range cases {
 		t.Run(name, func(t *testing.T) {
