@@ -74,11 +74,11 @@ func packagedCronFile(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tab, err := cronFile(packaged)
+	hf, err := hostFiles(packaged)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tab
+	return hf.Cron
 }
 
 // checkCronD checks an /etc/cron.d file: variables, comments, and job lines
