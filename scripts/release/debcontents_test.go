@@ -89,14 +89,7 @@ func debFiles(t *testing.T, member []byte) (map[string]*tar.Header, map[string][
 // no maintainer script enables or starts it. Its description says how to
 // enable it. Built from stand-in inputs: nothing is compiled.
 func TestDebShipsTheWatchDisabled(t *testing.T) {
-	packaged, err := packagedConfig(readExample(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hf, err := hostFiles(packaged)
-	if err != nil {
-		t.Fatal(err)
-	}
+	packaged, hf := packagedFiles(t)
 	o := options{Root: filepath.Join("..", ".."), Out: t.TempDir(), Version: "v0.9.0", Date: time.Unix(1764547200, 0).UTC()}
 	in := debInputs{Dir: t.TempDir(), Binary: []byte("#!/bin/sh\n"), Config: packaged, Cron: []byte(hf.Cron), WatchUnit: []byte(hf.WatchUnit), License: []byte("licence\n")}
 	if err := buildDeb(o, targets["amd64"], in); err != nil {

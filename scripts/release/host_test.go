@@ -70,6 +70,14 @@ func TestPackagedCronLine(t *testing.T) {
 // packagedCronFile is the /etc/cron.d/autodeploy the .deb installs.
 func packagedCronFile(t *testing.T) string {
 	t.Helper()
+	_, hf := packagedFiles(t)
+	return hf.Cron
+}
+
+// packagedFiles are the config, cron line and watch's unit the .deb
+// installs.
+func packagedFiles(t *testing.T) ([]byte, packagedHost) {
+	t.Helper()
 	packaged, err := packagedConfig(readExample(t))
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +86,7 @@ func packagedCronFile(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return hf.Cron
+	return packaged, hf
 }
 
 // checkCronD checks an /etc/cron.d file: variables, comments, and job lines
