@@ -14,7 +14,8 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 )
 
-// CronJobOptions shape the in-cluster CronJob.
+// CronJobOptions shape the in-cluster CronJob, and the watch's Deployment,
+// which runs in the same pod with the same Secret and ConfigMap.
 type CronJobOptions struct {
 	Image          string
 	Namespace      string

@@ -66,6 +66,8 @@ topologySpreadConstraints:
   whenUnsatisfiable: ScheduleAnyway
   labelSelector: {matchLabels: ` + watchLabels + `}
 `,
+		// No -v, which the CronJob's run has for its summary: the log
+		// (log.file "-" in the ConfigMap) is already the pod's output.
 		args: `["watch", "--config", "/etc/autodeploy/config.yaml", "--probe-address", ":8080"]`,
 		// /healthz answers while the watch's loop runs; /readyz once its
 		// watches are synced, or while it stands by as a non-leader, so a
