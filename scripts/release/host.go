@@ -80,9 +80,13 @@ func hostFiles(packaged []byte) (packagedHost, error) {
 	if err != nil {
 		return packagedHost{}, fmt.Errorf("the packaged config is invalid: %w", err)
 	}
-	o := manifests.HostOptions{Binary: binaryPath, User: "root", IfInstalled: true}
+	o := manifests.HostOptions{Binary: binaryPath, User: "root"}
 	var cron, unit strings.Builder
-	if err := manifests.Cron(&cron, cfg, o); err != nil {
+	// The cron line is a conffile, left behind by a removal; the unit goes
+	// with the package and needs no guard.
+	cronO := o
+	cronO.IfInstalled = true
+	if err := manifests.Cron(&cron, cfg, cronO); err != nil {
 		return packagedHost{}, err
 	}
 	if err := manifests.SystemdWatch(&unit, cfg, o); err != nil {
