@@ -95,7 +95,7 @@ func TestExitCodes(t *testing.T) {
 		{name: "missing kubeconfig", args: []string{"run", "--config", cfg, "--kubeconfig", "/nonexistent/kubeconfig"}, code: ExitUnreachable, errPart: "/nonexistent/kubeconfig"},
 		{name: "rollback needs a service", args: []string{"rollback"}, code: ExitUsage, errPart: "takes exactly one service name"},
 		// Group commands never print help with exit 0 for a mistake.
-		{name: "manifests without kind", args: []string{"manifests"}, code: ExitUsage, errPart: "needs one of: cron, cronjob, rbac, systemd"},
+		{name: "manifests without kind", args: []string{"manifests"}, code: ExitUsage, errPart: "needs one of: cron, cronjob, deployment, rbac, systemd"},
 		{name: "manifests unknown kind", args: []string{"manifests", "bogus"}, code: ExitUsage, errPart: `unknown autodeploy manifests "bogus"`},
 		{name: "config unknown", args: []string{"config", "bogus"}, code: ExitUsage, errPart: `unknown autodeploy config "bogus"`},
 		{name: "completion unknown shell", args: []string{"completion", "tcsh"}, code: ExitUsage, errPart: `unknown autodeploy completion "tcsh"`},
@@ -219,7 +219,7 @@ func TestCompletion(t *testing.T) {
 		{[]string{"__complete", "--config", cfg, "status", "-o", ""}, []string{"json", "wide"}, nil},
 		{[]string{"__complete", "--config", cfg, "history", "api", "-o", ""}, []string{"json"}, nil},
 		{[]string{"__complete", "--color", ""}, []string{"auto", "always", "never"}, nil},
-		{[]string{"__complete", "manifests", ""}, []string{"rbac", "cronjob", "cron", "systemd"}, nil},
+		{[]string{"__complete", "manifests", ""}, []string{"rbac", "cronjob", "deployment", "cron", "systemd"}, nil},
 	} {
 		_, out, _ := execute(t, nil, tt.args...)
 		lines := strings.Split(out, "\n")
@@ -279,6 +279,37 @@ func TestCronJobDefaultImage(t *testing.T) {
 	}
 }
 
+// manifests deployment names the image of its own version, as cronjob
+// does, asks a development build for --image, and refuses a config on the
+// file lock with exit 2 and the fix.
+func TestDeploymentCommand(t *testing.T) {
+	leased, _ := writeConfig(t, "lock: {type: lease}\n")
+	filed, _ := writeConfig(t, "")
+	defer func(v string) { version.Version = v }(version.Version)
+	for _, tc := range []struct {
+		name, version string
+		args          []string
+		code          ExitCode
+		stdout        string
+		stderr        string
+	}{
+		{"release", "v1.2.3", []string{"--config", leased}, ExitOK, "image: ghcr.io/autodeploy-dev/autodeploy:v1.2.3\n", ""},
+		{"namespace and account", "v1.2.3", []string{"--config", leased, "-n", "ops", "--service-account", "deployer"}, ExitOK, "  namespace: ops\n", ""},
+		{"development build", "dev", []string{"--config", leased}, ExitUsage, "", "development build (dev) has no published image: pass --image"},
+		{"blank image", "dev", []string{"--config", leased, "--image", ""}, ExitUsage, "", "--image must be an image reference"},
+		{"file lock", "dev", []string{"--config", filed, "--image", "r/a:v1"}, ExitUsage, "", `has lock.type "file": the watch's replicas elect a leader on a Lease`},
+	} {
+		version.Version = tc.version
+		code, stdout, stderr := execute(t, nil, append([]string{"manifests", "deployment"}, tc.args...)...)
+		if code != tc.code || !strings.Contains(stdout, tc.stdout) || !strings.Contains(stderr, tc.stderr) {
+			t.Errorf("%s: exit %d (want %d), stderr %q (want %q), stdout without %q:\n%s", tc.name, code, tc.code, stderr, tc.stderr, tc.stdout, stdout)
+		}
+		if tc.code == ExitOK && !strings.Contains(stdout, "kind: Deployment\n") {
+			t.Errorf("%s: no Deployment in\n%s", tc.name, stdout)
+		}
+	}
+}
+
 // TestFlagPlaceholders: pflag takes the first `quoted` words of a flag's
 // usage as its value's placeholder, so manifests cronjob's help read
 // "--service-account manifests rbac", as if the flag took those two words
@@ -296,4 +327,22 @@ func TestFlagPlaceholders(t *testing.T) {
 		}
 	}
 	walk(NewRootCmd(NewFactory(IOStreams{In: strings.NewReader(""), Out: &bytes.Buffer{}, ErrOut: &bytes.Buffer{}}, func(string) string { return "" })))
+}
+
+// manifests systemd --watch prints the watch's service alone, with the
+// --binary and --user given; without it, the timer's pair.
+func TestManifestsSystemdWatch(t *testing.T) {
+	cfg, _ := writeConfig(t, "")
+	for _, tc := range []struct {
+		args      []string
+		want, not string
+	}{
+		{[]string{"--watch", "--binary", "/usr/bin/autodeploy", "--user", "deploy"}, "\nExecStart=/usr/bin/autodeploy watch --config ", "[Timer]"},
+		{[]string{"--binary", "/usr/bin/autodeploy"}, "\nExecStart=/usr/bin/autodeploy run --config ", "autodeploy-watch.service"},
+	} {
+		code, stdout, stderr := execute(t, nil, append([]string{"manifests", "systemd", "--config", cfg}, tc.args...)...)
+		if code != ExitOK || !strings.Contains(stdout, tc.want) || strings.Contains(stdout, tc.not) {
+			t.Errorf("%v: exit %d, stderr %q, want %q and no %q in\n%s", tc.args, code, stderr, tc.want, tc.not, stdout)
+		}
+	}
 }

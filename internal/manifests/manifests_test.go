@@ -26,6 +26,7 @@ func example(t *testing.T) *config.Config {
 
 func TestGolden(t *testing.T) {
 	cfg := example(t)
+	leased := leaseExample(t)
 	cases := map[string]func(*bytes.Buffer) error{
 		"rbac.yaml": func(b *bytes.Buffer) error {
 			return RBAC(b, cfg, RBACOptions{ServiceAccount: "autodeploy", Namespace: "flux-system"})
@@ -37,11 +38,18 @@ func TestGolden(t *testing.T) {
 			return CronJob(b, cfg, CronJobOptions{Image: "registry.local/autodeploy:v1", Namespace: "flux-system", ServiceAccount: "autodeploy",
 				Getenv: fakeEnv, ReadFile: fakeFile})
 		},
+		"deployment.yaml": func(b *bytes.Buffer) error {
+			return Deployment(b, leased, CronJobOptions{Image: "registry.local/autodeploy:v1", Namespace: "flux-system", ServiceAccount: "autodeploy",
+				Getenv: fakeEnv, ReadFile: fakeFile})
+		},
 		"cron.txt": func(b *bytes.Buffer) error {
 			return Cron(b, cfg, HostOptions{Binary: "/usr/local/bin/autodeploy", User: "root"})
 		},
 		"systemd.txt": func(b *bytes.Buffer) error {
 			return Systemd(b, cfg, HostOptions{Binary: "/usr/local/bin/autodeploy", User: "root"})
+		},
+		"systemd-watch.txt": func(b *bytes.Buffer) error {
+			return SystemdWatch(b, cfg, HostOptions{Binary: "/usr/local/bin/autodeploy", User: "root"})
 		},
 	}
 	for name, gen := range cases {
@@ -55,6 +63,7 @@ func TestGolden(t *testing.T) {
 			abs, _ := filepath.Abs(cfg.Path)
 			out := strings.ReplaceAll(b.String(), abs, "/etc/autodeploy/config.yaml")
 			out = strings.ReplaceAll(out, cfg.Path, "testdata/config/example.yaml")
+			out = strings.ReplaceAll(out, leased.Path, "testdata/config/example.yaml (lock.type: lease)")
 			path := filepath.Join("..", "..", "testdata", "golden", "manifests", name+".golden")
 			if *update {
 				os.WriteFile(path, []byte(out), 0o644)

@@ -2,6 +2,7 @@ package manifests
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +16,7 @@ import (
 // systemd splits ExecStart at spaces and resolves % specifiers and $
 // variables in it (systemd.service(5), "Command lines"): a binary or
 // config path with a space, %, $, a quote or a backslash is quoted and
-// escaped, so that the run gets the paths it was given.
+// escaped, so that the run (and the watch) gets the paths it was given.
 func TestSystemdExecStart(t *testing.T) {
 	for _, tc := range []struct{ binary, config, want string }{
 		{"/usr/bin/autodeploy", "/etc/autodeploy/config.yaml", `ExecStart=/usr/bin/autodeploy run --config /etc/autodeploy/config.yaml`},
@@ -23,12 +24,14 @@ func TestSystemdExecStart(t *testing.T) {
 		{"/opt/100%/autodeploy", "/etc/$HOME/it's \"x\"\\.yaml", `ExecStart=/opt/100%%/autodeploy run --config "/etc/$$HOME/it's \"x\"\\.yaml"`},
 	} {
 		cfg := &config.Config{Schedule: "*/2 * * * *", Path: tc.config, RunTimeout: config.DefaultRunTimeout}
-		var b bytes.Buffer
-		if err := Systemd(&b, cfg, HostOptions{Binary: tc.binary, User: "deploy"}); err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(b.String(), "\n"+tc.want+"\n") {
-			t.Errorf("want %s in\n%s", tc.want, b.String())
+		for cmd, write := range systemdUnits {
+			var b bytes.Buffer
+			if err := write(&b, cfg, HostOptions{Binary: tc.binary, User: "deploy"}); err != nil {
+				t.Fatal(err)
+			}
+			if want := strings.Replace(tc.want, " run ", " "+cmd+" ", 1); !strings.Contains(b.String(), "\n"+want+"\n") {
+				t.Errorf("want %s in\n%s", want, b.String())
+			}
 		}
 	}
 	// systemd takes the executable's name literally after unquoting: $$
@@ -49,14 +52,90 @@ func TestSystemdExecStart(t *testing.T) {
 			t.Errorf("--binary %q: %v, want a one-line refusal naming systemd", bin, err)
 		}
 	}
-	for _, o := range []HostOptions{{Binary: "/opt/a\nb", User: "root"}, {Binary: "/usr/bin/autodeploy", User: "a%b"}} {
-		if err := Systemd(&bytes.Buffer{}, &config.Config{Schedule: "@hourly", Path: "/etc/c.yaml"}, o); err == nil {
-			t.Errorf("Systemd(%+v) accepted", o)
+	// The watch's unit refuses what the timer's service refuses.
+	for cmd, write := range systemdUnits {
+		for _, o := range []HostOptions{{Binary: "/opt/a\nb", User: "root"}, {Binary: "/usr/bin/autodeploy", User: "a%b"}, {Binary: "/opt/it's/autodeploy", User: "root"}, {Binary: "autodeploy", User: "root"}} {
+			if err := write(&bytes.Buffer{}, &config.Config{Schedule: "@hourly", Path: "/etc/c.yaml"}, o); err == nil {
+				t.Errorf("%s: %+v accepted", cmd, o)
+			}
+		}
+		if err := write(&bytes.Buffer{}, &config.Config{Schedule: "@hourly", Path: "/etc/a\nb.yaml"}, HostOptions{Binary: "/usr/bin/autodeploy", User: "root"}); err == nil {
+			t.Errorf("%s: a config path with a newline accepted", cmd)
 		}
 	}
-	if err := Systemd(&bytes.Buffer{}, &config.Config{Schedule: "@hourly", Path: "/etc/a\nb.yaml"}, HostOptions{Binary: "/usr/bin/autodeploy", User: "root"}); err == nil {
-		t.Error("a config path with a newline accepted")
+}
+
+// systemdUnits write the units, by the command they run.
+var systemdUnits = map[string]func(io.Writer, *config.Config, HostOptions) error{"run": Systemd, "watch": SystemdWatch}
+
+// The watch's unit runs `watch` with the paths quoted as the timer's
+// service quotes them, restarts it when it fails, and stops it with
+// SIGTERM quickly (the watch stops within a second); its exit 130 on that
+// SIGTERM is a clean stop, not a failure.
+func TestSystemdWatch(t *testing.T) {
+	cfg := &config.Config{Schedule: "*/2 * * * *", Path: "/etc/autodeploy/config.yaml", RunTimeout: config.DefaultRunTimeout}
+	var b bytes.Buffer
+	if err := SystemdWatch(&b, cfg, HostOptions{Binary: "/usr/bin/autodeploy", User: "deploy"}); err != nil {
+		t.Fatal(err)
 	}
+	unit := b.String()
+	for _, want := range []string{"ExecStart=/usr/bin/autodeploy watch --config /etc/autodeploy/config.yaml", "Type=simple", "User=deploy", "Restart=on-failure", "KillSignal=SIGTERM", "SuccessExitStatus=130", "WantedBy=multi-user.target"} {
+		if !strings.Contains(unit, "\n"+want+"\n") {
+			t.Errorf("want %s in\n%s", want, unit)
+		}
+	}
+	for _, not := range []string{"[Timer]", "Type=oneshot", "TimeoutStartSec"} {
+		if strings.Contains(unit, not) {
+			t.Errorf("%s in the watch's unit:\n%s", not, unit)
+		}
+	}
+	if stop := directive(unit, "TimeoutStopSec"); stop == "" || len(stop) > 2 {
+		t.Errorf("TimeoutStopSec=%q, want a few seconds (the watch stops within one)", stop)
+	}
+	if sec := directive(unit, "RestartSec"); sec == "" {
+		t.Errorf("no RestartSec in\n%s", unit)
+	}
+}
+
+// The watch's service has every directive of the timer's service but
+// those that make the difference (what it runs, how it is started and
+// stopped): hardening or an ordering added to one is added to both.
+func TestSystemdWatchSharesTheTimersService(t *testing.T) {
+	cfg := &config.Config{Schedule: "*/2 * * * *", Path: "/etc/autodeploy/config.yaml", RunTimeout: config.DefaultRunTimeout}
+	var timer, watch bytes.Buffer
+	o := HostOptions{Binary: "/usr/bin/autodeploy", User: "deploy"}
+	if err := Systemd(&timer, cfg, o); err != nil {
+		t.Fatal(err)
+	}
+	if err := SystemdWatch(&watch, cfg, o); err != nil {
+		t.Fatal(err)
+	}
+	service, _, _ := strings.Cut(timer.String(), "# /etc/systemd/system/autodeploy.timer\n")
+	own := map[string]bool{"Description": true, "Type": true, "ExecStart": true, "TimeoutStartSec": true}
+	n := 0
+	for _, l := range strings.Split(service, "\n") {
+		key, _, ok := strings.Cut(l, "=")
+		if !ok || strings.HasPrefix(l, "#") || own[key] {
+			continue
+		}
+		n++
+		if !strings.Contains(watch.String(), "\n"+l+"\n") {
+			t.Errorf("the timer's service has %q, the watch's does not:\n%s", l, watch.String())
+		}
+	}
+	if n < 3 {
+		t.Fatalf("only %d shared directives found in the timer's service:\n%s", n, service)
+	}
+}
+
+// directive is the value of key= in a unit, or "".
+func directive(unit, key string) string {
+	for _, l := range strings.Split(unit, "\n") {
+		if v, ok := strings.CutPrefix(l, key+"="); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // systemd itself accepts the unit and the timer, binary and config at
@@ -90,14 +169,33 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		cmd := exec.Command(analyze, "verify", "--man=no", filepath.Join(dir, "autodeploy.service"), filepath.Join(dir, "autodeploy.timer"))
-		out, err := cmd.CombinedOutput()
-		if err != nil && strings.Contains(string(out), "Failed to ") && !strings.Contains(string(out), dir) {
-			t.Skipf("systemd-analyze verify cannot run here: %v\n%s", err, out)
-		}
-		if err != nil || len(out) > 0 {
-			t.Errorf("%q: systemd-analyze verify: %v\n%s\n%s", spec, err, out, b.String())
-		}
+		verify(t, analyze, spec, b.String(), filepath.Join(dir, "autodeploy.service"), filepath.Join(dir, "autodeploy.timer"))
+	}
+	cfg := &config.Config{Schedule: "*/2 * * * *", Path: filepath.Join(dir, `my $conf %z it's "q" \.yaml`), RunTimeout: config.DefaultRunTimeout}
+	var b bytes.Buffer
+	if err := SystemdWatch(&b, cfg, HostOptions{Binary: bin, User: "root"}); err != nil {
+		t.Fatal(err)
+	}
+	unit := filepath.Join(dir, "autodeploy-watch.service")
+	if err := os.WriteFile(unit, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	verify(t, analyze, "watch", b.String(), unit)
+}
+
+// verify runs systemd-analyze verify on units, written from out; it skips
+// where systemd cannot run its checks (no systemd as PID 1 in some
+// containers), and fails on any complaint about the units.
+func verify(t *testing.T, analyze, what, out string, units ...string) {
+	t.Helper()
+	cmd := exec.Command(analyze, append([]string{"verify", "--man=no"}, units...)...)
+	got, err := cmd.CombinedOutput()
+	dir := filepath.Dir(units[0])
+	if err != nil && strings.Contains(string(got), "Failed to ") && !strings.Contains(string(got), dir) {
+		t.Skipf("systemd-analyze verify cannot run here: %v\n%s", err, got)
+	}
+	if err != nil || len(got) > 0 {
+		t.Errorf("%s: systemd-analyze verify: %v\n%s\n%s", what, err, got, out)
 	}
 }
 

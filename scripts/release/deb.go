@@ -16,12 +16,15 @@ import (
 
 // debInputs is what goes into a .deb besides its binary's target.
 type debInputs struct {
-	Dir     string // scratch directory: nfpm reads files from disk
-	Binary  []byte
-	Config  []byte // /etc/autodeploy/config.yaml
-	Cron    []byte // /etc/cron.d/autodeploy
-	License []byte
-	Docs    []doc
+	Dir    string // scratch directory: nfpm reads files from disk
+	Binary []byte
+	Config []byte // /etc/autodeploy/config.yaml
+	Cron   []byte // /etc/cron.d/autodeploy
+	// WatchUnit is /lib/systemd/system/autodeploy-watch.service, shipped
+	// disabled: cron stays what runs autodeploy until an admin enables it.
+	WatchUnit []byte
+	License   []byte
+	Docs      []doc
 }
 
 var notInDebVersion = regexp.MustCompile(`[^A-Za-z0-9.+~]+`)
@@ -37,10 +40,16 @@ func debVersion(o options) string {
 	return "0.0.0~git" + o.Date.Format("20060102150405") + "." + strings.Trim(notInDebVersion.ReplaceAllString(v, "."), ".")
 }
 
+// watchUnitPath is where the .deb puts the watch's unit, as Debian's
+// packages put theirs (dh_installsystemd; Debian 13 moves them to
+// /usr/lib, which /lib is a symlink to there).
+const watchUnitPath = "/lib/systemd/system/autodeploy-watch.service"
+
 // buildDeb writes autodeploy_<version>_<arch>.deb into o.Out: the binary,
 // the kubectl plugin's symlink, the packaged config and cron line as
-// conffiles, completions, gzipped man pages, and the maintainer scripts of
-// packaging/deb (log directory; purge).
+// conffiles, the watch's unit (disabled), completions, gzipped man pages,
+// and the maintainer scripts of packaging/deb (log directory, the watch's
+// restart on upgrade and stop on removal; purge).
 func buildDeb(o options, t target, in debInputs) error {
 	// Staged at their destination under in.Dir/deb: two files of one name
 	// (the binary and its bash completion) must not meet.
@@ -61,6 +70,9 @@ func buildDeb(o options, t target, in debInputs) error {
 		add(binaryPath, in.Binary, files.TypeFile, 0o755),
 		add(configPath, in.Config, files.TypeConfig, 0o644),
 		add("/etc/cron.d/autodeploy", in.Cron, files.TypeConfig, 0o644),
+		// Not a conffile: units of packages live in /lib, and an admin
+		// overrides them in /etc/systemd/system (systemctl edit).
+		add(watchUnitPath, in.WatchUnit, files.TypeFile, 0o644),
 		add("/usr/share/doc/autodeploy/copyright", in.License, files.TypeFile, 0o644),
 	}
 	for _, d := range in.Docs {
@@ -97,7 +109,11 @@ func buildDeb(o options, t target, in debInputs) error {
  autodeploy rolls out the image Flux's image automation selected for each
  configured Deployment, verifies it and rolls back on failure. It runs from
  /etc/cron.d/autodeploy; the installed /etc/autodeploy/config.yaml lists no
- service, so nothing happens until one is configured.`,
+ service, so nothing happens until one is configured.
+ .
+ To deploy within seconds of Flux selecting an image, enable the watch,
+ shipped disabled: systemctl enable --now autodeploy-watch. The cron line
+ may stay: its run skips while the watch acts, or makes the same pass.`,
 		MTime: o.Date,
 		Overridables: nfpm.Overridables{
 			Recommends: []string{"cron | cron-daemon"},
@@ -105,6 +121,7 @@ func buildDeb(o options, t target, in debInputs) error {
 			Contents:   contents,
 			Scripts: nfpm.Scripts{
 				PostInstall: filepath.Join(o.Root, "packaging", "deb", "postinst"),
+				PreRemove:   filepath.Join(o.Root, "packaging", "deb", "prerm"),
 				PostRemove:  filepath.Join(o.Root, "packaging", "deb", "postrm"),
 			},
 			Deb: nfpm.Deb{Compression: "gzip"},

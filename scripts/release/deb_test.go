@@ -97,7 +97,7 @@ func TestDebLifecycle(t *testing.T) {
 		"usr/bin/autodeploy", "etc/autodeploy/config.yaml", "etc/cron.d/autodeploy",
 		"usr/share/bash-completion/completions/autodeploy", "usr/share/zsh/vendor-completions/_autodeploy",
 		"usr/share/fish/vendor_completions.d/autodeploy.fish", "usr/share/man/man1/autodeploy-run.1.gz",
-		"usr/share/doc/autodeploy/copyright",
+		"usr/share/doc/autodeploy/copyright", "lib/systemd/system/autodeploy-watch.service",
 	} {
 		if !r.exists(p) {
 			t.Errorf("/%s not installed", p)
@@ -109,6 +109,10 @@ func TestDebLifecycle(t *testing.T) {
 	}
 	if link, err := os.Readlink(r.path("usr/bin/kubectl-autodeploy")); err != nil || link != "autodeploy" {
 		t.Errorf("kubectl-autodeploy -> %q (%v), want autodeploy", link, err)
+	}
+	// The watch's unit is shipped disabled: nothing links it into a target.
+	if r.exists("etc/systemd") {
+		t.Error("the install enabled the watch (/etc/systemd exists)")
 	}
 	checkLogDir(t, r.path("var/log/autodeploy"))
 	checkCronD(t, r.read("etc/cron.d/autodeploy"))
@@ -153,8 +157,8 @@ func TestDebLifecycle(t *testing.T) {
 	if got := r.status(); got != "deinstall ok config-files 0.9.1" {
 		t.Errorf("status after remove: %q", got)
 	}
-	if r.exists("usr/bin/autodeploy") || r.exists("usr/bin/kubectl-autodeploy") {
-		t.Error("remove left the binary")
+	if r.exists("usr/bin/autodeploy") || r.exists("usr/bin/kubectl-autodeploy") || r.exists("lib/systemd/system/autodeploy-watch.service") {
+		t.Error("remove left the binary or the watch's unit")
 	}
 	if got := r.read("etc/autodeploy/config.yaml"); got != edited {
 		t.Errorf("remove changed the config:\n%s", got)

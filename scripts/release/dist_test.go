@@ -9,12 +9,10 @@ package main
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
 	"errors"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -156,37 +154,6 @@ func TestReproducible(t *testing.T) {
 	}
 	if top := len(slices.DeleteFunc(slices.Clone(names), func(n string) bool { return strings.Contains(n, "/") })); listed != top-1 {
 		t.Errorf("SHA256SUMS lists %d files, the release has %d besides it", listed, top-1)
-	}
-}
-
-// readTarGz returns the headers and bodies of a .tar.gz.
-func readTarGz(t *testing.T, data []byte) ([]*tar.Header, map[string][]byte) {
-	t.Helper()
-	zr, err := gzip.NewReader(bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !zr.ModTime.IsZero() || zr.Name != "" {
-		t.Errorf("gzip header carries a time (%v) or a name (%q)", zr.ModTime, zr.Name)
-	}
-	return readTar(t, zr)
-}
-
-func readTar(t *testing.T, r io.Reader) ([]*tar.Header, map[string][]byte) {
-	t.Helper()
-	tr := tar.NewReader(r)
-	var hs []*tar.Header
-	bodies := map[string][]byte{}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return hs, bodies
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs = append(hs, h)
-		bodies[h.Name], _ = io.ReadAll(tr)
 	}
 }
 

@@ -64,15 +64,33 @@ func packagedConfig(example []byte) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// cronFile is /etc/cron.d/autodeploy: what `autodeploy manifests cron
-// --binary /usr/bin/autodeploy --if-installed` prints for the packaged
-// config, made by the same function.
-func cronFile(packaged []byte) (string, error) {
+// packagedHost is what the .deb installs beside the config, made by the
+// functions that print them for a host: /etc/cron.d/autodeploy (`autodeploy
+// manifests cron --binary /usr/bin/autodeploy --if-installed`) and the
+// watch's unit (`autodeploy manifests systemd --watch --binary
+// /usr/bin/autodeploy`), both for the packaged config.
+type packagedHost struct {
+	Cron      string
+	WatchUnit string
+}
+
+// hostFiles writes packagedHost for the packaged config.
+func hostFiles(packaged []byte) (packagedHost, error) {
 	cfg, err := config.Parse(packaged, configPath)
 	if err != nil {
-		return "", fmt.Errorf("the packaged config is invalid: %w", err)
+		return packagedHost{}, fmt.Errorf("the packaged config is invalid: %w", err)
 	}
-	var b strings.Builder
-	err = manifests.Cron(&b, cfg, manifests.HostOptions{Binary: binaryPath, User: "root", IfInstalled: true})
-	return b.String(), err
+	o := manifests.HostOptions{Binary: binaryPath, User: "root"}
+	var cron, unit strings.Builder
+	// The cron line is a conffile, left behind by a removal; the unit goes
+	// with the package and needs no guard.
+	cronO := o
+	cronO.IfInstalled = true
+	if err := manifests.Cron(&cron, cfg, cronO); err != nil {
+		return packagedHost{}, err
+	}
+	if err := manifests.SystemdWatch(&unit, cfg, o); err != nil {
+		return packagedHost{}, err
+	}
+	return packagedHost{Cron: cron.String(), WatchUnit: unit.String()}, nil
 }

@@ -70,15 +70,23 @@ func TestPackagedCronLine(t *testing.T) {
 // packagedCronFile is the /etc/cron.d/autodeploy the .deb installs.
 func packagedCronFile(t *testing.T) string {
 	t.Helper()
+	_, hf := packagedFiles(t)
+	return hf.Cron
+}
+
+// packagedFiles are the config, cron line and watch's unit the .deb
+// installs.
+func packagedFiles(t *testing.T) ([]byte, packagedHost) {
+	t.Helper()
 	packaged, err := packagedConfig(readExample(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tab, err := cronFile(packaged)
+	hf, err := hostFiles(packaged)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tab
+	return packaged, hf
 }
 
 // checkCronD checks an /etc/cron.d file: variables, comments, and job lines

@@ -160,7 +160,7 @@ func release(o options, log io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cronTab, err := cronFile(packaged)
+	host, err := hostFiles(packaged)
 	if err != nil {
 		return err
 	}
@@ -200,7 +200,7 @@ func release(o options, log io.Writer) error {
 		}
 		fmt.Fprintf(log, "packaging linux/%s as a .deb\n", t.Name())
 		if err := buildDeb(o, t, debInputs{
-			Dir: filepath.Join(work, t.Name()), Binary: bin, Config: packaged, Cron: []byte(cronTab),
+			Dir: filepath.Join(work, t.Name()), Binary: bin, Config: packaged, Cron: []byte(host.Cron), WatchUnit: []byte(host.WatchUnit),
 			License: license, Docs: docs,
 		}); err != nil {
 			return err
