@@ -12,10 +12,11 @@ import (
 func newCmdManifests(f *Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "manifests",
-		Short: "Print what to install next to autodeploy: RBAC, CronJob, cron, systemd",
+		Short: "Print what to install next to autodeploy: RBAC, CronJob, cron, systemd, Receiver",
 		Long: `Print manifests derived from the config: least-privilege RBAC for the
 namespaces and Flux objects it names, a CronJob to run autodeploy inside the
-cluster, or the crontab line and systemd units to run it on a host.
+cluster, the crontab line and systemd units to run it on a host, or the
+Flux Receiver that turns GitHub's package webhook into a rescan.
 Nothing is applied: pipe to 'kubectl apply -f -' or into /etc.`,
 	}
 	var rbac manifests.RBACOptions
@@ -108,6 +109,6 @@ Nothing is applied: pipe to 'kubectl apply -f -' or into /etc.`,
 		c.Flags().StringVar(&host.User, "user", "root", "user the job runs as (it needs the kubeconfig, the log and the lock)")
 	}
 	cronCmd.Flags().BoolVar(&host.IfInstalled, "if-installed", false, "run only while the binary exists (for a package's cron.d file, which outlives a removal)")
-	cmd.AddCommand(rbacCmd, cronJobCmd, cronCmd, systemdCmd)
+	cmd.AddCommand(rbacCmd, cronJobCmd, cronCmd, systemdCmd, newCmdManifestsReceiver(f, nil))
 	return cmd
 }
