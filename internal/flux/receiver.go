@@ -105,6 +105,8 @@ type Coverage struct {
 	// Uncovered are the repositories no Ready Receiver lists, in the order
 	// given.
 	Uncovered []Ref
+	// Receivers are those looked at.
+	Receivers []Receiver
 }
 
 // All says whether a webhook reaches every repository: the question the
@@ -114,7 +116,7 @@ func (c Coverage) All() bool { return c.Installed && len(c.Uncovered) == 0 }
 // CoverRepositories matches repos against receivers; repoLabels returns a
 // repository's labels, for Receivers that select with name "*".
 func CoverRepositories(receivers []Receiver, repos []Ref, repoLabels func(Ref) map[string]string) Coverage {
-	c := Coverage{Installed: true, Covered: map[Ref]string{}, NotReady: map[Ref][]string{}}
+	c := Coverage{Installed: true, Covered: map[Ref]string{}, NotReady: map[Ref][]string{}, Receivers: receivers}
 	for _, repo := range repos {
 		for _, r := range receivers {
 			if !slices.ContainsFunc(r.Resources, func(res ReceiverResource) bool { return res.lists(repo, repoLabels) }) {

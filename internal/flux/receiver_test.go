@@ -97,7 +97,7 @@ func TestCoverReceivers(t *testing.T) {
 				rs = append(rs, ParseReceiver(u))
 			}
 			got := CoverRepositories(rs, tt.repos, func(r Ref) map[string]string { return labels[r] })
-			want := Coverage{Installed: true, Covered: tt.covered, NotReady: tt.notReady, Uncovered: tt.uncovered}
+			want := Coverage{Installed: true, Covered: tt.covered, NotReady: tt.notReady, Uncovered: tt.uncovered, Receivers: rs}
 			if want.Covered == nil {
 				want.Covered = map[Ref]string{}
 			}
