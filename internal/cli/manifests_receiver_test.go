@@ -212,3 +212,20 @@ func TestManifestsReceiverUnreachable(t *testing.T) {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, out, stderr)
 	}
 }
+
+// On Flux 2.6 the ImageRepositories are served at v1beta2: the Receiver
+// lists them at that version, which notification-controller GETs them at.
+func TestManifestsReceiverFlux26(t *testing.T) {
+	cfg, _ := writeConfig(t, "services:\n  - name: api\n    imagePolicy: flux-system/api\n")
+	kc := fake.NewSimpleClientset()
+	p := imagePolicy("flux-system", "api", "", "api")
+	p.SetAPIVersion(flux.ImageGroup + "/v1beta2")
+	f, out, errOut, _ := receiverFactory(t, kc, p)
+	kc.Resources = []*metav1.APIResourceList{{GroupVersion: flux.ImageGroup + "/v1beta2"}}
+	if code := Execute(context.Background(), f, []string{"--config", cfg, "manifests", "receiver"}); code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out.String(), "    - apiVersion: image.toolkit.fluxcd.io/v1beta2\n      kind: ImageRepository\n      name: api\n") {
+		t.Errorf("want the repository at v1beta2:\n%s", out)
+	}
+}
