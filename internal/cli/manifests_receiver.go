@@ -43,7 +43,7 @@ func (o *ReceiverOptions) Complete(f *Factory, _ *cobra.Command, _ []string) err
 // Validate checks the names; the token file is read in Run, so that an
 // unreadable one is reported as such and not as a usage error.
 func (o *ReceiverOptions) Validate() error {
-	if err := (manifests.ReceiverOptions{Name: o.Name, Namespace: o.Namespace, Repositories: []flux.Ref{{}}, SecretExists: true}).Validate(); err != nil {
+	if err := (manifests.ReceiverOptions{Name: o.Name, Namespace: o.Namespace}).ValidateNames(); err != nil {
 		return &flagError{err}
 	}
 	return nil
@@ -80,6 +80,11 @@ func (o *ReceiverOptions) Run(ctx context.Context) error {
 		return err
 	}
 	mo := manifests.ReceiverOptions{Name: o.Name, Namespace: o.Namespace}
+	if o.TokenFile != "" {
+		if mo.Token, err = (config.Secret{File: o.TokenFile}).Resolve(nil, config.ReadFile); err != nil {
+			return &flagError{fmt.Errorf("--token-file: %w", err)}
+		}
+	}
 	api, err := flux.Detect(ctx, c.Kube.Discovery())
 	if err != nil {
 		return o.unread(c, err)
@@ -88,18 +93,20 @@ func (o *ReceiverOptions) Run(ctx context.Context) error {
 	if mo.Repositories, err = o.repositories(ctx, c, api); err != nil {
 		return err
 	}
-	if o.TokenFile != "" {
-		if mo.Token, err = (config.Secret{File: o.TokenFile}).Resolve(nil, config.ReadFile); err != nil {
-			return &flagError{fmt.Errorf("--token-file: %w", err)}
-		}
-	} else if mo.SecretExists, err = o.secretExists(ctx, c, mo.SecretName()); err != nil {
-		return err
-	} else if !mo.SecretExists {
-		b := make([]byte, 32)
-		if _, err := rand.Read(b); err != nil {
+	// A token given replaces the Secret's, whether there is one or not;
+	// without one, an existing Secret is kept, and a new one gets 32 bytes
+	// of crypto/rand (256 bits, hex: GitHub's secret field takes text).
+	if o.TokenFile == "" {
+		if mo.SecretExists, err = o.secretExists(ctx, c, mo.SecretName()); err != nil {
 			return err
 		}
-		mo.Token = hex.EncodeToString(b)
+		if !mo.SecretExists {
+			b := make([]byte, 32)
+			if _, err := rand.Read(b); err != nil {
+				return err
+			}
+			mo.Token = hex.EncodeToString(b)
+		}
 	}
 	if err := manifests.Receiver(o.f.IO.Out, o.cfg, mo); err != nil {
 		return &flagError{err}

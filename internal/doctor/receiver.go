@@ -34,15 +34,11 @@ func receivers(ctx context.Context, r *Report, cfg *config.Config, c *kube.Clien
 	if len(repos) == 0 {
 		return // the services' lines say why
 	}
-	namespaces := []string{cfg.Flux.Namespace}
-	for _, repo := range repos {
-		namespaces = append(namespaces, repo.Namespace)
-	}
-	cov, err := flux.ReceiverCoverage(ctx, c.Dynamic, api, namespaces, repos)
+	cov, err := flux.ReceiverCoverage(ctx, c.Dynamic, api, cfg.Flux.Namespace, repos)
 	switch {
 	case err != nil:
 		r.add("receiver", Warn, "cannot check the Receivers: "+c.Classify(err).Error(),
-			fmt.Sprintf("grant list on receivers.%s in %s to this kubeconfig's user", flux.NotificationGroup, strings.Join(slices.Compact(slices.Sorted(slices.Values(namespaces))), ", ")))
+			fmt.Sprintf("grant list on receivers.%s in %s to this kubeconfig's user", flux.NotificationGroup, strings.Join(flux.ReceiverNamespaces(cfg.Flux.Namespace, repos), ", ")))
 		return
 	case !cov.Installed:
 		r.add("receiver", Warn, fmt.Sprintf("the cluster serves no Flux Receiver (%s): a pushed image waits for its ImageRepository's scan interval (fine for runs from cron, which ask for a rescan)", flux.ReceiverGVR.GroupVersion()),

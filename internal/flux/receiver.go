@@ -137,18 +137,28 @@ func CoverRepositories(receivers []Receiver, repos []Ref, repoLabels func(Ref) m
 	return c
 }
 
-// ReceiverCoverage lists the Receivers of namespaces (each once) and says
-// which of repos they cover. A cluster that does not serve Receivers (404)
-// is Installed: false, not an error: runs from cron need no Receiver. The
-// labels of a repository are read only when a Receiver selects with "*".
-func ReceiverCoverage(ctx context.Context, dc dynamic.Interface, api API, namespaces []string, repos []Ref) (Coverage, error) {
-	var receivers []Receiver
-	var seen []string
-	for _, ns := range namespaces {
-		if slices.Contains(seen, ns) {
-			continue
+// ReceiverNamespaces are where Receivers for repos are looked for: Flux's
+// namespace, where `manifests receiver` puts one, and the repositories'
+// own, each once.
+func ReceiverNamespaces(fluxNamespace string, repos []Ref) []string {
+	ns := []string{fluxNamespace}
+	for _, r := range repos {
+		if !slices.Contains(ns, r.Namespace) {
+			ns = append(ns, r.Namespace)
 		}
-		seen = append(seen, ns)
+	}
+	return ns
+}
+
+// ReceiverCoverage lists the Receivers of ReceiverNamespaces and says which
+// of repos they cover: what doctor checks, and what the watch asks before
+// it warns that its latency is the scan interval (Coverage.All). A cluster
+// that does not serve Receivers (404) is Installed: false, not an error:
+// runs from cron need no Receiver. The labels of a repository are read only
+// when a Receiver selects with "*".
+func ReceiverCoverage(ctx context.Context, dc dynamic.Interface, api API, fluxNamespace string, repos []Ref) (Coverage, error) {
+	var receivers []Receiver
+	for _, ns := range ReceiverNamespaces(fluxNamespace, repos) {
 		l, err := dc.Resource(ReceiverGVR).Namespace(ns).List(ctx, metav1.ListOptions{})
 		if apierrors.IsNotFound(err) {
 			return Coverage{}, nil

@@ -131,6 +131,9 @@ func TestReceiverCoverage(t *testing.T) {
 	gvrs := map[schema.GroupVersionResource]string{ReceiverGVR: "ReceiverList", {Group: ImageGroup, Version: "v1", Resource: "imagerepositories"}: "ImageRepositoryList"}
 	repoObj := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository",
 		"metadata": map[string]any{"name": "api", "namespace": "apps", "labels": map[string]any{"team": "a"}}}}
+	repo2 := Ref{Namespace: "apps", Name: "api2"} // the same namespace: listed once
+	repo2Obj := repoObj.DeepCopy()
+	repo2Obj.SetName("api2")
 	wild := receiver("r", "True", false, map[string]any{"kind": "ImageRepository", "name": "*", "namespace": "apps", "matchLabels": map[string]any{"team": "a"}})
 	tests := []struct {
 		name      string
@@ -140,8 +143,8 @@ func TestReceiverCoverage(t *testing.T) {
 		all       bool
 		errPart   string
 	}{
-		{name: "covered, labels read from the repository", objs: []runtime.Object{wild, repoObj}, installed: true, all: true},
-		{name: "no Receiver", objs: []runtime.Object{repoObj}, installed: true},
+		{name: "covered, labels read from the repository", objs: []runtime.Object{wild, repoObj, repo2Obj}, installed: true, all: true},
+		{name: "no Receiver", objs: []runtime.Object{repoObj, repo2Obj}, installed: true},
 		{name: "CRD not installed", listErr: apierrors.NewNotFound(schema.GroupResource{Group: ReceiverGVR.Group, Resource: "receivers"}, ""), installed: false},
 		{name: "forbidden", listErr: apierrors.NewForbidden(schema.GroupResource{Group: ReceiverGVR.Group, Resource: "receivers"}, "", errors.New("no")),
 			installed: true, errPart: "list Receivers in flux-system"},
@@ -157,7 +160,7 @@ func TestReceiverCoverage(t *testing.T) {
 				}
 				return false, nil, nil
 			})
-			cov, err := ReceiverCoverage(context.Background(), dc, API{Version: "v1"}, []string{"flux-system", "apps", "flux-system"}, []Ref{repo})
+			cov, err := ReceiverCoverage(context.Background(), dc, API{Version: "v1"}, "flux-system", []Ref{repo, repo2})
 			if tt.errPart != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.errPart) {
 					t.Fatalf("err %v, want %q", err, tt.errPart)
@@ -193,5 +196,8 @@ func TestRepositoriesOf(t *testing.T) {
 	}
 	if s := RefList(got); s != "apps/api, other/api" {
 		t.Errorf("RefList = %q", s)
+	}
+	if ns := ReceiverNamespaces("flux-system", append(got, Ref{Namespace: "flux-system", Name: "x"})); !reflect.DeepEqual(ns, []string{"flux-system", "apps", "other"}) {
+		t.Errorf("ReceiverNamespaces = %v", ns)
 	}
 }

@@ -39,14 +39,7 @@ func (o ReceiverOptions) SecretName() string { return o.Name + "-token" }
 // Validate refuses names the API server would, and a token that cannot
 // be one.
 func (o ReceiverOptions) Validate() error {
-	if err := validName("--name", o.Name, validation.IsDNS1123Subdomain); err != nil {
-		return err
-	}
-	// The Secret's name adds "-token" to the Receiver's.
-	if err := validName("--name", o.SecretName(), validation.IsDNS1123Subdomain); err != nil {
-		return err
-	}
-	if err := validName("--namespace", o.Namespace, validation.IsDNS1123Label); err != nil {
+	if err := o.ValidateNames(); err != nil {
 		return err
 	}
 	if len(o.Repositories) == 0 {
@@ -61,6 +54,20 @@ func (o ReceiverOptions) Validate() error {
 		return errors.New("the token has a line break in it: GitHub's webhook secret is a single line")
 	}
 	return nil
+}
+
+// ValidateNames refuses a Receiver, Secret or namespace name the API
+// server would: what the command's flags can be checked for before the
+// cluster is read.
+func (o ReceiverOptions) ValidateNames() error {
+	if err := validName("--name", o.Name, validation.IsDNS1123Subdomain); err != nil {
+		return err
+	}
+	// The Secret's name adds "-token" to the Receiver's.
+	if err := validName("--name", o.SecretName(), validation.IsDNS1123Subdomain); err != nil {
+		return err
+	}
+	return validName("--namespace", o.Namespace, validation.IsDNS1123Label)
 }
 
 // Receiver writes, for the ImageRepositories of o, a Secret with the
