@@ -45,7 +45,7 @@ func (r Receiver) Key() string { return r.Namespace + "/" + r.Name }
 type ReceiverResource struct {
 	Kind, Name, Namespace string
 	// MatchLabels selects among the kind's objects of Namespace when Name
-	// is "*".
+	// is "*"; nil when the Receiver has none (then "*" selects nothing).
 	MatchLabels map[string]string
 }
 
@@ -88,6 +88,12 @@ func (res ReceiverResource) lists(repo Ref, repoLabels func(Ref) map[string]stri
 	}
 	if res.Name != "*" {
 		return res.Name == repo.Name
+	}
+	// notification-controller refuses "*" without matchLabels ("matchLabels
+	// field not set when using wildcard '*' as name"): it annotates
+	// nothing. An empty matchLabels selects every object of the namespace.
+	if res.MatchLabels == nil {
+		return false
 	}
 	return labels.SelectorFromSet(res.MatchLabels).Matches(labels.Set(repoLabels(repo)))
 }

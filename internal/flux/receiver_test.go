@@ -86,9 +86,13 @@ func TestCoverReceivers(t *testing.T) {
 		{name: "wildcard with matching labels", repos: []Ref{api, web},
 			receivers: []*unstructured.Unstructured{receiver("r", "True", false, map[string]any{"kind": "ImageRepository", "name": "*", "namespace": "apps", "matchLabels": map[string]any{"team": "a"}})},
 			covered:   map[Ref]string{api: "flux-system/r"}, uncovered: []Ref{web}},
-		{name: "wildcard without labels takes the namespace", repos: []Ref{api, web, sys},
-			receivers: []*unstructured.Unstructured{receiver("r", "True", false, map[string]any{"kind": "ImageRepository", "name": "*", "namespace": "apps"})},
+		{name: "wildcard with empty matchLabels takes the namespace", repos: []Ref{api, web, sys},
+			receivers: []*unstructured.Unstructured{receiver("r", "True", false, map[string]any{"kind": "ImageRepository", "name": "*", "namespace": "apps", "matchLabels": map[string]any{}})},
 			covered:   map[Ref]string{api: "flux-system/r", web: "flux-system/r"}, uncovered: []Ref{sys}},
+		// notification-controller refuses "*" without matchLabels.
+		{name: "wildcard without matchLabels covers nothing", repos: []Ref{api},
+			receivers: []*unstructured.Unstructured{receiver("r", "True", false, map[string]any{"kind": "ImageRepository", "name": "*", "namespace": "apps"})},
+			uncovered: []Ref{api}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
