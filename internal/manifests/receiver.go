@@ -111,6 +111,17 @@ func ReceiverSetup(w io.Writer, o ReceiverOptions) {
 	default:
 		fmt.Fprintf(w, "The token is only in the Secret %s/%s on stdout; apply with --server-side, so that it is not copied into a last-applied annotation.\n", ns, secret)
 	}
+	var other []flux.Ref
+	for _, r := range o.Repositories {
+		if r.Namespace != ns {
+			other = append(other, r)
+		}
+	}
+	if len(other) > 0 {
+		// notification-controller's requestReconciliation: "cross-namespace
+		// references are not allowed" under that flag.
+		fmt.Fprintf(w, "It lists ImageRepositories of other namespaces (%s): notification-controller refuses them when it runs with --no-cross-namespace-refs=true (Flux's multi-tenancy lockdown).\n", flux.RefList(other))
+	}
 	fmt.Fprintf(w, `On GitHub, where the packages are published (the repository, or the organisation's settings), add a webhook:
   Payload URL:  https://<the host of notification-controller's webhook-receiver Service><the Receiver's status.webhookPath>
   Content type: application/json
