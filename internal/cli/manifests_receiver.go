@@ -115,9 +115,9 @@ func (o *ReceiverOptions) Run(ctx context.Context) error {
 	return nil
 }
 
-// repositories reads each configured ImagePolicy (a GET each: a Receiver
-// is set up once, and a LIST would need list rights runs do not have) for
-// the ImageRepository it selects from.
+// repositories reads each configured ImagePolicy for the ImageRepository
+// it selects from: a GET each, so that a missing one is named with its
+// service (a command run by hand, once, can afford a request per service).
 func (o *ReceiverOptions) repositories(ctx context.Context, c *kube.Clients, api flux.API) ([]flux.Ref, error) {
 	var policies []flux.Policy
 	for _, s := range o.cfg.Services {
