@@ -23,6 +23,7 @@ IMAGE_API=github.com/fluxcd/image-reflector-controller/api
 SOURCE_API=github.com/fluxcd/source-controller/api
 KUSTOMIZE_API=github.com/fluxcd/kustomize-controller/api
 AUTOMATION_API=github.com/fluxcd/image-automation-controller/api
+NOTIFICATION_API=github.com/fluxcd/notification-controller/api
 
 # Flux generation -> image-reflector-controller api version.
 declare -A IMAGE_VERSIONS=(
@@ -39,6 +40,15 @@ declare -A AUTOMATION_VERSIONS=(
 	[flux-2.6]=v0.41.2
 	[flux-2.7]=v1.0.4
 	[flux-2.9]=v1.2.5
+)
+# Flux generation -> notification-controller api version (Receiver, Alert,
+# Provider): the minor line each Flux version ships (2.6: v1.6, 2.7: v1.7,
+# 2.9: v1.9). v1.10 needs a newer Go than 1.26; the proxy's version list
+# omits v1.7.x, but it serves v1.7.5 at that exact version.
+declare -A NOTIFICATION_VERSIONS=(
+	[flux-2.6]=v1.6.0
+	[flux-2.7]=v1.7.5
+	[flux-2.9]=v1.9.4
 )
 # source-controller and kustomize-controller api versions, the same in every
 # generation's directory.
@@ -103,6 +113,7 @@ gen "$KUSTOMIZE_API" "$KUSTOMIZE_VERSION" "$common"
 for gen_dir in $(printf '%s\n' "${!IMAGE_VERSIONS[@]}" | sort); do
 	gen "$IMAGE_API" "${IMAGE_VERSIONS[$gen_dir]}" "$work/out/$gen_dir"
 	gen "$AUTOMATION_API" "${AUTOMATION_VERSIONS[$gen_dir]}" "$work/out/$gen_dir"
+	gen "$NOTIFICATION_API" "${NOTIFICATION_VERSIONS[$gen_dir]}" "$work/out/$gen_dir"
 	cp "$common"/*.yaml "$work/out/$gen_dir"/
 done
 for gen_dir in $(printf '%s\n' "${!IMAGE_VERSIONS[@]}" | sort); do

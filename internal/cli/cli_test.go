@@ -95,7 +95,7 @@ func TestExitCodes(t *testing.T) {
 		{name: "missing kubeconfig", args: []string{"run", "--config", cfg, "--kubeconfig", "/nonexistent/kubeconfig"}, code: ExitUnreachable, errPart: "/nonexistent/kubeconfig"},
 		{name: "rollback needs a service", args: []string{"rollback"}, code: ExitUsage, errPart: "takes exactly one service name"},
 		// Group commands never print help with exit 0 for a mistake.
-		{name: "manifests without kind", args: []string{"manifests"}, code: ExitUsage, errPart: "needs one of: cron, cronjob, deployment, rbac, systemd"},
+		{name: "manifests without kind", args: []string{"manifests"}, code: ExitUsage, errPart: "needs one of: cron, cronjob, deployment, rbac, receiver, systemd"},
 		{name: "manifests unknown kind", args: []string{"manifests", "bogus"}, code: ExitUsage, errPart: `unknown autodeploy manifests "bogus"`},
 		{name: "config unknown", args: []string{"config", "bogus"}, code: ExitUsage, errPart: `unknown autodeploy config "bogus"`},
 		{name: "completion unknown shell", args: []string{"completion", "tcsh"}, code: ExitUsage, errPart: `unknown autodeploy completion "tcsh"`},
@@ -174,7 +174,7 @@ func TestRunRefusesWithoutLog(t *testing.T) {
 
 // --help is part of the interface: golden files keep it deliberate.
 func TestHelpGolden(t *testing.T) {
-	for _, args := range [][]string{{"--help"}, {"run", "--help"}, {"rollback", "--help"}, {"hold", "--help"}, {"resume", "--help"}, {"forget", "--help"}, {"status", "--help"}, {"history", "--help"}, {"doctor", "--help"}, {"manifests", "rbac", "--help"}, {"config", "validate", "--help"}} {
+	for _, args := range [][]string{{"--help"}, {"run", "--help"}, {"rollback", "--help"}, {"hold", "--help"}, {"resume", "--help"}, {"forget", "--help"}, {"status", "--help"}, {"history", "--help"}, {"doctor", "--help"}, {"manifests", "rbac", "--help"}, {"manifests", "receiver", "--help"}, {"config", "validate", "--help"}} {
 		name := strings.Join(args, "_")
 		t.Run(name, func(t *testing.T) {
 			code, stdout, _ := execute(t, nil, args...)

@@ -43,7 +43,9 @@ func newCmdDoctor(f *Factory, runF func(context.Context, *DoctorOptions) error) 
 		Long: `Check, one line each with the fix: the config; the kubeconfig used; the API
 server and its version; Flux's image API and the versions served; each
 service's Deployment, container and ImagePolicy, and whether the policy is
-Ready; the permissions of every command (SelfSubjectAccessReview); that the
+Ready; a Ready Flux Receiver listing every ImageRepository behind them (a
+warning without one: cron needs none); the permissions of every command
+(SelfSubjectAccessReview); that the
 log and lock can be written; a crontab or systemd timer running
 'autodeploy run' on the configured schedule; and the seed's trap, an
 alphabetical policy over sha-<hex> tags. Exit code 1 when a check fails.`,

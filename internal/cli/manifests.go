@@ -15,11 +15,12 @@ import (
 func newCmdManifests(f *Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "manifests",
-		Short: "Print what to install next to autodeploy: RBAC, CronJob, Deployment, cron, systemd",
+		Short: "Print what to install next to autodeploy: RBAC, CronJob, Deployment, cron, systemd, Receiver",
 		Long: `Print manifests derived from the config: least-privilege RBAC for the
 namespaces and Flux objects it names, a CronJob to run autodeploy inside the
-cluster or a Deployment to run its watch there, or the crontab line and
-systemd units to run it (or its watch) on a host.
+cluster or a Deployment to run its watch there, the crontab line and systemd
+units to run it (or its watch) on a host, or the Flux Receiver that turns
+GitHub's package webhook into a rescan.
 Nothing is applied: pipe to 'kubectl apply -f -' or into /etc.`,
 	}
 	var rbac manifests.RBACOptions
@@ -116,7 +117,7 @@ watch acts, or makes the same pass.`,
 	}
 	systemdCmd.Flags().BoolVar(&watch, "watch", false, "the service that keeps 'autodeploy watch' running instead of the timer's service and timer")
 	cronCmd.Flags().BoolVar(&host.IfInstalled, "if-installed", false, "run only while the binary exists (for a package's cron.d file, which outlives a removal)")
-	cmd.AddCommand(rbacCmd, cronJobCmd, deploymentCmd, cronCmd, systemdCmd)
+	cmd.AddCommand(rbacCmd, cronJobCmd, deploymentCmd, cronCmd, systemdCmd, newCmdManifestsReceiver(f, nil))
 	return cmd
 }
 

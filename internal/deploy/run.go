@@ -354,15 +354,14 @@ func (r *Runner) progress(svc, msg string) {
 // the answers. Problems are warnings: the run goes on with the status Flux
 // has, and a registry outage is retried by the next run.
 func (r *Runner) reconcile(ctx context.Context, api flux.API, policies map[string]*flux.Policy) []string {
-	var repos, pols []flux.Ref
+	var pols []flux.Ref
+	var sorted []flux.Policy
 	for _, key := range slices.Sorted(maps.Keys(policies)) {
 		p := policies[key]
 		pols = append(pols, flux.Ref{Namespace: p.Namespace, Name: p.Name})
-		ref := flux.Ref{Namespace: p.RepoNamespace, Name: p.RepoName}
-		if p.RepoName != "" && !slices.Contains(repos, ref) {
-			repos = append(repos, ref)
-		}
+		sorted = append(sorted, *p)
 	}
+	repos := flux.RepositoriesOf(sorted)
 	token := flux.Token(r.Now())
 	rctx, done := r.startFluxWaits(ctx)
 	defer done()

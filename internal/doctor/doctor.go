@@ -1,6 +1,6 @@
 // Package doctor checks, before cron does, everything a run needs: the
 // config, the kubeconfig, the API server, Flux, each service's objects, the
-// permissions of every command, the log and lock, the cron or systemd
+// Flux Receiver that brings registry webhooks to them, the permissions of every command, the log and lock, the cron or systemd
 // entry, and the trap in the seed's own setup (alphabetical order over
 // sha-<hex> tags).
 package doctor
@@ -152,6 +152,7 @@ func cluster(ctx context.Context, r *Report, in Inputs) (reached bool) {
 		r.add("services", Fail, c.Classify(err).Error(), "see the permissions below")
 	} else {
 		services(r, cfg, objs)
+		receivers(ctx, r, cfg, c, api, objs)
 	}
 	permissions(ctx, r, cfg, c)
 	return true

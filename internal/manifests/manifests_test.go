@@ -51,6 +51,22 @@ func TestGolden(t *testing.T) {
 		"systemd-watch.txt": func(b *bytes.Buffer) error {
 			return SystemdWatch(b, cfg, HostOptions{Binary: "/usr/local/bin/autodeploy", User: "root"})
 		},
+		"receiver.yaml": func(b *bytes.Buffer) error {
+			return Receiver(b, cfg, receiverExample)
+		},
+		"receiver-setup.txt": func(b *bytes.Buffer) error {
+			ReceiverSetup(b, receiverExample)
+			return nil
+		},
+		"receiver-secret-kept.txt": func(b *bytes.Buffer) error {
+			o := receiverExample
+			o.Token, o.SecretExists = "", true
+			if err := Receiver(b, cfg, o); err != nil {
+				return err
+			}
+			ReceiverSetup(b, o)
+			return nil
+		},
 	}
 	for name, gen := range cases {
 		t.Run(name, func(t *testing.T) {

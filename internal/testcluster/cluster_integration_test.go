@@ -208,7 +208,39 @@ func TestFluxCRDsAcceptStatus(t *testing.T) {
 					t.Errorf("%s latestImage = %q, want present=%v", v.APIVersion, img, v.LatestImage)
 				}
 			}
+			receiverAcceptsStatus(t, e)
 		})
+	}
+}
+
+// receiverAcceptsStatus creates a notification.toolkit.fluxcd.io/v1
+// Receiver as `manifests receiver` writes it and the status
+// notification-controller writes, and checks that the fields doctor reads
+// (the Ready condition, webhookPath) are kept.
+func receiverAcceptsStatus(t *testing.T, e *kubetest.Env) {
+	t.Helper()
+	ctx := context.Background()
+	gvr := schema.GroupVersionResource{Group: "notification.toolkit.fluxcd.io", Version: "v1", Resource: "receivers"}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "notification.toolkit.fluxcd.io/v1", "kind": "Receiver",
+		"metadata": map[string]any{"name": "hook", "namespace": e.Namespace},
+		"spec": map[string]any{"type": "github", "events": []any{"ping", "package"}, "secretRef": map[string]any{"name": "hook-token"},
+			"resources": []any{map[string]any{"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository", "name": "app", "namespace": e.Namespace}}},
+	}}
+	u, err := e.Dynamic.Resource(gvr).Namespace(e.Namespace).Create(ctx, u, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("Receiver: %v", err)
+	}
+	u.Object["status"] = map[string]any{"observedGeneration": u.GetGeneration(), "webhookPath": "/hook/abc", "conditions": []any{map[string]any{
+		"type": "Ready", "status": "True", "reason": "Succeeded", "message": "ok", "lastTransitionTime": "2026-12-03T00:00:00Z", "observedGeneration": u.GetGeneration()}}}
+	if u, err = e.Dynamic.Resource(gvr).Namespace(e.Namespace).UpdateStatus(ctx, u, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("Receiver status: %v", err)
+	}
+	if p, _, _ := unstructured.NestedString(u.Object, "status", "webhookPath"); p != "/hook/abc" {
+		t.Errorf("Receiver webhookPath = %q: the CRD dropped it", p)
+	}
+	if c, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions"); len(c) != 1 {
+		t.Errorf("Receiver conditions = %v: the CRD dropped them", c)
 	}
 }
 
