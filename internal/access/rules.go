@@ -64,6 +64,7 @@ var Rules = []Rule{
 	{"source.toolkit.fluxcd.io", "gitrepositories", "patch", FluxNamespace, []string{"run", "watch", "rollback"}, false, "after a deploy under Flux GitOps, ask the GitRepository to fetch the automation's commit now (reconcile.fluxcd.io/requestedAt)"},
 	{"source.toolkit.fluxcd.io", "gitrepositories", "watch", FluxNamespace, []string{"run", "watch", "rollback"}, false, "wait for source-controller's answer to that request"},
 	{"kustomize.toolkit.fluxcd.io", "kustomizations", "patch", FluxNamespace, []string{"resume", "forget"}, false, "resume a Kustomization suspended by the rollback --suspend-flux of an earlier version"},
+	{"notification.toolkit.fluxcd.io", "receivers", "list", FluxNamespace, []string{"watch", "doctor"}, false, "does a Flux Receiver turn the registry's webhook into a rescan of every configured ImageRepository (doctor; the watch warns at its start)"},
 	{"coordination.k8s.io", "leases", "get", LeaseNamespace, []string{"run", "watch", "rollback", "forget", "status", "hold"}, true, "cluster-wide lock (lock.type: lease); status and hold say which run holds it"},
 	{"coordination.k8s.io", "leases", "create", LeaseNamespace, []string{"run", "watch", "rollback", "forget"}, false, "cluster-wide lock (lock.type: lease)"},
 	{"coordination.k8s.io", "leases", "update", LeaseNamespace, []string{"run", "watch", "rollback", "forget"}, false, "cluster-wide lock (lock.type: lease)"},

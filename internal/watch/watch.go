@@ -159,11 +159,13 @@ func (w *Watcher) watch(ctx context.Context, api flux.API) error {
 	ictx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var synced []cache.InformerSynced
+	var stores []cache.Store
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for _, ns := range slices.Sorted(maps.Keys(namespaces)) {
 		inf := w.informer(ictx, api, ns, byPolicy, cancel)
 		synced = append(synced, inf.HasSynced)
+		stores = append(stores, inf.GetStore())
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -176,12 +178,49 @@ func (w *Watcher) watch(ctx context.Context, api flux.API) error {
 	w.state.watching(fmt.Sprintf("watching %d ImagePolicies (%s) in %s", len(byPolicy), api.Policies().GroupVersion(), strings.Join(slices.Sorted(maps.Keys(namespaces)), ", ")))
 	first := !w.synced.Swap(true)
 	if first {
+		w.checkReceiver(ictx, api, byPolicy, stores)
 		w.Act(ictx, Action{Trigger: TriggerStart})
 	}
 	for {
 		if err := w.next(ictx, byPolicy); err != nil {
 			return err
 		}
+	}
+}
+
+// checkReceiver warns, once at the start, when no Ready Flux Receiver
+// lists an ImageRepository of the watched policies: a push then reaches the
+// policy only at the repository's scan interval, and the watch's seconds
+// are that interval (doctor says the same, with the fix).
+func (w *Watcher) checkReceiver(ctx context.Context, api flux.API, byPolicy map[string][]string, stores []cache.Store) {
+	var policies []flux.Policy
+	for _, st := range stores {
+		for _, obj := range st.List() {
+			if u, ok := obj.(*unstructured.Unstructured); ok {
+				if p := flux.ParsePolicy(u); byPolicy[p.Key()] != nil {
+					policies = append(policies, p)
+				}
+			}
+		}
+	}
+	// The stores' order is a map's: sorted, the warning reads the same
+	// every time.
+	sort.Slice(policies, func(i, j int) bool { return policies[i].Key() < policies[j].Key() })
+	repos := flux.RepositoriesOf(policies)
+	if len(repos) == 0 {
+		return
+	}
+	cov, err := flux.ReceiverCoverage(ctx, w.Dynamic, api, w.Config.Flux.Namespace, repos)
+	const fix = "autodeploy manifests receiver | kubectl apply --server-side -f -"
+	switch {
+	case err != nil:
+		w.Log.Warn("watch: cannot tell whether a Flux Receiver answers the registry's webhook (see autodeploy doctor)", "error", err)
+	case !cov.All():
+		missing := cov.Uncovered
+		if !cov.Installed {
+			missing = repos
+		}
+		w.Log.Warn("watch: no Ready Flux Receiver lists these ImageRepositories: a push reaches their policies only at each repository's scan interval", "repositories", flux.RefList(missing), "fix", fix)
 	}
 }
 

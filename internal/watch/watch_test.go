@@ -155,7 +155,7 @@ func (l *logBuffer) waitFor(t *testing.T, what string) {
 
 func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
 	t.Helper()
-	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{policies: "ImagePolicyList"}, objs...)
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{policies: "ImagePolicyList", flux.ReceiverGVR: "ReceiverList"}, objs...)
 	disco := &fakediscovery.FakeDiscovery{Fake: &k8stesting.Fake{}}
 	disco.Resources = []*metav1.APIResourceList{{GroupVersion: "image.toolkit.fluxcd.io/v1", APIResources: []metav1.APIResource{{Name: "imagepolicies", Namespaced: true, Kind: "ImagePolicy"}}}}
 	f := &fixture{dyn: dyn, disco: disco, rec: &recorder{actions: make(chan Action, 16)}, log: newLogBuffer()}
@@ -241,16 +241,18 @@ func TestWatchSurvivesBrokenWatchesAndSaysSoOnce(t *testing.T) {
 	f := newFixture(t, policy("flux-system", "api", "sha-1", 1), policy("flux-system", "web", "sha-1", 1))
 	var mu sync.Mutex
 	failing := false
-	var watchers []*apiwatch.FakeWatcher
-	f.dyn.PrependWatchReactor("imagepolicies", func(k8stesting.Action) (bool, apiwatch.Interface, error) {
+	var watchers []apiwatch.Interface
+	started := make(chan struct{}, 100)
+	f.dyn.PrependWatchReactor("imagepolicies", func(a k8stesting.Action) (bool, apiwatch.Interface, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if failing {
 			return true, nil, errors.New("connection refused")
 		}
-		fw := apiwatch.NewFake()
-		watchers = append(watchers, fw)
-		return true, fw, nil
+		wi, err := f.dyn.Tracker().Watch(policies, a.GetNamespace())
+		watchers = append(watchers, wi)
+		started <- struct{}{}
+		return true, wi, err
 	})
 	f.dyn.PrependReactor("list", "imagepolicies", func(k8stesting.Action) (bool, runtime.Object, error) {
 		mu.Lock()
@@ -265,16 +267,17 @@ func TestWatchSurvivesBrokenWatchesAndSaysSoOnce(t *testing.T) {
 	mu.Lock()
 	failing = true
 	watchers[0].Stop() // the API server went away: the watch ends
+	for len(started) > 0 {
+		<-started
+	}
 	mu.Unlock()
 	f.log.waitFor(t, "lost the API server")
 	mu.Lock()
 	failing = false
 	mu.Unlock()
 	f.log.waitFor(t, "back:")
-	mu.Lock()
-	fw := watchers[len(watchers)-1]
-	mu.Unlock()
-	fw.Modify(policy("flux-system", "api", "sha-2", 5))
+	<-started // watching again: a change now is delivered
+	f.update(t, policy("flux-system", "api", "sha-2", 5))
 	if a := f.rec.next(t); strings.Join(a.Services, ",") != "api,api-canary" {
 		t.Fatalf("after the outage: %+v", a)
 	}
@@ -316,5 +319,34 @@ func TestStateRecord(t *testing.T) {
 	}
 	if _, ok := ParseRecord("pid 7, autodeploy run 20261203T060000-ab12"); ok {
 		t.Error("a run's record read as a watch's")
+	}
+}
+
+// Without a Receiver the watch says at its start that pushes wait for the
+// scan interval, naming the repositories; a Ready one that lists them
+// silences it.
+func TestWatchWarnsWithoutAReceiver(t *testing.T) {
+	f := newFixture(t, policy("flux-system", "api", "sha-1", 1), policy("flux-system", "web", "sha-1", 1))
+	f.start(t)
+	f.rec.next(t)
+	f.log.waitFor(t, "no Ready Flux Receiver lists these ImageRepositories")
+	if !strings.Contains(f.logText(), "repositories=\"flux-system/api, flux-system/web\"") {
+		t.Errorf("log:\n%s", f.logText())
+	}
+
+	receiver := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "notification.toolkit.fluxcd.io/v1", "kind": "Receiver",
+		"metadata": map[string]any{"namespace": "flux-system", "name": "ghcr"},
+		"spec": map[string]any{"type": "github", "resources": []any{
+			map[string]any{"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository", "name": "api"},
+			map[string]any{"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository", "name": "web"},
+		}},
+		"status": map[string]any{"conditions": []any{map[string]any{"type": "Ready", "status": "True"}}},
+	}}
+	g := newFixture(t, policy("flux-system", "api", "sha-1", 1), policy("flux-system", "web", "sha-1", 1), receiver)
+	g.start(t)
+	g.rec.next(t)
+	if strings.Contains(g.logText(), "Receiver") {
+		t.Errorf("covered by a Ready Receiver, yet:\n%s", g.logText())
 	}
 }
