@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
-	"github.com/autodeploy-dev/autodeploy/internal/lock"
+	"github.com/autodeploy-dev/autodeploy/internal/kube"
 	"github.com/autodeploy-dev/autodeploy/internal/runlog"
 	"github.com/autodeploy-dev/autodeploy/internal/status"
 )
@@ -125,7 +125,7 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 		if err != nil {
 			return nil, clients.Classify(err)
 		}
-		return status.Build(cfg, services, objs, readLocal(ctx, locker(f, cfg, clients), cfg, o.LogLines), time.Now()), nil
+		return status.Build(cfg, services, objs, readLocal(ctx, f, cfg, clients, o.LogLines), time.Now()), nil
 	}
 	text := status.TextOptions{Details: o.Details || len(o.Services) > 0, Wide: o.Output == "wide"}
 	if o.Watch {
@@ -151,11 +151,17 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	return nil
 }
 
-// readLocal reads the lock holder (from the configured lock, never taking
-// it) and this host's log.
-func readLocal(ctx context.Context, lk lock.Locker, cfg *config.Config, logLines int) status.Local {
+// readLocal reads the lock holder and the watch's (from the configured
+// locks, never taking them) and this host's log.
+func readLocal(ctx context.Context, f *Factory, cfg *config.Config, clients *kube.Clients, logLines int) status.Local {
 	var l status.Local
-	if h, held, err := lk.Holder(ctx); err != nil {
+	wl, _, _ := watchLocker(f, cfg, clients)
+	if h, held, err := wl.Holder(ctx); err != nil {
+		l.WatchErr = holderError(err)
+	} else {
+		l.WatchHolder, l.WatchHeld = &h, held
+	}
+	if h, held, err := locker(f, cfg, clients).Holder(ctx); err != nil {
 		l.HolderErr = holderError(err)
 	} else if held {
 		l.Holder = &h

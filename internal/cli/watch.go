@@ -163,22 +163,21 @@ func silenceKlog() { klog.SetLogger(logr.Discard()) }
 // <leaseName>-watch). The same Locker as every command's: a standby
 // retries Acquire, which takes over a Lease leaseDuration after its
 // record last changed (lock.LeaseLocker).
-func (o *WatchOptions) watchLocker() (l lock.Locker, name string, retry time.Duration) {
-	cfg := o.cfg
+func watchLocker(f *Factory, cfg *config.Config, clients *kube.Clients) (l lock.Locker, name string, retry time.Duration) {
 	if cfg.Lock.Type != config.LockLease {
 		path := cfg.LockFile + ".watch"
 		return &lock.FileLocker{Path: path}, path, 2 * time.Second
 	}
 	name = cfg.Lock.LeaseName + "-watch"
 	// client-go's retry period is 2 s for a 15 s lease: about a tenth.
-	return &lock.LeaseLocker{Client: o.clients.Kube.CoordinationV1(), Namespace: cfg.Lock.LeaseNamespace, Name: name,
-		Identity: lockIdentity(o.f), Duration: cfg.Lock.LeaseDuration}, "Lease " + cfg.Lock.LeaseNamespace + "/" + name, max(cfg.Lock.LeaseDuration/10, time.Second)
+	return &lock.LeaseLocker{Client: clients.Kube.CoordinationV1(), Namespace: cfg.Lock.LeaseNamespace, Name: name,
+		Identity: lockIdentity(f), Duration: cfg.Lock.LeaseDuration}, "Lease " + cfg.Lock.LeaseNamespace + "/" + name, max(cfg.Lock.LeaseDuration/10, time.Second)
 }
 
 // lead stands by until this watch holds the watch lock, then watches until
 // ctx ends or the lock is lost, and stands by again.
 func (o *WatchOptions) lead(ctx context.Context) {
-	wl, name, retry := o.watchLocker()
+	wl, name, retry := watchLocker(o.f, o.cfg, o.clients)
 	log := o.log.Logger
 	standing, failing := false, false
 	for ctx.Err() == nil {

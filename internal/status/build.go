@@ -20,6 +20,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
 	"github.com/autodeploy-dev/autodeploy/internal/runlog"
+	"github.com/autodeploy-dev/autodeploy/internal/watch"
 )
 
 // Objects is what Collect read from the cluster, keyed "namespace/name"
@@ -46,7 +47,12 @@ type Local struct {
 	LastRunErr error
 	Holder     *lock.Holder
 	HolderErr  error // the holder could not be read
-	Log        []string
+	// WatchHolder is the watch lock's record (held or left by a holder
+	// that died: WatchHeld says which); WatchErr why it could not be read.
+	WatchHolder *lock.Holder
+	WatchHeld   bool
+	WatchErr    error
+	Log         []string
 }
 
 // Build assembles the report. It is pure: same objects, same clock, same
@@ -59,6 +65,13 @@ func Build(cfg *config.Config, services []config.Service, objs Objects, local Lo
 	}
 	if local.HolderErr != nil {
 		r.RunInProgressError = local.HolderErr.Error()
+	}
+	r.Watch = watchOf(local.WatchHolder, local.WatchHeld)
+	if local.WatchErr != nil {
+		r.WatchError = local.WatchErr.Error()
+	}
+	if r.Watch != nil && !r.Watch.Running {
+		r.Healthy = false
 	}
 	r.Schedule = Schedule{Spec: cfg.Schedule, NextRun: cfg.Next(now).UTC()}
 	if r.LastRun != nil {
@@ -353,6 +366,27 @@ func window(s config.Service, now time.Time) *Window {
 	if !v.Next.IsZero() {
 		n := v.Next.UTC()
 		w.NextOpen, w.Next = &n, config.FormatWindowTime(v.Next, now, v.Window)
+	}
+	return w
+}
+
+// watchOf reads a watch lock's record; nil when it is none (no watch ran,
+// or the last one released its lock on a clean stop).
+func watchOf(h *lock.Holder, held bool) *Watch {
+	if h == nil {
+		return nil
+	}
+	st, ok := watch.ParseRecord(h.Command)
+	if !ok {
+		return nil
+	}
+	w := &Watch{Running: held, State: st}
+	switch {
+	case h.Pid != 0:
+		w.Holder = fmt.Sprintf("pid %d", h.Pid)
+	default:
+		// A Lease's holder reads "identity: command".
+		w.Holder, _, _ = strings.Cut(h.Command, ": ")
 	}
 	return w
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/image"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
 	"github.com/autodeploy-dev/autodeploy/internal/ui"
+	"github.com/autodeploy-dev/autodeploy/internal/watch"
 )
 
 // TextOptions shape the human output.
@@ -333,6 +334,14 @@ func writeRuns(w io.Writer, r *Report, now time.Time) {
 	} else if r.RunInProgressError != "" {
 		row("running", "%s", red("unknown: "+r.RunInProgressError))
 	}
+	switch w := r.Watch; {
+	case w != nil && w.Running:
+		row("watch", "%s", green(fmt.Sprintf("running (%s) since %s%s", w.Holder, clock(w.Since), watchActivity(now, w.State))))
+	case w != nil:
+		row("watch", "%s", red(fmt.Sprintf("not running: %s stopped without releasing its lock (killed or crashed)%s; see journalctl -u autodeploy-watch or kubectl logs, then restart it", w.Holder, watchActivity(now, w.State))))
+	case r.WatchError != "":
+		row("watch", "%s", red("unknown: "+r.WatchError))
+	}
 	if r.Schedule.NextRun.IsZero() {
 		row("next run", "never: schedule %q does not fire", r.Schedule.Spec)
 	} else {
@@ -445,4 +454,16 @@ func shortCommit(c string) string {
 		return c[:12]
 	}
 	return c
+}
+
+// watchActivity is a watch's last event and pass, for its status row.
+func watchActivity(now time.Time, s watch.State) string {
+	var b strings.Builder
+	if !s.LastEvent.IsZero() {
+		fmt.Fprintf(&b, "; last event %s (%s): %s", ago(now, s.LastEvent), clock(s.LastEvent), s.Event)
+	}
+	if !s.LastPass.IsZero() {
+		fmt.Fprintf(&b, "; last pass %s (%s)", ago(now, s.LastPass), clock(s.LastPass))
+	}
+	return b.String()
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/gitops"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/runlog"
+	"github.com/autodeploy-dev/autodeploy/internal/watch"
 )
 
 // SchemaVersion is bumped on any incompatible change of Report's JSON.
@@ -34,9 +35,26 @@ type Report struct {
 	// RunInProgressError says why the lock's holder could not be read (a
 	// Lease the identity may not get): whether a run is in progress is
 	// unknown, which RunInProgress being nil would not say.
-	RunInProgressError string   `json:"runInProgressError,omitempty"`
-	Schedule           Schedule `json:"schedule"`
-	Log                []string `json:"log,omitempty"`
+	RunInProgressError string `json:"runInProgressError,omitempty"`
+	// Watch is the `autodeploy watch` that acts, or the last one, when one
+	// stopped without releasing its lock (it died); nil when none ran.
+	Watch *Watch `json:"watch,omitempty"`
+	// WatchError says why the watch's lock could not be read.
+	WatchError string   `json:"watchError,omitempty"`
+	Schedule   Schedule `json:"schedule"`
+	Log        []string `json:"log,omitempty"`
+}
+
+// Watch is what the watch's lock record says (watch.State).
+type Watch struct {
+	// Running: it holds the watch's lock now. False: it stopped without
+	// releasing it (killed, crashed); a watch stopped on purpose leaves no
+	// record.
+	Running bool `json:"running"`
+	// Holder is its pid (lock.type file) or its Lease identity, host/pid
+	// or the pod's name.
+	Holder string `json:"holder"`
+	watch.State
 }
 
 // Schedule is the cron schedule and what it implies now.
