@@ -255,7 +255,7 @@ func (o *WatchOptions) act(ctx context.Context, watchLock *lock.Held, a watch.Ac
 	if f.Options.Verbose {
 		r.Progress = progressPrinter(f.IO.ErrOut)
 	}
-	res, runErr := r.Run(h.Context(), runID, deploy.Options{Services: a.Services, NoReconcile: a.Trigger == watch.TriggerPolicy})
+	res, runErr := r.Run(h.Context(), runID, deploy.Options{Services: a.Services, NoReconcile: a.Trigger == watch.TriggerPolicy, PolicySeen: a.Seen})
 	if cause := context.Cause(h.Context()); errors.Is(cause, lock.ErrLost) {
 		log.Error("run stopped: the lock was lost", "error", cause)
 	}

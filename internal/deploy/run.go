@@ -58,6 +58,11 @@ type ServiceResult struct {
 	// Forbidden: RBAC refused a request the deploy needed.
 	Forbidden bool          `json:"forbidden,omitempty"`
 	Duration  time.Duration `json:"durationNanos"`
+	// Patched is when the API server accepted autodeploy's patch of the
+	// image (zero when none): the watch's policy-change-to-patch latency.
+	Patched time.Time `json:"patched,omitzero"`
+	// Ended is when its verdict was reached (zero when it did nothing).
+	Ended time.Time `json:"ended,omitzero"`
 	// NewProblem: the Alert is news this run (it appeared or changed, and
 	// was notified), or it could not be recorded on the Deployment; false
 	// for a problem people already heard of (alert), and where there is no
@@ -75,6 +80,9 @@ type Result struct {
 	Warnings  []string        `json:"warnings,omitempty"`
 	Services  []ServiceResult `json:"services"`
 	Cancelled bool            `json:"interrupted,omitempty"`
+	// PolicySeen is when the watch saw the ImagePolicy change this run
+	// acts on (Options.PolicySeen): the start of its latency metrics.
+	PolicySeen time.Time `json:"policySeen,omitzero"`
 }
 
 // Runner carries out `autodeploy run`.
@@ -102,8 +110,9 @@ type Runner struct {
 	soaks      []pendingSoak // watched once every service had its turn
 	promoteNow *PromoteNow   // autodeploy promote
 	mu         sync.Mutex
-	warnings   []string   // besides the rescan's (bringGitAlong)
-	progressMu sync.Mutex // serialises Progress (see progress)
+	warnings   []string             // besides the rescan's (bringGitAlong)
+	patched    map[string]time.Time // service -> when its patch was accepted
+	progressMu sync.Mutex           // serialises Progress (see progress)
 
 	budget budget // this run's share of its deadline for each step (budget.go)
 }
@@ -121,6 +130,9 @@ type Options struct {
 	IgnoreWindows bool
 	// Promote is `autodeploy promote`: a promotion now, for one service.
 	Promote *PromoteNow
+	// PolicySeen is when the watch saw the policy change that started
+	// this run (zero otherwise); it goes into the Result.
+	PolicySeen time.Time
 }
 
 // PromoteNow is a promotion asked for by a person (autodeploy promote): it
@@ -137,6 +149,22 @@ type PromoteNow struct {
 	Force bool
 }
 
+// notePatched records when a service's patch was accepted.
+func (r *Runner) notePatched(svc string, t time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.patched == nil {
+		r.patched = map[string]time.Time{}
+	}
+	r.patched[svc] = t
+}
+
+func (r *Runner) patchedAt(svc string) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.patched[svc]
+}
+
 // Run does one pass: rescan, plan, roll out one service after another.
 // The returned error is for failures of the run as a whole (cluster
 // unreachable, Flux missing, interrupted); a service that fails is in the
@@ -148,7 +176,7 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 	if r.Health == nil {
 		r.Health = defaultHealth
 	}
-	res := &Result{RunID: runID, Started: r.Now(), DryRun: o.DryRun}
+	res := &Result{RunID: runID, Started: r.Now(), DryRun: o.DryRun, PolicySeen: o.PolicySeen}
 	defer func() { res.Duration = r.Now().Sub(res.Started) }()
 	// The one deadline of the whole run (config.RunDeadline): every step
 	// has its own bound within it; this catches what would hang anyway.
@@ -216,7 +244,9 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 		case act:
 			start := r.Now()
 			sr.Decision, sr.Outcome, err = r.act(ctx, dec, in.Service, api, log)
-			sr.Duration = r.Now().Sub(start)
+			sr.Ended = r.Now()
+			sr.Duration = sr.Ended.Sub(start)
+			sr.Patched = r.patchedAt(dec.Service)
 			if err != nil {
 				sr.Error = err.Error()
 				sr.Forbidden = apierrors.IsForbidden(err)

@@ -146,6 +146,7 @@ func (r *Runner) execute(ctx context.Context, in Input, dec Decision, log *slog.
 			return OutcomeFailed, err
 		}
 		before, d = d.Spec.Template.DeepCopy(), patched
+		r.notePatched(s.Name, r.Now())
 		if dec.Kustomization != "" {
 			// Git follows alongside the rollout: bringGitAlong. A verified
 			// rollout lets it finish (the automation may commit after a

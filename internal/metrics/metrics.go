@@ -38,6 +38,10 @@ const (
 	LastDeployTime     = "autodeploy_service_last_deploy_timestamp_seconds"
 	LastRolloutSeconds = "autodeploy_service_last_rollout_duration_seconds"
 	DeploymentsTotal   = "autodeploy_deployments_total"
+	// The watch's latencies, from the moment it saw an ImagePolicy select
+	// a new image.
+	PolicyToPatchSeconds   = "autodeploy_service_policy_change_to_patch_seconds"
+	PolicyToVerdictSeconds = "autodeploy_service_policy_change_to_verdict_seconds"
 )
 
 // Names lists every metric name Registry registers.
@@ -67,12 +71,16 @@ func Registry(res *deploy.Result, runErr error, prev map[string]*dto.MetricFamil
 	deployTS := gauge(LastDeployTime, "When autodeploy last deployed the service successfully.", "service")
 	rolloutDur := gauge(LastRolloutSeconds, "How long the service's last rollout took, health check included.", "service")
 	deploys := counter(DeploymentsTotal, "Rollouts by service and result; carried over from run to run.", "service", "result")
+	toPatch := gauge(PolicyToPatchSeconds, "autodeploy watch: from seeing the ImagePolicy select a new image to the API server accepting the service's patch, last time.", "service")
+	toVerdict := gauge(PolicyToVerdictSeconds, "autodeploy watch: from seeing the ImagePolicy select a new image to the rollout's verdict (verified, rolled back, ...), last time.", "service")
 
 	// Carry over first; this run's values then add to or replace them.
 	carry(prev, RunsTotal, func(l prometheus.Labels, v float64) { addTo(runs, l, v) })
 	carry(prev, DeploymentsTotal, func(l prometheus.Labels, v float64) { addTo(deploys, l, v) })
 	carry(prev, LastDeployTime, func(l prometheus.Labels, v float64) { setTo(deployTS, l, v) })
 	carry(prev, LastRolloutSeconds, func(l prometheus.Labels, v float64) { setTo(rolloutDur, l, v) })
+	carry(prev, PolicyToPatchSeconds, func(l prometheus.Labels, v float64) { setTo(toPatch, l, v) })
+	carry(prev, PolicyToVerdictSeconds, func(l prometheus.Labels, v float64) { setTo(toVerdict, l, v) })
 
 	ok := runErr == nil && res != nil && !res.Cancelled
 	if res != nil {
@@ -84,6 +92,10 @@ func Registry(res *deploy.Result, runErr error, prev map[string]*dto.MetricFamil
 				deployTS.WithLabelValues(s.Service).Set(float64(now.UnixMilli()) / 1000)
 			case deploy.OutcomeRolledBack, deploy.OutcomeFailed, deploy.OutcomeRollbackFailed, deploy.OutcomeNotRun, deploy.OutcomeUnverified:
 				ok = false
+			}
+			if seen := res.PolicySeen; !seen.IsZero() && !s.Patched.IsZero() {
+				toPatch.WithLabelValues(s.Service).Set(s.Patched.Sub(seen).Seconds())
+				toVerdict.WithLabelValues(s.Service).Set(s.Ended.Sub(seen).Seconds())
 			}
 			if s.Duration > 0 {
 				rolloutDur.WithLabelValues(s.Service).Set(s.Duration.Seconds())

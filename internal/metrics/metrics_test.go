@@ -222,3 +222,33 @@ func TestPushErrorRedacts(t *testing.T) {
 		}
 	}
 }
+
+// A watch's run carries when it saw the policy change: the latencies to
+// the patch and to the verdict are written, and carried over by a later
+// run without one (a tick pass, a cron run).
+func TestWatchLatencies(t *testing.T) {
+	dir := t.TempDir()
+	res := result(map[string]deploy.Outcome{"api": deploy.OutcomeDeployed, "web": deploy.OutcomeUpToDate})
+	res.PolicySeen = t0
+	res.Services[0].Patched = t0.Add(40 * time.Millisecond)
+	res.Services[0].Ended = t0.Add(1500 * time.Millisecond)
+	if err := WriteTextfile(dir, Registry(res, nil, nil, t0)); err != nil {
+		t.Fatal(err)
+	}
+	prev, err := ReadPrevious(filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteTextfile(dir, Registry(result(map[string]deploy.Outcome{"api": deploy.OutcomeUpToDate}), nil, prev, t0.Add(time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, FileName))
+	for _, want := range []string{PolicyToPatchSeconds + `{service="api"} 0.04`, PolicyToVerdictSeconds + `{service="api"} 1.5`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("want %q in:\n%s", want, b)
+		}
+	}
+	if strings.Contains(string(b), PolicyToPatchSeconds+`{service="web"}`) {
+		t.Errorf("a service not patched has a latency:\n%s", b)
+	}
+}
