@@ -31,7 +31,7 @@ func execute(t *testing.T, env map[string]string, args ...string) (ExitCode, str
 func repoPath(p string) string { return filepath.Join("..", "..", p) }
 
 // writeConfig writes a config whose lock and log live in a temp dir.
-func writeConfig(t *testing.T, extra string) (path, dir string) {
+func writeConfig(t testing.TB, extra string) (path, dir string) {
 	t.Helper()
 	dir = t.TempDir()
 	path = filepath.Join(dir, "config.yaml")

@@ -52,7 +52,7 @@ func (l *lines) Write(b []byte) (int, error) {
 
 // waitFor returns the index of the first line from index from that
 // contains every one of what, failing the test after a minute.
-func (l *lines) waitFor(t *testing.T, from int, what ...string) int {
+func (l *lines) waitFor(t testing.TB, from int, what ...string) int {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	wake := time.AfterFunc(time.Minute, func() { l.mu.Lock(); l.cond.Broadcast(); l.mu.Unlock() })
@@ -72,6 +72,8 @@ func (l *lines) waitFor(t *testing.T, from int, what ...string) int {
 	}
 }
 
+// count is the number of lines with every one of what (all lines for
+// none).
 func (l *lines) count(what ...string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()

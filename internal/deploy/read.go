@@ -50,6 +50,19 @@ func (r *Runner) readService(ctx context.Context, api flux.API, s config.Service
 	return in, nil
 }
 
+// readEach reads the services one by one (readService).
+func (r *Runner) readEach(ctx context.Context, api flux.API, services []config.Service) ([]Input, error) {
+	inputs := make([]Input, 0, len(services))
+	for _, s := range services {
+		in, err := r.readService(ctx, api, s)
+		if err != nil {
+			return nil, err
+		}
+		inputs = append(inputs, in)
+	}
+	return inputs, nil
+}
+
 // listPolicies lists the ImagePolicies with one LIST per namespace.
 func (r *Runner) listPolicies(ctx context.Context, api flux.API, services []config.Service) (map[string]*flux.Policy, error) {
 	out := map[string]*flux.Policy{}
