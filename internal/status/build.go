@@ -75,10 +75,9 @@ func Build(cfg *config.Config, services []config.Service, objs Objects, local Lo
 	return r
 }
 
-// promotion is how the source of s's promotion stands (nil when s is not
-// promoted): what it runs, and when autodeploy verified that there.
-func promotion(cfg *config.Config, s config.Service, objs Objects) *Promotion {
-	src := deploy.SourceOf(cfg, s, objs.Deployments)
+// promotion is how src, the source of s's promotion, stands (nil when s
+// is not promoted): what it runs, and when autodeploy verified that there.
+func promotion(s config.Service, src *deploy.Source) *Promotion {
 	if src == nil {
 		return nil
 	}
@@ -110,9 +109,11 @@ func buildService(cfg *config.Config, s config.Service, objs Objects, now time.T
 		owned = rollout.Owned(d, objs.ReplicaSets[s.Namespace])
 	}
 	// The same plan `run` makes: what the next run would do, and why.
-	dec := deploy.Plan(deploy.Input{Service: s, Deployment: d, ReplicaSets: owned, Policy: pol, Now: now, Source: deploy.SourceOf(cfg, s, objs.Deployments)})
+	// The source is read once, for the plan and for what status says of it.
+	src := deploy.SourceOf(cfg, s, objs.Deployments)
+	dec := deploy.Plan(deploy.Input{Service: s, Deployment: d, ReplicaSets: owned, Policy: pol, Now: now, Source: src})
 	out.NextRun = &NextAction{Action: string(dec.Action), Target: dec.Target, Reason: dec.Reason}
-	out.Promotion = promotion(cfg, s, objs)
+	out.Promotion = promotion(s, src)
 	out.Window = window(s, now)
 	switch {
 	case objs.FluxProblem != "":
