@@ -274,3 +274,32 @@ func FormatWindowTime(t, now time.Time, w DeployWindow) string {
 	}
 	return strings.TrimSpace(lt.Format(layout) + " " + w.TimeZone)
 }
+
+// Invalid says why w cannot be judged ("" when it can): its cron does not
+// parse or its time zone does not load. Load refuses both; a window built
+// another way (or a zone database that lacks the name) meets them here.
+func (w DeployWindow) Invalid() string {
+	if _, err := parseSchedule(w.Cron); err != nil {
+		return fmt.Sprintf("invalid cron schedule %s: %v (use 5 fields such as \"0 9 * * 1-5\")", quote(w.Cron), err)
+	}
+	if _, err := time.LoadLocation(w.TimeZone); err != nil || w.TimeZone == "" || w.TimeZone == "Local" {
+		return fmt.Sprintf("time zone %s does not load (use an IANA name such as Europe/Paris or UTC)", quote(w.TimeZone))
+	}
+	return ""
+}
+
+// CannotHold says why no rollout that takes need could ever start in w
+// ("" when one can): its cron matches no date after now ("0 9 30 2 *"),
+// or it is shorter than need. Load refuses a service's own window shorter
+// than the service's rolloutTimeout plus soak, and a defaults' one shorter
+// than the defaults'; a service with a longer soak or rolloutTimeout of
+// its own under the defaults' windows is not refused, and never deploys.
+func (w DeployWindow) CannotHold(now time.Time, need time.Duration) string {
+	if w.Next(now).IsZero() {
+		return fmt.Sprintf("%s never opens: its cron matches no date", w)
+	}
+	if w.Duration < need {
+		return fmt.Sprintf("%s is shorter than the %s a rollout takes at most (rolloutTimeout plus soak): no rollout can start in it", w, need)
+	}
+	return ""
+}
