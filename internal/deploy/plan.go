@@ -92,6 +92,10 @@ type Decision struct {
 // whoever must say it once keeps the record itself (the CLI's cron line).
 const AlertDeploymentMissing = "deployment-missing:"
 
+// AlertOutsideWindow begins the Alert of a deploy a deploy window holds
+// back: news to tell once (notify.OutsideWindow), not a problem.
+const AlertOutsideWindow = "outside-window:"
+
 // Input is everything Plan looks at for one service.
 type Input struct {
 	Service config.Service
@@ -312,6 +316,9 @@ func plan(in Input) Decision {
 	if why := outsideWindow(in); why != "" {
 		if !in.IgnoreWindows {
 			dec.OutsideWindow = true
+			// Told once per image held back (alert), not at every run
+			// until the window opens.
+			dec.Alert = AlertOutsideWindow + p.Latest
 			return skip(false, "%s%s", dec.Reason, why)
 		}
 		dec.WindowIgnored = true

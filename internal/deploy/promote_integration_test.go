@@ -98,7 +98,7 @@ func TestPromoteNow(t *testing.T) {
 	if s.Target != reg+"api:sha-2222222" || !strings.Contains(s.Reason, "by alice@bastion (autodeploy promote): customer fix") {
 		t.Errorf("promote: %+v", s.Decision)
 	}
-	if k := ev.kinds(); len(k) != 1 || k[0] != notify.Deployed || ev.got[0].By != "alice@bastion" || !strings.Contains(ev.got[0].Reason, "customer fix") {
+	if k := ev.kinds(); len(k) != 1 || k[0] != notify.Promoted || ev.got[0].Source == "" || ev.got[0].By != "alice@bastion" || !strings.Contains(ev.got[0].Reason, "customer fix") {
 		t.Errorf("notifications %v %+v", k, ev.got)
 	}
 }
