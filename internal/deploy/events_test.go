@@ -38,7 +38,9 @@ func TestEventOf(t *testing.T) {
 		rolledBack *bool
 	}{
 		{name: "deployed", sr: deployed(nil), kind: notify.Deployed, from: aaa},
-		{name: "promoted", sr: deployed(func(sr *ServiceResult) { sr.PromotedFrom, sr.Reason = "staging", "promoted from staging, where it was verified" }),
+		{name: "promoted", sr: deployed(func(sr *ServiceResult) {
+			sr.PromotedFrom, sr.Reason = "staging", "promoted from staging, where it was verified"
+		}),
 			kind: notify.Promoted, from: aaa, source: "staging"},
 		{name: "promoted by a person", sr: deployed(func(sr *ServiceResult) { sr.PromotedFrom = "staging" }), by: "alice@host",
 			kind: notify.Promoted, from: aaa, source: "staging", bi: "alice@host"},

@@ -237,11 +237,15 @@ func TestPipelineEvents(t *testing.T) {
 	runs := [][]deploy.ServiceResult{{
 		sr("staging", func(s *deploy.ServiceResult) { s.Soak = deploy.SoakPassed }),
 		sr("production", func(s *deploy.ServiceResult) { s.PromotedFrom = "staging" }),
-		sr("web", func(s *deploy.ServiceResult) { s.Action, s.Outcome, s.OutsideWindow = deploy.Skip, deploy.OutcomeSkipped, true }),
+		sr("web", func(s *deploy.ServiceResult) {
+			s.Action, s.Outcome, s.OutsideWindow = deploy.Skip, deploy.OutcomeSkipped, true
+		}),
 	}, {
 		sr("staging", func(s *deploy.ServiceResult) { s.Outcome, s.Soak = deploy.OutcomeRolledBack, deploy.SoakFailed }),
 		// Promoted, then its soak failed in the same run: both happened.
-		sr("production", func(s *deploy.ServiceResult) { s.PromotedFrom, s.Outcome, s.Soak = "staging", deploy.OutcomeRolledBack, deploy.SoakFailed }),
+		sr("production", func(s *deploy.ServiceResult) {
+			s.PromotedFrom, s.Outcome, s.Soak = "staging", deploy.OutcomeRolledBack, deploy.SoakFailed
+		}),
 		sr("web", func(s *deploy.ServiceResult) { s.HoldExpired = true }),
 	}}
 	for i, services := range runs {

@@ -86,7 +86,7 @@ type Event struct {
 	By         string `json:"by,omitempty"` // user@host of a manual action
 	// Source is the service a promoted one took its image from.
 	Source  string `json:"source,omitempty"`
-	Cluster    string `json:"cluster,omitempty"`
+	Cluster string `json:"cluster,omitempty"`
 }
 
 // Summary is the one-line text of e, used as Slack's fallback text and in
