@@ -72,6 +72,7 @@ func Build(cfg *config.Config, services []config.Service, objs Objects, local Lo
 		}
 		r.Services = append(r.Services, svc)
 	}
+	r.Pipelines = pipelines(cfg, services, r.Services, objs, now)
 	return r
 }
 
@@ -84,9 +85,7 @@ func promotion(s config.Service, src *deploy.Source) *Promotion {
 	p := &Promotion{From: src.Service.Name, After: s.Promote.After}
 	if d := src.Deployment; d != nil {
 		p.SourceImage, _ = rollout.ContainerImage(&d.Spec.Template, deploy.ServiceContainer(d, src.Service))
-		if m, ok := deploy.ParseSoak(d.Annotations); ok && d.Annotations[deploy.AnnVerified] == "true" && image.SameString(m.Image, p.SourceImage) {
-			p.SourceVerified = &m
-		}
+		p.SourceVerified = verification(d, src.Service)
 	}
 	return p
 }
@@ -112,7 +111,7 @@ func buildService(cfg *config.Config, s config.Service, objs Objects, now time.T
 	// The source is read once, for the plan and for what status says of it.
 	src := deploy.SourceOf(cfg, s, objs.Deployments)
 	dec := deploy.Plan(deploy.Input{Service: s, Deployment: d, ReplicaSets: owned, Policy: pol, Now: now, Source: src})
-	out.NextRun = &NextAction{Action: string(dec.Action), Target: dec.Target, Reason: dec.Reason}
+	out.NextRun = &NextAction{Action: string(dec.Action), Target: dec.Target, Reason: dec.Reason, Held: dec.Held, OutsideWindow: dec.OutsideWindow}
 	out.Promotion = promotion(s, src)
 	out.Window = window(s, now)
 	switch {
