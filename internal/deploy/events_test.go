@@ -101,14 +101,11 @@ func (c *capture) sender(t *testing.T) *notify.Sender {
 	}
 }
 
-func (c *capture) kinds() []string {
+// events is what the webhook received so far.
+func (c *capture) events() []notify.Event {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var k []string
-	for _, e := range c.got {
-		k = append(k, e.Kind)
-	}
-	return k
+	return slices.Clone(c.got)
 }
 
 // A deploy a window holds back is told once (notify.OutsideWindow, at
@@ -130,10 +127,11 @@ func TestOutsideWindowToldOnce(t *testing.T) {
 			t.Errorf("run %d: %+v", i, sr)
 		}
 	}
-	if k := ev.kinds(); !slices.Equal(k, []string{notify.OutsideWindow}) {
-		t.Fatalf("events %q, want one %s\n%s", k, notify.OutsideWindow, log.String())
+	got := ev.events()
+	if len(got) != 1 || got[0].Kind != notify.OutsideWindow {
+		t.Fatalf("events %+v, want one %s\n%s", got, notify.OutsideWindow, log.String())
 	}
-	if e := ev.got[0]; e.Level != "info" || e.To != bbb || e.From != aaa || e.Reason == "" {
+	if e := got[0]; e.Level != "info" || e.To != bbb || e.From != aaa || e.Reason == "" {
 		t.Errorf("event %+v", e)
 	}
 }
