@@ -220,7 +220,27 @@ func buildService(cfg *config.Config, s config.Service, objs Objects, now time.T
 			out.Sync = SyncBehind
 		}
 	}
+	if pr := out.Promotion; pr != nil {
+		out.Sync = promotedSync(*pr, dec.Current, out.Failed)
+	}
 	return out
+}
+
+// promotedSync is how a promoted service stands against its source, as
+// Sync stands against a policy: behind while the source runs an image it
+// could take (verified there, not remembered as failed here), up to date
+// otherwise. Without it a promoted service was always "unknown", and
+// status never exited 0 for a pipeline.
+func promotedSync(p Promotion, current string, failed *deploy.FailedImage) string {
+	switch {
+	case p.SourceImage == "" || current == "":
+		return SyncUnknown
+	case image.SameString(current, p.SourceImage):
+		return SyncUpToDate
+	case p.SourceVerified != nil && (failed == nil || !image.SameString(failed.Image, p.SourceImage)):
+		return SyncBehind
+	}
+	return SyncUpToDate
 }
 
 // rolledOutAt is when the current revision finished rolling out: the

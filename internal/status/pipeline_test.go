@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 )
 
 // TestBuildPipelines: status's whole-pipeline view (issue 19), dev ->
@@ -181,6 +182,57 @@ services:
 		}
 		if g := strings.Join(got, " "); g != tt.want {
 			t.Errorf("chains(%s) = %q, want %q", name(tt.asked), g, tt.want)
+		}
+	}
+}
+
+// A promoted service stands against its source as another against its
+// policy (issue 19): up to date on the source's image, behind while the
+// source runs one it could take. It was always "unknown": status never
+// exited 0 for a pipeline.
+func TestPromotedSync(t *testing.T) {
+	src := reg + "api:sha-2"
+	verified := &deploy.SoakMark{Image: src, VerifiedAt: now.Add(-time.Hour), Until: now.Add(-time.Hour), Passed: true}
+	tests := []struct {
+		name    string
+		p       Promotion
+		current string
+		failed  *deploy.FailedImage
+		want    string
+	}{
+		{"runs the source's image", Promotion{From: "staging", SourceImage: src, SourceVerified: verified}, src, nil, SyncUpToDate},
+		{"the source runs a verified newer image", Promotion{From: "staging", SourceImage: src, SourceVerified: verified}, reg + "api:sha-1", nil, SyncBehind},
+		{"the source's image is not verified there", Promotion{From: "staging", SourceImage: src}, reg + "api:sha-1", nil, SyncUpToDate},
+		{"the source's image failed here", Promotion{From: "staging", SourceImage: src, SourceVerified: verified}, reg + "api:sha-1", &deploy.FailedImage{Image: src}, SyncUpToDate},
+		{"no source Deployment", Promotion{From: "staging"}, reg + "api:sha-1", nil, SyncUnknown},
+	}
+	for _, tt := range tests {
+		if got := promotedSync(tt.p, tt.current, tt.failed); got != tt.want {
+			t.Errorf("%s: %s, want %s", tt.name, got, tt.want)
+		}
+	}
+	// On the whole: an up-to-date pipeline is healthy, and a behind one
+	// says whose image it waits for.
+	cfg, err := config.Parse([]byte("defaults: {namespace: apps}\nservices:\n  - name: staging\n  - name: production\n    promote: {from: staging, after: 30m}\n"), "p.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, prod := range []string{"sha-2", "sha-1"} {
+		f := newFixture()
+		f.deployment("staging", 1, []string{src}, complete(1), map[string]string{"autodeploy.dev/verified": "true",
+			"autodeploy.dev/soak": `{"image":"` + src + `","verifiedAt":"2026-11-25T09:24:00Z","until":"2026-11-25T09:24:00Z","passed":true}`}, kpod("staging-h1-aaaaa", "h1", "Running", true, 0, time.Minute))
+		f.policy("staging", src)
+		f.deployment("production", 1, []string{reg + "api:" + prod}, complete(1), nil, kpod("production-h1-bbbbb", "h1", "Running", true, 0, time.Minute))
+		r := Build(cfg, cfg.Services, f.objs, Local{}, now)
+		var b bytes.Buffer
+		if err := WriteText(&b, r, TextOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case prod == "sha-2" && (!r.Healthy || r.Services[1].Sync != SyncUpToDate):
+			t.Errorf("up to date: healthy %v, sync %s\n%s", r.Healthy, r.Services[1].Sync, b.String())
+		case prod == "sha-1" && (r.Healthy || !strings.Contains(b.String(), "behind staging: sha-2")):
+			t.Errorf("behind: healthy %v\n%s", r.Healthy, b.String())
 		}
 	}
 }

@@ -96,6 +96,10 @@ func fluxColumn(s Service, now time.Time, wide bool) string {
 	case SyncUpToDate:
 		parts = append(parts, green("up to date"))
 	case SyncBehind:
+		if p := s.Promotion; p != nil {
+			parts = append(parts, yellow("behind "+p.From+": "+shortImage(p.SourceImage, wide)))
+			break
+		}
 		parts = append(parts, yellow("behind: "+shortImage(s.Policy.LatestImage, wide)))
 	case SyncAhead:
 		parts = append(parts, yellow("ahead of "+shortImage(s.Policy.LatestImage, wide)))
