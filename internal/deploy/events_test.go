@@ -36,6 +36,7 @@ func TestEventOf(t *testing.T) {
 		from       string
 		source, bi string
 		rolledBack *bool
+		reason     string // when set, the event's
 	}{
 		{name: "deployed", sr: deployed(nil), kind: notify.Deployed, from: aaa},
 		{name: "promoted", sr: deployed(func(sr *ServiceResult) {
@@ -49,7 +50,9 @@ func TestEventOf(t *testing.T) {
 		{name: "an earlier run's soak passed", sr: deployed(func(sr *ServiceResult) { sr.Action, sr.Outcome, sr.Soak = Soak, OutcomeSoaked, SoakPassed }), kind: notify.SoakPassed},
 		{name: "still soaking", sr: deployed(func(sr *ServiceResult) { sr.Action, sr.Outcome = Soak, OutcomeSoaking })},
 		{name: "the rollout failed, rolled back", sr: deployed(func(sr *ServiceResult) { sr.Outcome = OutcomeRolledBack }), kind: notify.Failed, from: aaa, rolledBack: &yes},
-		{name: "the soak failed, rolled back", sr: deployed(func(sr *ServiceResult) { sr.Outcome, sr.Soak = OutcomeRolledBack, SoakFailed }), kind: notify.SoakFailed, from: aaa, rolledBack: &yes},
+		{name: "the soak failed, rolled back", sr: deployed(func(sr *ServiceResult) {
+			sr.Outcome, sr.Soak, sr.Error = OutcomeRolledBack, SoakFailed, "soak failed: the health check failed (the image): 500"
+		}), kind: notify.SoakFailed, from: aaa, rolledBack: &yes, reason: "the health check failed (the image): 500"},
 		{name: "the soak failed, the rollback too", sr: deployed(func(sr *ServiceResult) { sr.Outcome, sr.Soak = OutcomeRollbackFailed, SoakFailed }), kind: notify.SoakFailed, from: aaa, rolledBack: &no},
 		{name: "the soak failed, no auto-rollback", sr: deployed(func(sr *ServiceResult) { sr.Outcome, sr.Soak = OutcomeFailed, SoakFailed }), kind: notify.SoakFailed, from: aaa},
 		{name: "skipped", sr: deployed(func(sr *ServiceResult) { sr.Action, sr.Outcome = Skip, OutcomeSkipped })},
@@ -65,6 +68,9 @@ func TestEventOf(t *testing.T) {
 			}
 			if e.Kind != tt.kind || e.From != tt.from || e.Source != tt.source || e.By != tt.bi || e.To != bbb {
 				t.Errorf("event %+v; want kind %q from %q source %q by %q to %q", e, tt.kind, tt.from, tt.source, tt.bi, bbb)
+			}
+			if tt.reason != "" && e.Reason != tt.reason {
+				t.Errorf("reason %q, want %q", e.Reason, tt.reason)
 			}
 			if (e.RolledBack == nil) != (tt.rolledBack == nil) || (e.RolledBack != nil && *e.RolledBack != *tt.rolledBack) {
 				t.Errorf("rolledBack %v, want %v", e.RolledBack, tt.rolledBack)

@@ -288,7 +288,7 @@ func (r *Runner) alert(ctx context.Context, runID string, d *appsv1.Deployment, 
 		// notifying every run without being able to remember it. Cron's
 		// line still says it: unrecorded, it would never be heard.
 		log.Warn("could not record the problem's notification; the next run tries again", "error", err)
-		return dec.Alert != ""
+		return dec.Alert != "" && !strings.HasPrefix(dec.Alert, AlertOutsideWindow) // news, not a problem
 	}
 	if dec.Alert == "" {
 		return false
@@ -370,7 +370,10 @@ func eventOf(sr ServiceResult, err error, by string) (notify.Event, bool) {
 			e.Pod, e.PodReason = fe.Problem.Pod, fe.Problem.Reason
 		}
 		if sr.Soak == SoakFailed {
-			e.Kind = notify.SoakFailed
+			// The kind says it: "api: sha-2 failed its soak: the health
+			// check failed ...", not "...: soak failed: the health check
+			// failed ..." (the soak's health check error begins so).
+			e.Kind, e.Reason = notify.SoakFailed, strings.TrimPrefix(e.Reason, "soak failed: ")
 		}
 	default:
 		return e, false
