@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -44,8 +45,11 @@ func newCmdDoctor(f *Factory, runF func(context.Context, *DoctorOptions) error) 
 server and its version; Flux's image API and the versions served; each
 service's Deployment, container and ImagePolicy, and whether the policy is
 Ready; a Ready Flux Receiver listing every ImageRepository behind them (a
-warning without one: cron needs none); the permissions of every command
-(SelfSubjectAccessReview); that the
+warning without one: cron needs none); each promotion's chain back to its
+ImagePolicy (every promote.from's Deployment and container); each service's
+deploy windows (they parse, their time zones load, they can hold its
+rolloutTimeout plus soak, when the next opens); the permissions of every
+command (SelfSubjectAccessReview); that the
 log and lock can be written; a crontab or systemd timer running
 'autodeploy run' on the configured schedule; and the seed's trap, an
 alphabetical policy over sha-<hex> tags. Exit code 1 when a check fails.`,
@@ -60,7 +64,7 @@ alphabetical policy over sha-<hex> tags. Exit code 1 when a check fails.`,
 // Run runs the checks and prints them.
 func (o *DoctorOptions) Run(ctx context.Context) error {
 	f := o.f
-	in := doctor.Inputs{ConfigPath: f.configPath(), Host: hostSchedules()}
+	in := doctor.Inputs{ConfigPath: f.configPath(), Host: hostSchedules(), Now: time.Now()}
 	in.Config, in.ConfigErr = f.Config()
 	in.Clients, in.ClientsErr = f.Clients()
 	r := doctor.Run(ctx, in)

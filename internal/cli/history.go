@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,6 +28,9 @@ type Revision struct {
 	Current     bool      `json:"current"`
 	Failed      bool      `json:"failed"`
 	ReplicaSet  string    `json:"replicaSet"`
+	// Promotion says whence a promoted service's revision came (config
+	// promote), and who asked and why for `autodeploy promote`.
+	Promotion *deploy.Promotion `json:"promotion,omitempty"`
 }
 
 // HistoryOptions are the inputs of `autodeploy history`.
@@ -61,7 +66,9 @@ func newCmdHistory(f *Factory, runF func(context.Context, *HistoryOptions) error
 		Long: `List the revisions of a service's Deployment, from the ReplicaSets it controls,
 as 'kubectl rollout history' sees them: revision, image, change-cause, when
 it was created, which one is current, and which image autodeploy remembers
-as failed. 'autodeploy rollback <service> --to-revision N' restores one.`,
+as failed; for a promoted service, whence each revision was promoted, and
+who asked and why for 'autodeploy promote'. 'autodeploy rollback <service>
+--to-revision N' restores one.`,
 		Args:              exactArgs(1, "exactly one service name"),
 		ValidArgsFunction: serviceCompletion(f),
 		RunE:              runE(f, o, runF),
@@ -107,9 +114,20 @@ func (o *HistoryOptions) Run(ctx context.Context) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(revs)
 	}
+	return writeHistory(f.IO.Out, revs)
+}
+
+// writeHistory prints revs (newest first) as a table, oldest first as
+// kubectl lists them, with a PROMOTED column when a revision was promoted.
+func writeHistory(w io.Writer, revs []Revision) error {
 	// Change causes are annotations, anyone's who may annotate: escaped.
 	revs = ui.Escaped(revs)
-	rows := [][]string{{"REVISION", "IMAGE", "CREATED", "CHANGE-CAUSE"}}
+	promoted := slices.ContainsFunc(revs, func(r Revision) bool { return r.Promotion != nil })
+	head := []string{"REVISION", "IMAGE", "CREATED", "CHANGE-CAUSE"}
+	if promoted {
+		head = []string{"REVISION", "IMAGE", "CREATED", "PROMOTED", "CHANGE-CAUSE"}
+	}
+	rows := [][]string{head}
 	for i := len(revs) - 1; i >= 0; i-- { // oldest first, as kubectl lists
 		r := revs[i]
 		rev := fmt.Sprint(r.Revision)
@@ -124,9 +142,27 @@ func (o *HistoryOptions) Run(ctx context.Context) error {
 		if cause == "" {
 			cause = "<none>"
 		}
-		rows = append(rows, []string{rev, img, r.Created.UTC().Format("2006-01-02 15:04"), cause})
+		row := []string{rev, img, r.Created.UTC().Format("2006-01-02 15:04"), cause}
+		if promoted {
+			row = slices.Insert(row, 3, promotionText(r.Promotion))
+		}
+		rows = append(rows, row)
 	}
-	return ui.Table(f.IO.Out, "", rows)
+	return ui.Table(w, "", rows)
+}
+
+// promotionText is a revision's PROMOTED cell: "from staging", with who
+// and why for `autodeploy promote`.
+func promotionText(p *deploy.Promotion) string {
+	switch {
+	case p == nil:
+		return "-"
+	case p.By == "":
+		return "from " + p.From
+	case p.Reason == "":
+		return fmt.Sprintf("from %s by %s", p.From, p.By)
+	}
+	return fmt.Sprintf("from %s by %s: %s", p.From, p.By, p.Reason)
 }
 
 // revisions lists d's ReplicaSets newest first, marking the current one and
@@ -141,11 +177,15 @@ func revisions(d *appsv1.Deployment, owned []*appsv1.ReplicaSet, container strin
 			name = rs.Spec.Template.Spec.Containers[0].Name
 		}
 		img, _ := rollout.ContainerImage(&rs.Spec.Template, name)
-		out = append(out, Revision{
+		r := Revision{
 			Revision: rollout.Revision(rs), Image: img, ChangeCause: rs.Annotations[rollout.ChangeCauseAnnotation],
 			Created: rs.CreationTimestamp.UTC(), Current: rs == cur, ReplicaSet: rs.Name,
 			Failed: hasFailed && image.SameString(img, failed.Image),
-		})
+		}
+		if p, ok := deploy.ParsePromotion(rs.Annotations, img); ok {
+			r.Promotion = &p
+		}
+		out = append(out, r)
 	}
 	return out
 }

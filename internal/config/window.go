@@ -78,6 +78,9 @@ func (d *decoder) windows(raw []rawWindow, path string, need time.Duration, owne
 			d.add(rw.TimeZone.Line, rw.TimeZone.Path, fmt.Sprintf("unknown time zone %s (use an IANA name such as Europe/Paris or UTC)", quote(w.TimeZone)))
 		default:
 			w.Location = loc
+			if w.schedule != nil {
+				w.schedule = wallClock{s: w.schedule, loc: loc}
+			}
 		}
 		out = append(out, w)
 	}
@@ -94,7 +97,74 @@ func (w DeployWindow) sched() cron.Schedule {
 	if err != nil {
 		return nil
 	}
-	return s
+	return wallClock{s: s, loc: w.loc()}
+}
+
+// wallClock reads a window's cron on the wall clock of loc, so that an
+// occurrence in the hour a spring-forward change skips is not lost:
+// robfig's cron, in the zone, finds no 02:30 on 2026-03-29 in
+// Europe/Paris and opened a daily 02:30 window next on the 30th (a weekly
+// Sunday one a week later: EU changes are on Sundays). Such an occurrence
+// starts when the clock jumps, as Debian's cron runs a job of the skipped
+// hour (TestWindowsAcrossDST). In the hour a fall-back change repeats,
+// both readings are occurrences, as with robfig's cron.
+type wallClock struct {
+	s   cron.Schedule
+	loc *time.Location
+}
+
+// Next is the first occurrence strictly after t.
+func (c wallClock) Next(t time.Time) time.Time {
+	lt := t.In(c.loc)
+	wall := time.Date(lt.Year(), lt.Month(), lt.Day(), lt.Hour(), lt.Minute(), lt.Second(), lt.Nanosecond(), time.UTC)
+	// After a fall-back change the wall clock reads times it read before
+	// (02:45 CEST, then 02:30 CET): the walk starts that much earlier,
+	// and passes over the readings that are not after t, a minute at most
+	// each (5-field crons).
+	_, before := t.Add(-24 * time.Hour).In(c.loc).Zone()
+	_, after := t.Add(24 * time.Hour).In(c.loc).Zone()
+	back := time.Duration(max(before-after, 0)) * time.Second
+	wall = wall.Add(-back)
+	for range 8 + int(back/time.Minute) {
+		w := c.s.Next(wall)
+		if w.IsZero() {
+			return w
+		}
+		if at, ok := c.instant(w, t); ok {
+			return at
+		}
+		wall = w
+	}
+	return c.s.Next(t)
+}
+
+// instant is the first instant after t whose wall clock in c.loc reads w
+// (a time in UTC standing for the wall clock): of the one or two readings
+// around a change, or the end of the gap when w falls in a skipped hour.
+func (c wallClock) instant(w, t time.Time) (time.Time, bool) {
+	// Zones change their offset at most once within a day either side.
+	_, before := w.Add(-24 * time.Hour).In(c.loc).Zone()
+	_, after := w.Add(24 * time.Hour).In(c.loc).Zone()
+	first, second := w.Add(-time.Duration(max(before, after))*time.Second), w.Add(-time.Duration(min(before, after))*time.Second)
+	valid := false
+	for _, at := range []time.Time{first, second} {
+		if lt := at.In(c.loc); lt.Hour() == w.Hour() && lt.Minute() == w.Minute() && lt.Day() == w.Day() {
+			valid = true
+			if at.After(t) {
+				return at, true
+			}
+		}
+	}
+	if valid {
+		return time.Time{}, false
+	}
+	// A wall time that never happens: the clock jumps over it, at the
+	// end of the zone in effect before it.
+	_, jump := first.In(c.loc).ZoneBounds()
+	if jump.IsZero() || !jump.After(t) {
+		return time.Time{}, false
+	}
+	return jump, true
 }
 
 func (w DeployWindow) loc() *time.Location {
@@ -203,4 +273,33 @@ func FormatWindowTime(t, now time.Time, w DeployWindow) string {
 		layout = "Mon 2 Jan 2006 15:04"
 	}
 	return strings.TrimSpace(lt.Format(layout) + " " + w.TimeZone)
+}
+
+// Invalid says why w cannot be judged ("" when it can): its cron does not
+// parse or its time zone does not load. Load refuses both; a window built
+// another way (or a zone database that lacks the name) meets them here.
+func (w DeployWindow) Invalid() string {
+	if _, err := parseSchedule(w.Cron); err != nil {
+		return fmt.Sprintf("invalid cron schedule %s: %v (use 5 fields such as \"0 9 * * 1-5\")", quote(w.Cron), err)
+	}
+	if _, err := time.LoadLocation(w.TimeZone); err != nil || w.TimeZone == "" || w.TimeZone == "Local" {
+		return fmt.Sprintf("time zone %s does not load (use an IANA name such as Europe/Paris or UTC)", quote(w.TimeZone))
+	}
+	return ""
+}
+
+// CannotHold says why no rollout that takes need could ever start in w
+// ("" when one can): its cron matches no date after now ("0 9 30 2 *"),
+// or it is shorter than need. Load refuses a service's own window shorter
+// than the service's rolloutTimeout plus soak, and a defaults' one shorter
+// than the defaults'; a service with a longer soak or rolloutTimeout of
+// its own under the defaults' windows is not refused, and never deploys.
+func (w DeployWindow) CannotHold(now time.Time, need time.Duration) string {
+	if w.Next(now).IsZero() {
+		return fmt.Sprintf("%s never opens: its cron matches no date", w)
+	}
+	if w.Duration < need {
+		return fmt.Sprintf("%s is shorter than the %s a rollout takes at most (rolloutTimeout plus soak): no rollout can start in it", w, need)
+	}
+	return ""
 }

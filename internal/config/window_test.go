@@ -88,3 +88,73 @@ func TestCanStartOverlapping(t *testing.T) {
 		t.Errorf("500 verdicts took %s", d)
 	}
 }
+
+// TestWindowsAcrossDST: deploy windows in Europe/Paris on the days its
+// clocks change. 2026-03-29: at 01:00 UTC, 02:00 CET becomes 03:00 CEST
+// (02:00-02:59 never happens); 2026-10-25: at 01:00 UTC, 03:00 CEST
+// becomes 02:00 CET (02:00-02:59 happens twice). A duration is elapsed
+// time, as Argo CD counts it: a night window of 8h closes at 07:00 CEST
+// after a spring-forward night, at 05:00 CET after a fall-back one.
+func TestWindowsAcrossDST(t *testing.T) {
+	paris := func(cron string, d time.Duration) DeployWindow {
+		return DeployWindow{Cron: cron, Duration: d, TimeZone: "Europe/Paris"}
+	}
+	day, night, skipped := paris("0 9 * * *", 8*time.Hour), paris("0 22 * * *", 8*time.Hour), paris("30 2 * * *", time.Hour)
+	tests := []struct {
+		name   string
+		w      DeployWindow
+		now    string
+		open   bool
+		closes string // UTC, when open
+		next   string // as FormatWindowTime says it
+	}{
+		// Spring forward.
+		{name: "spring: 08:30 CEST is before the day window", w: day, now: "2026-03-29T06:30:00Z", next: "Sun 09:00 Europe/Paris"},
+		{name: "spring: the day window opens at 09:00 CEST", w: day, now: "2026-03-29T07:00:00Z", open: true, closes: "2026-03-29T15:00:00Z", next: "Mon 09:00 Europe/Paris"},
+		{name: "spring: the night window lasts 8h of elapsed time", w: night, now: "2026-03-29T04:59:00Z", open: true, closes: "2026-03-29T05:00:00Z", next: "Sun 22:00 Europe/Paris"},
+		{name: "spring: the night window closed at 07:00 CEST", w: night, now: "2026-03-29T05:00:00Z", next: "Sun 22:00 Europe/Paris"},
+		// 02:30 does not exist on 2026-03-29: the window opens when the
+		// clock jumps, at 03:00 CEST (as Debian's cron runs a job of the
+		// skipped hour), for its duration; it is not lost for the day.
+		{name: "spring: before a window of the skipped hour", w: skipped, now: "2026-03-29T00:30:00Z", next: "Sun 03:00 Europe/Paris"},
+		{name: "spring: a window of the skipped hour opens at the jump", w: skipped, now: "2026-03-29T01:00:00Z", open: true, closes: "2026-03-29T02:00:00Z", next: "Mon 02:30 Europe/Paris"},
+		{name: "spring: a window of the skipped hour, open at 03:15 CEST", w: skipped, now: "2026-03-29T01:15:00Z", open: true, closes: "2026-03-29T02:00:00Z", next: "Mon 02:30 Europe/Paris"},
+		{name: "spring: a window of the skipped hour, closed at 04:00 CEST", w: skipped, now: "2026-03-29T02:00:00Z", next: "Mon 02:30 Europe/Paris"},
+		{name: "spring: the day after, 02:30 CEST again", w: skipped, now: "2026-03-30T00:45:00Z", open: true, closes: "2026-03-30T01:30:00Z", next: "Tue 02:30 Europe/Paris"},
+		// Fall back.
+		{name: "fall: 08:30 CET is before the day window", w: day, now: "2026-10-25T07:30:00Z", next: "Sun 09:00 Europe/Paris"},
+		{name: "fall: the day window closes at 17:00 CET", w: day, now: "2026-10-25T15:59:00Z", open: true, closes: "2026-10-25T16:00:00Z", next: "Mon 09:00 Europe/Paris"},
+		{name: "fall: the night window lasts 8h of elapsed time", w: night, now: "2026-10-25T03:59:00Z", open: true, closes: "2026-10-25T04:00:00Z", next: "Sun 22:00 Europe/Paris"},
+		{name: "fall: the night window closed at 05:00 CET", w: night, now: "2026-10-25T04:00:00Z", next: "Sun 22:00 Europe/Paris"},
+		// 02:30 happens twice: each is an occurrence (robfig's reading,
+		// Kubernetes CronJobs' and Argo CD's), so the window is open
+		// for the whole of 02:30-03:30 on the wall clock, two hours.
+		{name: "fall: 02:45 CEST, the first 02:30", w: skipped, now: "2026-10-25T00:45:00Z", open: true, closes: "2026-10-25T01:30:00Z", next: "Sun 02:30 Europe/Paris"},
+		{name: "fall: 02:15 CET, still the first", w: skipped, now: "2026-10-25T01:15:00Z", open: true, closes: "2026-10-25T01:30:00Z", next: "Sun 02:30 Europe/Paris"},
+		{name: "fall: 03:15 CET, the second 02:30", w: skipped, now: "2026-10-25T02:15:00Z", open: true, closes: "2026-10-25T02:30:00Z", next: "Mon 02:30 Europe/Paris"},
+		{name: "fall: closed at 03:30 CET", w: skipped, now: "2026-10-25T02:30:00Z", next: "Mon 02:30 Europe/Paris"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now, err := time.Parse(time.RFC3339, tt.now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := tt.w
+			end, open := w.Open(now)
+			closes := ""
+			if open {
+				closes = end.UTC().Format(time.RFC3339)
+			}
+			if open != tt.open || closes != tt.closes {
+				t.Errorf("Open = %v, closes %q; want %v, %q", open, closes, tt.open, tt.closes)
+			}
+			if v := CanStart([]DeployWindow{w}, now, time.Minute); v.Allowed != (tt.open && end.Sub(now) >= time.Minute) {
+				t.Errorf("CanStart(1m) allowed %v with the window open %v until %s", v.Allowed, open, closes)
+			}
+			if got := FormatWindowTime(w.Next(now), now, w); got != tt.next {
+				t.Errorf("next opens %q, want %q", got, tt.next)
+			}
+		})
+	}
+}

@@ -145,12 +145,12 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 		// stayed suspended for ever).
 		newHold.Kustomization = old.Kustomization
 	}
-	ann := map[string]string{
-		AnnHold:          mustJSON(newHold),
-		AnnFailedImage:   mustJSON(FailedImage{Image: res.From, Reason: "rolled back by " + m.By + ": " + reason, At: now}),
-		AnnVerified:      "",
-		AnnDeployedImage: "",
-	}
+	// The rollout undone takes its marks with it (rolloutMarks), its soak
+	// mark included: left, it dated a later verification of the same image
+	// from this one's, and status called the revision rolled back to soaked.
+	ann := rolloutMarks(false)
+	ann[AnnHold] = mustJSON(newHold)
+	ann[AnnFailedImage] = mustJSON(FailedImage{Image: res.From, Reason: "rolled back by " + m.By + ": " + reason, At: now})
 	// The cause kubectl would copy from the target revision would describe
 	// how that revision first came, not this rollback.
 	ann[rollout.ChangeCauseAnnotation] = fmt.Sprintf("autodeploy rollback by %s from %s: %s", m.By, res.From, reason)

@@ -3,6 +3,8 @@ package deploy
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/autodeploy-dev/autodeploy/internal/image"
 )
 
 // Every mark autodeploy writes, in one place. They are the only state it
@@ -17,6 +19,7 @@ import (
 //	failed-image               Deployment          FailedImage     rollback (automatic, manual)          resume --forget-failed, forget                   copied by the manual rollback (undo keeps it)
 //	retry                      Deployment          Retry           a rollback for a cause not the image  markVerified, resume --forget-failed, forget     no
 //	hold                       Deployment          Hold            hold, manual rollback                 resume, forget                                   copied (undo keeps the hold)
+//	promotion                  Deployment          Promotion       the deploy patch of a promoted service the next deploy patch, forget                     copied by the controller (history shows it)
 //	alerted                    Deployment          problem key     alert (a problem notified)            alert once the problem is gone, forget          no
 //	kubernetes.io/change-cause Deployment          text            deploy, rollback                      superseded (rewritten for the other writer)      copied by the controller (history shows it)
 //	reconcile-disabled         Deployment          ReconcileRecord manual rollback (gitops)              resume, a run once not held, forget              copied with its lever
@@ -51,6 +54,10 @@ const (
 	// after a growing interval. A deploy that succeeds, or
 	// `autodeploy resume --forget-failed`, clears it.
 	AnnRetry = prefix + "retry"
+	// AnnPromotion records a promotion (Promotion JSON) in the deploy
+	// patch of a promoted service: the deployment controller copies it to
+	// the ReplicaSet it creates, where `history` reads it per revision.
+	AnnPromotion = prefix + "promotion"
 	// AnnAlerted is the key of the problem last notified (Decision.Alert),
 	// so that people hear of a problem once, not every two minutes.
 	AnnAlerted = prefix + "alerted"
@@ -122,6 +129,28 @@ func ParseSoak(ann map[string]string) (SoakMark, bool) {
 		return SoakMark{}, false
 	}
 	return m, true
+}
+
+// Promotion is the value of AnnPromotion: whence the image came, and for
+// `autodeploy promote`, who asked and why.
+type Promotion struct {
+	From   string    `json:"from"`
+	Image  string    `json:"image"`
+	At     time.Time `json:"at"`
+	By     string    `json:"by,omitempty"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// ParsePromotion reads AnnPromotion of a revision running img: the
+// Deployment's annotations are copied to every new ReplicaSet, so a record
+// naming another image (a later kubectl set image) is not this revision's.
+func ParsePromotion(ann map[string]string, img string) (Promotion, bool) {
+	var p Promotion
+	v, ok := ann[AnnPromotion]
+	if !ok || json.Unmarshal([]byte(v), &p) != nil || p.From == "" || !image.SameString(p.Image, img) {
+		return Promotion{}, false
+	}
+	return p, true
 }
 
 // FailedImage is the value of AnnFailedImage.

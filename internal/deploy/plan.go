@@ -78,6 +78,10 @@ type Decision struct {
 	// PromotedFrom is the service a promoted service takes its image
 	// from (config promote.from), "" for a service with an ImagePolicy.
 	PromotedFrom string `json:"promotedFrom,omitempty"`
+	// PromotedBy and PromoteReason are who asked for the promotion and why
+	// (autodeploy promote); "" for a scheduled one.
+	PromotedBy    string `json:"promotedBy,omitempty"`
+	PromoteReason string `json:"promoteReason,omitempty"`
 	// Repository is namespace/name of the policy's ImageRepository.
 	Repository string `json:"imageRepository,omitempty"`
 	// Alert is a key for a problem people must hear about once (every
@@ -91,6 +95,10 @@ type Decision struct {
 // does not exist: there is no Deployment to record it on (AnnAlerted), so
 // whoever must say it once keeps the record itself (the CLI's cron line).
 const AlertDeploymentMissing = "deployment-missing:"
+
+// AlertOutsideWindow begins the Alert of a deploy a deploy window holds
+// back: news to tell once (notify.OutsideWindow), not a problem.
+const AlertOutsideWindow = "outside-window:"
 
 // Input is everything Plan looks at for one service.
 type Input struct {
@@ -312,6 +320,9 @@ func plan(in Input) Decision {
 	if why := outsideWindow(in); why != "" {
 		if !in.IgnoreWindows {
 			dec.OutsideWindow = true
+			// Told once per image held back (alert), not at every run
+			// until the window opens.
+			dec.Alert = AlertOutsideWindow + p.Latest
 			return skip(false, "%s%s", dec.Reason, why)
 		}
 		dec.WindowIgnored = true
@@ -320,6 +331,7 @@ func plan(in Input) Decision {
 	dec.Action = Deploy
 	switch pn := in.PromoteNow; {
 	case pn != nil:
+		dec.PromotedBy, dec.PromoteReason = pn.By, pn.Reason
 		dec.Reason += fmt.Sprintf("promoted from %s by %s (autodeploy promote): %s", dec.PromotedFrom, pn.By, pn.Reason)
 	case dec.PromotedFrom != "":
 		dec.Reason += "promoted from " + dec.PromotedFrom + ", where it was verified"

@@ -644,3 +644,45 @@ func TestPlanPromoteNow(t *testing.T) {
 		})
 	}
 }
+
+// The deploy patch of a promotion says whence, and for `autodeploy
+// promote` who and why, in its change-cause and promotion record: what
+// `history` shows per revision (issue 19).
+func TestPromotionRecord(t *testing.T) {
+	s := svc()
+	s.Namespace, s.PolicyNamespace, s.PolicyName = "production", "", ""
+	s.Promote = &config.Promote{From: "staging", After: 0}
+	src := &Source{Service: config.Service{Name: "staging", Namespace: "staging", Deployment: "api-gateway"}, Deployment: dep(repo+":sha-bbb", 2, soakMark("sha-bbb", true))}
+	now := time.Date(2026, 11, 25, 10, 20, 0, 0, time.UTC)
+	tests := []struct {
+		name    string
+		pn      *PromoteNow
+		cause   string
+		by, why string
+	}{
+		{name: "scheduled", cause: "autodeploy: " + repo + ":sha-aaa -> " + repo + ":sha-bbb (promoted from staging)"},
+		{name: "autodeploy promote", pn: &PromoteNow{Service: s.Name, By: "alice@bastion", Reason: "customer fix"},
+			cause: "autodeploy: " + repo + ":sha-aaa -> " + repo + ":sha-bbb (promoted from staging by alice@bastion: customer fix)", by: "alice@bastion", why: "customer fix"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dec := Plan(Input{Service: s, Now: now, Deployment: dep(repo+":sha-aaa", 1), Source: src, PromoteNow: tt.pn})
+			if dec.Action != Deploy {
+				t.Fatalf("Plan = %s %q", dec.Action, dec.Reason)
+			}
+			if got := deployCause(dec); got != tt.cause {
+				t.Errorf("change-cause %q, want %q", got, tt.cause)
+			}
+			if dec.PromotedFrom != "staging" || dec.PromotedBy != tt.by || dec.PromoteReason != tt.why {
+				t.Errorf("promoted from %q by %q why %q", dec.PromotedFrom, dec.PromotedBy, dec.PromoteReason)
+			}
+		})
+	}
+	rec := map[string]string{AnnPromotion: mustJSON(Promotion{From: "staging", Image: repo + ":sha-bbb", At: now})}
+	if _, ok := ParsePromotion(rec, repo+":sha-bbb"); !ok {
+		t.Error("the record of the revision's image is not read")
+	}
+	if _, ok := ParsePromotion(rec, repo+":sha-ccc"); ok {
+		t.Error("a record of another image is read as this revision's")
+	}
+}

@@ -98,7 +98,21 @@ func TestPromoteNow(t *testing.T) {
 	if s.Target != reg+"api:sha-2222222" || !strings.Contains(s.Reason, "by alice@bastion (autodeploy promote): customer fix") {
 		t.Errorf("promote: %+v", s.Decision)
 	}
-	if k := ev.kinds(); len(k) != 1 || k[0] != notify.Deployed || ev.got[0].By != "alice@bastion" || !strings.Contains(ev.got[0].Reason, "customer fix") {
+	if k := ev.kinds(); len(k) != 1 || k[0] != notify.Promoted || ev.got[0].Source == "" || ev.got[0].By != "alice@bastion" || !strings.Contains(ev.got[0].Reason, "customer fix") {
 		t.Errorf("notifications %v %+v", k, ev.got)
+	}
+	// The deployment controller copies the promotion record to the new
+	// revision's ReplicaSet, where history reads it.
+	d := e.GetDeployment("production")
+	rss, err := rollout.ListOwned(t.Context(), e.Kube, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := rollout.Current(d, rss)
+	if cur == nil {
+		t.Fatalf("no current ReplicaSet among %d", len(rss))
+	}
+	if p, ok := deploy.ParsePromotion(cur.Annotations, reg+"api:sha-2222222"); !ok || p.From != "staging" || p.By != "alice@bastion" || p.Reason != "customer fix" {
+		t.Errorf("the current ReplicaSet's promotion record: %+v, %v (%v)", p, ok, cur.Annotations)
 	}
 }

@@ -77,7 +77,7 @@ func (r *Runner) rollBack(ctx context.Context, s config.Service, dec Decision, b
 			img, _ := rollout.ContainerImage(&d.Spec.Template, dec.Container)
 			return r.superseded(ctx, s, dec, &rollout.SupersededError{Deployment: s.Namespace + "/" + s.Deployment, By: rollout.TemplateWriter(d, dec.Container), Image: img}, log)
 		}
-		mark := map[string]string{AnnVerified: "", AnnDeployedImage: "", AnnPreviousRevision: "", AnnSoak: ""}
+		mark := rolloutMarks(false)
 		if blame.Remembered() {
 			mark[AnnFailedImage] = mustJSON(FailedImage{Image: dec.Target, Reason: cause.Error(), At: r.Now().UTC()})
 		} else {

@@ -68,7 +68,16 @@ type ServiceResult struct {
 	// for a problem people already heard of (alert), and where there is no
 	// Deployment to record it on (the caller's business).
 	NewProblem bool `json:"newProblem,omitempty"`
+	// Soak is how the soak this run watched ended, when it did: SoakPassed
+	// or SoakFailed (the outcome then says how the rollback went).
+	Soak string `json:"soak,omitempty"`
 }
+
+// Ends of a soak (ServiceResult.Soak).
+const (
+	SoakPassed = "passed"
+	SoakFailed = "failed"
+)
 
 // Result is the summary of a run.
 type Result struct {
@@ -329,9 +338,14 @@ func (r *Runner) alert(ctx context.Context, runID string, d *appsv1.Deployment, 
 		// notifying every run without being able to remember it. Cron's
 		// line still says it: unrecorded, it would never be heard.
 		log.Warn("could not record the problem's notification; the next run tries again", "error", err)
-		return dec.Alert != ""
+		return dec.Alert != "" && !strings.HasPrefix(dec.Alert, AlertOutsideWindow) // news, not a problem
 	}
 	if dec.Alert == "" {
+		return false
+	}
+	if strings.HasPrefix(dec.Alert, AlertOutsideWindow) {
+		r.Notify.Send(context.WithoutCancel(ctx), notify.Event{Kind: notify.OutsideWindow, Level: "info", Service: dec.Service, Time: r.Now().UTC(), RunID: runID,
+			From: dec.Current, To: dec.Target, Reason: dec.Reason})
 		return false
 	}
 	r.Notify.Send(context.WithoutCancel(ctx), notify.Event{Kind: notify.Problem, Level: "error", Service: dec.Service, Time: r.Now().UTC(), RunID: runID,
@@ -344,19 +358,43 @@ func (r *Runner) alert(ctx context.Context, runID string, d *appsv1.Deployment, 
 // was superseded or left unverified. Nothing is sent for services with
 // nothing to do (problems are alert's).
 func (r *Runner) notify(ctx context.Context, runID string, sr ServiceResult, err error) {
-	e := notify.Event{Service: sr.Service, Time: r.Now().UTC(), RunID: runID, To: sr.Target, Duration: sr.Duration}
+	by := ""
+	if p := r.promoteFor(config.Service{Name: sr.Service}); p != nil {
+		by = p.By
+	}
+	e, ok := eventOf(sr, err, by)
+	if !ok {
+		return
+	}
+	e.Time, e.RunID = r.Now().UTC(), runID
+	// A notification must not outlive an interrupted run by much, but an
+	// interrupted context must not silence a failure either.
+	r.Notify.Send(context.WithoutCancel(ctx), e)
+}
+
+// eventOf is the event of a service's outcome (false: nothing to tell);
+// by is who asked for the promotion (autodeploy promote), if anyone. A
+// rollout that ends in its soak (sr.Soak) is told as the soak's end: a
+// pass, or a failure with how the rollback went.
+func eventOf(sr ServiceResult, err error, by string) (notify.Event, bool) {
+	e := notify.Event{Service: sr.Service, To: sr.Target, Duration: sr.Duration}
 	switch sr.Outcome {
+	case OutcomeSoaked:
+		e.Kind, e.Level = notify.SoakPassed, "info"
 	case OutcomeDeployed, OutcomeVerified:
 		e.Kind, e.Level = notify.Deployed, "info"
+		if sr.Soak == SoakPassed {
+			// This run deployed it and saw its soak through: the deploy
+			// was told at its verification.
+			e.Kind = notify.SoakPassed
+			break
+		}
 		if sr.Action == Deploy {
 			e.From = sr.Current
 		}
-		if sr.PromotedFrom != "" {
+		if sr.PromotedFrom != "" && sr.Action == Deploy {
 			// Whence, and for `autodeploy promote`, who and why.
-			e.Reason = sr.Reason
-			if p := r.promoteFor(config.Service{Name: sr.Service}); p != nil {
-				e.By = p.By
-			}
+			e.Kind, e.Source, e.Reason, e.By = notify.Promoted, sr.PromotedFrom, sr.Reason, by
 		}
 	case OutcomeSuperseded:
 		e.Kind, e.Level, e.From, e.Reason = notify.Superseded, "warning", sr.Current, sr.Error
@@ -381,12 +419,16 @@ func (r *Runner) notify(ctx context.Context, runID string, sr ServiceResult, err
 		if errors.As(err, &fe) && fe.Problem != nil {
 			e.Pod, e.PodReason = fe.Problem.Pod, fe.Problem.Reason
 		}
+		if sr.Soak == SoakFailed {
+			// The kind says it: "api: sha-2 failed its soak: the health
+			// check failed ...", not "...: soak failed: the health check
+			// failed ..." (the soak's health check error begins so).
+			e.Kind, e.Reason = notify.SoakFailed, strings.TrimPrefix(e.Reason, "soak failed: ")
+		}
 	default:
-		return
+		return e, false
 	}
-	// A notification must not outlive an interrupted run by much, but an
-	// interrupted context must not silence a failure either.
-	r.Notify.Send(context.WithoutCancel(ctx), e)
+	return e, true
 }
 
 // progress calls Progress one call at a time: follow-ups beside a wait

@@ -126,6 +126,10 @@ func (r *Runner) execute(ctx context.Context, in Input, dec Decision, log *slog.
 			AnnPreviousRevision:           fmt.Sprint(dec.PreviousRevision),
 			AnnSoak:                       "", // an earlier image's
 			rollout.ChangeCauseAnnotation: cause,
+			AnnPromotion:                  "", // an earlier promotion's
+		}
+		if dec.PromotedFrom != "" {
+			ann[AnnPromotion] = mustJSON(Promotion{From: dec.PromotedFrom, Image: dec.Target, At: r.Now().UTC(), By: dec.PromotedBy, Reason: dec.PromoteReason})
 		}
 		log.Info("rollout started", "from", dec.Current, "to", dec.Target, "revision", dec.PreviousRevision)
 		r.progress(s.Name, fmt.Sprintf("deploying %s -> %s", dec.Current, dec.Target))
@@ -328,6 +332,9 @@ func rolloutMarks(keepDeployed bool) map[string]string {
 
 // deployCause is the change-cause of autodeploy's deploy patch.
 func deployCause(dec Decision) string {
+	if dec.PromotedFrom != "" && dec.PromotedBy != "" {
+		return fmt.Sprintf("autodeploy: %s -> %s (promoted from %s by %s: %s)", dec.Current, dec.Target, dec.PromotedFrom, dec.PromotedBy, dec.PromoteReason)
+	}
 	if dec.PromotedFrom != "" {
 		return fmt.Sprintf("autodeploy: %s -> %s (promoted from %s)", dec.Current, dec.Target, dec.PromotedFrom)
 	}

@@ -264,11 +264,20 @@ func (r *Runner) finishSoaks(ctx context.Context, runID string, res *Result) {
 		out, err := r.soak(ctx, p.s, p.dec, p.mark, p.before, p.log)
 		sr.Duration += r.Now().Sub(start)
 		switch out {
-		case OutcomeSoaked, OutcomeSoaking:
+		case OutcomeSoaking:
 			if sr.Action == Soak {
 				sr.Outcome = out
 			}
 			continue
+		case OutcomeSoaked:
+			sr.Soak = SoakPassed
+			if sr.Action == Soak {
+				sr.Outcome = out
+			}
+			r.notify(ctx, runID, *sr, nil)
+			continue
+		case OutcomeRolledBack, OutcomeRollbackFailed, OutcomeFailed:
+			sr.Soak = SoakFailed
 		}
 		sr.Outcome = out
 		if err != nil {

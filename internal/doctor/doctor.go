@@ -14,9 +14,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -87,6 +89,8 @@ type Inputs struct {
 	Clients    *kube.Clients
 	ClientsErr error
 	Host       Host
+	// Now is when the windows are judged (their next opening).
+	Now time.Time
 }
 
 // Run performs every check it can; a check that cannot run because an
@@ -108,6 +112,7 @@ func Run(ctx context.Context, in Inputs) *Report {
 			c = in.Clients
 		}
 		files(ctx, r, in.Config, c)
+		windows(r, in.Config, in.Now)
 		schedule(r, in.Config, in.Host)
 	}
 	return r
@@ -209,12 +214,10 @@ func services(r *Report, cfg *config.Config, objs status.Objects) {
 		}
 		switch {
 		case s.Promote != nil:
-			// A pipeline: the source must exist as a Deployment to promote
-			// from (config validate checked the name and cycles).
-			if src := in.Source; src == nil || src.Deployment == nil {
-				r.add(name, Warn, fmt.Sprintf("promoted from %s, whose Deployment does not exist: nothing to promote yet", s.Promote.From), "")
+			if chain, problem, fix := pipeline(cfg, s, objs); problem != "" {
+				r.add(name, Fail, problem, fix)
 			} else {
-				r.add(name, OK, fmt.Sprintf("Deployment %s/%s runs %s; promoted from %s (after %s): %s", s.Namespace, s.Deployment, dec.Current, s.Promote.From, s.Promote.After, dec.Reason), "")
+				r.add(name, OK, fmt.Sprintf("Deployment %s/%s runs %s; promoted from %s (after %s; %s): %s", s.Namespace, s.Deployment, dec.Current, s.Promote.From, s.Promote.After, chain, dec.Reason), "")
 			}
 		case !p.Ready:
 			r.add(name, Warn, fmt.Sprintf("ImagePolicy %s is not Ready: %s", p.Key(), p.Message), "flux get image policy "+p.Name+" -n "+p.Namespace)
@@ -233,6 +236,108 @@ func services(r *Report, cfg *config.Config, objs status.Objects) {
 			r.add(name, Warn, fmt.Sprintf("held by %s: %s", h.By, h.Reason), "autodeploy resume "+s.Name)
 		}
 	}
+}
+
+// pipeline follows the promotions of s back to the ImagePolicy that feeds
+// them: each promote.from must be a configured service whose Deployment
+// exists and whose container resolves, and the first of the chain must
+// have its ImagePolicy. Without them the target never gets an image,
+// quietly ("nothing to promote"): a failure here, naming the service and
+// the fix. chain says whence the images come when all resolve.
+func pipeline(cfg *config.Config, s config.Service, objs status.Objects) (chain, problem, fix string) {
+	seen := map[string]bool{s.Name: true}
+	path := []string{s.Name}
+	for cur := s; cur.Promote != nil; {
+		from := cur.Promote.From
+		src, ok := cfg.Service(from)
+		switch {
+		case !ok:
+			return "", fmt.Sprintf("promote.from %q of %s is not a configured service", from, cur.Name), fmt.Sprintf("set promote.from of %s (line %d) to a service of the config", cur.Name, cur.Line)
+		case seen[from]:
+			// Load refuses a cycle; a Config built otherwise is told.
+			return "", fmt.Sprintf("promotions go round in a cycle: %s -> %s", strings.Join(path, " <- "), from), "break the cycle: one service of it needs an imagePolicy"
+		}
+		seen[from], path = true, append(path, from)
+		d := objs.Deployments[src.Namespace+"/"+src.Deployment]
+		if d == nil {
+			return "", fmt.Sprintf("Deployment %s/%s of %s (promote.from of %s) not found: nothing can be promoted", src.Namespace, src.Deployment, from, cur.Name),
+				fmt.Sprintf("fix namespace/deployment of service %s in the config (line %d), or create the Deployment", from, src.Line)
+		}
+		if _, err := deploy.ResolveContainer(d, src.Container); err != nil {
+			return "", fmt.Sprintf("%v: the image of %s (promote.from of %s) cannot be told", err, from, cur.Name),
+				fmt.Sprintf("set container of service %s in the config (line %d)", from, src.Line)
+		}
+		if src.Promote == nil {
+			key := src.PolicyNamespace + "/" + src.PolicyName
+			if objs.Policies[key] == nil {
+				return "", fmt.Sprintf("ImagePolicy %s of %s, where %s's images start, not found", key, from, s.Name),
+					fmt.Sprintf("fix imagePolicy of service %s in the config (line %d), or create the ImagePolicy", from, src.Line)
+			}
+			return fmt.Sprintf("images from ImagePolicy %s through %s", key, strings.Join(reversed(path[1:]), " -> ")), "", ""
+		}
+		cur = src
+	}
+	return "", "", ""
+}
+
+func reversed(s []string) []string {
+	out := slices.Clone(s)
+	slices.Reverse(out)
+	return out
+}
+
+// windows checks each service's deploy windows: each can be judged (its
+// cron parses, its zone loads), and can hold a rollout of the service
+// (rolloutTimeout plus soak); a window that never can is a warning, as
+// the service then never deploys through it. The next opening is said.
+func windows(r *Report, cfg *config.Config, now time.Time) {
+	for si, s := range cfg.Services {
+		if len(s.DeployWindows) == 0 {
+			continue
+		}
+		name := "windows " + s.Name
+		need := s.RolloutTimeout + s.Soak
+		failed, warned := false, false
+		for i, w := range s.DeployWindows {
+			where := windowPath(cfg, si, i)
+			at := fmt.Sprintf("%s (line %d)", where, w.Line)
+			if why := w.Invalid(); why != "" {
+				r.add(name, Fail, at+": "+why, "fix the window in the config; autodeploy config validate "+cfg.Path+" lists every problem")
+				failed = true
+				continue
+			}
+			if why := w.CannotHold(now, need); why != "" {
+				fix := fmt.Sprintf("fix the window's cron or lengthen its duration, or lower rolloutTimeout or soak of %s", s.Name)
+				if strings.HasPrefix(where, "defaults.") {
+					fix += ", or give " + s.Name + " its own deployWindows"
+				}
+				r.add(name, Warn, at+": "+why, fix)
+				warned = true
+			}
+		}
+		if failed || warned {
+			continue
+		}
+		v := config.CanStart(s.DeployWindows, now, need)
+		detail := fmt.Sprintf("%d window(s) parse and their zones load; each holds a rollout of %s (rolloutTimeout plus soak)", len(s.DeployWindows), need)
+		switch {
+		case v.Open:
+			detail += "; open now until " + config.FormatWindowTime(v.Closes, now, v.Closing)
+		case !v.Next.IsZero():
+			detail += "; next opens " + config.FormatWindowTime(v.Next, now, v.Window)
+		}
+		r.add(name, OK, detail, "")
+	}
+}
+
+// windowPath names the i-th window of the si-th service as the config
+// spells it: the defaults' when the service has none of its own.
+func windowPath(cfg *config.Config, si, i int) string {
+	d, own := cfg.Defaults.DeployWindows, cfg.Services[si].DeployWindows
+	if i < len(d) && len(d) == len(own) && d[i].Line == own[i].Line {
+		return fmt.Sprintf("defaults.deployWindows[%d]", i)
+	}
+	return fmt.Sprintf("services[%d].deployWindows[%d]", si, i)
 }
 
 // gitOps checks that git follows the policy of a service Flux applies
@@ -264,6 +369,11 @@ var shaTag = regexp.MustCompile(`^sha-[0-9a-f]+$`)
 // sha-<hex> tags picks the greatest hash, not the newest build
 // (fluxcd/flux2#3449).
 func alphabeticalSHA(u *unstructured.Unstructured, latest string) (bool, string) {
+	if u == nil {
+		// No policy (a promoted service, or a missing one): doctor
+		// panicked on every config with a promotion (TestPipelineCheck).
+		return false, ""
+	}
 	if _, ok, _ := unstructured.NestedMap(u.Object, "spec", "policy", "alphabetical"); !ok {
 		return false, ""
 	}

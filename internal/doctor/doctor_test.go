@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -306,5 +307,136 @@ func TestCheckLockFileThatIsAPipe(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("check still blocked on a named pipe after 5s")
+	}
+}
+
+// doctor follows each promotion back to its ImagePolicy (issue 19): a
+// source that does not resolve fails, naming the service and the fix.
+func TestPipelineCheck(t *testing.T) {
+	c, err := config.Parse([]byte(`defaults: {namespace: apps}
+services:
+  - name: dev
+    namespace: dev
+    deployment: api
+    imagePolicy: flux-system/api
+  - name: staging
+    namespace: staging
+    deployment: api
+    promote: {from: dev}
+  - name: production
+    namespace: production
+    deployment: api
+    promote: {from: staging, after: 30m}
+`), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dep := func(ns string, containers ...string) *appsv1.Deployment {
+		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: ns}}
+		for _, n := range containers {
+			d.Spec.Template.Spec.Containers = append(d.Spec.Template.Spec.Containers, corev1.Container{Name: n, Image: "ghcr.io/acme/api:sha-1"})
+		}
+		return d
+	}
+	pol := &unstructured.Unstructured{Object: map[string]any{"metadata": map[string]any{"name": "api", "namespace": "flux-system"}}}
+	all := func() status.Objects {
+		return status.Objects{
+			Deployments: map[string]*appsv1.Deployment{"dev/api": dep("dev", "api"), "staging/api": dep("staging", "api"), "production/api": dep("production", "api")},
+			Policies:    map[string]*unstructured.Unstructured{"flux-system/api": pol},
+		}
+	}
+	tests := []struct {
+		name        string
+		mutate      func(*status.Objects)
+		status      string
+		detail, fix string
+	}{
+		{"the whole chain resolves", func(*status.Objects) {}, OK, "images from ImagePolicy flux-system/api through dev -> staging", ""},
+		{"the source's Deployment is missing", func(o *status.Objects) { delete(o.Deployments, "staging/api") }, Fail,
+			"Deployment staging/api of staging (promote.from of production) not found", "fix namespace/deployment of service staging in the config (line 7)"},
+		{"a Deployment up the chain is missing", func(o *status.Objects) { delete(o.Deployments, "dev/api") }, Fail,
+			"Deployment dev/api of dev (promote.from of staging) not found", "of service dev in the config (line 3)"},
+		{"the source's container cannot be told", func(o *status.Objects) { o.Deployments["staging/api"] = dep("staging", "api", "sidecar") }, Fail,
+			"has 2 containers (api, sidecar)", "set container of service staging in the config (line 7)"},
+		{"the chain's ImagePolicy is missing", func(o *status.Objects) { delete(o.Policies, "flux-system/api") }, Fail,
+			"ImagePolicy flux-system/api of dev, where production's images start, not found", "fix imagePolicy of service dev in the config (line 3)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			objs := all()
+			tt.mutate(&objs)
+			r := &Report{}
+			services(r, c, objs)
+			var got *Check
+			for i := range r.Checks {
+				if r.Checks[i].Name == "service production" {
+					got = &r.Checks[i]
+				}
+			}
+			if got == nil || got.Status != tt.status || !strings.Contains(got.Detail, tt.detail) || !strings.Contains(got.Fix, tt.fix) {
+				t.Fatalf("service production = %+v, want %s with %q, fix %q\nall: %+v", got, tt.status, tt.detail, tt.fix, r.Checks)
+			}
+		})
+	}
+}
+
+// doctor checks each service's windows: they parse and load (Load
+// refuses what does not, so a Config built by hand here), and a window
+// that can never hold the service's rolloutTimeout plus soak is a warning:
+// the defaults' windows are judged against the defaults' durations only.
+func TestWindowsCheck(t *testing.T) {
+	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC) // Wednesday, 11:00 in Paris
+	c, err := config.Parse([]byte(`defaults:
+  namespace: apps
+  deployWindows: [{cron: "0 9 * * 1-5", duration: 1h, timeZone: Europe/Paris}]
+services:
+  - name: api
+    imagePolicy: flux-system/api
+  - name: slow
+    imagePolicy: flux-system/api
+    soak: 2h
+  - name: feb30
+    imagePolicy: flux-system/api
+    deployWindows: [{cron: "0 9 30 2 *", duration: 1h}]
+  - name: nightly
+    imagePolicy: flux-system/api
+    deployWindows: [{cron: "0 22 * * *", duration: 4h, timeZone: Europe/Paris}]
+  - name: always
+    imagePolicy: flux-system/api
+    deployWindows: []
+`), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byHand := *c
+	byHand.Services = append(slices.Clone(c.Services), config.Service{Name: "mars", RolloutTimeout: time.Minute,
+		DeployWindows: []config.DeployWindow{{Cron: "0 9 * * *", Duration: time.Hour, TimeZone: "Mars/Olympus", Line: 40}}})
+	r := &Report{}
+	windows(r, &byHand, now)
+	got := map[string]Check{}
+	for _, ch := range r.Checks {
+		if _, dup := got[ch.Name]; dup {
+			t.Errorf("two checks named %s", ch.Name)
+		}
+		got[ch.Name] = ch
+	}
+	tests := []struct {
+		name, status, detail, fix string
+	}{
+		{"windows api", OK, "1 window(s) parse and their zones load; each holds a rollout of 5m0s (rolloutTimeout plus soak); next opens Thu 09:00 Europe/Paris", ""},
+		{"windows slow", Warn, "defaults.deployWindows[0] (line 3): 0 9 * * 1-5 for 1h0m0s (Europe/Paris) is shorter than the 2h5m0s a rollout takes at most", "lower rolloutTimeout or soak of slow, or give slow its own deployWindows"},
+		{"windows feb30", Warn, "services[2].deployWindows[0] (line 12): 0 9 30 2 * for 1h0m0s (UTC) never opens", "fix the window's cron"},
+		{"windows nightly", OK, "1 window(s) parse and their zones load; each holds a rollout of 5m0s (rolloutTimeout plus soak); next opens Wed 22:00 Europe/Paris", ""},
+		{"windows mars", Fail, `services[5].deployWindows[0] (line 40): time zone "Mars/Olympus" does not load`, "fix the window in the config"},
+	}
+	for _, tt := range tests {
+		ch, ok := got[tt.name]
+		if !ok || ch.Status != tt.status || !strings.Contains(ch.Detail, tt.detail) || !strings.Contains(ch.Fix, tt.fix) {
+			t.Errorf("%s = %+v, want %s with %q, fix %q", tt.name, ch, tt.status, tt.detail, tt.fix)
+		}
+		delete(got, tt.name)
+	}
+	for name, ch := range got {
+		t.Errorf("unexpected check %s: %+v", name, ch)
 	}
 }

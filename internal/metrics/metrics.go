@@ -42,10 +42,26 @@ const (
 	// a new image.
 	PolicyToPatchSeconds   = "autodeploy_service_policy_change_to_patch_seconds"
 	PolicyToVerdictSeconds = "autodeploy_service_policy_change_to_verdict_seconds"
+	// EventsTotal counts a service's pipeline events (event label:
+	// EventPromoted, EventSoakPassed, EventSoakFailed, EventHoldExpired),
+	// which a rollout's result does not say.
+	EventsTotal   = "autodeploy_service_events_total"
+	OutsideWindow = "autodeploy_service_outside_window"
 )
 
-// Names lists every metric name Registry registers.
-var Names = []string{LastRunTimestamp, LastRunDuration, LastRunSuccess, RunsTotal, UpToDate, Held, LastDeployTime, LastRolloutSeconds, DeploymentsTotal}
+// Values of EventsTotal's event label: the notifications' kinds.
+const (
+	EventPromoted    = "promoted"
+	EventSoakPassed  = "soak-passed"
+	EventSoakFailed  = "soak-failed"
+	EventHoldExpired = "hold-expired"
+)
+
+// Names lists the metrics every run writes (the dashboard shows each).
+var Names = []string{LastRunTimestamp, LastRunDuration, LastRunSuccess, RunsTotal, UpToDate, Held, LastDeployTime, LastRolloutSeconds, DeploymentsTotal, EventsTotal, OutsideWindow}
+
+// WatchNames are the metrics only a watch's run that patched writes.
+var WatchNames = []string{PolicyToPatchSeconds, PolicyToVerdictSeconds}
 
 // Registry builds the metrics of one run, starting from prev (the metrics
 // of the previous run, possibly empty) so that counters and per-service
@@ -73,10 +89,13 @@ func Registry(res *deploy.Result, runErr error, prev map[string]*dto.MetricFamil
 	deploys := counter(DeploymentsTotal, "Rollouts by service and result; carried over from run to run.", "service", "result")
 	toPatch := gauge(PolicyToPatchSeconds, "autodeploy watch: from seeing the ImagePolicy select a new image to the API server accepting the service's patch, last time.", "service")
 	toVerdict := gauge(PolicyToVerdictSeconds, "autodeploy watch: from seeing the ImagePolicy select a new image to the rollout's verdict (verified, rolled back, ...), last time.", "service")
+	events := counter(EventsTotal, "Promotions, soaks passed and failed, and holds expired, by service; carried over from run to run.", "service", "event")
+	outside := gauge(OutsideWindow, "1 if the last run did not start the service's deploy because no deploy window was open long enough for it.", "service")
 
 	// Carry over first; this run's values then add to or replace them.
 	carry(prev, RunsTotal, func(l prometheus.Labels, v float64) { addTo(runs, l, v) })
 	carry(prev, DeploymentsTotal, func(l prometheus.Labels, v float64) { addTo(deploys, l, v) })
+	carry(prev, EventsTotal, func(l prometheus.Labels, v float64) { addTo(events, l, v) })
 	carry(prev, LastDeployTime, func(l prometheus.Labels, v float64) { setTo(deployTS, l, v) })
 	carry(prev, LastRolloutSeconds, func(l prometheus.Labels, v float64) { setTo(rolloutDur, l, v) })
 	carry(prev, PolicyToPatchSeconds, func(l prometheus.Labels, v float64) { setTo(toPatch, l, v) })
@@ -105,6 +124,18 @@ func Registry(res *deploy.Result, runErr error, prev map[string]*dto.MetricFamil
 				s.Outcome == deploy.OutcomeSoaking || s.Outcome == deploy.OutcomeSoaked
 			upToDate.WithLabelValues(s.Service).Set(b2f(current))
 			held.WithLabelValues(s.Service).Set(b2f(s.Held))
+			outside.WithLabelValues(s.Service).Set(b2f(s.OutsideWindow && s.Outcome == deploy.OutcomeSkipped))
+			// Every series from the service's first run, at 0: a counter
+			// that appears at its first event loses that event to
+			// increase() and rate().
+			for _, e := range []string{EventPromoted, EventSoakPassed, EventSoakFailed, EventHoldExpired} {
+				events.WithLabelValues(s.Service, e)
+			}
+			for _, e := range serviceEvents(s) {
+				if !res.DryRun {
+					events.WithLabelValues(s.Service, e).Add(1)
+				}
+			}
 		}
 	} else {
 		lastTS.WithLabelValues().Set(float64(now.UnixMilli()) / 1000)
@@ -112,6 +143,30 @@ func Registry(res *deploy.Result, runErr error, prev map[string]*dto.MetricFamil
 	lastOK.WithLabelValues().Set(b2f(ok))
 	runs.WithLabelValues(map[bool]string{true: "success", false: "failure"}[ok]).Add(1)
 	return reg
+}
+
+// serviceEvents are the pipeline events of one service's run: a deploy of
+// a promoted service that was verified (whatever its soak did after), the
+// end of a soak, a hold the run released. A dry run has none.
+func serviceEvents(s deploy.ServiceResult) []string {
+	var out []string
+	if s.Outcome == deploy.OutcomePlanned {
+		return nil
+	}
+	if s.HoldExpired {
+		out = append(out, EventHoldExpired)
+	}
+	verified := s.Outcome == deploy.OutcomeDeployed || s.Outcome == deploy.OutcomeVerified || s.Soak != ""
+	if s.PromotedFrom != "" && s.Action == deploy.Deploy && verified {
+		out = append(out, EventPromoted)
+	}
+	switch s.Soak {
+	case deploy.SoakPassed:
+		out = append(out, EventSoakPassed)
+	case deploy.SoakFailed:
+		out = append(out, EventSoakFailed)
+	}
+	return out
 }
 
 // carry calls set with each sample of the previous file's metric name.

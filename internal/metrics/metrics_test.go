@@ -252,3 +252,68 @@ func TestWatchLatencies(t *testing.T) {
 		t.Errorf("a service not patched has a latency:\n%s", b)
 	}
 }
+
+// The pipeline's events (issue 19) are counted by service and event, and
+// keep counting across runs; a deploy a window held back is a gauge of
+// the last run.
+func TestPipelineEvents(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, FileName)
+	sr := func(svc string, mut func(*deploy.ServiceResult)) deploy.ServiceResult {
+		s := deploy.ServiceResult{Decision: deploy.Decision{Service: svc, Action: deploy.Deploy}, Outcome: deploy.OutcomeDeployed, Duration: time.Second}
+		mut(&s)
+		return s
+	}
+	runs := [][]deploy.ServiceResult{{
+		sr("staging", func(s *deploy.ServiceResult) { s.Soak = deploy.SoakPassed }),
+		sr("production", func(s *deploy.ServiceResult) { s.PromotedFrom = "staging" }),
+		sr("web", func(s *deploy.ServiceResult) {
+			s.Action, s.Outcome, s.OutsideWindow = deploy.Skip, deploy.OutcomeSkipped, true
+		}),
+	}, {
+		sr("staging", func(s *deploy.ServiceResult) { s.Outcome, s.Soak = deploy.OutcomeRolledBack, deploy.SoakFailed }),
+		// Promoted, then its soak failed in the same run: both happened.
+		sr("production", func(s *deploy.ServiceResult) {
+			s.PromotedFrom, s.Outcome, s.Soak = "staging", deploy.OutcomeRolledBack, deploy.SoakFailed
+		}),
+		sr("web", func(s *deploy.ServiceResult) { s.HoldExpired = true }),
+	}}
+	for i, services := range runs {
+		prev, err := ReadPrevious(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := &deploy.Result{Started: t0.Add(time.Duration(i) * 2 * time.Minute), Services: services}
+		if err := WriteTextfile(dir, Registry(res, nil, prev, res.Started)); err != nil {
+			t.Fatal(err)
+		}
+		mfs, err := ReadPrevious(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if v := value(t, mfs, OutsideWindow, map[string]string{"service": "web"}); v != 1 {
+				t.Errorf("run 1: web outside its window %v, want 1", v)
+			}
+			continue
+		}
+		for _, tt := range []struct {
+			svc, event string
+			want       float64
+		}{
+			{"staging", EventSoakPassed, 1}, {"staging", EventSoakFailed, 1},
+			{"production", EventPromoted, 2}, {"production", EventSoakFailed, 1},
+			{"web", EventHoldExpired, 1},
+		} {
+			if v := value(t, mfs, EventsTotal, map[string]string{"service": tt.svc, "event": tt.event}); v != tt.want {
+				t.Errorf("%s %s = %v, want %v", tt.svc, tt.event, v, tt.want)
+			}
+		}
+		if v := value(t, mfs, OutsideWindow, map[string]string{"service": "web"}); v != 0 {
+			t.Errorf("run 2: web outside its window %v, want 0", v)
+		}
+		if v := value(t, mfs, EventsTotal, map[string]string{"service": "web", "event": EventPromoted}); v != 0 {
+			t.Errorf("web promoted = %v, want a series at 0", v)
+		}
+	}
+}

@@ -47,10 +47,23 @@ const (
 	// Forget: every record autodeploy kept for a service was removed
 	// (autodeploy forget).
 	Forget = "forget"
+	// Promoted: a promoted service (config promote) was deployed with its
+	// source's image and verified; Source is whence, By and Reason who and
+	// why for `autodeploy promote`.
+	Promoted = "promoted"
+	// SoakPassed: a verified rollout's soak ended with nothing against
+	// the image (a promotion from it may follow).
+	SoakPassed = "soak-passed"
+	// SoakFailed: a crash, a pod leaving Ready or a failing health check
+	// during the soak; RolledBack says how the rollback went.
+	SoakFailed = "soak-failed"
+	// OutsideWindow: a deploy was not started because no deploy window is
+	// open long enough for it; sent once per image held back.
+	OutsideWindow = "outside-window"
 )
 
 // Kinds lists every kind of event.
-var Kinds = []string{Deployed, Failed, Rollback, Hold, Resume, HoldExpired, Problem, Superseded, Unverified, Forget}
+var Kinds = []string{Deployed, Failed, Rollback, Hold, Resume, HoldExpired, Problem, Superseded, Unverified, Forget, Promoted, SoakPassed, SoakFailed, OutsideWindow}
 
 // Event is one thing worth telling. Its JSON form is the generic webhook's
 // body.
@@ -71,7 +84,9 @@ type Event struct {
 	// RolledBack says whether the automatic rollback of a failure worked.
 	RolledBack *bool  `json:"rolledBack,omitempty"`
 	By         string `json:"by,omitempty"` // user@host of a manual action
-	Cluster    string `json:"cluster,omitempty"`
+	// Source is the service a promoted one took its image from.
+	Source  string `json:"source,omitempty"`
+	Cluster string `json:"cluster,omitempty"`
 }
 
 // Summary is the one-line text of e, used as Slack's fallback text and in
@@ -81,13 +96,7 @@ func (e Event) Summary() string {
 	case Deployed:
 		return fmt.Sprintf("%s deployed %s (was %s) in %s", e.Service, e.To, e.From, e.Duration.Round(100*time.Millisecond))
 	case Failed:
-		rb := "left as it is (no automatic rollback)"
-		if e.RolledBack != nil && *e.RolledBack {
-			rb = "rolled back to " + e.From
-		} else if e.RolledBack != nil {
-			rb = "ROLLBACK FAILED: someone must look"
-		}
-		return fmt.Sprintf("%s failed to deploy %s: %s; %s", e.Service, e.To, e.Reason, rb)
+		return fmt.Sprintf("%s failed to deploy %s: %s; %s", e.Service, e.To, e.Reason, rollbackText(e))
 	case Rollback:
 		return fmt.Sprintf("%s rolled back by %s from %s to %s: %s", e.Service, e.By, e.From, e.To, e.Reason)
 	case Hold:
@@ -104,8 +113,27 @@ func (e Event) Summary() string {
 		return fmt.Sprintf("%s: the rollout of %s was superseded, their change stands: %s", e.Service, e.To, e.Reason)
 	case Unverified:
 		return fmt.Sprintf("%s: %s left unverified, the next run verifies it: %s", e.Service, e.To, e.Reason)
+	case Promoted:
+		return fmt.Sprintf("%s promoted from %s: %s (was %s) in %s", e.Service, e.Source, e.To, e.From, e.Duration.Round(100*time.Millisecond))
+	case SoakPassed:
+		return fmt.Sprintf("%s: %s soaked, nothing against it", e.Service, e.To)
+	case SoakFailed:
+		return fmt.Sprintf("%s: %s failed its soak: %s; %s", e.Service, e.To, e.Reason, rollbackText(e))
+	case OutsideWindow:
+		return fmt.Sprintf("%s: %s waits: %s", e.Service, e.To, e.Reason)
 	}
 	return e.Service + ": " + e.Kind
+}
+
+// rollbackText says how the rollback of a failure went.
+func rollbackText(e Event) string {
+	switch {
+	case e.RolledBack == nil:
+		return "left as it is (no automatic rollback)"
+	case *e.RolledBack:
+		return "rolled back to " + e.From
+	}
+	return "ROLLBACK FAILED: someone must look"
 }
 
 // Sender delivers events to the configured channels.

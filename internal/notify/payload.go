@@ -27,11 +27,21 @@ func title(e Event) string {
 	switch e.Kind {
 	case Deployed:
 		return "✅ " + e.Service + " deployed"
-	case Failed:
-		if e.RolledBack != nil && !*e.RolledBack {
-			return "🚨 " + e.Service + ": deploy failed and rollback failed"
+	case Failed, SoakFailed:
+		what := "deploy"
+		if e.Kind == SoakFailed {
+			what = "soak"
 		}
-		return "❌ " + e.Service + ": deploy failed"
+		if e.RolledBack != nil && !*e.RolledBack {
+			return "🚨 " + e.Service + ": " + what + " failed and rollback failed"
+		}
+		return "❌ " + e.Service + ": " + what + " failed"
+	case Promoted:
+		return "⏫ " + e.Service + " promoted from " + e.Source
+	case SoakPassed:
+		return "✅ " + e.Service + " soaked"
+	case OutsideWindow:
+		return "🕘 " + e.Service + ": outside its deploy window"
 	case Rollback:
 		return "⏪ " + e.Service + " rolled back by hand"
 	case Hold:
@@ -74,6 +84,7 @@ func fields(e Event) []field {
 	if e.RolledBack != nil {
 		add("Rolled back", map[bool]string{true: "yes", false: "NO: someone must look"}[*e.RolledBack])
 	}
+	add("From service", e.Source)
 	add("By", e.By)
 	add("Cluster", e.Cluster)
 	add("Run", e.RunID)

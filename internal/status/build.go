@@ -85,22 +85,20 @@ func Build(cfg *config.Config, services []config.Service, objs Objects, local Lo
 		}
 		r.Services = append(r.Services, svc)
 	}
+	r.Pipelines = pipelines(cfg, services, r.Services, objs, now)
 	return r
 }
 
-// promotion is how the source of s's promotion stands (nil when s is not
-// promoted): what it runs, and when autodeploy verified that there.
-func promotion(cfg *config.Config, s config.Service, objs Objects) *Promotion {
-	src := deploy.SourceOf(cfg, s, objs.Deployments)
+// promotion is how src, the source of s's promotion, stands (nil when s
+// is not promoted): what it runs, and when autodeploy verified that there.
+func promotion(s config.Service, src *deploy.Source) *Promotion {
 	if src == nil {
 		return nil
 	}
 	p := &Promotion{From: src.Service.Name, After: s.Promote.After}
 	if d := src.Deployment; d != nil {
 		p.SourceImage, _ = rollout.ContainerImage(&d.Spec.Template, deploy.ServiceContainer(d, src.Service))
-		if m, ok := deploy.ParseSoak(d.Annotations); ok && d.Annotations[deploy.AnnVerified] == "true" && image.SameString(m.Image, p.SourceImage) {
-			p.SourceVerified = &m
-		}
+		p.SourceVerified = verification(d, src.Service)
 	}
 	return p
 }
@@ -123,9 +121,11 @@ func buildService(cfg *config.Config, s config.Service, objs Objects, now time.T
 		owned = rollout.Owned(d, objs.ReplicaSets[s.Namespace])
 	}
 	// The same plan `run` makes: what the next run would do, and why.
-	dec := deploy.Plan(deploy.Input{Service: s, Deployment: d, ReplicaSets: owned, Policy: pol, Now: now, Source: deploy.SourceOf(cfg, s, objs.Deployments)})
-	out.NextRun = &NextAction{Action: string(dec.Action), Target: dec.Target, Reason: dec.Reason}
-	out.Promotion = promotion(cfg, s, objs)
+	// The source is read once, for the plan and for what status says of it.
+	src := deploy.SourceOf(cfg, s, objs.Deployments)
+	dec := deploy.Plan(deploy.Input{Service: s, Deployment: d, ReplicaSets: owned, Policy: pol, Now: now, Source: src})
+	out.NextRun = &NextAction{Action: string(dec.Action), Target: dec.Target, Reason: dec.Reason, Held: dec.Held, OutsideWindow: dec.OutsideWindow}
+	out.Promotion = promotion(s, src)
 	out.Window = window(s, now)
 	switch {
 	case objs.FluxProblem != "":
@@ -233,7 +233,27 @@ func buildService(cfg *config.Config, s config.Service, objs Objects, now time.T
 			out.Sync = SyncBehind
 		}
 	}
+	if pr := out.Promotion; pr != nil {
+		out.Sync = promotedSync(*pr, dec.Current, out.Failed)
+	}
 	return out
+}
+
+// promotedSync is how a promoted service stands against its source, as
+// Sync stands against a policy: behind while the source runs an image it
+// could take (verified there, not remembered as failed here), up to date
+// otherwise. Without it a promoted service was always "unknown", and
+// status never exited 0 for a pipeline.
+func promotedSync(p Promotion, current string, failed *deploy.FailedImage) string {
+	switch {
+	case p.SourceImage == "" || current == "":
+		return SyncUnknown
+	case image.SameString(current, p.SourceImage):
+		return SyncUpToDate
+	case p.SourceVerified != nil && (failed == nil || !image.SameString(failed.Image, p.SourceImage)):
+		return SyncBehind
+	}
+	return SyncUpToDate
 }
 
 // rolledOutAt is when the current revision finished rolling out: the

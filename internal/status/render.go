@@ -72,6 +72,12 @@ func WriteText(w io.Writer, r *Report, o TextOptions) error {
 			writeService(w, s, now, o)
 		}
 	}
+	if len(r.Pipelines) > 0 {
+		fmt.Fprintf(w, "\n%s\n", bold("Pipelines"))
+		for _, p := range r.Pipelines {
+			writePipeline(w, p, now, o)
+		}
+	}
 	fmt.Fprintln(w)
 	writeRuns(w, r, now)
 	if len(r.Log) > 0 {
@@ -91,6 +97,10 @@ func fluxColumn(s Service, now time.Time, wide bool) string {
 	case SyncUpToDate:
 		parts = append(parts, green("up to date"))
 	case SyncBehind:
+		if p := s.Promotion; p != nil {
+			parts = append(parts, yellow("behind "+p.From+": "+shortImage(p.SourceImage, wide)))
+			break
+		}
 		parts = append(parts, yellow("behind: "+shortImage(s.Policy.LatestImage, wide)))
 	case SyncAhead:
 		parts = append(parts, yellow("ahead of "+shortImage(s.Policy.LatestImage, wide)))
@@ -279,6 +289,67 @@ func writeService(w io.Writer, s Service, now time.Time, o TextOptions) {
 		}
 		_ = ui.Table(w, "  ", rows)
 	}
+}
+
+// writePipeline writes one chain: a line naming it, then each stage with
+// what it runs, since when and its soak, and for each stage after the
+// first, the promotion into it.
+func writePipeline(w io.Writer, p Pipeline, now time.Time, o TextOptions) {
+	names := make([]string, len(p.Stages))
+	for i, st := range p.Stages {
+		names[i] = st.Service
+	}
+	fmt.Fprintf(w, "  %s\n", strings.Join(names, " -> "))
+	for _, st := range p.Stages {
+		runs := "no Deployment"
+		if st.Image != "" {
+			runs = shortImage(st.Image, o.Wide)
+			if st.Since != nil {
+				runs += " since " + ago(now, *st.Since)
+			}
+			runs += ", " + stageSoak(st, now)
+		}
+		if st.Policy != "" {
+			runs += "; from ImagePolicy " + st.Policy
+		}
+		writeRow(w, "    ", st.Service, runs)
+		if pr := st.Promotion; pr != nil {
+			writeRow(w, "    ", "", "next: "+promotionLine(*pr, now, o))
+		}
+	}
+}
+
+func stageSoak(st Stage, now time.Time) string {
+	switch st.Soak {
+	case StageSoaking, StageSoaked:
+		return soakState(deploy.SoakMark{Until: *st.SoakUntil, Passed: st.Soak == StageSoaked}, now)
+	case StageVerified:
+		return green("verified")
+	case StageUnverified:
+		return yellow("not verified yet")
+	case StageFailed:
+		return red("runs its failed image")
+	}
+	return yellow("not verified by autodeploy")
+}
+
+func promotionLine(p StagePromotion, now time.Time, o TextOptions) string {
+	cand := shortImage(p.Candidate, o.Wide)
+	switch p.State {
+	case PromotionUpToDate:
+		return green("up to date with " + p.From)
+	case PromotionDue:
+		return fmt.Sprintf("the next run promotes %s from %s", cand, p.From)
+	case PromotionWaiting, PromotionSoakPending:
+		if p.Due != nil {
+			return fmt.Sprintf("%s from %s at %s (in %s): %s", cand, p.From, clock(*p.Due), until(now, *p.Due), p.Reason)
+		}
+	case PromotionOutsideWindow:
+		return yellow(fmt.Sprintf("%s from %s waits for a deploy window: %s", cand, p.From, p.Reason))
+	case PromotionFailed, PromotionHeld:
+		return red(fmt.Sprintf("%s: %s", p.State, p.Reason))
+	}
+	return yellow(fmt.Sprintf("%s: %s", p.State, p.Reason))
 }
 
 // writeRow writes "label value", wrapping the value at word boundaries so

@@ -25,10 +25,13 @@ type Report struct {
 	GeneratedAt   time.Time `json:"generatedAt"`
 	// Healthy is true when every service is healthy, up to date, not held
 	// and verified: what exit code 0 means.
-	Healthy  bool        `json:"healthy"`
-	FluxAPI  string      `json:"fluxImageAPI,omitempty"`
-	Services []Service   `json:"services"`
-	LastRun  *runlog.Run `json:"lastRun,omitempty"`
+	Healthy  bool      `json:"healthy"`
+	FluxAPI  string    `json:"fluxImageAPI,omitempty"`
+	Services []Service `json:"services"`
+	// Pipelines are the chains of promotions (config promote) that hold
+	// one of Services, each stage from the first.
+	Pipelines []Pipeline  `json:"pipelines,omitempty"`
+	LastRun   *runlog.Run `json:"lastRun,omitempty"`
 	// LastRunError says why there is no last run (no log yet, unreadable).
 	LastRunError  string       `json:"lastRunError,omitempty"`
 	RunInProgress *lock.Holder `json:"runInProgress,omitempty"`
@@ -218,6 +221,10 @@ type NextAction struct {
 	Action string `json:"action"`
 	Target string `json:"target,omitempty"`
 	Reason string `json:"reason"`
+	// Held: the service is held; OutsideWindow: a deploy its deploy
+	// windows hold back.
+	Held          bool `json:"held,omitempty"`
+	OutsideWindow bool `json:"outsideWindow,omitempty"`
 }
 
 // Pod is one pod of the current or previous ReplicaSet.

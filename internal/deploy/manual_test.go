@@ -1,0 +1,51 @@
+package deploy
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/autodeploy-dev/autodeploy/internal/runlog"
+)
+
+// TestManualRollbackClearsMarks: a manual rollback leaves none of the
+// marks of the rollout it undoes on the Deployment. A soak mark left there
+// (issue 19) would date the next verification of the same image from the
+// old one's, and status would call the revision rolled back to "soaked".
+func TestManualRollbackClearsMarks(t *testing.T) {
+	verified := fcNow.Add(-5 * time.Minute)
+	tests := []struct {
+		name string
+		ann  map[string]string
+	}{
+		{"soaking", map[string]string{AnnVerified: "true", AnnDeployedImage: bbb, AnnPreviousRevision: "1",
+			AnnSoak: mustJSON(SoakMark{Image: bbb, VerifiedAt: verified, Until: verified.Add(10 * time.Minute)})}},
+		{"soaked", map[string]string{AnnVerified: "true", AnnDeployedImage: bbb,
+			AnnSoak: mustJSON(SoakMark{Image: bbb, VerifiedAt: verified, Until: verified.Add(time.Minute), Passed: true})}},
+		{"unverified", map[string]string{AnnVerified: "false", AnnDeployedImage: bbb, AnnPreviousRevision: "1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newFakeCluster(t, aaa, bbb, false)
+			c.seed(bbb, behaviour{}, tt.ann)
+			var log bytes.Buffer
+			m := &Manager{Kube: c.kube, Dynamic: c.dyn, Log: runlog.New(&log), Now: func() time.Time { return fcNow }, By: "ops@host"}
+			res, err := m.Rollback(t.Context(), svc(), RollbackOptions{Reason: "500s"})
+			if err != nil {
+				t.Fatalf("Rollback: %v\n%s", err, log.String())
+			}
+			if res.To != aaa {
+				t.Fatalf("rolled back to %q, want %q", res.To, aaa)
+			}
+			ann := c.deployment().Annotations
+			for _, k := range []string{AnnSoak, AnnVerified, AnnDeployedImage, AnnPreviousRevision} {
+				if v, ok := ann[k]; ok {
+					t.Errorf("%s left after the rollback: %q", k, v)
+				}
+			}
+			if _, held := ParseHold(ann); !held {
+				t.Errorf("not held after the rollback: %v", ann)
+			}
+		})
+	}
+}
