@@ -44,8 +44,9 @@ func main() {
 	bin := flag.String("autodeploy", "bin/autodeploy", "the autodeploy binary")
 	sizes := flag.String("sizes", "3,50,500", "numbers of services for the no-op runs")
 	runs := flag.Int("runs", 5, "runs per measurement (medians); 500 services get max(1, runs/5)")
+	idle := flag.Duration("watch-idle", 0, "measure only autodeploy watch: idle this long with 50 services, then 5 pushes announced as by a Receiver")
 	flag.Parse()
-	if err := run(*bin, *sizes, *runs); err != nil {
+	if err := run(*bin, *sizes, *runs, *idle); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -63,7 +64,7 @@ type env struct {
 	flux, app string
 }
 
-func run(bin string, sizeList string, runs int) error {
+func run(bin string, sizeList string, runs int, watchIdle time.Duration) error {
 	ctx := context.Background()
 	root, _ := os.Getwd()
 	work, err := os.MkdirTemp("", "autodeploy-bench-")
@@ -90,6 +91,15 @@ func run(bin string, sizeList string, runs int) error {
 		return err
 	}
 
+	if watchIdle > 0 {
+		out := &strings.Builder{}
+		fmt.Fprintf(out, "Machine: %d cores, %s/%s, %s; Kubernetes v1.37.2 (local, KWOK nodes); %s.\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, cpuModel(), runtime.Version())
+		if err := e.watchIdle(ctx, out, 50, watchIdle, 5); err != nil {
+			return err
+		}
+		fmt.Print(out.String())
+		return nil
+	}
 	var sizes []int
 	for _, s := range strings.Split(sizeList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
