@@ -11,7 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/doctor"
+	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/ui"
 )
 
@@ -67,6 +69,10 @@ func (o *DoctorOptions) Run(ctx context.Context) error {
 	in := doctor.Inputs{ConfigPath: f.configPath(), Host: hostSchedules(), Now: time.Now()}
 	in.Config, in.ConfigErr = f.Config()
 	in.Clients, in.ClientsErr = f.Clients()
+	if in.Config != nil && (in.Config.Lock.Type != config.LockLease || in.ClientsErr == nil) {
+		wl, _, _ := watchLocker(f, in.Config, in.Clients)
+		in.Host.Watch = func() (lock.Holder, bool, error) { return wl.Holder(ctx) }
+	}
 	r := doctor.Run(ctx, in)
 	if err := context.Cause(ctx); err != nil {
 		// A signal cut the checks short: the report would blame the

@@ -33,11 +33,13 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
 	"github.com/autodeploy-dev/autodeploy/internal/health"
 	"github.com/autodeploy-dev/autodeploy/internal/kube"
+	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/manifests"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
 	"github.com/autodeploy-dev/autodeploy/internal/runlog"
 	"github.com/autodeploy-dev/autodeploy/internal/status"
 	"github.com/autodeploy-dev/autodeploy/internal/ui"
+	"github.com/autodeploy-dev/autodeploy/internal/watch"
 )
 
 // Levels of a check.
@@ -79,6 +81,9 @@ type Host struct {
 	// DefaultConfig is the config a run reads without --config or
 	// AUTODEPLOY_CONFIG.
 	DefaultConfig string
+	// Watch reads the watch's lock record (nil: not looked at): a running
+	// `autodeploy watch` makes the schedule's passes itself.
+	Watch func() (lock.Holder, bool, error)
 }
 
 // Inputs is what doctor examines.
@@ -565,8 +570,28 @@ func schedule(r *Report, cfg *config.Config, h Host) {
 			r.add("schedule", Warn, fmt.Sprintf("%s: OnCalendar=%s but the config's schedule %q is %s", f, strings.TrimSpace(m[1]), cfg.Schedule, want), "regenerate with autodeploy manifests systemd")
 		}
 	}
-	if len(found) == 0 {
-		r.add("schedule", Warn, "no crontab or systemd timer runs `autodeploy run` on this host (fine if it runs in the cluster)", fix)
+	watching := false // a watch's line says what schedules this host
+	if h.Watch != nil {
+		if hd, held, err := h.Watch(); err == nil {
+			if st, ok := watch.ParseRecord(hd.Command); ok {
+				who := hd.Command
+				if hd.Pid != 0 {
+					who = fmt.Sprintf("pid %d", hd.Pid)
+				} else {
+					who, _, _ = strings.Cut(who, ": ")
+				}
+				watching = true
+				if held {
+					r.add("schedule", OK, fmt.Sprintf("autodeploy watch runs (%s, since %s): it deploys each policy change and makes a full pass at every tick of %q", who, st.Since.Format(time.RFC3339), cfg.Schedule), "")
+				} else {
+					r.add("schedule", Warn, fmt.Sprintf("an autodeploy watch (%s) stopped without releasing its lock (killed or crashed)", who),
+						"see journalctl -u autodeploy-watch (or kubectl logs), then systemctl restart autodeploy-watch")
+				}
+			}
+		}
+	}
+	if len(found) == 0 && !watching {
+		r.add("schedule", Warn, "no crontab, systemd timer or autodeploy watch runs autodeploy on this host (fine if it runs in the cluster)", fix)
 	}
 }
 

@@ -17,7 +17,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/status"
+	"github.com/autodeploy-dev/autodeploy/internal/watch"
 )
 
 func cfg(t *testing.T, extra string) *config.Config {
@@ -44,7 +46,14 @@ func TestSchedule(t *testing.T) {
 		detail string
 	}{
 		{"systemd matches", Host{TimerFiles: []string{write("autodeploy.timer", "[Timer]\nOnCalendar=*-*-* *:00/2:00\n")}}, OK, "OnCalendar=*-*-* *:00/2:00, as configured"},
-		{"nothing", Host{CronFiles: []string{write("other", "0 * * * * root backup.sh\n# */2 * * * * autodeploy run\n")}}, Warn, "no crontab or systemd timer"},
+		{"nothing", Host{CronFiles: []string{write("other", "0 * * * * root backup.sh\n# */2 * * * * autodeploy run\n")}}, Warn, "no crontab, systemd timer or autodeploy watch"},
+		{"a watch runs", Host{Watch: func() (lock.Holder, bool, error) {
+			return lock.Holder{Pid: 42, Command: watch.State{Since: time.Date(2026, 12, 3, 6, 0, 0, 0, time.UTC)}.Record()}, true, nil
+		}}, OK, "autodeploy watch runs (pid 42, since 2026-12-03T06:00:00Z)"},
+		{"a watch died", Host{Watch: func() (lock.Holder, bool, error) {
+			return lock.Holder{Command: "host-a/7: " + watch.State{}.Record()}, false, nil
+		}}, Warn, "an autodeploy watch (host-a/7) stopped without releasing its lock"},
+		{"no watch record", Host{Watch: func() (lock.Holder, bool, error) { return lock.Holder{}, false, nil }}, Warn, "no crontab, systemd timer or autodeploy watch"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
