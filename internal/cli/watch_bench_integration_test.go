@@ -33,26 +33,8 @@ func BenchmarkWatchPolicyChangeToPatch(b *testing.B) {
 	e := kubetest.New(b)
 	refl := e.StartReflector(fluxsim.V1, e.Namespace)
 	ctx := context.Background()
-	var svcs strings.Builder
-	for i := range n {
-		name := fmt.Sprintf("svc-%03d", i)
-		img := reg + name + ":sha-0000000"
-		// Zero replicas: the rollout completes at once, and 500 fake pods
-		// would only add noise to what is measured (the path to the patch).
-		d := kubetest.Deployment{Name: name, Image: img, Replicas: 1}.Object(e.Namespace)
-		zero := int32(0)
-		d.Spec.Replicas = &zero
-		if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Create(ctx, d, metav1.CreateOptions{}); err != nil {
-			b.Fatal(err)
-		}
-		e.CreateImageRepository(fluxsim.V1, e.Namespace, name, reg+name)
-		e.CreateImagePolicy(fluxsim.V1, e.Namespace, name, name)
-		if err := refl.Track(ctx, name, name, img); err != nil {
-			b.Fatal(err)
-		}
-		fmt.Fprintf(&svcs, "  - name: %s\n", name)
-	}
-	cfg, _ := writeConfig(b, fmt.Sprintf("log: {file: \"-\"}\nschedule: \"0 0 1 1 *\"\nflux: {namespace: %s, reconcileTimeout: 60s}\ndefaults: {namespace: %s}\nservices:\n%s", e.Namespace, e.Namespace, svcs.String()))
+	svcs := e.CreateIdleServices(refl, n, reg, "sha-0000000")
+	cfg, _ := writeConfig(b, fmt.Sprintf("log: {file: \"-\"}\nschedule: \"0 0 1 1 *\"\nflux: {namespace: %s, reconcileTimeout: 60s}\ndefaults: {namespace: %s}\nservices:\n%s", e.Namespace, e.Namespace, svcs))
 	out := newLines()
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan ExitCode, 1)

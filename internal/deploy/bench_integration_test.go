@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -35,25 +34,7 @@ func BenchmarkNoopRun(b *testing.B) {
 		e := kubetest.New(b)
 		refl := e.StartReflector(fluxsim.V1, e.Namespace)
 		ctx := context.Background()
-		svcs := ""
-		for i := range n {
-			name := fmt.Sprintf("svc-%03d", i)
-			img := reg + name + ":sha-1111111"
-			// Zero replicas: a no-op run reads Deployments and ReplicaSets,
-			// never pods, and 500 idle fake pods would only add noise.
-			d := kubetest.Deployment{Name: name, Image: img, Replicas: 1}.Object(e.Namespace)
-			zero := int32(0)
-			d.Spec.Replicas = &zero
-			if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Create(ctx, d, metav1.CreateOptions{}); err != nil {
-				b.Fatal(err)
-			}
-			e.CreateImageRepository(fluxsim.V1, e.Namespace, name, reg+name)
-			e.CreateImagePolicy(fluxsim.V1, e.Namespace, name, name)
-			if err := refl.Track(ctx, name, name, img); err != nil {
-				b.Fatal(err)
-			}
-			svcs += "  - name: " + name + "\n"
-		}
+		svcs := e.CreateIdleServices(refl, n, reg, "sha-1111111")
 		cfg, err := config.Parse([]byte(fmt.Sprintf("lockFile: /tmp/x.lock\nflux: {namespace: %s}\ndefaults: {namespace: %s}\nservices:\n%s", e.Namespace, e.Namespace, svcs)), "bench.yaml")
 		if err != nil {
 			b.Fatal(err)

@@ -2,8 +2,11 @@ package kubetest
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	"github.com/autodeploy-dev/autodeploy/internal/fluxsim"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // CreateImageRepository creates an ImageRepository scanning image.
@@ -70,4 +73,32 @@ func (e *Env) StartGitOps(o fluxsim.GitOptions) *fluxsim.GitOps {
 		<-g.Done()
 	})
 	return g
+}
+
+// CreateIdleServices creates n services svc-000... in the Env's namespace,
+// each a Deployment of zero replicas on <reg><name>:<tag> with its
+// ImageRepository and ImagePolicy tracked by refl, and returns their
+// config lines ("  - name: svc-000\n"...). Zero replicas: what benchmarks
+// of reads and patches measure, without n fake pods adding noise.
+func (e *Env) CreateIdleServices(refl *fluxsim.Reflector, n int, reg, tag string) string {
+	e.T.Helper()
+	ctx := context.Background()
+	var lines strings.Builder
+	for i := range n {
+		name := fmt.Sprintf("svc-%03d", i)
+		img := reg + name + ":" + tag
+		d := Deployment{Name: name, Image: img, Replicas: 1}.Object(e.Namespace)
+		zero := int32(0)
+		d.Spec.Replicas = &zero
+		if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+			e.T.Fatal(err)
+		}
+		e.CreateImageRepository(fluxsim.V1, e.Namespace, name, reg+name)
+		e.CreateImagePolicy(fluxsim.V1, e.Namespace, name, name)
+		if err := refl.Track(ctx, name, name, img); err != nil {
+			e.T.Fatal(err)
+		}
+		fmt.Fprintf(&lines, "  - name: %s\n", name)
+	}
+	return lines.String()
 }

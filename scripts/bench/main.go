@@ -12,7 +12,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -354,27 +353,11 @@ func (e *env) measure(t tool, k int) (measurement, error) {
 // countRequests counts the distinct requests of user agents starting with
 // agent in the audit log after offset.
 func countRequests(path string, offset int64, agent string) int {
-	f, err := os.Open(path)
-	if err != nil {
-		return -1
+	n := 0
+	for _, c := range requestsBy(path, offset, agent) {
+		n += c
 	}
-	defer f.Close()
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return -1
-	}
-	ids := map[string]bool{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<22)
-	for sc.Scan() {
-		var ev struct {
-			AuditID   string `json:"auditID"`
-			UserAgent string `json:"userAgent"`
-		}
-		if json.Unmarshal(sc.Bytes(), &ev) == nil && strings.HasPrefix(ev.UserAgent, agent) {
-			ids[ev.AuditID] = true
-		}
-	}
-	return len(ids)
+	return n
 }
 
 // rolloutTimes reads autodeploy's log after offset: the rollout itself

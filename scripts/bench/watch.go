@@ -44,13 +44,15 @@ func (e *env) watchIdle(ctx context.Context, out io.Writer, n int, idle time.Dur
 		return err
 	}
 	cmd := exec.Command(e.bin, "watch", "--config", cfg, "--kubeconfig", e.kubecfg)
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
 	if err := cmd.Start(); err != nil {
 		return err
 	}
 	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
 	if err := waitLog(logPath, 0, 2*time.Minute, "trigger=start", `msg="run finished"`); err != nil {
-		return err
+		log, _ := os.ReadFile(logPath)
+		return fmt.Errorf("%w\nstderr: %s\nlog:\n%s", err, stderr.String(), log[max(0, len(log)-3000):])
 	}
 	pid := cmd.Process.Pid
 	off := fileSize(e.audit)
