@@ -259,17 +259,19 @@ func (o *WatchOptions) act(ctx context.Context, watchLock *lock.Held, a watch.Ac
 	if cause := context.Cause(h.Context()); errors.Is(cause, lock.ErrLost) {
 		log.Error("run stopped: the lock was lost", "error", cause)
 	}
-	if err := h.Release(); err != nil {
-		log.Warn("could not release the lock", "error", err)
-	}
 	if runErr != nil && res != nil && res.Services == nil {
 		log.Error("run failed", "error", clients.Classify(runErr))
 	}
+	// Under the lock, as run does: the metrics file and the record of
+	// what cron was told are shared with cron's runs.
 	recordMetrics(cfg.Metrics, res, runErr, log)
+	o.tell(res, log)
+	if err := h.Release(); err != nil {
+		log.Warn("could not release the lock", "error", err)
+	}
 	if a.Trigger != watch.TriggerPolicy && runErr == nil {
 		o.note(watchLock, func(s *watch.State) { s.LastPass = time.Now() })
 	}
-	o.tell(res, log)
 }
 
 // note updates the watch's state and its lock's record.
