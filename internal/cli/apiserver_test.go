@@ -83,6 +83,14 @@ func TestMisbehavingAPIServer(t *testing.T) {
 		w.Header().Set("Content-Type", "text/html")
 		w.Write([]byte("<html><body>Welcome to nginx!</body></html>"))
 	}
+	// A proxy in front of the API (an authenticating proxy, a WAF, an
+	// ingress with an allow list) refusing with its own page: no Status,
+	// so not RBAC; it was shown bare ("Error: forbidden: <html>...").
+	proxyForbidden := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusForbidden)
+		w.Write([]byte("<html><head><title>403 Forbidden</title></head><body><center><h1>403 Forbidden</h1></center><hr><center>nginx</center></body></html>"))
+	}
 	tests := []struct {
 		name    string
 		handler http.HandlerFunc
@@ -109,6 +117,11 @@ func TestMisbehavingAPIServer(t *testing.T) {
 		{"500 status", answering(500), "", []string{"status"}, ExitError, []string{"the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG) answered: "}},
 		{"HTML run", html, "", []string{"run"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "not as the Kubernetes API does"}},
 		{"HTML status", html, "", []string{"status"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "not as the Kubernetes API does"}},
+		{"proxy 403 run", proxyForbidden, "", []string{"run"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "403 Forbidden", "not the Kubernetes API's", "fix:"}},
+		{"proxy 403 status", proxyForbidden, "", []string{"status"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "403 Forbidden", "not the Kubernetes API's", "fix:"}},
+		{"proxy 403 rollback", proxyForbidden, "", []string{"rollback", "api"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "403 Forbidden", "not the Kubernetes API's", "fix:"}},
+		{"proxy 403 hold", proxyForbidden, "", []string{"hold", "api", "--reason", "x"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "403 Forbidden", "not the Kubernetes API's", "fix:"}},
+		{"proxy 403 doctor", proxyForbidden, "", []string{"doctor"}, ExitError, []string{"$SERVER", "$KUBECONFIG", "403 Forbidden", "not the Kubernetes API's"}},
 		// Issue 18 review item 4: doctor names what is refused and the
 		// RBAC fix, not "unknown" or "install Flux".
 		{"version 403 doctor", versionForbidden, "", []string{"doctor"}, ExitError, []string{"GET /version refused (403 Forbidden)", "$SERVER"}},

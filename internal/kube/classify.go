@@ -35,7 +35,9 @@ func (c *Clients) Classify(err error) error {
 		return err
 	}
 	cause := rootCause(err)
-	if notAPI(err) {
+	if page, ok := proxyRefusal(err); ok {
+		cause = fmt.Errorf("it answered 403 Forbidden with a page that is not the Kubernetes API's (%q): a proxy or web server in front of the API refused the request, not RBAC; fix: check that the kubeconfig's server is the API's address, and that this host and the kubeconfig's credentials may pass that proxy", page)
+	} else if notAPI(err) {
 		cause = fmt.Errorf("it answered, but not as the Kubernetes API does (%v): is the kubeconfig's server another web server, or a proxy's page?", cause)
 	}
 	return &UnreachableError{Server: c.Config.Host, Kubeconfig: c.Source, Err: cause}
@@ -91,6 +93,41 @@ func notAPI(err error) bool {
 	return strings.Contains(msg, "serializer for ") && strings.Contains(msg, " doesn't exist")
 }
 
+// proxyRefusal reports whether err is a 403 whose body is text (HTML, a
+// plain message), and returns that body's title or start: the API server
+// says every refusal in a Status (JSON or protobuf) naming who may not do
+// what (RBAC, exit 9), so a page in its place is a proxy in front of it
+// (an authenticating proxy, an ingress's allow list, a WAF) refusing. It
+// was shown bare, the whole HTML page in the message (issue 18, fourth
+// pass). client-go marks an answer it could not read as a Status with an
+// UnexpectedServerResponse cause, whose message is the body when it was
+// text/* and "unknown" otherwise: the discovery client reads the API's own
+// 403 so (flux.DiscoveryRefusedError), and a proxy's JSON that is not a
+// Status reads the same, so only a text body tells.
+func proxyRefusal(err error) (string, bool) {
+	var se apierrors.APIStatus
+	if !apierrors.IsForbidden(err) || !apierrors.IsUnexpectedServerError(err) || !errors.As(err, &se) {
+		return "", false
+	}
+	page := se.Status().Message
+	if page == "unknown" {
+		return "", false
+	}
+	if _, rest, ok := strings.Cut(page, "<title>"); ok {
+		page, _, _ = strings.Cut(rest, "</title>")
+	}
+	page = strings.Join(strings.Fields(page), " ")
+	if r := []rune(page); len(r) > 80 {
+		page = string(r[:80]) + "..."
+	}
+	return page, true
+}
+
+func proxyRefused(err error) bool {
+	_, ok := proxyRefusal(err)
+	return ok
+}
+
 // plainHTTP reports whether an https:// server answered in plain HTTP: a
 // kubeconfig naming the wrong port or scheme. net/http has no type for it.
 func plainHTTP(err error) bool {
@@ -99,7 +136,8 @@ func plainHTTP(err error) bool {
 }
 
 // IsUnreachable reports whether err means the API server could not be used:
-// no connection, TLS failure, a timeout, refused credentials, or 503.
+// no connection, TLS failure, a timeout, refused credentials, a proxy's
+// refusal, or 503.
 func IsUnreachable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return false
@@ -122,6 +160,10 @@ func IsUnreachable(err error) bool {
 	case notAPI(err), plainHTTP(err):
 		// Not the Kubernetes API at that address, as a closed port is
 		// not: the kubeconfig's server is wrong (issue 18, review item 4).
+		return true
+	case proxyRefused(err):
+		// A proxy's refusal: the cluster cannot be used through it, as
+		// with refused credentials.
 		return true
 	case apierrors.IsServiceUnavailable(err):
 		// 503 to a request is a control plane starting or a proxy in
