@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -433,14 +434,14 @@ func schedule(r *Report, cfg *config.Config, h Host) {
 		}
 	}
 	for _, f := range h.CronFiles {
-		if b, err := os.ReadFile(f); err == nil && cronTab(r, cfg, h, f, string(b), true) {
+		if b, ok := scheduleFile(r, f, "cron"); ok && cronTab(r, cfg, h, f, string(b), true) {
 			found = append(found, f)
 		}
 	}
 	want, _ := manifests.OnCalendar(cfg.Schedule)
 	for _, f := range h.TimerFiles {
-		b, err := os.ReadFile(f)
-		if err != nil {
+		b, ok := scheduleFile(r, f, "systemd")
+		if !ok {
 			continue
 		}
 		m := regexp.MustCompile(`(?m)^OnCalendar=(.+)$`).FindStringSubmatch(string(b))
@@ -457,6 +458,24 @@ func schedule(r *Report, cfg *config.Config, h Host) {
 	if len(found) == 0 {
 		r.add("schedule", Warn, "no crontab or systemd timer runs `autodeploy run` on this host (fine if it runs in the cluster)", fix)
 	}
+}
+
+// scheduleFile reads a cron file or timer, as config.ReadFile reads: a
+// named pipe in /etc/cron.d blocked doctor's plain read forever, SIGTERM
+// unheard, and a device never ended (issue 18, fourth pass). What is not a
+// regular file is a warning: cron (Debian's skips it) and systemd run
+// nothing from it. One that went away since the listing, or that this user
+// may not read (another package's, mode 0600), is passed over, as before.
+func scheduleFile(r *Report, path, reader string) ([]byte, bool) {
+	b, err := config.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
+		return nil, false
+	case err != nil:
+		r.add("schedule", Warn, fmt.Sprintf("%s not read: %v", path, err), fmt.Sprintf("%s runs nothing from it: remove it, or make it a regular file", reader))
+		return nil, false
+	}
+	return b, true
 }
 
 func firstLine(s string) string {

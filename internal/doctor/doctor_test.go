@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/hosttest"
 	"github.com/autodeploy-dev/autodeploy/internal/status"
 )
 
@@ -306,5 +307,27 @@ func TestCheckLockFileThatIsAPipe(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("check still blocked on a named pipe after 5s")
+	}
+}
+
+// A named pipe among /etc/cron.d's files (or a timer file) blocked doctor
+// in its read forever, SIGTERM unheard (issue 18, fourth pass): cron
+// ignores what is not a regular file, and doctor says so.
+func TestScheduleFilesThatAreNotFiles(t *testing.T) {
+	dir := t.TempDir()
+	cron := hosttest.Mkfifo(t, filepath.Join(dir, "autodeploy"))
+	timer := hosttest.Mkfifo(t, filepath.Join(dir, "autodeploy.timer"))
+	r := &Report{}
+	hosttest.Returns(t, "doctor's schedule check of a named pipe", func() {
+		schedule(r, cfg(t, ""), Host{CronFiles: []string{cron, "/dev/zero"}, TimerFiles: []string{timer}})
+	})
+	for _, want := range []string{cron + " is a named pipe, not a regular file", "/dev/zero is a device, not a regular file", timer + " is a named pipe, not a regular file"} {
+		found := false
+		for _, c := range r.Checks {
+			found = found || c.Name == "schedule" && c.Status == Warn && strings.Contains(c.Detail, want)
+		}
+		if !found {
+			t.Errorf("no schedule warning saying %q; checks %+v", want, r.Checks)
+		}
 	}
 }
