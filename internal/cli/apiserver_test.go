@@ -147,3 +147,42 @@ func TestMisbehavingAPIServer(t *testing.T) {
 		})
 	}
 }
+
+// A kubeconfig's server with a password or a token in its URL
+// (https://admin:pw@host, ?token=...) was shown whole wherever the server
+// is named: every error line, doctor, the log (issue 18, fourth pass).
+// Secrets never appear in output: the server is named redacted.
+func TestKubeconfigServerSecretsNotShown(t *testing.T) {
+	cfg, dir := writeConfig(t, "")
+	handlers := map[string]http.HandlerFunc{
+		"503": func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no backend", http.StatusServiceUnavailable) },
+		"500": func(w http.ResponseWriter, r *http.Request) { http.Error(w, "oops", http.StatusInternalServerError) },
+		"proxy 403": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(http.StatusForbidden)
+			w.Write([]byte("<html><title>403 Forbidden</title></html>"))
+		},
+	}
+	for name, h := range handlers {
+		for _, args := range [][]string{{"run"}, {"status"}, {"rollback", "api"}, {"hold", "api", "--reason", "x"}, {"doctor"}} {
+			t.Run(name+" "+args[0], func(t *testing.T) {
+				_, server := misbehavingServer(t, h)
+				secret := strings.Replace(server, "http://", "http://admin:hunter2@", 1) + "/?token=qs-secret"
+				kc := filepath.Join(t.TempDir(), "kubeconfig")
+				body := "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"" + secret + "\"}}]\nusers: [{name: u, user: {token: x}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n"
+				if err := os.WriteFile(kc, []byte(body), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				code, stdout, stderr := execute(t, nil, append(args, "--config", cfg, "--kubeconfig", kc, "--request-timeout", "5s")...)
+				logged, _ := os.ReadFile(filepath.Join(dir, "autodeploy.log"))
+				all := stdout + stderr + string(logged)
+				if code == ExitOK || strings.Contains(all, "hunter2") || strings.Contains(all, "qs-secret") {
+					t.Errorf("exit %d; a secret of the server's URL is shown:\n%s", code, all)
+				}
+				if !strings.Contains(stdout+stderr, strings.TrimPrefix(server, "http://")) {
+					t.Errorf("the server is not named:\n%s", stdout+stderr)
+				}
+			})
+		}
+	}
+}

@@ -123,7 +123,7 @@ func cluster(ctx context.Context, r *Report, in Inputs) (reached bool) {
 		return false
 	}
 	c := in.Clients
-	r.add("kubeconfig", OK, fmt.Sprintf("%s (server %s)", c.Source, c.Config.Host), "")
+	r.add("kubeconfig", OK, fmt.Sprintf("%s (server %s)", c.Source, kube.ShownServer(c.Config.Host)), "")
 	v, err := serverVersion(ctx, c)
 	if err != nil {
 		r.add("api server", Fail, c.Classify(err).Error(), "check that the cluster runs and the kubeconfig's server and credentials are right")
@@ -175,7 +175,7 @@ func serverVersion(ctx context.Context, c *kube.Clients) (*version.Info, error) 
 			if len(msg) > 200 {
 				msg = msg[:200] + "..."
 			}
-			return nil, fmt.Errorf("GET /version refused (%d %s) by the API at %s (kubeconfig %s): %s", st.Code, http.StatusText(int(st.Code)), c.Config.Host, c.Source, ui.Escape(msg))
+			return nil, fmt.Errorf("GET /version refused (%d %s) by the API at %s (kubeconfig %s): %s", st.Code, http.StatusText(int(st.Code)), kube.ShownServer(c.Config.Host), c.Source, ui.Escape(msg))
 		}
 		return nil, err
 	}

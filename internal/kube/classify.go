@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/autodeploy-dev/autodeploy/internal/config"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -54,7 +55,7 @@ type AnswerError struct {
 }
 
 func (e *AnswerError) Error() string {
-	return fmt.Sprintf("the Kubernetes API at %s (kubeconfig %s) answered: %v", e.Server, e.Kubeconfig, e.Err)
+	return fmt.Sprintf("the Kubernetes API at %s (kubeconfig %s) answered: %s", ShownServer(e.Server), e.Kubeconfig, config.RedactIn(e.Err.Error(), e.Server))
 }
 
 func (e *AnswerError) Unwrap() error { return e.Err }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -140,13 +141,14 @@ type UnreachableError struct {
 }
 
 func (e *UnreachableError) Error() string {
+	server := ShownServer(e.Server)
 	if apierrors.IsUnauthorized(e.Err) {
-		return fmt.Sprintf("the Kubernetes API at %s refused the credentials of kubeconfig %s (%v): renew the token or certificate, or choose another --kubeconfig/--context", e.Server, e.Kubeconfig, e.Err)
+		return fmt.Sprintf("the Kubernetes API at %s refused the credentials of kubeconfig %s (%s): renew the token or certificate, or choose another --kubeconfig/--context", server, e.Kubeconfig, config.RedactIn(e.Err.Error(), e.Server))
 	}
 	if e.Server == "" {
 		return fmt.Sprintf("cannot use the cluster (kubeconfig %s): %v", e.Kubeconfig, e.Err)
 	}
-	why := e.Err.Error()
+	why := config.RedactIn(e.Err.Error(), e.Server)
 	if apierrors.IsServiceUnavailable(e.Err) {
 		why = "it answers 503 Service Unavailable (" + why + "): the API server is starting or overloaded, or a proxy in front of it has no backend; try again later, or check the server"
 	}
@@ -155,7 +157,24 @@ func (e *UnreachableError) Error() string {
 		// --request-timeout.
 		why = "no answer within the request timeout (--request-timeout, default 30s)"
 	}
-	return fmt.Sprintf("cannot reach the Kubernetes API at %s (kubeconfig %s): %s", e.Server, e.Kubeconfig, why)
+	return fmt.Sprintf("cannot reach the Kubernetes API at %s (kubeconfig %s): %s", server, e.Kubeconfig, why)
+}
+
+// ShownServer is a kubeconfig's server as it may be shown: a password, a
+// token in its query or fragment redacted (https://admin:pw@host and
+// ?token=... were printed whole in every error naming the server, and in
+// the log; issue 18, fourth pass). A server without a scheme
+// (host:port) is redacted as https://host:port would be.
+func ShownServer(server string) string {
+	if server == "" {
+		return ""
+	}
+	if _, err := url.Parse(server); err != nil {
+		if u, err := url.Parse("https://" + server); err == nil && u.Host != "" {
+			return strings.TrimPrefix(config.RedactURL("https://"+server), "https://")
+		}
+	}
+	return config.RedactURL(server)
 }
 
 func (e *UnreachableError) Unwrap() error { return e.Err }
