@@ -155,7 +155,9 @@ func TestMisbehavingAPIServer(t *testing.T) {
 func TestKubeconfigServerSecretsNotShown(t *testing.T) {
 	cfg, dir := writeConfig(t, "")
 	handlers := map[string]http.HandlerFunc{
-		"503": func(w http.ResponseWriter, r *http.Request) { http.Error(w, "no backend", http.StatusServiceUnavailable) },
+		"503": func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "no backend", http.StatusServiceUnavailable)
+		},
 		"500": func(w http.ResponseWriter, r *http.Request) { http.Error(w, "oops", http.StatusInternalServerError) },
 		"proxy 403": func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/html")
