@@ -6,11 +6,11 @@
 package metrics
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -147,17 +147,18 @@ func b2f(b bool) float64 {
 
 // ReadPrevious parses the metrics file of the previous run; a missing file
 // is an empty start, a garbled one an error (and an empty start).
+// It is read as config.ReadFile reads: a named pipe there blocked the run
+// forever, holding its lock (issue 18, fourth pass).
 func ReadPrevious(path string) (map[string]*dto.MetricFamily, error) {
-	f, err := os.Open(path)
+	b, err := config.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (counters start again from 0)", err)
 	}
-	defer f.Close()
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(f)
+	mfs, err := p.TextToMetricFamilies(bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w (counters start again from 0)", path, err)
 	}

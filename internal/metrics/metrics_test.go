@@ -16,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
+	"github.com/autodeploy-dev/autodeploy/internal/hosttest"
 )
 
 var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
@@ -220,5 +221,18 @@ func TestPushErrorRedacts(t *testing.T) {
 		if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "ops:redacted@") {
 			t.Errorf("Push(%s) = %v", u, err)
 		}
+	}
+}
+
+// A named pipe at <textfileDir>/autodeploy.prom blocked the run in
+// ReadPrevious forever, holding the run's lock (issue 18, fourth pass):
+// it is refused as config.ReadFile refuses it, and the counters start
+// again.
+func TestReadPreviousThatIsNotAFile(t *testing.T) {
+	path := hosttest.Mkfifo(t, filepath.Join(t.TempDir(), FileName))
+	var err error
+	hosttest.Returns(t, "ReadPrevious of a named pipe", func() { _, err = ReadPrevious(path) })
+	if err == nil || !strings.Contains(err.Error(), path+" is a named pipe, not a regular file") {
+		t.Errorf("ReadPrevious = %v, want it refused as a named pipe", err)
 	}
 }
