@@ -395,7 +395,9 @@ func scanBackups(path string) (backups []backup, temps []string, err error) {
 		}
 		base, gz := strings.CutSuffix(name, gzSuffix)
 		t, ok := backupTime(base, prefix, ext)
-		if !ok || e.IsDir() {
+		if !ok || !e.Type().IsRegular() {
+			// Rotation makes regular files only: a named pipe of that
+			// name blocked status in its read (issue 18, fourth pass).
 			continue
 		}
 		p := filepath.Join(dir, name)
