@@ -36,7 +36,10 @@ func (c *Clients) Classify(err error) error {
 		return err
 	}
 	cause := rootCause(err)
-	if page, ok := proxyRefusal(err); ok {
+	var big *AnswerTooLargeError
+	if errors.As(err, &big) {
+		cause = big
+	} else if page, ok := proxyRefusal(err); ok {
 		cause = fmt.Errorf("it answered 403 Forbidden with a page that is not the Kubernetes API's (%q): a proxy or web server in front of the API refused the request, not RBAC; fix: check that the kubeconfig's server is the API's address, and that this host and the kubeconfig's credentials may pass that proxy", page)
 	} else if notAPI(err) {
 		cause = fmt.Errorf("it answered, but not as the Kubernetes API does (%v): is the kubeconfig's server another web server, or a proxy's page?", cause)
@@ -145,6 +148,7 @@ func IsUnreachable(err error) bool {
 	}
 	var (
 		ue    *UnreachableError
+		big   *AnswerTooLargeError
 		op    *net.OpError
 		dns   *net.DNSError
 		unk   x509.UnknownAuthorityError
@@ -152,7 +156,7 @@ func IsUnreachable(err error) bool {
 		inval x509.CertificateInvalidError
 	)
 	switch {
-	case errors.As(err, &ue), errors.As(err, &op), errors.As(err, &dns),
+	case errors.As(err, &ue), errors.As(err, &big), errors.As(err, &op), errors.As(err, &dns),
 		errors.As(err, &unk), errors.As(err, &host), errors.As(err, &inval),
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, context.DeadlineExceeded):
 		return true

@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -96,6 +98,7 @@ func (o Options) RESTConfig() (*rest.Config, string, error) {
 		source = "in-cluster"
 	}
 	cfg.UserAgent = version.UserAgent()
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return answerLimit{rt} })
 	// A run reads a handful of lists, then asks Flux to rescan with one small
 	// PATCH per ImageRepository and ImagePolicy: kubectl's burst (300) lets
 	// that through at once for a few hundred services, and the steady rate
@@ -178,3 +181,48 @@ func ShownServer(server string) string {
 }
 
 func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// maxAnswerBytes bounds the body of one answer (a watch's stream aside).
+// client-go reads a body to its end before decoding it: a server or proxy
+// streaming one without end filled the memory (1.6 GB in 3 s, "fatal
+// error: out of memory"; issue 18, fourth pass). The largest answers
+// autodeploy asks for are a namespace's ReplicaSets or Pods, a few MB for
+// thousands; the bound is far above that. Tests lower it.
+var maxAnswerBytes int64 = 256 << 20
+
+// AnswerTooLargeError is an answer cut at maxAnswerBytes.
+type AnswerTooLargeError struct{ Limit int64 }
+
+func (e *AnswerTooLargeError) Error() string {
+	return fmt.Sprintf("it answered more than %d MiB to one request, far more than the Kubernetes API answers autodeploy's requests: is the kubeconfig's server another server, or a proxy misbehaving?", e.Limit>>20)
+}
+
+// answerLimit cuts every answer's body at maxAnswerBytes, except a
+// watch's: a stream of events by design, read one event at a time.
+type answerLimit struct{ rt http.RoundTripper }
+
+func (l answerLimit) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := l.rt.RoundTrip(req)
+	if err != nil || resp.Body == nil || req.URL.Query().Get("watch") == "true" {
+		return resp, err
+	}
+	resp.Body = &limitedBody{ReadCloser: resp.Body, limit: maxAnswerBytes}
+	return resp, nil
+}
+
+type limitedBody struct {
+	io.ReadCloser
+	read, limit int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.read > b.limit {
+		return 0, &AnswerTooLargeError{Limit: b.limit}
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.read += int64(n)
+	if b.read > b.limit {
+		return 0, &AnswerTooLargeError{Limit: b.limit}
+	}
+	return n, err
+}
