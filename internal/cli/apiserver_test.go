@@ -91,6 +91,13 @@ func TestMisbehavingAPIServer(t *testing.T) {
 		w.WriteHeader(http.StatusForbidden)
 		w.Write([]byte("<html><head><title>403 Forbidden</title></head><body><center><h1>403 Forbidden</h1></center><hr><center>nginx</center></body></html>"))
 	}
+	// Bytes that are no JSON, as JSON: run's discovery said so, but the
+	// typed clients' "couldn't get version/kind; json parse error" was
+	// shown bare, exit 1 (issue 18, fourth pass).
+	garbage := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte("\x00\x01\x02garbage"))
+	}
 	tests := []struct {
 		name    string
 		handler http.HandlerFunc
@@ -117,6 +124,10 @@ func TestMisbehavingAPIServer(t *testing.T) {
 		{"500 status", answering(500), "", []string{"status"}, ExitError, []string{"the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG) answered: "}},
 		{"HTML run", html, "", []string{"run"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "not as the Kubernetes API does"}},
 		{"HTML status", html, "", []string{"status"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "not as the Kubernetes API does"}},
+		{"garbage run", garbage, "", []string{"run"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "not as the Kubernetes API does"}},
+		{"garbage status", garbage, "", []string{"status"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "not as the Kubernetes API does"}},
+		{"garbage hold", garbage, "", []string{"hold", "api", "--reason", "x"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "not as the Kubernetes API does"}},
+		{"garbage rollback", garbage, "", []string{"rollback", "api"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "not as the Kubernetes API does"}},
 		{"proxy 403 run", proxyForbidden, "", []string{"run"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "403 Forbidden", "not the Kubernetes API's", "fix:"}},
 		{"proxy 403 status", proxyForbidden, "", []string{"status"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "403 Forbidden", "not the Kubernetes API's", "fix:"}},
 		{"proxy 403 rollback", proxyForbidden, "", []string{"rollback", "api"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "403 Forbidden", "not the Kubernetes API's", "fix:"}},

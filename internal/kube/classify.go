@@ -92,9 +92,13 @@ func notAPI(err error) bool {
 		return true
 	}
 	// client-go turns the NegotiateError of a body it cannot decode into
-	// a StatusError carrying only its text.
+	// a StatusError carrying only its text, and apimachinery's JSON
+	// serializer formats the SyntaxError of a body sent as JSON with %v
+	// (status, hold and rollback showed it bare, exit 1; issue 18, fourth
+	// pass).
 	msg := err.Error()
-	return strings.Contains(msg, "serializer for ") && strings.Contains(msg, " doesn't exist")
+	return strings.Contains(msg, "serializer for ") && strings.Contains(msg, " doesn't exist") ||
+		strings.Contains(msg, "couldn't get version/kind; json parse error")
 }
 
 // proxyRefusal reports whether err is a 403 whose body is text (HTML, a
