@@ -7,6 +7,7 @@ package metrics
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -175,9 +176,15 @@ func WriteTextfile(dir string, reg *prometheus.Registry) error {
 // a Pushgateway that hangs must not hold the run (and its lock). The
 // library's errors quote the URL with its password; they go to the log,
 // so the URL is redacted in them.
-func Push(url string, reg *prometheus.Registry) error {
-	err := push.New(url, "autodeploy").Gatherer(reg).Client(&http.Client{Timeout: 10 * time.Second}).Push()
+// ctx stops it: a Pushgateway that did not answer kept a run for the
+// whole client timeout after SIGTERM (issue 18, fourth pass).
+func Push(ctx context.Context, url string, reg *prometheus.Registry) error {
+	err := push.New(url, "autodeploy").Gatherer(reg).Client(&http.Client{Timeout: 10 * time.Second}).PushContext(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			// The library's text says no more than the cause.
+			return fmt.Errorf("push to %s stopped: %w", config.RedactURL(url), context.Cause(ctx))
+		}
 		return errors.New(config.RedactIn(err.Error(), url))
 	}
 	return nil
