@@ -110,6 +110,19 @@ func openLock(path, log string) (*os.File, error) {
 	return f, nil
 }
 
+// lockOpens says whether openLock would open the lock at path, without
+// creating it: nil when it is not there yet.
+func lockOpens(path string) error {
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	f, err := openLock(path, "")
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
 // locked runs fn holding the lock of the log, against this process's
 // goroutines and against other processes.
 func (w *rotatingFile) locked(fn func() error) error {
