@@ -346,6 +346,9 @@ func files(ctx context.Context, r *Report, cfg *config.Config, c *kube.Clients) 
 	} else {
 		check(r, "lock", cfg.LockFile)
 	}
+	if cfg.Metrics.TextfileDir != "" {
+		textfileDir(r, cfg.Metrics.TextfileDir)
+	}
 	// A health URL or credential runs cannot read stops every deploy of
 	// the service (deploy's preflight): say it here, in this environment.
 	for _, s := range cfg.Services {
@@ -421,6 +424,31 @@ func check(r *Report, name, path string) {
 		fh.Close()
 	}
 	r.add(name, OK, path+" is writable", "")
+}
+
+// textfileDir checks node_exporter's textfile directory: a run writes
+// autodeploy.prom there through a temporary file, and one naming a file or
+// nothing lost every run's metrics to a warning in the log, config validate
+// and doctor silent (issue 18, fourth pass).
+func textfileDir(r *Report, dir string) {
+	fix := "create it (node_exporter's --collector.textfile.directory) or change metrics.textfileDir in the config"
+	st, err := os.Stat(dir)
+	switch {
+	case err != nil:
+		r.add("metrics", Fail, fmt.Sprintf("metrics.textfileDir: %v", err), fix)
+		return
+	case !st.IsDir():
+		r.add("metrics", Fail, fmt.Sprintf("metrics.textfileDir %s is not a directory", dir), fix)
+		return
+	}
+	f, err := os.CreateTemp(dir, ".autodeploy-doctor-*")
+	if err != nil {
+		r.add("metrics", Fail, fmt.Sprintf("metrics.textfileDir %s is not writable: %v", dir, err), "run as a user who may write it, or change metrics.textfileDir in the config")
+		return
+	}
+	f.Close()
+	os.Remove(f.Name())
+	r.add("metrics", OK, dir+" is writable", "")
 }
 
 // schedule looks for a cron or systemd entry that runs `autodeploy run` and

@@ -331,3 +331,35 @@ func TestScheduleFilesThatAreNotFiles(t *testing.T) {
 		}
 	}
 }
+
+// metrics.textfileDir naming a file, or a directory not there, passed
+// config validate and doctor in silence while every run lost its metrics
+// to a warning in the log (issue 18, fourth pass): doctor checks it as
+// node_exporter's collector needs it, a directory runs may write.
+func TestCheckTextfileDir(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o644)
+	for _, tt := range []struct {
+		name, textfileDir, status, detail string
+	}{
+		{"a directory", dir, OK, dir + " is writable"},
+		{"a file", file, Fail, file + " is not a directory"},
+		{"missing", filepath.Join(dir, "missing"), Fail, "no such file or directory"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := cfg(t, "lockFile: "+filepath.Join(dir, "lock")+"\nlog: {file: "+filepath.Join(dir, "log")+"}\nmetrics: {textfileDir: "+tt.textfileDir+"}\n")
+			r := &Report{}
+			files(context.Background(), r, c, nil)
+			for _, ch := range r.Checks {
+				if ch.Name == "metrics" {
+					if ch.Status != tt.status || !strings.Contains(ch.Detail, tt.detail) {
+						t.Errorf("metrics check %+v, want %s saying %q", ch, tt.status, tt.detail)
+					}
+					return
+				}
+			}
+			t.Errorf("no metrics check in %+v", r.Checks)
+		})
+	}
+}
