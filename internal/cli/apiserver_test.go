@@ -83,6 +83,21 @@ func TestMisbehavingAPIServer(t *testing.T) {
 		w.Header().Set("Content-Type", "text/html")
 		w.Write([]byte("<html><body>Welcome to nginx!</body></html>"))
 	}
+	// A proxy in front of the API (an authenticating proxy, a WAF, an
+	// ingress with an allow list) refusing with its own page: no Status,
+	// so not RBAC; it was shown bare ("Error: forbidden: <html>...").
+	proxyForbidden := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusForbidden)
+		w.Write([]byte("<html><head><title>403 Forbidden</title></head><body><center><h1>403 Forbidden</h1></center><hr><center>nginx</center></body></html>"))
+	}
+	// Bytes that are no JSON, as JSON: run's discovery said so, but the
+	// typed clients' "couldn't get version/kind; json parse error" was
+	// shown bare, exit 1 (issue 18, fourth pass).
+	garbage := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte("\x00\x01\x02garbage"))
+	}
 	tests := []struct {
 		name    string
 		handler http.HandlerFunc
@@ -109,6 +124,15 @@ func TestMisbehavingAPIServer(t *testing.T) {
 		{"500 status", answering(500), "", []string{"status"}, ExitError, []string{"the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG) answered: "}},
 		{"HTML run", html, "", []string{"run"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "not as the Kubernetes API does"}},
 		{"HTML status", html, "", []string{"status"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "not as the Kubernetes API does"}},
+		{"garbage run", garbage, "", []string{"run"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "not as the Kubernetes API does"}},
+		{"garbage status", garbage, "", []string{"status"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "not as the Kubernetes API does"}},
+		{"garbage hold", garbage, "", []string{"hold", "api", "--reason", "x"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "not as the Kubernetes API does"}},
+		{"garbage rollback", garbage, "", []string{"rollback", "api"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "not as the Kubernetes API does"}},
+		{"proxy 403 run", proxyForbidden, "", []string{"run"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "403 Forbidden", "not the Kubernetes API's", "fix:"}},
+		{"proxy 403 status", proxyForbidden, "", []string{"status"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "403 Forbidden", "not the Kubernetes API's", "fix:"}},
+		{"proxy 403 rollback", proxyForbidden, "", []string{"rollback", "api"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "403 Forbidden", "not the Kubernetes API's", "fix:"}},
+		{"proxy 403 hold", proxyForbidden, "", []string{"hold", "api", "--reason", "x"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "403 Forbidden", "not the Kubernetes API's", "fix:"}},
+		{"proxy 403 doctor", proxyForbidden, "", []string{"doctor"}, ExitError, []string{"$SERVER", "$KUBECONFIG", "403 Forbidden", "not the Kubernetes API's"}},
 		// Issue 18 review item 4: doctor names what is refused and the
 		// RBAC fix, not "unknown" or "install Flux".
 		{"version 403 doctor", versionForbidden, "", []string{"doctor"}, ExitError, []string{"GET /version refused (403 Forbidden)", "$SERVER"}},
@@ -132,5 +156,46 @@ func TestMisbehavingAPIServer(t *testing.T) {
 				t.Errorf("not one line:\n%s", stderr)
 			}
 		})
+	}
+}
+
+// A kubeconfig's server with a password or a token in its URL
+// (https://admin:pw@host, ?token=...) was shown whole wherever the server
+// is named: every error line, doctor, the log (issue 18, fourth pass).
+// Secrets never appear in output: the server is named redacted.
+func TestKubeconfigServerSecretsNotShown(t *testing.T) {
+	cfg, dir := writeConfig(t, "")
+	handlers := map[string]http.HandlerFunc{
+		"503": func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "no backend", http.StatusServiceUnavailable)
+		},
+		"500": func(w http.ResponseWriter, r *http.Request) { http.Error(w, "oops", http.StatusInternalServerError) },
+		"proxy 403": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(http.StatusForbidden)
+			w.Write([]byte("<html><title>403 Forbidden</title></html>"))
+		},
+	}
+	for name, h := range handlers {
+		for _, args := range [][]string{{"run"}, {"status"}, {"rollback", "api"}, {"hold", "api", "--reason", "x"}, {"doctor"}} {
+			t.Run(name+" "+args[0], func(t *testing.T) {
+				_, server := misbehavingServer(t, h)
+				secret := strings.Replace(server, "http://", "http://admin:hunter2@", 1) + "/?token=qs-secret"
+				kc := filepath.Join(t.TempDir(), "kubeconfig")
+				body := "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"" + secret + "\"}}]\nusers: [{name: u, user: {token: x}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n"
+				if err := os.WriteFile(kc, []byte(body), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				code, stdout, stderr := execute(t, nil, append(args, "--config", cfg, "--kubeconfig", kc, "--request-timeout", "5s")...)
+				logged, _ := os.ReadFile(filepath.Join(dir, "autodeploy.log"))
+				all := stdout + stderr + string(logged)
+				if code == ExitOK || strings.Contains(all, "hunter2") || strings.Contains(all, "qs-secret") {
+					t.Errorf("exit %d; a secret of the server's URL is shown:\n%s", code, all)
+				}
+				if !strings.Contains(stdout+stderr, strings.TrimPrefix(server, "http://")) {
+					t.Errorf("the server is not named:\n%s", stdout+stderr)
+				}
+			})
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -58,7 +59,9 @@ func heardBefore(path string, res *deploy.Result, services []string, log *slog.L
 	}
 	old := map[string]string{}
 	if path != "" {
-		b, err := os.ReadFile(path)
+		// Not os.ReadFile: a named pipe there blocked the run for ever,
+		// holding its lock (issue 18, fourth pass).
+		b, err := config.ReadFile(path)
 		if err == nil {
 			err = json.Unmarshal(b, &old)
 		}
@@ -93,17 +96,30 @@ func heardBefore(path string, res *deploy.Result, services []string, log *slog.L
 }
 
 // writeFileAtomic replaces path with b through a rename, so that a crash
-// never leaves half a record.
+// never leaves half a record. The temporary file is a new one (O_EXCL, a
+// random name): a fixed path.tmp that was a named pipe blocked the write
+// for ever (open to write waits for a reader), and a symlink there would
+// have been written through.
 func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o640); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp-*")
+	if err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Chmod(0o640)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
 		os.Remove(tmp)
-		return err
 	}
-	return nil
+	return err
 }
 
 // configuredNames are the names of the config's services.

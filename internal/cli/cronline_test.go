@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
+	"github.com/autodeploy-dev/autodeploy/internal/hosttest"
+	"github.com/autodeploy-dev/autodeploy/internal/runlog"
 )
 
 // Cron hears a standing problem once (issue 17, item 10): the line names a
@@ -72,4 +74,35 @@ func TestCronLineHearsAProblemOnce(t *testing.T) {
 			t.Errorf("run %d without a record: line %q", i, line)
 		}
 	}
+}
+
+// A named pipe at <log.file>.alerted blocked the run in its read forever,
+// holding the run's lock, and one at its .tmp in the write (issue 18,
+// fourth pass): the record is read as config.ReadFile reads and written
+// through a new file of its own, and one that is not a regular file is a
+// warning, the problem named again.
+func TestAlertedRecordThatIsNotAFile(t *testing.T) {
+	missing := deploy.ServiceResult{Decision: deploy.Decision{Service: "db", Action: deploy.Skip, Problem: true,
+		Reason: "Deployment apps/db not found", Alert: deploy.AlertDeploymentMissing + "apps/db"}, Outcome: deploy.OutcomeSkipped}
+	t.Run("record", func(t *testing.T) {
+		record := hosttest.Mkfifo(t, filepath.Join(t.TempDir(), "autodeploy.log.alerted"))
+		var logged strings.Builder
+		var heard map[string]bool
+		hosttest.Returns(t, "heardBefore of a named pipe", func() {
+			heard = heardBefore(record, &deploy.Result{Services: []deploy.ServiceResult{missing}}, []string{"db"}, runlog.New(&logged))
+		})
+		if heard["db"] || !strings.Contains(logged.String(), record+" is a named pipe, not a regular file") {
+			t.Errorf("heard %v, log %q; want db named, the pipe in a warning", heard, logged.String())
+		}
+	})
+	t.Run("its temporary file", func(t *testing.T) {
+		record := filepath.Join(t.TempDir(), "autodeploy.log.alerted")
+		hosttest.Mkfifo(t, record+".tmp")
+		hosttest.Returns(t, "heardBefore beside a named pipe", func() {
+			heardBefore(record, &deploy.Result{Services: []deploy.ServiceResult{missing}}, []string{"db"}, nil)
+		})
+		if b, err := os.ReadFile(record); err != nil || !strings.Contains(string(b), "apps/db") {
+			t.Errorf("record %q (%v), want db's problem in it", b, err)
+		}
+	})
 }

@@ -340,6 +340,8 @@ func eachService(f *Factory, name string, all bool, command string, fn func(*ses
 		if !all {
 			return err
 		}
+		sess.failed(err)
+		sess.logged = true
 		fmt.Fprintf(f.IO.ErrOut, "error: %s: %v\n", s.Name, err)
 		if first == nil {
 			first = err

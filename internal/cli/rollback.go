@@ -121,6 +121,16 @@ type session struct {
 	log     *runlog.Log
 	command string
 	runID   string
+	// logged says that the failure close would log is in the log already
+	// (hold --all logs each service's as it goes).
+	logged bool
+}
+
+// failed logs the failure of the command on the current service: without
+// it a rollback refused its lock or a hold refused its read left only "log
+// opened", a command that never ended (issue 18, fourth pass).
+func (s *session) failed(err error) {
+	s.m.Log.Error(s.command+" failed", "svc", s.s.Name, "error", err)
 }
 
 func openSession(f *Factory, name, command string) (*session, error) {
@@ -145,6 +155,7 @@ func newSession(f *Factory, cfg *config.Config, s config.Service, command string
 	}
 	clients, err := f.Clients()
 	if err != nil {
+		l.Error(command+" failed", "cmd", command, "svc", s.Name, "error", err)
 		l.Close()
 		return nil, err
 	}
@@ -158,6 +169,9 @@ func newSession(f *Factory, cfg *config.Config, s config.Service, command string
 // a hold or rollback whose log filled up after "log opened" exited 0 in
 // silence, its "held"/"rolled back" line (who, why) missing.
 func (s *session) close(err *error) {
+	if *err != nil && !s.logged {
+		s.failed(*err)
+	}
 	s.log.Close()
 	*err = withLogLost(*err, s.log.Lost(), s.command, s.runID)
 }

@@ -245,7 +245,7 @@ func (o *RunOptions) Run(ctx context.Context) (result error) {
 	}
 	var heard map[string]bool
 	if !o.DryRun {
-		recordMetrics(cfg.Metrics, res, err, r.Log)
+		recordMetrics(ctx, cfg.Metrics, res, err, r.Log)
 		if res != nil {
 			heard = heardBefore(alertedRecord(cfg.Log.File), res, configuredNames(cfg), r.Log)
 		}
@@ -288,7 +288,7 @@ func (o *RunOptions) Run(ctx context.Context) (result error) {
 
 // recordMetrics writes the run's metrics where the config says. Failures
 // are logged: metrics never fail a deployment.
-func recordMetrics(m config.Metrics, res *deploy.Result, runErr error, log *slog.Logger) {
+func recordMetrics(ctx context.Context, m config.Metrics, res *deploy.Result, runErr error, log *slog.Logger) {
 	if m.TextfileDir == "" && m.Pushgateway == "" && m.PushgatewayFile == "" {
 		return
 	}
@@ -308,7 +308,7 @@ func recordMetrics(m config.Metrics, res *deploy.Result, runErr error, log *slog
 	if m.Pushgateway != "" || m.PushgatewayFile != "" {
 		if u, err := m.PushgatewayURL(config.ReadFile); err != nil {
 			log.Warn("metrics not pushed", "error", err)
-		} else if err := metrics.Push(u, reg); err != nil {
+		} else if err := metrics.Push(ctx, u, reg); err != nil {
 			log.Warn("metrics not pushed", "error", err)
 		}
 	}

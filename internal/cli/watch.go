@@ -264,7 +264,7 @@ func (o *WatchOptions) act(ctx context.Context, watchLock *lock.Held, a watch.Ac
 	}
 	// Under the lock, as run does: the metrics file and the record of
 	// what cron was told are shared with cron's runs.
-	recordMetrics(cfg.Metrics, res, runErr, log)
+	recordMetrics(ctx, cfg.Metrics, res, runErr, log)
 	o.tell(res, log)
 	if err := h.Release(); err != nil {
 		log.Warn("could not release the lock", "error", err)

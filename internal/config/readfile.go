@@ -52,20 +52,34 @@ func CheckFile(path string) error {
 	return f.Close()
 }
 
-// openRegular opens path to read without blocking (a named pipe would wait
-// for a writer) and refuses what is not a regular file or is too large.
+// openRegular is OpenRegular refusing what is larger than MaxFileSize.
 func openRegular(path string) (*os.File, error) {
+	f, err := OpenRegular(path)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := f.Stat(); err != nil || st.Size() > MaxFileSize {
+		f.Close()
+		if err == nil {
+			err = fmt.Errorf("%s is larger than %d MiB: is it the right file?", path, MaxFileSize>>20)
+		}
+		return nil, err
+	}
+	return f, nil
+}
+
+// OpenRegular opens path to read without blocking (a named pipe would wait
+// for a writer, forever under cron) and refuses what is not a regular file
+// (a symlink to one is one), naming what it is. For files of any size,
+// such as the log and its backups; ReadFile bounds the size too.
+func OpenRegular(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	st, err := f.Stat()
-	switch {
-	case err != nil:
-	case !st.Mode().IsRegular():
+	if err == nil && !st.Mode().IsRegular() {
 		err = fmt.Errorf("%s is %s, not a regular file", path, FileKind(st.Mode()))
-	case st.Size() > MaxFileSize:
-		err = fmt.Errorf("%s is larger than %d MiB: is it the right file?", path, MaxFileSize>>20)
 	}
 	if err != nil {
 		f.Close()

@@ -529,7 +529,8 @@ func (m *Manager) resume(ctx context.Context, s config.Service, forgetFailed, ex
 		return err
 	})
 	if err != nil {
-		m.Log.Error("resume failed", "svc", s.Name, "by", m.By, "error", err)
+		// Not logged here: resume's session logs "resume failed" (one line),
+		// and a run releasing an expired hold its own warning.
 		return res, err
 	}
 	if expiredOnly && !res.WasHeld {

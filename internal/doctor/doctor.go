@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -132,7 +133,7 @@ func cluster(ctx context.Context, r *Report, in Inputs) (reached bool) {
 		return false
 	}
 	c := in.Clients
-	r.add("kubeconfig", OK, fmt.Sprintf("%s (server %s)", c.Source, c.Config.Host), "")
+	r.add("kubeconfig", OK, fmt.Sprintf("%s (server %s)", c.Source, kube.ShownServer(c.Config.Host)), "")
 	v, err := serverVersion(ctx, c)
 	if err != nil {
 		r.add("api server", Fail, c.Classify(err).Error(), "check that the cluster runs and the kubeconfig's server and credentials are right")
@@ -185,7 +186,7 @@ func serverVersion(ctx context.Context, c *kube.Clients) (*version.Info, error) 
 			if len(msg) > 200 {
 				msg = msg[:200] + "..."
 			}
-			return nil, fmt.Errorf("GET /version refused (%d %s) by the API at %s (kubeconfig %s): %s", st.Code, http.StatusText(int(st.Code)), c.Config.Host, c.Source, ui.Escape(msg))
+			return nil, fmt.Errorf("GET /version refused (%d %s) by the API at %s (kubeconfig %s): %s", st.Code, http.StatusText(int(st.Code)), kube.ShownServer(c.Config.Host), c.Source, ui.Escape(msg))
 		}
 		return nil, err
 	}
@@ -461,6 +462,9 @@ func files(ctx context.Context, r *Report, cfg *config.Config, c *kube.Clients) 
 	} else {
 		check(r, "lock", cfg.LockFile)
 	}
+	if cfg.Metrics.TextfileDir != "" {
+		textfileDir(r, cfg.Metrics.TextfileDir)
+	}
 	// A health URL or credential runs cannot read stops every deploy of
 	// the service (deploy's preflight): say it here, in this environment.
 	for _, s := range cfg.Services {
@@ -538,6 +542,31 @@ func check(r *Report, name, path string) {
 	r.add(name, OK, path+" is writable", "")
 }
 
+// textfileDir checks node_exporter's textfile directory: a run writes
+// autodeploy.prom there through a temporary file, and one naming a file or
+// nothing lost every run's metrics to a warning in the log, config validate
+// and doctor silent (issue 18, fourth pass).
+func textfileDir(r *Report, dir string) {
+	fix := "create it (node_exporter's --collector.textfile.directory) or change metrics.textfileDir in the config"
+	st, err := os.Stat(dir)
+	switch {
+	case err != nil:
+		r.add("metrics", Fail, fmt.Sprintf("metrics.textfileDir: %v", err), fix)
+		return
+	case !st.IsDir():
+		r.add("metrics", Fail, fmt.Sprintf("metrics.textfileDir %s is not a directory", dir), fix)
+		return
+	}
+	f, err := os.CreateTemp(dir, ".autodeploy-doctor-*")
+	if err != nil {
+		r.add("metrics", Fail, fmt.Sprintf("metrics.textfileDir %s is not writable: %v", dir, err), "run as a user who may write it, or change metrics.textfileDir in the config")
+		return
+	}
+	f.Close()
+	os.Remove(f.Name())
+	r.add("metrics", OK, dir+" is writable", "")
+}
+
 // schedule looks for a cron or systemd entry that runs `autodeploy run` and
 // compares its schedule with the config's.
 func schedule(r *Report, cfg *config.Config, h Host) {
@@ -549,14 +578,14 @@ func schedule(r *Report, cfg *config.Config, h Host) {
 		}
 	}
 	for _, f := range h.CronFiles {
-		if b, err := os.ReadFile(f); err == nil && cronTab(r, cfg, h, f, string(b), true) {
+		if b, ok := scheduleFile(r, f, "cron"); ok && cronTab(r, cfg, h, f, string(b), true) {
 			found = append(found, f)
 		}
 	}
 	want, _ := manifests.OnCalendar(cfg.Schedule)
 	for _, f := range h.TimerFiles {
-		b, err := os.ReadFile(f)
-		if err != nil {
+		b, ok := scheduleFile(r, f, "systemd")
+		if !ok {
 			continue
 		}
 		m := regexp.MustCompile(`(?m)^OnCalendar=(.+)$`).FindStringSubmatch(string(b))
@@ -593,6 +622,24 @@ func schedule(r *Report, cfg *config.Config, h Host) {
 	if len(found) == 0 && !watching {
 		r.add("schedule", Warn, "no crontab, systemd timer or autodeploy watch runs autodeploy on this host (fine if it runs in the cluster)", fix)
 	}
+}
+
+// scheduleFile reads a cron file or timer, as config.ReadFile reads: a
+// named pipe in /etc/cron.d blocked doctor's plain read forever, SIGTERM
+// unheard, and a device never ended (issue 18, fourth pass). What is not a
+// regular file is a warning: cron (Debian's skips it) and systemd run
+// nothing from it. One that went away since the listing, or that this user
+// may not read (another package's, mode 0600), is passed over, as before.
+func scheduleFile(r *Report, path, reader string) ([]byte, bool) {
+	b, err := config.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
+		return nil, false
+	case err != nil:
+		r.add("schedule", Warn, fmt.Sprintf("%s not read: %v", path, err), fmt.Sprintf("%s runs nothing from it: remove it, or make it a regular file", reader))
+		return nil, false
+	}
+	return b, true
 }
 
 func firstLine(s string) string {

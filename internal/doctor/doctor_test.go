@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/hosttest"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/status"
 	"github.com/autodeploy-dev/autodeploy/internal/watch"
@@ -447,5 +448,59 @@ services:
 	}
 	for name, ch := range got {
 		t.Errorf("unexpected check %s: %+v", name, ch)
+	}
+}
+
+// A named pipe among /etc/cron.d's files (or a timer file) blocked doctor
+// in its read forever, SIGTERM unheard (issue 18, fourth pass): cron
+// ignores what is not a regular file, and doctor says so.
+func TestScheduleFilesThatAreNotFiles(t *testing.T) {
+	dir := t.TempDir()
+	cron := hosttest.Mkfifo(t, filepath.Join(dir, "autodeploy"))
+	timer := hosttest.Mkfifo(t, filepath.Join(dir, "autodeploy.timer"))
+	r := &Report{}
+	hosttest.Returns(t, "doctor's schedule check of a named pipe", func() {
+		schedule(r, cfg(t, ""), Host{CronFiles: []string{cron, "/dev/zero"}, TimerFiles: []string{timer}})
+	})
+	for _, want := range []string{cron + " is a named pipe, not a regular file", "/dev/zero is a device, not a regular file", timer + " is a named pipe, not a regular file"} {
+		found := false
+		for _, c := range r.Checks {
+			found = found || c.Name == "schedule" && c.Status == Warn && strings.Contains(c.Detail, want)
+		}
+		if !found {
+			t.Errorf("no schedule warning saying %q; checks %+v", want, r.Checks)
+		}
+	}
+}
+
+// metrics.textfileDir naming a file, or a directory not there, passed
+// config validate and doctor in silence while every run lost its metrics
+// to a warning in the log (issue 18, fourth pass): doctor checks it as
+// node_exporter's collector needs it, a directory runs may write.
+func TestCheckTextfileDir(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o644)
+	for _, tt := range []struct {
+		name, textfileDir, status, detail string
+	}{
+		{"a directory", dir, OK, dir + " is writable"},
+		{"a file", file, Fail, file + " is not a directory"},
+		{"missing", filepath.Join(dir, "missing"), Fail, "no such file or directory"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := cfg(t, "lockFile: "+filepath.Join(dir, "lock")+"\nlog: {file: "+filepath.Join(dir, "log")+"}\nmetrics: {textfileDir: "+tt.textfileDir+"}\n")
+			r := &Report{}
+			files(context.Background(), r, c, nil)
+			for _, ch := range r.Checks {
+				if ch.Name == "metrics" {
+					if ch.Status != tt.status || !strings.Contains(ch.Detail, tt.detail) {
+						t.Errorf("metrics check %+v, want %s saying %q", ch, tt.status, tt.detail)
+					}
+					return
+				}
+			}
+			t.Errorf("no metrics check in %+v", r.Checks)
+		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/autodeploy-dev/autodeploy/internal/config"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -35,7 +36,12 @@ func (c *Clients) Classify(err error) error {
 		return err
 	}
 	cause := rootCause(err)
-	if notAPI(err) {
+	var big *AnswerTooLargeError
+	if errors.As(err, &big) {
+		cause = big
+	} else if page, ok := proxyRefusal(err); ok {
+		cause = fmt.Errorf("it answered 403 Forbidden with a page that is not the Kubernetes API's (%q): a proxy or web server in front of the API refused the request, not RBAC; fix: check that the kubeconfig's server is the API's address, and that this host and the kubeconfig's credentials may pass that proxy", page)
+	} else if notAPI(err) {
 		cause = fmt.Errorf("it answered, but not as the Kubernetes API does (%v): is the kubeconfig's server another web server, or a proxy's page?", cause)
 	}
 	return &UnreachableError{Server: c.Config.Host, Kubeconfig: c.Source, Err: cause}
@@ -52,7 +58,7 @@ type AnswerError struct {
 }
 
 func (e *AnswerError) Error() string {
-	return fmt.Sprintf("the Kubernetes API at %s (kubeconfig %s) answered: %v", e.Server, e.Kubeconfig, e.Err)
+	return fmt.Sprintf("the Kubernetes API at %s (kubeconfig %s) answered: %s", ShownServer(e.Server), e.Kubeconfig, config.RedactIn(e.Err.Error(), e.Server))
 }
 
 func (e *AnswerError) Unwrap() error { return e.Err }
@@ -86,9 +92,48 @@ func notAPI(err error) bool {
 		return true
 	}
 	// client-go turns the NegotiateError of a body it cannot decode into
-	// a StatusError carrying only its text.
+	// a StatusError carrying only its text, and apimachinery's JSON
+	// serializer formats the SyntaxError of a body sent as JSON with %v
+	// (status, hold and rollback showed it bare, exit 1; issue 18, fourth
+	// pass).
 	msg := err.Error()
-	return strings.Contains(msg, "serializer for ") && strings.Contains(msg, " doesn't exist")
+	return strings.Contains(msg, "serializer for ") && strings.Contains(msg, " doesn't exist") ||
+		strings.Contains(msg, "couldn't get version/kind; json parse error")
+}
+
+// proxyRefusal reports whether err is a 403 whose body is text (HTML, a
+// plain message), and returns that body's title or start: the API server
+// says every refusal in a Status (JSON or protobuf) naming who may not do
+// what (RBAC, exit 9), so a page in its place is a proxy in front of it
+// (an authenticating proxy, an ingress's allow list, a WAF) refusing. It
+// was shown bare, the whole HTML page in the message (issue 18, fourth
+// pass). client-go marks an answer it could not read as a Status with an
+// UnexpectedServerResponse cause, whose message is the body when it was
+// text/* and "unknown" otherwise: the discovery client reads the API's own
+// 403 so (flux.DiscoveryRefusedError), and a proxy's JSON that is not a
+// Status reads the same, so only a text body tells.
+func proxyRefusal(err error) (string, bool) {
+	var se apierrors.APIStatus
+	if !apierrors.IsForbidden(err) || !apierrors.IsUnexpectedServerError(err) || !errors.As(err, &se) {
+		return "", false
+	}
+	page := se.Status().Message
+	if page == "unknown" {
+		return "", false
+	}
+	if _, rest, ok := strings.Cut(page, "<title>"); ok {
+		page, _, _ = strings.Cut(rest, "</title>")
+	}
+	page = strings.Join(strings.Fields(page), " ")
+	if r := []rune(page); len(r) > 80 {
+		page = string(r[:80]) + "..."
+	}
+	return page, true
+}
+
+func proxyRefused(err error) bool {
+	_, ok := proxyRefusal(err)
+	return ok
 }
 
 // plainHTTP reports whether an https:// server answered in plain HTTP: a
@@ -99,13 +144,15 @@ func plainHTTP(err error) bool {
 }
 
 // IsUnreachable reports whether err means the API server could not be used:
-// no connection, TLS failure, a timeout, refused credentials, or 503.
+// no connection, TLS failure, a timeout, refused credentials, a proxy's
+// refusal, or 503.
 func IsUnreachable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return false
 	}
 	var (
 		ue    *UnreachableError
+		big   *AnswerTooLargeError
 		op    *net.OpError
 		dns   *net.DNSError
 		unk   x509.UnknownAuthorityError
@@ -113,7 +160,7 @@ func IsUnreachable(err error) bool {
 		inval x509.CertificateInvalidError
 	)
 	switch {
-	case errors.As(err, &ue), errors.As(err, &op), errors.As(err, &dns),
+	case errors.As(err, &ue), errors.As(err, &big), errors.As(err, &op), errors.As(err, &dns),
 		errors.As(err, &unk), errors.As(err, &host), errors.As(err, &inval),
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, context.DeadlineExceeded):
 		return true
@@ -122,6 +169,10 @@ func IsUnreachable(err error) bool {
 	case notAPI(err), plainHTTP(err):
 		// Not the Kubernetes API at that address, as a closed port is
 		// not: the kubeconfig's server is wrong (issue 18, review item 4).
+		return true
+	case proxyRefused(err):
+		// A proxy's refusal: the cluster cannot be used through it, as
+		// with refused credentials.
 		return true
 	case apierrors.IsServiceUnavailable(err):
 		// 503 to a request is a control plane starting or a proxy in

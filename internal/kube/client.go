@@ -6,6 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,6 +98,7 @@ func (o Options) RESTConfig() (*rest.Config, string, error) {
 		source = "in-cluster"
 	}
 	cfg.UserAgent = version.UserAgent()
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return answerLimit{rt} })
 	// A run reads a handful of lists, then asks Flux to rescan with one small
 	// PATCH per ImageRepository and ImagePolicy: kubectl's burst (300) lets
 	// that through at once for a few hundred services, and the steady rate
@@ -140,13 +144,14 @@ type UnreachableError struct {
 }
 
 func (e *UnreachableError) Error() string {
+	server := ShownServer(e.Server)
 	if apierrors.IsUnauthorized(e.Err) {
-		return fmt.Sprintf("the Kubernetes API at %s refused the credentials of kubeconfig %s (%v): renew the token or certificate, or choose another --kubeconfig/--context", e.Server, e.Kubeconfig, e.Err)
+		return fmt.Sprintf("the Kubernetes API at %s refused the credentials of kubeconfig %s (%s): renew the token or certificate, or choose another --kubeconfig/--context", server, e.Kubeconfig, config.RedactIn(e.Err.Error(), e.Server))
 	}
 	if e.Server == "" {
 		return fmt.Sprintf("cannot use the cluster (kubeconfig %s): %v", e.Kubeconfig, e.Err)
 	}
-	why := e.Err.Error()
+	why := config.RedactIn(e.Err.Error(), e.Server)
 	if apierrors.IsServiceUnavailable(e.Err) {
 		why = "it answers 503 Service Unavailable (" + why + "): the API server is starting or overloaded, or a proxy in front of it has no backend; try again later, or check the server"
 	}
@@ -155,7 +160,69 @@ func (e *UnreachableError) Error() string {
 		// --request-timeout.
 		why = "no answer within the request timeout (--request-timeout, default 30s)"
 	}
-	return fmt.Sprintf("cannot reach the Kubernetes API at %s (kubeconfig %s): %s", e.Server, e.Kubeconfig, why)
+	return fmt.Sprintf("cannot reach the Kubernetes API at %s (kubeconfig %s): %s", server, e.Kubeconfig, why)
+}
+
+// ShownServer is a kubeconfig's server as it may be shown: a password, a
+// token in its query or fragment redacted (https://admin:pw@host and
+// ?token=... were printed whole in every error naming the server, and in
+// the log; issue 18, fourth pass). A server without a scheme
+// (host:port) is redacted as https://host:port would be.
+func ShownServer(server string) string {
+	if server == "" {
+		return ""
+	}
+	if _, err := url.Parse(server); err != nil {
+		if u, err := url.Parse("https://" + server); err == nil && u.Host != "" {
+			return strings.TrimPrefix(config.RedactURL("https://"+server), "https://")
+		}
+	}
+	return config.RedactURL(server)
 }
 
 func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// maxAnswerBytes bounds the body of one answer (a watch's stream aside).
+// client-go reads a body to its end before decoding it: a server or proxy
+// streaming one without end filled the memory (1.6 GB in 3 s, "fatal
+// error: out of memory"; issue 18, fourth pass). The largest answers
+// autodeploy asks for are a namespace's ReplicaSets or Pods, a few MB for
+// thousands; the bound is far above that. Tests lower it.
+var maxAnswerBytes int64 = 256 << 20
+
+// AnswerTooLargeError is an answer cut at maxAnswerBytes.
+type AnswerTooLargeError struct{ Limit int64 }
+
+func (e *AnswerTooLargeError) Error() string {
+	return fmt.Sprintf("it answered more than %d MiB to one request, far more than the Kubernetes API answers autodeploy's requests: is the kubeconfig's server another server, or a proxy misbehaving?", e.Limit>>20)
+}
+
+// answerLimit cuts every answer's body at maxAnswerBytes, except a
+// watch's: a stream of events by design, read one event at a time.
+type answerLimit struct{ rt http.RoundTripper }
+
+func (l answerLimit) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := l.rt.RoundTrip(req)
+	if err != nil || resp.Body == nil || req.URL.Query().Get("watch") == "true" {
+		return resp, err
+	}
+	resp.Body = &limitedBody{ReadCloser: resp.Body, limit: maxAnswerBytes}
+	return resp, nil
+}
+
+type limitedBody struct {
+	io.ReadCloser
+	read, limit int64
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.read > b.limit {
+		return 0, &AnswerTooLargeError{Limit: b.limit}
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.read += int64(n)
+	if b.read > b.limit {
+		return 0, &AnswerTooLargeError{Limit: b.limit}
+	}
+	return n, err
+}

@@ -128,3 +128,19 @@ func TestRESTConfigRefusesWhatIsNotAFile(t *testing.T) {
 		})
 	}
 }
+
+func TestShownServer(t *testing.T) {
+	for _, tt := range []struct{ server, want string }{
+		{"https://10.0.0.1:6443", "https://10.0.0.1:6443"},
+		{"https://admin:hunter2@10.0.0.1:6443", "https://admin:redacted@10.0.0.1:6443"},
+		{"https://k8s.example/?token=abc", "https://k8s.example/?token=redacted"},
+		{"https://k8s.example/#abc", "https://k8s.example/#redacted"},
+		{"10.0.0.1:6443", "10.0.0.1:6443"},
+		{"admin:hunter2@10.0.0.1:6443", "admin:redacted@10.0.0.1:6443"},
+		{"", ""},
+	} {
+		if got := ShownServer(tt.server); got != tt.want {
+			t.Errorf("ShownServer(%q) = %q, want %q", tt.server, got, tt.want)
+		}
+	}
+}

@@ -80,7 +80,7 @@ type Lock struct {
 // process as the holder.
 func TryAcquire(path, command string, now time.Time) (*Lock, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("lock directory: %w", err)
+		return nil, fmt.Errorf("cannot create the directory of lockFile %s: %w (fix its permissions, or set lockFile in the config)", path, err)
 	}
 	for attempt := 1; ; attempt++ {
 		f, err := lockFile(path)

@@ -340,3 +340,18 @@ func TestFileNoteAndCleanRelease(t *testing.T) {
 		t.Errorf("after Release: %v, %+v, %v; want no record", held, got, err)
 	}
 }
+
+// A lockFile whose directory cannot be made (a path through a file, a
+// directory not writable) said only "lock directory: mkdir ...": neither
+// the config key nor the fix (issue 18, fourth pass).
+func TestLockDirectoryThatCannotBeMade(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(file, "autodeploy.lock")
+	_, err := TryAcquire(path, "autodeploy run", time.Now())
+	if err == nil || !strings.Contains(err.Error(), "the directory of lockFile "+path) || !strings.Contains(err.Error(), "set lockFile in the config") {
+		t.Errorf("TryAcquire = %v, want it to name lockFile, its path and the fix", err)
+	}
+}

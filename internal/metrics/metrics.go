@@ -6,11 +6,12 @@
 package metrics
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -214,17 +215,18 @@ func b2f(b bool) float64 {
 
 // ReadPrevious parses the metrics file of the previous run; a missing file
 // is an empty start, a garbled one an error (and an empty start).
+// It is read as config.ReadFile reads: a named pipe there blocked the run
+// forever, holding its lock (issue 18, fourth pass).
 func ReadPrevious(path string) (map[string]*dto.MetricFamily, error) {
-	f, err := os.Open(path)
+	b, err := config.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (counters start again from 0)", err)
 	}
-	defer f.Close()
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(f)
+	mfs, err := p.TextToMetricFamilies(bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w (counters start again from 0)", path, err)
 	}
@@ -241,9 +243,15 @@ func WriteTextfile(dir string, reg *prometheus.Registry) error {
 // a Pushgateway that hangs must not hold the run (and its lock). The
 // library's errors quote the URL with its password; they go to the log,
 // so the URL is redacted in them.
-func Push(url string, reg *prometheus.Registry) error {
-	err := push.New(url, "autodeploy").Gatherer(reg).Client(&http.Client{Timeout: 10 * time.Second}).Push()
+// ctx stops it: a Pushgateway that did not answer kept a run for the
+// whole client timeout after SIGTERM (issue 18, fourth pass).
+func Push(ctx context.Context, url string, reg *prometheus.Registry) error {
+	err := push.New(url, "autodeploy").Gatherer(reg).Client(&http.Client{Timeout: 10 * time.Second}).PushContext(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			// The library's text says no more than the cause.
+			return fmt.Errorf("push to %s stopped: %w", config.RedactURL(url), context.Cause(ctx))
+		}
 		return errors.New(config.RedactIn(err.Error(), url))
 	}
 	return nil

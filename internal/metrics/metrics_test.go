@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
+	"github.com/autodeploy-dev/autodeploy/internal/hosttest"
 )
 
 var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
@@ -197,7 +199,7 @@ func TestPush(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 	}))
 	defer srv.Close()
-	if err := Push(srv.URL, Registry(result(map[string]deploy.Outcome{"api": deploy.OutcomeDeployed}), nil, nil, t0)); err != nil {
+	if err := Push(context.Background(), srv.URL, Registry(result(map[string]deploy.Outcome{"api": deploy.OutcomeDeployed}), nil, nil, t0)); err != nil {
 		t.Fatal(err)
 	}
 	if method != http.MethodPut || path != "/metrics/job/autodeploy" || !bytes.Contains(got, []byte(DeploymentsTotal)) {
@@ -216,7 +218,7 @@ func TestPushErrorRedacts(t *testing.T) {
 	defer srv.Close()
 	for _, base := range []string{srv.URL, refused.URL} {
 		u := strings.Replace(base, "http://", "http://ops:s3cr3t@", 1)
-		err := Push(u, Registry(result(map[string]deploy.Outcome{"api": deploy.OutcomeDeployed}), nil, nil, t0))
+		err := Push(context.Background(), u, Registry(result(map[string]deploy.Outcome{"api": deploy.OutcomeDeployed}), nil, nil, t0))
 		if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "ops:redacted@") {
 			t.Errorf("Push(%s) = %v", u, err)
 		}
@@ -315,5 +317,37 @@ func TestPipelineEvents(t *testing.T) {
 		if v := value(t, mfs, EventsTotal, map[string]string{"service": "web", "event": EventPromoted}); v != 0 {
 			t.Errorf("web promoted = %v, want a series at 0", v)
 		}
+	}
+}
+
+// A named pipe at <textfileDir>/autodeploy.prom blocked the run in
+// ReadPrevious forever, holding the run's lock (issue 18, fourth pass):
+// it is refused as config.ReadFile refuses it, and the counters start
+// again.
+func TestReadPreviousThatIsNotAFile(t *testing.T) {
+	path := hosttest.Mkfifo(t, filepath.Join(t.TempDir(), FileName))
+	var err error
+	hosttest.Returns(t, "ReadPrevious of a named pipe", func() { _, err = ReadPrevious(path) })
+	if err == nil || !strings.Contains(err.Error(), path+" is a named pipe, not a regular file") {
+		t.Errorf("ReadPrevious = %v, want it refused as a named pipe", err)
+	}
+}
+
+// A Pushgateway that does not answer kept a run for its whole 10 s client
+// timeout after SIGTERM (8.5 s seen; issue 18, fourth pass): the push
+// stops with the command's context.
+func TestPushStopsWithItsContext(t *testing.T) {
+	arrived, stop := make(chan struct{}), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
+		<-stop // no answer until the test is done
+	}))
+	defer srv.Close()
+	defer close(stop)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-arrived; cancel() }()
+	err := Push(ctx, srv.URL, Registry(result(map[string]deploy.Outcome{"api": deploy.OutcomeDeployed}), nil, nil, t0))
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Push = %v, want it stopped by its context", err)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/autodeploy-dev/autodeploy/internal/config"
 )
 
 // Entry is one parsed log line.
@@ -124,7 +126,9 @@ func Files(path string) []string {
 // crash cut short still holds its beginning. A line the error cut is
 // dropped.
 func readLines(path string) ([]string, error) {
-	f, err := os.Open(path)
+	// Not os.Open: a named pipe there blocked status forever (issue 18,
+	// fourth pass).
+	f, err := config.OpenRegular(path)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package runlog
 import (
 	"bytes"
 	"compress/gzip"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"gopkg.in/natefinch/lumberjack.v2"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/hosttest"
 )
 
 // Whatever slog writes, ParseLine reads back: quotes, newlines, '=' and
@@ -297,4 +299,30 @@ func TestLastRunWarningMessages(t *testing.T) {
 		run.WarningMessages[0] != "reconcile kind=ImageRepository object=flux-system/r0 problem=no answer to the reconcile request" {
 		t.Fatalf("warnings %d, messages %q", run.Warnings, run.WarningMessages)
 	}
+}
+
+// A named pipe named as a backup blocked status and history in their read
+// of the log forever, SIGTERM unheard, and so did the log itself turned
+// into one after the config was read (issue 18, fourth pass): what is not
+// a regular file is not a backup, and the log is opened without blocking.
+func TestReadingPastWhatIsNotAFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "autodeploy.log")
+	if err := os.WriteFile(path, []byte(`time=2026-12-03T05:00:00.000Z level=INFO msg="log opened" run=a pid=1 cmd=hold`+"\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	fifo := hosttest.Mkfifo(t, filepath.Join(dir, "autodeploy-2026-12-01T00-00-00.000.log"))
+	if files := Files(path); slices.Contains(files, fifo) {
+		t.Errorf("Files = %v, lists the named pipe", files)
+	}
+	hosttest.Returns(t, "LastRun beside a named pipe", func() {
+		if _, err := LastRun(path); !errors.Is(err, ErrNoRun) {
+			t.Errorf("LastRun = %v, want ErrNoRun", err)
+		}
+	})
+	hosttest.Returns(t, "Tail of a named pipe", func() {
+		if _, err := Tail(fifo, 10); err == nil || !strings.Contains(err.Error(), "is a named pipe, not a regular file") {
+			t.Errorf("Tail(named pipe) = %v, want it refused", err)
+		}
+	})
 }

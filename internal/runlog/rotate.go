@@ -110,6 +110,19 @@ func openLock(path, log string) (*os.File, error) {
 	return f, nil
 }
 
+// lockOpens says whether openLock would open the lock at path, without
+// creating it: nil when it is not there yet.
+func lockOpens(path string) error {
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	f, err := openLock(path, "")
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
 // locked runs fn holding the lock of the log, against this process's
 // goroutines and against other processes.
 func (w *rotatingFile) locked(fn func() error) error {
@@ -118,11 +131,37 @@ func (w *rotatingFile) locked(fn func() error) error {
 	if w.lock == nil {
 		return fmt.Errorf("log file %s: %w", w.path, os.ErrClosed)
 	}
-	if err := flock(w.lock, syscall.LOCK_EX); err != nil {
-		return fmt.Errorf("cannot lock %s: %w", w.lock.Name(), err)
+	if err := lockExclusive(w.lock); err != nil {
+		return err
 	}
 	defer flock(w.lock, syscall.LOCK_UN)
 	return fn()
+}
+
+// lockWait bounds the wait for the log's lock. A writer holds it for a
+// line, or for a rotation and its compression (a tenth of a second for
+// the default 10 MB); a process that never lets go (stopped, or stuck:
+// a named pipe among the backups blocked the compression) froze every
+// later command in a blocking flock, SIGTERM unheard, and anyone who may
+// read the lock file may take it (issue 18, fourth pass). Tests lower it.
+var lockWait = time.Minute
+
+// lockExclusive takes the flock on f, waiting at most lockWait: flock(2)
+// has no timeout, so it is asked without blocking until then.
+func lockExclusive(f *os.File) error {
+	deadline := time.Now().Add(lockWait)
+	for {
+		err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB)
+		switch {
+		case err == nil:
+			return nil
+		case !errors.Is(err, syscall.EWOULDBLOCK):
+			return fmt.Errorf("cannot lock %s: %w", f.Name(), err)
+		case !time.Now().Before(deadline):
+			return fmt.Errorf("%s is held by another process for more than %s: the line is not written (see who holds it: fuser %s)", f.Name(), lockWait, f.Name())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func flock(f *os.File, how int) error {
@@ -395,7 +434,9 @@ func scanBackups(path string) (backups []backup, temps []string, err error) {
 		}
 		base, gz := strings.CutSuffix(name, gzSuffix)
 		t, ok := backupTime(base, prefix, ext)
-		if !ok || e.IsDir() {
+		if !ok || !e.Type().IsRegular() {
+			// Rotation makes regular files only: a named pipe of that
+			// name blocked status in its read (issue 18, fourth pass).
 			continue
 		}
 		p := filepath.Join(dir, name)

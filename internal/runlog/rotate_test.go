@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/hosttest"
 )
 
 // smallFiles makes one log.maxSizeMB one kilobyte for the test, so that a
@@ -438,5 +439,46 @@ func TestOpenRefusesLogThatTakesNoLine(t *testing.T) {
 	}
 	if msg := out.String(); !strings.Contains(msg, path) || !strings.Contains(msg, "file too large") {
 		t.Fatalf("Open = %q, want a refusal naming the file and the cause", msg)
+	}
+}
+
+// A process holding <log.file>.lock and never letting go (one stopped, or
+// blocked as a named pipe backup blocked the compression; flock needs no
+// write access, so any user who may read the lock can take it) froze every
+// later command in its first log line, SIGTERM unheard: timeout(1) sent
+// it and waited for ever (issue 18, fourth pass). The wait is bounded: Open
+// refuses, naming the lock, and a later line is counted lost.
+func TestLogLockHeldByAnother(t *testing.T) {
+	defer func(d time.Duration) { lockWait = d }(lockWait)
+	lockWait = 50 * time.Millisecond // the bound, not a measure: any holder outlasts it here
+	dir := t.TempDir()
+	cfg := config.Log{File: filepath.Join(dir, "autodeploy.log"), MaxSizeMB: 1}
+	holdLock := func() func() {
+		f, err := os.OpenFile(cfg.File+".lock", os.O_RDONLY|os.O_CREATE, 0o640)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			t.Fatal(err)
+		}
+		return func() { f.Close() }
+	}
+	release := holdLock()
+	hosttest.Returns(t, "Open of a log whose lock another holds", func() {
+		if _, err := Open(cfg, "r-1", io.Discard); err == nil || !strings.Contains(err.Error(), cfg.File+".lock is held by another process") {
+			t.Errorf("Open = %v, want it refused naming the lock", err)
+		}
+	})
+	release()
+	l, err := Open(cfg, "r-2", io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	release = holdLock()
+	defer release()
+	hosttest.Returns(t, "a line of a log whose lock another holds", func() { l.Info("held elsewhere") })
+	if err := l.Lost(); err == nil || !strings.Contains(err.Error(), "held by another process") {
+		t.Errorf("Lost = %v, want the line lost to the held lock", err)
 	}
 }

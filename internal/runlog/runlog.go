@@ -194,6 +194,15 @@ func Writable(cfg config.Log) error {
 			err = nil
 		}
 	}
+	if err == nil {
+		// The lock every line is written under, opened as Open opens it
+		// (one that is a directory was "✔ writable" while every run
+		// refused; issue 18, fourth pass); one not there yet is created
+		// by Open, in the directory just written to.
+		if err = lockOpens(lockPath(cfg.File)); err != nil {
+			return fmt.Errorf("log file %s: %w", cfg.File, err)
+		}
+	}
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {

@@ -3,6 +3,7 @@ package runlog
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -304,5 +305,35 @@ func fill(t *testing.T, dir string) {
 		if _, err := f.Write(buf); err != nil {
 			return
 		}
+	}
+}
+
+// doctor said "✔ log ... is writable" for a log whose lock,
+// <log.file>.lock, is a directory, where every run then refuses to deploy
+// ("cannot open the lock of the log file"; issue 18, fourth pass):
+// Writable opens the lock as Open does.
+func TestWritableOpensTheLock(t *testing.T) {
+	dir := t.TempDir()
+	cfg := config.Log{File: filepath.Join(dir, "autodeploy.log")}
+	if err := os.Mkdir(cfg.File+".lock", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(cfg, "r-1", io.Discard); err == nil {
+		t.Fatal("Open accepted a lock that is a directory")
+	}
+	if err := Writable(cfg); err == nil || !strings.Contains(err.Error(), cfg.File+".lock") {
+		t.Errorf("Writable = %v, want it to fail naming the lock", err)
+	}
+	if _, err := os.Stat(cfg.File + ".lock"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(cfg.File + ".lock"); err != nil {
+		t.Fatal(err)
+	}
+	if err := Writable(cfg); err != nil {
+		t.Errorf("Writable without a lock yet = %v, want nil (Open creates it)", err)
+	}
+	if _, err := os.Stat(cfg.File + ".lock"); err == nil {
+		t.Error("Writable created the lock: doctor changes nothing")
 	}
 }
