@@ -92,15 +92,6 @@ func (l *lines) String() string {
 	return strings.Join(l.all, "\n")
 }
 
-func containsAll(s string, what []string) bool {
-	for _, w := range what {
-		if !strings.Contains(s, w) {
-			return false
-		}
-	}
-	return true
-}
-
 // runningWatch is `autodeploy watch -v` in this process: its log (log.file
 // "-") on out, its progress and mail-worthy lines on errOut.
 type runningWatch struct {
