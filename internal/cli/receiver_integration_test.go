@@ -5,15 +5,12 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
 	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/autodeploy-dev/autodeploy/internal/doctor"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
@@ -39,7 +36,7 @@ func TestReceiverManifestsAndDoctor(t *testing.T) {
 	if code != ExitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	docs := decodeAll(t, out)
+	docs := kubetest.DecodeAll(t, out)
 	if len(docs) != 2 || docs[0].GetKind() != "Secret" || docs[1].GetKind() != "Receiver" {
 		t.Fatalf("want a Secret and a Receiver, got %d documents:\n%s", len(docs), out)
 	}
@@ -95,27 +92,7 @@ func TestReceiverManifestsAndDoctor(t *testing.T) {
 	check(doctor.OK, "Receiver "+key+" lists every configured ImageRepository ("+repos+") and is Ready")
 
 	code, out, stderr = execute(t, nil, "--config", cfg, "--kubeconfig", e.Kubeconfig, "manifests", "receiver")
-	if docs := decodeAll(t, out); code != ExitOK || len(docs) != 1 || docs[0].GetKind() != "Receiver" || !strings.Contains(stderr, "exists: not printed") {
+	if docs := kubetest.DecodeAll(t, out); code != ExitOK || len(docs) != 1 || docs[0].GetKind() != "Receiver" || !strings.Contains(stderr, "exists: not printed") {
 		t.Errorf("second run: exit %d, %d documents, stderr %q; want the Receiver alone\n%s", code, len(docs), stderr, out)
-	}
-}
-
-// decodeAll decodes the YAML documents of out.
-func decodeAll(t *testing.T, out string) []*unstructured.Unstructured {
-	t.Helper()
-	var docs []*unstructured.Unstructured
-	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(out), 4096)
-	for {
-		var u unstructured.Unstructured
-		err := dec.Decode(&u.Object)
-		if errors.Is(err, io.EOF) {
-			return docs
-		}
-		if err != nil {
-			t.Fatalf("%v\n%s", err, out)
-		}
-		if u.Object != nil {
-			docs = append(docs, &u)
-		}
 	}
 }

@@ -2,8 +2,6 @@ package manifests
 
 import (
 	"bytes"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -13,10 +11,10 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/kubetest"
 )
 
 // leaseExample is the example config with lock.type lease, which the
@@ -46,19 +44,7 @@ func leaseExample(t *testing.T) *config.Config {
 func documents(t *testing.T, out string) map[string][]byte {
 	t.Helper()
 	docs := map[string][]byte{}
-	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(out), 4096)
-	for {
-		var u unstructured.Unstructured
-		err := dec.Decode(&u.Object)
-		if errors.Is(err, io.EOF) {
-			return docs
-		}
-		if err != nil {
-			t.Fatalf("%v\n%s", err, out)
-		}
-		if u.Object == nil {
-			continue
-		}
+	for _, u := range kubetest.DecodeAll(t, out) {
 		b, err := u.MarshalJSON()
 		if err != nil {
 			t.Fatal(err)
@@ -68,6 +54,7 @@ func documents(t *testing.T, out string) map[string][]byte {
 		}
 		docs[u.GetKind()] = b
 	}
+	return docs
 }
 
 func decodeAs(t *testing.T, raw []byte, into any) {
