@@ -194,14 +194,14 @@ func (o *WatchOptions) lead(ctx context.Context) {
 				log.Info("watch: standing by: another watch is active", "holder", holderName(held.Holder))
 				standing, failing = true, false
 			}
-			sleepCtx(ctx, retry)
+			watch.Sleep(ctx, retry)
 			continue
 		case err != nil:
 			if !failing && ctx.Err() == nil {
 				log.Warn("watch: cannot take the watch's lock; retrying", "error", o.clients.Classify(err))
 				failing, standing = true, false
 			}
-			sleepCtx(ctx, retry)
+			watch.Sleep(ctx, retry)
 			continue
 		}
 		o.standby.Store(false)
@@ -217,15 +217,6 @@ func (o *WatchOptions) lead(ctx context.Context) {
 		if err := h.Release(); err != nil {
 			log.Warn("watch: could not release the watch's lock; it expires", "error", err)
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }
 

@@ -127,19 +127,20 @@ func (w *Watcher) Run(ctx context.Context) {
 		if err != nil {
 			if ctx.Err() == nil {
 				w.state.lost(err)
-				sleep(ctx, retry)
+				Sleep(ctx, retry)
 			}
 			continue
 		}
 		err = w.watch(ctx, api)
 		if errors.Is(err, errAPIGone) {
 			w.state.lost(err)
-			sleep(ctx, retry)
+			Sleep(ctx, retry)
 		}
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) {
+// Sleep waits d or until ctx ends: the retry pause of the watch's loops.
+func Sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
