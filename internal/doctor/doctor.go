@@ -603,12 +603,7 @@ func schedule(r *Report, cfg *config.Config, h Host) {
 	if h.Watch != nil {
 		if hd, held, err := h.Watch(); err == nil {
 			if st, ok := watch.ParseRecord(hd.Command); ok {
-				who := hd.Command
-				if hd.Pid != 0 {
-					who = fmt.Sprintf("pid %d", hd.Pid)
-				} else {
-					who, _, _ = strings.Cut(who, ": ")
-				}
+				who := watch.Who(hd)
 				watching = true
 				if held {
 					r.add("schedule", OK, fmt.Sprintf("autodeploy watch runs (%s, since %s): it deploys each policy change and makes a full pass at every tick of %q", who, st.Since.Format(time.RFC3339), cfg.Schedule), "")

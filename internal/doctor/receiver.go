@@ -12,11 +12,6 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/status"
 )
 
-// receiverFix is what makes a Receiver for every configured repository.
-// Server-side apply, so that the token is not copied into the Secret's
-// kubectl.kubernetes.io/last-applied-configuration annotation.
-const receiverFix = "autodeploy manifests receiver | kubectl apply --server-side -f -"
-
 // receivers checks that a Ready Flux Receiver lists every ImageRepository
 // the configured ImagePolicies select from, so that a registry's webhook
 // reaches each at once. Runs from cron rescan by themselves: no Receiver
@@ -42,7 +37,7 @@ func receivers(ctx context.Context, r *Report, cfg *config.Config, c *kube.Clien
 		return
 	case !cov.Installed:
 		r.add("receiver", Warn, fmt.Sprintf("the cluster serves no Flux Receiver (%s): a pushed image waits for its ImageRepository's scan interval (fine for runs from cron, which ask for a rescan)", flux.ReceiverGVR.GroupVersion()),
-			"install Flux's notification-controller (part of flux install), then "+receiverFix)
+			"install Flux's notification-controller (part of flux install), then "+flux.ReceiverFix)
 		return
 	case cov.All():
 		var names []string
@@ -54,7 +49,7 @@ func receivers(ctx context.Context, r *Report, cfg *config.Config, c *kube.Clien
 		r.add("receiver", OK, fmt.Sprintf("Receiver %s lists every configured ImageRepository (%s) and is Ready: a webhook reaches Flux at once", strings.Join(names, ", "), flux.RefList(repos)), "")
 		return
 	case len(cov.Covered) == 0 && len(cov.NotReady) == 0:
-		r.add("receiver", Warn, fmt.Sprintf("no Receiver lists the ImageRepositories %s: a pushed image waits for their scan interval (fine for runs from cron, which ask for a rescan)", flux.RefList(repos)), receiverFix)
+		r.add("receiver", Warn, fmt.Sprintf("no Receiver lists the ImageRepositories %s: a pushed image waits for their scan interval (fine for runs from cron, which ask for a rescan)", flux.RefList(repos)), flux.ReceiverFix)
 		return
 	}
 	// Set up, but not for everything: one line per Receiver that is not
@@ -90,6 +85,6 @@ func receivers(ctx context.Context, r *Report, cfg *config.Config, c *kube.Clien
 		if len(missing) > 1 {
 			what = "ImageRepositories"
 		}
-		r.add("receiver", Fail, fmt.Sprintf("no Ready Receiver lists the %s %s: a webhook does not reach it, and a pushed image waits for its scan interval", what, flux.RefList(missing)), receiverFix)
+		r.add("receiver", Fail, fmt.Sprintf("no Ready Receiver lists the %s %s: a webhook does not reach it, and a pushed image waits for its scan interval", what, flux.RefList(missing)), flux.ReceiverFix)
 	}
 }

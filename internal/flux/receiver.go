@@ -143,6 +143,12 @@ func CoverRepositories(receivers []Receiver, repos []Ref, repoLabels func(Ref) m
 	return c
 }
 
+// ReceiverFix makes a Receiver for every configured repository (doctor,
+// the watch's warning). Server-side apply, so that the token is not copied
+// into the Secret's kubectl.kubernetes.io/last-applied-configuration
+// annotation.
+const ReceiverFix = "autodeploy manifests receiver | kubectl apply --server-side -f -"
+
 // ReceiverNamespaces are where Receivers for repos are looked for: Flux's
 // namespace, where `manifests receiver` puts one, and the repositories'
 // own, each once.

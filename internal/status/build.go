@@ -400,13 +400,5 @@ func watchOf(h *lock.Holder, held bool) *Watch {
 	if !ok {
 		return nil
 	}
-	w := &Watch{Running: held, State: st}
-	switch {
-	case h.Pid != 0:
-		w.Holder = fmt.Sprintf("pid %d", h.Pid)
-	default:
-		// A Lease's holder reads "identity: command".
-		w.Holder, _, _ = strings.Cut(h.Command, ": ")
-	}
-	return w
+	return &Watch{Running: held, Holder: watch.Who(*h), State: st}
 }

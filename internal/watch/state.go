@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/autodeploy-dev/autodeploy/internal/lock"
 )
 
 // State is what the active watch says about itself in its lock's record
@@ -64,4 +66,15 @@ func ParseRecord(command string) (s State, ok bool) {
 		}
 	}
 	return s, true
+}
+
+// Who names the holder of a watch's lock: its pid (a file's record) or its
+// Lease identity (host/pid, a pod's name), which a Lease's holder command
+// starts with ("identity: command").
+func Who(h lock.Holder) string {
+	if h.Pid != 0 {
+		return fmt.Sprintf("pid %d", h.Pid)
+	}
+	who, _, _ := strings.Cut(h.Command, ": ")
+	return who
 }

@@ -212,7 +212,6 @@ func (w *Watcher) checkReceiver(ctx context.Context, api flux.API, byPolicy map[
 		return
 	}
 	cov, err := flux.ReceiverCoverage(ctx, w.Dynamic, api, w.Config.Flux.Namespace, repos)
-	const fix = "autodeploy manifests receiver | kubectl apply --server-side -f -"
 	switch {
 	case err != nil:
 		w.Log.Warn("watch: cannot tell whether a Flux Receiver answers the registry's webhook (see autodeploy doctor)", "error", err)
@@ -221,7 +220,7 @@ func (w *Watcher) checkReceiver(ctx context.Context, api flux.API, byPolicy map[
 		if !cov.Installed {
 			missing = repos
 		}
-		w.Log.Warn("watch: no Ready Flux Receiver lists these ImageRepositories: a push reaches their policies only at each repository's scan interval", "repositories", flux.RefList(missing), "fix", fix)
+		w.Log.Warn("watch: no Ready Flux Receiver lists these ImageRepositories: a push reaches their policies only at each repository's scan interval", "repositories", flux.RefList(missing), "fix", flux.ReceiverFix)
 	}
 }
 
