@@ -155,7 +155,8 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 // locks, never taking them) and this host's log.
 func readLocal(ctx context.Context, f *Factory, cfg *config.Config, clients *kube.Clients, logLines int) status.Local {
 	var l status.Local
-	wl, _, _ := watchLocker(f, cfg, clients)
+	wl, name, _ := watchLocker(f, cfg, clients)
+	l.WatchLock = name
 	if h, held, err := wl.Holder(ctx); err != nil {
 		l.WatchErr = holderError(err)
 	} else {

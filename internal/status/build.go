@@ -51,6 +51,7 @@ type Local struct {
 	// that died: WatchHeld says which); WatchErr why it could not be read.
 	WatchHolder *lock.Holder
 	WatchHeld   bool
+	WatchLock   string // the watch lock's name
 	WatchErr    error
 	Log         []string
 }
@@ -66,7 +67,7 @@ func Build(cfg *config.Config, services []config.Service, objs Objects, local Lo
 	if local.HolderErr != nil {
 		r.RunInProgressError = local.HolderErr.Error()
 	}
-	r.Watch = watchOf(local.WatchHolder, local.WatchHeld)
+	r.Watch = watchOf(local.WatchHolder, local.WatchHeld, local.WatchLock)
 	if local.WatchErr != nil {
 		r.WatchError = local.WatchErr.Error()
 	}
@@ -392,7 +393,7 @@ func window(s config.Service, now time.Time) *Window {
 
 // watchOf reads a watch lock's record; nil when it is none (no watch ran,
 // or the last one released its lock on a clean stop).
-func watchOf(h *lock.Holder, held bool) *Watch {
+func watchOf(h *lock.Holder, held bool, lockName string) *Watch {
 	if h == nil {
 		return nil
 	}
@@ -400,5 +401,5 @@ func watchOf(h *lock.Holder, held bool) *Watch {
 	if !ok {
 		return nil
 	}
-	return &Watch{Running: held, Holder: watch.Who(*h), State: st}
+	return &Watch{Running: held, Holder: watch.Who(*h), Lock: lockName, State: st}
 }

@@ -409,7 +409,7 @@ func writeRuns(w io.Writer, r *Report, now time.Time) {
 	case w != nil && w.Running:
 		row("watch", "%s", green(fmt.Sprintf("running (%s) since %s%s", w.Holder, clock(w.Since), watchActivity(now, w.State))))
 	case w != nil:
-		row("watch", "%s", red(fmt.Sprintf("not running: %s stopped without releasing its lock (killed or crashed)%s; see journalctl -u autodeploy-watch or kubectl logs, then restart it", w.Holder, watchActivity(now, w.State))))
+		row("watch", "%s", red(fmt.Sprintf("not running: %s stopped without releasing its lock (killed or crashed)%s; see journalctl -u autodeploy-watch or kubectl logs, then restart it (or, if it is retired, delete %s)", w.Holder, watchActivity(now, w.State), w.Lock)))
 	case r.WatchError != "":
 		row("watch", "%s", red("unknown: "+r.WatchError))
 	}

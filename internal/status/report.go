@@ -57,6 +57,9 @@ type Watch struct {
 	// Holder is its pid (lock.type file) or its Lease identity, host/pid
 	// or the pod's name.
 	Holder string `json:"holder"`
+	// Lock is the watch's lock (<lockFile>.watch, or Lease
+	// ns/<leaseName>-watch): removing it retires a watch that died.
+	Lock string `json:"lock"`
 	watch.State
 }
 
