@@ -70,7 +70,8 @@ func (o *DoctorOptions) Run(ctx context.Context) error {
 	in.Config, in.ConfigErr = f.Config()
 	in.Clients, in.ClientsErr = f.Clients()
 	if in.Config != nil && (in.Config.Lock.Type != config.LockLease || in.ClientsErr == nil) {
-		wl, _, _ := watchLocker(f, in.Config, in.Clients)
+		wl, name, _ := watchLocker(f, in.Config, in.Clients)
+		in.Host.WatchLock = name
 		in.Host.Watch = func() (lock.Holder, bool, error) { return wl.Holder(ctx) }
 	}
 	r := doctor.Run(ctx, in)

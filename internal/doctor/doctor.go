@@ -85,6 +85,9 @@ type Host struct {
 	// Watch reads the watch's lock record (nil: not looked at): a running
 	// `autodeploy watch` makes the schedule's passes itself.
 	Watch func() (lock.Holder, bool, error)
+	// WatchLock names the watch's lock (<lockFile>.watch, or Lease
+	// ns/<leaseName>-watch): deleting it retires a watch that died.
+	WatchLock string
 }
 
 // Inputs is what doctor examines.
@@ -609,7 +612,7 @@ func schedule(r *Report, cfg *config.Config, h Host) {
 					r.add("schedule", OK, fmt.Sprintf("autodeploy watch runs (%s, since %s): it deploys each policy change and makes a full pass at every tick of %q", who, st.Since.Format(time.RFC3339), cfg.Schedule), "")
 				} else {
 					r.add("schedule", Warn, fmt.Sprintf("an autodeploy watch (%s) stopped without releasing its lock (killed or crashed)", who),
-						"see journalctl -u autodeploy-watch (or kubectl logs), then systemctl restart autodeploy-watch")
+						fmt.Sprintf("see journalctl -u autodeploy-watch (or kubectl logs), then systemctl restart autodeploy-watch (or, if it is retired, delete %s)", h.WatchLock))
 				}
 			}
 		}

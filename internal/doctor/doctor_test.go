@@ -45,23 +45,24 @@ func TestSchedule(t *testing.T) {
 		host   Host
 		status string
 		detail string
+		fix    string
 	}{
-		{"systemd matches", Host{TimerFiles: []string{write("autodeploy.timer", "[Timer]\nOnCalendar=*-*-* *:00/2:00\n")}}, OK, "OnCalendar=*-*-* *:00/2:00, as configured"},
-		{"nothing", Host{CronFiles: []string{write("other", "0 * * * * root backup.sh\n# */2 * * * * autodeploy run\n")}}, Warn, "no crontab, systemd timer or autodeploy watch"},
+		{"systemd matches", Host{TimerFiles: []string{write("autodeploy.timer", "[Timer]\nOnCalendar=*-*-* *:00/2:00\n")}}, OK, "OnCalendar=*-*-* *:00/2:00, as configured", ""},
+		{"nothing", Host{CronFiles: []string{write("other", "0 * * * * root backup.sh\n# */2 * * * * autodeploy run\n")}}, Warn, "no crontab, systemd timer or autodeploy watch", ""},
 		{"a watch runs", Host{Watch: func() (lock.Holder, bool, error) {
 			return lock.Holder{Pid: 42, Command: watch.State{Since: time.Date(2026, 12, 3, 6, 0, 0, 0, time.UTC)}.Record()}, true, nil
-		}}, OK, "autodeploy watch runs (pid 42, since 2026-12-03T06:00:00Z)"},
-		{"a watch died", Host{Watch: func() (lock.Holder, bool, error) {
+		}}, OK, "autodeploy watch runs (pid 42, since 2026-12-03T06:00:00Z)", ""},
+		{"a watch died", Host{WatchLock: "/run/autodeploy.lock.watch", Watch: func() (lock.Holder, bool, error) {
 			return lock.Holder{Command: "host-a/7: " + watch.State{}.Record()}, false, nil
-		}}, Warn, "an autodeploy watch (host-a/7) stopped without releasing its lock"},
-		{"no watch record", Host{Watch: func() (lock.Holder, bool, error) { return lock.Holder{}, false, nil }}, Warn, "no crontab, systemd timer or autodeploy watch"},
+		}}, Warn, "an autodeploy watch (host-a/7) stopped without releasing its lock", "if it is retired, delete /run/autodeploy.lock.watch"},
+		{"no watch record", Host{Watch: func() (lock.Holder, bool, error) { return lock.Holder{}, false, nil }}, Warn, "no crontab, systemd timer or autodeploy watch", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := &Report{}
 			schedule(r, cfg(t, ""), tt.host)
-			if len(r.Checks) != 1 || r.Checks[0].Status != tt.status || !strings.Contains(r.Checks[0].Detail, tt.detail) {
-				t.Fatalf("checks = %+v", r.Checks)
+			if len(r.Checks) != 1 || r.Checks[0].Status != tt.status || !strings.Contains(r.Checks[0].Detail, tt.detail) || !strings.Contains(r.Checks[0].Fix, tt.fix) {
+				t.Fatalf("checks = %+v, want %s %q with fix %q", r.Checks, tt.status, tt.detail, tt.fix)
 			}
 		})
 	}
