@@ -35,13 +35,13 @@ func BenchmarkWatchPolicyChangeToPatch(b *testing.B) {
 	ctx := context.Background()
 	svcs := e.CreateIdleServices(refl, n, reg, "sha-0000000")
 	cfg, _ := writeConfig(b, fmt.Sprintf("log: {file: \"-\"}\nschedule: \"0 0 1 1 *\"\nflux: {namespace: %s, reconcileTimeout: 60s}\ndefaults: {namespace: %s}\nservices:\n%s", e.Namespace, e.Namespace, svcs))
-	out := newLines()
+	out := kubetest.NewLines()
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan ExitCode, 1)
 	f := NewFactory(IOStreams{In: strings.NewReader(""), Out: out, ErrOut: io.Discard}, func(string) string { return "" })
 	go func() { done <- Execute(wctx, f, []string{"watch", "--config", cfg, "--kubeconfig", e.Kubeconfig}) }()
 	defer func() { cancel(); <-done }()
-	out.waitFor(b, 0, "trigger=start", `msg="run finished"`)
+	out.WaitFor(b, 0, "trigger=start", `msg="run finished"`)
 	// The deployment controller is still creating 500 ReplicaSets: a
 	// rollout started now waits for it, which is the test bed's, not the
 	// watch's.
@@ -70,7 +70,7 @@ func BenchmarkWatchPolicyChangeToPatch(b *testing.B) {
 		i++
 		name := fmt.Sprintf("svc-%03d", i%n)
 		img := fmt.Sprintf("%s%s:sha-%07d", reg, name, i)
-		from := out.count()
+		from := out.Count()
 		start := time.Now()
 		e.SetPolicyImage(fluxsim.V1, e.Namespace, name, img)
 		for ev := range w.ResultChan() {
@@ -85,7 +85,7 @@ func BenchmarkWatchPolicyChangeToPatch(b *testing.B) {
 		// The action's rollout ends before the next change: one change
 		// at a time is what is measured, not the queue behind a rollout.
 		b.StopTimer()
-		out.waitFor(b, from, "svc="+name, `msg="service done"`)
+		out.WaitFor(b, from, "svc="+name, `msg="service done"`)
 		b.StartTimer()
 	}
 	b.StopTimer()

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,85 +23,17 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/kubetest"
 )
 
-// lines collects what a watch writes, line by line, and lets a test wait
-// for a line: each write wakes the waiters (no polling).
-type lines struct {
-	mu   sync.Mutex
-	cond *sync.Cond
-	all  []string
-	part string
-}
-
-func newLines() *lines {
-	l := &lines{}
-	l.cond = sync.NewCond(&l.mu)
-	return l
-}
-
-func (l *lines) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	defer l.cond.Broadcast()
-	s := l.part + string(b)
-	parts := strings.Split(s, "\n")
-	l.part = parts[len(parts)-1]
-	l.all = append(l.all, parts[:len(parts)-1]...)
-	return len(b), nil
-}
-
-// waitFor returns the index of the first line from index from that
-// contains every one of what, failing the test after a minute.
-func (l *lines) waitFor(t testing.TB, from int, what ...string) int {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	wake := time.AfterFunc(time.Minute, func() { l.mu.Lock(); l.cond.Broadcast(); l.mu.Unlock() })
-	defer wake.Stop()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for {
-		for i := from; i < len(l.all); i++ {
-			if containsAll(l.all[i], what) {
-				return i
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no line with %q after line %d in:\n%s", what, from, strings.Join(l.all, "\n"))
-		}
-		l.cond.Wait()
-	}
-}
-
-// count is the number of lines with every one of what (all lines for
-// none).
-func (l *lines) count(what ...string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, s := range l.all {
-		if containsAll(s, what) {
-			n++
-		}
-	}
-	return n
-}
-
-func (l *lines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.all, "\n")
-}
-
 // runningWatch is `autodeploy watch -v` in this process: its log (log.file
 // "-") on out, its progress and mail-worthy lines on errOut.
 type runningWatch struct {
-	out, errOut *lines
+	out, errOut *kubetest.Lines
 	cancel      context.CancelFunc
 	done        chan ExitCode
 }
 
 func startWatch(t *testing.T, cfg, kubeconfig string) *runningWatch {
 	t.Helper()
-	w := &runningWatch{out: newLines(), errOut: newLines(), done: make(chan ExitCode, 1)}
+	w := &runningWatch{out: kubetest.NewLines(), errOut: kubetest.NewLines(), done: make(chan ExitCode, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
 	f := NewFactory(IOStreams{In: strings.NewReader(""), Out: w.out, ErrOut: w.errOut}, func(string) string { return "" })
@@ -111,8 +42,8 @@ func startWatch(t *testing.T, cfg, kubeconfig string) *runningWatch {
 	}()
 	t.Cleanup(func() { w.stop(t) })
 	// The start pass is over: the watch waits for events.
-	w.out.waitFor(t, 0, "watch: watching")
-	w.out.waitFor(t, 0, "trigger=start", `msg="run finished"`)
+	w.out.WaitFor(t, 0, "watch: watching")
+	w.out.WaitFor(t, 0, "trigger=start", `msg="run finished"`)
 	return w
 }
 
@@ -153,11 +84,11 @@ func TestWatchDeploysPushes(t *testing.T) {
 		from := len(strings.Split(w.out.String(), "\n"))
 		refl.Push("api", reg+"api:"+tag)
 		receiverRequest(t, e, "api")
-		w.out.waitFor(t, from, "trigger=policy-change", "svc=api", "outcome=deployed")
+		w.out.WaitFor(t, from, "trigger=policy-change", "svc=api", "outcome=deployed")
 		if got := kubetest.Image(e.GetDeployment("api")); got != reg+"api:"+tag {
 			t.Fatalf("after %s: image %s", tag, got)
 		}
-		if w.out.count("trigger=policy-change", "svc=web", `msg=plan`) != 0 {
+		if w.out.Count("trigger=policy-change", "svc=web", `msg=plan`) != 0 {
 			t.Errorf("the change of api's policy planned web too:\n%s", w.out)
 		}
 	}
@@ -175,12 +106,12 @@ func TestWatchRollsBackABadImage(t *testing.T) {
 	w := startWatch(t, cfg, e.Kubeconfig)
 	refl.Push("api", reg+"api:fail-2")
 	receiverRequest(t, e, "api")
-	w.out.waitFor(t, 0, "trigger=policy-change", "svc=api", "outcome=rolled-back")
+	w.out.WaitFor(t, 0, "trigger=policy-change", "svc=api", "outcome=rolled-back")
 	d := e.GetDeployment("api")
 	if fi, ok := deploy.ParseFailedImage(d.Annotations); kubetest.Image(d) != reg+"api:sha-1" || !ok || fi.Image != reg+"api:fail-2" {
 		t.Fatalf("image %s, failed image %+v: want rolled back and remembered", kubetest.Image(d), fi)
 	}
-	w.errOut.waitFor(t, 0, "api rolled-back: pod api-")
+	w.errOut.WaitFor(t, 0, "api rolled-back: pod api-")
 }
 
 // A hold placed while the watch runs is honoured at its next action; a
@@ -195,7 +126,7 @@ func TestWatchHoldAndManualRollback(t *testing.T) {
 	}
 	refl.Push("api", reg+"api:sha-2")
 	receiverRequest(t, e, "api")
-	w.out.waitFor(t, 0, "trigger=policy-change", "svc=api", "msg=plan", "action=skip")
+	w.out.WaitFor(t, 0, "trigger=policy-change", "svc=api", "msg=plan", "action=skip")
 	if got := kubetest.Image(e.GetDeployment("api")); got != reg+"api:sha-1" {
 		t.Fatalf("held service deployed: %s", got)
 	}
@@ -204,7 +135,7 @@ func TestWatchHoldAndManualRollback(t *testing.T) {
 	}
 	refl.Push("api", reg+"api:sha-3")
 	receiverRequest(t, e, "api")
-	w.out.waitFor(t, 0, "trigger=policy-change", "svc=api", "outcome=deployed")
+	w.out.WaitFor(t, 0, "trigger=policy-change", "svc=api", "outcome=deployed")
 	// The watch is idle: rollback takes the lock at once (--lock-timeout 0).
 	code, _, stderr := execute(t, nil, "rollback", "api", "--lock-timeout", "0s", "--config", cfg, "--kubeconfig", e.Kubeconfig)
 	if code != ExitOK {
@@ -230,12 +161,12 @@ func TestWatchSIGTERMMidRollout(t *testing.T) {
 	w := startWatch(t, cfg, e.Kubeconfig)
 	refl.Push("api", reg+"api:unready-2")
 	receiverRequest(t, e, "api")
-	w.errOut.waitFor(t, 0, "Waiting for deployment")
+	w.errOut.WaitFor(t, 0, "Waiting for deployment")
 	if c := w.stop(t); c != ExitOK {
 		t.Fatalf("exit %d, want 0", c)
 	}
-	w.out.waitFor(t, 0, "run interrupted")
-	w.out.waitFor(t, 0, `msg="watch stopped"`)
+	w.out.WaitFor(t, 0, "run interrupted")
+	w.out.WaitFor(t, 0, `msg="watch stopped"`)
 	if v := e.GetDeployment("api").Annotations[deploy.AnnVerified]; v != "false" {
 		t.Fatalf("verified = %q, want the rollout left for the next pass", v)
 	}
@@ -268,13 +199,13 @@ func TestWatchSurvivesAnAPIServerRestart(t *testing.T) {
 	if err := e.Cluster.RestartAPIServer(ctx); err != nil {
 		t.Fatal(err)
 	}
-	lost := w.out.waitFor(t, 0, "watch: lost the API server")
-	w.out.waitFor(t, lost, "watch: back")
+	lost := w.out.WaitFor(t, 0, "watch: lost the API server")
+	w.out.WaitFor(t, lost, "watch: back")
 	// The Flux stand-in may have lost its own watch with the restart: the
 	// policy's new status is written as image-reflector-controller would.
 	e.SetPolicyImage(fluxsim.V1, e.Namespace, "api", reg+"api:sha-2")
-	w.out.waitFor(t, lost, "trigger=policy-change", "svc=api", "outcome=deployed")
-	if n := w.out.count("watch: lost the API server"); n != 1 {
+	w.out.WaitFor(t, lost, "trigger=policy-change", "svc=api", "outcome=deployed")
+	if n := w.out.Count("watch: lost the API server"); n != 1 {
 		t.Errorf("%d lost lines for one restart, want 1:\n%s", n, w.out)
 	}
 }
@@ -290,8 +221,8 @@ func TestWatchTwoProcessesWithTheLease(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/autodeploy").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	start := func(id string) (*exec.Cmd, *lines) {
-		out := newLines()
+	start := func(id string) (*exec.Cmd, *kubetest.Lines) {
+		out := kubetest.NewLines()
 		cmd := exec.Command(bin, "watch", "--config", cfg, "--kubeconfig", e.Kubeconfig)
 		cmd.Env = append(os.Environ(), "AUTODEPLOY_LOCK_IDENTITY="+id)
 		cmd.Stdout, cmd.Stderr = out, io.Discard
@@ -302,23 +233,23 @@ func TestWatchTwoProcessesWithTheLease(t *testing.T) {
 		return cmd, out
 	}
 	a, aOut := start("watch-a")
-	aOut.waitFor(t, 0, "watch: active")
-	aOut.waitFor(t, 0, "trigger=start", `msg="run finished"`)
+	aOut.WaitFor(t, 0, "watch: active")
+	aOut.WaitFor(t, 0, "trigger=start", `msg="run finished"`)
 	_, bOut := start("watch-b")
-	bOut.waitFor(t, 0, "watch: standing by", "watch-a")
+	bOut.WaitFor(t, 0, "watch: standing by", "watch-a")
 	refl.Push("api", reg+"api:sha-2")
 	receiverRequest(t, e, "api")
-	aOut.waitFor(t, 0, "trigger=policy-change", "outcome=deployed")
-	if n := bOut.count("msg=plan"); n != 0 {
+	aOut.WaitFor(t, 0, "trigger=policy-change", "outcome=deployed")
+	if n := bOut.Count("msg=plan"); n != 0 {
 		t.Fatalf("the standby acted:\n%s", bOut)
 	}
 	_ = a.Process.Signal(syscall.SIGKILL)
 	_ = a.Wait()
-	bOut.waitFor(t, 0, "watch: active")
-	bOut.waitFor(t, 0, "trigger=start", `msg="run finished"`)
+	bOut.WaitFor(t, 0, "watch: active")
+	bOut.WaitFor(t, 0, "trigger=start", `msg="run finished"`)
 	refl.Push("api", reg+"api:sha-3")
 	receiverRequest(t, e, "api")
-	bOut.waitFor(t, 0, "trigger=policy-change", "outcome=deployed")
+	bOut.WaitFor(t, 0, "trigger=policy-change", "outcome=deployed")
 	if got := kubetest.Image(e.GetDeployment("api")); got != reg+"api:sha-3" {
 		t.Fatalf("image %s after the takeover", got)
 	}

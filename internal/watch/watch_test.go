@@ -1,7 +1,6 @@
 package watch
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
+	"github.com/autodeploy-dev/autodeploy/internal/kubetest"
 )
 
 var policies = schema.GroupVersionResource{Group: flux.ImageGroup, Version: "v1", Resource: "imagepolicies"}
@@ -107,50 +107,8 @@ type fixture struct {
 	dyn   *dynamicfake.FakeDynamicClient
 	disco *fakediscovery.FakeDiscovery
 	rec   *recorder
-	log   *logBuffer
+	log   *kubetest.Lines
 	w     *Watcher
-}
-
-// logBuffer is the watch's log; waitFor blocks until a line says what a
-// test waits for (each write wakes it: no polling).
-type logBuffer struct {
-	mu   sync.Mutex
-	cond *sync.Cond
-	b    bytes.Buffer
-}
-
-func newLogBuffer() *logBuffer {
-	l := &logBuffer{}
-	l.cond = sync.NewCond(&l.mu)
-	return l
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	defer l.cond.Broadcast()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *logBuffer) waitFor(t *testing.T, what string) {
-	t.Helper()
-	timer := time.AfterFunc(10*time.Second, func() { l.mu.Lock(); l.cond.Broadcast(); l.mu.Unlock() })
-	defer timer.Stop()
-	deadline := time.Now().Add(10 * time.Second)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for !strings.Contains(l.b.String(), what) {
-		if time.Now().After(deadline) {
-			t.Fatalf("log never said %q:\n%s", what, l.b.String())
-		}
-		l.cond.Wait()
-	}
 }
 
 func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
@@ -158,7 +116,7 @@ func newFixture(t *testing.T, objs ...runtime.Object) *fixture {
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{policies: "ImagePolicyList", flux.ReceiverGVR: "ReceiverList"}, objs...)
 	disco := &fakediscovery.FakeDiscovery{Fake: &k8stesting.Fake{}}
 	disco.Resources = []*metav1.APIResourceList{{GroupVersion: "image.toolkit.fluxcd.io/v1", APIResources: []metav1.APIResource{{Name: "imagepolicies", Namespaced: true, Kind: "ImagePolicy"}}}}
-	f := &fixture{dyn: dyn, disco: disco, rec: &recorder{actions: make(chan Action, 16)}, log: newLogBuffer()}
+	f := &fixture{dyn: dyn, disco: disco, rec: &recorder{actions: make(chan Action, 16)}, log: kubetest.NewLines()}
 	f.w = &Watcher{Config: testConfig(t), Dynamic: dyn, Discovery: disco, Act: f.rec.act, Retry: time.Millisecond,
 		Log: slog.New(slog.NewTextHandler(f.log, nil))}
 	return f
@@ -271,11 +229,11 @@ func TestWatchSurvivesBrokenWatchesAndSaysSoOnce(t *testing.T) {
 		<-started
 	}
 	mu.Unlock()
-	f.log.waitFor(t, "lost the API server")
+	f.log.WaitFor(t, 0, "lost the API server")
 	mu.Lock()
 	failing = false
 	mu.Unlock()
-	f.log.waitFor(t, "back:")
+	f.log.WaitFor(t, 0, "back:")
 	<-started // watching again: a change now is delivered
 	f.update(t, policy("flux-system", "api", "sha-2", 5))
 	if a := f.rec.next(t); strings.Join(a.Services, ",") != "api,api-canary" {
@@ -299,7 +257,7 @@ func TestWatchWaitsForFluxsAPI(t *testing.T) {
 		return false, nil, nil
 	})
 	f.start(t)
-	f.log.waitFor(t, "lost the API server or Flux's API")
+	f.log.WaitFor(t, 0, "lost the API server or Flux's API")
 	missing.Store(false)
 	if a := f.rec.next(t); a.Trigger != TriggerStart {
 		t.Fatalf("action = %+v", a)
@@ -329,7 +287,7 @@ func TestWatchWarnsWithoutAReceiver(t *testing.T) {
 	f := newFixture(t, policy("flux-system", "api", "sha-1", 1), policy("flux-system", "web", "sha-1", 1))
 	f.start(t)
 	f.rec.next(t)
-	f.log.waitFor(t, "no Ready Flux Receiver lists these ImageRepositories")
+	f.log.WaitFor(t, 0, "no Ready Flux Receiver lists these ImageRepositories")
 	if !strings.Contains(f.logText(), "repositories=\"flux-system/api, flux-system/web\"") {
 		t.Errorf("log:\n%s", f.logText())
 	}
