@@ -260,6 +260,10 @@ func (o *WatchOptions) act(ctx context.Context, watchLock *lock.Held, a watch.Ac
 	if err := h.Release(); err != nil {
 		log.Warn("could not release the lock", "error", err)
 	}
+	// Idle until the next event with only what watching needs resident.
+	if err := watch.ReleaseIdle(); err != nil {
+		log.Debug("could not give back idle memory", "error", err)
+	}
 	if a.Trigger != watch.TriggerPolicy && runErr == nil {
 		o.note(watchLock, func(s *watch.State) { s.LastPass = time.Now() })
 	}

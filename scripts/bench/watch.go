@@ -60,11 +60,11 @@ func (e *env) watchIdle(ctx context.Context, out io.Writer, n int, idle time.Dur
 	fmt.Fprintf(os.Stderr, "watch idle for %s with %d services...\n", idle, n)
 	time.Sleep(idle) // the measurement itself: idle time
 	cpu := cpuTime(pid) - cpu0
-	rss, hwm := memory(pid)
+	rss, hwm, anon, file := memory(pid)
 	reqs := requestsBy(e.audit, off, "autodeploy")
 	fmt.Fprintf(out, "\n### autodeploy watch, idle\n\n")
-	fmt.Fprintf(out, "%d services, idle for %s after its start pass: resident %.1f MB (peak %.1f MB), CPU %s (%.3f%% of one core).\n\n",
-		n, idle, float64(rss)/1024, float64(hwm)/1024, cpu.Round(time.Millisecond), 100*cpu.Seconds()/idle.Seconds())
+	fmt.Fprintf(out, "%d services, idle for %s after its start pass: resident %.1f MB (%.1f MB its own memory, %.1f MB pages of files: the executable's, libc's; peak %.1f MB), CPU %s (%.3f%% of one core).\n\n",
+		n, idle, float64(rss)/1024, float64(anon)/1024, float64(file)/1024, float64(hwm)/1024, cpu.Round(time.Millisecond), 100*cpu.Seconds()/idle.Seconds())
 	fmt.Fprintln(out, "| API requests while idle | count |")
 	fmt.Fprintln(out, "|---|---|")
 	keys := make([]string, 0, len(reqs))
@@ -157,11 +157,11 @@ func cpuTime(pid int) time.Duration {
 	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
 }
 
-// memory is a process's VmRSS and VmHWM in KB.
-func memory(pid int) (rss, hwm int64) {
+// memory is a process's VmRSS, VmHWM, RssAnon and RssFile in KB.
+func memory(pid int) (rss, hwm, anon, file int64) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0
+		return 0, 0, 0, 0
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -173,9 +173,13 @@ func memory(pid int) (rss, hwm int64) {
 			rss = n
 		case "VmHWM":
 			hwm = n
+		case "RssAnon":
+			anon = n
+		case "RssFile":
+			file = n
 		}
 	}
-	return rss, hwm
+	return rss, hwm, anon, file
 }
 
 // requestsBy counts the requests of user agents starting with agent in the
