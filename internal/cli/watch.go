@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/klog/v2"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
@@ -37,9 +38,12 @@ type WatchOptions struct {
 
 	cfg     *config.Config
 	clients *kube.Clients
-	log     *runlog.Log
-	standby atomic.Bool
-	watcher atomic.Pointer[watch.Watcher]
+	// watchDynamic serves the informers: no request timeout cuts its
+	// watches (kube.Clients.WatchDynamic).
+	watchDynamic dynamic.Interface
+	log          *runlog.Log
+	standby      atomic.Bool
+	watcher      atomic.Pointer[watch.Watcher]
 
 	mu      sync.Mutex
 	state   watch.State
@@ -134,6 +138,11 @@ func (o *WatchOptions) Run(ctx context.Context) error {
 		return err
 	}
 	o.clients = clients
+	if o.watchDynamic, err = clients.WatchDynamic(); err != nil {
+		l.Error("watch failed", "error", err)
+		l.Close()
+		return err
+	}
 	var probes *http.Server
 	if o.ProbeAddress != "" {
 		if probes, err = o.serveProbes(); err != nil {
@@ -207,7 +216,7 @@ func (o *WatchOptions) lead(ctx context.Context) {
 		o.standby.Store(false)
 		standing, failing = false, false
 		log.Info("watch: active", "lock", name)
-		w := &watch.Watcher{Config: o.cfg, Dynamic: o.clients.Dynamic, Discovery: o.clients.Kube.Discovery(), Log: log,
+		w := &watch.Watcher{Config: o.cfg, Dynamic: o.watchDynamic, Discovery: o.clients.Kube.Discovery(), Log: log,
 			Act: func(ctx context.Context, a watch.Action) { o.act(ctx, h, a) }}
 		o.watcher.Store(w)
 		w.Run(h.Context())

@@ -130,6 +130,27 @@ func New(o Options) (*Clients, error) {
 	return &Clients{Kube: kc, Dynamic: dc, Config: cfg, Source: source}, nil
 }
 
+// WatchDynamic is the dynamic client for long watches: its requests carry
+// no client-side timeout. With the request timeout (30 s) every watch was
+// cut after 30 s: the client sends it as timeout=30s and the API server
+// ends the watch then (scripts/bench --watch-idle's audit log: a watch
+// request every 30 s, where informers ask for 5-10 minutes with
+// timeoutSeconds). The API server still ends each watch at its
+// timeoutSeconds, and client-go's HTTP/2 health check (a ping after 30 s
+// without a frame) notices a connection that died.
+func (c *Clients) WatchDynamic() (dynamic.Interface, error) {
+	if c.Config == nil {
+		return c.Dynamic, nil
+	}
+	cfg := rest.CopyConfig(c.Config)
+	cfg.Timeout = 0
+	dc, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, &UnreachableError{Server: cfg.Host, Kubeconfig: c.Source, Err: err}
+	}
+	return dc, nil
+}
+
 func fileExists(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && !st.IsDir()
