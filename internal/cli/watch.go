@@ -12,9 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
-	"k8s.io/klog/v2"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
@@ -120,7 +118,6 @@ func (o *WatchOptions) Run(ctx context.Context) error {
 		return withCode(ExitUsage, fmt.Errorf("no services configured in %s: nothing to watch (add services, or stop the watch)", cfg.Path))
 	}
 	o.cfg = cfg
-	silenceKlog()
 	watchID := runlog.NewRunID(time.Now())
 	l, err := runlog.Open(cfg.Log, watchID, f.IO.Out, "cmd", "watch")
 	if err != nil {
@@ -152,11 +149,6 @@ func (o *WatchOptions) Run(ctx context.Context) error {
 	l.Close()
 	return withLogLost(nil, l.Lost(), "watch", watchID)
 }
-
-// silenceKlog: client-go's informers log their retries through klog on
-// stderr; the watch says its own state changes once each in its log
-// (watch.Watcher), and journald must not get a line per retry.
-func silenceKlog() { klog.SetLogger(logr.Discard()) }
 
 // watchLocker is the lock only the active watch holds, for as long as it
 // is active: the run lock's kind, beside it (<lockFile>.watch, the Lease
