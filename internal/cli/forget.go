@@ -88,7 +88,7 @@ func (o *ForgetOptions) Run(ctx context.Context) (err error) {
 	if !configured {
 		s = config.Service{Name: o.Service}
 	}
-	sess, err := newSession(f, cfg, s, "forget")
+	sess, err := newSession(ctx, f, cfg, s, "forget")
 	if err != nil {
 		return err
 	}

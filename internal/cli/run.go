@@ -183,7 +183,7 @@ func (o *RunOptions) Run(ctx context.Context) (result error) {
 			// log.file "-" shares stdout: keep it for the JSON summary.
 			logOut = f.IO.ErrOut
 		}
-		l, err := runlog.Open(cfg.Log, runID, logOut, "cmd", "run")
+		l, err := runlog.Open(ctx, cfg.Log, runID, logOut, "cmd", "run")
 		if err != nil {
 			return fmt.Errorf("refusing to deploy: %w", err)
 		}

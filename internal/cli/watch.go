@@ -119,7 +119,7 @@ func (o *WatchOptions) Run(ctx context.Context) error {
 	}
 	o.cfg = cfg
 	watchID := runlog.NewRunID(time.Now())
-	l, err := runlog.Open(cfg.Log, watchID, f.IO.Out, "cmd", "watch")
+	l, err := runlog.Open(ctx, cfg.Log, watchID, f.IO.Out, "cmd", "watch")
 	if err != nil {
 		return fmt.Errorf("refusing to watch: %w", err)
 	}
