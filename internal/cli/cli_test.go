@@ -346,3 +346,13 @@ func TestManifestsSystemdWatch(t *testing.T) {
 		}
 	}
 }
+
+// config validate of one service said "ok (1 services)" (issue 18, fifth
+// pass).
+func TestValidateCountsItsServices(t *testing.T) {
+	cfg, _ := writeConfig(t, "")
+	code, stdout, stderr := execute(t, nil, "config", "validate", cfg)
+	if code != ExitOK || !strings.HasSuffix(stdout, ": ok (1 service)\n") {
+		t.Errorf("config validate of one service: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/autodeploy-dev/autodeploy/internal/ui"
+
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -149,7 +151,7 @@ func (m *Manager) Forget(ctx context.Context, cfg *config.Config, name string, d
 	}
 	log.Info("forgotten", "records", len(res.Removed), "configured", res.Configured, "repositories", strings.Join(res.Searched, ","))
 	if len(res.Removed) > 0 {
-		m.Notify.Send(ctx, notify.Event{Kind: notify.Forget, Level: "info", Service: name, Time: m.Now().UTC(), Reason: fmt.Sprintf("%d records removed", len(res.Removed)), By: m.By})
+		m.Notify.Send(ctx, notify.Event{Kind: notify.Forget, Level: "info", Service: name, Time: m.Now().UTC(), Reason: ui.Count(len(res.Removed), "record", "records") + " removed", By: m.By})
 	}
 	return res, rsErr
 }

@@ -38,6 +38,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/autodeploy-dev/autodeploy/internal/ui"
+
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 )
 
@@ -85,7 +87,7 @@ type LostError struct {
 }
 
 func (e *LostError) Error() string {
-	return fmt.Sprintf("%d lines could not be written to the log file %s, from %s on: %v", e.Lines, e.File, e.At.UTC().Format(timeFormat), e.Err)
+	return fmt.Sprintf("%s could not be written to the log file %s, from %s on: %v", ui.Count(e.Lines, "line", "lines"), e.File, e.At.UTC().Format(timeFormat), e.Err)
 }
 
 func (e *LostError) Unwrap() error { return e.Err }

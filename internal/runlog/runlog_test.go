@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -336,5 +337,16 @@ func TestWritableOpensTheLock(t *testing.T) {
 	}
 	if _, err := os.Stat(cfg.File + ".lock"); err == nil {
 		t.Error("Writable created the lock: doctor changes nothing")
+	}
+}
+
+// "1 lines could not be written": the count says its noun right (issue 18,
+// fifth pass).
+func TestLostErrorCount(t *testing.T) {
+	for n, want := range map[int]string{1: "1 line could not be written", 2: "2 lines could not be written"} {
+		e := &LostError{File: "/var/log/autodeploy.log", Lines: n, At: time.Unix(0, 0), Err: syscall.ENOSPC}
+		if !strings.HasPrefix(e.Error(), want) {
+			t.Errorf("LostError with %d: %q, want it to start %q", n, e.Error(), want)
+		}
 	}
 }
