@@ -486,26 +486,8 @@ func ago(now, t time.Time) string { return age(now, t) + " ago" }
 
 func until(now, t time.Time) string { return age(t, now) }
 
-// age is kubectl's compact duration: 45s, 3m, 2h5m, 4d.
-func age(now, t time.Time) string {
-	d := now.Sub(t)
-	if d < 0 {
-		d = 0
-	}
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 24*time.Hour:
-		h := int(d.Hours())
-		if m := int(d.Minutes()) % 60; m != 0 && h < 10 {
-			return fmt.Sprintf("%dh%dm", h, m)
-		}
-		return fmt.Sprintf("%dh", h)
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
-}
+// age is kubectl's compact duration, ui.Age: 45s, 3m, 2h5m, 4d.
+func age(now, t time.Time) string { return ui.Age(now.Sub(t)) }
 
 // fluxState is a Flux object's Ready condition and suspension, as the
 // rows show them.
