@@ -3,6 +3,7 @@ package deploy
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -54,5 +55,37 @@ func TestFluxWaitsShareOneBudget(t *testing.T) {
 	}
 	if w := r.noteSilent([]flux.Outcome{{Ref: web, OK: true}}); w != nil {
 		t.Errorf("warnings = %q when every repository answered", w)
+	}
+}
+
+// A run (or the watch's pass) stopped by SIGTERM while Flux had not yet
+// answered its rescan logged "Flux has stopped answering: 2 of 2
+// ImageRepositories did not answer the rescan within 1m0s ... is
+// image-reflector-controller running?" after 7 s: a false alarm, on the
+// watch's every stop (issue 18, fifth pass). A rescan the command stopped
+// waiting for says nothing of Flux.
+func TestInterruptedRescanIsNotFluxSilent(t *testing.T) {
+	c := newFakeCluster(t, aaa, bbb, true)
+	var log bytes.Buffer
+	r := c.runner(svc(), nil, &log)
+	r.Config.Flux.ReconcileTimeout = time.Hour
+	api, err := flux.Detect(context.Background(), c.kube.Discovery())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := flux.ParsePolicy(fcPolicy(bbb))
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(fmt.Errorf("interrupted (SIGINT or SIGTERM): %w", context.Canceled))
+	warnings := r.reconcile(ctx, api, map[string]*flux.Policy{p.Key(): &p})
+	for _, w := range warnings {
+		if strings.HasPrefix(w, FluxSilentWarning) {
+			t.Errorf("warning %q for a rescan the run stopped waiting for", w)
+		}
+	}
+	if strings.Contains(log.String(), FluxSilentWarning) {
+		t.Errorf("log says Flux is silent:\n%s", log.String())
+	}
+	if r.fluxSilent(flux.Ref{Namespace: "flux-system", Name: fcName}) {
+		t.Error("the repository is remembered as silent")
 	}
 }

@@ -476,7 +476,13 @@ func (r *Runner) reconcile(ctx context.Context, api flux.API, policies map[strin
 	}
 	repoOuts := flux.Reconcile(rctx, r.Dynamic, api.Repositories(), repos, token)
 	collect("ImageRepository", repoOuts)
-	warnings = append(warnings, r.noteSilent(repoOuts)...)
+	// Repositories that had not answered when the command was stopped (a
+	// signal, the run's deadline) say nothing of Flux: noted as silent,
+	// every watch's stop logged "Flux has stopped answering" (issue 18,
+	// fifth pass).
+	if ctx.Err() == nil {
+		warnings = append(warnings, r.noteSilent(repoOuts)...)
+	}
 	switch {
 	case rctx.Err() != nil:
 	case api.PolicyReconcile():
