@@ -89,3 +89,21 @@ func TestInterruptedRescanIsNotFluxSilent(t *testing.T) {
 		t.Error("the repository is remembered as silent")
 	}
 }
+
+// "asking Flux to rescan 1 image repositories" (issue 18, fifth pass).
+func TestRescanProgressCounts(t *testing.T) {
+	c := newFakeCluster(t, aaa, bbb, true)
+	var log bytes.Buffer
+	r := c.runner(svc(), nil, &log)
+	var said []string
+	r.Progress = func(_, msg string) { said = append(said, msg) }
+	api, err := flux.Detect(context.Background(), c.kube.Discovery())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := flux.ParsePolicy(fcPolicy(bbb))
+	r.reconcile(context.Background(), api, map[string]*flux.Policy{p.Key(): &p})
+	if len(said) == 0 || said[0] != "asking Flux to rescan 1 image repository" {
+		t.Errorf("progress %q, want it to start with the rescan of 1 image repository", said)
+	}
+}

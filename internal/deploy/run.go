@@ -21,6 +21,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/health"
 	"github.com/autodeploy-dev/autodeploy/internal/notify"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
+	"github.com/autodeploy-dev/autodeploy/internal/ui"
 )
 
 // Outcome is how a service's part of a run ended.
@@ -461,7 +462,7 @@ func (r *Runner) reconcile(ctx context.Context, api flux.API, policies map[strin
 	if len(repos) == 0 {
 		return nil
 	}
-	r.progress("", fmt.Sprintf("asking Flux to rescan %d image repositories", len(repos)))
+	r.progress("", "asking Flux to rescan "+ui.Count(len(repos), "image repository", "image repositories"))
 	var warnings []string
 	collect := func(kind string, outs []flux.Outcome) {
 		for _, o := range outs {
