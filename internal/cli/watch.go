@@ -55,7 +55,14 @@ func (o *WatchOptions) Validate() error {
 	if o.ProbeAddress == "" {
 		return nil
 	}
-	if _, _, err := net.SplitHostPort(o.ProbeAddress); err != nil {
+	_, port, err := net.SplitHostPort(o.ProbeAddress)
+	if err == nil {
+		// What net.Listen takes: 0-65535 or a service name of
+		// /etc/services; SplitHostPort takes any text (":99999" failed
+		// at the listen, after the cluster was read).
+		_, err = net.LookupPort("tcp", port)
+	}
+	if err != nil {
 		return &flagError{fmt.Errorf("invalid --probe-address %q: %v (use host:port or :port, such as :8080)", o.ProbeAddress, err)}
 	}
 	return nil
