@@ -250,7 +250,8 @@ func (o *RunOptions) Run(ctx context.Context) (result error) {
 			heard = heardBefore(alertedRecord(cfg.Log.File), res, configuredNames(cfg), r.Log)
 		}
 	}
-	if err != nil && res.Services == nil {
+	// An interrupted run logged its own end (deploy.Runner.stopped).
+	if err != nil && res.Services == nil && !res.Cancelled {
 		err = clients.Classify(err)
 		r.Log.Error("run failed", "error", err)
 		return err

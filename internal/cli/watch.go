@@ -249,7 +249,7 @@ func (o *WatchOptions) act(ctx context.Context, watchLock *lock.Held, a watch.Ac
 	if cause := context.Cause(h.Context()); errors.Is(cause, lock.ErrLost) {
 		log.Error("run stopped: the lock was lost", "error", cause)
 	}
-	if runErr != nil && res != nil && res.Services == nil {
+	if runErr != nil && res != nil && res.Services == nil && !res.Cancelled {
 		log.Error("run failed", "error", clients.Classify(runErr))
 	}
 	// Under the lock, as run does: the metrics file and the record of

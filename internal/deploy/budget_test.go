@@ -3,6 +3,7 @@ package deploy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -105,5 +106,28 @@ func TestRescanProgressCounts(t *testing.T) {
 	r.reconcile(context.Background(), api, map[string]*flux.Policy{p.Key(): &p})
 	if len(said) == 0 || said[0] != "asking Flux to rescan 1 image repository" {
 		t.Errorf("progress %q, want it to start with the rescan of 1 image repository", said)
+	}
+}
+
+// A run stopped by SIGTERM during its rescan (the wait for Flux, up to
+// flux.reconcileTimeout: where a run spends most of its time when Flux
+// is slow, and where the watch's start pass is on every stop) ended with
+// no line of its own, and the command's "run failed error=context
+// canceled": status counted it failed, while one stopped a moment later,
+// in its rollouts, was "interrupted" (issue 18, fifth pass). Both end
+// with the run's "run interrupted" line, and the result says so.
+func TestRunInterruptedDuringTheRescan(t *testing.T) {
+	c := newFakeCluster(t, aaa, bbb, true)
+	var log bytes.Buffer
+	r := c.runner(svc(), nil, &log)
+	r.Config.Flux.ReconcileTimeout = time.Hour
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(fmt.Errorf("interrupted (SIGINT or SIGTERM): %w", context.Canceled))
+	res, err := r.Run(ctx, "r-1", Options{})
+	if !errors.Is(err, context.Canceled) || res == nil || !res.Cancelled {
+		t.Fatalf("Run = %+v, %v; want the result interrupted and context.Canceled", res, err)
+	}
+	if !strings.Contains(log.String(), `msg="run interrupted`) {
+		t.Errorf("no 'run interrupted' line:\n%s", log.String())
 	}
 }
