@@ -327,8 +327,8 @@ func eachService(ctx context.Context, f *Factory, name string, all bool, command
 	}
 	defer sess.close(&err)
 	var (
-		first error
-		names []string
+		first         error
+		names, failed []string
 	)
 	for _, s := range services {
 		sess.s = s
@@ -342,7 +342,9 @@ func eachService(ctx context.Context, f *Factory, name string, all bool, command
 		}
 		sess.failed(err)
 		sess.logged = true
-		fmt.Fprintf(f.IO.ErrOut, "error: %s: %v\n", s.Name, err)
+		// Escaped as the command's Error line is: the cluster's text.
+		fmt.Fprintf(f.IO.ErrOut, "error: %s: %s\n", s.Name, ui.Escape(err.Error()))
+		failed = append(failed, s.Name)
 		if first == nil {
 			first = err
 		}
@@ -350,7 +352,12 @@ func eachService(ctx context.Context, f *Factory, name string, all bool, command
 	if after != nil && len(names) > 0 {
 		after(sess, strings.Join(names, ", "))
 	}
-	return first
+	if first != nil {
+		// Each failure was said above: the last line sums up (it said the
+		// first one again), with the first one's exit code.
+		return withCode(exitCodeFor(first), fmt.Errorf("%s failed for %d of %s (%s)", command, len(failed), ui.Count(len(services), "service", "services"), strings.Join(failed, ", ")))
+	}
+	return nil
 }
 
 // validServiceArg refuses a blank service name before the config is read.
