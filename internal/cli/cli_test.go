@@ -297,6 +297,11 @@ func TestDeploymentCommand(t *testing.T) {
 		{"namespace and account", "v1.2.3", []string{"--config", leased, "-n", "ops", "--service-account", "deployer"}, ExitOK, "  namespace: ops\n", ""},
 		{"development build", "dev", []string{"--config", leased}, ExitUsage, "", "development build (dev) has no published image: pass --image"},
 		{"blank image", "dev", []string{"--config", leased, "--image", ""}, ExitUsage, "", "--image must be an image reference"},
+		// Only blanks were refused: an image no runtime pulls was written
+		// into the Deployment (issue 18, fifth pass); image.Parse's rules.
+		{"uppercase image", "dev", []string{"--config", leased, "--image", "Ghcr.io/Me/Autodeploy:1"}, ExitUsage, "", `--image must be an image reference: invalid image reference "Ghcr.io/Me/Autodeploy:1": bad repository component "Me"`},
+		{"bad tag", "dev", []string{"--config", leased, "--image", "ghcr.io/me/autodeploy:v1#x"}, ExitUsage, "", `bad tag "v1#x"`},
+		{"digest", "dev", []string{"--config", leased, "--image", "ghcr.io/me/autodeploy@sha256:" + strings.Repeat("a", 64)}, ExitOK, "image: ghcr.io/me/autodeploy@sha256:", ""},
 		{"file lock", "dev", []string{"--config", filed, "--image", "r/a:v1"}, ExitUsage, "", `has lock.type "file": the watch's replicas elect a leader on a Lease`},
 	} {
 		version.Version = tc.version
