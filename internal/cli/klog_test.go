@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,14 +16,7 @@ import (
 // every command but the watch, which alone silenced klog (issue 18, fifth
 // pass). Every command says the error once, as its own one line.
 func TestKlogSilencedForEveryCommand(t *testing.T) {
-	cut := func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Content-Length", "4096")
-		w.WriteHeader(http.StatusOK)
-		w.Write([]byte(`{"kind":"Deploym`))
-		w.(http.Flusher).Flush()
-		panic(http.ErrAbortHandler)
-	}
+	cut := cutAnswer
 	cfg, _ := writeConfig(t, "")
 	for _, args := range [][]string{{"status"}, {"run"}, {"hold", "api", "--reason", "x"}, {"history", "api"}} {
 		t.Run(args[0], func(t *testing.T) {
