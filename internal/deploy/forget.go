@@ -249,6 +249,11 @@ func (m *Manager) forgetExclusions(ctx context.Context, services []config.Servic
 	drop := func(e gitops.Exclusion) bool { return e.Service == name }
 	seen := map[flux.Ref]bool{}
 	for _, s := range services {
+		if s.PolicyName == "" {
+			// Promoted: no ImagePolicy, so no repository of its own (its
+			// source's is searched as the source's).
+			continue
+		}
 		api, repo, err := m.policyRepository(ctx, s)
 		if apierrors.IsNotFound(err) {
 			res.NotSearched = append(res.NotSearched, fmt.Sprintf("service %s: %v", s.Name, err))
