@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -134,26 +135,37 @@ func (m *Manager) Forget(ctx context.Context, cfg *config.Config, name string, d
 			// The Deployment is done; the exclusions go anyway.
 			rsErr = fmt.Errorf("%w; run 'autodeploy forget %s' again to remove them", err, name)
 		case err != nil:
-			log.Error("forget failed", "dryRun", dryRun, "error", err)
+			// The caller logs the failure ("forget failed", as for every
+			// manual command: this line was a second one); what went
+			// before it is said.
+			logRemoved(log, res, dryRun)
 			return res, err
 		}
 	}
 	if err := m.forgetExclusions(ctx, cfg.Services, name, dryRun, &res); err != nil {
-		log.Error("forget failed", "dryRun", dryRun, "removed", len(res.Removed), "error", err)
+		logRemoved(log, res, dryRun)
 		return res, err
 	}
 	if dryRun {
 		log.Info("forget", "dryRun", true, "records", len(res.Removed), "configured", res.Configured)
 		return res, rsErr
 	}
-	for _, r := range res.Removed {
-		log.Info("record removed", "object", r.Object, "namespace", r.Namespace, "record", r.What)
-	}
+	logRemoved(log, res, dryRun)
 	log.Info("forgotten", "records", len(res.Removed), "configured", res.Configured, "repositories", strings.Join(res.Searched, ","))
 	if len(res.Removed) > 0 {
 		m.Notify.Send(ctx, notify.Event{Kind: notify.Forget, Level: "info", Service: name, Time: m.Now().UTC(), Reason: ui.Count(len(res.Removed), "record", "records") + " removed", By: m.By})
 	}
 	return res, rsErr
+}
+
+// logRemoved logs each record res says is gone (none in a dry run).
+func logRemoved(log *slog.Logger, res ForgetResult, dryRun bool) {
+	if dryRun {
+		return
+	}
+	for _, r := range res.Removed {
+		log.Info("record removed", "object", r.Object, "namespace", r.Namespace, "record", r.What)
+	}
 }
 
 // forgetDeployment removes s's marks from its Deployment (conditionally)
