@@ -181,10 +181,15 @@ and by hand: autodeploy status, autodeploy rollback <service>.`,
 // names say nothing to an operator.
 var strconvNoise = regexp.MustCompile(`strconv\.Parse\w+: parsing "[^"]*": (invalid syntax|value out of range)`)
 
+// durationNoise is time.ParseDuration's error inside pflag's: "time:" names
+// Go's package, not the fix (--for 2d, --lock-timeout 5).
+var durationNoise = regexp.MustCompile(`time: ((?:invalid|unknown unit|missing unit)[^\n]*? in duration "[^"]*"|invalid duration "[^"]*")$`)
+
 // cleanFlagError rewrites pflag's "invalid argument" errors without Go's
 // internals: `invalid argument "abc" for "--to-revision" flag: not a number`.
 func cleanFlagError(err error) error {
-	msg := strconvNoise.ReplaceAllStringFunc(err.Error(), func(m string) string {
+	msg := durationNoise.ReplaceAllString(err.Error(), "${1} ("+config.DurationSyntax+"; days as hours: 48h)")
+	msg = strconvNoise.ReplaceAllStringFunc(msg, func(m string) string {
 		switch {
 		case strings.HasPrefix(m, "strconv.ParseBool"):
 			return "use true or false"
