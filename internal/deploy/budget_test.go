@@ -66,18 +66,9 @@ func TestFluxWaitsShareOneBudget(t *testing.T) {
 // watch's every stop (issue 18, fifth pass). A rescan the command stopped
 // waiting for says nothing of Flux.
 func TestInterruptedRescanIsNotFluxSilent(t *testing.T) {
-	c := newFakeCluster(t, aaa, bbb, true)
-	var log bytes.Buffer
-	r := c.runner(svc(), nil, &log)
+	r, log, rescan := rescanRunner(t)
 	r.Config.Flux.ReconcileTimeout = time.Hour
-	api, err := flux.Detect(context.Background(), c.kube.Discovery())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := flux.ParsePolicy(fcPolicy(bbb))
-	ctx, cancel := context.WithCancelCause(context.Background())
-	cancel(fmt.Errorf("interrupted (SIGINT or SIGTERM): %w", context.Canceled))
-	warnings := r.reconcile(ctx, api, map[string]*flux.Policy{p.Key(): &p})
+	warnings := rescan(interrupted())
 	for _, w := range warnings {
 		if strings.HasPrefix(w, FluxSilentWarning) {
 			t.Errorf("warning %q for a rescan the run stopped waiting for", w)
@@ -93,17 +84,10 @@ func TestInterruptedRescanIsNotFluxSilent(t *testing.T) {
 
 // "asking Flux to rescan 1 image repositories" (issue 18, fifth pass).
 func TestRescanProgressCounts(t *testing.T) {
-	c := newFakeCluster(t, aaa, bbb, true)
-	var log bytes.Buffer
-	r := c.runner(svc(), nil, &log)
+	r, _, rescan := rescanRunner(t)
 	var said []string
 	r.Progress = func(_, msg string) { said = append(said, msg) }
-	api, err := flux.Detect(context.Background(), c.kube.Discovery())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := flux.ParsePolicy(fcPolicy(bbb))
-	r.reconcile(context.Background(), api, map[string]*flux.Policy{p.Key(): &p})
+	rescan(context.Background())
 	if len(said) == 0 || said[0] != "asking Flux to rescan 1 image repository" {
 		t.Errorf("progress %q, want it to start with the rescan of 1 image repository", said)
 	}
@@ -121,13 +105,35 @@ func TestRunInterruptedDuringTheRescan(t *testing.T) {
 	var log bytes.Buffer
 	r := c.runner(svc(), nil, &log)
 	r.Config.Flux.ReconcileTimeout = time.Hour
-	ctx, cancel := context.WithCancelCause(context.Background())
-	cancel(fmt.Errorf("interrupted (SIGINT or SIGTERM): %w", context.Canceled))
-	res, err := r.Run(ctx, "r-1", Options{})
+	res, err := r.Run(interrupted(), "r-1", Options{})
 	if !errors.Is(err, context.Canceled) || res == nil || !res.Cancelled {
 		t.Fatalf("Run = %+v, %v; want the result interrupted and context.Canceled", res, err)
 	}
 	if !strings.Contains(log.String(), `msg="run interrupted`) {
 		t.Errorf("no 'run interrupted' line:\n%s", log.String())
 	}
+}
+
+// rescanRunner is a Runner on a fake cluster whose ImageRepository never
+// answers, its log, and its rescan of the one policy with ctx.
+func rescanRunner(t *testing.T) (*Runner, *bytes.Buffer, func(context.Context) []string) {
+	c := newFakeCluster(t, aaa, bbb, true)
+	log := &bytes.Buffer{}
+	r := c.runner(svc(), nil, log)
+	api, err := flux.Detect(context.Background(), c.kube.Discovery())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := flux.ParsePolicy(fcPolicy(bbb))
+	return r, log, func(ctx context.Context) []string {
+		return r.reconcile(ctx, api, map[string]*flux.Policy{p.Key(): &p})
+	}
+}
+
+// interrupted is a context a signal cancelled, as cli's interruptContext
+// cancels it.
+func interrupted() context.Context {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(fmt.Errorf("interrupted (SIGINT or SIGTERM): %w", context.Canceled))
+	return ctx
 }
