@@ -39,6 +39,17 @@ current-context: c
 	return p, server
 }
 
+// cutAnswer starts a JSON answer and closes the connection before its
+// Content-Length: a proxy's timeout, an API server restarting mid-answer.
+func cutAnswer(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", "4096")
+	w.WriteHeader(http.StatusOK)
+	w.Write([]byte(`{"kind":"Deploym`))
+	w.(http.Flusher).Flush()
+	panic(http.ErrAbortHandler)
+}
+
 // API servers that answer, but wrongly (issue 18, item 5): a server
 // answering 503 to everything (a control plane starting, a load balancer
 // with no backend) is a cluster that cannot be used, exit 3, named with its
@@ -137,6 +148,15 @@ func TestMisbehavingAPIServer(t *testing.T) {
 		// RBAC fix, not "unknown" or "install Flux".
 		{"version 403 doctor", versionForbidden, "", []string{"doctor"}, ExitError, []string{"GET /version refused (403 Forbidden)", "$SERVER"}},
 		{"discovery 403 doctor", discoveryForbiddenVersionOK, "", []string{"doctor"}, ExitError, []string{"refused discovery of its API groups", "fix: grant get on /api and /apis"}},
+		// An answer cut short was exit 1, client-go's "unexpected error
+		// when reading response body. Please retry." naming neither server
+		// nor kubeconfig (issue 18, fifth pass): the cluster could not be
+		// used, exit 3.
+		{"cut run", cutAnswer, "", []string{"run"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "answer was cut short"}},
+		{"cut status", cutAnswer, "", []string{"status"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "answer was cut short"}},
+		{"cut hold", cutAnswer, "", []string{"hold", "api", "--reason", "x"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "answer was cut short"}},
+		{"cut history", cutAnswer, "", []string{"history", "api"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "answer was cut short"}},
+		{"cut forget", cutAnswer, "", []string{"forget", "api"}, ExitUnreachable, []string{"cannot reach the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG)", "answer was cut short"}},
 		{"discovery 403 run", discoveryForbidden, "", []string{"run"}, ExitForbidden, []string{"refused discovery of its API groups (GET /api and /apis: 403 Forbidden)", "system:discovery"}},
 	}
 	for _, tt := range tests {

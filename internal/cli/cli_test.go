@@ -101,6 +101,10 @@ func TestExitCodes(t *testing.T) {
 		{name: "completion unknown shell", args: []string{"completion", "tcsh"}, code: ExitUsage, errPart: `unknown autodeploy completion "tcsh"`},
 		{name: "help unknown topic", args: []string{"help", "bogus"}, code: ExitUsage, errPart: `unknown help topic "bogus"`},
 		{name: "flag value not a number", args: []string{"rollback", "api", "--to-revision", "abc"}, code: ExitUsage, errPart: `invalid argument "abc" for "--to-revision" flag: not a number`},
+		// Go's "time: unknown unit" named the package, not the fix, where
+		// the config's durations say the syntax (issue 18, fifth pass).
+		{name: "flag duration in days", args: []string{"hold", "api", "--reason", "x", "--for", "2d"}, code: ExitUsage, errPart: `invalid argument "2d" for "--for" flag: unknown unit "d" in duration "2d" (use Go syntax such as 90s, 5m, 1h; days as hours: 48h)`},
+		{name: "flag duration without unit", args: []string{"forget", "api", "--lock-timeout", "5"}, code: ExitUsage, errPart: `invalid argument "5" for "--lock-timeout" flag: missing unit in duration "5" (use Go syntax`},
 		{name: "status interval too short", args: []string{"status", "-w", "--interval", "0s"}, code: ExitUsage, errPart: "--interval must be at least 1s"},
 		{name: "status negative log lines", args: []string{"status", "--log-lines", "-5"}, code: ExitUsage, errPart: "--log-lines must not be negative, got -5"},
 		{name: "rbac bad service account", args: []string{"manifests", "rbac", "--config", cfg, "--service-account", "Bad_Name"}, code: ExitUsage, errPart: `--service-account "Bad_Name" is not a valid name`},
@@ -297,6 +301,11 @@ func TestDeploymentCommand(t *testing.T) {
 		{"namespace and account", "v1.2.3", []string{"--config", leased, "-n", "ops", "--service-account", "deployer"}, ExitOK, "  namespace: ops\n", ""},
 		{"development build", "dev", []string{"--config", leased}, ExitUsage, "", "development build (dev) has no published image: pass --image"},
 		{"blank image", "dev", []string{"--config", leased, "--image", ""}, ExitUsage, "", "--image must be an image reference"},
+		// Only blanks were refused: an image no runtime pulls was written
+		// into the Deployment (issue 18, fifth pass); image.Parse's rules.
+		{"uppercase image", "dev", []string{"--config", leased, "--image", "Ghcr.io/Me/Autodeploy:1"}, ExitUsage, "", `--image must be an image reference: invalid image reference "Ghcr.io/Me/Autodeploy:1": bad repository component "Me"`},
+		{"bad tag", "dev", []string{"--config", leased, "--image", "ghcr.io/me/autodeploy:v1#x"}, ExitUsage, "", `bad tag "v1#x"`},
+		{"digest", "dev", []string{"--config", leased, "--image", "ghcr.io/me/autodeploy@sha256:" + strings.Repeat("a", 64)}, ExitOK, "image: ghcr.io/me/autodeploy@sha256:", ""},
 		{"file lock", "dev", []string{"--config", filed, "--image", "r/a:v1"}, ExitUsage, "", `has lock.type "file": the watch's replicas elect a leader on a Lease`},
 	} {
 		version.Version = tc.version
@@ -344,5 +353,15 @@ func TestManifestsSystemdWatch(t *testing.T) {
 		if code != ExitOK || !strings.Contains(stdout, tc.want) || strings.Contains(stdout, tc.not) {
 			t.Errorf("%v: exit %d, stderr %q, want %q and no %q in\n%s", tc.args, code, stderr, tc.want, tc.not, stdout)
 		}
+	}
+}
+
+// config validate of one service said "ok (1 services)" (issue 18, fifth
+// pass).
+func TestValidateCountsItsServices(t *testing.T) {
+	cfg, _ := writeConfig(t, "")
+	code, stdout, stderr := execute(t, nil, "config", "validate", cfg)
+	if code != ExitOK || !strings.HasSuffix(stdout, ": ok (1 service)\n") {
+		t.Errorf("config validate of one service: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }

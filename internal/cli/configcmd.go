@@ -54,7 +54,7 @@ Without an argument the file of --config (or AUTODEPLOY_CONFIG) is checked.`,
 				_, err = fmt.Fprintf(f.IO.Out, "%s: ok (0 services: runs do nothing until services are configured)\n", path)
 				return err
 			}
-			_, err = fmt.Fprintf(f.IO.Out, "%s: ok (%d services)\n", path, len(cfg.Services))
+			_, err = fmt.Fprintf(f.IO.Out, "%s: ok (%s)\n", path, ui.Count(len(cfg.Services), "service", "services"))
 			return err
 		},
 	})

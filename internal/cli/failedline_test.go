@@ -66,6 +66,10 @@ func TestManualCommandsLogTheirFailure(t *testing.T) {
 			want: []string{`level=ERROR msg="hold failed"`, "svc=api", "RBAC: test"}},
 		{name: "hold --all, one Deployment missing", args: []string{"hold", "--all", "--reason", "freeze"},
 			want: []string{`level=ERROR msg="hold failed"`, "svc=web", "not found"}},
+		// deploy.Forget logged its own "forget failed" beside the
+		// session's (issue 18, fifth pass).
+		{name: "forget whose read is refused", args: []string{"forget", "api"}, setup: forbidGet,
+			want: []string{`level=ERROR msg="forget failed"`, "svc=api", "RBAC: test"}},
 		{name: "resume of a missing Deployment", args: []string{"resume", "web"},
 			want: []string{`level=ERROR msg="resume failed"`, "svc=web", "not found"}},
 	}

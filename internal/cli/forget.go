@@ -53,6 +53,12 @@ func (o *ForgetOptions) Validate() error {
 	if err := validServiceArg(o.Service); err != nil {
 		return err
 	}
+	// Not looked up in the config: a name forgotten is often no longer
+	// there. One it could never hold was never a service, and would be
+	// searched for and printed as given (a terminal escape with it).
+	if err := config.CheckServiceName(o.Service); err != nil {
+		return &flagError{err}
+	}
 	if o.LockTimeout < 0 {
 		return &flagError{fmt.Errorf("--lock-timeout must not be negative, got %s", o.LockTimeout)}
 	}
@@ -88,7 +94,7 @@ func (o *ForgetOptions) Run(ctx context.Context) (err error) {
 	if !configured {
 		s = config.Service{Name: o.Service}
 	}
-	sess, err := newSession(f, cfg, s, "forget")
+	sess, err := newSession(ctx, f, cfg, s, "forget")
 	if err != nil {
 		return err
 	}

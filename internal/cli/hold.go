@@ -145,7 +145,7 @@ freeze); 'resume --all' releases them.`,
 
 // Run places the hold (on every service with --all).
 func (o *HoldOptions) Run(ctx context.Context) error {
-	return eachService(o.f, o.Service, o.All, "hold", func(sess *session) error {
+	return eachService(ctx, o.f, o.Service, o.All, "hold", func(sess *session) error {
 		h, err := sess.m.HoldUntil(ctx, sess.s, o.Reason, o.until)
 		if err = warnOnly(o.f, err); err != nil {
 			return err
@@ -209,7 +209,7 @@ is released (others' exclusions stay). --all resumes every configured service
 
 // Run releases the hold (of every service with --all).
 func (o *ResumeOptions) Run(ctx context.Context) error {
-	return eachService(o.f, o.Service, o.All, "resume", func(sess *session) error {
+	return eachService(ctx, o.f, o.Service, o.All, "resume", func(sess *session) error {
 		return o.resume(ctx, sess)
 	}, nil)
 }
@@ -304,7 +304,7 @@ func validServiceOrAll(name string, all bool) error {
 // with all, in one session (one log, one client). A failure does not stop
 // the others: each is printed, and the first one's exit code is returned.
 // after, when set, runs once at the end with the names acted on.
-func eachService(f *Factory, name string, all bool, command string, fn func(*session) error, after func(sess *session, names string)) (err error) {
+func eachService(ctx context.Context, f *Factory, name string, all bool, command string, fn func(*session) error, after func(sess *session, names string)) (err error) {
 	cfg, err := f.Config()
 	if err != nil {
 		return err
@@ -321,14 +321,14 @@ func eachService(f *Factory, name string, all bool, command string, fn func(*ses
 		fmt.Fprintf(f.IO.ErrOut, "no services configured in %s: nothing to %s\n", cfg.Path, command)
 		return nil
 	}
-	sess, err := newSession(f, cfg, services[0], command)
+	sess, err := newSession(ctx, f, cfg, services[0], command)
 	if err != nil {
 		return err
 	}
 	defer sess.close(&err)
 	var (
-		first error
-		names []string
+		first         error
+		names, failed []string
 	)
 	for _, s := range services {
 		sess.s = s
@@ -342,7 +342,9 @@ func eachService(f *Factory, name string, all bool, command string, fn func(*ses
 		}
 		sess.failed(err)
 		sess.logged = true
-		fmt.Fprintf(f.IO.ErrOut, "error: %s: %v\n", s.Name, err)
+		// Escaped as the command's Error line is: the cluster's text.
+		fmt.Fprintf(f.IO.ErrOut, "error: %s: %s\n", s.Name, ui.Escape(err.Error()))
+		failed = append(failed, s.Name)
 		if first == nil {
 			first = err
 		}
@@ -350,7 +352,12 @@ func eachService(f *Factory, name string, all bool, command string, fn func(*ses
 	if after != nil && len(names) > 0 {
 		after(sess, strings.Join(names, ", "))
 	}
-	return first
+	if first != nil {
+		// Each failure was said above: the last line sums up (it said the
+		// first one again), with the first one's exit code.
+		return withCode(exitCodeFor(first), fmt.Errorf("%s failed for %d of %s (%s)", command, len(failed), ui.Count(len(services), "service", "services"), strings.Join(failed, ", ")))
+	}
+	return nil
 }
 
 // validServiceArg refuses a blank service name before the config is read.

@@ -1,9 +1,18 @@
 package cli
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/autodeploy-dev/autodeploy/internal/kube"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	"k8s.io/client-go/kubernetes/fake"
 )
 
 func TestHoldEnd(t *testing.T) {
@@ -48,5 +57,40 @@ func TestHoldEnd(t *testing.T) {
 				t.Errorf("holdEnd = %v, %v; want %v", got, err, tt.want)
 			}
 		})
+	}
+}
+
+// hold --all (and resume --all) printed a service's failure twice: its
+// "error: web: ..." line as it went, then the same error again as the
+// command's "Error:" line (issue 18, fifth pass). The last line sums up
+// instead, keeping the first failure's exit code.
+func TestAllSaysEachFailureOnce(t *testing.T) {
+	api := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: "default"},
+		Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "api", Image: "ghcr.io/x/api:1"}},
+		}}},
+	}
+	cfgPath, _ := writeConfig(t, "services:\n  - name: api\n  - name: web\n  - name: db\n")
+	for _, args := range [][]string{{"hold", "--all", "--reason", "freeze"}, {"resume", "--all"}} {
+		var out, errOut strings.Builder
+		f := NewFactory(IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}, func(string) string { return "" })
+		cs := fake.NewSimpleClientset(api)
+		f.Clients = func() (*kube.Clients, error) {
+			return &kube.Clients{Kube: cs, Dynamic: dynamicfake.NewSimpleDynamicClient(runtime.NewScheme()), Source: "test"}, nil
+		}
+		code := Execute(context.Background(), f, append([]string{"--config", cfgPath}, args...))
+		stderr := errOut.String()
+		if code != ExitServiceProblem {
+			t.Errorf("%v: exit %d, want %d; stderr %q", args, code, ExitServiceProblem, stderr)
+		}
+		for _, missing := range []string{"default/web not found", "default/db not found"} {
+			if n := strings.Count(stderr, missing); n != 1 {
+				t.Errorf("%v: %q said %d times, want once:\n%s", args, missing, n, stderr)
+			}
+		}
+		if !strings.Contains(stderr, "Error: "+args[0]+" failed for 2 of 3 services (web, db)") {
+			t.Errorf("%v: no summary line:\n%s", args, stderr)
+		}
 	}
 }

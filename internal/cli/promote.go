@@ -53,7 +53,8 @@ else: the service's deploy windows, rollout, health check, soak and rollback
 all apply. --image promotes another image (an earlier build, say) instead of
 what the source runs. An image remembered as failed, in the source or here,
 is refused unless --force. Who (SUDO_USER, else the user) and --reason go to
-the log, the change-cause and the deployed notification.`
+the log, the change-cause, the revision's promotion record (history) and the
+promoted notification.`
 
 func newCmdPromote(f *Factory, runF func(context.Context, *PromoteOptions) error) *cobra.Command {
 	o := &PromoteOptions{}

@@ -133,7 +133,7 @@ func (s *session) failed(err error) {
 	s.m.Log.Error(s.command+" failed", "svc", s.s.Name, "error", err)
 }
 
-func openSession(f *Factory, name, command string) (*session, error) {
+func openSession(ctx context.Context, f *Factory, name, command string) (*session, error) {
 	cfg, err := f.Config()
 	if err != nil {
 		return nil, err
@@ -142,14 +142,14 @@ func openSession(f *Factory, name, command string) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newSession(f, cfg, s, command)
+	return newSession(ctx, f, cfg, s, command)
 }
 
 // newSession is openSession for a service already looked up (forget acts on
 // names no longer configured too).
-func newSession(f *Factory, cfg *config.Config, s config.Service, command string) (*session, error) {
+func newSession(ctx context.Context, f *Factory, cfg *config.Config, s config.Service, command string) (*session, error) {
 	runID := runlog.NewRunID(time.Now())
-	l, err := runlog.Open(cfg.Log, runID, f.IO.Out, "cmd", command)
+	l, err := runlog.Open(ctx, cfg.Log, runID, f.IO.Out, "cmd", command)
 	if err != nil {
 		return nil, fmt.Errorf("refusing to %s: %w", command, err)
 	}
@@ -206,7 +206,7 @@ func actor(getenv func(string) string) string {
 // Run carries the rollback out.
 func (o *RollbackOptions) Run(ctx context.Context) (err error) {
 	f := o.f
-	sess, err := openSession(f, o.Service, "rollback")
+	sess, err := openSession(ctx, f, o.Service, "rollback")
 	if err != nil {
 		return err
 	}

@@ -15,8 +15,10 @@ import (
 	"syscall"
 
 	"github.com/fatih/color"
+	"github.com/go-logr/logr"
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/kube"
@@ -179,10 +181,15 @@ and by hand: autodeploy status, autodeploy rollback <service>.`,
 // names say nothing to an operator.
 var strconvNoise = regexp.MustCompile(`strconv\.Parse\w+: parsing "[^"]*": (invalid syntax|value out of range)`)
 
+// durationNoise is time.ParseDuration's error inside pflag's: "time:" names
+// Go's package, not the fix (--for 2d, --lock-timeout 5).
+var durationNoise = regexp.MustCompile(`time: ((?:invalid|unknown unit|missing unit)[^\n]*? in duration "[^"]*"|invalid duration "[^"]*")$`)
+
 // cleanFlagError rewrites pflag's "invalid argument" errors without Go's
 // internals: `invalid argument "abc" for "--to-revision" flag: not a number`.
 func cleanFlagError(err error) error {
-	msg := strconvNoise.ReplaceAllStringFunc(err.Error(), func(m string) string {
+	msg := durationNoise.ReplaceAllString(err.Error(), "${1} ("+config.DurationSyntax+"; days as hours: 48h)")
+	msg = strconvNoise.ReplaceAllStringFunc(msg, func(m string) string {
 		switch {
 		case strings.HasPrefix(m, "strconv.ParseBool"):
 			return "use true or false"
@@ -273,6 +280,7 @@ func Execute(ctx context.Context, f *Factory, args []string) ExitCode {
 // executeRoot is Execute on a given command tree: tests swap a command for
 // one built with their runF.
 func executeRoot(ctx context.Context, f *Factory, root *cobra.Command, args []string) ExitCode {
+	silenceKlog()
 	root.SetArgs(args)
 	root.SetIn(f.IO.In)
 	root.SetOut(f.IO.Out)
@@ -303,6 +311,15 @@ func executeRoot(ctx context.Context, f *Factory, root *cobra.Command, args []st
 	}
 	return code
 }
+
+// silenceKlog: client-go logs through klog on the process's stderr, beside
+// the error it returns: a cut answer printed "Unexpected error when reading
+// response body" as well as the command's own error line (issue 18, fifth
+// pass, TestKlogSilencedForEveryCommand), and the watch's informers a line
+// per retry, which journald must not get (the watch says its own state
+// changes once each in its log, watch.Watcher). Every command says its
+// errors itself, once.
+func silenceKlog() { klog.SetLogger(logr.Discard()) }
 
 // silentError is an error whose story was already told (a run's summary):
 // it only sets the exit code.

@@ -183,7 +183,7 @@ func (o *RunOptions) Run(ctx context.Context) (result error) {
 			// log.file "-" shares stdout: keep it for the JSON summary.
 			logOut = f.IO.ErrOut
 		}
-		l, err := runlog.Open(cfg.Log, runID, logOut, "cmd", "run")
+		l, err := runlog.Open(ctx, cfg.Log, runID, logOut, "cmd", "run")
 		if err != nil {
 			return fmt.Errorf("refusing to deploy: %w", err)
 		}
@@ -250,7 +250,8 @@ func (o *RunOptions) Run(ctx context.Context) (result error) {
 			heard = heardBefore(alertedRecord(cfg.Log.File), res, configuredNames(cfg), r.Log)
 		}
 	}
-	if err != nil && res.Services == nil {
+	// An interrupted run logged its own end (deploy.Runner.stopped).
+	if err != nil && res.Services == nil && !res.Cancelled {
 		err = clients.Classify(err)
 		r.Log.Error("run failed", "error", err)
 		return err

@@ -12,10 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/klog/v2"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
@@ -61,7 +59,14 @@ func (o *WatchOptions) Validate() error {
 	if o.ProbeAddress == "" {
 		return nil
 	}
-	if _, _, err := net.SplitHostPort(o.ProbeAddress); err != nil {
+	_, port, err := net.SplitHostPort(o.ProbeAddress)
+	if err == nil {
+		// What net.Listen takes: 0-65535 or a service name of
+		// /etc/services; SplitHostPort takes any text (":99999" failed
+		// at the listen, after the cluster was read).
+		_, err = net.LookupPort("tcp", port)
+	}
+	if err != nil {
 		return &flagError{fmt.Errorf("invalid --probe-address %q: %v (use host:port or :port, such as :8080)", o.ProbeAddress, err)}
 	}
 	return nil
@@ -124,9 +129,8 @@ func (o *WatchOptions) Run(ctx context.Context) error {
 		return withCode(ExitUsage, fmt.Errorf("no services configured in %s: nothing to watch (add services, or stop the watch)", cfg.Path))
 	}
 	o.cfg = cfg
-	silenceKlog()
 	watchID := runlog.NewRunID(time.Now())
-	l, err := runlog.Open(cfg.Log, watchID, f.IO.Out, "cmd", "watch")
+	l, err := runlog.Open(ctx, cfg.Log, watchID, f.IO.Out, "cmd", "watch")
 	if err != nil {
 		return fmt.Errorf("refusing to watch: %w", err)
 	}
@@ -161,11 +165,6 @@ func (o *WatchOptions) Run(ctx context.Context) error {
 	l.Close()
 	return withLogLost(nil, l.Lost(), "watch", watchID)
 }
-
-// silenceKlog: client-go's informers log their retries through klog on
-// stderr; the watch says its own state changes once each in its log
-// (watch.Watcher), and journald must not get a line per retry.
-func silenceKlog() { klog.SetLogger(logr.Discard()) }
 
 // watchLocker is the lock only the active watch holds, for as long as it
 // is active: the run lock's kind, beside it (<lockFile>.watch, the Lease
@@ -259,7 +258,7 @@ func (o *WatchOptions) act(ctx context.Context, watchLock *lock.Held, a watch.Ac
 	if cause := context.Cause(h.Context()); errors.Is(cause, lock.ErrLost) {
 		log.Error("run stopped: the lock was lost", "error", cause)
 	}
-	if runErr != nil && res != nil && res.Services == nil {
+	if runErr != nil && res != nil && res.Services == nil && !res.Cancelled {
 		log.Error("run failed", "error", clients.Classify(runErr))
 	}
 	// Under the lock, as run does: the metrics file and the record of

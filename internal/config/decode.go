@@ -192,7 +192,7 @@ func decodeDuration(n *yaml.Node) (time.Duration, string) {
 	}
 	d, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return 0, fmt.Sprintf("invalid duration %s (use Go syntax such as 90s, 5m, 1h)", quote(n.Value))
+		return 0, fmt.Sprintf("invalid duration %s (%s)", quote(n.Value), DurationSyntax)
 	}
 	return d, ""
 }
@@ -550,3 +550,7 @@ func editDistance(a, b string) int {
 	}
 	return d[len(ra)][len(rb)]
 }
+
+// DurationSyntax is the fix of a duration that does not parse, in the
+// config and in flags alike.
+const DurationSyntax = "use Go syntax such as 90s, 5m, 1h"

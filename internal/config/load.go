@@ -433,6 +433,16 @@ var (
 	subdomainRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 )
 
+// CheckServiceName refuses a name no config can give a service (what
+// services[].name is checked against): forget, which acts on names no
+// longer configured, takes only names that could have been.
+func CheckServiceName(name string) error {
+	if !isLabel(name) {
+		return fmt.Errorf("%s is not a valid service name (%s)", quote(name), labelRule)
+	}
+	return nil
+}
+
 // isLabel matches Kubernetes' rule for namespace and container names.
 func isLabel(s string) bool { return len(s) <= 63 && labelRE.MatchString(s) }
 

@@ -21,8 +21,27 @@ func parseSchedule(spec string) (s cron.Schedule, err error) {
 	if err := CronSyntax(spec); err != nil {
 		return nil, err
 	}
-	return cron.ParseStandard(StandardSpec(spec))
+	s, err = cron.ParseStandard(StandardSpec(spec))
+	if err != nil {
+		// robfig's bound for the day of week is 6, once 7 became 0
+		// (StandardSpec): "above maximum (6)" for 8 refused a 7 the
+		// config takes.
+		_, rest := CutTimeZone(spec)
+		if f := strings.Fields(rest); len(f) == 5 {
+			for _, item := range strings.Split(f[4], ",") {
+				base, _, _ := strings.Cut(item, "/") // a step may be larger
+				for _, n := range digits.FindAllString(base, -1) {
+					if v, _ := strconv.Atoi(n); v > 7 {
+						return nil, fmt.Errorf("%q: the day of week is 0-7 (0 and 7 are Sunday) or a name such as MON", f[4])
+					}
+				}
+			}
+		}
+	}
+	return s, err
 }
+
+var digits = regexp.MustCompile(`[0-9]+`)
 
 // cronItem is the shape of one item of a field's list that both robfig's
 // parser and Debian's cron read: "*" (or robfig's "?"), a number or name,

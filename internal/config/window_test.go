@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -156,5 +157,22 @@ func TestWindowsAcrossDST(t *testing.T) {
 				t.Errorf("next opens %q, want %q", got, tt.next)
 			}
 		})
+	}
+}
+
+// A day of week past 7 was refused as "end of range (8) above maximum
+// (6)", robfig's bound after 7 became 0, while the README (and cron) take
+// 0-7 (issue 18, fifth pass): the bound said is the one the config takes.
+func TestDayOfWeekBound(t *testing.T) {
+	for _, spec := range []string{"0 9 * * 8", "0 9 * * 1-8", "0 9 * * 9/2"} {
+		_, err := parseSchedule(spec)
+		if err == nil || strings.Contains(err.Error(), "maximum (6)") || !strings.Contains(err.Error(), "day of week is 0-7") {
+			t.Errorf("parseSchedule(%q) = %v, want it refused with the 0-7 bound", spec, err)
+		}
+	}
+	for _, spec := range []string{"0 9 * * 7", "0 9 * * 5-7", "0 9 * * 0", "0 9 * * */10"} {
+		if _, err := parseSchedule(spec); err != nil {
+			t.Errorf("parseSchedule(%q) = %v", spec, err)
+		}
 	}
 }

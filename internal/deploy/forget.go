@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/autodeploy-dev/autodeploy/internal/ui"
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -132,26 +135,37 @@ func (m *Manager) Forget(ctx context.Context, cfg *config.Config, name string, d
 			// The Deployment is done; the exclusions go anyway.
 			rsErr = fmt.Errorf("%w; run 'autodeploy forget %s' again to remove them", err, name)
 		case err != nil:
-			log.Error("forget failed", "dryRun", dryRun, "error", err)
+			// The caller logs the failure ("forget failed", as for every
+			// manual command: this line was a second one); what went
+			// before it is said.
+			logRemoved(log, res, dryRun)
 			return res, err
 		}
 	}
 	if err := m.forgetExclusions(ctx, cfg.Services, name, dryRun, &res); err != nil {
-		log.Error("forget failed", "dryRun", dryRun, "removed", len(res.Removed), "error", err)
+		logRemoved(log, res, dryRun)
 		return res, err
 	}
 	if dryRun {
 		log.Info("forget", "dryRun", true, "records", len(res.Removed), "configured", res.Configured)
 		return res, rsErr
 	}
+	logRemoved(log, res, dryRun)
+	log.Info("forgotten", "records", len(res.Removed), "configured", res.Configured, "repositories", strings.Join(res.Searched, ","))
+	if len(res.Removed) > 0 {
+		m.Notify.Send(ctx, notify.Event{Kind: notify.Forget, Level: "info", Service: name, Time: m.Now().UTC(), Reason: ui.Count(len(res.Removed), "record", "records") + " removed", By: m.By})
+	}
+	return res, rsErr
+}
+
+// logRemoved logs each record res says is gone (none in a dry run).
+func logRemoved(log *slog.Logger, res ForgetResult, dryRun bool) {
+	if dryRun {
+		return
+	}
 	for _, r := range res.Removed {
 		log.Info("record removed", "object", r.Object, "namespace", r.Namespace, "record", r.What)
 	}
-	log.Info("forgotten", "records", len(res.Removed), "configured", res.Configured, "repositories", strings.Join(res.Searched, ","))
-	if len(res.Removed) > 0 {
-		m.Notify.Send(ctx, notify.Event{Kind: notify.Forget, Level: "info", Service: name, Time: m.Now().UTC(), Reason: fmt.Sprintf("%d records removed", len(res.Removed)), By: m.By})
-	}
-	return res, rsErr
 }
 
 // forgetDeployment removes s's marks from its Deployment (conditionally)
@@ -247,6 +261,11 @@ func (m *Manager) forgetExclusions(ctx context.Context, services []config.Servic
 	drop := func(e gitops.Exclusion) bool { return e.Service == name }
 	seen := map[flux.Ref]bool{}
 	for _, s := range services {
+		if s.PolicyName == "" {
+			// Promoted: no ImagePolicy, so no repository of its own (its
+			// source's is searched as the source's).
+			continue
+		}
 		api, repo, err := m.policyRepository(ctx, s)
 		if apierrors.IsNotFound(err) {
 			res.NotSearched = append(res.NotSearched, fmt.Sprintf("service %s: %v", s.Name, err))

@@ -1,14 +1,22 @@
 package deploy
 
 import (
+	"bytes"
+	"errors"
 	"slices"
 	"testing"
+	"time"
+
+	k8stesting "k8s.io/client-go/testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
 	"github.com/autodeploy-dev/autodeploy/internal/gitops"
+	"github.com/autodeploy-dev/autodeploy/internal/runlog"
 )
 
 // Which annotations forget counts as autodeploy's records: every
@@ -67,5 +75,36 @@ func TestPlanForget(t *testing.T) {
 				t.Errorf("Foreign = %v, want %v", p.Foreign, tt.wantForeign)
 			}
 		})
+	}
+}
+
+// forget looked for exclusions in the ImageRepository of every configured
+// service, a promoted one too, which has no ImagePolicy: "read ImagePolicy
+// /: name is required", exit 1, for every name, on any config with a
+// pipeline (issue 18, fifth pass). A promoted service has no repository of
+// its own to search.
+func TestForgetWithAPromotedService(t *testing.T) {
+	c := newFakeCluster(t, aaa, bbb, true)
+	prod := config.Service{Name: "prod", Namespace: "apps", Deployment: "prod", Promote: &config.Promote{From: svc().Name}}
+	cfg := &config.Config{Services: []config.Service{svc(), prod}, Flux: config.Flux{Namespace: "flux-system"}}
+	// client-go's dynamic client refuses a GET without a name before any
+	// request ("name is required", dynamic/simple.go); its fake does not.
+	c.dyn.PrependReactor("get", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.(k8stesting.GetAction).GetName() == "" {
+			return true, nil, errors.New("name is required")
+		}
+		return false, nil, nil
+	})
+	var log bytes.Buffer
+	m := &Manager{Kube: c.kube, Dynamic: c.dyn, Log: runlog.New(&log), Now: func() time.Time { return fcNow }, By: "ops@host"}
+	for _, name := range []string{svc().Name, "prod", "old-name"} {
+		res, err := m.Forget(t.Context(), cfg, name, true)
+		if err != nil {
+			t.Errorf("Forget(%s) = %v\n%s", name, err, log.String())
+			continue
+		}
+		if want := []string{"flux-system/" + fcName}; !slices.Equal(res.Searched, want) {
+			t.Errorf("Forget(%s) searched %q, want %q", name, res.Searched, want)
+		}
 	}
 }

@@ -628,6 +628,11 @@ const RescanBound = 30 * time.Second
 // unexclude removes every exclusion autodeploy recorded for s from s's
 // ImageRepository; others' (another service's, a person's) stay.
 func (m *Manager) unexclude(ctx context.Context, s config.Service) ([]string, error) {
+	if s.PolicyName == "" {
+		// Promoted: no ImagePolicy, no repository of its own, and no
+		// exclusion (a promoted Deployment is never Flux's, plan.go).
+		return nil, nil
+	}
 	api, repo, err := m.policyRepository(ctx, s)
 	if err != nil {
 		return nil, err

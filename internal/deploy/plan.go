@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/autodeploy-dev/autodeploy/internal/ui"
+
 	appsv1 "k8s.io/api/apps/v1"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
@@ -478,7 +480,7 @@ func holdBy(h Hold, now time.Time) string {
 		parts = append(parts, "since "+h.At.UTC().Format("2006-01-02 15:04"))
 	}
 	if !h.Until.IsZero() {
-		parts = append(parts, fmt.Sprintf("until %s (in %s)", h.Until.UTC().Format("2006-01-02 15:04 UTC"), strings.TrimSuffix(h.Until.Sub(now).Round(time.Minute).String(), "0s")))
+		parts = append(parts, fmt.Sprintf("until %s (in %s)", h.Until.UTC().Format("2006-01-02 15:04 UTC"), ui.Age(h.Until.Sub(now))))
 	}
 	if len(parts) == 0 {
 		return ""

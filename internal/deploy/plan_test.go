@@ -518,7 +518,12 @@ func TestPlanHoldUntil(t *testing.T) {
 		reasonPart string
 	}{
 		{name: "until later: held with its end", dep: dep(repo+":sha-aaa", 1, held("2026-12-02T20:00:00Z")), action: Skip,
-			reasonPart: "held by alice@host since 2026-12-02 10:00 until 2026-12-02 20:00 UTC (in 2h0m): release freeze"},
+			reasonPart: "held by alice@host since 2026-12-02 10:00 until 2026-12-02 20:00 UTC (in 2h): release freeze"},
+		// As status counts it (kubectl's compact age, cut to the minute):
+		// the plan said "in 2h0m" beside status' "in 1h59m" for one hold
+		// (issue 18, fifth pass).
+		{name: "until in 1h59m30s: counted as status does", dep: dep(repo+":sha-aaa", 1, held("2026-12-02T19:59:30Z")), action: Skip,
+			reasonPart: "until 2026-12-02 19:59 UTC (in 1h59m): release freeze"},
 		{name: "until now: expired and deployed", dep: dep(repo+":sha-aaa", 1, held("2026-12-02T18:00:00Z")), action: Deploy, expired: true, reasonPart: "the policy selected a new image"},
 		{name: "until past: expired and deployed", dep: dep(repo+":sha-aaa", 1, held("2026-12-02T12:00:00Z")), action: Deploy, expired: true, reasonPart: "the policy selected a new image"},
 		{name: "until past and up to date: expired", dep: dep(repo+":sha-bbb", 1, held("2026-12-02T12:00:00Z")), action: UpToDate, expired: true},

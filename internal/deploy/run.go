@@ -21,6 +21,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/health"
 	"github.com/autodeploy-dev/autodeploy/internal/notify"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
+	"github.com/autodeploy-dev/autodeploy/internal/ui"
 )
 
 // Outcome is how a service's part of a run ended.
@@ -228,7 +229,7 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 
 	api, err := flux.Detect(ctx, r.Kube.Discovery())
 	if err != nil {
-		return res, err
+		return res, r.stopped(ctx, res, err)
 	}
 	res.FluxAPI, r.api = api.Version, api
 	var inputs []Input
@@ -243,7 +244,7 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 		inputs, err = r.snapshot(ctx, api, services, o, res)
 	}
 	if err != nil {
-		return res, err
+		return res, r.stopped(ctx, res, err)
 	}
 
 	defer r.startRollouts(ctx)()
@@ -305,16 +306,28 @@ func (r *Runner) Run(ctx context.Context, runID string, o Options) (*Result, err
 	res.Warnings, r.warnings = append(res.Warnings, r.warnings...), nil
 	r.mu.Unlock()
 	if ctx.Err() != nil {
-		res.Cancelled = true
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			r.Log.Error("run stopped at its deadline: the lock is released; the next run verifies what was left unverified", "deadline", r.Config.RunDeadline())
-			return res, fmt.Errorf("%w: the run reached its deadline (%s)", ErrDeadline, r.Config.RunDeadline())
-		}
-		r.Log.Warn("run interrupted: the lock is released; the next run verifies what was left unverified")
-		return res, ctx.Err()
+		return res, r.stopped(ctx, res, ctx.Err())
 	}
 	r.Log.Info("run finished", "duration", r.Now().Sub(res.Started))
 	return res, nil
+}
+
+// stopped is how a run ends on err: when its context is done (a signal,
+// its deadline), with the line saying so, wherever it was. A run stopped
+// in its rescan ended without one, and its command logged "run failed",
+// while one stopped in its rollouts was interrupted (issue 18, fifth
+// pass); a failure of the run's own stays err, for the command to log.
+func (r *Runner) stopped(ctx context.Context, res *Result, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	res.Cancelled = true
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		r.Log.Error("run stopped at its deadline: the lock is released; the next run verifies what was left unverified", "deadline", r.Config.RunDeadline())
+		return fmt.Errorf("%w: the run reached its deadline (%s)", ErrDeadline, r.Config.RunDeadline())
+	}
+	r.Log.Warn("run interrupted: the lock is released; the next run verifies what was left unverified")
+	return ctx.Err()
 }
 
 // PolicyEvaluationBound is the longest a run waits, on Flux < 2.7, for the
@@ -461,7 +474,7 @@ func (r *Runner) reconcile(ctx context.Context, api flux.API, policies map[strin
 	if len(repos) == 0 {
 		return nil
 	}
-	r.progress("", fmt.Sprintf("asking Flux to rescan %d image repositories", len(repos)))
+	r.progress("", "asking Flux to rescan "+ui.Count(len(repos), "image repository", "image repositories"))
 	var warnings []string
 	collect := func(kind string, outs []flux.Outcome) {
 		for _, o := range outs {
@@ -476,7 +489,13 @@ func (r *Runner) reconcile(ctx context.Context, api flux.API, policies map[strin
 	}
 	repoOuts := flux.Reconcile(rctx, r.Dynamic, api.Repositories(), repos, token)
 	collect("ImageRepository", repoOuts)
-	warnings = append(warnings, r.noteSilent(repoOuts)...)
+	// Repositories that had not answered when the command was stopped (a
+	// signal, the run's deadline) say nothing of Flux: noted as silent,
+	// every watch's stop logged "Flux has stopped answering" (issue 18,
+	// fifth pass).
+	if ctx.Err() == nil {
+		warnings = append(warnings, r.noteSilent(repoOuts)...)
+	}
 	switch {
 	case rctx.Err() != nil:
 	case api.PolicyReconcile():

@@ -67,7 +67,7 @@ func TestRunReleasesExpiredHold(t *testing.T) {
 		logHas  string
 	}{
 		{name: "expired: released and deployed", until: fcNow.Add(-time.Minute), outcome: OutcomeDeployed, applied: []string{bbb}, logHas: "hold expired"},
-		{name: "in force: skipped and kept", until: fcNow.Add(time.Hour), outcome: OutcomeSkipped, held: true, logHas: "until 2026-12-02 11:00 UTC (in 1h0m)"},
+		{name: "in force: skipped and kept", until: fcNow.Add(time.Hour), outcome: OutcomeSkipped, held: true, logHas: "until 2026-12-02 11:00 UTC (in 1h)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -112,7 +112,7 @@ func Run(ctx context.Context, in Inputs) *Report {
 	if in.ConfigErr != nil {
 		r.add("config", Fail, firstLine(in.ConfigErr.Error()), "autodeploy config validate "+in.ConfigPath+" lists every problem")
 	} else {
-		r.add("config", OK, fmt.Sprintf("%s: %d services", in.ConfigPath, len(in.Config.Services)), "")
+		r.add("config", OK, fmt.Sprintf("%s: %s", in.ConfigPath, ui.Count(len(in.Config.Services), "service", "services")), "")
 	}
 	reached := cluster(ctx, r, in)
 	if in.Config != nil {
@@ -328,7 +328,7 @@ func windows(r *Report, cfg *config.Config, now time.Time) {
 			continue
 		}
 		v := config.CanStart(s.DeployWindows, now, need)
-		detail := fmt.Sprintf("%d window(s) parse and their zones load; each holds a rollout of %s (rolloutTimeout plus soak)", len(s.DeployWindows), need)
+		detail := fmt.Sprintf("windows parsed and zones loaded (%s); each holds a rollout of %s (rolloutTimeout plus soak)", ui.Count(len(s.DeployWindows), "window", "windows"), need)
 		switch {
 		case v.Open:
 			detail += "; open now until " + config.FormatWindowTime(v.Closes, now, v.Closing)

@@ -434,10 +434,10 @@ services:
 	tests := []struct {
 		name, status, detail, fix string
 	}{
-		{"windows api", OK, "1 window(s) parse and their zones load; each holds a rollout of 5m0s (rolloutTimeout plus soak); next opens Thu 09:00 Europe/Paris", ""},
+		{"windows api", OK, "windows parsed and zones loaded (1 window); each holds a rollout of 5m0s (rolloutTimeout plus soak); next opens Thu 09:00 Europe/Paris", ""},
 		{"windows slow", Warn, "defaults.deployWindows[0] (line 3): 0 9 * * 1-5 for 1h0m0s (Europe/Paris) is shorter than the 2h5m0s a rollout takes at most", "lower rolloutTimeout or soak of slow, or give slow its own deployWindows"},
 		{"windows feb30", Warn, "services[2].deployWindows[0] (line 12): 0 9 30 2 * for 1h0m0s (UTC) never opens", "fix the window's cron"},
-		{"windows nightly", OK, "1 window(s) parse and their zones load; each holds a rollout of 5m0s (rolloutTimeout plus soak); next opens Wed 22:00 Europe/Paris", ""},
+		{"windows nightly", OK, "windows parsed and zones loaded (1 window); each holds a rollout of 5m0s (rolloutTimeout plus soak); next opens Wed 22:00 Europe/Paris", ""},
 		{"windows mars", Fail, `services[5].deployWindows[0] (line 40): time zone "Mars/Olympus" does not load`, "fix the window in the config"},
 	}
 	for _, tt := range tests {

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/autodeploy-dev/autodeploy/internal/ui"
+
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 )
 
@@ -151,7 +153,7 @@ func attempt(ctx context.Context, client *http.Client, h config.Health, u, want,
 		// Not the body itself: this error lands in the failed-image mark and
 		// the change-cause, which every reader of Deployments sees, and an
 		// answer may hold anything (issue 17, item 13).
-		return &wrongAnswer{fmt.Sprintf("body does not contain %q (%d bytes received)", want, len(body))}
+		return &wrongAnswer{fmt.Sprintf("body does not contain %q (%s received)", want, ui.Count(len(body), "byte", "bytes"))}
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"strings"
@@ -41,6 +42,8 @@ func (c *Clients) Classify(err error) error {
 		cause = big
 	} else if page, ok := proxyRefusal(err); ok {
 		cause = fmt.Errorf("it answered 403 Forbidden with a page that is not the Kubernetes API's (%q): a proxy or web server in front of the API refused the request, not RBAC; fix: check that the kubeconfig's server is the API's address, and that this host and the kubeconfig's credentials may pass that proxy", page)
+	} else if errors.Is(err, io.ErrUnexpectedEOF) {
+		cause = fmt.Errorf("its answer was cut short (%v): the connection closed before the whole answer came (a proxy's timeout, the API server restarting); try again", io.ErrUnexpectedEOF)
 	} else if notAPI(err) {
 		cause = fmt.Errorf("it answered, but not as the Kubernetes API does (%v): is the kubeconfig's server another web server, or a proxy's page?", cause)
 	}
@@ -169,6 +172,12 @@ func IsUnreachable(err error) bool {
 	case notAPI(err), plainHTTP(err):
 		// Not the Kubernetes API at that address, as a closed port is
 		// not: the kubeconfig's server is wrong (issue 18, review item 4).
+		return true
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		// An answer cut short (client-go: "unexpected error when reading
+		// response body"): the connection closed mid-answer, and the
+		// cluster could not be used, as when it closes before one. It was
+		// exit 1 naming no server (issue 18, fifth pass).
 		return true
 	case proxyRefused(err):
 		// A proxy's refusal: the cluster cannot be used through it, as

@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/image"
 )
 
 // CronJobOptions shape the in-cluster CronJob, and the watch's Deployment,
@@ -85,8 +86,13 @@ spec:
 // same Secret and ConfigMap, so that applying one after the other changes
 // neither. secrets says whether the Secret is there to mount.
 func inClusterHead(cfg *config.Config, o CronJobOptions, kind string) (b *strings.Builder, secrets bool, err error) {
-	if strings.TrimSpace(o.Image) == "" || strings.ContainsAny(o.Image, " \t\n") {
+	// As a container runtime takes it (image.Parse): refusing only blanks
+	// let an image no node can pull into the manifests.
+	if strings.TrimSpace(o.Image) == "" {
 		return nil, false, fmt.Errorf("--image must be an image reference, got %q", o.Image)
+	}
+	if _, err := image.Parse(o.Image); err != nil {
+		return nil, false, fmt.Errorf("--image must be an image reference: %w", err)
 	}
 	if err := validName("--service-account", o.ServiceAccount, validation.IsDNS1123Subdomain); err != nil {
 		return nil, false, err

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 
+	"github.com/autodeploy-dev/autodeploy/internal/ui"
+
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
@@ -104,7 +106,7 @@ func Receiver(w io.Writer, cfg *config.Config, o ReceiverOptions) error {
 // quotes the token: it says how to read it from the Secret.
 func ReceiverSetup(w io.Writer, o ReceiverOptions) {
 	ns, secret := o.Namespace, o.SecretName()
-	fmt.Fprintf(w, "Receiver %s/%s asks %d ImageRepositories to rescan: %s.\n", ns, o.Name, len(o.Repositories), flux.RefList(o.Repositories))
+	fmt.Fprintf(w, "Receiver %s/%s asks %s to rescan: %s.\n", ns, o.Name, ui.Count(len(o.Repositories), "ImageRepository", "ImageRepositories"), flux.RefList(o.Repositories))
 	switch {
 	case o.SecretExists:
 		fmt.Fprintf(w, "Secret %s/%s exists: not printed, so its token and the webhook's path stay (pass --token-file to replace it).\n", ns, secret)

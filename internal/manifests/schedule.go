@@ -164,8 +164,9 @@ ExecStart=%s watch --config %s
 Restart=on-failure
 RestartSec=10
 # The watch stops within a second of SIGTERM, leaving a rollout it started
-# marked for the next pass, and exits 130 (as run does on a signal), which
-# systemd would count as a failure: a stop by systemctl is a clean one.
+# marked for the next pass, and exits 0; a second SIGTERM exits 130 at once
+# (as run does), which systemd would count as a failure: a stop by
+# systemctl is a clean one.
 KillSignal=SIGTERM
 SuccessExitStatus=130
 TimeoutStopSec=5

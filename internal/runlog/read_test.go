@@ -3,6 +3,7 @@ package runlog
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -102,7 +103,7 @@ func TestLastRunNone(t *testing.T) {
 	if _, err := LastRun(path); err != ErrNoRun {
 		t.Fatalf("missing file: %v", err)
 	}
-	l, err := Open(config.Log{File: path, MaxSizeMB: 1}, "x", nil)
+	l, err := Open(context.Background(), config.Log{File: path, MaxSizeMB: 1}, "x", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package runlog
 
 import (
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -51,6 +52,8 @@ type rotatingFile struct {
 	maxAge     time.Duration // 0 keeps all
 	compress   bool
 	now        func() time.Time
+	// ctx ends a wait for the lock (lockExclusive): the command's.
+	ctx context.Context
 
 	// mu serialises this process's goroutines: an flock excludes other
 	// open files, not other users of the same one.
@@ -59,7 +62,7 @@ type rotatingFile struct {
 	millErr error
 }
 
-func openRotating(cfg config.Log) (*rotatingFile, error) {
+func openRotating(ctx context.Context, cfg config.Log) (*rotatingFile, error) {
 	mb := cfg.MaxSizeMB
 	if mb <= 0 {
 		mb = config.DefaultLogMaxSizeMB // a Log built by hand, not by config.Load
@@ -71,6 +74,7 @@ func openRotating(cfg config.Log) (*rotatingFile, error) {
 		maxAge:     time.Duration(cfg.MaxAgeDays) * 24 * time.Hour,
 		compress:   cfg.Compress,
 		now:        time.Now,
+		ctx:        ctx,
 	}
 	lock, err := openLock(lockPath(cfg.File), cfg.File)
 	if err != nil {
@@ -131,7 +135,7 @@ func (w *rotatingFile) locked(fn func() error) error {
 	if w.lock == nil {
 		return fmt.Errorf("log file %s: %w", w.path, os.ErrClosed)
 	}
-	if err := lockExclusive(w.lock); err != nil {
+	if err := lockExclusive(w.ctx, w.lock); err != nil {
 		return err
 	}
 	defer flock(w.lock, syscall.LOCK_UN)
@@ -147,8 +151,9 @@ func (w *rotatingFile) locked(fn func() error) error {
 var lockWait = time.Minute
 
 // lockExclusive takes the flock on f, waiting at most lockWait: flock(2)
-// has no timeout, so it is asked without blocking until then.
-func lockExclusive(f *os.File) error {
+// has no timeout, so it is asked without blocking until then, or until ctx
+// is done.
+func lockExclusive(ctx context.Context, f *os.File) error {
 	deadline := time.Now().Add(lockWait)
 	for {
 		err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB)
@@ -160,7 +165,11 @@ func lockExclusive(f *os.File) error {
 		case !time.Now().Before(deadline):
 			return fmt.Errorf("%s is held by another process for more than %s: the line is not written (see who holds it: fuser %s)", f.Name(), lockWait, f.Name())
 		}
-		time.Sleep(10 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s is held by another process: the line is not written, as the command stops (see who holds it: fuser %s): %w", f.Name(), f.Name(), context.Cause(ctx))
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -61,7 +62,7 @@ func TestHelperProcess(t *testing.T) {
 	case "write":
 		n, _ := strconv.Atoi(f[3])
 		sizeUnit, _ = strconv.ParseInt(f[4], 10, 64)
-		l, err := Open(config.Log{File: f[1], MaxSizeMB: 8, Compress: true}, "run-"+f[2], nil)
+		l, err := Open(context.Background(), config.Log{File: f[1], MaxSizeMB: 8, Compress: true}, "run-"+f[2], nil)
 		if err != nil {
 			fail(err)
 		}
@@ -83,7 +84,7 @@ func TestHelperProcess(t *testing.T) {
 		if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
 			fail(err)
 		}
-		l, err := Open(config.Log{File: f[1], MaxSizeMB: 1}, "r1", nil)
+		l, err := Open(context.Background(), config.Log{File: f[1], MaxSizeMB: 1}, "r1", nil)
 		if err == nil {
 			l.Close()
 			fail(errors.New("Open succeeded"))
@@ -220,12 +221,12 @@ func TestWriteFollowsAnotherWritersRotation(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "autodeploy.log")
 	cfg := config.Log{File: path, MaxSizeMB: 1}
-	a, err := Open(cfg, "run-a", nil)
+	a, err := Open(context.Background(), cfg, "run-a", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := Open(cfg, "run-b", nil)
+	b, err := Open(context.Background(), cfg, "run-b", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +252,7 @@ func TestCloseWaitsForCompression(t *testing.T) {
 	smallFiles(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "autodeploy.log")
-	l, err := Open(config.Log{File: path, MaxSizeMB: 2, MaxBackups: 3, Compress: true}, "r1", nil)
+	l, err := Open(context.Background(), config.Log{File: path, MaxSizeMB: 2, MaxBackups: 3, Compress: true}, "r1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +304,7 @@ func TestOpenRefusesDirectory(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dir, "keep"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Open(config.Log{File: dir, MaxSizeMB: 1}, "r1", nil)
+	_, err := Open(context.Background(), config.Log{File: dir, MaxSizeMB: 1}, "r1", nil)
 	if err == nil || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "directory") || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("Open(directory) = %v, want a one-line refusal naming it", err)
 	}
@@ -345,7 +346,7 @@ func TestOpenRefusesWhatIsNotARegularFile(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			done := make(chan error, 1)
 			go func() {
-				l, err := Open(config.Log{File: tt.file, MaxSizeMB: 1}, "r1", nil)
+				l, err := Open(context.Background(), config.Log{File: tt.file, MaxSizeMB: 1}, "r1", nil)
 				if err == nil {
 					l.Close()
 				}
@@ -386,7 +387,7 @@ func TestRotationKeepsTheSymlink(t *testing.T) {
 	if err := os.Symlink(target, path); err != nil {
 		t.Fatal(err)
 	}
-	l, err := Open(config.Log{File: path, MaxSizeMB: 2, Compress: true}, "r1", nil)
+	l, err := Open(context.Background(), config.Log{File: path, MaxSizeMB: 2, Compress: true}, "r1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -465,12 +466,12 @@ func TestLogLockHeldByAnother(t *testing.T) {
 	}
 	release := holdLock()
 	hosttest.Returns(t, "Open of a log whose lock another holds", func() {
-		if _, err := Open(cfg, "r-1", io.Discard); err == nil || !strings.Contains(err.Error(), cfg.File+".lock is held by another process") {
+		if _, err := Open(context.Background(), cfg, "r-1", io.Discard); err == nil || !strings.Contains(err.Error(), cfg.File+".lock is held by another process") {
 			t.Errorf("Open = %v, want it refused naming the lock", err)
 		}
 	})
 	release()
-	l, err := Open(cfg, "r-2", io.Discard)
+	l, err := Open(context.Background(), cfg, "r-2", io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -481,4 +482,47 @@ func TestLogLockHeldByAnother(t *testing.T) {
 	if err := l.Lost(); err == nil || !strings.Contains(err.Error(), "held by another process") {
 		t.Errorf("Lost = %v, want the line lost to the held lock", err)
 	}
+}
+
+// The wait for a log's lock another process holds (up to lockWait, a
+// minute) did not hear SIGTERM or SIGINT: a hold or a run asked to stop
+// went on waiting, the command's context unseen (issue 18, fifth pass).
+// A done context ends the wait, Open refusing with the context's error (so
+// the command exits as interrupted) or the line lost; a free lock is still
+// taken once the context is done, so the lines a command writes as it
+// stops are kept.
+func TestLogLockWaitHearsTheContext(t *testing.T) {
+	defer func(d time.Duration) { lockWait = d }(lockWait)
+	lockWait = time.Hour // only the context can end the wait
+	cfg := config.Log{File: filepath.Join(t.TempDir(), "autodeploy.log"), MaxSizeMB: 1}
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+
+	l, err := Open(done, cfg, "r-free", io.Discard)
+	if err != nil {
+		t.Fatalf("Open with a free lock and a done context = %v, want the log opened", err)
+	}
+	l.Info("stopping")
+	if err := l.Lost(); err != nil {
+		t.Errorf("a line under a free lock and a done context was lost: %v", err)
+	}
+
+	f, err := os.OpenFile(cfg.File+".lock", os.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	hosttest.Returns(t, "Open of a log whose lock another holds, its context done", func() {
+		if _, err := Open(done, cfg, "r-held", io.Discard); !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), cfg.File+".lock") {
+			t.Errorf("Open = %v, want it refused with the context's error, naming the lock", err)
+		}
+	})
+	hosttest.Returns(t, "a line of a log whose lock another holds, its context done", func() { l.Info("held elsewhere") })
+	if err := l.Lost(); !errors.Is(err, context.Canceled) {
+		t.Errorf("Lost = %v, want the line lost to the done context", err)
+	}
+	l.Close()
 }

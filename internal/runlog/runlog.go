@@ -38,6 +38,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/autodeploy-dev/autodeploy/internal/ui"
+
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 )
 
@@ -85,7 +87,7 @@ type LostError struct {
 }
 
 func (e *LostError) Error() string {
-	return fmt.Sprintf("%d lines could not be written to the log file %s, from %s on: %v", e.Lines, e.File, e.At.UTC().Format(timeFormat), e.Err)
+	return fmt.Sprintf("%s could not be written to the log file %s, from %s on: %v", ui.Count(e.Lines, "line", "lines"), e.File, e.At.UTC().Format(timeFormat), e.Err)
 }
 
 func (e *LostError) Unwrap() error { return e.Err }
@@ -113,8 +115,12 @@ func (l *Log) Lost() error {
 // (such as "cmd", "rollback"), and returns an error if that line could not
 // be written: a deploy that would leave no trace is not allowed, and only
 // a real write tells (an empty one succeeds on a full disk). log.file "-"
-// writes to stdout instead, without rotation.
-func Open(cfg config.Log, runID string, stdout io.Writer, attrs ...any) (*Log, error) {
+// writes to stdout instead, without rotation. ctx is the command's: once it
+// is done, a write stops waiting for the log's lock another process holds
+// (the line is lost, or Open refuses), as a command stops on SIGTERM; a
+// lock that is free is still taken, so the lines a command writes as it
+// stops are kept.
+func Open(ctx context.Context, cfg config.Log, runID string, stdout io.Writer, attrs ...any) (*Log, error) {
 	if cfg.File == config.LogToStdout {
 		rec := &recorder{w: stdout, file: "standard output"}
 		l := &Log{Logger: New(rec).With("run", runID), w: nopCloser{stdout}, rec: rec}
@@ -132,7 +138,7 @@ func Open(cfg config.Log, runID string, stdout io.Writer, attrs ...any) (*Log, e
 	if err := os.MkdirAll(filepath.Dir(cfg.File), 0o755); err != nil {
 		return nil, fmt.Errorf("cannot create the log directory of %s: %w (fix the permissions or set log.file in the config)", cfg.File, err)
 	}
-	w, err := openRotating(cfg)
+	w, err := openRotating(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("log file %s: %w", cfg.File, err)
 	}

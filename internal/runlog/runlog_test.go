@@ -2,12 +2,14 @@ package runlog
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,7 +20,7 @@ import (
 func TestRotationKeepsEveryEvent(t *testing.T) {
 	dir := t.TempDir()
 	cfg := config.Log{File: filepath.Join(dir, "autodeploy.log"), MaxSizeMB: 1, MaxBackups: 0, MaxAgeDays: 0, Compress: false}
-	l, err := Open(cfg, "r1", nil)
+	l, err := Open(context.Background(), cfg, "r1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +79,7 @@ func TestOpenRefusesUnwritableLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "var", "autodeploy.log")
-	_, err := Open(config.Log{File: path, MaxSizeMB: 1}, "r1", nil)
+	_, err := Open(context.Background(), config.Log{File: path, MaxSizeMB: 1}, "r1", nil)
 	if err == nil || !strings.Contains(err.Error(), "autodeploy.log") {
 		t.Fatalf("Open = %v, want a refusal naming the file", err)
 	}
@@ -100,7 +102,7 @@ func fmtSscan(s string, v *int) (int, error) {
 
 func TestOpenModeAndStdout(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "autodeploy.log")
-	l, err := Open(config.Log{File: path, MaxSizeMB: 1}, "r1", nil)
+	l, err := Open(context.Background(), config.Log{File: path, MaxSizeMB: 1}, "r1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +112,7 @@ func TestOpenModeAndStdout(t *testing.T) {
 		t.Fatalf("mode = %v, %v; want 0640", st.Mode().Perm(), err)
 	}
 	var out strings.Builder
-	l, err = Open(config.Log{File: config.LogToStdout}, "r2", &out)
+	l, err = Open(context.Background(), config.Log{File: config.LogToStdout}, "r2", &out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +190,7 @@ func TestWriteFailuresAreRemembered(t *testing.T) {
 				}
 			})
 			path := filepath.Join(dir, "autodeploy.log")
-			l, err := Open(config.Log{File: path, MaxSizeMB: 1}, "r1", nil)
+			l, err := Open(context.Background(), config.Log{File: path, MaxSizeMB: 1}, "r1", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -274,7 +276,7 @@ func TestWritableAsOpen(t *testing.T) {
 			} else if werr == nil || !strings.Contains(werr.Error(), tt.cause) || !strings.Contains(werr.Error(), log) {
 				t.Fatalf("Writable = %v, want the file and %q", werr, tt.cause)
 			}
-			l, oerr := Open(cfg, "r1", nil)
+			l, oerr := Open(context.Background(), cfg, "r1", nil)
 			if oerr == nil {
 				l.Close()
 			}
@@ -318,7 +320,7 @@ func TestWritableOpensTheLock(t *testing.T) {
 	if err := os.Mkdir(cfg.File+".lock", 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(cfg, "r-1", io.Discard); err == nil {
+	if _, err := Open(context.Background(), cfg, "r-1", io.Discard); err == nil {
 		t.Fatal("Open accepted a lock that is a directory")
 	}
 	if err := Writable(cfg); err == nil || !strings.Contains(err.Error(), cfg.File+".lock") {
@@ -335,5 +337,16 @@ func TestWritableOpensTheLock(t *testing.T) {
 	}
 	if _, err := os.Stat(cfg.File + ".lock"); err == nil {
 		t.Error("Writable created the lock: doctor changes nothing")
+	}
+}
+
+// "1 lines could not be written": the count says its noun right (issue 18,
+// fifth pass).
+func TestLostErrorCount(t *testing.T) {
+	for n, want := range map[int]string{1: "1 line could not be written", 2: "2 lines could not be written"} {
+		e := &LostError{File: "/var/log/autodeploy.log", Lines: n, At: time.Unix(0, 0), Err: syscall.ENOSPC}
+		if !strings.HasPrefix(e.Error(), want) {
+			t.Errorf("LostError with %d: %q, want it to start %q", n, e.Error(), want)
+		}
 	}
 }

@@ -81,7 +81,7 @@ func WriteText(w io.Writer, r *Report, o TextOptions) error {
 	fmt.Fprintln(w)
 	writeRuns(w, r, now)
 	if len(r.Log) > 0 {
-		fmt.Fprintf(w, "\n%s\n", bold(fmt.Sprintf("Log (last %d lines)", len(r.Log))))
+		fmt.Fprintf(w, "\n%s\n", bold(fmt.Sprintf("Log (last %s)", ui.Count(len(r.Log), "line", "lines"))))
 		for _, l := range r.Log {
 			fmt.Fprintln(w, "  "+l)
 		}
@@ -162,7 +162,7 @@ func writeService(w io.Writer, s Service, now time.Time, o TextOptions) {
 			scan = "scanned " + ago(now, *rp.LastScan)
 		}
 		state := fluxState(rp.Ready, rp.Suspended, rp.Message)
-		row("repository", "%s: %s, %d tags (%s)", rp.Name, scan, rp.TagCount, state)
+		row("repository", "%s: %s, %s (%s)", rp.Name, scan, ui.Count(rp.TagCount, "tag", "tags"), state)
 		for _, e := range rp.ExcludedByAutodeploy {
 			if e.Service != s.Name { // this service's are levers, below
 				row("excluded", "%s by autodeploy %s (%s rolled back): removed once the policy ranks a newer good image above it", e.Tag, ago(now, e.At), e.Service)
@@ -486,26 +486,8 @@ func ago(now, t time.Time) string { return age(now, t) + " ago" }
 
 func until(now, t time.Time) string { return age(t, now) }
 
-// age is kubectl's compact duration: 45s, 3m, 2h5m, 4d.
-func age(now, t time.Time) string {
-	d := now.Sub(t)
-	if d < 0 {
-		d = 0
-	}
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 24*time.Hour:
-		h := int(d.Hours())
-		if m := int(d.Minutes()) % 60; m != 0 && h < 10 {
-			return fmt.Sprintf("%dh%dm", h, m)
-		}
-		return fmt.Sprintf("%dh", h)
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
-}
+// age is kubectl's compact duration, ui.Age: 45s, 3m, 2h5m, 4d.
+func age(now, t time.Time) string { return ui.Age(now.Sub(t)) }
 
 // fluxState is a Flux object's Ready condition and suspension, as the
 // rows show them.

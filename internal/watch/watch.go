@@ -35,6 +35,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/autodeploy-dev/autodeploy/internal/ui"
+
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -176,7 +178,7 @@ func (w *Watcher) watch(ctx context.Context, api flux.API) error {
 	if !cache.WaitForCacheSync(ictx.Done(), synced...) {
 		return context.Cause(ictx)
 	}
-	w.state.watching(fmt.Sprintf("watching %d ImagePolicies (%s) in %s", len(byPolicy), api.Policies().GroupVersion(), strings.Join(slices.Sorted(maps.Keys(namespaces)), ", ")))
+	w.state.watching(fmt.Sprintf("watching %s (%s) in %s", ui.Count(len(byPolicy), "ImagePolicy", "ImagePolicies"), api.Policies().GroupVersion(), strings.Join(slices.Sorted(maps.Keys(namespaces)), ", ")))
 	first := !w.synced.Swap(true)
 	if first {
 		w.checkReceiver(ictx, api, byPolicy, stores)

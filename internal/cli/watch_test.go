@@ -1,0 +1,38 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+)
+
+// --probe-address :99999 passed Validate (it splits into host and port)
+// and failed at the listen, exit 1, after the config, the log and the
+// cluster (issue 18, fifth pass): a port that cannot be one is a usage
+// error, before anything is read.
+func TestWatchProbeAddress(t *testing.T) {
+	tests := []struct {
+		addr string
+		ok   bool
+	}{
+		{":8080", true},
+		{"127.0.0.1:8080", true},
+		{"[::1]:8080", true},
+		{":0", true},
+		{":http", true},
+		{"8080", false},
+		{":99999", false},
+		{":65536", false},
+		{":-1", false},
+		{":no-such-service", false},
+		{"", true},
+	}
+	for _, tt := range tests {
+		err := (&WatchOptions{ProbeAddress: tt.addr}).Validate()
+		if (err == nil) != tt.ok {
+			t.Errorf("--probe-address %q: Validate = %v, want ok %v", tt.addr, err, tt.ok)
+		}
+		if err != nil && (!strings.Contains(err.Error(), "--probe-address") || exitCodeFor(err) != ExitUsage) {
+			t.Errorf("--probe-address %q: %v (exit %d), want a usage error naming the flag", tt.addr, err, exitCodeFor(err))
+		}
+	}
+}
