@@ -33,6 +33,10 @@ const (
 	// DefaultRunTimeout bounds a whole `autodeploy run` so that a hung API
 	// call cannot stack up cron invocations behind the lock forever.
 	DefaultRunTimeout = 15 * time.Minute
+	// OwnedPolicyPrefix begins the default name of the ImagePolicy
+	// autodeploy owns for a promoted service applied from git
+	// (promote.imagePolicy): autodeploy-<service>.
+	OwnedPolicyPrefix = "autodeploy-"
 
 	// DefaultLogFile is where runs started by cron leave their trace.
 	DefaultLogFile = "/var/log/autodeploy/autodeploy.log"
@@ -120,6 +124,13 @@ type Flux struct {
 type Promote struct {
 	From  string
 	After time.Duration
+	// PolicyNamespace and PolicyName name the ImagePolicy autodeploy owns
+	// for the service when Flux applies its Deployment from git
+	// (promote.imagePolicy; default autodeploy-<service> in the namespace
+	// of the chain's root ImagePolicy, the namespace whose policies the
+	// ImageUpdateAutomation lists): it selects exactly the promoted tag,
+	// so that the automation writes it to git.
+	PolicyNamespace, PolicyName string
 }
 
 // Defaults holds the per-service settings used when a service omits them.
