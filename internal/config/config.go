@@ -131,6 +131,10 @@ type Promote struct {
 	// ImageUpdateAutomation lists): it selects exactly the promoted tag,
 	// so that the automation writes it to git.
 	PolicyNamespace, PolicyName string
+	// RootPolicyNamespace and RootPolicyName name the ImagePolicy of the
+	// chain's first service: the owned policy selects over its
+	// ImageRepository.
+	RootPolicyNamespace, RootPolicyName string
 }
 
 // Defaults holds the per-service settings used when a service omits them.

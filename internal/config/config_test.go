@@ -800,6 +800,9 @@ func TestPromoteChain(t *testing.T) {
 		if got := s.Promote.PolicyNamespace + "/" + s.Promote.PolicyName; got != tt.owned {
 			t.Errorf("%s: owned ImagePolicy %s, want %s", tt.name, got, tt.owned)
 		}
+		if got := s.Promote.RootPolicyNamespace + "/" + s.Promote.RootPolicyName; got != "apps/dev" {
+			t.Errorf("%s: root ImagePolicy %s, want dev's apps/dev", tt.name, got)
+		}
 	}
 	if ns := PolicyNamespaces(cfg.Services); !slices.Equal(ns, []string{"apps"}) {
 		t.Errorf("PolicyNamespaces = %q, want only dev's", ns)

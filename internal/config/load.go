@@ -509,6 +509,7 @@ func (d *decoder) promotions(c *Config, raw []rawService) {
 			if cur.Promote == nil {
 				// The chain's root: the owned policy lives beside its
 				// policy, in the namespace the automation lists.
+				s.Promote.RootPolicyNamespace, s.Promote.RootPolicyName = cur.PolicyNamespace, cur.PolicyName
 				if s.Promote.PolicyName == "" {
 					s.Promote.PolicyNamespace, s.Promote.PolicyName = cur.PolicyNamespace, OwnedPolicyPrefix+s.Name
 				}
