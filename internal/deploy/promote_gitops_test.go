@@ -160,4 +160,3 @@ func TestRunPromotionUnderGitOps(t *testing.T) {
 		})
 	}
 }
-
