@@ -16,6 +16,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
 	"github.com/autodeploy-dev/autodeploy/internal/gitops"
+	"github.com/autodeploy-dev/autodeploy/internal/runlog"
 )
 
 // The promotion lever in a run (issue 19): production (the fake
@@ -158,5 +159,54 @@ func TestRunPromotionUnderGitOps(t *testing.T) {
 				t.Errorf("reason %q", sr.Reason)
 			}
 		})
+	}
+}
+
+// forget deletes the ImagePolicies autodeploy created for the service's
+// promotions, found by their record, and nothing else: another service's
+// owned policy and one without the record stay.
+func TestForgetDeletesTheOwnedPolicy(t *testing.T) {
+	for _, dryRun := range []bool{false, true} {
+		c := newFakeCluster(t, aaa, bbb, true)
+		mk := func(name string, labels, ann map[string]string) {
+			u := &unstructured.Unstructured{Object: map[string]any{
+				"apiVersion": flux.ImageGroup + "/v1", "kind": "ImagePolicy",
+				"metadata": map[string]any{"name": name, "namespace": "flux-system"},
+				"spec":     map[string]any{"imageRepositoryRef": map[string]any{"name": fcName}},
+			}}
+			u.SetLabels(labels)
+			u.SetAnnotations(ann)
+			c.must(c.dyn.Tracker().Add(u))
+		}
+		record := map[string]string{gitops.LabelManagedBy: gitops.ManagedByAutodeploy}
+		mk("autodeploy-"+fcName, record, map[string]string{gitops.AnnPromotionOf: fcName})
+		mk("renamed-owned", record, map[string]string{gitops.AnnPromotionOf: fcName}) // promote.imagePolicy renamed since
+		mk("autodeploy-canary", record, map[string]string{gitops.AnnPromotionOf: "canary"})
+		mk("theirs", nil, map[string]string{gitops.AnnPromotionOf: fcName})
+		staging := config.Service{Name: "staging", Namespace: "staging", Deployment: fcName, PolicyNamespace: "flux-system", PolicyName: fcName}
+		prod := svc()
+		prod.PolicyNamespace, prod.PolicyName = "", ""
+		prod.Promote = &config.Promote{From: "staging", PolicyNamespace: "flux-system", PolicyName: "autodeploy-" + fcName, RootPolicyNamespace: "flux-system", RootPolicyName: fcName}
+		m := &Manager{Kube: c.kube, Dynamic: c.dyn, Log: runlog.New(&bytes.Buffer{}), Now: func() time.Time { return fcNow }, By: "alice@ops"}
+		res, err := m.Forget(t.Context(), &config.Config{Services: []config.Service{staging, prod}}, prod.Name, dryRun)
+		if err != nil {
+			t.Fatalf("dry run %v: Forget: %v", dryRun, err)
+		}
+		var removed []string
+		for _, r := range res.Removed {
+			if strings.HasPrefix(r.Object, "imagepolicy.") {
+				removed = append(removed, r.Object)
+			}
+		}
+		slices.Sort(removed)
+		if want := []string{"imagepolicy.image.toolkit.fluxcd.io/autodeploy-" + fcName, "imagepolicy.image.toolkit.fluxcd.io/renamed-owned"}; !slices.Equal(removed, want) {
+			t.Errorf("dry run %v: removed %q, want %q", dryRun, removed, want)
+		}
+		for name, wantLeft := range map[string]bool{"autodeploy-" + fcName: dryRun, "renamed-owned": dryRun, "autodeploy-canary": true, "theirs": true, fcName: true} {
+			_, err := c.dyn.Resource(fcPolicies).Namespace("flux-system").Get(t.Context(), name, metav1.GetOptions{})
+			if left := err == nil; left != wantLeft {
+				t.Errorf("dry run %v: ImagePolicy %s left %v, want %v", dryRun, name, left, wantLeft)
+			}
+		}
 	}
 }
