@@ -363,9 +363,17 @@ func DeploymentNamespaces(services []Service) []string {
 	return distinct(services, func(s Service) string { return s.Namespace })
 }
 
-// PolicyNamespaces lists the namespaces of services' ImagePolicies.
+// PolicyNamespaces lists the namespaces of services' ImagePolicies: their
+// own, and for a promoted service the one autodeploy owns for it under
+// GitOps (promote.imagePolicy), which runs, status and doctor read and
+// forget deletes.
 func PolicyNamespaces(services []Service) []string {
-	return slices.DeleteFunc(distinct(services, func(s Service) string { return s.PolicyNamespace }), func(ns string) bool { return ns == "" })
+	return slices.DeleteFunc(distinct(services, func(s Service) string {
+		if s.Promote != nil {
+			return s.Promote.PolicyNamespace
+		}
+		return s.PolicyNamespace
+	}), func(ns string) bool { return ns == "" })
 }
 
 func distinct(services []Service, key func(Service) string) []string {

@@ -804,8 +804,10 @@ func TestPromoteChain(t *testing.T) {
 			t.Errorf("%s: root ImagePolicy %s, want dev's apps/dev", tt.name, got)
 		}
 	}
-	if ns := PolicyNamespaces(cfg.Services); !slices.Equal(ns, []string{"apps"}) {
-		t.Errorf("PolicyNamespaces = %q, want only dev's", ns)
+	// dev's, and production's owned policy's (the others' owned
+	// policies are beside dev's).
+	if ns := PolicyNamespaces(cfg.Services); !slices.Equal(ns, []string{"apps", "flux-system"}) {
+		t.Errorf("PolicyNamespaces = %q, want dev's and production's owned policy's", ns)
 	}
 }
 

@@ -300,16 +300,7 @@ func (m *Manager) forgetExclusions(ctx context.Context, services []config.Servic
 // policy is found too. One at that name without the record is someone
 // else's and stays.
 func (m *Manager) forgetPromotionPolicies(ctx context.Context, services []config.Service, name string, dryRun bool, res *ForgetResult) error {
-	var nss []string
-	for _, s := range services {
-		ns := s.PolicyNamespace
-		if s.Promote != nil {
-			ns = s.Promote.PolicyNamespace
-		}
-		if ns != "" && !slices.Contains(nss, ns) {
-			nss = append(nss, ns)
-		}
-	}
+	nss := config.PolicyNamespaces(services)
 	if len(nss) == 0 {
 		return nil
 	}
