@@ -95,7 +95,7 @@ func TestExitCodes(t *testing.T) {
 		{name: "missing kubeconfig", args: []string{"run", "--config", cfg, "--kubeconfig", "/nonexistent/kubeconfig"}, code: ExitUnreachable, errPart: "/nonexistent/kubeconfig"},
 		{name: "rollback needs a service", args: []string{"rollback"}, code: ExitUsage, errPart: "takes exactly one service name"},
 		// Group commands never print help with exit 0 for a mistake.
-		{name: "manifests without kind", args: []string{"manifests"}, code: ExitUsage, errPart: "needs one of: cron, cronjob, deployment, rbac, receiver, systemd"},
+		{name: "manifests without kind", args: []string{"manifests"}, code: ExitUsage, errPart: "needs one of: cron, cronjob, deployment, promotion, rbac, receiver, systemd"},
 		{name: "manifests unknown kind", args: []string{"manifests", "bogus"}, code: ExitUsage, errPart: `unknown autodeploy manifests "bogus"`},
 		{name: "config unknown", args: []string{"config", "bogus"}, code: ExitUsage, errPart: `unknown autodeploy config "bogus"`},
 		{name: "completion unknown shell", args: []string{"completion", "tcsh"}, code: ExitUsage, errPart: `unknown autodeploy completion "tcsh"`},

@@ -117,7 +117,7 @@ watch acts, or makes the same pass.`,
 	}
 	systemdCmd.Flags().BoolVar(&watch, "watch", false, "the service that keeps 'autodeploy watch' running instead of the timer's service and timer")
 	cronCmd.Flags().BoolVar(&host.IfInstalled, "if-installed", false, "run only while the binary exists (for a package's cron.d file, which outlives a removal)")
-	cmd.AddCommand(rbacCmd, cronJobCmd, deploymentCmd, cronCmd, systemdCmd, newCmdManifestsReceiver(f, nil))
+	cmd.AddCommand(rbacCmd, cronJobCmd, deploymentCmd, cronCmd, systemdCmd, newCmdManifestsReceiver(f, nil), newCmdManifestsPromotion(f, nil))
 	return cmd
 }
 

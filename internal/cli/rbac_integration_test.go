@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -50,6 +51,13 @@ func newRBACEnv(t *testing.T) *rbacEnv {
 	refl := e.StartReflector(fluxsim.V1, e.Namespace)
 	cfg, _ := clusterConfig(t, e, refl, map[string]string{"api": reg + "api:sha-1"}, "lock: {type: lease, leaseNamespace: "+e.Namespace+"}\n")
 	ctx := context.Background()
+	// prod is promoted from api under GitOps (its Deployment applied by
+	// the same Kustomization): the promotion lever's rules. promote.after
+	// keeps runs from promoting it: only the scenarios that need it do.
+	if err := appendFile(cfg, "  - name: prod\n    promote: {from: api, after: 24h}\n"); err != nil {
+		t.Fatal(err)
+	}
+	e.CreateDeployment(kubetest.Deployment{Name: "prod", Image: reg + "api:sha-1"})
 	ks := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
 		"metadata": map[string]any{"name": "apps", "namespace": e.Namespace},
@@ -59,8 +67,10 @@ func newRBACEnv(t *testing.T) *rbacEnv {
 		t.Fatal(err)
 	}
 	labels := []byte(`{"metadata":{"labels":{"kustomize.toolkit.fluxcd.io/name":"apps","kustomize.toolkit.fluxcd.io/namespace":"` + e.Namespace + `"}}}`)
-	if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(ctx, "api", types.MergePatchType, labels, metav1.PatchOptions{}); err != nil {
-		t.Fatal(err)
+	for _, d := range []string{"api", "prod"} {
+		if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(ctx, d, types.MergePatchType, labels, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// The automation that writes the policy's tag to git: without it,
 	// status rightly reports that Flux reverts every deploy.
@@ -400,6 +410,26 @@ func scenario(t *testing.T, r *rbacEnv, as func(...string) (ExitCode, string), r
 		return code, out
 	case "receivers/list":
 		return as("doctor")
+	case "imagepolicies/create":
+		// The first promotion of a service applied from git creates the
+		// ImagePolicy it owns; a new image, so that there is one to
+		// deploy.
+		r.deploys++
+		return as("promote", "prod", "--image", fmt.Sprintf("%sapi:sha-p%d", reg, r.deploys), "--reason", "rbac")
+	case "imagepolicies/delete":
+		// forget deletes the ImagePolicy autodeploy created for prod.
+		owned := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImagePolicy",
+			"metadata": map[string]any{"name": "autodeploy-prod", "namespace": r.e.Namespace,
+				"labels": map[string]any{"app.kubernetes.io/managed-by": "autodeploy"}, "annotations": map[string]any{"autodeploy.dev/promotion-of": "prod"}},
+			"spec": map[string]any{"imageRepositoryRef": map[string]any{"name": "api"}, "filterTags": map[string]any{"pattern": "^sha-1$"}, "policy": map[string]any{"alphabetical": map[string]any{"order": "asc"}}},
+		}}
+		res := r.e.Dynamic.Resource(fluxsim.V1.GVR("imagepolicies")).Namespace(r.e.Namespace)
+		if _, err := res.Create(context.Background(), owned, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = res.Delete(context.Background(), "autodeploy-prod", metav1.DeleteOptions{}) }()
+		return as("forget", "prod")
 	case "kustomizations/get", "imageupdateautomations/list":
 		// Who writes the service from git.
 		return as("status")
@@ -507,4 +537,17 @@ func waitAccess(t *testing.T, kubeconfig, group, resource, verb, ns string, allo
 			ResourceAttributes: &authorizationv1.ResourceAttributes{Group: group, Resource: resource, Verb: verb, Namespace: ns}}}, metav1.CreateOptions{})
 		return err == nil && r.Status.Allowed == allowed, err
 	})
+}
+
+// appendFile appends text to the file at path.
+func appendFile(path, text string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(text); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -256,6 +256,9 @@ func (o *RollbackOptions) Run(ctx context.Context) (err error) {
 		if res.Excluded != "" {
 			fmt.Fprintf(out, "  tag of %s excluded in ImageRepository %s: the policy and git go back too\n", res.From, res.Excluded)
 		}
+		if res.PointedBack != "" {
+			fmt.Fprintf(out, "  ImagePolicy %s (the promotion's, autodeploy's) points at %s again: git goes back too\n", res.PointedBack, res.To)
+		}
 		if res.GitWarning != "" {
 			fmt.Fprintf(f.IO.ErrOut, "%s git does not follow the rollback yet: %s\n", ui.Yellow.Sprintf("warning:"), res.GitWarning)
 		}

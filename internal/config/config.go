@@ -33,6 +33,10 @@ const (
 	// DefaultRunTimeout bounds a whole `autodeploy run` so that a hung API
 	// call cannot stack up cron invocations behind the lock forever.
 	DefaultRunTimeout = 15 * time.Minute
+	// OwnedPolicyPrefix begins the default name of the ImagePolicy
+	// autodeploy owns for a promoted service applied from git
+	// (promote.imagePolicy): autodeploy-<service>.
+	OwnedPolicyPrefix = "autodeploy-"
 
 	// DefaultLogFile is where runs started by cron leave their trace.
 	DefaultLogFile = "/var/log/autodeploy/autodeploy.log"
@@ -120,6 +124,17 @@ type Flux struct {
 type Promote struct {
 	From  string
 	After time.Duration
+	// PolicyNamespace and PolicyName name the ImagePolicy autodeploy owns
+	// for the service when Flux applies its Deployment from git
+	// (promote.imagePolicy; default autodeploy-<service> in the namespace
+	// of the chain's root ImagePolicy, the namespace whose policies the
+	// ImageUpdateAutomation lists): it selects exactly the promoted tag,
+	// so that the automation writes it to git.
+	PolicyNamespace, PolicyName string
+	// RootPolicyNamespace and RootPolicyName name the ImagePolicy of the
+	// chain's first service: the owned policy selects over its
+	// ImageRepository.
+	RootPolicyNamespace, RootPolicyName string
 }
 
 // Defaults holds the per-service settings used when a service omits them.
@@ -348,9 +363,17 @@ func DeploymentNamespaces(services []Service) []string {
 	return distinct(services, func(s Service) string { return s.Namespace })
 }
 
-// PolicyNamespaces lists the namespaces of services' ImagePolicies.
+// PolicyNamespaces lists the namespaces of services' ImagePolicies: their
+// own, and for a promoted service the one autodeploy owns for it under
+// GitOps (promote.imagePolicy), which runs, status and doctor read and
+// forget deletes.
 func PolicyNamespaces(services []Service) []string {
-	return slices.DeleteFunc(distinct(services, func(s Service) string { return s.PolicyNamespace }), func(ns string) bool { return ns == "" })
+	return slices.DeleteFunc(distinct(services, func(s Service) string {
+		if s.Promote != nil {
+			return s.Promote.PolicyNamespace
+		}
+		return s.PolicyNamespace
+	}), func(ns string) bool { return ns == "" })
 }
 
 func distinct(services []Service, key func(Service) string) []string {

@@ -102,7 +102,7 @@ func TestExampleSetsEveryKey(t *testing.T) {
 	collectSet(reflect.ValueOf(*raw), "", set)
 	// Keys that exclude one another in a single section: the one not set
 	// is shown in a comment.
-	alternative := map[string]bool{"metrics.pushgatewayFile": true, "services[].promote.from": true, "services[].promote.after": true}
+	alternative := map[string]bool{"metrics.pushgatewayFile": true, "services[].promote.from": true, "services[].promote.after": true, "services[].promote.imagePolicy": true}
 	for k := range all {
 		if alternative[k] {
 			if name := k[strings.LastIndex(k, ".")+1:]; !regexp.MustCompile(`#\s+` + name + `: `).Match(data) {
@@ -769,12 +769,13 @@ func TestLoadChecksLogFileLoopsAndSlashes(t *testing.T) {
 func TestPromoteChain(t *testing.T) {
 	cfg, err := Parse([]byte(`services:
   - name: dev
+    imagePolicy: apps/dev
     soak: 1m
   - name: staging
     promote: {from: dev}
     soak: 10m
   - name: production
-    promote: {from: staging, after: 30m}
+    promote: {from: staging, after: 30m, imagePolicy: prod-api}
   - name: canary
     promote: {from: staging}
 `), "chain.yaml")
@@ -784,14 +785,29 @@ func TestPromoteChain(t *testing.T) {
 	for _, tt := range []struct {
 		name, from string
 		after      time.Duration
-	}{{"staging", "dev", time.Minute}, {"production", "staging", 30 * time.Minute}, {"canary", "staging", 10 * time.Minute}} {
+		owned      string // promote.imagePolicy, resolved
+	}{
+		// The owned policy's default: beside the chain's root policy.
+		{"staging", "dev", time.Minute, "apps/autodeploy-staging"},
+		{"production", "staging", 30 * time.Minute, "flux-system/prod-api"},
+		{"canary", "staging", 10 * time.Minute, "apps/autodeploy-canary"},
+	} {
 		s, _ := cfg.Service(tt.name)
 		if s.Promote == nil || s.Promote.From != tt.from || s.Promote.After != tt.after || s.PolicyName != "" || s.PolicyNamespace != "" {
 			t.Errorf("%s: promote %+v, policy %q/%q", tt.name, s.Promote, s.PolicyNamespace, s.PolicyName)
+			continue
+		}
+		if got := s.Promote.PolicyNamespace + "/" + s.Promote.PolicyName; got != tt.owned {
+			t.Errorf("%s: owned ImagePolicy %s, want %s", tt.name, got, tt.owned)
+		}
+		if got := s.Promote.RootPolicyNamespace + "/" + s.Promote.RootPolicyName; got != "apps/dev" {
+			t.Errorf("%s: root ImagePolicy %s, want dev's apps/dev", tt.name, got)
 		}
 	}
-	if ns := PolicyNamespaces(cfg.Services); !slices.Equal(ns, []string{DefaultFluxNamespace}) {
-		t.Errorf("PolicyNamespaces = %q, want only dev's", ns)
+	// dev's, and production's owned policy's (the others' owned
+	// policies are beside dev's).
+	if ns := PolicyNamespaces(cfg.Services); !slices.Equal(ns, []string{"apps", "flux-system"}) {
+		t.Errorf("PolicyNamespaces = %q, want dev's and production's owned policy's", ns)
 	}
 }
 

@@ -97,9 +97,10 @@ type rawService struct {
 }
 
 type rawPromote struct {
-	From  opt[string]        `yaml:"from"`
-	After opt[time.Duration] `yaml:"after"`
-	Line  int                `yaml:"-"`
+	From        opt[string]        `yaml:"from"`
+	After       opt[time.Duration] `yaml:"after"`
+	ImagePolicy opt[string]        `yaml:"imagePolicy"`
+	Line        int                `yaml:"-"`
 }
 
 type rawHealth struct {

@@ -317,6 +317,16 @@ func (d *decoder) service(c *Config, rs rawService, path string) Service {
 		if rs.ImagePolicy.Set {
 			d.add(rs.ImagePolicy.Line, rs.ImagePolicy.Path, "set one of imagePolicy and promote, not both: a promoted service takes its image from promote.from")
 		}
+		if p.ImagePolicy.ok() {
+			// Its namespace defaults to flux.namespace like a service's
+			// imagePolicy; without the key, the chain's root policy's
+			// namespace (promotions).
+			ns, name, err := parseImagePolicy(p.ImagePolicy.Val, c.Flux.Namespace)
+			if err != nil {
+				d.add(p.ImagePolicy.Line, p.ImagePolicy.Path, err.Error())
+			}
+			s.Promote.PolicyNamespace, s.Promote.PolicyName = ns, name
+		}
 	} else if rs.ImagePolicy.ok() {
 		ns, name, err := parseImagePolicy(rs.ImagePolicy.Val, c.Flux.Namespace)
 		if err != nil {
@@ -507,6 +517,12 @@ func (d *decoder) promotions(c *Config, raw []rawService) {
 			}
 			seen = append(seen, cur.Name)
 			if cur.Promote == nil {
+				// The chain's root: the owned policy lives beside its
+				// policy, in the namespace the automation lists.
+				s.Promote.RootPolicyNamespace, s.Promote.RootPolicyName = cur.PolicyNamespace, cur.PolicyName
+				if s.Promote.PolicyName == "" {
+					s.Promote.PolicyNamespace, s.Promote.PolicyName = cur.PolicyNamespace, OwnedPolicyPrefix+s.Name
+				}
 				break
 			}
 			next, ok := byName[cur.Promote.From]

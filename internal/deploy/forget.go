@@ -146,6 +146,10 @@ func (m *Manager) Forget(ctx context.Context, cfg *config.Config, name string, d
 		logRemoved(log, res, dryRun)
 		return res, err
 	}
+	if err := m.forgetPromotionPolicies(ctx, cfg.Services, name, dryRun, &res); err != nil {
+		logRemoved(log, res, dryRun)
+		return res, err
+	}
 	if dryRun {
 		log.Info("forget", "dryRun", true, "records", len(res.Removed), "configured", res.Configured)
 		return res, rsErr
@@ -300,6 +304,44 @@ func (m *Manager) forgetExclusions(ctx context.Context, services []config.Servic
 		res.Searched = append(res.Searched, repo.String())
 		for _, e := range removed {
 			res.Removed = append(res.Removed, Record{Object: "imagerepository.image.toolkit.fluxcd.io/" + repo.Name, Namespace: repo.Namespace, What: "exclusion " + e.Pattern})
+		}
+	}
+	return nil
+}
+
+// forgetPromotionPolicies deletes the ImagePolicies autodeploy created for
+// the promotions of name (gitops.PointPolicy), found by their record (the
+// managed-by label, then the promotion-of annotation) in the namespaces
+// of the configured policies and owned policies: a renamed service's
+// policy is found too. One at that name without the record is someone
+// else's and stays.
+func (m *Manager) forgetPromotionPolicies(ctx context.Context, services []config.Service, name string, dryRun bool, res *ForgetResult) error {
+	nss := config.PolicyNamespaces(services)
+	if len(nss) == 0 {
+		return nil
+	}
+	api, err := flux.Detect(ctx, m.Kube.Discovery())
+	if err != nil {
+		return err
+	}
+	for _, ns := range nss {
+		list, err := m.Dynamic.Resource(api.Policies()).Namespace(ns).List(ctx, metav1.ListOptions{LabelSelector: gitops.LabelManagedBy + "=" + gitops.ManagedByAutodeploy})
+		if err != nil {
+			return fmt.Errorf("list ImagePolicies in %s: %w", ns, err)
+		}
+		for i := range list.Items {
+			u := &list.Items[i]
+			if !gitops.OwnedBy(u, name) {
+				continue
+			}
+			ref := flux.Ref{Namespace: ns, Name: u.GetName()}
+			deleted, err := gitops.DeletePolicy(ctx, m.Dynamic, api, ref, name, dryRun)
+			if err != nil {
+				return err
+			}
+			if deleted {
+				res.Removed = append(res.Removed, Record{Object: "imagepolicy.image.toolkit.fluxcd.io/" + ref.Name, Namespace: ns, What: "the ImagePolicy itself (created for the promotion of " + name + ")"})
+			}
 		}
 	}
 	return nil

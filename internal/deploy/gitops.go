@@ -19,7 +19,7 @@ import (
 // a failed image that comes back from git as a problem. It runs beside the
 // rollback (recover), in the run's context: a signal stops it.
 func (r *Runner) excludeFailed(ctx context.Context, s config.Service, dec Decision, log *slog.Logger) {
-	if dec.Kustomization == "" || dec.Repository == "" {
+	if dec.Kustomization == "" || (dec.Repository == "" && dec.PromotionPolicy == "") {
 		return
 	}
 	repo := flux.ParseRef(dec.Repository)
@@ -27,11 +27,25 @@ func (r *Runner) excludeFailed(ctx context.Context, s config.Service, dec Decisi
 	// The reason names the service, not the failure: the failure's text
 	// (a health check's answer) stays on the Deployment, not on a Flux
 	// object others may read.
-	out, err := g.ExcludeRolledBack(ctx, s.Name, dec.Kustomization, flux.Ref{Namespace: s.PolicyNamespace, Name: s.PolicyName}, repo, dec.Target, "automatic rollback of "+s.Name,
-		func(ctx context.Context, repo flux.Ref) bool {
+	back := gitops.Back{Service: s.Name, Kustomization: dec.Kustomization, Failed: dec.Target, Restored: dec.Current, Reason: "automatic rollback of " + s.Name,
+		Policy: flux.Ref{Namespace: s.PolicyNamespace, Name: s.PolicyName}, Repository: repo,
+		Rescan: func(ctx context.Context, repo flux.Ref) bool {
 			r.progress(s.Name, "excluded the failed tag in ImageRepository "+repo.String()+": the policy, then git, go back too")
 			return r.rescan(ctx, repo, log)
-		})
+		}}
+	if dec.PromotionPolicy != "" {
+		owned, root := promotionRefs(s)
+		back.Owned, back.Root = &owned, &root
+		r.progress(s.Name, "pointing ImagePolicy "+owned.String()+" back at "+dec.Current+": git goes back too")
+	}
+	out, err := g.GoBack(ctx, back)
+	switch {
+	case err != nil && back.Owned != nil:
+		log.Error("could not point the promotion's ImagePolicy back: Flux may apply the failed image again from git", "imagePolicy", back.Owned.String(), "image", dec.Current, "error", err)
+		return
+	case out.Added && back.Owned != nil:
+		log.Info("the promotion's ImagePolicy points back at the image before, so that git follows the rollback", "imagePolicy", back.Owned.String(), "image", dec.Current)
+	}
 	switch {
 	case errors.Is(err, gitops.ErrNotExcludable):
 		log.Warn("failed tag not excluded: Flux may apply it again from git", "why", err)
@@ -107,12 +121,43 @@ func (r *Runner) releaseExclusions(ctx context.Context, in Input, dec Decision, 
 // the deploy: what goes wrong is a warning, and a revert that follows is
 // reported by the next run.
 func (r *Runner) bringGitAlong(ctx context.Context, in Input, dec Decision, log *slog.Logger) {
-	if dec.Kustomization == "" || in.Policy == nil {
+	policy := in.Policy
+	if dec.PromotionPolicy != "" {
+		// The policy the target's setter marker names: the owned one,
+		// pointed at the target before the patch (promote).
+		ref := flux.ParseRef(dec.PromotionPolicy)
+		policy = &flux.Policy{Namespace: ref.Namespace, Name: ref.Name}
+	}
+	if dec.Kustomization == "" || policy == nil {
 		return
 	}
-	if why := gitops.Follows(ctx, r.Dynamic, r.api, r.Now(), dec.Kustomization, *in.Policy, dec.Target); why != "" {
+	if why := gitops.Follows(ctx, r.Dynamic, r.api, r.Now(), dec.Kustomization, *policy, dec.Target); why != "" {
 		r.warn(log, dec.Service+": "+why)
 	}
+}
+
+// promotionRefs are a promoted service's owned ImagePolicy and the
+// chain's root policy (config promote).
+func promotionRefs(s config.Service) (owned, root flux.Ref) {
+	p := s.Promote
+	return flux.Ref{Namespace: p.PolicyNamespace, Name: p.PolicyName}, flux.Ref{Namespace: p.RootPolicyNamespace, Name: p.RootPolicyName}
+}
+
+// promote points the ImagePolicy autodeploy owns for a promoted service
+// applied from git at the deploy's target, before the Deployment's patch:
+// the automation then writes exactly that tag into the setter marker that
+// names the policy, and Flux's apply agrees with the patch (git follows:
+// bringGitAlong). Without it Flux would put git's image back, so a
+// failure here deploys nothing.
+func (r *Runner) promote(ctx context.Context, s config.Service, dec Decision, log *slog.Logger) error {
+	owned, root := promotionRefs(s)
+	p, err := gitops.PointPolicy(ctx, r.Dynamic, r.api, owned, root, s.Name, dec.Target, flux.Token(r.Now()))
+	if err != nil {
+		log.Error("could not point the promotion's ImagePolicy at the target: nothing deployed", "imagePolicy", owned.String(), "error", err)
+		return fmt.Errorf("%w: nothing deployed (without it, Flux would put git's image back)", err)
+	}
+	log.Info("the promotion's ImagePolicy selects the target, for the automation to write it to git", "imagePolicy", owned.String(), "created", p.Created, "changed", p.Changed, "target", dec.Target)
+	return nil
 }
 
 // warn records a warning of the run (shown by run and status).

@@ -72,9 +72,10 @@ func newGitOpsWith(t testing.TB, o gitopsOptions, names ...string) *gitops {
 	f := newFixture(t, e, fluxsim.V1, specs, "")
 	// The policies admit the failing tags the tests push, so that an
 	// exclusion is released by the policy's own order (alphabetical:
-	// sha-* ranks above fail-*), not because its filter drops the tag.
+	// sha-* ranks above fail-* and flaky-*), not because its filter drops
+	// the tag; the stand-in applies the filter, as Flux does.
 	for _, n := range names {
-		patch := []byte(`{"spec":{"filterTags":{"pattern":"^(sha|fail)-[a-f0-9]+$"}}}`)
+		patch := []byte(`{"spec":{"filterTags":{"pattern":"^(sha|fail|flaky)-[a-f0-9]+$"}}}`)
 		if _, err := e.Dynamic.Resource(fluxsim.V1.GVR("imagepolicies")).Namespace(e.Namespace).Patch(context.Background(), n, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
 		}

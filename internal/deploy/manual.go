@@ -66,6 +66,10 @@ type RollbackResult struct {
 	// Excluded is the ImageRepository (namespace/name) whose exclusionList
 	// got the tag rolled back from, so that git goes back too.
 	Excluded string
+	// PointedBack is, for a promoted service, the ImagePolicy autodeploy
+	// owns for it (namespace/name), pointed back at the image rolled back
+	// to so that git goes back too (instead of an exclusion).
+	PointedBack string
 	// ExcludeError says why the tag could not be excluded: the rollback
 	// stands, but git may bring the image back once the service is resumed.
 	ExcludeError string
@@ -222,10 +226,10 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 		// Git must stop asking for the image too, or resume brings it back:
 		// the exclusion goes beside the rollout's wait, as an automatic
 		// rollback's does (recover), and is waited for before any return.
-		kustomization, from := res.Kustomization, res.From
+		kustomization, from, to := res.Kustomization, res.From, res.To
 		exclusion = startAlongside(ctx, func(ctx context.Context) {
 			var err error
-			excluded, gitWarning, err = m.exclude(ctx, s, kustomization, from, reason)
+			excluded, gitWarning, err = m.exclude(ctx, s, kustomization, from, to, reason)
 			if gitWarning != "" {
 				log.Warn("git does not follow the rollback yet", "warning", gitWarning)
 			}
@@ -238,6 +242,9 @@ func (m *Manager) Rollback(ctx context.Context, s config.Service, o RollbackOpti
 	err = m.verifyRollback(ctx, s, container, undo, res.To, log)
 	exclusion.Wait()
 	res.Excluded, res.GitWarning, res.ExcludeError = excluded, gitWarning, excludeError
+	if s.Promote != nil {
+		res.Excluded, res.PointedBack = "", excluded
+	}
 	if err != nil {
 		return res, err
 	}
@@ -591,34 +598,50 @@ func (m *Manager) policyRepository(ctx context.Context, s config.Service) (flux.
 	return api, flux.Ref{Namespace: p.RepoNamespace, Name: p.RepoName}, nil
 }
 
-// exclude makes git go back with a manual rollback, by the same path as
-// an automatic one (gitops.Git.ExcludeRolledBack): it returns the
-// repository, and why git does not follow yet ("" when it does).
-func (m *Manager) exclude(ctx context.Context, s config.Service, kustomization, img, reason string) (string, string, error) {
-	api, repo, err := m.policyRepository(ctx, s)
+// exclude makes git go back with a manual rollback from img to restored,
+// by the same path as an automatic one (gitops.Git.GoBack): it returns
+// the lever's object (the ImageRepository, or a promoted service's owned
+// ImagePolicy), and why git does not follow yet ("" when it does).
+func (m *Manager) exclude(ctx context.Context, s config.Service, kustomization, img, restored, reason string) (string, string, error) {
+	back := gitops.Back{Service: s.Name, Kustomization: kustomization, Failed: img, Restored: restored, Reason: "rolled back by " + m.By + ": " + reason,
+		Policy: flux.Ref{Namespace: s.PolicyNamespace, Name: s.PolicyName}}
+	var (
+		api flux.API
+		err error
+	)
+	if s.Promote != nil {
+		owned, root := promotionRefs(s)
+		back.Owned, back.Root = &owned, &root
+		api, err = flux.Detect(ctx, m.Kube.Discovery())
+	} else {
+		api, back.Repository, err = m.policyRepository(ctx, s)
+	}
 	if err != nil {
 		return "", "", err
 	}
 	g := gitops.Git{Dynamic: m.Dynamic, API: api, Now: m.Now}
-	out, err := g.ExcludeRolledBack(ctx, s.Name, kustomization, flux.Ref{Namespace: s.PolicyNamespace, Name: s.PolicyName}, repo, img, "rolled back by "+m.By+": "+reason,
-		func(ctx context.Context, repo flux.Ref) bool {
-			m.Log.Info("tag excluded so that git follows the rollback", "svc", s.Name, "repository", repo.String(), "image", img)
-			// The spec change alone makes Flux rescan; the request makes
-			// the wait for it explicit, bounded by the command's own
-			// budget (it holds the lock, not a run's Flux budget).
-			rctx, cancel := context.WithTimeout(ctx, RescanBound)
-			defer cancel()
-			for _, o := range flux.Reconcile(rctx, m.Dynamic, api.Repositories(), []flux.Ref{repo}, flux.Token(m.Now())) {
-				if o.NoAnswer {
-					return false
-				}
+	back.Rescan = func(ctx context.Context, repo flux.Ref) bool {
+		m.Log.Info("tag excluded so that git follows the rollback", "svc", s.Name, "repository", repo.String(), "image", img)
+		// The spec change alone makes Flux rescan; the request makes
+		// the wait for it explicit, bounded by the command's own
+		// budget (it holds the lock, not a run's Flux budget).
+		rctx, cancel := context.WithTimeout(ctx, RescanBound)
+		defer cancel()
+		for _, o := range flux.Reconcile(rctx, m.Dynamic, api.Repositories(), []flux.Ref{repo}, flux.Token(m.Now())) {
+			if o.NoAnswer {
+				return false
 			}
-			return true
-		})
+		}
+		return true
+	}
+	out, err := g.GoBack(ctx, back)
 	if err != nil {
 		return "", "", err
 	}
-	return repo.String(), out.Warning, nil
+	if back.Owned != nil {
+		return back.Owned.String(), out.Warning, nil
+	}
+	return back.Repository.String(), out.Warning, nil
 }
 
 // RescanBound bounds a manual rollback's wait for its ImageRepository's

@@ -86,6 +86,12 @@ type Decision struct {
 	PromoteReason string `json:"promoteReason,omitempty"`
 	// Repository is namespace/name of the policy's ImageRepository.
 	Repository string `json:"imageRepository,omitempty"`
+	// PromotionPolicy is namespace/name of the ImagePolicy autodeploy
+	// owns for a promoted service Flux applies from git (config
+	// promote.imagePolicy): a deploy points it at the target's tag first,
+	// so that the automation writes that tag to git, and a rollback points
+	// it back (gitops.PointPolicy). "" otherwise.
+	PromotionPolicy string `json:"promotionPolicy,omitempty"`
 	// Alert is a key for a problem people must hear about once (every
 	// Problem: a missing object, an invalid image, a failed image running,
 	// a deploy Flux reverted): the same from run to run while the problem
@@ -122,6 +128,18 @@ type Input struct {
 	Source *Source
 	// PromoteNow is `autodeploy promote` for this service.
 	PromoteNow *PromoteNow
+	// Owned is the ImagePolicy at the name a promoted service applied
+	// from git owns (config promote.imagePolicy), nil when it does not
+	// exist (or was not read: the first promotion creates it).
+	Owned *OwnedPolicy
+}
+
+// OwnedPolicy is the ImagePolicy at a promoted service's owned name.
+type OwnedPolicy struct {
+	Policy flux.Policy
+	// Ours: it carries autodeploy's record for the service
+	// (gitops.OwnedBy); one without is someone else's, never written.
+	Ours bool
 }
 
 // Source is the source of a promotion as read from the cluster.
@@ -238,13 +256,24 @@ func plan(in Input) Decision {
 		return dec
 	}
 	p := in.Policy
+	// The policy git's setter marker names: the service's, or for a
+	// promotion under GitOps the one autodeploy owns.
+	markerNS, markerName := s.PolicyNamespace, s.PolicyName
 	if s.Promote != nil {
 		if dec.Kustomization != "" {
-			// Flux would apply git's image over the promotion at its next
-			// interval: promotion under GitOps needs git to follow (issue
-			// 19), which is not built yet. Said, not fought.
-			dec.Fix = "promote by committing the tag to git, or remove promote from the service"
-			return skip(true, "promotion of a Deployment applied from git (Kustomization %s) is not supported yet: Flux would put git's image back", dec.Kustomization)
+			// Flux applies git's image at every interval: the promotion
+			// must reach git, through the ImagePolicy autodeploy owns for
+			// the service, which the image line's setter marker names
+			// (gitops.PointPolicy). One of that name without autodeploy's
+			// record is someone else's: never written, said.
+			owned := flux.Ref{Namespace: s.Promote.PolicyNamespace, Name: s.Promote.PolicyName}
+			markerNS, markerName = owned.Namespace, owned.Name
+			dec.PromotionPolicy = owned.String()
+			if o := in.Owned; o != nil && !o.Ours {
+				dec.Fix = gitops.ForeignPolicyFix(s.Name, owned)
+				return skip(true, "ImagePolicy %s %s: the promotion of %s under GitOps needs an ImagePolicy of that name created by autodeploy (label %s: %s, annotation %s: %s)",
+					owned, gitops.ErrForeignPolicy, s.Name, gitops.LabelManagedBy, gitops.ManagedByAutodeploy, gitops.AnnPromotionOf, s.Name)
+			}
 		}
 		var why string
 		if p, why = promotion(in, dec.Current); p == nil {
@@ -288,8 +317,8 @@ func plan(in Input) Decision {
 		// ways too, and then autodeploy's revision looks replaced.
 		kref := flux.ParseRef(k)
 		dec.Alert = "reverted:" + p.Latest
-		dec.Fix = fmt.Sprintf("make git follow ImagePolicy %s (flux get image update -n %s; the image line needs the marker # {\"$imagepolicy\": \"%s:%s\"}), then flux reconcile kustomization %s -n %s --with-source",
-			dec.Policy, s.PolicyNamespace, s.PolicyNamespace, s.PolicyName, kref.Name, kref.Namespace)
+		dec.Fix = fmt.Sprintf("make git follow ImagePolicy %s/%s (flux get image update -n %s; the image line needs the marker # {\"$imagepolicy\": \"%s:%s\"}), then flux reconcile kustomization %s -n %s --with-source",
+			markerNS, markerName, markerNS, markerNS, markerName, kref.Name, kref.Namespace)
 		return skip(true, "%s was reverted by %s from Kustomization %s: git has %s; runs do not deploy %s again until git has it",
 			p.Latest, flux.KustomizeManager, k, dec.Current, p.Latest)
 	}

@@ -589,8 +589,6 @@ func TestPlanPromotion(t *testing.T) {
 			UpToDate, "", false, "running the policy's latest image"},
 		{"no source Deployment", Input{Service: prod(), Now: at(10, 40), Deployment: dep(repo+":sha-aaa", 1), Source: &Source{Service: staging}},
 			Skip, "", false, "the Deployment of api-gateway-staging (promote.from) does not exist"},
-		{"applied from git", Input{Service: prod(), Now: at(10, 40), Deployment: dep(repo+":sha-aaa", 1, appliedByFlux), Source: src("sha-bbb", soakMark("sha-bbb", true))},
-			Skip, "", true, "not supported yet"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -602,6 +600,59 @@ func TestPlanPromotion(t *testing.T) {
 				t.Errorf("PromotedFrom %q, Policy %q", got.PromotedFrom, got.Policy)
 			}
 		})
+	}
+}
+
+// Promotion under GitOps (issue 19): the target's Deployment is applied
+// from git; the plan names the ImagePolicy autodeploy owns for it, which
+// the deploy points at the promoted tag; one of that name that is not
+// autodeploy's is a problem, and a revert by Flux while the mark names the
+// promoted image is one too, naming the owned policy's setter marker.
+func TestPlanPromotionUnderGitOps(t *testing.T) {
+	prod := config.Service{Name: "api-gateway", Namespace: "production", Deployment: "api-gateway", RolloutTimeout: time.Minute, AutoRollback: true,
+		Promote: &config.Promote{From: "api-gateway-staging", PolicyNamespace: "flux-system", PolicyName: "autodeploy-api-gateway", RootPolicyNamespace: "flux-system", RootPolicyName: "api-gateway"}}
+	staging := config.Service{Name: "api-gateway-staging", Namespace: "staging", Deployment: "api-gateway"}
+	src := &Source{Service: staging, Deployment: dep(repo+":sha-bbb", 2, soakMark("sha-bbb", true))}
+	now := time.Date(2026, 11, 25, 10, 40, 0, 0, time.UTC)
+	owned := func(ours bool) *OwnedPolicy {
+		return &OwnedPolicy{Policy: flux.Policy{Namespace: "flux-system", Name: "autodeploy-api-gateway", Latest: repo + ":sha-aaa", Ready: true}, Ours: ours}
+	}
+	reverted := func(d *appsv1.Deployment) { d.Annotations[AnnDeployedImage] = repo + ":sha-bbb" }
+	tests := []struct {
+		name       string
+		d          *appsv1.Deployment
+		owned      *OwnedPolicy
+		action     Action
+		problem    bool
+		reasonPart string
+		fixPart    string
+	}{
+		{name: "first promotion: the owned policy is created by the deploy", d: dep(repo+":sha-aaa", 1, appliedByFlux), action: Deploy, reasonPart: "promoted from api-gateway-staging"},
+		{name: "the owned policy is autodeploy's", d: dep(repo+":sha-aaa", 1, appliedByFlux), owned: owned(true), action: Deploy, reasonPart: "promoted from api-gateway-staging"},
+		{name: "someone else's policy at the owned name", d: dep(repo+":sha-aaa", 1, appliedByFlux), owned: owned(false), action: Skip, problem: true,
+			reasonPart: "ImagePolicy flux-system/autodeploy-api-gateway is not autodeploy's", fixPart: "set promote.imagePolicy of api-gateway to a name no other ImagePolicy has"},
+		{name: "Flux put git's image back over the promotion: said, not fought", d: dep(repo+":sha-aaa", 2, appliedByFlux, reverted, managedBy(flux.KustomizeManager)), owned: owned(true), action: Skip, problem: true,
+			reasonPart: "was reverted by kustomize-controller from Kustomization flux-system/apps", fixPart: `# {"$imagepolicy": "flux-system:autodeploy-api-gateway"}`},
+		{name: "a failed promotion is never promoted again", d: dep(repo+":sha-aaa", 3, appliedByFlux, failedMark("sha-bbb")), owned: owned(true), action: Skip, reasonPart: "sha-bbb failed on 2026-11-25 10:00"},
+		{name: "running the promoted image", d: dep(repo+":sha-bbb", 2, appliedByFlux), owned: owned(true), action: UpToDate},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Plan(Input{Service: prod, Now: now, Deployment: tt.d, Source: src, Owned: tt.owned})
+			if got.Action != tt.action || got.Problem != tt.problem || !strings.Contains(got.Reason, tt.reasonPart) || !strings.Contains(got.Fix, tt.fixPart) {
+				t.Fatalf("Plan = %s %q problem %v fix %q, want %s %q problem %v fix %q", got.Action, got.Reason, got.Problem, got.Fix, tt.action, tt.reasonPart, tt.problem, tt.fixPart)
+			}
+			if got.PromotionPolicy != "flux-system/autodeploy-api-gateway" || got.Kustomization != "flux-system/apps" {
+				t.Errorf("PromotionPolicy %q, Kustomization %q", got.PromotionPolicy, got.Kustomization)
+			}
+			if tt.action == Deploy && got.Target != repo+":sha-bbb" {
+				t.Errorf("target %s", got.Target)
+			}
+		})
+	}
+	// Not applied from git: no owned policy.
+	if got := Plan(Input{Service: prod, Now: now, Deployment: dep(repo+":sha-aaa", 1), Source: src}); got.Action != Deploy || got.PromotionPolicy != "" {
+		t.Errorf("without GitOps: %s, PromotionPolicy %q", got.Action, got.PromotionPolicy)
 	}
 }
 

@@ -3,12 +3,18 @@
 package deploy_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
+	"github.com/autodeploy-dev/autodeploy/internal/flux"
 	"github.com/autodeploy-dev/autodeploy/internal/fluxsim"
 	"github.com/autodeploy-dev/autodeploy/internal/kubetest"
 	"github.com/autodeploy-dev/autodeploy/internal/notify"
@@ -114,5 +120,124 @@ func TestPromoteNow(t *testing.T) {
 	}
 	if p, ok := deploy.ParsePromotion(cur.Annotations, reg+"api:sha-2222222"); !ok || p.From != "staging" || p.By != "alice@bastion" || p.Reason != "customer fix" {
 		t.Errorf("the current ReplicaSet's promotion record: %+v, %v (%v)", p, ok, cur.Annotations)
+	}
+}
+
+// Promotion under GitOps (issue 19): staging and production are both
+// applied from git. Staging's image line names its policy; production's
+// names the ImagePolicy autodeploy owns for it (autodeploy-production, not
+// in git). A good image verified in staging is promoted: git, the cluster
+// and Flux agree afterwards, and Flux's next apply writes nothing. An image
+// that fails in production only (its soak; staging has none) is rolled
+// back there, the rollback sticks after Flux's next apply, git has the
+// previous tag, and the image is never promoted again.
+func TestPromotionUnderGitOps(t *testing.T) {
+	e := kubetest.New(t)
+	ns := e.Namespace
+	img1, img2, bad := reg+"api:sha-1111111", reg+"api:sha-2222222", reg+"api:late-crash-3333333"
+	const owned = "autodeploy-production"
+	f := newFixture(t, e, fluxsim.V1, []svcSpec{
+		{name: "staging", image: img1, noDeploy: true, extra: "    soak: 0s\n"},
+		// late-crash-* restarts ~5 s after Ready: within production's soak.
+		{name: "production", image: img1, noDeploy: true, noPolicy: true, extra: "    promote: {from: staging}\n    soak: 10s\n"},
+	}, "")
+	prodManifest := strings.Replace(fluxsim.DeploymentManifest("production", img1, ns, 1),
+		`"$imagepolicy": "`+ns+`:production"`, `"$imagepolicy": "`+ns+`:`+owned+`"`, 1)
+	g := e.StartGitOps(fluxsim.GitOptions{Path: "./apps", ImageVersion: fluxsim.V1, Files: map[string]string{
+		"apps/staging.yaml":    fluxsim.DeploymentManifest("staging", img1, ns, 1),
+		"apps/production.yaml": prodManifest,
+	}})
+	for _, n := range []string{"staging", "production"} {
+		if _, err := rollout.Wait(t.Context(), e.Kube, ns, n, rollout.WaitOptions{}); err != nil {
+			t.Fatalf("first apply of %s: %v", n, err)
+		}
+	}
+	gf := &gitops{fixture: f, g: g, events: newEvents(t)}
+	ownedPolicy := func() *unstructured.Unstructured {
+		t.Helper()
+		u, err := e.Dynamic.Resource(fluxsim.V1.GVR("imagepolicies")).Namespace(ns).Get(t.Context(), owned, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	// agree: git's production manifest, the owned policy, the automation
+	// and the Kustomization's applied revision all have img, and a
+	// Kustomization interval then writes nothing.
+	agree := func(img string) {
+		t.Helper()
+		gf.gitImage(t, "production", img)
+		tag := img[strings.LastIndex(img, ":")+1:]
+		if p := flux.ParsePolicy(ownedPolicy()); p.Latest != img || !p.Ready {
+			t.Errorf("ImagePolicy %s selects %q (ready %v), want %s", owned, p.Latest, p.Ready, img)
+		}
+		au, err := e.Dynamic.Resource(fluxsim.V1.GVR("imageupdateautomations")).Namespace(ns).Get(t.Context(), fluxsim.AutomationName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _, _ := unstructured.NestedString(au.Object, "status", "observedPolicies", owned, "tag"); got != tag {
+			t.Errorf("the automation observed %s at %q, want %s", owned, got, tag)
+		}
+		gf.settle(t)
+		if err := g.Fetch(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		before, applies := e.GetDeployment("production"), g.Applies()
+		if err := g.ReconcileKustomization(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		after := e.GetDeployment("production")
+		if kubetest.Image(after) != img || g.Applies() != applies || !equality.Semantic.DeepEqual(after.Spec.Template, before.Spec.Template) {
+			t.Errorf("after Flux's apply production runs %s (applies %d -> %d), want %s untouched", kubetest.Image(after), applies, g.Applies(), img)
+		}
+		rev, err := g.Revision(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := e.Dynamic.Resource(flux.KustomizationGVR).Namespace(ns).Get(t.Context(), fluxsim.KustomizationName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if applied, _, _ := unstructured.NestedString(k.Object, "status", "lastAppliedRevision"); applied != rev {
+			t.Errorf("Kustomization applied %q, the source has %q", applied, rev)
+		}
+	}
+
+	// A good image: verified in staging, then promoted through the owned
+	// policy, which the first promotion creates.
+	f.refl.Push("staging", img2)
+	res := gf.run(t)
+	wantOutcome(t, res, "staging", deploy.OutcomeDeployed)
+	wantOutcome(t, res, "production", deploy.OutcomeUpToDate) // planned before staging's deploy
+	s := wantOutcome(t, gf.run(t), "production", deploy.OutcomeDeployed)
+	if s.Target != img2 || s.PromotionPolicy != ns+"/"+owned {
+		t.Fatalf("promotion: %+v", s.Decision)
+	}
+	if u := ownedPolicy(); u.GetLabels()["app.kubernetes.io/managed-by"] != "autodeploy" || u.GetAnnotations()["autodeploy.dev/promotion-of"] != "production" {
+		t.Errorf("owned policy's record: labels %v, annotations %v", u.GetLabels(), u.GetAnnotations())
+	}
+	agree(img2)
+	wantOutcome(t, gf.run(t), "production", deploy.OutcomeUpToDate)
+
+	// An image that fails in production only: staging (no soak) keeps it,
+	// production's soak catches the late crash and rolls back.
+	f.refl.Push("staging", bad)
+	wantOutcome(t, gf.run(t), "staging", deploy.OutcomeDeployed)
+	s = wantOutcome(t, gf.run(t), "production", deploy.OutcomeRolledBack)
+	if s.Target != bad {
+		t.Fatalf("failed promotion: %+v", s.Decision)
+	}
+	if fi, ok := deploy.ParseFailedImage(e.GetDeployment("production").Annotations); !ok || fi.Image != bad {
+		t.Errorf("failed-image %+v %v, want %s", fi, ok, bad)
+	}
+	if l := gf.exclusionList(t, "staging"); slices.Contains(l, "^late-crash-3333333$") {
+		t.Errorf("exclusionList of the shared ImageRepository %q: staging verified that image", l)
+	}
+	agree(img2) // the rollback sticks after Flux's next apply
+	for range 2 {
+		s = wantOutcome(t, gf.run(t), "production", deploy.OutcomeSkipped)
+		if !strings.Contains(s.Reason, bad+" failed on") || kubetest.Image(e.GetDeployment("production")) != img2 {
+			t.Fatalf("after the failed promotion: %+v, runs %s", s.Decision, kubetest.Image(e.GetDeployment("production")))
+		}
 	}
 }

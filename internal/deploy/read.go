@@ -7,9 +7,11 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
+	"github.com/autodeploy-dev/autodeploy/internal/gitops"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
 )
 
@@ -36,6 +38,10 @@ func (r *Runner) readService(ctx context.Context, api flux.API, s config.Service
 		// back) earlier in this run.
 		src, err := r.source(ctx, s, nil)
 		in.Source = src
+		if err != nil || in.Deployment == nil || gitops.KustomizationOf(in.Deployment) == "" {
+			return in, err
+		}
+		in.Owned, err = readOwned(ctx, r.Dynamic, api, s)
 		return in, err
 	}
 	u, err := r.Dynamic.Resource(api.Policies()).Namespace(s.PolicyNamespace).Get(ctx, s.PolicyName, metav1.GetOptions{})
@@ -48,6 +54,20 @@ func (r *Runner) readService(ctx context.Context, api flux.API, s config.Service
 		in.Policy = &p
 	}
 	return in, nil
+}
+
+// readOwned reads the ImagePolicy a promoted service applied from git
+// owns (nil when it does not exist yet: the first promotion creates it).
+func readOwned(ctx context.Context, dc dynamic.Interface, api flux.API, s config.Service) (*OwnedPolicy, error) {
+	owned, _ := promotionRefs(s)
+	u, err := dc.Resource(api.Policies()).Namespace(owned.Namespace).Get(ctx, owned.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("read ImagePolicy %s (promote.imagePolicy of %s): %w", owned, s.Name, err)
+	}
+	return &OwnedPolicy{Policy: flux.ParsePolicy(u), Ours: gitops.OwnedBy(u, s.Name)}, nil
 }
 
 // readEach reads the services one by one (readService).

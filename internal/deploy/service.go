@@ -131,6 +131,12 @@ func (r *Runner) execute(ctx context.Context, in Input, dec Decision, log *slog.
 		if dec.PromotedFrom != "" {
 			ann[AnnPromotion] = mustJSON(Promotion{From: dec.PromotedFrom, Image: dec.Target, At: r.Now().UTC(), By: dec.PromotedBy, Reason: dec.PromoteReason})
 		}
+		if dec.PromotionPolicy != "" {
+			if err := r.promote(ctx, s, dec, log); err != nil {
+				r.progress(s.Name, err.Error())
+				return OutcomeFailed, err
+			}
+		}
 		log.Info("rollout started", "from", dec.Current, "to", dec.Target, "revision", dec.PreviousRevision)
 		r.progress(s.Name, fmt.Sprintf("deploying %s -> %s", dec.Current, dec.Target))
 		patched, err := rollout.SetImage(ctx, r.Kube, d, dec.Container, dec.Target, ann, false)

@@ -32,6 +32,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
+	"github.com/autodeploy-dev/autodeploy/internal/gitops"
 	"github.com/autodeploy-dev/autodeploy/internal/health"
 	"github.com/autodeploy-dev/autodeploy/internal/kube"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
@@ -216,6 +217,13 @@ func services(r *Report, cfg *config.Config, objs status.Objects) {
 			p = flux.ParsePolicy(u)
 			in.Policy = &p
 		}
+		if s.Promote != nil {
+			// The policy it owns under GitOps, as the run reads it: one
+			// that is not autodeploy's fails the plan.
+			if ou := objs.Policies[s.Promote.PolicyNamespace+"/"+s.Promote.PolicyName]; ou != nil {
+				in.Owned = &deploy.OwnedPolicy{Policy: flux.ParsePolicy(ou), Ours: gitops.OwnedBy(ou, s.Name)}
+			}
+		}
 		dec := deploy.Plan(in)
 		if dec.Problem {
 			r.add(name, Fail, dec.Reason, dec.Fix)
@@ -357,8 +365,15 @@ func gitOps(r *Report, name string, s config.Service, k string, objs status.Obje
 		r.add(name, Fail, objs.GitOpsProblem, "apply `autodeploy manifests rbac` for this kubeconfig's user or ServiceAccount")
 		return
 	}
-	g := flux.ResolveGitOps(flux.ParseRef(k), objs.Kustomizations[k], objs.Automations[s.PolicyNamespace])
-	problem := g.Problem(s.PolicyNamespace + "/" + s.PolicyName)
+	// The policy git's setter marker names: the service's, or the one
+	// autodeploy owns for a promoted service.
+	pns, pname := s.PolicyNamespace, s.PolicyName
+	if s.Promote != nil {
+		pns, pname = s.Promote.PolicyNamespace, s.Promote.PolicyName
+		ownedPolicy(r, name, s, objs)
+	}
+	g := flux.ResolveGitOps(flux.ParseRef(k), objs.Kustomizations[k], objs.Automations[pns])
+	problem := g.Problem(pns + "/" + pname)
 	switch {
 	case !g.Found:
 		r.add(name, Warn, problem, "fix or remove the Deployment's "+flux.KustomizationNameLabel+" labels")
@@ -368,7 +383,30 @@ func gitOps(r *Report, name string, s config.Service, k string, objs status.Obje
 		r.add(name, Warn, problem, "flux get image update -n "+g.Automation.Namespace)
 	default:
 		r.add(name, OK, fmt.Sprintf("applied from git by Kustomization %s; ImageUpdateAutomation %s writes ImagePolicy %s/%s's tag to %s %s, so git follows autodeploy's deploys",
-			k, g.Automation.Ref, s.PolicyNamespace, s.PolicyName, g.K.SourceKind, g.K.Source), "")
+			k, g.Automation.Ref, pns, pname, g.K.SourceKind, g.K.Source), "")
+	}
+}
+
+// ownedPolicy checks the ImagePolicy autodeploy owns for a promoted
+// service applied from git: absent is fine (the first promotion creates
+// it), autodeploy's and Ready is fine; one without autodeploy's record is
+// someone else's and fails (the plan says so too); not Ready warns.
+func ownedPolicy(r *Report, name string, s config.Service, objs status.Objects) {
+	ref := flux.Ref{Namespace: s.Promote.PolicyNamespace, Name: s.Promote.PolicyName}
+	marker := fmt.Sprintf(`the target's image line in git must carry # {"$imagepolicy": "%s:%s"}; the ImagePolicy must not be in git (autodeploy manifests promotion)`, ref.Namespace, ref.Name)
+	u := objs.Policies[ref.String()]
+	switch {
+	case u == nil:
+		r.add(name, OK, fmt.Sprintf("ImagePolicy %s, the promotion's, does not exist yet: created at the first promotion; %s", ref, marker), "")
+	case !gitops.OwnedBy(u, s.Name):
+		r.add(name, Fail, fmt.Sprintf("ImagePolicy %s %s (no label %s: %s with annotation %s: %s)", ref, gitops.ErrForeignPolicy, gitops.LabelManagedBy, gitops.ManagedByAutodeploy, gitops.AnnPromotionOf, s.Name), gitops.ForeignPolicyFix(s.Name, ref))
+	default:
+		p := flux.ParsePolicy(u)
+		if !p.Ready {
+			r.add(name, Warn, fmt.Sprintf("ImagePolicy %s, the promotion's, is not Ready: %s", ref, p.Message), "flux get image policy "+ref.Name+" -n "+ref.Namespace)
+			return
+		}
+		r.add(name, OK, fmt.Sprintf("ImagePolicy %s, the promotion's, is autodeploy's and selects %s; %s", ref, p.Latest, marker), "")
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/gitops"
 	"github.com/autodeploy-dev/autodeploy/internal/hosttest"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/status"
@@ -502,6 +503,75 @@ func TestCheckTextfileDir(t *testing.T) {
 				}
 			}
 			t.Errorf("no metrics check in %+v", r.Checks)
+		})
+	}
+}
+
+// A promoted service applied from git: doctor checks the ImagePolicy
+// autodeploy owns for it (absent until the first promotion, autodeploy's,
+// Ready), then that an ImageUpdateAutomation writes that policy to the
+// Kustomization's source, as for a service with its own policy.
+func TestGitOpsCheckOfAPromotion(t *testing.T) {
+	s := config.Service{Name: "production", Promote: &config.Promote{From: "staging", PolicyNamespace: "flux-system", PolicyName: "autodeploy-production"}}
+	k := &unstructured.Unstructured{Object: map[string]any{
+		"metadata": map[string]any{"name": "apps", "namespace": "flux-system"},
+		"spec":     map[string]any{"sourceRef": map[string]any{"kind": "GitRepository", "name": "flux-system"}},
+	}}
+	auto := unstructured.Unstructured{Object: map[string]any{
+		"metadata": map[string]any{"name": "flux-system", "namespace": "flux-system"},
+		"spec":     map[string]any{"sourceRef": map[string]any{"kind": "GitRepository", "name": "flux-system"}},
+		"status":   map[string]any{"conditions": []any{map[string]any{"type": "Ready", "status": "True"}}},
+	}}
+	owned := func(ours, ready bool) *unstructured.Unstructured {
+		st := "False"
+		if ready {
+			st = "True"
+		}
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"metadata": map[string]any{"name": "autodeploy-production", "namespace": "flux-system"},
+			"status": map[string]any{"latestRef": map[string]any{"name": "ghcr.io/acme/api", "tag": "sha-2"},
+				"conditions": []any{map[string]any{"type": "Ready", "status": st, "message": "no image"}}},
+		}}
+		if ours {
+			u.SetLabels(map[string]string{gitops.LabelManagedBy: gitops.ManagedByAutodeploy})
+			u.SetAnnotations(map[string]string{gitops.AnnPromotionOf: "production"})
+		}
+		return u
+	}
+	withPolicy := func(u *unstructured.Unstructured) status.Objects {
+		o := status.Objects{Kustomizations: map[string]*unstructured.Unstructured{"flux-system/apps": k}, Automations: map[string][]unstructured.Unstructured{"flux-system": {auto}}, Policies: map[string]*unstructured.Unstructured{}}
+		if u != nil {
+			o.Policies["flux-system/autodeploy-production"] = u
+		}
+		return o
+	}
+	tests := []struct {
+		name        string
+		objs        status.Objects
+		owned       string // status of the owned-policy check
+		ownedDetail string
+		automation  string // status of the automation check
+		automDetail string
+	}{
+		{"not created yet", withPolicy(nil), OK, "created at the first promotion", OK, "writes ImagePolicy flux-system/autodeploy-production's tag"},
+		{"autodeploy's and Ready", withPolicy(owned(true, true)), OK, `is autodeploy's and selects ghcr.io/acme/api:sha-2; the target's image line in git must carry # {"$imagepolicy": "flux-system:autodeploy-production"}`, OK, "autodeploy-production"},
+		{"not Ready", withPolicy(owned(true, false)), Warn, "is not Ready: no image", OK, "autodeploy-production"},
+		{"someone else's", withPolicy(owned(false, true)), Fail, "is not autodeploy's", OK, "autodeploy-production"},
+		{"no automation writes it", func() status.Objects { o := withPolicy(nil); o.Automations = nil; return o }(), OK, "created at the first promotion", Fail, "every deploy will be reverted by Flux"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &Report{}
+			gitOps(r, "service production", s, "flux-system/apps", tt.objs)
+			if len(r.Checks) != 2 {
+				t.Fatalf("checks = %+v, want the owned policy's and the automation's", r.Checks)
+			}
+			for i, want := range []struct{ status, detail string }{{tt.owned, tt.ownedDetail}, {tt.automation, tt.automDetail}} {
+				c := r.Checks[i]
+				if c.Status != want.status || !strings.Contains(c.Detail, want.detail) || (want.status != OK && c.Fix == "") {
+					t.Errorf("check %d = %+v, want %s containing %q with a fix", i, c, want.status, want.detail)
+				}
+			}
 		})
 	}
 }

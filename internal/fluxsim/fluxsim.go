@@ -30,9 +30,18 @@
 // A repository's spec.exclusionList drops matching tags from the scan
 // (#exclusion-list), and a spec change is reconciled without a request (a
 // new generation), so a policy falls back to the newest tag not excluded.
-// The "registry" is the list of images the test pushed; the policy selects
-// the newest pushed, which the tests push in the order an alphabetical
-// policy ranks them (filterTags are not applied).
+// The "registry" is the list of images the test pushed. A policy applies
+// its spec.filterTags.pattern (a Go regexp, as the controller compiles it:
+// fluxcd.io/flux/components/image/imagepolicies/#filter-tags) to the
+// scanned tags before its order, and selects the newest pushed of those
+// that pass, which the tests push in the order an alphabetical policy
+// ranks them (the order itself is not evaluated). A policy is
+// re-evaluated on its repository's scan, on a new generation of its own
+// spec (every version: controller-runtime's GenerationChangedPredicate),
+// and on a reconcile request (Flux >= 2.7, #triggering-a-reconcile). A
+// policy the test did not Track (one autodeploy creates for a promotion)
+// is followed from its first event, over the repository its
+// spec.imageRepositoryRef names, once that repository has images.
 //
 // # GitOps: source-, kustomize- and image-automation-controller (StartGitOps)
 //
@@ -208,15 +217,22 @@ func CreateRepository(ctx context.Context, dc dynamic.Interface, v Version, ns, 
 	return nil
 }
 
-// CreatePolicy creates an alphabetical ImagePolicy over sha-<hex> tags of
-// repo, as the seed's policies are.
+// PolicyPattern is the filterTags.pattern of the policies CreatePolicy
+// creates: the seed's sha-<hex> tags, and the tags the tests pick KWOK pod
+// patterns with (fail-<hex>, late-crash-<hex>, sha-<hex>-hotfix...), which
+// the seed's ^sha-[a-f0-9]+$ would filter out now that the stand-in
+// applies filterTags.
+const PolicyPattern = "^[a-z]+(-[a-z0-9]+)+$"
+
+// CreatePolicy creates an alphabetical ImagePolicy over the tags of repo
+// that PolicyPattern passes, as the seed's policies are over sha-<hex>.
 func CreatePolicy(ctx context.Context, dc dynamic.Interface, v Version, ns, name, repo string) error {
 	obj := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": Group + "/" + v.APIVersion, "kind": "ImagePolicy",
 		"metadata": map[string]any{"name": name, "namespace": ns},
 		"spec": map[string]any{
 			"imageRepositoryRef": map[string]any{"name": repo},
-			"filterTags":         map[string]any{"pattern": "^sha-[a-f0-9]+$"},
+			"filterTags":         map[string]any{"pattern": PolicyPattern},
 			"policy":             map[string]any{"alphabetical": map[string]any{"order": "asc"}},
 		},
 	}}
@@ -358,8 +374,17 @@ func Start(ctx context.Context, dc dynamic.Interface, v Version, ns string, onEr
 		go func() {
 			defer w.Stop()
 			for ev := range w.ResultChan() {
-				if u, ok := ev.Object.(*unstructured.Unstructured); ok && (ev.Type == watch.Added || ev.Type == watch.Modified) {
+				u, ok := ev.Object.(*unstructured.Unstructured)
+				switch {
+				case !ok:
+				case ev.Type == watch.Added || ev.Type == watch.Modified:
 					r.handle(ctx, res, u)
+				case ev.Type == watch.Deleted && res == "imagepolicies":
+					// Not re-evaluated at the next scan (autodeploy
+					// forget deleted its own, or a test its policy).
+					r.mu.Lock()
+					delete(r.policies, u.GetName())
+					r.mu.Unlock()
 				}
 			}
 		}()
@@ -373,7 +398,7 @@ func (r *Reflector) Track(ctx context.Context, policy, repo, image string) error
 	r.mu.Lock()
 	r.policies[policy] = repo
 	r.images[repo] = append(r.images[repo], image)
-	_, tags := r.selectImage(repo, nil)
+	_, tags := r.selectImage(repo, nil, "")
 	r.mu.Unlock()
 	if err := SetRepository(ctx, r.dc, r.v, r.ns, repo, repoOf(image), "", tags); err != nil {
 		return err
@@ -389,24 +414,62 @@ func (r *Reflector) Push(repo, image string) {
 	r.images[repo] = append(r.images[repo], image)
 }
 
-// selectImage is the policy's choice among the images of repo: the newest
-// pushed whose tag no exclusionList pattern matches (the tests push tags
-// in the order an alphabetical policy ranks them). The controller drops
-// excluded tags at the scan (fluxcd.io/flux/components/image/imagerepositories/#exclusion-list).
-func (r *Reflector) selectImage(repo string, exclusions []string) (image string, kept []string) {
+// selectImage is a policy's choice among the images of repo: the newest
+// pushed whose tag no exclusionList pattern matches and that the policy's
+// filterTags pattern passes ("" passes every tag; the tests push tags in
+// the order an alphabetical policy ranks them); kept are the tags the
+// scan keeps, before any policy's filter. The controller drops excluded
+// tags at the scan (fluxcd.io/flux/components/image/imagerepositories/#exclusion-list)
+// and each policy filters the scan's tags (imagepolicies/#filter-tags).
+// An invalid pattern passes nothing (the controller fails the policy).
+func (r *Reflector) selectImage(repo string, exclusions []string, pattern string) (image string, kept []string) {
 	var res []*regexp.Regexp
 	for _, p := range exclusions {
 		if re, err := regexp.Compile(p); err == nil {
 			res = append(res, re)
 		}
 	}
+	filter, err := regexp.Compile(pattern)
 	for _, img := range r.images[repo] {
 		tag := strings.TrimPrefix(img[len(repoOf(img)):], ":")
-		if !slices.ContainsFunc(res, func(re *regexp.Regexp) bool { return re.MatchString(tag) }) {
-			image, kept = img, append(kept, tag)
+		if slices.ContainsFunc(res, func(re *regexp.Regexp) bool { return re.MatchString(tag) }) {
+			continue
+		}
+		kept = append(kept, tag)
+		if err == nil && filter.MatchString(tag) {
+			image = img
 		}
 	}
 	return image, kept
+}
+
+// follow registers a policy the test did not Track (one autodeploy
+// created) over the repository its spec names, once the stand-in knows
+// that repository; it returns the repository, "" when not followed.
+func (r *Reflector) follow(obj *unstructured.Unstructured) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	name := obj.GetName()
+	if repo, ok := r.policies[name]; ok {
+		return repo
+	}
+	repo, _, _ := unstructured.NestedString(obj.Object, "spec", "imageRepositoryRef", "name")
+	if ns, _, _ := unstructured.NestedString(obj.Object, "spec", "imageRepositoryRef", "namespace"); (ns != "" && ns != r.ns) || len(r.images[repo]) == 0 {
+		return ""
+	}
+	r.policies[name] = repo
+	return repo
+}
+
+// policyPattern reads the filterTags.pattern of policy name ("" when it
+// has none or cannot be read).
+func (r *Reflector) policyPattern(ctx context.Context, name string) string {
+	obj, err := r.dc.Resource(r.v.GVR("imagepolicies")).Namespace(r.ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return ""
+	}
+	p, _, _ := unstructured.NestedString(obj.Object, "spec", "filterTags", "pattern")
+	return p
 }
 
 // Silence makes the named repository or policy ignore reconcile requests,
@@ -431,8 +494,17 @@ func (r *Reflector) handle(ctx context.Context, res string, obj *unstructured.Un
 	// as controller-runtime's GenerationChangedPredicate does; the answer
 	// then keeps the last handled token.
 	observed, _, _ := unstructured.NestedInt64(obj.Object, "status", "observedGeneration")
-	specChanged := res == "imagerepositories" && obj.GetGeneration() != observed
+	specChanged := obj.GetGeneration() != observed
 	requested := token != "" && token != handled
+	if res == "imagepolicies" {
+		// A policy's new spec (a promotion's new filterTags) is
+		// re-evaluated by every version; its reconcile request only from
+		// Flux 2.7 (v1). One the stand-in does not follow is left alone.
+		requested = requested && r.v.PolicyReconcile
+		if r.follow(obj) == "" {
+			return
+		}
+	}
 	if !requested && !specChanged {
 		return
 	}
@@ -471,8 +543,12 @@ func (r *Reflector) handle(ctx context.Context, res string, obj *unstructured.Un
 		}
 		return
 	}
+	pattern := ""
+	if res == "imagepolicies" {
+		pattern, _, _ = unstructured.NestedString(obj.Object, "spec", "filterTags", "pattern")
+	}
 	r.mu.Lock()
-	image, tags := r.selectImage(repo, exclusions)
+	image, tags := r.selectImage(repo, exclusions, pattern)
 	r.mu.Unlock()
 	switch res {
 	case "imagerepositories":
@@ -519,16 +595,18 @@ func (r *Reflector) handle(ctx context.Context, res string, obj *unstructured.Un
 					if repo != name {
 						continue
 					}
-					if err := SetPolicy(ctx, r.dc, r.v, r.ns, pol, image, r.policyHandled(ctx, pol)); err != nil && ctx.Err() == nil && r.err != nil {
+					pattern := r.policyPattern(ctx, pol)
+					r.mu.Lock()
+					img, _ := r.selectImage(repo, exclusions, pattern)
+					r.mu.Unlock()
+					if err := SetPolicy(ctx, r.dc, r.v, r.ns, pol, img, r.policyHandled(ctx, pol)); err != nil && ctx.Err() == nil && r.err != nil {
 						r.err(err)
 					}
 				}
 			})
 		}
 	case "imagepolicies":
-		if !r.v.PolicyReconcile {
-			return
-		}
+		// For a new generation alone, token is the last one handled.
 		err = SetPolicy(ctx, r.dc, r.v, r.ns, name, image, token)
 	}
 	if err != nil && ctx.Err() == nil && r.err != nil {

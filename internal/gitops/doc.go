@@ -8,6 +8,11 @@
 //	  pattern ^tag$                                                          above it; resume --forget-failed; forget       ImageRepository (Exclusion JSON)
 //	kustomize.toolkit.fluxcd.io/reconcile:  a manual rollback of a           resume, forget (every copy); a run, once the   autodeploy.dev/reconcile-disabled on the     yes: the rollback copies both onto every
 //	  disabled on the Deployment            Deployment Flux applies          service is no longer held (every copy)         same object, beside the lever                 ReplicaSet, as the hold: an undo keeps them
+//	ImagePolicy of a promoted service       a deploy of a promoted service   a rollback (pointed back at the image before,  label app.kubernetes.io/managed-by:          no: it is not on the Deployment
+//	  applied from git (config              Flux applies from git (created,  automatic or manual); forget (deleted)          autodeploy and annotation
+//	  promote.imagePolicy): filterTags      pointed at the target's tag)                                                    autodeploy.dev/promotion-of: <service>
+//	  ^tag$ over the root policy's                                                                                          on the ImagePolicy (promote.go)
+//	  ImageRepository (PointPolicy)
 //	Kustomization spec.suspend (legacy)     rollback --suspend-flux of       resume, forget                                 the hold's kustomization field               no
 //	                                        autodeploy 1.x
 //	reconcile.fluxcd.io/requestedAt on      a run (rescan, bring git         nothing: a request, answered once             none: it holds no state                      no

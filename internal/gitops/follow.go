@@ -181,3 +181,46 @@ func (g Git) ExcludeRolledBack(ctx context.Context, service, kustomization strin
 	out.Warning = GoesBack(ctx, g.Dynamic, g.API, g.Now(), kustomization, policy, img)
 	return out, nil
 }
+
+// Back is what a rollback of a Deployment applied from git needs for git
+// to go back with it.
+type Back struct {
+	Service, Kustomization string
+	// Failed is the image rolled back from; Restored the image rolled
+	// back to.
+	Failed, Restored string
+	// Reason is recorded beside an exclusion.
+	Reason string
+	// Policy and Repository are the service's ImagePolicy and its
+	// ImageRepository (the exclusion lever).
+	Policy, Repository flux.Ref
+	// Owned, for a promoted service, is the ImagePolicy autodeploy owns
+	// for it, over Root's ImageRepository (the promotion lever); nil
+	// otherwise.
+	Owned, Root *flux.Ref
+	// Rescan asks the repository to scan after an exclusion, within the
+	// caller's budget; false when it was not answered.
+	Rescan func(context.Context, flux.Ref) bool
+}
+
+// GoBack is the one path by which a rollback, automatic or manual, of a
+// Deployment applied from git makes git go back with it. A service with
+// an ImagePolicy of its own: the failed tag is excluded in its
+// ImageRepository (ExcludeRolledBack). A promoted service: its owned
+// ImagePolicy is pointed back at the restored image's tag (PointPolicy),
+// and git follows it (Follows); the shared ImageRepository keeps the tag,
+// which the source verified (the target remembers it as failed, and is
+// never promoted it again). Added says a lever moved.
+func (g Git) GoBack(ctx context.Context, b Back) (RolledBack, error) {
+	if b.Owned == nil {
+		return g.ExcludeRolledBack(ctx, b.Service, b.Kustomization, b.Policy, b.Repository, b.Failed, b.Reason, b.Rescan)
+	}
+	var out RolledBack
+	p, err := PointPolicy(ctx, g.Dynamic, g.API, *b.Owned, *b.Root, b.Service, b.Restored, flux.Token(g.Now()))
+	if err != nil {
+		return out, err
+	}
+	out.Added = p.Changed
+	out.Warning = Follows(ctx, g.Dynamic, g.API, g.Now(), b.Kustomization, flux.Policy{Namespace: b.Owned.Namespace, Name: b.Owned.Name}, b.Restored)
+	return out, nil
+}

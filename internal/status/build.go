@@ -124,7 +124,14 @@ func buildService(cfg *config.Config, s config.Service, objs Objects, now time.T
 	// The same plan `run` makes: what the next run would do, and why.
 	// The source is read once, for the plan and for what status says of it.
 	src := deploy.SourceOf(cfg, s, objs.Deployments)
-	dec := deploy.Plan(deploy.Input{Service: s, Deployment: d, ReplicaSets: owned, Policy: pol, Now: now, Source: src})
+	in := deploy.Input{Service: s, Deployment: d, ReplicaSets: owned, Policy: pol, Now: now, Source: src}
+	if s.Promote != nil {
+		// The policy it owns under GitOps, as the run reads it.
+		if ou := objs.Policies[s.Promote.PolicyNamespace+"/"+s.Promote.PolicyName]; ou != nil {
+			in.Owned = &deploy.OwnedPolicy{Policy: flux.ParsePolicy(ou), Ours: gitops.OwnedBy(ou, s.Name)}
+		}
+	}
+	dec := deploy.Plan(in)
 	out.NextRun = &NextAction{Action: string(dec.Action), Target: dec.Target, Reason: dec.Reason, Held: dec.Held, OutsideWindow: dec.OutsideWindow}
 	out.Promotion = promotion(s, src)
 	out.Window = window(s, now)
@@ -281,7 +288,24 @@ func gitOps(k string, s config.Service, objs Objects, problems []string) (*GitOp
 	if objs.GitOpsProblem != "" {
 		return out, append(problems, objs.GitOpsProblem)
 	}
-	g := flux.ResolveGitOps(flux.ParseRef(k), objs.Kustomizations[k], objs.Automations[s.PolicyNamespace])
+	// The policy git's setter marker names: the service's, or the one
+	// autodeploy owns for a promoted service.
+	pns, pname := s.PolicyNamespace, s.PolicyName
+	if s.Promote != nil {
+		pns, pname = s.Promote.PolicyNamespace, s.Promote.PolicyName
+	}
+	g := flux.ResolveGitOps(flux.ParseRef(k), objs.Kustomizations[k], objs.Automations[pns])
+	if s.Promote != nil {
+		pp := &PromotionPolicy{Name: pns + "/" + pname}
+		if u := objs.Policies[pp.Name]; u != nil {
+			p := flux.ParsePolicy(u)
+			pp.Exists, pp.Autodeploy, pp.Latest, pp.Ready, pp.Message = true, gitops.OwnedBy(u, s.Name), p.Latest, p.Ready, p.Message
+		}
+		if a := g.Automation; a != nil {
+			pp.InGit = a.ObservedPolicies[pname]
+		}
+		out.PromotionPolicy = pp
+	}
 	if g.Found {
 		out.LastApplied, out.Suspended, out.Ready, out.Message = g.K.LastApplied, g.K.Suspended, g.K.Ready, g.K.Message
 		out.Source = g.K.SourceKind + " " + g.K.Source.String()
@@ -289,7 +313,7 @@ func gitOps(k string, s config.Service, objs Objects, problems []string) (*GitOp
 	if a := g.Automation; a != nil {
 		out.Automation = &Automation{Name: a.Ref.String(), Ready: a.Ready, Suspended: a.Suspended, Message: a.Message, LastPushCommit: a.LastPushCommit, LastPushTime: a.LastPushTime}
 	}
-	if p := g.Problem(s.PolicyNamespace + "/" + s.PolicyName); p != "" {
+	if p := g.Problem(pns + "/" + pname); p != "" {
 		problems = append(problems, p)
 	}
 	return out, problems

@@ -192,6 +192,9 @@ func writeService(w io.Writer, s Service, now time.Time, o TextOptions) {
 		} else if g.Source != "" {
 			row("automation", "%s", yellow("none writes the policy's tag to "+g.Source))
 		}
+		if pp := g.PromotionPolicy; pp != nil {
+			row("promotion", "%s", promotionPolicyRow(pp))
+		}
 	}
 	for _, l := range s.Levers {
 		// Every lever on Flux that holds for the service, and what takes
@@ -519,4 +522,24 @@ func watchActivity(now time.Time, s watch.State) string {
 		fmt.Fprintf(&b, "; last pass %s (%s)", ago(now, s.LastPass), clock(s.LastPass))
 	}
 	return b.String()
+}
+
+// promotionPolicyRow says what the ImagePolicy of a promotion under GitOps
+// selects and what git has for it.
+func promotionPolicyRow(pp *PromotionPolicy) string {
+	switch {
+	case !pp.Exists:
+		return "ImagePolicy " + pp.Name + " (autodeploy's): created at the first promotion"
+	case !pp.Autodeploy:
+		return yellow("ImagePolicy " + pp.Name + " is not autodeploy's: promotions under GitOps are refused (autodeploy doctor)")
+	}
+	sel := pp.Latest
+	if sel == "" {
+		sel = "nothing yet"
+	}
+	git := "git has no tag written for it yet"
+	if pp.InGit != "" {
+		git = "git has " + pp.InGit
+	}
+	return fmt.Sprintf("ImagePolicy %s (autodeploy's) selects %s (%s); %s", pp.Name, sel, fluxState(pp.Ready, false, pp.Message), git)
 }

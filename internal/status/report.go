@@ -196,6 +196,26 @@ type GitOps struct {
 	// Automation is the ImageUpdateAutomation that writes the policy's tag
 	// to that source; nil when none does.
 	Automation *Automation `json:"automation,omitempty"`
+	// PromotionPolicy, for a promoted service, is the ImagePolicy
+	// autodeploy owns for it (config promote.imagePolicy), which git's
+	// setter marker names.
+	PromotionPolicy *PromotionPolicy `json:"promotionPolicy,omitempty"`
+}
+
+// PromotionPolicy is the ImagePolicy of a promotion under GitOps as
+// status shows it.
+type PromotionPolicy struct {
+	Name   string `json:"name"` // namespace/name
+	Exists bool   `json:"exists"`
+	// Autodeploy: it carries autodeploy's record for the service; one
+	// that exists without it is someone else's.
+	Autodeploy bool   `json:"autodeploy"`
+	Latest     string `json:"latest,omitempty"`
+	Ready      bool   `json:"ready"`
+	Message    string `json:"message,omitempty"`
+	// InGit is the tag (@digest) the automation last wrote for it, ""
+	// when it reports none.
+	InGit string `json:"inGit,omitempty"`
 }
 
 // Automation is an ImageUpdateAutomation's side.

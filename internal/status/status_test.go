@@ -751,3 +751,68 @@ func TestBuildPromotion(t *testing.T) {
 		t.Errorf("text:\n%s", b.String())
 	}
 }
+
+// A promotion under GitOps: status shows the ImagePolicy autodeploy owns
+// for the target and what git has for it, and checks that an automation
+// writes that policy (not the service's own, which it has none of).
+func TestBuildPromotionUnderGitOps(t *testing.T) {
+	cfg, err := config.Parse([]byte("defaults: {namespace: apps}\nservices:\n  - name: staging\n  - name: production\n    promote: {from: staging}\n"), "pipeline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kustomization := &unstructured.Unstructured{Object: map[string]any{
+		"metadata": map[string]any{"name": "apps", "namespace": "flux-system", "generation": int64(1)},
+		"spec":     map[string]any{"sourceRef": map[string]any{"kind": "GitRepository", "name": "flux-system"}},
+		"status": map[string]any{"observedGeneration": int64(1), "lastAppliedRevision": "main@sha1:0123456789abcdef",
+			"conditions": []any{map[string]any{"type": "Ready", "status": "True", "message": "Applied"}}},
+	}}
+	automation := unstructured.Unstructured{Object: map[string]any{
+		"metadata": map[string]any{"name": "flux-system", "namespace": "flux-system", "generation": int64(1)},
+		"spec":     map[string]any{"sourceRef": map[string]any{"kind": "GitRepository", "name": "flux-system"}},
+		"status": map[string]any{"observedGeneration": int64(1),
+			"observedPolicies": map[string]any{"autodeploy-production": map[string]any{"name": reg + "staging", "tag": "sha-2222222"}},
+			"conditions":       []any{map[string]any{"type": "Ready", "status": "True", "message": "repository up-to-date"}}},
+	}}
+	for _, tt := range []struct {
+		name    string
+		owned   func(f *fixture)
+		row     string
+		problem string
+	}{
+		{"not created yet", func(*fixture) {}, "promotion ImagePolicy flux-system/autodeploy-production (autodeploy's): created at the first promotion", ""},
+		{"autodeploy's", func(f *fixture) {
+			f.policy("autodeploy-production", reg+"staging:sha-2222222")
+			u := f.objs.Policies["flux-system/autodeploy-production"]
+			u.SetLabels(map[string]string{"app.kubernetes.io/managed-by": "autodeploy"})
+			u.SetAnnotations(map[string]string{"autodeploy.dev/promotion-of": "production"})
+		}, "promotion ImagePolicy flux-system/autodeploy-production (autodeploy's) selects " + reg + "staging:sha-2222222 (Ready); git has sha-2222222", ""},
+		{"someone else's", func(f *fixture) { f.policy("autodeploy-production", reg+"staging:sha-2222222") },
+			"is not autodeploy's: promotions under GitOps are refused", "ImagePolicy flux-system/autodeploy-production is not autodeploy's"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture()
+			f.deployment("staging", 1, []string{reg + "staging:sha-2222222"}, complete(1), nil, kpod("staging-h1-aaaaa", "h1", "Running", true, 0, time.Minute))
+			f.policy("staging", reg+"staging:sha-2222222")
+			f.deployment("production", 1, []string{reg + "staging:sha-2222222"}, complete(1), nil, kpod("production-h1-bbbbb", "h1", "Running", true, 0, time.Minute))
+			f.objs.Deployments["apps/production"].Labels = map[string]string{flux.KustomizationNameLabel: "apps", flux.KustomizationNamespaceLabel: "flux-system"}
+			f.objs.Kustomizations = map[string]*unstructured.Unstructured{"flux-system/apps": kustomization}
+			f.objs.Automations = map[string][]unstructured.Unstructured{"flux-system": {automation}}
+			tt.owned(f)
+			r := Build(cfg, cfg.Services[1:], f.objs, Local{}, now)
+			p := r.Services[0]
+			if p.GitOps == nil || p.GitOps.PromotionPolicy == nil || p.GitOps.Automation == nil {
+				t.Fatalf("gitops %+v", p.GitOps)
+			}
+			if tt.problem == "" && len(p.Problems) > 0 || tt.problem != "" && !strings.Contains(strings.Join(p.Problems, "|"), tt.problem) {
+				t.Errorf("problems %q, want %q", p.Problems, tt.problem)
+			}
+			var b bytes.Buffer
+			if err := WriteText(&b, r, TextOptions{Details: true}); err != nil {
+				t.Fatal(err)
+			}
+			if text := strings.Join(strings.Fields(b.String()), " "); !strings.Contains(text, tt.row) || !strings.Contains(text, "ImageUpdateAutomation flux-system/flux-system writes the tag") {
+				t.Errorf("text lacks %q:\n%s", tt.row, b.String())
+			}
+		})
+	}
+}
