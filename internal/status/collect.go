@@ -103,8 +103,14 @@ func collectGitOps(ctx context.Context, dc dynamic.Interface, api flux.API, serv
 		if k == "" {
 			continue
 		}
-		if !slices.Contains(autoNS, s.PolicyNamespace) {
-			autoNS = append(autoNS, s.PolicyNamespace)
+		// The automation that writes git's setter: in the namespace of the
+		// service's policy, or of the one autodeploy owns for a promotion.
+		pns := s.PolicyNamespace
+		if s.Promote != nil {
+			pns = s.Promote.PolicyNamespace
+		}
+		if !slices.Contains(autoNS, pns) {
+			autoNS = append(autoNS, pns)
 		}
 		if _, done := objs.Kustomizations[k]; done {
 			continue
