@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -124,33 +125,42 @@ func TestPromoteNow(t *testing.T) {
 }
 
 // Promotion under GitOps (issue 19): staging and production are both
-// applied from git. Staging's image line names its policy; production's
-// names the ImagePolicy autodeploy owns for it (autodeploy-production, not
-// in git). A good image verified in staging is promoted: git, the cluster
-// and Flux agree afterwards, and Flux's next apply writes nothing. An image
-// that fails in production only (its soak; staging has none) is rolled
-// back there, the rollback sticks after Flux's next apply, git has the
-// previous tag, and the image is never promoted again.
+// applied from git, each Deployment "api" in its own namespace, as a
+// repository with one directory per environment has them (one
+// Kustomization with no targetNamespace). Staging's image line names its
+// policy; production's names the ImagePolicy autodeploy owns for it
+// (autodeploy-production, in the Flux namespace, not in git). A good
+// image verified in staging is promoted: git, the cluster and Flux agree
+// afterwards, and Flux's next apply writes nothing. An image that fails in
+// production only (its soak; staging has none) is rolled back there, the
+// rollback sticks after Flux's next apply, git has the previous tag, and
+// the image is never promoted again.
 func TestPromotionUnderGitOps(t *testing.T) {
 	e := kubetest.New(t)
-	ns := e.Namespace
+	ns, prodNS := e.Namespace, kubetest.NewNamespace(t, "production")
 	img1, img2, bad := reg+"api:sha-1111111", reg+"api:sha-2222222", reg+"api:late-crash-3333333"
 	const owned = "autodeploy-production"
 	f := newFixture(t, e, fluxsim.V1, []svcSpec{
-		{name: "staging", image: img1, noDeploy: true, extra: "    soak: 0s\n"},
+		{name: "staging", image: img1, noDeploy: true, extra: "    deployment: api\n    soak: 0s\n"},
 		// late-crash-* restarts ~5 s after Ready: within production's soak.
-		{name: "production", image: img1, noDeploy: true, noPolicy: true, extra: "    promote: {from: staging}\n    soak: 10s\n"},
+		{name: "production", image: img1, noDeploy: true, noPolicy: true, extra: "    namespace: " + prodNS + "\n    deployment: api\n    promote: {from: staging}\n    soak: 10s\n"},
 	}, "")
-	prodManifest := strings.Replace(fluxsim.DeploymentManifest("production", img1, ns, 1),
-		`"$imagepolicy": "`+ns+`:production"`, `"$imagepolicy": "`+ns+`:`+owned+`"`, 1)
-	g := e.StartGitOps(fluxsim.GitOptions{Path: "./apps", ImageVersion: fluxsim.V1, Files: map[string]string{
-		"apps/staging.yaml":    fluxsim.DeploymentManifest("staging", img1, ns, 1),
-		"apps/production.yaml": prodManifest,
+	g := e.StartGitOps(fluxsim.GitOptions{Path: "./apps", ImageVersion: fluxsim.V1, ManifestNamespaces: true, Files: map[string]string{
+		"apps/staging.yaml":    fluxsim.EnvironmentManifest(ns, "api", img1, ns+":staging", 1),
+		"apps/production.yaml": fluxsim.EnvironmentManifest(prodNS, "api", img1, ns+":"+owned, 1),
 	}})
-	for _, n := range []string{"staging", "production"} {
-		if _, err := rollout.Wait(t.Context(), e.Kube, ns, n, rollout.WaitOptions{}); err != nil {
-			t.Fatalf("first apply of %s: %v", n, err)
+	for _, n := range []string{ns, prodNS} {
+		if _, err := rollout.Wait(t.Context(), e.Kube, n, "api", rollout.WaitOptions{}); err != nil {
+			t.Fatalf("first apply of %s/api: %v", n, err)
 		}
+	}
+	production := func() *appsv1.Deployment {
+		t.Helper()
+		d, err := e.Kube.AppsV1().Deployments(prodNS).Get(t.Context(), "api", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
 	}
 	gf := &gitops{fixture: f, g: g, events: newEvents(t)}
 	ownedPolicy := func() *unstructured.Unstructured {
@@ -182,11 +192,11 @@ func TestPromotionUnderGitOps(t *testing.T) {
 		if err := g.Fetch(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		before, applies := e.GetDeployment("production"), g.Applies()
+		before, applies := production(), g.Applies()
 		if err := g.ReconcileKustomization(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		after := e.GetDeployment("production")
+		after := production()
 		if kubetest.Image(after) != img || g.Applies() != applies || !equality.Semantic.DeepEqual(after.Spec.Template, before.Spec.Template) {
 			t.Errorf("after Flux's apply production runs %s (applies %d -> %d), want %s untouched", kubetest.Image(after), applies, g.Applies(), img)
 		}
@@ -227,7 +237,7 @@ func TestPromotionUnderGitOps(t *testing.T) {
 	if s.Target != bad {
 		t.Fatalf("failed promotion: %+v", s.Decision)
 	}
-	if fi, ok := deploy.ParseFailedImage(e.GetDeployment("production").Annotations); !ok || fi.Image != bad {
+	if fi, ok := deploy.ParseFailedImage(production().Annotations); !ok || fi.Image != bad {
 		t.Errorf("failed-image %+v %v, want %s", fi, ok, bad)
 	}
 	if l := gf.exclusionList(t, "staging"); slices.Contains(l, "^late-crash-3333333$") {
@@ -236,8 +246,8 @@ func TestPromotionUnderGitOps(t *testing.T) {
 	agree(img2) // the rollback sticks after Flux's next apply
 	for range 2 {
 		s = wantOutcome(t, gf.run(t), "production", deploy.OutcomeSkipped)
-		if !strings.Contains(s.Reason, bad+" failed on") || kubetest.Image(e.GetDeployment("production")) != img2 {
-			t.Fatalf("after the failed promotion: %+v, runs %s", s.Decision, kubetest.Image(e.GetDeployment("production")))
+		if !strings.Contains(s.Reason, bad+" failed on") || kubetest.Image(production()) != img2 {
+			t.Fatalf("after the failed promotion: %+v, runs %s", s.Decision, kubetest.Image(production()))
 		}
 	}
 }

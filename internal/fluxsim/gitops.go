@@ -29,6 +29,15 @@ type GitOptions struct {
 	// manifests may leave their namespace out; default Namespace (the
 	// seed keeps its Flux objects in flux-system and its apps in apps).
 	TargetNamespace string
+	// ManifestNamespaces leaves spec.targetNamespace out: each object is
+	// applied in the namespace its manifest names, as a repository with
+	// one directory per environment (staging/, production/) has it.
+	// spec.targetNamespace is optional and, when set, sets the namespace
+	// of all objects (https://fluxcd.io/flux/components/kustomize/kustomizations/#target-namespace);
+	// kustomize leaves a namespace it is not told to set alone. Not
+	// modelled: a namespaced object whose manifest names no namespace;
+	// the stand-in refuses it (ReconciliationFailed) rather than guess.
+	ManifestNamespaces bool
 	// Dir is a scratch directory for the bare repository (t.TempDir()).
 	Dir string
 	// Files is the first commit: repository path -> content, e.g.
@@ -126,7 +135,10 @@ func StartGitOps(ctx context.Context, cfg *rest.Config, o GitOptions) (*GitOps, 
 	if o.Namespace == "" || o.Dir == "" || o.Path == "" || len(o.Files) == 0 {
 		return nil, errors.New("fluxsim: GitOptions needs Namespace, Dir, Path and Files")
 	}
-	if o.TargetNamespace == "" {
+	if o.ManifestNamespaces && o.TargetNamespace != "" {
+		return nil, errors.New("fluxsim: GitOptions.ManifestNamespaces and TargetNamespace exclude each other")
+	}
+	if o.TargetNamespace == "" && !o.ManifestNamespaces {
 		o.TargetNamespace = o.Namespace
 	}
 	if o.ImageVersion == (Version{}) {
@@ -271,6 +283,10 @@ func (g *GitOps) automationGVR() schema.GroupVersionResource {
 func (g *GitOps) createObjects(ctx context.Context) error {
 	ns := g.o.Namespace
 	srcRef := map[string]any{"kind": "GitRepository", "name": GitRepositoryName}
+	ksSpec := map[string]any{"interval": "10m0s", "path": g.o.Path, "prune": true, "sourceRef": srcRef}
+	if g.o.TargetNamespace != "" {
+		ksSpec["targetNamespace"] = g.o.TargetNamespace
+	}
 	objs := []struct {
 		gvr schema.GroupVersionResource
 		obj map[string]any
@@ -286,10 +302,7 @@ func (g *GitOps) createObjects(ctx context.Context) error {
 		{KustomizationGVR, map[string]any{
 			"apiVersion": KustomizeGroup + "/v1", "kind": "Kustomization",
 			"metadata": map[string]any{"name": KustomizationName, "namespace": ns},
-			"spec": map[string]any{
-				"interval": "10m0s", "path": g.o.Path, "prune": true,
-				"sourceRef": srcRef, "targetNamespace": g.o.TargetNamespace,
-			},
+			"spec":     ksSpec,
 		}},
 		{g.automationGVR(), map[string]any{
 			"apiVersion": Group + "/" + g.o.ImageVersion.APIVersion, "kind": "ImageUpdateAutomation",
@@ -550,10 +563,26 @@ func (g *GitOps) patchStatus(ctx context.Context, gvr schema.GroupVersionResourc
 // ImagePolicy policyNamespace:name. No namespace: the Kustomization's
 // targetNamespace sets it.
 func DeploymentManifest(name, image, policyNamespace string, replicas int) string {
+	return deploymentManifest("", name, image, policyNamespace+":"+name, replicas)
+}
+
+// EnvironmentManifest is a Deployment of a repository with one directory
+// per environment (GitOptions.ManifestNamespaces): it names its namespace,
+// and its setter marker names ImagePolicy policy ("namespace:name"), which
+// for a promoted service is the ImagePolicy autodeploy owns.
+func EnvironmentManifest(namespace, name, image, policy string, replicas int) string {
+	return deploymentManifest(namespace, name, image, policy, replicas)
+}
+
+func deploymentManifest(namespace, name, image, policy string, replicas int) string {
+	ns := ""
+	if namespace != "" {
+		ns = "\n  namespace: " + namespace
+	}
 	return fmt.Sprintf(`apiVersion: apps/v1
 kind: Deployment
 metadata:
-  name: %[1]s
+  name: %[1]s%[5]s
 spec:
   replicas: %[4]d
   selector:
@@ -567,6 +596,6 @@ spec:
     spec:
       containers:
       - name: %[1]s
-        image: %[2]s # {"$imagepolicy": "%[3]s:%[1]s"}
-`, name, image, policyNamespace, replicas)
+        image: %[2]s # {"$imagepolicy": "%[3]s"}
+`, name, image, policy, replicas, ns)
 }

@@ -137,8 +137,12 @@ func (g *GitOps) reconcileKustomization(ctx context.Context, token string) error
 		if err != nil {
 			return fail("ReconciliationFailed", err)
 		}
-		if namespaced {
+		switch {
+		case !namespaced:
+		case g.o.TargetNamespace != "":
 			o.SetNamespace(g.o.TargetNamespace) // spec.targetNamespace
+		case o.GetNamespace() == "":
+			return fail("ReconciliationFailed", fmt.Errorf("%s/%s names no namespace and the Kustomization has no targetNamespace (fluxsim does not model that case)", o.GetKind(), o.GetName()))
 		}
 	}
 	g.ks.mgr.SetOwnerLabels(objects, KustomizationName, g.o.Namespace)
