@@ -3,7 +3,10 @@
 // of them, a bad image pushed to another, and what `autodeploy run` does
 // with each. api-generation is applied from git, as in the seed's GitOps
 // hybrid: a Kustomization applies it and an ImageUpdateAutomation writes
-// each new tag back to git. Flux's controllers are played by fluxsim.
+// each new tag back to git. Then two staging -> production pipelines: web
+// (kubectl-managed) and worker (applied from git, promoted through an
+// ImagePolicy autodeploy owns), a deploy window and a hold that expires.
+// Flux's controllers are played by fluxsim.
 //
 //	go run ./scripts/demo --kubeconfig K --autodeploy bin/autodeploy --dir D
 package main
@@ -68,7 +71,7 @@ func run(kubeconfig, bin, dir string) error {
 		return err
 	}
 	confPath := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(confPath, []byte(demoConfig(dir)), 0o644); err != nil {
+	if err := os.WriteFile(confPath, []byte(demoConfig(dir, time.Time{})), 0o644); err != nil {
 		return err
 	}
 
@@ -122,22 +125,47 @@ func run(kubeconfig, bin, dir string) error {
 	if err := refl.Track(ctx, "web", "web", webImg); err != nil {
 		return err
 	}
+	// worker: the same pipeline applied from git. Staging's image line
+	// names its ImagePolicy; production's names the one autodeploy owns
+	// for the promotion (created at the first promotion, not in git).
+	workerImg := registry + "worker:sha-1a2b3c4"
+	if err := fluxsim.CreateRepository(ctx, dc, fluxsim.V1, "flux-system", "worker", registry+"worker"); err != nil {
+		return err
+	}
+	if err := fluxsim.CreatePolicy(ctx, dc, fluxsim.V1, "flux-system", "worker", "worker"); err != nil {
+		return err
+	}
+	if err := refl.Track(ctx, "worker", "worker", workerImg); err != nil {
+		return err
+	}
 	// api-generation lives in git; Flux applies it.
 	gitDir := filepath.Join(dir, "git")
 	if err := os.RemoveAll(gitDir); err != nil {
 		return err
 	}
+	// One directory per environment: each manifest names its namespace.
 	g, err := fluxsim.StartGitOps(ctx, cfg, fluxsim.GitOptions{
-		Namespace: "flux-system", TargetNamespace: "apps", Dir: gitDir, Path: "./apps", ImageVersion: fluxsim.V1,
-		Files:   map[string]string{"apps/" + gitService + ".yaml": fluxsim.DeploymentManifest(gitService, registry+gitService+":sha-1a2b3c4", "flux-system", 2)},
+		Namespace: "flux-system", ManifestNamespaces: true, Dir: gitDir, Path: "./apps", ImageVersion: fluxsim.V1,
+		Files: map[string]string{
+			gitFile:                  fluxsim.EnvironmentManifest("apps", gitService, registry+gitService+":sha-1a2b3c4", "flux-system:"+gitService, 2),
+			workerFile["staging"]:    fluxsim.EnvironmentManifest("staging", "worker", workerImg, "flux-system:worker", 2),
+			workerFile["production"]: fluxsim.EnvironmentManifest("production", "worker", workerImg, "flux-system:"+ownedPolicy, 2),
+		},
 		OnError: func(err error) { fmt.Fprintln(os.Stderr, "fluxsim:", err) },
 	})
 	if err != nil {
 		return err
 	}
 	for _, s := range services {
-		if err := waitAvailable(ctx, kc, s); err != nil {
+		if err := waitAvailable(ctx, kc, "apps", s); err != nil {
 			return err
+		}
+	}
+	for _, ns := range []string{"staging", "production"} {
+		for _, s := range []string{"web", "worker"} {
+			if err := waitAvailable(ctx, kc, ns, s); err != nil {
+				return err
+			}
 		}
 	}
 	ad := func(args ...string) {
@@ -167,7 +195,7 @@ func run(kubeconfig, bin, dir string) error {
 	step("CI pushes %s:sha-7c8d9e0. It is applied from git by Flux: autodeploy deploys it at once, the ImageUpdateAutomation writes the same tag to git", registry+gitService)
 	refl.Push(gitService, registry+gitService+":sha-7c8d9e0")
 	ad("run", "-v")
-	if err := showGit(ctx, g); err != nil {
+	if err := showGit(ctx, g, registry+gitService+":sha-7c8d9e0", gitFile); err != nil {
 		return err
 	}
 	step("Flux's next reconcile finds git and the cluster agree: nothing is applied, no second rollout")
@@ -181,7 +209,7 @@ func run(kubeconfig, bin, dir string) error {
 	fmt.Printf("kustomize-controller applied %d changes\n", g.Applies()-before)
 	// autodeploy's marks are annotations, and a Deployment's generation
 	// counts them: let the controller observe the last one first.
-	if err := waitAvailable(ctx, kc, gitService); err != nil {
+	if err := waitAvailable(ctx, kc, "apps", gitService); err != nil {
 		return err
 	}
 	ad("status", gitService)
@@ -201,6 +229,31 @@ func run(kubeconfig, bin, dir string) error {
 	ad("run", "-v", "--service", "web-staging,web")
 	ad("status", "web-staging")
 
+	step("The same pipeline applied from git: CI pushes %s:sha-4d5e6f7; staging deploys it, and the ImageUpdateAutomation writes it to staging's manifest", registry+"worker")
+	refl.Push("worker", registry+"worker:sha-4d5e6f7")
+	ad("run", "-v", "--service", "worker-staging,worker")
+	step("The next run promotes it: it points ImagePolicy flux-system/%s (autodeploy's, not in git) at that tag, deploys, and git follows", ownedPolicy)
+	ad("run", "-v", "--service", "worker-staging,worker")
+	if err := showGit(ctx, g, registry+"worker:sha-4d5e6f7", workerFile["staging"], workerFile["production"]); err != nil {
+		return err
+	}
+	if err := waitAvailable(ctx, kc, "production", "worker"); err != nil {
+		return err
+	}
+	ad("status", "worker")
+
+	step("A deploy window: production's web may start a rollout one hour a day only, from %s UTC; a new staging build waits outside it", windowOpens.Format("15:04"))
+	if err := os.WriteFile(confPath, []byte(demoConfig(dir, windowOpens)), 0o644); err != nil {
+		return err
+	}
+	refl.Push("web", registry+"web:sha-5e6f7a8")
+	ad("run", "-v", "--service", "web-staging,web")
+	ad("run", "-v", "--service", "web-staging,web")
+
+	step("An operator holds api-enrichment for 2 hours while its team investigates; the hold releases itself at the first run after that")
+	ad("hold", "api-enrichment", "--for", "2h", "--reason", "demo: investigating the bad build")
+	ad("status", "api-enrichment")
+
 	step("What an operator sees over SSH (exit code 8: not everything is healthy and up to date)")
 	ad("status", "--log-lines", "3")
 	fmt.Printf("\nThe demo cluster keeps running: export KUBECONFIG=%s; kubectl -n apps get deploy,pods\nStop it with: make cluster-down\n", kubeconfig)
@@ -210,34 +263,50 @@ func run(kubeconfig, bin, dir string) error {
 // gitService is the service the demo applies from git.
 const gitService = "api-generation"
 
-// showGit prints the commit at the head of the branch and the image line
-// of the service's manifest.
-func showGit(ctx context.Context, g *fluxsim.GitOps) error {
-	var content string
-	for {
-		c, err := g.File("apps/" + gitService + ".yaml")
-		if err != nil {
-			return err
+// ownedPolicy is the ImagePolicy autodeploy owns for the promotion of
+// worker (its default name, autodeploy-<service>).
+const ownedPolicy = "autodeploy-worker"
+
+// The demo's git repository: one directory per environment.
+var (
+	gitFile    = "apps/apps/" + gitService + ".yaml"
+	workerFile = map[string]string{"staging": "apps/staging/worker.yaml", "production": "apps/production/worker.yaml"}
+)
+
+// windowOpens is when production's deploy window opens: 12 hours from
+// now, so that the demo runs outside it whenever it is run.
+var windowOpens = time.Now().UTC().Add(12 * time.Hour).Truncate(time.Minute)
+
+// showGit waits until every file's image line names image (the automation
+// commits moments after the policy changed), then prints the commit at
+// the head of the branch and those image lines.
+func showGit(ctx context.Context, g *fluxsim.GitOps, image string, files ...string) error {
+	lines := make([]string, len(files))
+	for i, f := range files {
+		for {
+			c, err := g.File(f)
+			if err != nil {
+				return err
+			}
+			if strings.Contains(c, "image: "+image+" ") {
+				for _, l := range strings.Split(c, "\n") {
+					if strings.Contains(l, "image:") {
+						lines[i] = f + ": " + strings.TrimSpace(l)
+					}
+				}
+				break
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("the automation never committed %s to %s: %w", image, f, ctx.Err())
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		if strings.Contains(c, ":sha-7c8d9e0") {
-			content = c
-			break
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("the automation never committed the tag: %w", ctx.Err())
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	head, err := g.Head()
 	if err != nil {
 		return err
 	}
-	fmt.Printf("\n$ git log -1 --oneline; grep image: apps/%s.yaml   (the demo's git repository)\n%s %s\n", gitService, head[:7], fluxsim.AutomationMessage)
-	for _, l := range strings.Split(content, "\n") {
-		if strings.Contains(l, "image:") {
-			fmt.Println(strings.TrimSpace(l))
-		}
-	}
+	fmt.Printf("\n$ git log -1 --oneline; grep image: %s   (the demo's git repository)\n%s %s\n%s\n", strings.Join(files, " "), head[:7], fluxsim.AutomationMessage, strings.Join(lines, "\n"))
 	return nil
 }
 
@@ -245,7 +314,9 @@ func step(format string, args ...any) {
 	fmt.Printf("\n\033[1m== "+format+"\033[0m\n", args...)
 }
 
-func demoConfig(dir string) string {
+// demoConfig is the demo's config; a non-zero windowOpens gives
+// production's web a deploy window of an hour a day from then.
+func demoConfig(dir string, windowOpens time.Time) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# autodeploy demo config (written by scripts/demo)\nschedule: \"*/2 * * * *\"\nlockFile: %s\n", filepath.Join(dir, "autodeploy.lock"))
 	fmt.Fprintf(&b, "log: {file: %s, maxSizeMB: 1, maxBackups: 2}\n", filepath.Join(dir, "autodeploy.log"))
@@ -255,6 +326,11 @@ func demoConfig(dir string) string {
 	}
 	b.WriteString("  # staging -> production\n  - name: web-staging\n    namespace: staging\n    deployment: web\n    imagePolicy: flux-system/web\n    soak: 8s\n")
 	b.WriteString("  - name: web\n    namespace: production\n    promote: {from: web-staging}\n")
+	if !windowOpens.IsZero() {
+		fmt.Fprintf(&b, "    deployWindows: [{cron: \"%d %d * * *\", duration: 1h, timeZone: UTC}]\n", windowOpens.Minute(), windowOpens.Hour())
+	}
+	b.WriteString("  # the same pipeline, applied from git\n  - name: worker-staging\n    namespace: staging\n    deployment: worker\n    imagePolicy: flux-system/worker\n")
+	b.WriteString("  - name: worker\n    namespace: production\n    promote: {from: worker-staging}\n")
 	return b.String()
 }
 
@@ -295,14 +371,14 @@ func deployment(name, image string) *appsv1.Deployment {
 	}
 }
 
-func waitAvailable(ctx context.Context, kc kubernetes.Interface, name string) error {
+func waitAvailable(ctx context.Context, kc kubernetes.Interface, ns, name string) error {
 	for {
-		d, err := kc.AppsV1().Deployments("apps").Get(ctx, name, metav1.GetOptions{})
+		d, err := kc.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 		if err == nil && d.Status.ObservedGeneration >= d.Generation && d.Status.AvailableReplicas == *d.Spec.Replicas && d.Status.UpdatedReplicas == *d.Spec.Replicas {
 			return nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("deployment %s never became available: %w", name, ctx.Err())
+			return fmt.Errorf("deployment %s/%s never became available: %w", ns, name, ctx.Err())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
