@@ -150,6 +150,21 @@ func TestDoctorAndStatusOfAGitOpsPromotion(t *testing.T) {
 	policyCheck("is autodeploy's and selects "+img2, doctor.OK)
 	statusSays(ExitOK, "ImagePolicy "+ns+"/"+owned+" (autodeploy's) selects "+img2+" (Ready); git has sha-2222222")
 
+	// An automation whose policySelector leaves autodeploy's policy out
+	// does not write it: git would not follow the next promotion.
+	selector := func(sel string) {
+		t.Helper()
+		patch := []byte(`{"spec":{"policySelector":` + sel + `}}`)
+		if _, err := e.Dynamic.Resource(fluxsim.V1.GVR("imageupdateautomations")).Namespace(ns).Patch(t.Context(), fluxsim.AutomationName, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	selector(`{"matchExpressions":[{"key":"app.kubernetes.io/managed-by","operator":"NotIn","values":["autodeploy"]}]}`)
+	leftOut := "spec.policySelector app.kubernetes.io/managed-by notin (autodeploy) does not select ImagePolicy " + ns + "/" + owned + " (labels app.kubernetes.io/managed-by=autodeploy)"
+	policyCheck(leftOut, doctor.Fail)
+	statusSays(ExitDegraded, leftOut)
+	selector("null")
+
 	// Someone else's policy of that name: strip autodeploy's record.
 	patch := []byte(`{"metadata":{"labels":{"app.kubernetes.io/managed-by":null},"annotations":{"autodeploy.dev/promotion-of":null}}}`)
 	if _, err := e.Dynamic.Resource(fluxsim.V1.GVR("imagepolicies")).Namespace(ns).Patch(t.Context(), owned, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {

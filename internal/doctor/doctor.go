@@ -365,15 +365,12 @@ func gitOps(r *Report, name string, s config.Service, k string, objs status.Obje
 		r.add(name, Fail, objs.GitOpsProblem, "apply `autodeploy manifests rbac` for this kubeconfig's user or ServiceAccount")
 		return
 	}
-	// The policy git's setter marker names: the service's, or the one
-	// autodeploy owns for a promoted service.
-	pns, pname := s.PolicyNamespace, s.PolicyName
 	if s.Promote != nil {
-		pns, pname = s.Promote.PolicyNamespace, s.Promote.PolicyName
 		ownedPolicy(r, name, s, objs)
 	}
-	g := flux.ResolveGitOps(flux.ParseRef(k), objs.Kustomizations[k], objs.Automations[pns])
-	problem := g.Problem(pns + "/" + pname)
+	policy, policyLabels := status.GitPolicy(s, objs)
+	g := flux.ResolveGitOps(flux.ParseRef(k), objs.Kustomizations[k], objs.Automations[policy.Namespace], policy, policyLabels)
+	problem := g.Problem(policy.String())
 	switch {
 	case !g.Found:
 		r.add(name, Warn, problem, "fix or remove the Deployment's "+flux.KustomizationNameLabel+" labels")
@@ -383,7 +380,7 @@ func gitOps(r *Report, name string, s config.Service, k string, objs status.Obje
 		r.add(name, Warn, problem, "flux get image update -n "+g.Automation.Namespace)
 	default:
 		r.add(name, OK, fmt.Sprintf("applied from git by Kustomization %s; ImageUpdateAutomation %s writes ImagePolicy %s/%s's tag to %s %s, so git follows autodeploy's deploys",
-			k, g.Automation.Ref, pns, pname, g.K.SourceKind, g.K.Source), "")
+			k, g.Automation.Ref, policy.Namespace, policy.Name, g.K.SourceKind, g.K.Source), "")
 	}
 }
 

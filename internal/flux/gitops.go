@@ -10,6 +10,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
@@ -94,6 +96,14 @@ type Automation struct {
 	// spec.git.checkout.ref.branch and spec.git.push.branch ("" when
 	// unset: the GitRepository's branch, then the checkout branch).
 	UpdatePath, CheckoutBranch, PushBranch string
+	// PolicySelector is spec.policySelector: the automation applies only
+	// the ImagePolicies of its namespace whose labels it matches
+	// (fluxcd.io/flux/components/image/imageupdateautomations/#policy-selector);
+	// nil selects every one, as an absent or empty selector does. One the
+	// API server let through but that does not parse selects nothing, and
+	// SelectorError says why.
+	PolicySelector labels.Selector
+	SelectorError  string
 }
 
 // ParseAutomation reads an ImageUpdateAutomation of any served version.
@@ -106,6 +116,16 @@ func ParseAutomation(u *unstructured.Unstructured) Automation {
 	a.UpdatePath, _, _ = unstructured.NestedString(u.Object, "spec", "update", "path")
 	a.CheckoutBranch, _, _ = unstructured.NestedString(u.Object, "spec", "git", "checkout", "ref", "branch")
 	a.PushBranch, _, _ = unstructured.NestedString(u.Object, "spec", "git", "push", "branch")
+	if m, found, _ := unstructured.NestedMap(u.Object, "spec", "policySelector"); found {
+		var ls metav1.LabelSelector
+		err := runtime.DefaultUnstructuredConverter.FromUnstructured(m, &ls)
+		if err == nil {
+			a.PolicySelector, err = metav1.LabelSelectorAsSelector(&ls)
+		}
+		if err != nil {
+			a.PolicySelector, a.SelectorError = labels.Nothing(), err.Error()
+		}
+	}
 	if s, _, _ := unstructured.NestedString(u.Object, "status", "lastPushTime"); s != "" {
 		if t, err := time.Parse(time.RFC3339, s); err == nil {
 			a.LastPushTime = &t
@@ -254,11 +274,14 @@ func markerName(policy string) string {
 
 // ResolveGitOps says who writes a Deployment applied by Kustomization k
 // from git, given the Kustomization as read (nil: not found) and the
-// ImageUpdateAutomations of the policy's namespace: those that push to the
-// Kustomization's source can carry the policy's tag into git (an
-// automation applies the policies of its own namespace). It is pure, for
-// status and doctor.
-func ResolveGitOps(k Ref, kustomization *unstructured.Unstructured, automations []unstructured.Unstructured) GitOps {
+// ImageUpdateAutomations of the namespace of policy, the ImagePolicy git's
+// setter marker names: those that push to the Kustomization's source and
+// select the policy can carry its tag into git (an automation applies the
+// policies of its own namespace that its policySelector matches).
+// policyLabels are the policy's labels (PolicyLabels); nil when they are
+// not known, and then no selector is judged. It is pure, for status and
+// doctor.
+func ResolveGitOps(k Ref, kustomization *unstructured.Unstructured, automations []unstructured.Unstructured, policy Ref, policyLabels labels.Set) GitOps {
 	g := GitOps{Kustomization: k}
 	if kustomization == nil {
 		return g
@@ -269,7 +292,11 @@ func ResolveGitOps(k Ref, kustomization *unstructured.Unstructured, automations 
 		if a.Source != g.K.Source {
 			continue
 		}
-		if why := a.elsewhere(g.K); why != "" {
+		why := a.elsewhere(g.K)
+		if why == "" && policyLabels != nil {
+			why = a.leavesOut(policy, policyLabels)
+		}
+		if why != "" {
 			// It commits, but not where this Kustomization applies from.
 			g.Elsewhere = append(g.Elsewhere, fmt.Sprintf("ImageUpdateAutomation %s %s", a.Ref, why))
 			continue
@@ -299,6 +326,35 @@ func (a Automation) elsewhere(k Kustomization) string {
 		return fmt.Sprintf("updates %s, outside the Kustomization's path %s", a.UpdatePath, k.Path)
 	}
 	return ""
+}
+
+// leavesOut says why a's spec.policySelector does not select the policy
+// with these labels, "" when it does.
+func (a Automation) leavesOut(policy Ref, policyLabels labels.Set) string {
+	switch {
+	case a.SelectorError != "":
+		return "has an invalid spec.policySelector (" + a.SelectorError + "), which selects no ImagePolicy"
+	case a.PolicySelector == nil || a.PolicySelector.Matches(policyLabels):
+		return ""
+	}
+	have := "no labels"
+	if len(policyLabels) > 0 {
+		have = "labels " + policyLabels.String()
+	}
+	return fmt.Sprintf("spec.policySelector %s does not select ImagePolicy %s (%s)", a.PolicySelector, policy, have)
+}
+
+// PolicyLabels are an ImagePolicy's labels for ResolveGitOps: nil for no
+// policy (unknown), empty for one without labels.
+func PolicyLabels(u *unstructured.Unstructured) labels.Set {
+	if u == nil {
+		return nil
+	}
+	l := labels.Set(u.GetLabels())
+	if l == nil {
+		l = labels.Set{}
+	}
+	return l
 }
 
 // cleanPath is a repository path without ./ and trailing slashes; "" is

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 func TestOrderPrefers(t *testing.T) {
@@ -86,9 +87,55 @@ func TestResolveGitOpsWhereTheAutomationWrites(t *testing.T) {
 		{"a pull-request branch", auto("./apps", "main", "image-updates"), false, "pushes to branch image-updates, not to the branch Flux applies from"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			g := ResolveGitOps(Ref{Namespace: "flux-system", Name: "apps"}, k, []unstructured.Unstructured{tt.a})
+			g := ResolveGitOps(Ref{Namespace: "flux-system", Name: "apps"}, k, []unstructured.Unstructured{tt.a}, Ref{Namespace: "flux-system", Name: "api"}, nil)
 			p := g.Problem("flux-system/api")
 			if (g.Automation != nil) != tt.writes || !tt.writes && !strings.Contains(p, tt.problem) {
+				t.Errorf("automation %v, problem %q; want writes=%v and %q", g.Automation, p, tt.writes, tt.problem)
+			}
+		})
+	}
+}
+
+// An automation applies only the ImagePolicies its spec.policySelector
+// matches (fluxcd.io/flux/components/image/imageupdateautomations/#policy-selector):
+// one whose selector leaves the service's policy out does not carry its
+// tag into git, and Flux then reverts every deploy.
+func TestResolveGitOpsPolicySelector(t *testing.T) {
+	k := &unstructured.Unstructured{Object: map[string]any{
+		"metadata": map[string]any{"name": "apps", "namespace": "flux-system"},
+		"spec":     map[string]any{"path": "./apps", "sourceRef": map[string]any{"kind": "GitRepository", "name": "flux-system"}},
+	}}
+	auto := func(selector map[string]any) unstructured.Unstructured {
+		spec := map[string]any{"sourceRef": map[string]any{"kind": "GitRepository", "name": "flux-system"}, "update": map[string]any{"path": "./apps"}}
+		if selector != nil {
+			spec["policySelector"] = selector
+		}
+		return unstructured.Unstructured{Object: map[string]any{"metadata": map[string]any{"name": "flux-system", "namespace": "flux-system"}, "spec": spec,
+			"status": map[string]any{"conditions": []any{map[string]any{"type": "Ready", "status": "True"}}}}}
+	}
+	env := func(v string) map[string]any { return map[string]any{"matchLabels": map[string]any{"env": v}} }
+	for _, tt := range []struct {
+		name     string
+		selector map[string]any
+		labels   labels.Set
+		writes   bool
+		problem  string
+	}{
+		{"no selector", nil, labels.Set{}, true, ""},
+		{"empty selector: every policy", map[string]any{}, labels.Set{}, true, ""},
+		{"matching labels", env("production"), labels.Set{"env": "production"}, true, ""},
+		{"policy's labels unknown: not judged", env("production"), nil, true, ""},
+		{"other labels", env("staging"), labels.Set{"env": "production"}, false, "spec.policySelector env=staging does not select ImagePolicy flux-system/api (labels env=production)"},
+		{"no labels", env("staging"), labels.Set{}, false, "spec.policySelector env=staging does not select ImagePolicy flux-system/api (no labels)"},
+		{"expression", map[string]any{"matchExpressions": []any{map[string]any{"key": "app.kubernetes.io/managed-by", "operator": "NotIn", "values": []any{"autodeploy"}}}},
+			labels.Set{"app.kubernetes.io/managed-by": "autodeploy"}, false, "spec.policySelector app.kubernetes.io/managed-by notin (autodeploy) does not select"},
+		{"invalid selector selects nothing", map[string]any{"matchExpressions": []any{map[string]any{"key": "env", "operator": "Sideways"}}},
+			labels.Set{"env": "production"}, false, "has an invalid spec.policySelector"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			g := ResolveGitOps(Ref{Namespace: "flux-system", Name: "apps"}, k, []unstructured.Unstructured{auto(tt.selector)}, Ref{Namespace: "flux-system", Name: "api"}, tt.labels)
+			p := g.Problem("flux-system/api")
+			if (g.Automation != nil) != tt.writes || !tt.writes && !strings.Contains(p, tt.problem) || tt.writes && p != "" {
 				t.Errorf("automation %v, problem %q; want writes=%v and %q", g.Automation, p, tt.writes, tt.problem)
 			}
 		})

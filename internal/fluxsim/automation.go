@@ -21,7 +21,8 @@ import (
 // runAutomation plays one image-automation-controller reconcile of the
 // ImageUpdateAutomation (ImageUpdateAutomationReconciler.reconcile in
 // internal/controller/imageupdateautomation_controller.go): list the
-// policies of its namespace that have selected an image, check out the
+// policies of its namespace that spec.policySelector matches and that
+// have selected an image, check out the
 // branch, rewrite the setters under spec.update.path, and commit and push
 // only if a file changed. token is the reconcile request answered.
 func (g *GitOps) runAutomation(ctx context.Context, token string) error {
@@ -48,14 +49,39 @@ func (g *GitOps) runAutomation(ctx context.Context, token string) error {
 	observed := map[string]any{} // policy -> {name, tag}
 	finish := func(cond map[string]any) error {
 		if cond["status"] == string(metav1.ConditionTrue) {
-			// Observations are persisted on success only.
+			// Observations are persisted on success only, replacing the
+			// last ones (the controller's patch helper writes the whole
+			// map): a merge patch would keep a policy no longer applied.
+			old, _, _ := unstructured.NestedMap(obj.Object, "status", "observedPolicies")
+			written := maps.Clone(observed)
+			for name := range old {
+				if _, ok := written[name]; !ok {
+					written[name] = nil
+				}
+			}
 			status["observedGeneration"] = gen
-			status["observedPolicies"] = observed
+			status["observedPolicies"] = written
 		}
 		status["conditions"] = deleteCondition(setConditions(conds, cond), "Reconciling")
 		return g.patchStatus(ctx, gvr, AutomationName, "image-automation-controller", status)
 	}
-	list, err := g.dc.Resource(g.o.ImageVersion.GVR("imagepolicies")).Namespace(g.o.Namespace).List(ctx, metav1.ListOptions{})
+	// getPolicies lists the namespace's policies through
+	// spec.policySelector (every one without it). A selector that does not
+	// parse fails the reconcile before any git work; the condition's
+	// reason is the stand-in's own (not checked against the controller).
+	a := flux.ParseAutomation(obj)
+	if a.SelectorError != "" {
+		msg := "failed to get policies: " + a.SelectorError
+		if err := finish(condition("Ready", metav1.ConditionFalse, "InvalidPolicySelector", msg, gen)); err != nil {
+			return err
+		}
+		return &StatusError{Object: "ImageUpdateAutomation " + g.o.Namespace + "/" + AutomationName, Reason: "InvalidPolicySelector", Err: errors.New(msg)}
+	}
+	opts := metav1.ListOptions{}
+	if a.PolicySelector != nil {
+		opts.LabelSelector = a.PolicySelector.String()
+	}
+	list, err := g.dc.Resource(g.o.ImageVersion.GVR("imagepolicies")).Namespace(g.o.Namespace).List(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("list ImagePolicies: %w", err)
 	}

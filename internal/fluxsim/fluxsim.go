@@ -48,7 +48,7 @@
 // StartGitOps plays the three controllers that carry an image from a
 // policy to git and from git to the cluster, for one GitRepository
 // ("flux-system", branch main), one Kustomization ("apps", prune) and one
-// ImageUpdateAutomation ("flux-system", Setters) in one namespace. The
+// ImageUpdateAutomation ("flux-system", Setters), all in one namespace. The
 // repository is a bare one on disk, served over git's smart HTTP protocol
 // on loopback (githttp.go: the GitRepository CRD accepts only http(s) and
 // ssh URLs). It uses the libraries the controllers are built on:
@@ -73,7 +73,9 @@
 //     request, and on a new generation (e.g. resume);
 //   - spec.path without a kustomization.yaml: every manifest under it,
 //     recursively (#path); spec.targetNamespace (#target-namespace) is set
-//     to the namespace, so manifests may omit theirs;
+//     to the namespace, so manifests may omit theirs, or left out
+//     (GitOptions.ManifestNamespaces) and each object goes to the namespace
+//     its manifest names (one directory per environment);
 //   - the apply is ssa.ResourceManager.ApplyAllStaged with the options of
 //     KustomizationReconciler.apply (kustomize-controller
 //     internal/controller/kustomization_controller.go): field manager
@@ -107,15 +109,17 @@
 //   - it watches the ImagePolicies of its namespace and runs when a
 //     policy's latest image changes, and on a reconcile request or a new
 //     generation; spec.interval is RunAutomation;
-//   - a run lists the namespace's policies that have selected an image,
+//   - a run lists the namespace's policies that spec.policySelector
+//     matches (all without one; #policy-selector) and that have selected an image,
 //     checks out main, rewrites each setter under spec.update.path
 //     (`# {"$imagepolicy": "<ns>:<name>"}` with name:tag, the ":tag" and
 //     ":name" variants with the tag or the name; #update, "Marking images
 //     for update"), and commits as fluxcdbot with the default message
 //     "Update from image update automation" and pushes to main only when a
 //     file changed;
-//   - status: lastAutomationRunTime, observedPolicies,
-//     observedSourceRevision, lastHandledReconcileAt; after a push
+//   - status: lastAutomationRunTime, observedPolicies (replaced: a policy
+//     no longer selected drops out), observedSourceRevision,
+//     lastHandledReconcileAt; after a push
 //     lastPushCommit and lastPushTime; Ready True "repository up-to-date",
 //     or False GitOperationFailed "failed to update source: <push error>"
 //     when the push is refused (RefusePush);

@@ -493,3 +493,49 @@ func TestGitOpsFlux26(t *testing.T) {
 	}
 	wantEqual(t, "image", kubetest.Image(e.GetDeployment("api")), imageB)
 }
+
+// spec.policySelector: the automation writes only the policies whose
+// labels it matches (getPolicies lists through it), and a selector that
+// does not parse fails the reconcile with Ready False and no commit.
+func TestGitOpsPolicySelector(t *testing.T) {
+	e, g := gitops(t, imageA)
+	ctx := context.Background()
+	selector := func(sel string) {
+		t.Helper()
+		patch := []byte(`[{"op":"add","path":"/spec/policySelector","value":` + sel + `}]`) // replaces: a merge patch would merge
+		if _, err := e.Dynamic.Resource(automationGVR).Namespace(e.Namespace).Patch(ctx, fluxsim.AutomationName, types.JSONPatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	selector(`{"matchLabels":{"env":"production"}}`)
+	before, _ := g.Head()
+	e.SetPolicyImage(fluxsim.V1, e.Namespace, "api", imageB)
+	if err := g.RunAutomation(ctx); err != nil {
+		t.Fatal(err)
+	}
+	head, _ := g.Head()
+	wantEqual(t, "head when the selector leaves the policy out", head, before)
+	if obs := get(t, e, automationGVR, fluxsim.AutomationName).Object["status"].(map[string]any)["observedPolicies"]; len(obs.(map[string]any)) != 0 {
+		t.Errorf("observedPolicies %v, want none", obs)
+	}
+
+	selector(`{"matchExpressions":[{"key":"env","operator":"Sideways"}]}`)
+	var se *fluxsim.StatusError
+	if err := g.RunAutomation(ctx); !errors.As(err, &se) {
+		t.Fatalf("RunAutomation with an invalid selector: %v", err)
+	}
+	if st, _ := json.Marshal(get(t, e, automationGVR, fluxsim.AutomationName).Object["status"]); !strings.Contains(string(st), `"message":"failed to get policies: \"Sideways\" is not a valid label selector operator"`) || !strings.Contains(string(st), `"reason":"InvalidPolicySelector","status":"False","type":"Ready"`) {
+		t.Errorf("automation with an invalid selector: status %s", st)
+	}
+
+	// Labelled as the selector asks, the policy is written.
+	selector(`{"matchLabels":{"env":"production"}}`)
+	patch := []byte(`{"metadata":{"labels":{"env":"production"}}}`)
+	if _, err := e.Dynamic.Resource(fluxsim.V1.GVR("imagepolicies")).Namespace(e.Namespace).Patch(ctx, "api", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.RunAutomation(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(t, g, manifest, imageB)
+}

@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 
@@ -44,6 +45,11 @@ const (
 	// AnnPromotionOf names the promoted service the policy belongs to.
 	AnnPromotionOf = "autodeploy.dev/promotion-of"
 )
+
+// OwnedLabels are the labels of an ImagePolicy autodeploy owns: what an
+// ImageUpdateAutomation's spec.policySelector must match for git to
+// follow a promotion.
+func OwnedLabels() labels.Set { return labels.Set{LabelManagedBy: ManagedByAutodeploy} }
 
 // ErrForeignPolicy: the ImagePolicy autodeploy would own exists without
 // autodeploy's record for the service (someone else's, or another
@@ -138,11 +144,11 @@ func PointPolicy(ctx context.Context, dc dynamic.Interface, api flux.API, owned,
 				"apiVersion": flux.ImageGroup + "/" + api.Version, "kind": "ImagePolicy",
 				"metadata": map[string]any{
 					"name": owned.Name, "namespace": owned.Namespace,
-					"labels":      map[string]any{LabelManagedBy: ManagedByAutodeploy},
 					"annotations": map[string]any{AnnPromotionOf: service, flux.ReconcileAnnotation: token},
 				},
 				"spec": spec,
 			}}
+			obj.SetLabels(OwnedLabels())
 			_, err = pol.Create(ctx, obj, metav1.CreateOptions{FieldManager: rollout.FieldManager})
 			if apierrors.IsAlreadyExists(err) && attempt < maxConflicts {
 				continue // created in between: judge it by its record

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
@@ -288,13 +289,9 @@ func gitOps(k string, s config.Service, objs Objects, problems []string) (*GitOp
 	if objs.GitOpsProblem != "" {
 		return out, append(problems, objs.GitOpsProblem)
 	}
-	// The policy git's setter marker names: the service's, or the one
-	// autodeploy owns for a promoted service.
-	pns, pname := s.PolicyNamespace, s.PolicyName
-	if s.Promote != nil {
-		pns, pname = s.Promote.PolicyNamespace, s.Promote.PolicyName
-	}
-	g := flux.ResolveGitOps(flux.ParseRef(k), objs.Kustomizations[k], objs.Automations[pns])
+	policy, policyLabels := GitPolicy(s, objs)
+	pns, pname := policy.Namespace, policy.Name
+	g := flux.ResolveGitOps(flux.ParseRef(k), objs.Kustomizations[k], objs.Automations[pns], policy, policyLabels)
 	if s.Promote != nil {
 		pp := &PromotionPolicy{Name: pns + "/" + pname}
 		if u := objs.Policies[pp.Name]; u != nil {
@@ -317,6 +314,23 @@ func gitOps(k string, s config.Service, objs Objects, problems []string) (*GitOp
 		problems = append(problems, p)
 	}
 	return out, problems
+}
+
+// GitPolicy is the ImagePolicy git's setter marker names for service s:
+// its own, or the one autodeploy owns for a promoted service; with its
+// labels, which the automation's policySelector must match: as read, or
+// autodeploy's for an owned policy the first promotion has yet to create,
+// nil for a policy of the service that was not found (not judged).
+func GitPolicy(s config.Service, objs Objects) (flux.Ref, labels.Set) {
+	if s.Promote == nil {
+		ref := flux.Ref{Namespace: s.PolicyNamespace, Name: s.PolicyName}
+		return ref, flux.PolicyLabels(objs.Policies[ref.String()])
+	}
+	ref := flux.Ref{Namespace: s.Promote.PolicyNamespace, Name: s.Promote.PolicyName}
+	if u := objs.Policies[ref.String()]; u != nil {
+		return ref, flux.PolicyLabels(u)
+	}
+	return ref, gitops.OwnedLabels()
 }
 
 func repository(u *unstructured.Unstructured) *Repository {
