@@ -21,6 +21,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 	"github.com/autodeploy-dev/autodeploy/internal/fluxsim"
 	"github.com/autodeploy-dev/autodeploy/internal/kubetest"
+	"github.com/autodeploy-dev/autodeploy/internal/lock"
 )
 
 // runningWatch is `autodeploy watch -v` in this process: its log (log.file
@@ -119,7 +120,7 @@ func TestWatchRollsBackABadImage(t *testing.T) {
 func TestWatchHoldAndManualRollback(t *testing.T) {
 	e := kubetest.New(t)
 	refl := e.StartReflector(fluxsim.V1, e.Namespace)
-	cfg, _ := clusterConfig(t, e, refl, map[string]string{"api": reg + "api:sha-1"}, watchLog)
+	cfg, dir := clusterConfig(t, e, refl, map[string]string{"api": reg + "api:sha-1"}, watchLog)
 	w := startWatch(t, cfg, e.Kubeconfig)
 	if code, _, stderr := execute(t, nil, "hold", "api", "--reason", "incident", "--config", cfg, "--kubeconfig", e.Kubeconfig); code != ExitOK {
 		t.Fatalf("hold: exit %d: %s", code, stderr)
@@ -136,7 +137,15 @@ func TestWatchHoldAndManualRollback(t *testing.T) {
 	refl.Push("api", reg+"api:sha-3")
 	receiverRequest(t, e, "api")
 	w.out.WaitFor(t, 0, "trigger=policy-change", "svc=api", "outcome=deployed")
-	// The watch is idle: rollback takes the lock at once (--lock-timeout 0).
+	// The action ends (metrics, its stderr line) and gives the run lock
+	// back moments after its outcome line (CI saw a rollback refused in
+	// between); from then on the watch is idle and holds it no more:
+	// rollback takes it at once (--lock-timeout 0).
+	runLock := &lock.FileLocker{Path: filepath.Join(dir, "lock")}
+	kubetest.Eventually(t, 30*time.Second, "the watch gives the run lock back after its action", func(ctx context.Context) (bool, error) {
+		_, held, err := runLock.Holder(ctx)
+		return !held, err
+	})
 	code, _, stderr := execute(t, nil, "rollback", "api", "--lock-timeout", "0s", "--config", cfg, "--kubeconfig", e.Kubeconfig)
 	if code != ExitOK {
 		t.Fatalf("rollback while watching: exit %d: %s", code, stderr)

@@ -137,18 +137,58 @@ func New(o Options) (*Clients, error) {
 // request every 30 s, where informers ask for 5-10 minutes with
 // timeoutSeconds). The API server still ends each watch at its
 // timeoutSeconds, and client-go's HTTP/2 health check (a ping after 30 s
-// without a frame) notices a connection that died.
+// without a frame) notices a connection that died. Its other requests,
+// the informers' LISTs, keep the request timeout (listDeadline): a server
+// that takes a connection and never answers would otherwise stall a
+// re-list, and the watch with it, for good.
 func (c *Clients) WatchDynamic() (dynamic.Interface, error) {
 	if c.Config == nil {
 		return c.Dynamic, nil
 	}
 	cfg := rest.CopyConfig(c.Config)
+	if limit := cfg.Timeout; limit > 0 {
+		cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &listDeadline{next: rt, limit: limit} })
+	}
 	cfg.Timeout = 0
 	dc, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, &UnreachableError{Server: cfg.Host, Kubeconfig: c.Source, Err: err}
 	}
 	return dc, nil
+}
+
+// listDeadline gives every request but a watch (?watch=true) a deadline
+// of limit, until its body is read and closed, as the client's Timeout
+// would.
+type listDeadline struct {
+	next  http.RoundTripper
+	limit time.Duration
+}
+
+func (l *listDeadline) RoundTrip(r *http.Request) (*http.Response, error) {
+	if w := r.URL.Query().Get("watch"); w == "true" || w == "1" {
+		return l.next.RoundTrip(r)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), l.limit)
+	resp, err := l.next.RoundTrip(r.WithContext(ctx))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+// cancelOnClose ends a request's context when its body is closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelOnClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }
 
 func fileExists(p string) bool {
