@@ -41,7 +41,11 @@
 // and on a reconcile request (Flux >= 2.7, #triggering-a-reconcile). A
 // policy the test did not Track (one autodeploy creates for a promotion)
 // is followed from its first event, over the repository its
-// spec.imageRepositoryRef names, once that repository has images.
+// spec.imageRepositoryRef names, once that repository has images. Not
+// modelled: digests. The "registry" has tags only, so a policy's
+// spec.digestReflectionPolicy is not played (the real controller then
+// writes latestRef.digest). Digest pinning is unit-tested (deploy's Plan
+// rows, TestAwaitAutomationComparesDigests), not on the cluster.
 //
 // # GitOps: source-, kustomize- and image-automation-controller (StartGitOps)
 //
