@@ -16,6 +16,23 @@ import (
 	"k8s.io/client-go/dynamic"
 )
 
+var gvr = schema.GroupVersionResource{Group: "image.toolkit.fluxcd.io", Version: "v1", Resource: "imagepolicies"}
+
+// watchClients are the clients of a server at url with a request timeout,
+// and the WatchDynamic one.
+func watchClients(t *testing.T, url string, timeout time.Duration) (*Clients, dynamic.Interface) {
+	t.Helper()
+	c, err := New(Options{Kubeconfig: writeKubeconfig(t, t.TempDir(), "kubeconfig", url), Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wd, err := c.WatchDynamic()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, wd
+}
+
 // A watch through the run's client carries the request timeout, which the
 // API server obeys (timeout=30s: a new watch every 30 s); through
 // WatchDynamic only the informer's timeoutSeconds.
@@ -29,15 +46,7 @@ func TestWatchDynamicCarriesNoRequestTimeout(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 	}))
 	defer srv.Close()
-	c, err := New(Options{Kubeconfig: writeKubeconfig(t, t.TempDir(), "kubeconfig", srv.URL)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wd, err := c.WatchDynamic()
-	if err != nil {
-		t.Fatal(err)
-	}
-	gvr := schema.GroupVersionResource{Group: "image.toolkit.fluxcd.io", Version: "v1", Resource: "imagepolicies"}
+	c, wd := watchClients(t, srv.URL, 0)
 	secs := int64(300)
 	for _, dc := range []dynamic.Interface{c.Dynamic, wd} {
 		w, err := dc.Resource(gvr).Namespace("flux-system").Watch(context.Background(), metav1.ListOptions{TimeoutSeconds: &secs})
@@ -75,15 +84,7 @@ func TestWatchDynamicListsKeepTheRequestTimeout(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(answered)
-	c, err := New(Options{Kubeconfig: writeKubeconfig(t, t.TempDir(), "kubeconfig", srv.URL), Timeout: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wd, err := c.WatchDynamic()
-	if err != nil {
-		t.Fatal(err)
-	}
-	gvr := schema.GroupVersionResource{Group: "image.toolkit.fluxcd.io", Version: "v1", Resource: "imagepolicies"}
+	_, wd := watchClients(t, srv.URL, 50*time.Millisecond)
 	done := make(chan error, 1)
 	go func() {
 		_, err := wd.Resource(gvr).Namespace("flux-system").List(context.Background(), metav1.ListOptions{})
