@@ -170,7 +170,14 @@ func run(kubeconfig, bin, dir string) error {
 	}
 	ad := func(args ...string) {
 		args = append([]string{"--config", confPath, "--kubeconfig", kubeconfig}, args...)
-		fmt.Printf("\n$ autodeploy %s\n", strings.Join(args[4:], " "))
+		shown := make([]string, 0, len(args)-4)
+		for _, a := range args[4:] {
+			if strings.ContainsAny(a, " \t'\"$\\*?;&|<>()") {
+				a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'" // as a shell reads it back
+			}
+			shown = append(shown, a)
+		}
+		fmt.Printf("\n$ autodeploy %s\n", strings.Join(shown, " "))
 		cmd := exec.CommandContext(ctx, bin, args...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		if err := cmd.Run(); err != nil {
