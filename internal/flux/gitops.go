@@ -297,7 +297,8 @@ func ResolveGitOps(k Ref, kustomization *unstructured.Unstructured, automations 
 			why = a.leavesOut(policy, policyLabels)
 		}
 		if why != "" {
-			// It commits, but not where this Kustomization applies from.
+			// It commits, but not where this Kustomization applies from,
+			// or not this policy.
 			g.Elsewhere = append(g.Elsewhere, fmt.Sprintf("ImageUpdateAutomation %s %s", a.Ref, why))
 			continue
 		}
