@@ -147,6 +147,12 @@ func TestDoctorAndStatusOfAGitOpsPromotion(t *testing.T) {
 		tag, _, _ := unstructured.NestedString(au.Object, "status", "observedPolicies", owned, "tag")
 		return tag == "sha-2222222", err
 	})
+	// The run's last mark bumped the Deployment's generation: status
+	// rightly says "progressing" until the controller observed it.
+	kubetest.Eventually(t, 30*time.Second, "production observed", func(ctx context.Context) (bool, error) {
+		d, err := e.Kube.AppsV1().Deployments(prodNS).Get(ctx, "api", metav1.GetOptions{})
+		return err == nil && d.Status.ObservedGeneration >= d.Generation && d.Status.UpdatedReplicas == 1 && d.Status.AvailableReplicas == 1, err
+	})
 	policyCheck("is autodeploy's and selects "+img2, doctor.OK)
 	statusSays(ExitOK, "ImagePolicy "+ns+"/"+owned+" (autodeploy's) selects "+img2+" (Ready); git has sha-2222222")
 
