@@ -58,8 +58,11 @@ func (r *Runner) awaitPolicies(ctx context.Context, api flux.API, repoOuts []flu
 //   - A rollback gets its service's rolloutTimeout even when runTimeout is
 //     spent (leaving a broken rollout in place is worse than overrunning):
 //     the deadline reserves one rollback for it (rollback).
-//   - Bringing git along and making it go back wait gitops.FollowBound,
-//     within the rollout's or the rollback's context.
+//   - Bringing git along and making it go back start alongside the
+//     rollout or the rollback, in the run's context (so within its
+//     deadline, and stopped by a signal or a lost lock); each of their
+//     waits is bounded by gitops.FollowBound (GoesBack has two: for the
+//     policy to move, then for the automation).
 //
 // Issue 17 item 12: with no controller answering, a run waited
 // flux.reconcileTimeout for the rescan and as long again for an

@@ -544,12 +544,14 @@ func (m *Manager) resume(ctx context.Context, s config.Service, forgetFailed, ex
 		return res, nil
 	}
 
-	if forgetFailed && (res.ForgotFailed != "" || gitops.KustomizationOf(d) != "") {
+	if forgetFailed {
 		// Forgetting the service's failures lets the policy select those
 		// images again: every exclusion autodeploy recorded for the
 		// service goes, not only the current failed image's (one added by
 		// a rollback that ended superseded, or for an earlier failure,
-		// stayed for ever: issue 17, item 8).
+		// stayed for ever: issue 17, item 8), and whatever the Deployment
+		// shows now (no failed mark left, no longer applied from git: the
+		// record on the ImageRepository is what counts).
 		res.Unexcluded, err = m.unexclude(ctx, s)
 		if err != nil {
 			m.Log.Warn("could not remove autodeploy's exclusion of the forgotten image", "svc", s.Name, "error", err)

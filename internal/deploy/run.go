@@ -356,6 +356,9 @@ func (r *Runner) alert(ctx context.Context, runID string, d *appsv1.Deployment, 
 	if dec.Alert == "" {
 		return false
 	}
+	// Sent even when the run is interrupted (WithoutCancel, as notify):
+	// the alert is recorded above, so a notification dropped now would
+	// never be sent; Send bounds itself with each notifier's timeout.
 	if strings.HasPrefix(dec.Alert, AlertOutsideWindow) {
 		r.Notify.Send(context.WithoutCancel(ctx), notify.Event{Kind: notify.OutsideWindow, Level: "info", Service: dec.Service, Time: r.Now().UTC(), RunID: runID,
 			From: dec.Current, To: dec.Target, Reason: dec.Reason})
