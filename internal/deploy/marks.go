@@ -24,6 +24,8 @@ import (
 //	kubernetes.io/change-cause Deployment          text            deploy, rollback                      superseded (rewritten for the other writer)      copied by the controller (history shows it)
 //	reconcile-disabled         Deployment          ReconcileRecord manual rollback (gitops)              resume, a run once not held, forget              copied with its lever
 //	exclusions                 ImageRepository     []Exclusion     rollback (gitops)                     a run (release), resume --forget-failed, forget  -
+//	promotion-of (annotation)  ImagePolicy         service name    PointPolicy: the owned ImagePolicy    forget (deletes the policy)                      -
+//	app.kubernetes.io/managed-by=autodeploy (label, with promotion-of: the owned policy's record; gitops.OwnedLabels)
 //
 // `autodeploy forget <service>` removes every one of them for a service.
 const (

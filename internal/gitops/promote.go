@@ -51,6 +51,22 @@ const (
 // follow a promotion.
 func OwnedLabels() labels.Set { return labels.Set{LabelManagedBy: ManagedByAutodeploy} }
 
+// PromotionLever is the ImagePolicy autodeploy owns for the promotion of
+// service, as a lever status lists (nil u, or someone else's policy:
+// none). It stays while the service is promoted under GitOps: forget
+// deletes it.
+func PromotionLever(service string, owned flux.Ref, u *unstructured.Unstructured) (Lever, bool) {
+	if u == nil || !OwnedBy(u, service) {
+		return Lever{}, false
+	}
+	detail := "selects exactly the promoted tag for git's image line of the target"
+	if pattern, _, _ := unstructured.NestedString(u.Object, "spec", "filterTags", "pattern"); pattern != "" {
+		detail += " (filterTags " + pattern + ")"
+	}
+	return Lever{Kind: LeverPromotion, Object: "ImagePolicy " + owned.String(), Ours: true, Detail: detail,
+		Clear: "autodeploy forget " + service + " (once it is no longer promoted; git's marker must name another policy first)"}, true
+}
+
 // ErrForeignPolicy: the ImagePolicy autodeploy would own exists without
 // autodeploy's record for the service (someone else's, or another
 // service's): it is never written.

@@ -207,3 +207,36 @@ func TestDeletePolicyByItsRecord(t *testing.T) {
 		})
 	}
 }
+
+// The owned policy is a lever status lists with the command that takes it
+// away; someone else's policy of that name, or none, is not autodeploy's.
+func TestPromotionLever(t *testing.T) {
+	owned := flux.Ref{Namespace: "flux-system", Name: "autodeploy-production"}
+	policy := func(labels map[string]string, service string) *unstructured.Unstructured {
+		u := &unstructured.Unstructured{Object: map[string]any{"spec": map[string]any{"filterTags": map[string]any{"pattern": "^sha-2222222$"}}}}
+		u.SetLabels(labels)
+		u.SetAnnotations(map[string]string{AnnPromotionOf: service})
+		return u
+	}
+	for _, tt := range []struct {
+		name string
+		u    *unstructured.Unstructured
+		want bool
+	}{
+		{"autodeploy's", policy(OwnedLabels(), "production"), true},
+		{"another service's", policy(OwnedLabels(), "staging"), false},
+		{"someone else's", policy(nil, "production"), false},
+		{"none", nil, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l, ok := PromotionLever("production", owned, tt.u)
+			if ok != tt.want {
+				t.Fatalf("lever %+v, %v; want %v", l, ok, tt.want)
+			}
+			if ok && (l.Kind != LeverPromotion || l.Object != "ImagePolicy flux-system/autodeploy-production" || !l.Ours ||
+				!strings.HasPrefix(l.Clear, "autodeploy forget production") || !strings.Contains(l.Detail, "^sha-2222222$")) {
+				t.Errorf("lever %+v", l)
+			}
+		})
+	}
+}

@@ -123,7 +123,8 @@ func foreign(d *appsv1.Deployment, legacy bool) bool {
 // Lever is one lever on Flux that holds for a service now, as status
 // shows it.
 type Lever struct {
-	// Kind: exclusion, reconcile-disabled, kustomization-suspended.
+	// Kind: exclusion, reconcile-disabled, kustomization-suspended,
+	// promotion-policy.
 	Kind   string `json:"kind"`
 	Object string `json:"object"` // Kind namespace/name of the object that carries it
 	Detail string `json:"detail"`
@@ -138,6 +139,7 @@ const (
 	LeverExclusion = "exclusion"
 	LeverReconcile = "reconcile-disabled"
 	LeverSuspended = "kustomization-suspended"
+	LeverPromotion = "promotion-policy"
 )
 
 // Levers lists the levers that hold for service: the reconcile lever on d

@@ -176,6 +176,12 @@ func buildService(cfg *config.Config, s config.Service, objs Objects, now time.T
 		repoRef, exclusions = &flux.Ref{Namespace: pol.RepoNamespace, Name: pol.RepoName}, out.Repository.ExcludedByAutodeploy
 	}
 	out.Levers = gitops.Levers(s.Name, d, owned, held, hold.ReconcileDisabled, repoRef, exclusions, hold.Kustomization)
+	if p := s.Promote; p != nil {
+		ref := flux.Ref{Namespace: p.PolicyNamespace, Name: p.PolicyName}
+		if l, ok := gitops.PromotionLever(s.Name, ref, objs.Policies[ref.String()]); ok {
+			out.Levers = append(out.Levers, l)
+		}
+	}
 	if f, ok := deploy.ParseFailedImage(d.Annotations); ok {
 		// A failed image still running is a problem of the plan's
 		// (deploy.runningFailed), whoever applied it.

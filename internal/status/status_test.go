@@ -813,6 +813,12 @@ func TestBuildPromotionUnderGitOps(t *testing.T) {
 			if text := strings.Join(strings.Fields(b.String()), " "); !strings.Contains(text, tt.row) || !strings.Contains(text, "ImageUpdateAutomation flux-system/flux-system writes the tag") {
 				t.Errorf("text lacks %q:\n%s", tt.row, b.String())
 			}
+			// Only autodeploy's own policy is its lever, with forget to clear it.
+			text := strings.Join(strings.Fields(b.String()), " ")
+			lever := strings.Contains(text, "flux lever promotion-policy on ImagePolicy flux-system/autodeploy-production, autodeploy's")
+			if want := tt.name == "autodeploy's"; lever != want || want && !strings.Contains(text, "cleared by autodeploy forget production") {
+				t.Errorf("promotion lever listed %v, want %v:\n%s", lever, want, b.String())
+			}
 		})
 	}
 }
