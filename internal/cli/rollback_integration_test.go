@@ -610,6 +610,32 @@ func TestReconcileLeverNeverOutlivesItsRecord(t *testing.T) {
 			t.Fatal("the Kustomization the 1.x rollback suspended is still suspended after resume")
 		}
 	})
+	t.Run("someone else's lever: a run reports it and leaves it", func(t *testing.T) {
+		e, _, cfg, dir := twoDeploys(t)
+		labels := []byte(`{"metadata":{"labels":{"kustomize.toolkit.fluxcd.io/name":"apps","kustomize.toolkit.fluxcd.io/namespace":"` + e.Namespace + `"}}}`)
+		if _, err := e.Kube.AppsV1().Deployments(e.Namespace).Patch(context.Background(), "api", types.MergePatchType, labels, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		annotate(t, e, `{"kustomize.toolkit.fluxcd.io/reconcile":"disabled"}`)
+		if code, _, stderr := execute(t, nil, "run", "--config", cfg, "--kubeconfig", e.Kubeconfig); code != ExitOK && code != ExitServiceProblem {
+			t.Fatalf("run: exit %d\n%s", code, stderr)
+		}
+		if d := e.GetDeployment("api"); d.Annotations[flux.KustomizeReconcileAnnotation] != "disabled" {
+			t.Fatalf("the run removed someone else's lever: %v", d.Annotations)
+		}
+		log, err := os.ReadFile(filepath.Join(dir, "autodeploy.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fix := "kubectl annotate deployment/api -n " + e.Namespace + " kustomize.toolkit.fluxcd.io/reconcile-"
+		if !strings.Contains(string(log), "not set by autodeploy") || !strings.Contains(string(log), fix) {
+			t.Errorf("the run's log does not report the lever with its fix %q:\n%s", fix, log)
+		}
+		_, stdout, _ := execute(t, nil, "status", "api", "--config", cfg, "--kubeconfig", e.Kubeconfig)
+		if text := strings.Join(strings.Fields(stdout), " "); !strings.Contains(text, "reconcile-disabled on Deployment "+e.Namespace+"/api, not autodeploy's") || !strings.Contains(text, "cleared by "+fix) {
+			t.Errorf("status does not list someone else's lever with its fix:\n%s", stdout)
+		}
+	})
 	t.Run("lever removed by hand from the Deployment then resume", func(t *testing.T) {
 		e, cfg := rolledBack(t)
 		annotate(t, e, `{"kustomize.toolkit.fluxcd.io/reconcile":null}`)
