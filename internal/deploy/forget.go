@@ -197,7 +197,7 @@ func (m *Manager) forgetDeployment(ctx context.Context, s config.Service, dryRun
 			if !dryRun {
 				// Before the hold goes: a hold kept is what says the
 				// Kustomization is still to be resumed.
-				switch err := m.suspendKustomization(ctx, plan.Kustomization, false); {
+				switch err := gitops.ResumeSuspended(ctx, m.Dynamic, plan.Kustomization); {
 				case apierrors.IsNotFound(err):
 					res.KustomizationGone, sus = plan.Kustomization, nil
 				case err != nil:

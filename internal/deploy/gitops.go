@@ -74,12 +74,9 @@ func (r *Runner) rescan(ctx context.Context, repo flux.Ref, log *slog.Logger) bo
 	}
 	rctx, done := r.fluxWait(ctx)
 	defer done()
-	answered := true
-	for _, o := range flux.Reconcile(rctx, r.Dynamic, r.api.Repositories(), []flux.Ref{repo}, flux.Token(r.Now())) {
-		if !o.OK {
-			log.Warn("rescan after changing the exclusionList", "repository", repo.String(), "problem", o.Problem)
-			answered = answered && !o.NoAnswer
-		}
+	answered, problems := gitops.Rescan(rctx, r.Dynamic, r.api, repo, r.Now())
+	for _, p := range problems {
+		log.Warn("rescan after changing the exclusionList", "repository", repo.String(), "problem", p)
 	}
 	return answered
 }

@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
@@ -520,7 +518,7 @@ func (m *Manager) resume(ctx context.Context, s config.Service, forgetFailed, ex
 		if res.Hold.Kustomization != "" {
 			// A hold of an earlier version, whose rollback --suspend-flux
 			// suspended the whole Kustomization.
-			switch err := m.suspendKustomization(ctx, res.Hold.Kustomization, false); {
+			switch err := gitops.ResumeSuspended(ctx, m.Dynamic, res.Hold.Kustomization); {
 			case apierrors.IsNotFound(err):
 				// Deleted since: nothing to resume, and no reason to keep the
 				// service held forever.
@@ -624,17 +622,15 @@ func (m *Manager) exclude(ctx context.Context, s config.Service, kustomization, 
 	g := gitops.Git{Dynamic: m.Dynamic, API: api, Now: m.Now}
 	back.Rescan = func(ctx context.Context, repo flux.Ref) bool {
 		m.Log.Info("tag excluded so that git follows the rollback", "svc", s.Name, "repository", repo.String(), "image", img)
-		// The spec change alone makes Flux rescan; the request makes
-		// the wait for it explicit, bounded by the command's own
-		// budget (it holds the lock, not a run's Flux budget).
+		// Bounded by the command's own budget (it holds the lock, not a
+		// run's Flux budget).
 		rctx, cancel := context.WithTimeout(ctx, RescanBound)
 		defer cancel()
-		for _, o := range flux.Reconcile(rctx, m.Dynamic, api.Repositories(), []flux.Ref{repo}, flux.Token(m.Now())) {
-			if o.NoAnswer {
-				return false
-			}
+		answered, problems := gitops.Rescan(rctx, m.Dynamic, api, repo, m.Now())
+		for _, p := range problems {
+			m.Log.Warn("rescan after changing the exclusionList", "svc", s.Name, "repository", repo.String(), "problem", p)
 		}
-		return true
+		return answered
 	}
 	out, err := g.GoBack(ctx, back)
 	if err != nil {
@@ -668,13 +664,4 @@ func (m *Manager) unexclude(ctx context.Context, s config.Service) ([]string, er
 		out = append(out, repo.String()+": "+e.Pattern)
 	}
 	return out, err
-}
-
-// suspendKustomization sets spec.suspend as `flux suspend|resume
-// kustomization` does.
-func (m *Manager) suspendKustomization(ctx context.Context, nsName string, suspend bool) error {
-	k := flux.ParseRef(nsName)
-	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"suspend": suspend}})
-	_, err := m.Dynamic.Resource(flux.KustomizationGVR).Namespace(k.Namespace).Patch(ctx, k.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: rollout.FieldManager})
-	return err
 }

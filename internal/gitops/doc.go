@@ -13,15 +13,17 @@
 //	  promote.imagePolicy): filterTags      pointed at the target's tag)                                                    autodeploy.dev/promotion-of: <service>
 //	  ^tag$ over the root policy's                                                                                          on the ImagePolicy (promote.go)
 //	  ImageRepository (PointPolicy)
-//	Kustomization spec.suspend (legacy)     rollback --suspend-flux of       resume, forget                                 the hold's kustomization field               no
-//	                                        autodeploy 1.x
+//	Kustomization spec.suspend (legacy)     rollback --suspend-flux of       resume, forget (ResumeSuspended)               the hold's kustomization field               no
+//	                                        autodeploy 1.x; nothing since
 //	reconcile.fluxcd.io/requestedAt on      a run (rescan, bring git         nothing: a request, answered once             none: it holds no state                      no
-//	  ImageRepository, ImagePolicy,         along, after an exclusion)
-//	  GitRepository (fetches)
+//	  ImageRepository, ImagePolicy,         along, after an exclusion:
+//	  GitRepository (fetches)               Rescan, Follows)
 //
 // A record lives on the object that carries its lever, never inside
 // another mark (a hold): a lever is autodeploy's exactly when its record
-// is beside it, wherever the lever travels. Before, the reconcile lever's
+// is beside it, wherever the lever travels. The one exception is the 1.x
+// suspend, which nothing sets any more: its record stays the hold's
+// kustomization field it came with, kept by a new rollback. Before, the reconcile lever's
 // record was a field of the hold: a hold rewritten by `hold` racing a
 // rollback, a hold annotation deleted by hand, or a ReplicaSet copy revived
 // by `kubectl rollout undo --to-revision` left Flux never applying that

@@ -158,3 +158,19 @@ func editExclusions(ctx context.Context, dc dynamic.Interface, api flux.API, rep
 		return true, nil
 	}
 }
+
+// Rescan asks repo to scan now after its exclusionList changed, and waits
+// within ctx (the caller's budget: a run's Flux wait, a command's bound)
+// for the answer. The spec change alone makes Flux rescan; the request
+// makes the wait for it explicit. answered is false when Flux did not
+// answer; problems are the other failures.
+func Rescan(ctx context.Context, dc dynamic.Interface, api flux.API, repo flux.Ref, now time.Time) (answered bool, problems []string) {
+	answered = true
+	for _, o := range flux.Reconcile(ctx, dc, api.Repositories(), []flux.Ref{repo}, flux.Token(now)) {
+		if !o.OK {
+			problems = append(problems, o.Problem)
+			answered = answered && !o.NoAnswer
+		}
+	}
+	return answered, problems
+}

@@ -1,11 +1,15 @@
 package gitops
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
@@ -198,4 +202,16 @@ func Levers(service string, d *appsv1.Deployment, rss []*appsv1.ReplicaSet, held
 			Detail: "suspended by a rollback of autodeploy 1.x (rollback --suspend-flux)", Clear: resume})
 	}
 	return out
+}
+
+// ResumeSuspended resumes a Kustomization an autodeploy 1.x rollback
+// --suspend-flux suspended (namespace/name, from the hold's record), as
+// `flux resume kustomization` sets spec.suspend; the lever nothing sets any
+// more (resume and forget take it back). A Kustomization deleted since
+// answers NotFound.
+func ResumeSuspended(ctx context.Context, dc dynamic.Interface, kustomization string) error {
+	k := flux.ParseRef(kustomization)
+	patch := []byte(`{"spec":{"suspend":false}}`)
+	_, err := dc.Resource(flux.KustomizationGVR).Namespace(k.Namespace).Patch(ctx, k.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: rollout.FieldManager})
+	return err
 }

@@ -7,7 +7,12 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
 )
@@ -96,5 +101,30 @@ func TestLeversNameTheirClearingCommand(t *testing.T) {
 	got = Levers("api", d, []*appsv1.ReplicaSet{rs("a", "3", withLever(true))}, false, false, nil, nil, "")
 	if len(got) != 1 || got[0].Object != "ReplicaSet prod/a" || !got[0].Ours || !strings.Contains(got[0].Detail, "revision 3") {
 		t.Errorf("got %+v, want the copy on revision 3, autodeploy's", got)
+	}
+}
+
+// ResumeSuspended takes back the 1.x lever: spec.suspend false, written as
+// autodeploy; a Kustomization deleted since answers NotFound (resume and
+// forget then drop the record).
+func TestResumeSuspended(t *testing.T) {
+	ks := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+		"metadata": map[string]any{"name": "apps", "namespace": "flux-system"},
+		"spec":     map[string]any{"suspend": true, "path": "./apps"},
+	}}
+	dc := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{flux.KustomizationGVR: "KustomizationList"}, ks)
+	if err := ResumeSuspended(t.Context(), dc, "flux-system/apps"); err != nil {
+		t.Fatal(err)
+	}
+	u, err := dc.Resource(flux.KustomizationGVR).Namespace("flux-system").Get(t.Context(), "apps", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if suspended, _, _ := unstructured.NestedBool(u.Object, "spec", "suspend"); suspended {
+		t.Errorf("still suspended: %v", u.Object["spec"])
+	}
+	if err := ResumeSuspended(t.Context(), dc, "flux-system/gone"); !apierrors.IsNotFound(err) {
+		t.Errorf("a Kustomization deleted since: %v, want NotFound", err)
 	}
 }
