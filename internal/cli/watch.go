@@ -46,6 +46,48 @@ type WatchOptions struct {
 	mu      sync.Mutex
 	state   watch.State
 	lostLog bool // lines lost from the log were said on stderr
+
+	// The give-back of idle memory (watch.ReleaseIdle), once no action
+	// ran for idleAfter; release is its seam for tests.
+	idleMu    sync.Mutex
+	idleTimer *time.Timer
+	idleAfter time.Duration
+	release   func() error
+}
+
+// IdleRelease is how long the watch waits after an action before it gives
+// its idle memory back (watch.ReleaseIdle): the pages a burst of pushes,
+// or a pass right after an action, needs are then still resident, and a
+// watch idle for longer sits at its idle size (scripts/bench --watch-idle
+// measures it after minutes).
+const IdleRelease = 30 * time.Second
+
+// releaseWhenIdle gives the idle memory back once no action started for
+// idleAfter; a pending give-back is replaced.
+func (o *WatchOptions) releaseWhenIdle(log *slog.Logger) {
+	o.idleMu.Lock()
+	defer o.idleMu.Unlock()
+	if o.idleTimer != nil {
+		o.idleTimer.Stop()
+	}
+	release := o.release
+	if release == nil {
+		release = watch.ReleaseIdle
+	}
+	o.idleTimer = time.AfterFunc(o.idleAfter, func() {
+		if err := release(); err != nil {
+			log.Debug("could not give back idle memory", "error", err)
+		}
+	})
+}
+
+// busy cancels a pending give-back: an action is starting.
+func (o *WatchOptions) busy() {
+	o.idleMu.Lock()
+	defer o.idleMu.Unlock()
+	if o.idleTimer != nil {
+		o.idleTimer.Stop()
+	}
 }
 
 // Complete takes the factory; watch has no arguments.
@@ -105,7 +147,7 @@ const watchExample = `  # on a host, under systemd
   autodeploy watch --probe-address :8080`
 
 func newCmdWatch(f *Factory, runF func(context.Context, *WatchOptions) error) *cobra.Command {
-	o := &WatchOptions{}
+	o := &WatchOptions{idleAfter: IdleRelease}
 	cmd := &cobra.Command{
 		Use:     "watch",
 		Short:   "Deploy new images within seconds: react to the ImagePolicies, with a full pass per schedule tick",
@@ -231,6 +273,7 @@ func (o *WatchOptions) lead(ctx context.Context) {
 // act is one action: a run of the services it names (all for a pass),
 // under the run lock, logged as a run of its own with its trigger.
 func (o *WatchOptions) act(ctx context.Context, watchLock *lock.Held, a watch.Action) {
+	o.busy()
 	f, cfg, clients := o.f, o.cfg, o.clients
 	runID := runlog.NewRunID(time.Now())
 	log := o.log.ForRun(runID, "cmd", "watch", "trigger", string(a.Trigger))
@@ -269,9 +312,7 @@ func (o *WatchOptions) act(ctx context.Context, watchLock *lock.Held, a watch.Ac
 		log.Warn("could not release the lock", "error", err)
 	}
 	// Idle until the next event with only what watching needs resident.
-	if err := watch.ReleaseIdle(); err != nil {
-		log.Debug("could not give back idle memory", "error", err)
-	}
+	o.releaseWhenIdle(log)
 	if a.Trigger != watch.TriggerPolicy && runErr == nil {
 		o.note(watchLock, func(s *watch.State) { s.LastPass = time.Now() })
 	}

@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
 )
 
 // --probe-address :99999 passed Validate (it splits into host and port)
@@ -35,4 +37,21 @@ func TestWatchProbeAddress(t *testing.T) {
 			t.Errorf("--probe-address %q: %v (exit %d), want a usage error naming the flag", tt.addr, err, exitCodeFor(err))
 		}
 	}
+}
+
+// The idle memory goes back once no action ran for idleAfter, not after
+// each action: an action starting cancels the pending give-back, so a
+// burst of pushes does not fault the executable's pages back in each time.
+func TestWatchReleasesIdleMemoryWhenIdle(t *testing.T) {
+	released := make(chan struct{}, 2)
+	o := &WatchOptions{idleAfter: time.Hour, release: func() error { released <- struct{}{}; return nil }}
+	log := slog.New(slog.DiscardHandler)
+	o.releaseWhenIdle(log)
+	o.busy() // the next action starts within the hour
+	if o.idleTimer.Stop() {
+		t.Fatal("the give-back is still pending after an action started")
+	}
+	o.idleAfter = 0
+	o.releaseWhenIdle(log)
+	<-released // given back once idle
 }
