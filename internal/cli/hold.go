@@ -61,7 +61,8 @@ func (o *HoldOptions) Validate() error {
 // holdEndLayouts are the local forms --until takes besides RFC 3339.
 var holdEndLayouts = []string{"2006-01-02 15:04", "15:04"}
 
-// minHold is the shortest --for: runs come every few minutes.
+// minHold is the shortest hold, by --for or --until: runs come every few
+// minutes.
 const minHold = time.Minute
 
 // holdEnd is when a hold placed at now ends: now + --for, or --until (RFC
@@ -100,6 +101,9 @@ func holdEnd(forD time.Duration, forSet bool, until string, now time.Time, loc *
 	}
 	if !t.After(now) {
 		return time.Time{}, fmt.Errorf("--until %s is in the past (now %s %s): give a later time, or --for", until, now.In(loc).Format("2006-01-02 15:04"), loc)
+	}
+	if d := t.Sub(now); d < minHold {
+		return time.Time{}, fmt.Errorf("--until %s must be at least %s away (a shorter hold ends before a run sees it), got %s", until, minHold, d.Round(time.Second))
 	}
 	return t, nil
 }

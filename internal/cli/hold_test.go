@@ -43,6 +43,11 @@ func TestHoldEnd(t *testing.T) {
 		{name: "in the past", o: HoldOptions{Until: "2026-12-01 18:00"}, errPart: "--until 2026-12-01 18:00 is in the past (now 2026-12-02 21:30 Europe/Paris): give a later time, or --for"},
 		{name: "unreadable", o: HoldOptions{Until: "tomorrow"}, errPart: `invalid --until "tomorrow": use RFC 3339 (2026-12-03T18:00:00+01:00), or "2026-12-03 18:00" or "18:00" in the local time zone`},
 		{name: "both", o: HoldOptions{For: time.Hour, Until: "23:00"}, forSet: true, errPart: "give --for or --until, not both"},
+		// --until agrees with --for: an end less than a minute away ends
+		// before a run sees it (issue 18, sixth pass: 30 s was accepted).
+		{name: "until 30s away", o: HoldOptions{Until: "2026-12-02T20:30:30Z"}, errPart: "--until 2026-12-02T20:30:30Z must be at least 1m0s away (a shorter hold ends before a run sees it), got 30s"},
+		{name: "until 59s away", o: HoldOptions{Until: "2026-12-02T21:30:59+01:00"}, errPart: "must be at least 1m0s away"},
+		{name: "until 1m away", o: HoldOptions{Until: "2026-12-02T20:31:00Z"}, want: now.Add(time.Minute)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
