@@ -100,7 +100,9 @@ func holdEnd(forD time.Duration, forSet bool, until string, now time.Time, loc *
 		return time.Time{}, fmt.Errorf(`invalid --until %q: use RFC 3339 (2026-12-03T18:00:00+01:00), or "2026-12-03 18:00" or "18:00" in the local time zone`, until)
 	}
 	if !t.After(now) {
-		return time.Time{}, fmt.Errorf("--until %s is in the past (now %s %s): give a later time, or --for", until, now.In(loc).Format("2006-01-02 15:04"), loc)
+		// MST is the zone's abbreviation, as date shows it: loc's own
+		// name is "Local" for time.Local.
+		return time.Time{}, fmt.Errorf("--until %s is in the past (now %s): give a later time, or --for", until, now.In(loc).Format("2006-01-02 15:04 MST"))
 	}
 	if d := t.Sub(now); d < minHold {
 		return time.Time{}, fmt.Errorf("--until %s must be at least %s away (a shorter hold ends before a run sees it), got %s", until, minHold, d.Round(time.Second))
