@@ -192,7 +192,7 @@ func (d *decoder) resolve(r *rawConfig, name string) *Config {
 	// A Lease counts whole seconds (leaseDurationSeconds), and a holder
 	// renews every third of it: below a few seconds, an API server's
 	// ordinary latency would lose the lock.
-	d.durationAtLeast(r.Lock.LeaseDuration, 5*time.Second)
+	d.durationAtLeast(r.Lock.LeaseDuration, 5*time.Second, "")
 	d.positive(r.RunTimeout)
 
 	if r.Log.File.Val != LogToStdout {
@@ -207,11 +207,11 @@ func (d *decoder) resolve(r *rawConfig, name string) *Config {
 	d.atMost(r.Log.MaxAgeDays, 36500)
 
 	d.name(r.Flux.Namespace, isLabel, "namespace", labelRule)
-	d.positive(r.Flux.ReconcileTimeout)
+	d.durationAtLeast(r.Flux.ReconcileTimeout, minReconcileTimeout, whyMinReconcileTimeout)
 
 	d.name(r.Defaults.Namespace, isLabel, "namespace", labelRule)
-	d.positive(r.Defaults.RolloutTimeout)
-	d.nonNegative(r.Defaults.Soak)
+	d.durationAtLeast(r.Defaults.RolloutTimeout, minRolloutTimeout, whyMinRolloutTimeout)
+	d.soak(r.Defaults.Soak)
 	c.Defaults.DeployWindows = d.windows(r.Defaults.DeployWindows, "defaults.deployWindows", c.Defaults.RolloutTimeout+c.Defaults.Soak, "defaults")
 
 	if len(r.Services) == 0 {
@@ -288,8 +288,8 @@ func (d *decoder) service(c *Config, rs rawService, path string) Service {
 	if rs.Container.ok() && rs.Container.Val != "" {
 		d.name(rs.Container, isLabel, "container name", labelRule)
 	}
-	d.positive(rs.RolloutTimeout)
-	d.nonNegative(rs.Soak)
+	d.durationAtLeast(rs.RolloutTimeout, minRolloutTimeout, whyMinRolloutTimeout)
+	d.soak(rs.Soak)
 	// A rollout longer than the run's budget could never be judged: every
 	// run would leave it unverified, and a broken one would stay in place.
 	if c.RunTimeout > 0 && !rs.RolloutTimeout.Bad && s.RolloutTimeout > c.RunTimeout && s.RolloutTimeout <= maxDuration {
@@ -472,7 +472,40 @@ func (d *decoder) name(o opt[string], valid func(string) bool, what, rule string
 const maxDuration = 24 * time.Hour
 
 func (d *decoder) positive(o opt[time.Duration]) {
-	d.durationAtLeast(o, 0)
+	d.durationAtLeast(o, 0, "")
+}
+
+// The shortest durations that mean what they say (issue 18, sixth pass:
+// soak: 1ns, rolloutTimeout: 1ns and reconcileTimeout: 1ns were accepted).
+const (
+	// A soak is looked at once a second (deploy's soakPoll), against
+	// evidence Kubernetes dates to the second (a container's finishedAt,
+	// a condition's lastTransitionTime): a shorter one ends unwatched.
+	minSoak    = time.Second
+	whyMinSoak = "a soak is looked at once a second, against pod evidence dated to the second: a shorter one ends before anything is watched"
+	// The rollout is judged from the Deployment's status, which the
+	// controller writes in its own time after the patch: a budget under a
+	// second would time out, and roll back, every rollout.
+	minRolloutTimeout    = time.Second
+	whyMinRolloutTimeout = "the rollout is judged from the status the Deployment controller writes after the patch: a shorter budget times out, and rolls back, every rollout"
+	// Flux's rescan is a request to image-reflector-controller and a scan
+	// of the registry: under a second every run would say Flux stopped
+	// answering.
+	minReconcileTimeout    = time.Second
+	whyMinReconcileTimeout = "the rescan is a request to Flux and a scan of the registry: a shorter wait says Flux stopped answering on every run"
+	// Cron, which opens a window, counts in minutes, and runs start on
+	// a minute: a shorter window is open less than cron's own unit.
+	minWindowDuration    = time.Minute
+	whyMinWindowDuration = "cron opens a window on a minute, and runs start on a minute: a shorter window is less than cron's unit"
+)
+
+// soak checks a soak: 0 (none) or from minSoak to a day.
+func (d *decoder) soak(o opt[time.Duration]) {
+	if o.ok() && o.Val > 0 && o.Val < minSoak {
+		d.add(o.Line, o.Path, fmt.Sprintf("must be 0s (no soak) or at least %s (%s), got %s", minSoak, whyMinSoak, o.Val))
+		return
+	}
+	d.nonNegative(o)
 }
 
 // promotions checks each promote.from (an existing service, no cycle) and
@@ -545,12 +578,15 @@ func (d *decoder) nonNegative(o opt[time.Duration]) {
 	}
 }
 
-// durationAtLeast checks min < o (min 0: greater than zero) and o <= a day.
-func (d *decoder) durationAtLeast(o opt[time.Duration], min time.Duration) {
+// durationAtLeast checks min <= o (min 0: greater than zero) and o <= a
+// day; why, if any, says why nothing shorter makes sense.
+func (d *decoder) durationAtLeast(o opt[time.Duration], min time.Duration, why string) {
 	switch {
 	case !o.ok():
 	case o.Val <= 0:
 		d.add(o.Line, o.Path, fmt.Sprintf("must be greater than zero, got %s", o.Val))
+	case min > 0 && o.Val < min && why != "":
+		d.add(o.Line, o.Path, fmt.Sprintf("must be at least %s (%s), got %s", min, why, o.Val))
 	case min > 0 && o.Val < min:
 		d.add(o.Line, o.Path, fmt.Sprintf("must be at least %s, got %s", min, o.Val))
 	case o.Val > maxDuration:

@@ -65,6 +65,8 @@ func (d *decoder) windows(raw []rawWindow, path string, need time.Duration, owne
 		case !o.ok():
 		case o.Val <= 0:
 			d.add(o.Line, o.Path, fmt.Sprintf("must be greater than zero, got %s", o.Val))
+		case o.Val < minWindowDuration:
+			d.add(o.Line, o.Path, fmt.Sprintf("must be at least %s (%s), got %s", minWindowDuration, whyMinWindowDuration, o.Val))
 		case o.Val > MaxWindowDuration:
 			d.add(o.Line, o.Path, fmt.Sprintf("must be at most %s, got %s", MaxWindowDuration, o.Val))
 		case need > 0 && o.Val < need:
