@@ -215,8 +215,7 @@ func (o *WatchOptions) lead(ctx context.Context) {
 		o.standby.Store(false)
 		standing, failing = false, false
 		log.Info("watch: active", "lock", name)
-		w := &watch.Watcher{Config: o.cfg, Dynamic: o.watchDynamic, Discovery: o.clients.Kube.Discovery(), Log: log,
-			Act: func(ctx context.Context, a watch.Action) { o.act(ctx, h, a) }}
+		w := o.newWatcher(log, func(ctx context.Context, a watch.Action) { o.act(ctx, h, a) })
 		o.watcher.Store(w)
 		w.Run(h.Context())
 		if ctx.Err() == nil {
@@ -226,6 +225,16 @@ func (o *WatchOptions) lead(ctx context.Context) {
 			log.Warn("watch: could not release the watch's lock; it expires", "error", err)
 		}
 	}
+}
+
+// newWatcher is the watch of the configured policies, acting by act.
+func (o *WatchOptions) newWatcher(log *slog.Logger, act func(context.Context, watch.Action)) *watch.Watcher {
+	w := &watch.Watcher{Config: o.cfg, Dynamic: o.watchDynamic, Discovery: o.clients.Kube.Discovery(), Log: log, Act: act,
+		Kubeconfig: o.clients.Source}
+	if o.clients.Config != nil {
+		w.Server = o.clients.Config.Host
+	}
+	return w
 }
 
 // act is one action: a run of the services it names (all for a pass),

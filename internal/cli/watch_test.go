@@ -3,6 +3,10 @@ package cli
 import (
 	"strings"
 	"testing"
+
+	"github.com/autodeploy-dev/autodeploy/internal/kube"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 )
 
 // --probe-address :99999 passed Validate (it splits into host and port)
@@ -34,5 +38,21 @@ func TestWatchProbeAddress(t *testing.T) {
 		if err != nil && (!strings.Contains(err.Error(), "--probe-address") || exitCodeFor(err) != ExitUsage) {
 			t.Errorf("--probe-address %q: %v (exit %d), want a usage error naming the flag", tt.addr, err, exitCodeFor(err))
 		}
+	}
+}
+
+// The watcher names the kubeconfig's server and file in its lost line
+// (issue 18, sixth pass: "lost the API server" named none, while exit 3
+// names both).
+func TestWatcherKnowsItsServer(t *testing.T) {
+	o := &WatchOptions{clients: &kube.Clients{Kube: fake.NewClientset(), Config: &rest.Config{Host: "https://127.0.0.1:6443"}, Source: "/etc/autodeploy/kubeconfig"}}
+	w := o.newWatcher(nil, nil)
+	if w.Server != "https://127.0.0.1:6443" || w.Kubeconfig != "/etc/autodeploy/kubeconfig" {
+		t.Errorf("watcher's server %q, kubeconfig %q; want the clients'", w.Server, w.Kubeconfig)
+	}
+	// Fake clients (tests) have no rest.Config: no server to name.
+	o.clients.Config = nil
+	if w := o.newWatcher(nil, nil); w.Server != "" {
+		t.Errorf("server %q without a rest.Config", w.Server)
 	}
 }
