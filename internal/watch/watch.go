@@ -395,9 +395,9 @@ func ServicesByPolicy(cfg *config.Config) map[string][]string {
 type connState struct {
 	log                *slog.Logger
 	server, kubeconfig string
-	mu   sync.Mutex
-	seen bool // watching once
-	down bool
+	mu                 sync.Mutex
+	seen               bool // watching once
+	down               bool
 }
 
 func (c *connState) watching(msg string) {
