@@ -380,8 +380,8 @@ func (d *decoder) health(rh *rawHealth, path string) *Health {
 			d.add(rh.ExpectBody.Line, rh.ExpectBody.Path, err.Error())
 		}
 	}
-	d.positive(rh.Timeout)
-	d.positive(rh.Interval)
+	d.durationAtLeast(rh.Timeout, minHTTPTimeout, whyMinHTTPTimeout)
+	d.durationAtLeast(rh.Interval, minHealthInterval, whyMinHealthInterval)
 	return h
 }
 
@@ -476,7 +476,8 @@ func (d *decoder) positive(o opt[time.Duration]) {
 }
 
 // The shortest durations that mean what they say (issue 18, sixth pass:
-// soak: 1ns, rolloutTimeout: 1ns and reconcileTimeout: 1ns were accepted).
+// soak: 1ns, rolloutTimeout: 1ns, reconcileTimeout: 1ns, a health check's
+// and a notification's timeout and interval of 1ns were accepted).
 const (
 	// A soak is looked at once a second (deploy's soakPoll), against
 	// evidence Kubernetes dates to the second (a container's finishedAt,
@@ -497,6 +498,16 @@ const (
 	// a minute: a shorter window is open less than cron's own unit.
 	minWindowDuration    = time.Minute
 	whyMinWindowDuration = "cron opens a window on a minute, and runs start on a minute: a shorter window is less than cron's unit"
+	// A health check's or notification's whole budget: an HTTP request
+	// to another host takes milliseconds at best, so a timeout of 1ns
+	// failed every check (a rollback each) or every notification.
+	minHTTPTimeout    = 100 * time.Millisecond
+	whyMinHTTPTimeout = "an HTTP request to another host needs more: every one would fail"
+	// The pause between health attempts: at 1ns a service answering 503
+	// at once was asked thousands of times a second for the whole
+	// timeout. Ten a second at most.
+	minHealthInterval    = 100 * time.Millisecond
+	whyMinHealthInterval = "a service answering at once would be asked more than ten times a second"
 )
 
 // soak checks a soak: 0 (none) or from minSoak to a day.

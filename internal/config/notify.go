@@ -171,7 +171,7 @@ func (d *decoder) notify(rn rawNotify, path string) Notify {
 	if rn.MinLevel.ok() && !slices.Contains(Levels, n.MinLevel) {
 		d.add(rn.MinLevel.Line, rn.MinLevel.Path, fmt.Sprintf("unknown level %s (use info, warning or error)", quote(n.MinLevel)))
 	}
-	d.positive(rn.Timeout)
+	d.durationAtLeast(rn.Timeout, minHTTPTimeout, whyMinHTTPTimeout)
 	return n
 }
 
