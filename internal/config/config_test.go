@@ -891,3 +891,21 @@ func TestPushgatewayURLWithAQuery(t *testing.T) {
 		t.Errorf("credentials in userinfo: %v", err)
 	}
 }
+
+// Schedules accepted by robfig's parser that no consumer runs as meant
+// (issue 18, sixth pass), refused at their line with the reason.
+func TestScheduleRefusals(t *testing.T) {
+	for _, tt := range []struct{ yaml, want string }{
+		// The API server refuses a CronJob's timeZone "Local" ("timeZone
+		// must be an explicit time zone", seen on the local cluster with
+		// manifests cronjob | kubectl apply --dry-run=server); windows
+		// refuse it too.
+		{"schedule: 'CRON_TZ=Local */2 * * * *'\n", `c.yaml:1: schedule: time zone "Local" is the zone of whichever host reads the config (a CronJob's pod is UTC, and the API server refuses it): name the zone, such as Europe/Paris or UTC`},
+		{"schedule: 'TZ=Local @hourly'\n", `time zone "Local" is the zone of whichever host`},
+	} {
+		_, err := Parse([]byte(tt.yaml+"services:\n  - name: api\n"), "c.yaml")
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: %v, want %q", tt.yaml, err, tt.want)
+		}
+	}
+}

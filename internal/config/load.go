@@ -173,8 +173,14 @@ func (d *decoder) resolve(r *rawConfig, name string) *Config {
 	}
 
 	sched, err := parseSchedule(c.Schedule)
-	if err != nil && r.Schedule.ok() {
+	switch zone, _ := CutTimeZone(c.Schedule); {
+	case err != nil && r.Schedule.ok():
 		d.add(r.Schedule.Line, r.Schedule.Path, fmt.Sprintf("invalid cron schedule %s: %v", quote(c.Schedule), err))
+	case zone == "Local":
+		// As for a window's timeZone; and manifests cronjob's
+		// timeZone: Local is refused by the API server ("timeZone must
+		// be an explicit time zone", seen on 1.37).
+		d.add(r.Schedule.Line, r.Schedule.Path, `time zone "Local" is the zone of whichever host reads the config (a CronJob's pod is UTC, and the API server refuses it): name the zone, such as Europe/Paris or UTC`)
 	}
 	c.schedule = sched
 	d.absPath(r.LockFile)
