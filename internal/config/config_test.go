@@ -902,10 +902,20 @@ func TestScheduleRefusals(t *testing.T) {
 		// refuse it too.
 		{"schedule: 'CRON_TZ=Local */2 * * * *'\n", `c.yaml:1: schedule: time zone "Local" is the zone of whichever host reads the config (a CronJob's pod is UTC, and the API server refuses it): name the zone, such as Europe/Paris or UTC`},
 		{"schedule: 'TZ=Local @hourly'\n", `time zone "Local" is the zone of whichever host`},
+		// The watch makes a full pass at each tick: robfig's @every 1ns
+		// is a tick a second, and a CronJob (which the API server takes
+		// with it) a Job a second.
+		{"schedule: '@every 1ns'\n", `c.yaml:1: schedule: "@every 1ns" is shorter than 1m0s (cron's unit: the watch would make a full pass, a CronJob start a Job, more often than once a minute)`},
+		{"schedule: 'TZ=UTC @every 59s'\n", `"TZ=UTC @every 59s" is shorter than 1m0s`},
 	} {
 		_, err := Parse([]byte(tt.yaml+"services:\n  - name: api\n"), "c.yaml")
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%q: %v, want %q", tt.yaml, err, tt.want)
+		}
+	}
+	for _, ok := range []string{"@every 5m", "@every 1m", "TZ=Europe/Paris @every 2h", "@hourly", "*/2 * * * *"} {
+		if _, err := Parse([]byte("schedule: '"+ok+"'\nservices:\n  - name: api\n"), "c.yaml"); err != nil {
+			t.Errorf("%q: %v", ok, err)
 		}
 	}
 }
