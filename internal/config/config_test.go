@@ -907,6 +907,10 @@ func TestScheduleRefusals(t *testing.T) {
 		// with it) a Job a second.
 		{"schedule: '@every 1ns'\n", `c.yaml:1: schedule: "@every 1ns" is shorter than 1m0s (cron's unit: the watch would make a full pass, a CronJob start a Job, more often than once a minute)`},
 		{"schedule: 'TZ=UTC @every 59s'\n", `"TZ=UTC @every 59s" is shorter than 1m0s`},
+		// A window opens at cron's times; @every has none (robfig counts it
+		// from whenever it is asked): "@every 2h for 1h" was never open,
+		// "@every 1h for 1h" always.
+		{"defaults:\n  deployWindows:\n    - {cron: '@every 2h', duration: 1h}\n", `c.yaml:3: defaults.deployWindows[0].cron: "@every 2h" opens at no time of day (@every counts from whenever it is asked: the window would be never or always open): use 5 fields such as "0 9 * * 1-5", or a descriptor such as @daily`},
 	} {
 		_, err := Parse([]byte(tt.yaml+"services:\n  - name: api\n"), "c.yaml")
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
