@@ -125,8 +125,9 @@ With --for or --until the hold ends by itself: from then on runs deploy the
 service again, and the first run after the end removes the hold (logged,
 notified as hold-expired). --until takes RFC 3339 (2026-12-03T18:00:00+01:00),
 or "2026-12-03 18:00" or "18:00" in this machine's time zone (a time alone is
-its next occurrence: today, or tomorrow once passed). Holding a held service
-again replaces the end (none without --for or --until).
+its next occurrence: today, or tomorrow once passed). The end must be at
+least a minute away: a shorter hold ends before a run sees it. Holding a held
+service again replaces the end (none without --for or --until).
 
 --all holds every configured service, with the same reason and end (a
 freeze); 'resume --all' releases them.`,
