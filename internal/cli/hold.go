@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -103,6 +104,11 @@ func holdEnd(forD time.Duration, forSet bool, until string, now time.Time, loc *
 		// MST is the zone's abbreviation, as date shows it: loc's own
 		// name is "Local" for time.Local.
 		return time.Time{}, fmt.Errorf("--until %s is in the past (now %s): give a later time, or --for", until, now.In(loc).Format("2006-01-02 15:04 MST"))
+	}
+	if t.Sub(now) == time.Duration(math.MaxInt64) {
+		// Sub saturates past 292 years: every age of the hold would read
+		// 106751d.
+		return time.Time{}, fmt.Errorf("--until %s is more than 290 years away: for a hold without an end, give neither --for nor --until", until)
 	}
 	if d := t.Sub(now); d < minHold {
 		return time.Time{}, fmt.Errorf("--until %s must be at least %s away (a shorter hold ends before a run sees it), got %s", until, minHold, d.Round(time.Second))

@@ -48,6 +48,10 @@ func TestHoldEnd(t *testing.T) {
 		{name: "until 30s away", o: HoldOptions{Until: "2026-12-02T20:30:30Z"}, errPart: "--until 2026-12-02T20:30:30Z must be at least 1m0s away (a shorter hold ends before a run sees it), got 30s"},
 		{name: "until 59s away", o: HoldOptions{Until: "2026-12-02T21:30:59+01:00"}, errPart: "must be at least 1m0s away"},
 		{name: "until 1m away", o: HoldOptions{Until: "2026-12-02T20:31:00Z"}, want: now.Add(time.Minute)},
+		// Past time.Duration's 292 years status said "in 106751d" for
+		// 9999 (the saturated duration; issue 18, sixth pass).
+		{name: "until beyond a duration", o: HoldOptions{Until: "9999-12-31 23:59"}, errPart: "--until 9999-12-31 23:59 is more than 290 years away: for a hold without an end, give neither --for nor --until"},
+		{name: "until in 250 years", o: HoldOptions{Until: "2276-12-02 21:30"}, want: time.Date(2276, 12, 2, 20, 30, 0, 0, time.UTC)},
 	}
 	// time.Local is named "Local": the past-time error named that zone
 	// (issue 18, sixth pass); it says the abbreviation date shows.
