@@ -13,7 +13,6 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
-	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/ui"
 )
 
@@ -175,7 +174,7 @@ func (o *HoldOptions) Run(ctx context.Context) error {
 		if holder, held, err := locker(o.f, sess.cfg, sess.clients).Holder(ctx); err != nil {
 			fmt.Fprintf(o.f.IO.ErrOut, "note: %v\n", holderError(err))
 		} else if held {
-			fmt.Fprintf(o.f.IO.ErrOut, "note: a run is in progress (%s): it will not start a rollout of %s; one already under way is seen through\n", ui.Escape(holderName(holder)), names)
+			fmt.Fprintf(o.f.IO.ErrOut, "note: a run is in progress (%s): it will not start a rollout of %s; one already under way is seen through\n", ui.Escape(holder.Name()), names)
 		}
 	})
 }
@@ -277,14 +276,6 @@ func warnOnly(f *Factory, err error) error {
 		return nil
 	}
 	return err
-}
-
-// holderName is how a lock holder is named to a person.
-func holderName(h lock.Holder) string {
-	if h.Pid != 0 {
-		return fmt.Sprintf("pid %d, %s", h.Pid, h.Command)
-	}
-	return h.Command
 }
 
 // serviceOrAllArgs: one service name, or none with --all.

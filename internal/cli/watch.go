@@ -199,7 +199,7 @@ func (o *WatchOptions) lead(ctx context.Context) {
 		case errors.As(err, &held):
 			o.standby.Store(true)
 			if !standing {
-				log.Info("watch: standing by: another watch is active", "holder", holderName(held.Holder))
+				log.Info("watch: standing by: another watch is active", "holder", held.Holder.Name())
 				standing, failing = true, false
 			}
 			watch.Sleep(ctx, retry)
@@ -250,7 +250,7 @@ func (o *WatchOptions) act(ctx context.Context, watchLock *lock.Held, a watch.Ac
 	}
 	o.note(watchLock, func(s *watch.State) { s.LastEvent, s.Event = time.Now(), event })
 	h, err := takeLock(ctx, f, cfg, clients, "autodeploy watch "+runID, cfg.RunDeadline(), func(holder lock.Holder) {
-		log.Info("waiting for the lock", "holder", holderName(holder))
+		log.Info("waiting for the lock", "holder", holder.Name())
 	})
 	if err != nil {
 		// A policy change not acted on now is the next pass's.

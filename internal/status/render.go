@@ -404,7 +404,7 @@ func writeRuns(w io.Writer, r *Report, now time.Time) {
 		row("last run", "%s", r.LastRunError)
 	}
 	if h := r.RunInProgress; h != nil {
-		row("running", "%s", yellow(fmt.Sprintf("pid %d since %s: %s", h.Pid, clock(h.Since), h.Command)))
+		row("running", "%s", yellow(h.Name()))
 	} else if r.RunInProgressError != "" {
 		row("running", "%s", red("unknown: "+r.RunInProgressError))
 	}
