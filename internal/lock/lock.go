@@ -62,7 +62,7 @@ func (h Holder) Name() string {
 	case who != "":
 		return who
 	}
-	return "a process that wrote no holder record (not autodeploy, or one that has just locked)"
+	return "a process that wrote no holder record: not autodeploy, or one that has just locked"
 }
 
 // HeldError is returned when another process holds the lock.

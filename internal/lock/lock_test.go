@@ -371,7 +371,7 @@ func TestHolderName(t *testing.T) {
 		{"file lock's holder", Holder{Pid: 4242, Since: since, Command: "autodeploy run"}, "pid 4242 since 10:29:55 UTC: autodeploy run"},
 		{"Lease holder", Holder{Since: since, Command: "vm/4242: autodeploy run"}, "since 10:29:55 UTC: vm/4242: autodeploy run"},
 		{"Lease without acquireTime", Holder{Command: "another host"}, "another host"},
-		{"no record", Holder{}, "a process that wrote no holder record (not autodeploy, or one that has just locked)"},
+		{"no record", Holder{}, "a process that wrote no holder record: not autodeploy, or one that has just locked"},
 		{"pid without command", Holder{Pid: 7, Since: since}, "pid 7 since 10:29:55 UTC"},
 	}
 	for _, tt := range tests {

@@ -569,7 +569,7 @@ func TestRunningRow(t *testing.T) {
 	}{
 		{lock.Holder{Pid: 4242, Since: at, Command: "autodeploy run"}, "running    pid 4242 since 10:29:55 UTC: autodeploy run\n"},
 		{lock.Holder{Since: at, Command: "vm/4242: autodeploy run"}, "running    since 10:29:55 UTC: vm/4242: autodeploy run\n"},
-		{lock.Holder{}, "running    a process that wrote no holder record (not autodeploy, or one that\n"},
+		{lock.Holder{}, "running    a process that wrote no holder record: not autodeploy, or one that\n"},
 	} {
 		cfg, objs := scenario(t)
 		r := Build(cfg, cfg.Services, objs, local(), now)
