@@ -182,9 +182,9 @@ func (d *decoder) resolve(r *rawConfig, name string) *Config {
 		// be an explicit time zone", seen on 1.37).
 		d.add(r.Schedule.Line, r.Schedule.Path, `time zone "Local" is the zone of whichever host reads the config (a CronJob's pod is UTC, and the API server refuses it): name the zone, such as Europe/Paris or UTC`)
 	case everyDelay(sched) > 0 && everyDelay(sched) < time.Minute:
-		// robfig rounds @every up to a second only: the watch made a
-		// full pass, a CronJob (the API server takes @every) started a
-		// Job, every second.
+		// robfig rounds @every up to a second only: the watch would
+		// make a full pass every second, and a CronJob (the API server
+		// takes @every) is read by the same parser.
 		d.add(r.Schedule.Line, r.Schedule.Path, fmt.Sprintf("%s is shorter than %s (cron's unit: the watch would make a full pass, a CronJob start a Job, more often than once a minute)", quote(c.Schedule), time.Minute))
 	}
 	c.schedule = sched
