@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -378,8 +377,7 @@ func (d *decoder) health(rh *rawHealth, path string) *Health {
 	case sources > 1:
 		d.add(rh.Line, path, fmt.Sprintf("give exactly one of url, urlEnv or urlFile (got %d)", sources))
 	case rh.URL.ok():
-		u, err := url.Parse(h.URL.Value)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if !IsHTTPURL(h.URL.Value) {
 			d.add(rh.URL.Line, rh.URL.Path, fmt.Sprintf("must be an absolute http or https URL, got %s", quote(RedactURL(h.URL.Value))))
 		}
 	}
