@@ -584,6 +584,24 @@ func TestRunningRow(t *testing.T) {
 	}
 }
 
+// A failed-image or hold record without its date (another writer's) said
+// "106751d ago" (issue 18, sixth pass).
+func TestFailedRowWithoutADate(t *testing.T) {
+	cfg, objs := scenario(t)
+	r := Build(cfg, cfg.Services, objs, local(), now)
+	r.Services[0].Failed = &deploy.FailedImage{Image: "img", Reason: "ImagePullBackOff"}
+	r.Services[0].Hold = &deploy.Hold{By: "alice", Reason: "incident"}
+	var buf bytes.Buffer
+	if err := WriteText(&buf, r, TextOptions{Details: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"failed     img at a time not recorded: ImagePullBackOff", "held       by alice at a time not recorded: incident"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("no %q in\n%s", want, buf.String())
+		}
+	}
+}
+
 // A Lease that cannot be read (the read-only Role of an older autodeploy
 // lacked get leases) is said, with the error naming what was refused, in
 // the text and in -o json: not shown as "no run in progress" (issue 18,
