@@ -63,7 +63,7 @@ func decodeRaw(data []byte) (*rawConfig, *decoder) {
 	raw := &rawConfig{}
 	root, err := parseYAML(data)
 	if err != nil {
-		d.add(syntaxProblem(err))
+		d.add(syntaxProblem(err, data))
 		return raw, d
 	}
 	if !isNull(root) {
@@ -108,13 +108,38 @@ func parseYAML(data []byte) (root *yaml.Node, err error) {
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-func syntaxProblem(err error) (int, string, string) {
+// yamlAnchorRE is the YAML library's one error without a line.
+var yamlAnchorRE = regexp.MustCompile(`^yaml: unknown anchor '(.*)' referenced$`)
+
+func syntaxProblem(err error, data []byte) (int, string, string) {
 	msg := err.Error()
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		return line, "", "invalid YAML: " + m[2]
 	}
+	if m := yamlAnchorRE.FindStringSubmatch(msg); m != nil {
+		// Said with no line (issue 18, sixth pass): the first alias of
+		// that name is where to look.
+		return aliasLine(data, m[1]), "", fmt.Sprintf("invalid YAML: unknown anchor '%s' referenced (define it with &%s before its first use, or fix the name)", m[1], m[1])
+	}
 	return 0, "", "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")
+}
+
+// aliasLine is the line of the first alias *name in data, 0 if none.
+func aliasLine(data []byte, name string) int {
+	for i, line := range strings.Split(string(data), "\n") {
+		for rest := line; ; {
+			at := strings.Index(rest, "*"+name)
+			if at < 0 {
+				break
+			}
+			rest = rest[at+1+len(name):]
+			if rest == "" || strings.ContainsAny(rest[:1], " \t\r,]}#") {
+				return i + 1
+			}
+		}
+	}
+	return 0
 }
 
 func sortProblems(ps []Problem) []Problem {
