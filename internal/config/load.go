@@ -108,7 +108,7 @@ func parseYAML(data []byte) (root *yaml.Node, err error) {
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// yamlAnchorRE is the YAML library's one error without a line.
+// yamlAnchorRE is an error the YAML library gives without a line.
 var yamlAnchorRE = regexp.MustCompile(`^yaml: unknown anchor '(.*)' referenced$`)
 
 func syntaxProblem(err error, data []byte) (int, string, string) {
