@@ -146,7 +146,9 @@ func TestMisbehavingAPIServer(t *testing.T) {
 		{"proxy 403 doctor", proxyForbidden, "", []string{"doctor"}, ExitError, []string{"$SERVER", "$KUBECONFIG", "403 Forbidden", "not the Kubernetes API's"}},
 		// Issue 18 review item 4: doctor names what is refused and the
 		// RBAC fix, not "unknown" or "install Flux".
-		{"version 403 doctor", versionForbidden, "", []string{"doctor"}, ExitError, []string{"GET /version refused (403 Forbidden)", "$SERVER"}},
+		// The Status's message, not its JSON, and the RBAC fix, not
+		// "check that the cluster runs" (issue 18, sixth pass).
+		{"version 403 doctor", versionForbidden, "", []string{"doctor"}, ExitError, []string{`GET /version refused (403 Forbidden) by the API at $SERVER (kubeconfig $KUBECONFIG): forbidden: User "x" cannot get path "/version"`, "fix: grant get on /version (the system:public-info-viewer ClusterRole grants it)"}},
 		{"discovery 403 doctor", discoveryForbiddenVersionOK, "", []string{"doctor"}, ExitError, []string{"refused discovery of its API groups", "fix: grant get on /api and /apis"}},
 		// An answer cut short was exit 1, client-go's "unexpected error
 		// when reading response body. Please retry." naming neither server

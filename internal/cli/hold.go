@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -12,7 +13,6 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
-	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/ui"
 )
 
@@ -61,7 +61,8 @@ func (o *HoldOptions) Validate() error {
 // holdEndLayouts are the local forms --until takes besides RFC 3339.
 var holdEndLayouts = []string{"2006-01-02 15:04", "15:04"}
 
-// minHold is the shortest --for: runs come every few minutes.
+// minHold is the shortest hold, by --for or --until: runs come every few
+// minutes.
 const minHold = time.Minute
 
 // holdEnd is when a hold placed at now ends: now + --for, or --until (RFC
@@ -99,7 +100,17 @@ func holdEnd(forD time.Duration, forSet bool, until string, now time.Time, loc *
 		return time.Time{}, fmt.Errorf(`invalid --until %q: use RFC 3339 (2026-12-03T18:00:00+01:00), or "2026-12-03 18:00" or "18:00" in the local time zone`, until)
 	}
 	if !t.After(now) {
-		return time.Time{}, fmt.Errorf("--until %s is in the past (now %s %s): give a later time, or --for", until, now.In(loc).Format("2006-01-02 15:04"), loc)
+		// MST is the zone's abbreviation, as date shows it: loc's own
+		// name is "Local" for time.Local.
+		return time.Time{}, fmt.Errorf("--until %s is in the past (now %s): give a later time, or --for", until, now.In(loc).Format("2006-01-02 15:04 MST"))
+	}
+	if t.Sub(now) == time.Duration(math.MaxInt64) {
+		// Sub saturates past 292 years: every age of the hold would read
+		// 106751d.
+		return time.Time{}, fmt.Errorf("--until %s is more than 290 years away: for a hold without an end, give neither --for nor --until", until)
+	}
+	if d := t.Sub(now); d < minHold {
+		return time.Time{}, fmt.Errorf("--until %s must be at least %s away (a shorter hold ends before a run sees it), got %s", until, minHold, d.Round(time.Second))
 	}
 	return t, nil
 }
@@ -119,8 +130,9 @@ With --for or --until the hold ends by itself: from then on runs deploy the
 service again, and the first run after the end removes the hold (logged,
 notified as hold-expired). --until takes RFC 3339 (2026-12-03T18:00:00+01:00),
 or "2026-12-03 18:00" or "18:00" in this machine's time zone (a time alone is
-its next occurrence: today, or tomorrow once passed). Holding a held service
-again replaces the end (none without --for or --until).
+its next occurrence: today, or tomorrow once passed). The end must be at
+least a minute away: a shorter hold ends before a run sees it. Holding a held
+service again replaces the end (none without --for or --until).
 
 --all holds every configured service, with the same reason and end (a
 freeze); 'resume --all' releases them.`,
@@ -162,7 +174,7 @@ func (o *HoldOptions) Run(ctx context.Context) error {
 		if holder, held, err := locker(o.f, sess.cfg, sess.clients).Holder(ctx); err != nil {
 			fmt.Fprintf(o.f.IO.ErrOut, "note: %v\n", holderError(err))
 		} else if held {
-			fmt.Fprintf(o.f.IO.ErrOut, "note: a run is in progress (%s): it will not start a rollout of %s; one already under way is seen through\n", ui.Escape(holderName(holder)), names)
+			fmt.Fprintf(o.f.IO.ErrOut, "note: a run is in progress (%s): it will not start a rollout of %s; one already under way is seen through\n", ui.Escape(holder.Name()), names)
 		}
 	})
 }
@@ -264,14 +276,6 @@ func warnOnly(f *Factory, err error) error {
 		return nil
 	}
 	return err
-}
-
-// holderName is how a lock holder is named to a person.
-func holderName(h lock.Holder) string {
-	if h.Pid != 0 {
-		return fmt.Sprintf("pid %d, %s", h.Pid, h.Command)
-	}
-	return h.Command
 }
 
 // serviceOrAllArgs: one service name, or none with --all.

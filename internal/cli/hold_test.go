@@ -40,10 +40,29 @@ func TestHoldEnd(t *testing.T) {
 		{name: "local date and time", o: HoldOptions{Until: "2026-12-03 18:00"}, want: time.Date(2026, 12, 3, 17, 0, 0, 0, time.UTC)},
 		{name: "local time later today", o: HoldOptions{Until: "23:00"}, want: time.Date(2026, 12, 2, 22, 0, 0, 0, time.UTC)},
 		{name: "local time already passed is tomorrow", o: HoldOptions{Until: "09:00"}, want: time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)},
-		{name: "in the past", o: HoldOptions{Until: "2026-12-01 18:00"}, errPart: "--until 2026-12-01 18:00 is in the past (now 2026-12-02 21:30 Europe/Paris): give a later time, or --for"},
+		{name: "in the past", o: HoldOptions{Until: "2026-12-01 18:00"}, errPart: "--until 2026-12-01 18:00 is in the past (now 2026-12-02 21:30 CET): give a later time, or --for"},
 		{name: "unreadable", o: HoldOptions{Until: "tomorrow"}, errPart: `invalid --until "tomorrow": use RFC 3339 (2026-12-03T18:00:00+01:00), or "2026-12-03 18:00" or "18:00" in the local time zone`},
 		{name: "both", o: HoldOptions{For: time.Hour, Until: "23:00"}, forSet: true, errPart: "give --for or --until, not both"},
+		// --until agrees with --for: an end less than a minute away ends
+		// before a run sees it (issue 18, sixth pass: 30 s was accepted).
+		{name: "until 30s away", o: HoldOptions{Until: "2026-12-02T20:30:30Z"}, errPart: "--until 2026-12-02T20:30:30Z must be at least 1m0s away (a shorter hold ends before a run sees it), got 30s"},
+		{name: "until 59s away", o: HoldOptions{Until: "2026-12-02T21:30:59+01:00"}, errPart: "must be at least 1m0s away"},
+		{name: "until 1m away", o: HoldOptions{Until: "2026-12-02T20:31:00Z"}, want: now.Add(time.Minute)},
+		// Past time.Duration's 292 years status said "in 106751d" for
+		// 9999 (the saturated duration; issue 18, sixth pass).
+		{name: "until beyond a duration", o: HoldOptions{Until: "9999-12-31 23:59"}, errPart: "--until 9999-12-31 23:59 is more than 290 years away: for a hold without an end, give neither --for nor --until"},
+		{name: "until in 250 years", o: HoldOptions{Until: "2276-12-02 21:30"}, want: time.Date(2276, 12, 2, 20, 30, 0, 0, time.UTC)},
 	}
+	// time.Local is named "Local": the past-time error named that zone
+	// (issue 18, sixth pass); it says the abbreviation date shows.
+	t.Run("past in time.Local names the zone as date does", func(t *testing.T) {
+		_, err := holdEnd(0, false, "2026-12-01 18:00", now, time.Local)
+		zone, _ := now.In(time.Local).Zone()
+		want := "(now " + now.In(time.Local).Format("2006-01-02 15:04") + " " + zone + ")"
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "Local") {
+			t.Errorf("holdEnd in time.Local: %v; want an error with %q and no \"Local\"", err, want)
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := holdEnd(tt.o.For, tt.forSet, tt.o.Until, now, paris)

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/image"
 	"github.com/autodeploy-dev/autodeploy/internal/manifests"
 )
 
@@ -32,12 +33,17 @@ func (o *PromotionManifestOptions) Complete(f *Factory, _ *cobra.Command, _ []st
 	return nil
 }
 
-// Validate checks that each --image names a promoted service.
+// Validate checks that each --image names a promoted service and an image
+// reference: the line goes into git, where a second setter marker or a
+// line break in it would be read too (issue 18, sixth pass).
 func (o *PromotionManifestOptions) Validate() error {
-	for name := range o.Images {
+	for name, img := range o.Images {
 		s, ok := o.cfg.Service(name)
 		if !ok || s.Promote == nil {
 			return &flagError{fmt.Errorf("--image %s=...: %s is not a promoted service of the config", name, name)}
+		}
+		if _, err := image.Parse(img); err != nil && img != "" {
+			return &flagError{fmt.Errorf("invalid --image %s=%q: %v", name, img, err)}
 		}
 	}
 	return nil

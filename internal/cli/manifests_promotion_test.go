@@ -31,6 +31,13 @@ services:
 		{name: "with the image", args: []string{"--config", cfg, "--image", "production=ghcr.io/acme/api:sha-1"}, stdout: `image: ghcr.io/acme/api:sha-1 # {"$imagepolicy": "flux-system:autodeploy-production"}`},
 		{name: "--image of a service with its own policy", args: []string{"--config", cfg, "--image", "staging=x:1"}, code: ExitUsage, stderr: "staging is not a promoted service of the config"},
 		{name: "nothing promoted", args: []string{"--config", noPromotion}, stderr: "no service of the config is promoted"},
+		// The line is copied into git: an image no runtime pulls, a second
+		// setter marker in its comment or a line break (another YAML key)
+		// was written as given (issue 18, sixth pass). --image is parsed
+		// as every image autodeploy handles.
+		{name: "--image no runtime pulls", args: []string{"--config", cfg, "--image", "production=ghcr.io/acme/API:1"}, code: ExitUsage, stderr: `invalid --image production="ghcr.io/acme/API:1"`},
+		{name: "--image with a second marker", args: []string{"--config", cfg, "--image", `production=ghcr.io/x:1 # {"$imagepolicy": "evil:p"}`}, code: ExitUsage, stderr: "invalid --image production="},
+		{name: "--image with a line break", args: []string{"--config", cfg, "--image", "production=ghcr.io/x:1\n          evil: true"}, code: ExitUsage, stderr: "invalid --image production="},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			code, out, errOut := execute(t, nil, append([]string{"manifests", "promotion"}, tt.args...)...)

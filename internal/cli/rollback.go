@@ -273,11 +273,7 @@ func (o *RollbackOptions) Run(ctx context.Context) (err error) {
 // holding the lock.
 func lockWaiting(f *Factory, timeout time.Duration) func(lock.Holder) {
 	return func(h lock.Holder) {
-		who := h.Command
-		if h.Pid != 0 {
-			who = fmt.Sprintf("pid %d", h.Pid)
-		}
-		fmt.Fprintf(f.IO.ErrOut, "waiting up to %s for the run in progress (%s, since %s) to finish...\n", timeout, ui.Escape(who), h.Since.Local().Format("15:04:05"))
+		fmt.Fprintf(f.IO.ErrOut, "waiting up to %s for the run in progress (%s) to finish...\n", timeout, ui.Escape(h.Name()))
 	}
 }
 

@@ -225,7 +225,7 @@ func (o *RunOptions) Run(ctx context.Context) (result error) {
 	if o.DryRun {
 		// A dry run takes no lock; a run in progress may change the plan.
 		if h, held, _ := locker(f, cfg, clients).Holder(ctx); held {
-			fmt.Fprintf(f.IO.ErrOut, "note: a run is in progress (%s): what it is doing is not in this plan\n", holderName(h))
+			fmt.Fprintf(f.IO.ErrOut, "note: a run is in progress (%s): what it is doing is not in this plan\n", h.Name())
 		}
 	}
 	r.Kube, r.Dynamic = clients.Kube, clients.Dynamic

@@ -241,7 +241,7 @@ func (o *WatchOptions) lead(ctx context.Context) {
 		case errors.As(err, &held):
 			o.standby.Store(true)
 			if !standing {
-				log.Info("watch: standing by: another watch is active", "holder", holderName(held.Holder))
+				log.Info("watch: standing by: another watch is active", "holder", held.Holder.Name())
 				standing, failing = true, false
 			}
 			watch.Sleep(ctx, retry)
@@ -257,8 +257,7 @@ func (o *WatchOptions) lead(ctx context.Context) {
 		o.standby.Store(false)
 		standing, failing = false, false
 		log.Info("watch: active", "lock", name)
-		w := &watch.Watcher{Config: o.cfg, Dynamic: o.watchDynamic, Discovery: o.clients.Kube.Discovery(), Log: log,
-			Act: func(ctx context.Context, a watch.Action) { o.act(ctx, h, a) }}
+		w := o.newWatcher(log, func(ctx context.Context, a watch.Action) { o.act(ctx, h, a) })
 		o.watcher.Store(w)
 		w.Run(h.Context())
 		if ctx.Err() == nil {
@@ -268,6 +267,16 @@ func (o *WatchOptions) lead(ctx context.Context) {
 			log.Warn("watch: could not release the watch's lock; it expires", "error", err)
 		}
 	}
+}
+
+// newWatcher is the watch of the configured policies, acting by act.
+func (o *WatchOptions) newWatcher(log *slog.Logger, act func(context.Context, watch.Action)) *watch.Watcher {
+	w := &watch.Watcher{Config: o.cfg, Dynamic: o.watchDynamic, Discovery: o.clients.Kube.Discovery(), Log: log, Act: act,
+		Kubeconfig: o.clients.Source}
+	if o.clients.Config != nil {
+		w.Server = o.clients.Config.Host
+	}
+	return w
 }
 
 // act is one action: a run of the services it names (all for a pass),
@@ -284,7 +293,7 @@ func (o *WatchOptions) act(ctx context.Context, watchLock *lock.Held, a watch.Ac
 	}
 	o.note(watchLock, func(s *watch.State) { s.LastEvent, s.Event = time.Now(), event })
 	h, err := takeLock(ctx, f, cfg, clients, "autodeploy watch "+runID, cfg.RunDeadline(), func(holder lock.Holder) {
-		log.Info("waiting for the lock", "holder", holderName(holder))
+		log.Info("waiting for the lock", "holder", holder.Name())
 	})
 	if err != nil {
 		// A policy change not acted on now is the next pass's.

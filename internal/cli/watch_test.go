@@ -5,6 +5,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/autodeploy-dev/autodeploy/internal/kube"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 )
 
 // --probe-address :99999 passed Validate (it splits into host and port)
@@ -54,4 +58,20 @@ func TestWatchReleasesIdleMemoryWhenIdle(t *testing.T) {
 	o.idleAfter = 0
 	o.releaseWhenIdle(log)
 	<-released // given back once idle
+}
+
+// The watcher names the kubeconfig's server and file in its lost line
+// (issue 18, sixth pass: "lost the API server" named none, while exit 3
+// names both).
+func TestWatcherKnowsItsServer(t *testing.T) {
+	o := &WatchOptions{clients: &kube.Clients{Kube: fake.NewClientset(), Config: &rest.Config{Host: "https://127.0.0.1:6443"}, Source: "/etc/autodeploy/kubeconfig"}}
+	w := o.newWatcher(nil, nil)
+	if w.Server != "https://127.0.0.1:6443" || w.Kubeconfig != "/etc/autodeploy/kubeconfig" {
+		t.Errorf("watcher's server %q, kubeconfig %q; want the clients'", w.Server, w.Kubeconfig)
+	}
+	// Fake clients (tests) have no rest.Config: no server to name.
+	o.clients.Config = nil
+	if w := o.newWatcher(nil, nil); w.Server != "" {
+		t.Errorf("server %q without a rest.Config", w.Server)
+	}
 }

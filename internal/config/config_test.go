@@ -891,3 +891,35 @@ func TestPushgatewayURLWithAQuery(t *testing.T) {
 		t.Errorf("credentials in userinfo: %v", err)
 	}
 }
+
+// Schedules accepted by robfig's parser that no consumer runs as meant
+// (issue 18, sixth pass), refused at their line with the reason.
+func TestScheduleRefusals(t *testing.T) {
+	for _, tt := range []struct{ yaml, want string }{
+		// The API server refuses a CronJob's timeZone "Local" ("timeZone
+		// must be an explicit time zone", seen on the local cluster with
+		// manifests cronjob | kubectl apply --dry-run=server); windows
+		// refuse it too.
+		{"schedule: 'CRON_TZ=Local */2 * * * *'\n", `c.yaml:1: schedule: time zone "Local" is the zone of whichever host reads the config (a CronJob's pod is UTC, and the API server refuses it): name the zone, such as Europe/Paris or UTC`},
+		{"schedule: 'TZ=Local @hourly'\n", `time zone "Local" is the zone of whichever host`},
+		// The watch makes a full pass at each tick: robfig's @every 1ns
+		// is a tick a second, and a CronJob (which the API server takes
+		// with it) a Job a second.
+		{"schedule: '@every 1ns'\n", `c.yaml:1: schedule: "@every 1ns" is shorter than 1m0s (cron's unit: the watch would make a full pass, a CronJob start a Job, more often than once a minute)`},
+		{"schedule: 'TZ=UTC @every 59s'\n", `"TZ=UTC @every 59s" is shorter than 1m0s`},
+		// A window opens at cron's times; @every has none (robfig counts it
+		// from whenever it is asked): "@every 2h for 1h" was never open,
+		// "@every 1h for 1h" always.
+		{"defaults:\n  deployWindows:\n    - {cron: '@every 2h', duration: 1h}\n", `c.yaml:3: defaults.deployWindows[0].cron: "@every 2h" opens at no time of day (@every counts from whenever it is asked: the window would be never or always open): use 5 fields such as "0 9 * * 1-5", or a descriptor such as @daily`},
+	} {
+		_, err := Parse([]byte(tt.yaml+"services:\n  - name: api\n"), "c.yaml")
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: %v, want %q", tt.yaml, err, tt.want)
+		}
+	}
+	for _, ok := range []string{"@every 5m", "@every 1m", "TZ=Europe/Paris @every 2h", "@hourly", "*/2 * * * *"} {
+		if _, err := Parse([]byte("schedule: '"+ok+"'\nservices:\n  - name: api\n"), "c.yaml"); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+}

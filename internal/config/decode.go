@@ -344,6 +344,15 @@ type field struct {
 	index int
 }
 
+// nullRefused maps a key to the fix of its null value. "key:" with
+// nothing after it means the default, but for promote the default is "not
+// promoted": a service whose promotion was left unfilled (or cancelled by
+// a null over a merge key) would deploy its own imagePolicy's image, never
+// verified upstream (issue 18, sixth pass). Such a null is refused.
+var nullRefused = map[string]string{
+	"promote": "promote a service with promote: {from: SERVICE}, or remove the key (a null promote would deploy the service's own imagePolicy unverified)",
+}
+
 // fieldsOf derives the valid keys of a mapping from the yaml tags of the
 // struct it decodes into.
 func fieldsOf(t reflect.Type) []field {
@@ -379,6 +388,10 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) bool {
 			continue
 		}
 		if isNull(deref(p.val)) {
+			if fix, refused := nullRefused[f.key]; refused {
+				d.add(p.key.Line, join(path, f.key), "is null: "+fix)
+				continue
+			}
 			// "key:" with nothing after it means the default, as it
 			// would for any YAML consumer.
 			continue

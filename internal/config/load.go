@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -64,7 +63,7 @@ func decodeRaw(data []byte) (*rawConfig, *decoder) {
 	raw := &rawConfig{}
 	root, err := parseYAML(data)
 	if err != nil {
-		d.add(syntaxProblem(err))
+		d.add(syntaxProblem(err, data))
 		return raw, d
 	}
 	if !isNull(root) {
@@ -109,13 +108,38 @@ func parseYAML(data []byte) (root *yaml.Node, err error) {
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-func syntaxProblem(err error) (int, string, string) {
+// yamlAnchorRE is an error the YAML library gives without a line.
+var yamlAnchorRE = regexp.MustCompile(`^yaml: unknown anchor '(.*)' referenced$`)
+
+func syntaxProblem(err error, data []byte) (int, string, string) {
 	msg := err.Error()
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		return line, "", "invalid YAML: " + m[2]
 	}
+	if m := yamlAnchorRE.FindStringSubmatch(msg); m != nil {
+		// Said with no line (issue 18, sixth pass): the first alias of
+		// that name is where to look.
+		return aliasLine(data, m[1]), "", fmt.Sprintf("invalid YAML: unknown anchor '%s' referenced (define it with &%s before its first use, or fix the name)", m[1], m[1])
+	}
 	return 0, "", "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")
+}
+
+// aliasLine is the line of the first alias *name in data, 0 if none.
+func aliasLine(data []byte, name string) int {
+	for i, line := range strings.Split(string(data), "\n") {
+		for rest := line; ; {
+			at := strings.Index(rest, "*"+name)
+			if at < 0 {
+				break
+			}
+			rest = rest[at+1+len(name):]
+			if rest == "" || strings.ContainsAny(rest[:1], " \t\r,]}#") {
+				return i + 1
+			}
+		}
+	}
+	return 0
 }
 
 func sortProblems(ps []Problem) []Problem {
@@ -173,8 +197,19 @@ func (d *decoder) resolve(r *rawConfig, name string) *Config {
 	}
 
 	sched, err := parseSchedule(c.Schedule)
-	if err != nil && r.Schedule.ok() {
+	switch zone, _ := CutTimeZone(c.Schedule); {
+	case err != nil && r.Schedule.ok():
 		d.add(r.Schedule.Line, r.Schedule.Path, fmt.Sprintf("invalid cron schedule %s: %v", quote(c.Schedule), err))
+	case zone == "Local":
+		// As for a window's timeZone; and manifests cronjob's
+		// timeZone: Local is refused by the API server ("timeZone must
+		// be an explicit time zone", seen on 1.37).
+		d.add(r.Schedule.Line, r.Schedule.Path, `time zone "Local" is the zone of whichever host reads the config (a CronJob's pod is UTC, and the API server refuses it): name the zone, such as Europe/Paris or UTC`)
+	case everyDelay(sched) > 0 && everyDelay(sched) < time.Minute:
+		// robfig rounds @every up to a second only: the watch would
+		// make a full pass every second, and a CronJob (the API server
+		// takes @every) is read by the same parser.
+		d.add(r.Schedule.Line, r.Schedule.Path, fmt.Sprintf("%s is shorter than %s (cron's unit: the watch would make a full pass, a CronJob start a Job, more often than once a minute)", quote(c.Schedule), time.Minute))
 	}
 	c.schedule = sched
 	d.absPath(r.LockFile)
@@ -192,7 +227,7 @@ func (d *decoder) resolve(r *rawConfig, name string) *Config {
 	// A Lease counts whole seconds (leaseDurationSeconds), and a holder
 	// renews every third of it: below a few seconds, an API server's
 	// ordinary latency would lose the lock.
-	d.durationAtLeast(r.Lock.LeaseDuration, 5*time.Second)
+	d.durationAtLeast(r.Lock.LeaseDuration, 5*time.Second, "")
 	d.positive(r.RunTimeout)
 
 	if r.Log.File.Val != LogToStdout {
@@ -207,11 +242,11 @@ func (d *decoder) resolve(r *rawConfig, name string) *Config {
 	d.atMost(r.Log.MaxAgeDays, 36500)
 
 	d.name(r.Flux.Namespace, isLabel, "namespace", labelRule)
-	d.positive(r.Flux.ReconcileTimeout)
+	d.durationAtLeast(r.Flux.ReconcileTimeout, minReconcileTimeout, whyMinReconcileTimeout)
 
 	d.name(r.Defaults.Namespace, isLabel, "namespace", labelRule)
-	d.positive(r.Defaults.RolloutTimeout)
-	d.nonNegative(r.Defaults.Soak)
+	d.durationAtLeast(r.Defaults.RolloutTimeout, minRolloutTimeout, whyMinRolloutTimeout)
+	d.soak(r.Defaults.Soak)
 	c.Defaults.DeployWindows = d.windows(r.Defaults.DeployWindows, "defaults.deployWindows", c.Defaults.RolloutTimeout+c.Defaults.Soak, "defaults")
 
 	if len(r.Services) == 0 {
@@ -288,8 +323,8 @@ func (d *decoder) service(c *Config, rs rawService, path string) Service {
 	if rs.Container.ok() && rs.Container.Val != "" {
 		d.name(rs.Container, isLabel, "container name", labelRule)
 	}
-	d.positive(rs.RolloutTimeout)
-	d.nonNegative(rs.Soak)
+	d.durationAtLeast(rs.RolloutTimeout, minRolloutTimeout, whyMinRolloutTimeout)
+	d.soak(rs.Soak)
 	// A rollout longer than the run's budget could never be judged: every
 	// run would leave it unverified, and a broken one would stay in place.
 	if c.RunTimeout > 0 && !rs.RolloutTimeout.Bad && s.RolloutTimeout > c.RunTimeout && s.RolloutTimeout <= maxDuration {
@@ -367,8 +402,7 @@ func (d *decoder) health(rh *rawHealth, path string) *Health {
 	case sources > 1:
 		d.add(rh.Line, path, fmt.Sprintf("give exactly one of url, urlEnv or urlFile (got %d)", sources))
 	case rh.URL.ok():
-		u, err := url.Parse(h.URL.Value)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if !IsHTTPURL(h.URL.Value) {
 			d.add(rh.URL.Line, rh.URL.Path, fmt.Sprintf("must be an absolute http or https URL, got %s", quote(RedactURL(h.URL.Value))))
 		}
 	}
@@ -380,8 +414,8 @@ func (d *decoder) health(rh *rawHealth, path string) *Health {
 			d.add(rh.ExpectBody.Line, rh.ExpectBody.Path, err.Error())
 		}
 	}
-	d.positive(rh.Timeout)
-	d.positive(rh.Interval)
+	d.durationAtLeast(rh.Timeout, minHTTPTimeout, whyMinHTTPTimeout)
+	d.durationAtLeast(rh.Interval, minHealthInterval, whyMinHealthInterval)
 	return h
 }
 
@@ -472,7 +506,51 @@ func (d *decoder) name(o opt[string], valid func(string) bool, what, rule string
 const maxDuration = 24 * time.Hour
 
 func (d *decoder) positive(o opt[time.Duration]) {
-	d.durationAtLeast(o, 0)
+	d.durationAtLeast(o, 0, "")
+}
+
+// The shortest durations that mean what they say (issue 18, sixth pass:
+// soak: 1ns, rolloutTimeout: 1ns, reconcileTimeout: 1ns, a health check's
+// and a notification's timeout and interval of 1ns were accepted).
+const (
+	// A soak is looked at once a second (deploy's soakPoll), against
+	// evidence Kubernetes dates to the second (a container's finishedAt,
+	// a condition's lastTransitionTime): a shorter one ends unwatched.
+	minSoak    = time.Second
+	whyMinSoak = "a soak is looked at once a second, against pod evidence dated to the second: a shorter one ends before anything is watched"
+	// The rollout is judged from the Deployment's status, which the
+	// controller writes in its own time after the patch: a budget under a
+	// second would time out, and roll back, every rollout.
+	minRolloutTimeout    = time.Second
+	whyMinRolloutTimeout = "the rollout is judged from the status the Deployment controller writes after the patch: a shorter budget times out, and rolls back, every rollout"
+	// Flux's rescan is a request to image-reflector-controller and a scan
+	// of the registry: under a second every run would say Flux stopped
+	// answering.
+	minReconcileTimeout    = time.Second
+	whyMinReconcileTimeout = "the rescan is a request to Flux and a scan of the registry: a shorter wait says Flux stopped answering on every run"
+	// Cron, which opens a window, counts in minutes, and runs start on
+	// a minute: a shorter window is open less than cron's own unit.
+	minWindowDuration    = time.Minute
+	whyMinWindowDuration = "cron opens a window on a minute, and runs start on a minute: a shorter window is less than cron's unit"
+	// A health check's or notification's whole budget: an HTTP request
+	// to another host takes milliseconds at best, so a timeout of 1ns
+	// failed every check (a rollback each) or every notification.
+	minHTTPTimeout    = 100 * time.Millisecond
+	whyMinHTTPTimeout = "an HTTP request to another host needs more: every one would fail"
+	// The pause between health attempts: at 1ns a service answering 503
+	// at once was asked thousands of times a second for the whole
+	// timeout. Ten a second at most.
+	minHealthInterval    = 100 * time.Millisecond
+	whyMinHealthInterval = "a service answering at once would be asked more than ten times a second"
+)
+
+// soak checks a soak: 0 (none) or from minSoak to a day.
+func (d *decoder) soak(o opt[time.Duration]) {
+	if o.ok() && o.Val > 0 && o.Val < minSoak {
+		d.add(o.Line, o.Path, fmt.Sprintf("must be 0s (no soak) or at least %s (%s), got %s", minSoak, whyMinSoak, o.Val))
+		return
+	}
+	d.nonNegative(o)
 }
 
 // promotions checks each promote.from (an existing service, no cycle) and
@@ -545,12 +623,15 @@ func (d *decoder) nonNegative(o opt[time.Duration]) {
 	}
 }
 
-// durationAtLeast checks min < o (min 0: greater than zero) and o <= a day.
-func (d *decoder) durationAtLeast(o opt[time.Duration], min time.Duration) {
+// durationAtLeast checks min <= o (min 0: greater than zero) and o <= a
+// day; why, if any, says why nothing shorter makes sense.
+func (d *decoder) durationAtLeast(o opt[time.Duration], min time.Duration, why string) {
 	switch {
 	case !o.ok():
 	case o.Val <= 0:
 		d.add(o.Line, o.Path, fmt.Sprintf("must be greater than zero, got %s", o.Val))
+	case min > 0 && o.Val < min && why != "":
+		d.add(o.Line, o.Path, fmt.Sprintf("must be at least %s (%s), got %s", min, why, o.Val))
 	case min > 0 && o.Val < min:
 		d.add(o.Line, o.Path, fmt.Sprintf("must be at least %s, got %s", min, o.Val))
 	case o.Val > maxDuration:

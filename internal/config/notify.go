@@ -51,23 +51,31 @@ func (m Metrics) PushgatewayURL(readFile func(string) ([]byte, error)) (string, 
 	if err != nil {
 		return "", err
 	}
-	if why := pushgatewayProblem(v); why != "" {
+	if why := PushgatewayProblem(v); why != "" {
 		return "", fmt.Errorf("%s: what it holds %s (not shown: it may be a secret)", m.PushgatewayFile, why)
 	}
 	return v, nil
 }
 
-const errNotHTTP = "is not an absolute http or https URL"
+// NotHTTP says a URL is not one IsHTTPURL takes, after what holds it.
+const NotHTTP = "is not an absolute http or https URL"
 
-// pushgatewayProblem says what is wrong with a Pushgateway URL, "" when
+// IsHTTPURL reports whether s is an absolute http or https URL with a
+// host: what every URL autodeploy calls (a health check, a notification,
+// the Pushgateway) must be, inline or read from elsewhere.
+func IsHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// PushgatewayProblem says what is wrong with a Pushgateway URL, "" when
 // nothing: the push appends /metrics/job/autodeploy to it as a string, so a
 // query or fragment would end up before the path (seen: .../x?tok=.../metrics/job/autodeploy).
-func pushgatewayProblem(v string) string {
-	u, err := url.Parse(v)
-	switch {
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		return errNotHTTP
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+func PushgatewayProblem(v string) string {
+	if !IsHTTPURL(v) {
+		return NotHTTP
+	}
+	if u, _ := url.Parse(v); u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
 		return "has a query or fragment, which the push path would follow (/metrics/job/autodeploy is appended): give credentials as user:password@host"
 	}
 	return ""
@@ -149,7 +157,7 @@ func (d *decoder) notify(rn rawNotify, path string) Notify {
 		d.add(rn.Line, path, fmt.Sprintf("give exactly one of url, urlEnv or urlFile (got %d)", sources))
 	}
 	if rn.URL.ok() {
-		if u, err := url.Parse(n.URL.Value); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if !IsHTTPURL(n.URL.Value) {
 			// The value is a secret: name the key, not the value.
 			d.add(rn.URL.Line, rn.URL.Path, "must be an absolute http or https URL")
 		}
@@ -171,7 +179,7 @@ func (d *decoder) notify(rn rawNotify, path string) Notify {
 	if rn.MinLevel.ok() && !slices.Contains(Levels, n.MinLevel) {
 		d.add(rn.MinLevel.Line, rn.MinLevel.Path, fmt.Sprintf("unknown level %s (use info, warning or error)", quote(n.MinLevel)))
 	}
-	d.positive(rn.Timeout)
+	d.durationAtLeast(rn.Timeout, minHTTPTimeout, whyMinHTTPTimeout)
 	return n
 }
 
@@ -183,8 +191,8 @@ func (d *decoder) metrics(rm rawMetrics) Metrics {
 		d.add(rm.PushgatewayFile.Line, rm.PushgatewayFile.Path, "give at most one of pushgateway or pushgatewayFile")
 	}
 	if rm.Pushgateway.ok() {
-		switch why := pushgatewayProblem(m.Pushgateway); {
-		case why == errNotHTTP:
+		switch why := PushgatewayProblem(m.Pushgateway); {
+		case why == NotHTTP:
 			d.add(rm.Pushgateway.Line, rm.Pushgateway.Path, fmt.Sprintf("must be an absolute http or https URL, got %s", quote(RedactURL(m.Pushgateway))))
 		case why != "":
 			d.add(rm.Pushgateway.Line, rm.Pushgateway.Path, fmt.Sprintf("%s %s", quote(RedactURL(m.Pushgateway)), why))

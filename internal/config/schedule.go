@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/robfig/cron/v3"
 )
@@ -42,6 +43,15 @@ func parseSchedule(spec string) (s cron.Schedule, err error) {
 }
 
 var digits = regexp.MustCompile(`[0-9]+`)
+
+// everyDelay is the delay of robfig's @every (a delay from whenever it is
+// asked, anchored to no time of day), 0 for any other schedule.
+func everyDelay(s cron.Schedule) time.Duration {
+	if e, ok := s.(cron.ConstantDelaySchedule); ok {
+		return e.Delay
+	}
+	return 0
+}
 
 // cronItem is the shape of one item of a field's list that both robfig's
 // parser and Debian's cron read: "*" (or robfig's "?"), a number or name,

@@ -57,6 +57,11 @@ func (d *decoder) windows(raw []rawWindow, path string, need time.Duration, owne
 				d.add(rw.Cron.Line, rw.Cron.Path, fmt.Sprintf("%s: give the zone in timeZone, not in cron", quote(w.Cron)))
 			} else if s, err := parseSchedule(w.Cron); err != nil {
 				d.add(rw.Cron.Line, rw.Cron.Path, fmt.Sprintf("invalid cron schedule %s: %v (use 5 fields such as \"0 9 * * 1-5\")", quote(w.Cron), err))
+			} else if everyDelay(s) > 0 {
+				// Open at t when Next(t - duration) <= t: with @every,
+				// t - duration + delay, never (delay > duration) or
+				// always (issue 18, sixth pass).
+				d.add(rw.Cron.Line, rw.Cron.Path, fmt.Sprintf("%s opens at no time of day (@every counts from whenever it is asked: the window would be never or always open): use 5 fields such as \"0 9 * * 1-5\", or a descriptor such as @daily", quote(w.Cron)))
 			} else {
 				w.schedule = s
 			}
@@ -65,6 +70,8 @@ func (d *decoder) windows(raw []rawWindow, path string, need time.Duration, owne
 		case !o.ok():
 		case o.Val <= 0:
 			d.add(o.Line, o.Path, fmt.Sprintf("must be greater than zero, got %s", o.Val))
+		case o.Val < minWindowDuration:
+			d.add(o.Line, o.Path, fmt.Sprintf("must be at least %s (%s), got %s", minWindowDuration, whyMinWindowDuration, o.Val))
 		case o.Val > MaxWindowDuration:
 			d.add(o.Line, o.Path, fmt.Sprintf("must be at most %s, got %s", MaxWindowDuration, o.Val))
 		case need > 0 && o.Val < need:

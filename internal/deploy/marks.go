@@ -212,6 +212,16 @@ func ParseFailedImage(ann map[string]string) (FailedImage, bool) {
 	return f, true
 }
 
+// When is the failure's date as the plan says it: "on 2026-11-25 10:00",
+// or that none is recorded (a record written by another hand said
+// "failed on 0001-01-01 00:00"; issue 18, sixth pass).
+func (f FailedImage) When() string {
+	if f.At.IsZero() {
+		return "at a time not recorded"
+	}
+	return "on " + f.At.UTC().Format("2006-01-02 15:04")
+}
+
 // ParseHold reads AnnHold. A garbled value still holds: when in doubt, do
 // not deploy.
 func ParseHold(ann map[string]string) (Hold, bool) {

@@ -329,9 +329,9 @@ func plan(in Input) Decision {
 	}
 	if f, ok := ParseFailedImage(ann); ok && image.SameString(f.Image, p.Latest) && !(in.PromoteNow != nil && in.PromoteNow.Force) {
 		if in.PromoteNow != nil {
-			return skip(false, "not promoted: %s failed here on %s; autodeploy promote --force promotes it anyway", p.Latest, f.At.UTC().Format("2006-01-02 15:04"))
+			return skip(false, "not promoted: %s failed here %s; autodeploy promote --force promotes it anyway", p.Latest, f.When())
 		}
-		return skip(false, "%s failed on %s; waiting for the policy to select another image", p.Latest, f.At.UTC().Format("2006-01-02 15:04"))
+		return skip(false, "%s failed %s; waiting for the policy to select another image", p.Latest, f.When())
 	}
 	if rt, ok := ParseRetry(ann); ok && image.SameString(rt.Image, p.Latest) && in.Now.Before(rt.After) {
 		return skip(false, "the last try of %s failed because of %s (%s); trying again after %s", p.Latest, rollout.Cause(rt.Cause).Who(), truncate(rt.Reason, 120), rt.After.UTC().Format("2006-01-02 15:04:05"))
@@ -455,7 +455,7 @@ func runningFailed(in Input, dec *Decision, f FailedImage, writer string, force 
 		by = "; set by " + writer
 	}
 	dec.Action, dec.Problem, dec.Alert = Skip, true, "failed-image:"+f.Image
-	dec.Reason = fmt.Sprintf("runs %s, which failed on %s (%s)%s", dec.Current, f.At.UTC().Format("2006-01-02 15:04"), truncate(f.Reason, 120), by)
+	dec.Reason = fmt.Sprintf("runs %s, which failed %s (%s)%s", dec.Current, f.When(), truncate(f.Reason, 120), by)
 	switch {
 	case fromGit && p != nil && p.Latest != "" && !image.SameString(p.Latest, dec.Current):
 		dec.Reason += fmt.Sprintf("; the policy now selects %s: once the ImageUpdateAutomation writes it to git, Flux applies it", p.Latest)

@@ -143,6 +143,14 @@ func TestPlan(t *testing.T) {
 		{name: "remembered failed image", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 1, func(d *appsv1.Deployment) {
 			d.Annotations[AnnFailedImage] = `{"image":"` + repo + `:sha-bbb","reason":"ImagePullBackOff","at":"2026-11-25T10:00:00Z"}`
 		}), Policy: pol(repo+":sha-bbb", true)}, action: Skip, reasonPart: "failed on 2026-11-25 10:00; waiting"},
+		// A record without its date (another writer's) said "failed on
+		// 0001-01-01 00:00" (issue 18, sixth pass).
+		{name: "remembered failed image without a date", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 1, func(d *appsv1.Deployment) {
+			d.Annotations[AnnFailedImage] = `{"image":"` + repo + `:sha-bbb","reason":"ImagePullBackOff"}`
+		}), Policy: pol(repo+":sha-bbb", true)}, action: Skip, reasonPart: repo + ":sha-bbb failed at a time not recorded; waiting"},
+		{name: "held without a date", in: Input{Service: svc(), Deployment: dep(repo+":sha-aaa", 1, func(d *appsv1.Deployment) {
+			d.Annotations[AnnHold] = `{"by":"alice@host","reason":"incident 42"}`
+		}), Policy: pol(repo+":sha-bbb", true)}, action: Skip, reasonPart: "held by alice@host: incident 42"},
 		{name: "still running a failed image whose rollback failed", in: Input{Service: svc(), Deployment: dep(repo+":sha-bbb", 2, func(d *appsv1.Deployment) {
 			d.Annotations[AnnFailedImage] = `{"image":"` + repo + `:sha-bbb","reason":"ImagePullBackOff","at":"2026-11-25T10:00:00Z","rollbackError":"no rollout history found"}`
 		}), Policy: pol(repo+":sha-bbb", true)}, action: Skip, problem: true, reasonPart: "runs " + repo + ":sha-bbb, which failed on 2026-11-25 10:00 (ImagePullBackOff); the rollback could not be applied: no rollout history found"},

@@ -140,7 +140,12 @@ func cluster(ctx context.Context, r *Report, in Inputs) (reached bool) {
 	r.add("kubeconfig", OK, fmt.Sprintf("%s (server %s)", c.Source, kube.ShownServer(c.Config.Host)), "")
 	v, err := serverVersion(ctx, c)
 	if err != nil {
-		r.add("api server", Fail, c.Classify(err).Error(), "check that the cluster runs and the kubeconfig's server and credentials are right")
+		fix := "check that the cluster runs and the kubeconfig's server and credentials are right"
+		if apierrors.IsForbidden(err) && !kube.IsUnreachable(err) {
+			// The credentials are taken, the path refused: RBAC.
+			fix = "grant get on /version (the system:public-info-viewer ClusterRole grants it)"
+		}
+		r.add("api server", Fail, c.Classify(err).Error(), fix)
 		return false
 	}
 	r.add("api server", OK, fmt.Sprintf("reachable, Kubernetes %s", v.GitVersion), "")
@@ -173,6 +178,16 @@ func cluster(ctx context.Context, r *Report, in Inputs) (reached bool) {
 	return true
 }
 
+// versionRefused is the API's refusal of GET /version, said whole; it
+// unwraps to the API's error, for the fix.
+type versionRefused struct {
+	err error
+	msg string
+}
+
+func (e *versionRefused) Error() string { return e.msg }
+func (e *versionRefused) Unwrap() error { return e.err }
+
 // serverVersion is Discovery's ServerVersion with ctx: client-go's takes
 // none, and waits out the whole request timeout after a signal.
 func serverVersion(ctx context.Context, c *kube.Clients) (*version.Info, error) {
@@ -184,13 +199,19 @@ func serverVersion(ctx context.Context, c *kube.Clients) (*version.Info, error) 
 			// (issue 18, review item 4): say what was refused, by whom.
 			st := se.Status()
 			msg := strings.TrimSpace(string(body))
+			var answered metav1.Status
+			if json.Unmarshal(body, &answered) == nil && answered.Kind == "Status" && answered.Message != "" {
+				// The API's own Status: its message, not its JSON
+				// (issue 18, sixth pass).
+				msg = answered.Message
+			}
 			if st.Message != "" && st.Message != "unknown" {
 				msg = st.Message
 			}
 			if len(msg) > 200 {
 				msg = msg[:200] + "..."
 			}
-			return nil, fmt.Errorf("GET /version refused (%d %s) by the API at %s (kubeconfig %s): %s", st.Code, http.StatusText(int(st.Code)), kube.ShownServer(c.Config.Host), c.Source, ui.Escape(msg))
+			return nil, &versionRefused{err: err, msg: fmt.Sprintf("GET /version refused (%d %s) by the API at %s (kubeconfig %s): %s", st.Code, http.StatusText(int(st.Code)), kube.ShownServer(c.Config.Host), c.Source, ui.Escape(msg))}
 		}
 		return nil, err
 	}

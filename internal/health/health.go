@@ -58,10 +58,10 @@ func resolve(h config.Health) (u, auth string, err error) {
 	}
 	if h.URL.Env != "" || h.URL.File != "" {
 		// Checked by Load when inline; from elsewhere, here.
-		if pu, perr := url.Parse(u); perr != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+		if !config.IsHTTPURL(u) {
 			// Never echoed: what is there instead of a URL is most
 			// likely the token itself (issue 18, review item 5).
-			return "", "", &Error{Setup: true, msg: fmt.Sprintf("health check URL from %s: what it holds is not an absolute http or https URL (not shown: it may be a secret)", h.URL)}
+			return "", "", &Error{Setup: true, msg: fmt.Sprintf("health check URL from %s: what it holds %s (not shown: it may be a secret)", h.URL, config.NotHTTP)}
 		}
 	}
 	if h.Authorization.Set() {

@@ -38,6 +38,33 @@ type Holder struct {
 	Command string
 }
 
+// Name is how the holder is named to a person: "pid 4242 since 10:29:55
+// UTC: autodeploy run" for a file lock's. A Lease's holder has no pid of
+// this host (its command, "host/pid: ...", names it), and a file lock's
+// may have written no record: another program's fcntl lock on the file,
+// or an autodeploy between its lock and its record (status said "pid 0
+// since 00:00:00 UTC:" for both; issue 18, sixth pass). Its text is the
+// holder's own: callers escape it for a terminal.
+func (h Holder) Name() string {
+	var parts []string
+	if h.Pid != 0 {
+		parts = append(parts, fmt.Sprintf("pid %d", h.Pid))
+	}
+	if !h.Since.IsZero() {
+		parts = append(parts, "since "+h.Since.UTC().Format("15:04:05 UTC"))
+	}
+	who := strings.Join(parts, " ")
+	switch {
+	case who != "" && h.Command != "":
+		return who + ": " + h.Command
+	case h.Command != "":
+		return h.Command
+	case who != "":
+		return who
+	}
+	return "a process that wrote no holder record: not autodeploy, or one that has just locked"
+}
+
 // HeldError is returned when another process holds the lock.
 type HeldError struct {
 	Path   string

@@ -355,3 +355,30 @@ func TestLockDirectoryThatCannotBeMade(t *testing.T) {
 		t.Errorf("TryAcquire = %v, want it to name lockFile, its path and the fix", err)
 	}
 }
+
+// A holder is named from what its record says: a Lease holder has no pid
+// of this host (status said "pid 0" for every one), and a file lock's
+// holder may have written no record (another program's fcntl lock on the
+// file: status said "pid 0 since 00:00:00 UTC:", rollback "(, since
+// 00:00:00)"; issue 18, sixth pass).
+func TestHolderName(t *testing.T) {
+	since := time.Date(2026, 12, 3, 10, 29, 55, 0, time.UTC)
+	tests := []struct {
+		name string
+		h    Holder
+		want string
+	}{
+		{"file lock's holder", Holder{Pid: 4242, Since: since, Command: "autodeploy run"}, "pid 4242 since 10:29:55 UTC: autodeploy run"},
+		{"Lease holder", Holder{Since: since, Command: "vm/4242: autodeploy run"}, "since 10:29:55 UTC: vm/4242: autodeploy run"},
+		{"Lease without acquireTime", Holder{Command: "another host"}, "another host"},
+		{"no record", Holder{}, "a process that wrote no holder record: not autodeploy, or one that has just locked"},
+		{"pid without command", Holder{Pid: 7, Since: since}, "pid 7 since 10:29:55 UTC"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.h.Name(); got != tt.want {
+				t.Errorf("Name() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

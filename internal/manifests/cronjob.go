@@ -230,6 +230,18 @@ func notifySecrets(cfg *config.Config, o CronJobOptions) ([]podSecret, error) {
 		if err != nil {
 			return fmt.Errorf("%s: %v: the CronJob's Secret needs its value; run this where it can be read", what, err)
 		}
+		// Checked by Load when inline; from this host's environment or
+		// files, here: every run in the pod would fail with it.
+		why := ""
+		switch {
+		case ps.field == "pushgateway":
+			why = config.PushgatewayProblem(v)
+		case ps.field == "url" && !config.IsHTTPURL(v):
+			why = config.NotHTTP
+		}
+		if why != "" && (s.Env != "" || s.File != "") {
+			return fmt.Errorf("%s: what it holds %s (not shown: it may be a secret); every run of the CronJob would fail with it", what, why)
+		}
 		ps.value = v
 		out = append(out, ps)
 		return nil

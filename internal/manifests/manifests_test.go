@@ -494,3 +494,34 @@ func TestCronJobPushgatewaySecret(t *testing.T) {
 		})
 	}
 }
+
+// A URL read from this host's environment or files for the CronJob's
+// Secret was copied whatever it held: "notaurl" (or the bare token) went
+// into the Secret, and every run in the pod then failed its health check's
+// preflight or lost its notifications. It is refused as config validate
+// refuses an inline one, its value never shown (issue 18, sixth pass).
+func TestCronJobRefusesASecretURLThatIsNoURL(t *testing.T) {
+	for _, tt := range []struct{ yaml, what string }{
+		{"notify:\n  - {type: slack, urlEnv: AD_SLACK}\nservices:\n  - name: api\n", "notify[0] (slack) url"},
+		{"services:\n  - name: api\n    health: {urlEnv: AD_HEALTH}\n", "services[0] (api) health url"},
+		{"metrics: {pushgatewayFile: /etc/autodeploy/pg}\nservices:\n  - name: api\n", "metrics pushgateway"},
+	} {
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(path, []byte(tt.yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := CronJobOptions{Image: "r/a:v1", Namespace: "ops", ServiceAccount: "autodeploy",
+			Getenv:   func(string) string { return "xoxb-SECRET-TOKEN" },
+			ReadFile: func(string) ([]byte, error) { return []byte("xoxb-SECRET-TOKEN\n"), nil }}
+		var b bytes.Buffer
+		err = CronJob(&b, cfg, o)
+		want := tt.what + ": what it holds is not an absolute http or https URL (not shown: it may be a secret)"
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("%q: %v, want an error with %q and no value", tt.yaml, err, want)
+		}
+	}
+}

@@ -180,6 +180,12 @@ func (s *Sender) deliver(ctx context.Context, ch config.Notify, e Event) error {
 	if err != nil {
 		return fmt.Errorf("URL: %w", err)
 	}
+	if ch.URL.Value == "" && !config.IsHTTPURL(u) {
+		// Checked by Load when inline; from elsewhere, here (Go said
+		// 'unsupported protocol scheme ""'). Never echoed: what is there
+		// instead is most likely the token itself.
+		return fmt.Errorf("URL from %s: what it holds %s (not shown: it may be a secret)", ch.URL, config.NotHTTP)
+	}
 	var body []byte
 	switch ch.Type {
 	case config.NotifySlack:

@@ -195,3 +195,22 @@ func TestEveryKindHasItsText(t *testing.T) {
 		}
 	}
 }
+
+// A URL from the environment or a file that is no URL (the bare token, a
+// typo) was logged as Go's 'unsupported protocol scheme ""', naming
+// neither the variable nor the fix: the line says where it was read and
+// what is wrong, never what it holds (issue 18, sixth pass).
+func TestURLFromElsewhereThatIsNoURL(t *testing.T) {
+	var log bytes.Buffer
+	envURL = "xoxb-ENVSECRET-1"
+	defer func() { envURL = "" }()
+	s := sender(&log, config.Notify{Type: config.NotifySlack, Name: "s1", URL: config.Secret{Env: "HOOK_URL"}, MinLevel: "info", Timeout: time.Second})
+	s.Send(context.Background(), failedEvent)
+	out := log.String()
+	if want := `URL from $HOOK_URL: what it holds is not an absolute http or https URL (not shown: it may be a secret)`; !strings.Contains(out, want) {
+		t.Errorf("log lacks %q:\n%s", want, out)
+	}
+	if strings.Contains(out, "ENVSECRET") {
+		t.Errorf("log leaks the value:\n%s", out)
+	}
+}

@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,12 +50,17 @@ func TestUndoPicksKubectlsRevision(t *testing.T) {
 		to      int64
 		want    string // image restored, or "" for an error
 		wantErr error
+		errText string // part of the error's text
 	}{
 		{name: "previous", depRev: "3", rss: [][2]string{{"v1", "1"}, {"v2", "2"}, {"v3", "3"}}, want: "v2"},
 		{name: "no revision annotation on the Deployment", depRev: "", rss: [][2]string{{"v1", "1"}, {"v2", "2"}, {"v3", "3"}}, want: "v2"},
 		{name: "to revision", depRev: "3", rss: [][2]string{{"v1", "1"}, {"v2", "2"}, {"v3", "3"}}, to: 1, want: "v1"},
 		{name: "revisionHistoryLimit 0", depRev: "3", rss: [][2]string{{"v3", "3"}}, wantErr: ErrNoHistory},
 		{name: "ReplicaSet without revision is ignored", depRev: "2", rss: [][2]string{{"v0", ""}, {"v2", "2"}}, wantErr: ErrNoHistory},
+		// The revision asked for is not kept: the error says which are
+		// (issue 18, sixth pass: it named no fix).
+		{name: "to a revision not kept", depRev: "3", rss: [][2]string{{"v1", "1"}, {"v2", "2"}, {"v3", "3"}}, to: 9,
+			errText: "unable to find the specified revision 9 of deployment apps/api: it keeps revisions 1, 2, 3 (autodeploy history lists them)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -73,6 +79,12 @@ func TestUndoPicksKubectlsRevision(t *testing.T) {
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("Undo = %v, want %v", err, tt.wantErr)
+				}
+				return
+			}
+			if tt.errText != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.errText) {
+					t.Fatalf("Undo = %v, want an error with %q", err, tt.errText)
 				}
 				return
 			}

@@ -115,7 +115,23 @@ func pickRevision(d *appsv1.Deployment, owned []*appsv1.ReplicaSet, to int64) (*
 				return rs, nil
 			}
 		}
-		return nil, fmt.Errorf("unable to find the specified revision %d of deployment %s/%s", to, d.Namespace, d.Name)
+		// kubectl's words, and the revisions there are: the fix.
+		var revs []int64
+		for _, rs := range owned {
+			if r := Revision(rs); r > 0 {
+				revs = append(revs, r)
+			}
+		}
+		slices.Sort(revs)
+		kept := "no revision"
+		if len(revs) > 0 {
+			var nums []string
+			for _, r := range revs {
+				nums = append(nums, fmt.Sprint(r))
+			}
+			kept = "revisions " + strings.Join(nums, ", ")
+		}
+		return nil, fmt.Errorf("unable to find the specified revision %d of deployment %s/%s: it keeps %s (autodeploy history lists them)", to, d.Namespace, d.Name, kept)
 	}
 	return PreviousRevision(d, owned)
 }

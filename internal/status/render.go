@@ -218,10 +218,10 @@ func writeService(w io.Writer, s Service, now time.Time, o TextOptions) {
 				end = fmt.Sprintf(" until %s (in %s)", at, until(now, h.Until))
 			}
 		}
-		row("held", "%s", yellow(fmt.Sprintf("by %s %s%s: %s", h.By, ago(now, h.At), end, h.Reason)))
+		row("held", "%s", yellow(fmt.Sprintf("by %s %s%s: %s", h.By, recorded(now, h.At), end, h.Reason)))
 	}
 	if f := s.Failed; f != nil {
-		row("failed", "%s %s: %s (resume --forget-failed clears it)", f.Image, ago(now, f.At), fit(f.Reason))
+		row("failed", "%s %s: %s (resume --forget-failed clears it)", f.Image, recorded(now, f.At), fit(f.Reason))
 		if f.RollbackError != "" {
 			row("rollback", "%s", red("could not be applied: "+fit(f.RollbackError)))
 		}
@@ -404,7 +404,7 @@ func writeRuns(w io.Writer, r *Report, now time.Time) {
 		row("last run", "%s", r.LastRunError)
 	}
 	if h := r.RunInProgress; h != nil {
-		row("running", "%s", yellow(fmt.Sprintf("pid %d since %s: %s", h.Pid, clock(h.Since), h.Command)))
+		row("running", "%s", yellow(h.Name()))
 	} else if r.RunInProgressError != "" {
 		row("running", "%s", red("unknown: "+r.RunInProgressError))
 	}
@@ -486,6 +486,15 @@ func soakState(k deploy.SoakMark, now time.Time) string {
 }
 
 func ago(now, t time.Time) string { return age(now, t) + " ago" }
+
+// recorded is ago for the date of a record another hand may have written
+// without one (its zero time read "106751d ago"; issue 18, sixth pass).
+func recorded(now, t time.Time) string {
+	if t.IsZero() {
+		return "at a time not recorded"
+	}
+	return ago(now, t)
+}
 
 func until(now, t time.Time) string { return age(t, now) }
 

@@ -559,6 +559,49 @@ func TestWriteTextEscapesControlCharacters(t *testing.T) {
 	}
 }
 
+// The running row names a Lease's holder without "pid 0", and a holder
+// that wrote no record as such (issue 18, sixth pass).
+func TestRunningRow(t *testing.T) {
+	at := time.Date(2026, 11, 25, 10, 29, 55, 0, time.UTC)
+	for _, tt := range []struct {
+		h    lock.Holder
+		want string
+	}{
+		{lock.Holder{Pid: 4242, Since: at, Command: "autodeploy run"}, "running    pid 4242 since 10:29:55 UTC: autodeploy run\n"},
+		{lock.Holder{Since: at, Command: "vm/4242: autodeploy run"}, "running    since 10:29:55 UTC: vm/4242: autodeploy run\n"},
+		{lock.Holder{}, "running    a process that wrote no holder record: not autodeploy, or one that\n"},
+	} {
+		cfg, objs := scenario(t)
+		r := Build(cfg, cfg.Services, objs, local(), now)
+		r.RunInProgress = &tt.h
+		var buf bytes.Buffer
+		if err := WriteText(&buf, r, TextOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(buf.String(), tt.want) {
+			t.Errorf("holder %+v: want %q in\n%s", tt.h, tt.want, buf.String())
+		}
+	}
+}
+
+// A failed-image or hold record without its date (another writer's) said
+// "106751d ago" (issue 18, sixth pass).
+func TestFailedRowWithoutADate(t *testing.T) {
+	cfg, objs := scenario(t)
+	r := Build(cfg, cfg.Services, objs, local(), now)
+	r.Services[0].Failed = &deploy.FailedImage{Image: "img", Reason: "ImagePullBackOff"}
+	r.Services[0].Hold = &deploy.Hold{By: "alice", Reason: "incident"}
+	var buf bytes.Buffer
+	if err := WriteText(&buf, r, TextOptions{Details: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"failed     img at a time not recorded: ImagePullBackOff", "held       by alice at a time not recorded: incident"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("no %q in\n%s", want, buf.String())
+		}
+	}
+}
+
 // A Lease that cannot be read (the read-only Role of an older autodeploy
 // lacked get leases) is said, with the error naming what was refused, in
 // the text and in -o json: not shown as "no run in progress" (issue 18,

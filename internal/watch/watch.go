@@ -48,6 +48,7 @@ import (
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
+	"github.com/autodeploy-dev/autodeploy/internal/kube"
 )
 
 // Trigger is what started an action: the log says it on each.
@@ -84,6 +85,9 @@ type Watcher struct {
 	Dynamic   dynamic.Interface
 	Discovery discovery.DiscoveryInterface
 	Log       *slog.Logger
+	// Server and Kubeconfig are the kubeconfig's server and the file
+	// naming it, for the lost line (shown as exit 3's errors show them).
+	Server, Kubeconfig string
 	// Act does an action; it returns when the action is over. Events that
 	// arrive meanwhile are gathered into the next one.
 	Act func(context.Context, Action)
@@ -122,7 +126,7 @@ func (w *Watcher) Run(ctx context.Context) {
 	if retry <= 0 {
 		retry = time.Second
 	}
-	w.state.log = w.Log
+	w.state.log, w.state.server, w.state.kubeconfig = w.Log, w.Server, w.Kubeconfig
 	w.kick = make(chan struct{}, 1)
 	for ctx.Err() == nil {
 		api, err := flux.Detect(ctx, w.Discovery)
@@ -389,10 +393,11 @@ func ServicesByPolicy(cfg *config.Config) map[string][]string {
 // "watching", then "lost" on the first failure (not on every retry), and
 // "back" on the next success.
 type connState struct {
-	log  *slog.Logger
-	mu   sync.Mutex
-	seen bool // watching once
-	down bool
+	log                *slog.Logger
+	server, kubeconfig string
+	mu                 sync.Mutex
+	seen               bool // watching once
+	down               bool
 }
 
 func (c *connState) watching(msg string) {
@@ -416,7 +421,14 @@ func (c *connState) lost(err error) {
 		return
 	}
 	c.down = true
-	c.log.Warn("watch: lost the API server or Flux's API; retrying until it is back", "error", err)
+	// The server as exit 3's errors show it, the kubeconfig naming it:
+	// which cluster went away is the first thing to know (issue 18,
+	// sixth pass), its credentials never (nor in the error's URLs).
+	where := ""
+	if c.server != "" {
+		where = fmt.Sprintf(" at %s (kubeconfig %s)", kube.ShownServer(c.server), c.kubeconfig)
+	}
+	c.log.Warn("watch: lost the API server"+where+" or Flux's API; retrying until it is back", "error", config.RedactIn(err.Error(), c.server))
 }
 
 func (c *connState) back() {

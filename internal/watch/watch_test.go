@@ -194,9 +194,12 @@ func TestWatchGathersChangesDuringAnAction(t *testing.T) {
 }
 
 // Broken watches and failing lists: the informer lists and watches again;
-// the log says "lost" once for any number of failures, then "back".
+// the log says "lost" once for any number of failures, naming the server
+// and kubeconfig as exit 3 does, its password never (issue 18, sixth pass:
+// the line named no server), then "back".
 func TestWatchSurvivesBrokenWatchesAndSaysSoOnce(t *testing.T) {
 	f := newFixture(t, policy("flux-system", "api", "sha-1", 1), policy("flux-system", "web", "sha-1", 1))
+	f.w.Server, f.w.Kubeconfig = "https://admin:s3cret@127.0.0.1:6443", "/etc/autodeploy/kubeconfig"
 	var mu sync.Mutex
 	failing := false
 	var watchers []apiwatch.Interface
@@ -205,7 +208,7 @@ func TestWatchSurvivesBrokenWatchesAndSaysSoOnce(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		if failing {
-			return true, nil, errors.New("connection refused")
+			return true, nil, errors.New(`Get "https://admin:s3cret@127.0.0.1:6443/apis": connection refused`)
 		}
 		wi, err := f.dyn.Tracker().Watch(policies, a.GetNamespace())
 		watchers = append(watchers, wi)
@@ -216,7 +219,7 @@ func TestWatchSurvivesBrokenWatchesAndSaysSoOnce(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		if failing {
-			return true, nil, errors.New("connection refused")
+			return true, nil, errors.New(`Get "https://admin:s3cret@127.0.0.1:6443/apis": connection refused`)
 		}
 		return false, nil, nil
 	})
@@ -229,7 +232,10 @@ func TestWatchSurvivesBrokenWatchesAndSaysSoOnce(t *testing.T) {
 		<-started
 	}
 	mu.Unlock()
-	f.log.WaitFor(t, 0, "lost the API server")
+	f.log.WaitFor(t, 0, "lost the API server at https://admin:redacted@127.0.0.1:6443 (kubeconfig /etc/autodeploy/kubeconfig) or Flux's API")
+	if strings.Contains(f.logText(), "s3cret") {
+		t.Errorf("the kubeconfig's password is in the log:\n%s", f.logText())
+	}
 	mu.Lock()
 	failing = false
 	mu.Unlock()
