@@ -26,9 +26,10 @@ import (
 // the wait (judge, a typed verdict in one switch), and acts on the verdict
 // where it is made: verified, left unverified, superseded, or failed, which
 // recover hands to the rollback (rollback.go). Where images are compared:
-// Plan (plan.go). Where a rollout is judged autodeploy's own: Plan's
-// replacedBefore/retriedRunning for the snapshot, and rollout.Wait's
-// Template (the template this run's patch produced) during the wait.
+// plan.go:plan. Where a rollout is judged autodeploy's own: ours.go:Ours,
+// from the Deployment before the patch; once this run patched, "ours" is
+// the template the patch produced (rollout.Wait's Template, markVerified),
+// compared by identity, since the marks are already the run's own.
 
 // maxReplans bounds how often a service is read and planned again because
 // its Deployment changed between the read and the patch.
@@ -56,7 +57,7 @@ func (r *Runner) act(ctx context.Context, snapshot Decision, s config.Service, a
 			// Flux put git's image over an interrupted rollout: the
 			// deployed-image mark stays, as after a superseded one (Plan
 			// reports the revert).
-			err := r.clearMarks(ctx, in.Deployment, rollout.ImageOwner(in.Deployment, dec.Container) == flux.KustomizeManager)
+			err := r.clearMarks(ctx, in.Deployment, Ours(in.Deployment, dec.Container).Writer == flux.KustomizeManager)
 			if apierrors.IsConflict(err) && attempt < maxReplans {
 				continue
 			}
