@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -123,6 +124,51 @@ func TestRunnerStateMachine(t *testing.T) {
 					t.Errorf("marks after a verified deploy: verified %q, deployed-image %q", ann[AnnVerified], ann[AnnDeployedImage])
 				}
 			},
+		},
+		{
+			name: "a conflict on the verified mark's write reads the Deployment again and writes again",
+			setup: func(t *testing.T, c *fakeCluster) {
+				fired := false
+				c.kube.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+					p := string(a.(k8stesting.PatchAction).GetPatch())
+					if !fired && strings.Contains(p, "verified\"") && strings.Contains(p, `"value":"true"`) {
+						fired = true
+						return true, nil, apierrors.NewConflict(schema.GroupResource{Group: "apps", Resource: "deployments"}, fcName, errors.New("the object has been modified"))
+					}
+					return false, nil, nil
+				})
+				t.Cleanup(func() {
+					if !fired {
+						t.Error("the conflict never happened: the row proves nothing")
+					}
+				})
+			},
+			outcome: OutcomeDeployed, applied: []string{bbb}, changeCause: "autodeploy: " + aaa + " -> " + bbb,
+			check: func(t *testing.T, c *fakeCluster, _ ServiceResult, _ string) {
+				if v := c.deployment().Annotations[AnnVerified]; v != "true" {
+					t.Errorf("verified %q after one conflict; want the mark written on the retry", v)
+				}
+			},
+		},
+		{
+			name: "a conflict on the rollback's patch reads the Deployment again and rolls back", behave: crash,
+			setup: func(t *testing.T, c *fakeCluster) {
+				fired := false
+				c.kube.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+					if !fired && strings.Contains(string(a.(k8stesting.PatchAction).GetPatch()), "rolled back from") {
+						fired = true
+						return true, nil, apierrors.NewConflict(schema.GroupResource{Group: "apps", Resource: "deployments"}, fcName, errors.New("the object has been modified"))
+					}
+					return false, nil, nil
+				})
+				t.Cleanup(func() {
+					if !fired {
+						t.Error("the conflict never happened: the row proves nothing")
+					}
+				})
+			},
+			outcome: OutcomeRolledBack, errHas: []string{"CrashLoopBackOff"}, errHasNot: []string{"rollback failed"},
+			failed: true, applied: []string{bbb, aaa}, changeCause: rolledBack,
 		},
 		// Item 1: faults of the cluster are not the image's.
 		{

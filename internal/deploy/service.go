@@ -32,7 +32,11 @@ import (
 // compared by identity, since the marks are already the run's own.
 
 // maxReplans bounds how often a service is read and planned again because
-// its Deployment changed between the read and the patch.
+// its Deployment changed between the read and the patch. act's loop stays
+// hand-written: it is a re-plan, not a retry of one write (each pass may
+// decide something else: a hold placed, a new image, nothing to do), and
+// it returns the pass's Decision and Outcome, which retry.OnError's
+// error-only callback does not carry.
 const maxReplans = 5
 
 // act reads the service's objects again right before acting on them (the
@@ -378,7 +382,9 @@ func supersededCause(sup *rollout.SupersededError, target string) string {
 // The soak mark dates the verification; with a soak still to pass,
 // previous-revision stays for the rollback a failed soak makes.
 func (r *Runner) markVerified(ctx context.Context, s config.Service, ours *corev1.PodTemplateSpec, soak SoakMark) error {
-	for attempt := 1; ; attempt++ {
+	// The write is conditional on the resourceVersion read: a conflict (the
+	// controller writing status) reads again and writes again.
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		d, err := r.getRetried(ctx, s)
 		if err != nil {
 			return err
@@ -391,11 +397,8 @@ func (r *Runner) markVerified(ctx context.Context, s config.Service, ours *corev
 			delete(mark, AnnPreviousRevision)
 		}
 		_, err = rollout.AnnotateIfUnchanged(ctx, r.Kube, d, mark)
-		if apierrors.IsConflict(err) && attempt < maxReplans {
-			continue
-		}
 		return err
-	}
+	})
 }
 
 // waitAndCheck waits for the rollout of ours with the service's timeout
