@@ -193,7 +193,11 @@ func (r *Runner) rollbackFailed(ctx context.Context, s config.Service, dec Decis
 		rt.Reason += "; the rollback could not be applied: " + err.Error()
 		mark = map[string]string{AnnRetry: mustJSON(rt)}
 	}
-	if d, gerr := r.get(ctx, s); gerr == nil {
+	// A read after the verdict, retried: a blip here lost the mark, and the
+	// next run failed the same way (issue 17).
+	if d, gerr := r.getRetried(ctx, s); gerr != nil {
+		log.Error("could not remember the failed image", "error", gerr)
+	} else {
 		if _, aerr := rollout.Annotate(ctx, r.Kube, d, mark); aerr != nil {
 			log.Error("could not remember the failed image", "error", aerr)
 		}

@@ -458,6 +458,75 @@ func TestRunnerStateMachine(t *testing.T) {
 			outcome: OutcomeSuperseded, errHas: []string{"CrashLoopBackOff", "kubectl-set", repo + ":hotfix"}, errHasNot: []string{"rollback failed"},
 			failed: true, applied: []string{bbb, aaa},
 		},
+		{
+			name: "item 17: an API blip on the read after a superseded verdict still clears autodeploy's marks", behave: behaviour{pod: waitingIn("ContainerCreating", "")},
+			setup: func(t *testing.T, c *fakeCluster) {
+				armed, fired := false, false
+				// Once the wait watches (its pod watch opens after the
+				// Deployment's), a person sets another image: the next read
+				// of the Deployment is superseded's.
+				c.kube.PrependWatchReactor("pods", func(k8stesting.Action) (bool, watch.Interface, error) {
+					if !armed && len(c.appliedImages()) > 0 {
+						d := c.deployment()
+						d.Spec.Template.Spec.Containers[0].Image = repo + ":hotfix"
+						managedBy("kubectl-set")(d)
+						c.must(c.kube.Tracker().Update(fcDeployments, d, "apps"))
+						armed = true
+					}
+					return false, nil, nil
+				})
+				c.kube.PrependReactor("get", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) {
+					if armed && !fired {
+						fired = true
+						return true, nil, apierrors.NewInternalError(errors.New("etcdserver: request timed out"))
+					}
+					return false, nil, nil
+				})
+				t.Cleanup(func() {
+					if !fired {
+						t.Error("the blip never happened: the row proves nothing")
+					}
+				})
+			},
+			outcome: OutcomeSuperseded, errHas: []string{"kubectl-set", repo + ":hotfix"}, applied: []string{bbb},
+			check: func(t *testing.T, c *fakeCluster, _ ServiceResult, log string) {
+				if ann := c.deployment().Annotations; ann[AnnDeployedImage] != "" || ann[AnnVerified] != "" || strings.Contains(log, "could not clear") {
+					t.Errorf("marks after superseded: deployed-image %q, verified %q; want them cleared (log:\n%s)", ann[AnnDeployedImage], ann[AnnVerified], log)
+				}
+			},
+		},
+		{
+			name: "item 17: an API blip on the read after a rollback that failed still remembers the image", behave: crash,
+			setup: func(t *testing.T, c *fakeCluster) {
+				armed, fired := false, false
+				c.kube.PrependReactor("get", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) {
+					if armed && !fired {
+						fired = true
+						return true, nil, apierrors.NewInternalError(errors.New("etcdserver: request timed out"))
+					}
+					return false, nil, nil
+				})
+				c.kube.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+					if strings.Contains(string(a.(k8stesting.PatchAction).GetPatch()), "rolled back from") {
+						armed = true
+						return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "deployments"}, fcName, errors.New("admission webhook denied the request"))
+					}
+					return false, nil, nil
+				})
+				t.Cleanup(func() {
+					if !fired {
+						t.Error("the blip never happened: the row proves nothing")
+					}
+				})
+			},
+			outcome: OutcomeRollbackFailed, errHas: []string{"CrashLoopBackOff", "rollback failed"},
+			failed: true, applied: []string{bbb},
+			check: func(t *testing.T, c *fakeCluster, _ ServiceResult, _ string) {
+				if f, ok := ParseFailedImage(c.deployment().Annotations); !ok || f.Image != bbb || f.RollbackError == "" {
+					t.Errorf("failed-image mark %+v (%v); want %s remembered with the rollback's error", f, ok, bbb)
+				}
+			},
+		},
 		// Item 13.
 		{
 			name: "item 13: the health answer's body and the URL's credentials land in no annotation",

@@ -269,7 +269,9 @@ func (r *Runner) superseded(ctx context.Context, s config.Service, dec Decision,
 	mark := rolloutMarks(keepDeployed)
 	var cleared *appsv1.Deployment
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		d, err := r.get(ctx, s)
+		// A read after a verdict: an API blip must not leave the marks of
+		// a rollout that is no longer autodeploy's (issue 17).
+		d, err := r.getRetried(ctx, s)
 		if err != nil {
 			return err
 		}
