@@ -527,6 +527,24 @@ func TestRunnerStateMachine(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "item 17: kustomize-controller applying git's image during the automatic rollback supersedes it, the image still remembered", behave: crash, gitops: true,
+			setup: func(_ *testing.T, c *fakeCluster) {
+				c.afterRollOut = func(c *fakeCluster, img string) {
+					if img != aaa {
+						return
+					}
+					// Git still has the failed tag: Flux applies it again
+					// before git follows the rollback.
+					d := c.deployment()
+					d.Spec.Template.Spec.Containers[0].Image = bbb
+					managedBy(flux.KustomizeManager)(d)
+					c.must(c.kube.Tracker().Update(fcDeployments, d, "apps"))
+				}
+			},
+			outcome: OutcomeSuperseded, errHas: []string{"CrashLoopBackOff", flux.KustomizeManager, "Flux applied the image again from git"}, errHasNot: []string{"rollback failed"},
+			failed: true, applied: []string{bbb, aaa},
+		},
 		// Item 13.
 		{
 			name: "item 13: the health answer's body and the URL's credentials land in no annotation",
