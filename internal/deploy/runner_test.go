@@ -128,20 +128,10 @@ func TestRunnerStateMachine(t *testing.T) {
 		{
 			name: "a conflict on the verified mark's write reads the Deployment again and writes again",
 			setup: func(t *testing.T, c *fakeCluster) {
-				fired := false
-				c.kube.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+				failOnce(t, c, "patch", "deployments", func(a k8stesting.Action) bool {
 					p := string(a.(k8stesting.PatchAction).GetPatch())
-					if !fired && strings.Contains(p, "verified\"") && strings.Contains(p, `"value":"true"`) {
-						fired = true
-						return true, nil, apierrors.NewConflict(schema.GroupResource{Group: "apps", Resource: "deployments"}, fcName, errors.New("the object has been modified"))
-					}
-					return false, nil, nil
-				})
-				t.Cleanup(func() {
-					if !fired {
-						t.Error("the conflict never happened: the row proves nothing")
-					}
-				})
+					return strings.Contains(p, "verified\"") && strings.Contains(p, `"value":"true"`)
+				}, apierrors.NewConflict(schema.GroupResource{Group: "apps", Resource: "deployments"}, fcName, errors.New("the object has been modified")))
 			},
 			outcome: OutcomeDeployed, applied: []string{bbb}, changeCause: "autodeploy: " + aaa + " -> " + bbb,
 			check: func(t *testing.T, c *fakeCluster, _ ServiceResult, _ string) {
@@ -153,19 +143,9 @@ func TestRunnerStateMachine(t *testing.T) {
 		{
 			name: "a conflict on the rollback's patch reads the Deployment again and rolls back", behave: crash,
 			setup: func(t *testing.T, c *fakeCluster) {
-				fired := false
-				c.kube.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
-					if !fired && strings.Contains(string(a.(k8stesting.PatchAction).GetPatch()), "rolled back from") {
-						fired = true
-						return true, nil, apierrors.NewConflict(schema.GroupResource{Group: "apps", Resource: "deployments"}, fcName, errors.New("the object has been modified"))
-					}
-					return false, nil, nil
-				})
-				t.Cleanup(func() {
-					if !fired {
-						t.Error("the conflict never happened: the row proves nothing")
-					}
-				})
+				failOnce(t, c, "patch", "deployments", func(a k8stesting.Action) bool {
+					return strings.Contains(string(a.(k8stesting.PatchAction).GetPatch()), "rolled back from")
+				}, apierrors.NewConflict(schema.GroupResource{Group: "apps", Resource: "deployments"}, fcName, errors.New("the object has been modified")))
 			},
 			outcome: OutcomeRolledBack, errHas: []string{"CrashLoopBackOff"}, errHasNot: []string{"rollback failed"},
 			failed: true, applied: []string{bbb, aaa}, changeCause: rolledBack,
@@ -421,23 +401,12 @@ func TestRunnerStateMachine(t *testing.T) {
 		{
 			name: "item 9: an API blip on the first read after the verdict still ends in the verdict and its mark", behave: crash,
 			setup: func(t *testing.T, c *fakeCluster) {
-				armed, fired := false, false
+				armed := false
 				c.kube.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
 					armed = len(c.appliedImages()) > 0 // the wait's list, which finds the crash
 					return false, nil, nil
 				})
-				c.kube.PrependReactor("get", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) {
-					if armed && !fired {
-						fired = true
-						return true, nil, apierrors.NewInternalError(errors.New("etcdserver: request timed out"))
-					}
-					return false, nil, nil
-				})
-				t.Cleanup(func() {
-					if !fired {
-						t.Error("the blip never happened: the row proves nothing")
-					}
-				})
+				failOnce(t, c, "get", "deployments", func(k8stesting.Action) bool { return armed }, apierrors.NewInternalError(errors.New("etcdserver: request timed out")))
 			},
 			outcome: OutcomeRolledBack, errHas: []string{"CrashLoopBackOff"}, errHasNot: []string{"rollback failed", "can no longer be read"},
 			failed: true, applied: []string{bbb, aaa}, changeCause: rolledBack,
@@ -461,7 +430,7 @@ func TestRunnerStateMachine(t *testing.T) {
 		{
 			name: "item 17: an API blip on the read after a superseded verdict still clears autodeploy's marks", behave: behaviour{pod: waitingIn("ContainerCreating", "")},
 			setup: func(t *testing.T, c *fakeCluster) {
-				armed, fired := false, false
+				armed := false
 				// Once the wait watches (its pod watch opens after the
 				// Deployment's), a person sets another image: the next read
 				// of the Deployment is superseded's.
@@ -475,18 +444,7 @@ func TestRunnerStateMachine(t *testing.T) {
 					}
 					return false, nil, nil
 				})
-				c.kube.PrependReactor("get", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) {
-					if armed && !fired {
-						fired = true
-						return true, nil, apierrors.NewInternalError(errors.New("etcdserver: request timed out"))
-					}
-					return false, nil, nil
-				})
-				t.Cleanup(func() {
-					if !fired {
-						t.Error("the blip never happened: the row proves nothing")
-					}
-				})
+				failOnce(t, c, "get", "deployments", func(k8stesting.Action) bool { return armed }, apierrors.NewInternalError(errors.New("etcdserver: request timed out")))
 			},
 			outcome: OutcomeSuperseded, errHas: []string{"kubectl-set", repo + ":hotfix"}, applied: []string{bbb},
 			check: func(t *testing.T, c *fakeCluster, _ ServiceResult, log string) {
@@ -498,25 +456,14 @@ func TestRunnerStateMachine(t *testing.T) {
 		{
 			name: "item 17: an API blip on the read after a rollback that failed still remembers the image", behave: crash,
 			setup: func(t *testing.T, c *fakeCluster) {
-				armed, fired := false, false
-				c.kube.PrependReactor("get", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) {
-					if armed && !fired {
-						fired = true
-						return true, nil, apierrors.NewInternalError(errors.New("etcdserver: request timed out"))
-					}
-					return false, nil, nil
-				})
+				armed := false
+				failOnce(t, c, "get", "deployments", func(k8stesting.Action) bool { return armed }, apierrors.NewInternalError(errors.New("etcdserver: request timed out")))
 				c.kube.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
 					if strings.Contains(string(a.(k8stesting.PatchAction).GetPatch()), "rolled back from") {
 						armed = true
 						return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "deployments"}, fcName, errors.New("admission webhook denied the request"))
 					}
 					return false, nil, nil
-				})
-				t.Cleanup(func() {
-					if !fired {
-						t.Error("the blip never happened: the row proves nothing")
-					}
 				})
 			},
 			outcome: OutcomeRollbackFailed, errHas: []string{"CrashLoopBackOff", "rollback failed"},
@@ -714,4 +661,24 @@ func (c *fakeCluster) runner(s config.Service, h func(context.Context, config.He
 		Config: &config.Config{RunTimeout: time.Minute, Services: []config.Service{s}, Flux: config.Flux{Namespace: "flux-system"}},
 		Log:    runlog.New(log), Now: func() time.Time { return fcNow }, Health: h, Grace: time.Millisecond,
 	}
+}
+
+// failOnce makes the first verb on resource for which when is true fail
+// with err, and fails the test if it never did: a row whose fault never
+// happened proves nothing.
+func failOnce(t *testing.T, c *fakeCluster, verb, resource string, when func(k8stesting.Action) bool, err error) {
+	t.Helper()
+	fired := false
+	c.kube.PrependReactor(verb, resource, func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if fired || !when(a) {
+			return false, nil, nil
+		}
+		fired = true
+		return true, nil, err
+	})
+	t.Cleanup(func() {
+		if !fired {
+			t.Errorf("the %s of %s never failed: the row proves nothing", verb, resource)
+		}
+	})
 }
