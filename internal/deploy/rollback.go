@@ -48,11 +48,6 @@ func (r *Runner) rollBack(ctx context.Context, s config.Service, dec Decision, b
 	// Its own timeout even when runTimeout is spent (budget.rollback).
 	rctx, cancel := r.rollback(ctx, s)
 	defer cancel()
-	// The patches are conditional on the Deployment read, and during a
-	// failing rollout the controller writes its status often: a rollback
-	// that gave up after five immediate conflicts was "rollback failed"
-	// (seen in TestGitOpsFluxReappliesDuringTheRollback). Conflicts are
-	// retried with a backoff, within the rollback's bound.
 	var (
 		mark     map[string]string
 		restored *corev1.PodTemplateSpec
