@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/autodeploy-dev/autodeploy/internal/ui"
@@ -160,7 +161,7 @@ func Plan(in Input) Decision {
 	if d := in.Deployment; d != nil && dec.Action == Skip && !dec.Problem {
 		if f, ok := ParseFailedImage(d.Annotations); ok && image.SameString(f.Image, dec.Current) {
 			why := dec.Reason
-			bad, _ := runningFailed(in, &dec, f, rollout.ImageOwner(d, dec.Container), true)
+			bad, _ := runningFailed(in, &dec, f, Ours(d, dec.Container).Writer, true)
 			bad.Reason += "; the policy's image is not deployed: " + why
 			return bad
 		}
@@ -204,12 +205,12 @@ func plan(in Input) Decision {
 		dec.Repository = p.RepoNamespace + "/" + p.RepoName
 	}
 	ann := d.Annotations
-	// Who last wrote the container's image (managedFields); "" when it
-	// cannot be told. Read only when a decision needs it: decoding
-	// managedFields is the costliest part of a plan.
-	writer := func() string { return rollout.ImageOwner(d, container) }
+	// Whose rollout this is (ours.go:Ours). Read once and only when a
+	// decision needs it: decoding managedFields is the costliest part of a
+	// plan.
+	own := sync.OnceValue(func() Ownership { return Ours(d, container) })
 	if f, ok := ParseFailedImage(ann); ok && image.SameString(f.Image, dec.Current) {
-		if bad, stop := runningFailed(in, &dec, f, writer(), false); stop {
+		if bad, stop := runningFailed(in, &dec, f, own().Writer, false); stop {
 			return bad
 		}
 	}
@@ -226,7 +227,7 @@ func plan(in Input) Decision {
 		// The mark counts only while autodeploy's own patch is the
 		// template: kubectl rollout undo copies a ReplicaSet's annotations
 		// back, marks of an old rollout included.
-		if w := writer(); image.SameString(ann[AnnDeployedImage], dec.Current) && (w == "" || w == rollout.FieldManager) {
+		if own().Ours() {
 			if rt, ok := ParseRetry(ann); ok && image.SameString(rt.Image, dec.Current) && in.Now.Before(rt.After) {
 				// The registry (or a Secret) failed it and no rollback was
 				// possible: verified again once the backoff has passed.
@@ -303,12 +304,12 @@ func plan(in Input) Decision {
 	}
 	if image.Satisfies(cur, want) {
 		if rt, ok := ParseRetry(ann); ok && image.SameString(rt.Image, dec.Current) {
-			return retriedRunning(in, dec, rt, writer())
+			return retriedRunning(in, dec, rt, own())
 		}
 		dec.Action, dec.Reason = UpToDate, "running the policy's latest image"
 		return dec
 	}
-	if k := dec.Kustomization; k != "" && image.SameString(ann[AnnDeployedImage], p.Latest) && writer() == flux.KustomizeManager {
+	if k := dec.Kustomization; k != "" && image.SameString(own().Deployed, p.Latest) && own().Writer == flux.KustomizeManager {
 		// autodeploy deployed this image, and Flux applied git's image over
 		// it: git is behind the policy (the automation is suspended, its
 		// push refused, or the manifest has no setter marker). Deploying
@@ -344,8 +345,8 @@ func plan(in Input) Decision {
 		// kubectl rollout undo (or kubectl set image to an older image):
 		// someone chose the revision before this image. Deploying it
 		// again would fight them every run.
-		if w := writer(); w != "" && w != rollout.FieldManager {
-			return skip(false, "%s (revision %d) was rolled back by %s: runs do not deploy it again; deploy a newer image, or set it by hand (kubectl set image)", p.Latest, rev, w)
+		if by := own().By(); by != "" {
+			return skip(false, "%s (revision %d) was rolled back by %s: runs do not deploy it again; deploy a newer image, or set it by hand (kubectl set image)", p.Latest, rev, by)
 		}
 	}
 	if why := outsideWindow(in); why != "" {
@@ -479,12 +480,12 @@ func runningFailed(in Input, dec *Decision, f FailedImage, writer string, force 
 // verifies it (which clears the retry mark, or renews it); until then it
 // is a problem, never "up to date" over pods in ImagePullBackOff (issue
 // 17, item 4).
-func retriedRunning(in Input, dec Decision, rt Retry, writer string) Decision {
+func retriedRunning(in Input, dec Decision, rt Retry, own Ownership) Decision {
 	by := ""
-	if writer != "" && writer != rollout.FieldManager {
-		by = " (set by " + writer + ")"
-		if k := dec.Kustomization; k != "" && writer == flux.KustomizeManager {
-			by = fmt.Sprintf(" (applied by %s from Kustomization %s)", writer, k)
+	if w := own.By(); w != "" {
+		by = " (set by " + w + ")"
+		if k := dec.Kustomization; k != "" && w == flux.KustomizeManager {
+			by = fmt.Sprintf(" (applied by %s from Kustomization %s)", w, k)
 		}
 	}
 	if rollout.Evaluate(in.Deployment).State == rollout.Complete || !in.Now.Before(rt.After) {

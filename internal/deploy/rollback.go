@@ -48,36 +48,33 @@ func (r *Runner) rollBack(ctx context.Context, s config.Service, dec Decision, b
 	// Its own timeout even when runTimeout is spent (budget.rollback).
 	rctx, cancel := r.rollback(ctx, s)
 	defer cancel()
-	// The patches are conditional on the Deployment read, and during a
-	// failing rollout the controller writes its status often: a rollback
-	// that gave up after five immediate conflicts was "rollback failed"
-	// (seen in TestGitOpsFluxReappliesDuringTheRollback). Conflicts are
-	// retried with a backoff, within the rollback's bound.
-	backoff := rollbackConflicts
-	again := func(err error) bool {
-		if !apierrors.IsConflict(err) || backoff.Steps <= 0 {
-			return false
-		}
-		t := time.NewTimer(backoff.Step())
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return true
-		case <-rctx.Done():
-			return false
-		}
+	var (
+		mark     map[string]string
+		restored *corev1.PodTemplateSpec
+		writeErr error // the last write's: nil, a refusal, or the last conflict
+		tried    bool
+		ended    bool // the service ended before any rollback to wait for
+		endOut   Outcome
+		endErr   error
+	)
+	end := func(o Outcome, err error) (bool, error) {
+		ended, endOut, endErr = true, o, err
+		return true, nil
 	}
-	for {
+	// One try: read, judge the Deployment still autodeploy's, write the
+	// verdict's marks (and the rollback). Retried on a conflict only.
+	try := func(context.Context) (bool, error) {
+		tried = true
 		d, err := r.getRetried(rctx, s)
 		if err != nil {
-			return OutcomeRollbackFailed, fmt.Errorf("%v; and the Deployment can no longer be read: %v", cause, err)
+			return end(OutcomeRollbackFailed, fmt.Errorf("%v; and the Deployment can no longer be read: %v", cause, err))
 		}
 		if !rollout.EqualIgnoreHash(&d.Spec.Template, ours) {
 			// Changed by someone else between the verdict and now.
 			img, _ := rollout.ContainerImage(&d.Spec.Template, dec.Container)
-			return r.superseded(ctx, s, dec, &rollout.SupersededError{Deployment: s.Namespace + "/" + s.Deployment, By: rollout.TemplateWriter(d, dec.Container), Image: img}, log)
+			return end(r.superseded(ctx, s, dec, &rollout.SupersededError{Deployment: s.Namespace + "/" + s.Deployment, By: rollout.TemplateWriter(d, dec.Container), Image: img}, log))
 		}
-		mark := rolloutMarks(false)
+		mark = rolloutMarks(false)
 		if blame.Remembered() {
 			mark[AnnFailedImage] = mustJSON(FailedImage{Image: dec.Target, Reason: cause.Error(), At: r.Now().UTC()})
 		} else {
@@ -87,77 +84,89 @@ func (r *Runner) rollBack(ctx context.Context, s config.Service, dec Decision, b
 			log.Warn("not the image's fault: it will be tried again", "image", dec.Target, "cause", blame, "evidence", rt.Evidence, "attempt", rt.Attempts, "after", rt.After)
 		}
 		if !s.AutoRollback || dec.NoRollback {
-			_, err := rollout.AnnotateIfUnchanged(rctx, r.Kube, d, mark)
-			if again(err) {
-				continue
-			}
-			if err != nil {
-				log.Error("could not remember the failed image", "error", err)
-			}
-			if dec.NoRollback {
-				log.Warn("not autodeploy's rollout: the failure is recorded, the rollout left as it is", "image", dec.Target)
-				return OutcomeFailed, fmt.Errorf("%w (not autodeploy's rollout: left as it is)", cause)
-			}
-			log.Warn("auto-rollback is off: the failed rollout is left as it is", "image", dec.Target)
-			return OutcomeFailed, cause
+			_, writeErr = rollout.AnnotateIfUnchanged(rctx, r.Kube, d, mark)
+			return !apierrors.IsConflict(writeErr), nil
 		}
 		mark[rollout.ChangeCauseAnnotation] = fmt.Sprintf("autodeploy: rolled back from %s: %s", dec.Target, truncate(cause.Error(), 200))
 		log.Info("rollback started", "from", dec.Target, "toRevision", dec.PreviousRevision)
 		r.progress(s.Name, "rolling back")
-		var restored *corev1.PodTemplateSpec
+		restored = nil
 		if before != nil {
 			var out *appsv1.Deployment
-			if out, err = rollout.RestoreTemplate(rctx, r.Kube, d, before, mark); err == nil {
+			if out, writeErr = rollout.RestoreTemplate(rctx, r.Kube, d, before, mark); writeErr == nil {
 				restored = &out.Spec.Template
 			}
 		} else {
 			var res rollout.UndoResult
-			res, err = rollout.Undo(rctx, r.Kube, d, rollout.UndoOptions{ToRevision: dec.PreviousRevision, Annotations: mark, Precondition: true})
-			if err == nil && res.Skipped {
-				err = fmt.Errorf("revision %d already has this template", res.ToRevision)
+			res, writeErr = rollout.Undo(rctx, r.Kube, d, rollout.UndoOptions{ToRevision: dec.PreviousRevision, Annotations: mark, Precondition: true})
+			if writeErr == nil && res.Skipped {
+				writeErr = fmt.Errorf("revision %d already has this template", res.ToRevision)
 			}
-			if err == nil {
+			if writeErr == nil {
 				t := res.Target.Spec.Template
 				restored = &t
 			}
 		}
-		if again(err) {
-			continue
-		}
-		if err != nil {
-			return r.rollbackFailed(ctx, s, dec, blame, cause, err, mark, log)
-		}
-		_, err = rollout.Wait(rctx, r.Kube, s.Namespace, s.Deployment, rollout.WaitOptions{Template: restored, Container: dec.Container, Grace: r.Grace, Progress: func(msg string) { r.progress(s.Name, msg) }})
-		var sup *rollout.SupersededError
-		switch {
-		case ctx.Err() != nil:
-			return OutcomeInterrupted, ctx.Err()
-		case errors.As(err, &sup):
-			// Someone (a person, Flux applying git before it followed the
-			// exclusion) changed the Deployment during the rollback: not a
-			// rollback that failed. The verdict's marks stay.
-			log.Warn("superseded during the rollback: leaving it alone", "image", dec.Target, "by", sup.By, "now", sup.Image)
-			r.progress(s.Name, sup.Error())
-			if sup.By == flux.KustomizeManager {
-				return OutcomeSuperseded, fmt.Errorf("%w; rolled back, then Flux applied the image again from git before git followed the rollback (%w): runs report it until Flux applies the policy's image", cause, sup)
-			}
-			return OutcomeSuperseded, fmt.Errorf("%w; rolled back, then %w", cause, sup)
-		case err != nil:
-			log.Error("rollback did not complete: someone must look", "error", err)
-			return OutcomeRollbackFailed, fmt.Errorf("%w; rollback failed: %v", cause, err)
-		}
-		log.Info("rollback complete", "revision", dec.PreviousRevision)
-		r.progress(s.Name, "rolled back")
-		if !blame.Remembered() {
-			return OutcomeRolledBack, fmt.Errorf("%w (%s, not the image: it will be tried again)", cause, blame.Who())
-		}
-		return OutcomeRolledBack, cause
+		return !apierrors.IsConflict(writeErr), nil
 	}
+	// The patches are conditional on the Deployment read, and during a
+	// failing rollout the controller writes its status often: a rollback
+	// that gave up after five immediate conflicts was "rollback failed"
+	// (seen in TestGitOpsFluxReappliesDuringTheRollback). Conflicts are
+	// retried with a backoff, within the rollback's bound; once the backoff
+	// or the bound is spent, the last conflict is the write's error.
+	bound := wait.ExponentialBackoffWithContext(rctx, rollbackConflicts, try)
+	switch {
+	case ended:
+		return endOut, endErr
+	case !tried:
+		return OutcomeRollbackFailed, fmt.Errorf("%v; and the rollback's time ran out before it started: %v", cause, bound)
+	}
+	if !s.AutoRollback || dec.NoRollback {
+		if writeErr != nil {
+			log.Error("could not remember the failed image", "error", writeErr)
+		}
+		if dec.NoRollback {
+			log.Warn("not autodeploy's rollout: the failure is recorded, the rollout left as it is", "image", dec.Target)
+			return OutcomeFailed, fmt.Errorf("%w (not autodeploy's rollout: left as it is)", cause)
+		}
+		log.Warn("auto-rollback is off: the failed rollout is left as it is", "image", dec.Target)
+		return OutcomeFailed, cause
+	}
+	if writeErr != nil {
+		return r.rollbackFailed(ctx, s, dec, blame, cause, writeErr, mark, log)
+	}
+	_, err := rollout.Wait(rctx, r.Kube, s.Namespace, s.Deployment, rollout.WaitOptions{Template: restored, Container: dec.Container, Grace: r.Grace, Progress: func(msg string) { r.progress(s.Name, msg) }})
+	var sup *rollout.SupersededError
+	switch {
+	case ctx.Err() != nil:
+		return OutcomeInterrupted, ctx.Err()
+	case errors.As(err, &sup):
+		// Someone (a person, Flux applying git before it followed the
+		// exclusion) changed the Deployment during the rollback: not a
+		// rollback that failed. The verdict's marks stay.
+		log.Warn("superseded during the rollback: leaving it alone", "image", dec.Target, "by", sup.By, "now", sup.Image)
+		r.progress(s.Name, sup.Error())
+		if sup.By == flux.KustomizeManager {
+			return OutcomeSuperseded, fmt.Errorf("%w; rolled back, then Flux applied the image again from git before git followed the rollback (%w): runs report it until Flux applies the policy's image", cause, sup)
+		}
+		return OutcomeSuperseded, fmt.Errorf("%w; rolled back, then %w", cause, sup)
+	case err != nil:
+		log.Error("rollback did not complete: someone must look", "error", err)
+		return OutcomeRollbackFailed, fmt.Errorf("%w; rollback failed: %v", cause, err)
+	}
+	log.Info("rollback complete", "revision", dec.PreviousRevision)
+	r.progress(s.Name, "rolled back")
+	if !blame.Remembered() {
+		return OutcomeRolledBack, fmt.Errorf("%w (%s, not the image: it will be tried again)", cause, blame.Who())
+	}
+	return OutcomeRolledBack, cause
 }
 
 // rollbackConflicts paces the rollback's retries of a patch that found the
-// Deployment changed since it was read: about 10 s in all.
-var rollbackConflicts = wait.Backoff{Steps: 10, Duration: 20 * time.Millisecond, Factor: 2, Cap: 2 * time.Second, Jitter: 0.2}
+// Deployment changed since it was read: about 10 s in all, 11 tries (the
+// first and 10 retries).
+var rollbackConflicts = wait.Backoff{Steps: 11, Duration: 20 * time.Millisecond, Factor: 2, Cap: 2 * time.Second, Jitter: 0.2}
 
 // rollbackFailed records a rollback that could not be applied (no earlier
 // revision, a paused Deployment...): the marks are written anyway, with the
@@ -179,7 +188,11 @@ func (r *Runner) rollbackFailed(ctx context.Context, s config.Service, dec Decis
 		rt.Reason += "; the rollback could not be applied: " + err.Error()
 		mark = map[string]string{AnnRetry: mustJSON(rt)}
 	}
-	if d, gerr := r.get(ctx, s); gerr == nil {
+	// A read after the verdict, retried: a blip here lost the mark, and the
+	// next run failed the same way (issue 17).
+	if d, gerr := r.getRetried(ctx, s); gerr != nil {
+		log.Error("could not remember the failed image", "error", gerr)
+	} else {
 		if _, aerr := rollout.Annotate(ctx, r.Kube, d, mark); aerr != nil {
 			log.Error("could not remember the failed image", "error", aerr)
 		}

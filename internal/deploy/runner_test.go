@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -123,6 +124,31 @@ func TestRunnerStateMachine(t *testing.T) {
 					t.Errorf("marks after a verified deploy: verified %q, deployed-image %q", ann[AnnVerified], ann[AnnDeployedImage])
 				}
 			},
+		},
+		{
+			name: "a conflict on the verified mark's write reads the Deployment again and writes again",
+			setup: func(t *testing.T, c *fakeCluster) {
+				failOnce(t, c, "patch", "deployments", func(a k8stesting.Action) bool {
+					p := string(a.(k8stesting.PatchAction).GetPatch())
+					return strings.Contains(p, "verified\"") && strings.Contains(p, `"value":"true"`)
+				}, apierrors.NewConflict(schema.GroupResource{Group: "apps", Resource: "deployments"}, fcName, errors.New("the object has been modified")))
+			},
+			outcome: OutcomeDeployed, applied: []string{bbb}, changeCause: "autodeploy: " + aaa + " -> " + bbb,
+			check: func(t *testing.T, c *fakeCluster, _ ServiceResult, _ string) {
+				if v := c.deployment().Annotations[AnnVerified]; v != "true" {
+					t.Errorf("verified %q after one conflict; want the mark written on the retry", v)
+				}
+			},
+		},
+		{
+			name: "a conflict on the rollback's patch reads the Deployment again and rolls back", behave: crash,
+			setup: func(t *testing.T, c *fakeCluster) {
+				failOnce(t, c, "patch", "deployments", func(a k8stesting.Action) bool {
+					return strings.Contains(string(a.(k8stesting.PatchAction).GetPatch()), "rolled back from")
+				}, apierrors.NewConflict(schema.GroupResource{Group: "apps", Resource: "deployments"}, fcName, errors.New("the object has been modified")))
+			},
+			outcome: OutcomeRolledBack, errHas: []string{"CrashLoopBackOff"}, errHasNot: []string{"rollback failed"},
+			failed: true, applied: []string{bbb, aaa}, changeCause: rolledBack,
 		},
 		// Item 1: faults of the cluster are not the image's.
 		{
@@ -375,23 +401,12 @@ func TestRunnerStateMachine(t *testing.T) {
 		{
 			name: "item 9: an API blip on the first read after the verdict still ends in the verdict and its mark", behave: crash,
 			setup: func(t *testing.T, c *fakeCluster) {
-				armed, fired := false, false
+				armed := false
 				c.kube.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
 					armed = len(c.appliedImages()) > 0 // the wait's list, which finds the crash
 					return false, nil, nil
 				})
-				c.kube.PrependReactor("get", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) {
-					if armed && !fired {
-						fired = true
-						return true, nil, apierrors.NewInternalError(errors.New("etcdserver: request timed out"))
-					}
-					return false, nil, nil
-				})
-				t.Cleanup(func() {
-					if !fired {
-						t.Error("the blip never happened: the row proves nothing")
-					}
-				})
+				failOnce(t, c, "get", "deployments", func(k8stesting.Action) bool { return armed }, apierrors.NewInternalError(errors.New("etcdserver: request timed out")))
 			},
 			outcome: OutcomeRolledBack, errHas: []string{"CrashLoopBackOff"}, errHasNot: []string{"rollback failed", "can no longer be read"},
 			failed: true, applied: []string{bbb, aaa}, changeCause: rolledBack,
@@ -410,6 +425,71 @@ func TestRunnerStateMachine(t *testing.T) {
 				}
 			},
 			outcome: OutcomeSuperseded, errHas: []string{"CrashLoopBackOff", "kubectl-set", repo + ":hotfix"}, errHasNot: []string{"rollback failed"},
+			failed: true, applied: []string{bbb, aaa},
+		},
+		{
+			name: "item 17: an API blip on the read after a superseded verdict still clears autodeploy's marks", behave: behaviour{pod: waitingIn("ContainerCreating", "")},
+			setup: func(t *testing.T, c *fakeCluster) {
+				armed := false
+				// Once the wait watches (its pod watch opens after the
+				// Deployment's), a person sets another image: the next read
+				// of the Deployment is superseded's.
+				c.kube.PrependWatchReactor("pods", func(k8stesting.Action) (bool, watch.Interface, error) {
+					if !armed && len(c.appliedImages()) > 0 {
+						d := c.deployment()
+						d.Spec.Template.Spec.Containers[0].Image = repo + ":hotfix"
+						managedBy("kubectl-set")(d)
+						c.must(c.kube.Tracker().Update(fcDeployments, d, "apps"))
+						armed = true
+					}
+					return false, nil, nil
+				})
+				failOnce(t, c, "get", "deployments", func(k8stesting.Action) bool { return armed }, apierrors.NewInternalError(errors.New("etcdserver: request timed out")))
+			},
+			outcome: OutcomeSuperseded, errHas: []string{"kubectl-set", repo + ":hotfix"}, applied: []string{bbb},
+			check: func(t *testing.T, c *fakeCluster, _ ServiceResult, log string) {
+				if ann := c.deployment().Annotations; ann[AnnDeployedImage] != "" || ann[AnnVerified] != "" || strings.Contains(log, "could not clear") {
+					t.Errorf("marks after superseded: deployed-image %q, verified %q; want them cleared (log:\n%s)", ann[AnnDeployedImage], ann[AnnVerified], log)
+				}
+			},
+		},
+		{
+			name: "item 17: an API blip on the read after a rollback that failed still remembers the image", behave: crash,
+			setup: func(t *testing.T, c *fakeCluster) {
+				armed := false
+				failOnce(t, c, "get", "deployments", func(k8stesting.Action) bool { return armed }, apierrors.NewInternalError(errors.New("etcdserver: request timed out")))
+				c.kube.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+					if strings.Contains(string(a.(k8stesting.PatchAction).GetPatch()), "rolled back from") {
+						armed = true
+						return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "apps", Resource: "deployments"}, fcName, errors.New("admission webhook denied the request"))
+					}
+					return false, nil, nil
+				})
+			},
+			outcome: OutcomeRollbackFailed, errHas: []string{"CrashLoopBackOff", "rollback failed"},
+			failed: true, applied: []string{bbb},
+			check: func(t *testing.T, c *fakeCluster, _ ServiceResult, _ string) {
+				if f, ok := ParseFailedImage(c.deployment().Annotations); !ok || f.Image != bbb || f.RollbackError == "" {
+					t.Errorf("failed-image mark %+v (%v); want %s remembered with the rollback's error", f, ok, bbb)
+				}
+			},
+		},
+		{
+			name: "item 17: kustomize-controller applying git's image during the automatic rollback supersedes it, the image still remembered", behave: crash, gitops: true,
+			setup: func(_ *testing.T, c *fakeCluster) {
+				c.afterRollOut = func(c *fakeCluster, img string) {
+					if img != aaa {
+						return
+					}
+					// Git still has the failed tag: Flux applies it again
+					// before git follows the rollback.
+					d := c.deployment()
+					d.Spec.Template.Spec.Containers[0].Image = bbb
+					managedBy(flux.KustomizeManager)(d)
+					c.must(c.kube.Tracker().Update(fcDeployments, d, "apps"))
+				}
+			},
+			outcome: OutcomeSuperseded, errHas: []string{"CrashLoopBackOff", flux.KustomizeManager, "Flux applied the image again from git"}, errHasNot: []string{"rollback failed"},
 			failed: true, applied: []string{bbb, aaa},
 		},
 		// Item 13.
@@ -581,4 +661,24 @@ func (c *fakeCluster) runner(s config.Service, h func(context.Context, config.He
 		Config: &config.Config{RunTimeout: time.Minute, Services: []config.Service{s}, Flux: config.Flux{Namespace: "flux-system"}},
 		Log:    runlog.New(log), Now: func() time.Time { return fcNow }, Health: h, Grace: time.Millisecond,
 	}
+}
+
+// failOnce makes the first verb on resource for which when is true fail
+// with err, and fails the test if it never did: a row whose fault never
+// happened proves nothing.
+func failOnce(t *testing.T, c *fakeCluster, verb, resource string, when func(k8stesting.Action) bool, err error) {
+	t.Helper()
+	fired := false
+	c.kube.PrependReactor(verb, resource, func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if fired || !when(a) {
+			return false, nil, nil
+		}
+		fired = true
+		return true, nil, err
+	})
+	t.Cleanup(func() {
+		if !fired {
+			t.Errorf("the %s of %s never failed: the row proves nothing", verb, resource)
+		}
+	})
 }

@@ -26,12 +26,17 @@ import (
 // the wait (judge, a typed verdict in one switch), and acts on the verdict
 // where it is made: verified, left unverified, superseded, or failed, which
 // recover hands to the rollback (rollback.go). Where images are compared:
-// Plan (plan.go). Where a rollout is judged autodeploy's own: Plan's
-// replacedBefore/retriedRunning for the snapshot, and rollout.Wait's
-// Template (the template this run's patch produced) during the wait.
+// plan.go:plan. Where a rollout is judged autodeploy's own: ours.go:Ours,
+// from the Deployment before the patch; once this run patched, "ours" is
+// the template the patch produced (rollout.Wait's Template, markVerified),
+// compared by identity, since the marks are already the run's own.
 
 // maxReplans bounds how often a service is read and planned again because
-// its Deployment changed between the read and the patch.
+// its Deployment changed between the read and the patch. act's loop stays
+// hand-written: it is a re-plan, not a retry of one write (each pass may
+// decide something else: a hold placed, a new image, nothing to do), and
+// it returns the pass's Decision and Outcome, which retry.OnError's
+// error-only callback does not carry.
 const maxReplans = 5
 
 // act reads the service's objects again right before acting on them (the
@@ -56,7 +61,7 @@ func (r *Runner) act(ctx context.Context, snapshot Decision, s config.Service, a
 			// Flux put git's image over an interrupted rollout: the
 			// deployed-image mark stays, as after a superseded one (Plan
 			// reports the revert).
-			err := r.clearMarks(ctx, in.Deployment, rollout.ImageOwner(in.Deployment, dec.Container) == flux.KustomizeManager)
+			err := r.clearMarks(ctx, in.Deployment, Ours(in.Deployment, dec.Container).Writer == flux.KustomizeManager)
 			if apierrors.IsConflict(err) && attempt < maxReplans {
 				continue
 			}
@@ -264,7 +269,9 @@ func (r *Runner) superseded(ctx context.Context, s config.Service, dec Decision,
 	mark := rolloutMarks(keepDeployed)
 	var cleared *appsv1.Deployment
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		d, err := r.get(ctx, s)
+		// A read after a verdict: an API blip must not leave the marks of
+		// a rollout that is no longer autodeploy's (issue 17).
+		d, err := r.getRetried(ctx, s)
 		if err != nil {
 			return err
 		}
@@ -377,7 +384,9 @@ func supersededCause(sup *rollout.SupersededError, target string) string {
 // The soak mark dates the verification; with a soak still to pass,
 // previous-revision stays for the rollback a failed soak makes.
 func (r *Runner) markVerified(ctx context.Context, s config.Service, ours *corev1.PodTemplateSpec, soak SoakMark) error {
-	for attempt := 1; ; attempt++ {
+	// The write is conditional on the resourceVersion read: a conflict (the
+	// controller writing status) reads again and writes again.
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		d, err := r.getRetried(ctx, s)
 		if err != nil {
 			return err
@@ -390,11 +399,8 @@ func (r *Runner) markVerified(ctx context.Context, s config.Service, ours *corev
 			delete(mark, AnnPreviousRevision)
 		}
 		_, err = rollout.AnnotateIfUnchanged(ctx, r.Kube, d, mark)
-		if apierrors.IsConflict(err) && attempt < maxReplans {
-			continue
-		}
 		return err
-	}
+	})
 }
 
 // waitAndCheck waits for the rollout of ours with the service's timeout

@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/image"
@@ -293,16 +294,21 @@ func (r *Runner) finishSoaks(ctx context.Context, runID string, res *Result) {
 // have gone, only while the Deployment still runs the soaked image.
 func (r *Runner) markSoaked(ctx context.Context, d *appsv1.Deployment, s config.Service, m SoakMark) error {
 	m.Passed = true
-	for attempt := 1; ; attempt++ {
+	// The first try writes over the Deployment the soak judged; a conflict
+	// reads it again, and writes only while it still runs the soaked image.
+	reread := false
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if reread {
+			var err error
+			if d, err = r.getRetried(ctx, s); err != nil {
+				return err
+			}
+			if img, _ := rollout.ContainerImage(&d.Spec.Template, ServiceContainer(d, s)); !image.SameString(img, m.Image) {
+				return fmt.Errorf("the Deployment runs %s now", img)
+			}
+		}
+		reread = true
 		_, err := rollout.AnnotateIfUnchanged(ctx, r.Kube, d, map[string]string{AnnSoak: mustJSON(m), AnnPreviousRevision: ""})
-		if !apierrors.IsConflict(err) || attempt >= maxReplans {
-			return err
-		}
-		if d, err = r.getRetried(ctx, s); err != nil {
-			return err
-		}
-		if img, _ := rollout.ContainerImage(&d.Spec.Template, ServiceContainer(d, s)); !image.SameString(img, m.Image) {
-			return fmt.Errorf("the Deployment runs %s now", img)
-		}
-	}
+		return err
+	})
 }

@@ -1,12 +1,19 @@
 package deploy
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	kubefake "k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 func TestSoakEvidence(t *testing.T) {
@@ -53,6 +60,55 @@ func TestSoakEvidence(t *testing.T) {
 			got := soakEvidence(tt.pods, since, until)
 			if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
 				t.Errorf("soakEvidence = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestMarkSoakedConflict: the soak's mark is a conditional write; a
+// conflict (409 once: someone wrote the Deployment in between) reads it
+// again and writes again, only while it still runs the soaked image.
+func TestMarkSoakedConflict(t *testing.T) {
+	tests := []struct {
+		name    string
+		between func(*appsv1.Deployment) // the write that made the patch conflict
+		wantErr string
+		passed  bool
+	}{
+		{name: "the controller wrote its status: written on the retry", between: func(d *appsv1.Deployment) { d.Status.ObservedGeneration++ }, passed: true},
+		{name: "a person set another image: nothing written", between: func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].Image = repo + ":hotfix" }, wantErr: "the Deployment runs " + repo + ":hotfix now"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := dep(bbb, 2)
+			d.ResourceVersion = "1"
+			kube := kubefake.NewSimpleClientset(d.DeepCopy()) //nolint:staticcheck // as fakecluster_test.go: JSON patches with a test op
+			conflicts := 0
+			kube.PrependReactor("patch", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) {
+				if conflicts > 0 {
+					return false, nil, nil
+				}
+				conflicts++
+				cur := d.DeepCopy()
+				tt.between(cur)
+				if err := kube.Tracker().Update(appsv1.SchemeGroupVersion.WithResource("deployments"), cur, cur.Namespace); err != nil {
+					t.Fatal(err)
+				}
+				return true, nil, apierrors.NewConflict(schema.GroupResource{Group: "apps", Resource: "deployments"}, d.Name, errors.New("the object has been modified"))
+			})
+			r := &Runner{Kube: kube}
+			verified := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+			err := r.markSoaked(t.Context(), d, svc(), SoakMark{Image: bbb, VerifiedAt: verified, Until: verified.Add(10 * time.Minute)})
+			if conflicts != 1 {
+				t.Fatalf("%d conflicts: the row proves nothing", conflicts)
+			}
+			if (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("markSoaked: %v, want %q", err, tt.wantErr)
+			}
+			got, _ := kube.AppsV1().Deployments(d.Namespace).Get(t.Context(), d.Name, metav1.GetOptions{})
+			m, ok := ParseSoak(got.Annotations)
+			if (ok && m.Passed) != tt.passed {
+				t.Errorf("soak mark %+v (%v), want passed %v", m, ok, tt.passed)
 			}
 		})
 	}

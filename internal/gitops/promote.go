@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
 	"github.com/autodeploy-dev/autodeploy/internal/image"
@@ -153,7 +154,12 @@ func PointPolicy(ctx context.Context, dc dynamic.Interface, api flux.API, owned,
 		return out, err
 	}
 	pol := res.Namespace(owned.Namespace)
-	for attempt := 1; ; attempt++ {
+	// Both writes are conditional: a create that finds the policy created in
+	// between judges it by its record, a patch that finds it changed reads
+	// it again. Paced by client-go's default backoff, not five immediate
+	// tries.
+	retriable := func(err error) bool { return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) }
+	err = retry.OnError(conflicts, retriable, func() error {
 		u, err := pol.Get(ctx, owned.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			obj := &unstructured.Unstructured{Object: map[string]any{
@@ -165,20 +171,17 @@ func PointPolicy(ctx context.Context, dc dynamic.Interface, api flux.API, owned,
 				"spec": spec,
 			}}
 			obj.SetLabels(OwnedLabels())
-			_, err = pol.Create(ctx, obj, metav1.CreateOptions{FieldManager: rollout.FieldManager})
-			if apierrors.IsAlreadyExists(err) && attempt < maxConflicts {
-				continue // created in between: judge it by its record
+			if _, err = pol.Create(ctx, obj, metav1.CreateOptions{FieldManager: rollout.FieldManager}); err != nil {
+				return fmt.Errorf("create ImagePolicy %s for the promotion of %s: %w", owned, service, err)
 			}
-			if err != nil {
-				return out, fmt.Errorf("create ImagePolicy %s for the promotion of %s: %w", owned, service, err)
-			}
-			return Pointed{Created: true, Changed: true}, nil
+			out = Pointed{Created: true, Changed: true}
+			return nil
 		}
 		if err != nil {
-			return out, fmt.Errorf("read ImagePolicy %s: %w", owned, err)
+			return fmt.Errorf("read ImagePolicy %s: %w", owned, err)
 		}
 		if !OwnedBy(u, service) {
-			return out, fmt.Errorf("ImagePolicy %s %w (no label %s: %s with annotation %s: %s): %s",
+			return fmt.Errorf("ImagePolicy %s %w (no label %s: %s with annotation %s: %s): %s",
 				owned, ErrForeignPolicy, LabelManagedBy, ManagedByAutodeploy, AnnPromotionOf, service, ForeignPolicyFix(service, owned))
 		}
 		cur, _, _ := unstructured.NestedMap(u.Object, "spec")
@@ -198,14 +201,16 @@ func PointPolicy(ctx context.Context, dc dynamic.Interface, api flux.API, owned,
 		}
 		b, _ := json.Marshal(patch)
 		_, err = pol.Patch(ctx, owned.Name, types.MergePatchType, b, metav1.PatchOptions{FieldManager: rollout.FieldManager})
-		if apierrors.IsConflict(err) && attempt < maxConflicts {
-			continue
-		}
 		if err != nil {
-			return out, fmt.Errorf("point ImagePolicy %s at %s: %w", owned, ref.Tag, err)
+			return fmt.Errorf("point ImagePolicy %s at %s: %w", owned, ref.Tag, err)
 		}
-		return Pointed{Changed: changed}, nil
+		out = Pointed{Changed: changed}
+		return nil
+	})
+	if err != nil {
+		return Pointed{}, err
 	}
+	return out, nil
 }
 
 // sameSpec compares the keys OwnedSpec sets (the API server may default
