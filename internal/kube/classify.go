@@ -47,7 +47,7 @@ func (c *Clients) Classify(err error) error {
 	} else if notAPI(err) {
 		cause = fmt.Errorf("it answered, but not as the Kubernetes API does (%v): is the kubeconfig's server another web server, or a proxy's page?", cause)
 	}
-	return &UnreachableError{Server: c.Config.Host, Kubeconfig: c.Source, Err: cause}
+	return &UnreachableError{Server: c.Config.Host, Kubeconfig: c.Source, Err: cause, Timeout: c.Config.Timeout}
 }
 
 // AnswerError is an answer of the server that a command cannot go on

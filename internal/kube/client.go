@@ -202,6 +202,9 @@ type UnreachableError struct {
 	Server     string
 	Kubeconfig string
 	Err        error
+	// Timeout is the request timeout in force (Classify sets it), said
+	// when the server did not answer within it.
+	Timeout time.Duration
 }
 
 func (e *UnreachableError) Error() string {
@@ -219,7 +222,13 @@ func (e *UnreachableError) Error() string {
 	if errors.Is(e.Err, context.DeadlineExceeded) || strings.Contains(why, "Client.Timeout exceeded") {
 		// net/http's wording names Go internals; the operator's knob is
 		// --request-timeout.
-		why = "no answer within the request timeout (--request-timeout, default 30s)"
+		// "default 30s" was said with --request-timeout 2s too (issue 18,
+		// sixth pass): the value in force, when known.
+		of := ""
+		if e.Timeout > 0 {
+			of = " of " + e.Timeout.String()
+		}
+		why = "no answer within the request timeout" + of + " (--request-timeout)"
 	}
 	return fmt.Sprintf("cannot reach the Kubernetes API at %s (kubeconfig %s): %s", server, e.Kubeconfig, why)
 }
