@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/version"
 	"github.com/spf13/cobra"
@@ -363,5 +364,44 @@ func TestValidateCountsItsServices(t *testing.T) {
 	code, stdout, stderr := execute(t, nil, "config", "validate", cfg)
 	if code != ExitOK || !strings.HasSuffix(stdout, ": ok (1 service)\n") {
 		t.Errorf("config validate of one service: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
+
+// config validate warns of a notification URL or webhook secret this
+// environment cannot read, or that is no URL, as it does of a health
+// credential (issue 18, sixth pass: it said nothing, and runs lost every
+// notification); never what the variable or file holds.
+func TestValidateWarnsOfNotifyURLs(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good")
+	os.WriteFile(good, []byte("https://hooks.slack.com/services/T0/B0/s3cretpath\n"), 0o600)
+	t.Setenv("AUTODEPLOY_TEST_VALIDATE_TOKEN", "xoxb-s3cret-token")
+	t.Setenv("AUTODEPLOY_TEST_VALIDATE_HOOK", "https://hooks.example/s3cret")
+	for _, tt := range []struct {
+		name, notify, warning string
+	}{
+		{"unset variable", "{name: team, type: slack, urlEnv: AUTODEPLOY_TEST_UNSET_VALIDATE_HOOK}", "warning: notify team: URL: environment variable AUTODEPLOY_TEST_UNSET_VALIDATE_HOOK is empty or unset"},
+		{"missing file", "{name: team, type: slack, urlFile: " + filepath.Join(dir, "missing") + "}", "warning: notify team: URL: read " + filepath.Join(dir, "missing")},
+		{"a token and no URL", "{name: team, type: discord, urlEnv: AUTODEPLOY_TEST_VALIDATE_TOKEN}", "warning: notify team: URL from $AUTODEPLOY_TEST_VALIDATE_TOKEN: what it holds " + config.NotHTTP},
+		{"unset secret", "{name: hook, type: webhook, urlEnv: AUTODEPLOY_TEST_VALIDATE_HOOK, secretEnv: AUTODEPLOY_TEST_UNSET_VALIDATE_SECRET}", "warning: notify hook: secret: environment variable AUTODEPLOY_TEST_UNSET_VALIDATE_SECRET is empty or unset"},
+		{"readable file", "{name: team, type: slack, urlFile: " + good + "}", ""},
+		{"readable variable", "{name: hook, type: webhook, urlEnv: AUTODEPLOY_TEST_VALIDATE_HOOK}", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, _ := writeConfig(t, "notify:\n  - "+tt.notify+"\n")
+			code, stdout, stderr := execute(t, nil, "config", "validate", cfg)
+			if code != ExitOK || !strings.Contains(stdout, ": ok (1 service)") {
+				t.Errorf("exit %d, stdout %q: the file is right, this environment is not", code, stdout)
+			}
+			if tt.warning == "" && stderr != "" || !strings.Contains(stderr, tt.warning) {
+				t.Errorf("stderr %q, want %q", stderr, tt.warning)
+			}
+			if tt.warning != "" && !strings.Contains(stderr, "runs send it nothing until they can read it") {
+				t.Errorf("stderr %q does not say what runs do", stderr)
+			}
+			if strings.Contains(stderr+stdout, "s3cret") {
+				t.Errorf("a secret shown: %q %q", stdout, stderr)
+			}
+		})
 	}
 }

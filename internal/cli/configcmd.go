@@ -8,6 +8,7 @@ import (
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/health"
+	"github.com/autodeploy-dev/autodeploy/internal/notify"
 	"github.com/autodeploy-dev/autodeploy/internal/ui"
 )
 
@@ -45,6 +46,11 @@ Without an argument the file of --config (or AUTODEPLOY_CONFIG) is checked.`,
 				}
 				if err := health.Preflight(*s.Health); err != nil {
 					fmt.Fprintf(f.IO.ErrOut, "warning: service %s: %v (here; runs deploy nothing for it until they can read it)\n", s.Name, err)
+				}
+			}
+			for _, n := range cfg.Notify {
+				if err := notify.Preflight(n); err != nil {
+					fmt.Fprintf(f.IO.ErrOut, "warning: notify %s: %v (here; runs send it nothing until they can read it)\n", ui.Escape(n.Name), err)
 				}
 			}
 			// The name is anyone's who may write the directory: escaped,

@@ -37,6 +37,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/kube"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/manifests"
+	"github.com/autodeploy-dev/autodeploy/internal/notify"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
 	"github.com/autodeploy-dev/autodeploy/internal/runlog"
 	"github.com/autodeploy-dev/autodeploy/internal/status"
@@ -534,6 +535,19 @@ func files(ctx context.Context, r *Report, cfg *config.Config, c *kube.Clients) 
 			r.add("health "+s.Name, Fail, err.Error(), "set it in the environment runs have (cron line, systemd unit, the CronJob's Secret), or make the file readable by the user runs are")
 		} else {
 			r.add("health "+s.Name, OK, "the URL and Authorization header can be read", "")
+		}
+	}
+	// A notification URL or secret runs cannot read loses every
+	// notification of the channel (only logged): said here, as the
+	// health check's is. An inline URL Load checked.
+	for _, n := range cfg.Notify {
+		if n.URL.Env == "" && n.URL.File == "" && n.HMAC.Env == "" && n.HMAC.File == "" {
+			continue
+		}
+		if err := notify.Preflight(n); err != nil {
+			r.add("notify "+n.Name, Fail, err.Error(), "set it in the environment runs have (cron line, systemd unit, the CronJob's Secret), or make the file readable by the user runs are")
+		} else {
+			r.add("notify "+n.Name, OK, "the URL and secret can be read", "")
 		}
 	}
 }

@@ -204,20 +204,11 @@ func TestFilesHealthCredential(t *testing.T) {
 	dir := t.TempDir()
 	token := filepath.Join(dir, "token")
 	os.WriteFile(token, []byte("Bearer x\n"), 0o600)
-	c, err := config.Parse([]byte("lockFile: "+filepath.Join(dir, "lock")+"\nlog: {file: "+filepath.Join(dir, "log")+"}\nservices:\n"+
+	got, _ := fileChecks(t, dir, "services:\n"+
 		"  - name: envless\n    health: {url: 'http://x/', authorizationEnv: AUTODEPLOY_TEST_UNSET_DOCTOR_TOKEN}\n"+
 		"  - name: fileless\n    health: {url: 'http://x/', authorizationFile: "+filepath.Join(dir, "missing")+"}\n"+
 		"  - name: fine\n    health: {url: 'http://x/', authorizationFile: "+token+"}\n"+
-		"  - name: urlless\n    health: {urlEnv: AUTODEPLOY_TEST_UNSET_DOCTOR_URL}\n"), "t.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &Report{}
-	files(context.Background(), r, c, nil)
-	got := map[string]Check{}
-	for _, ch := range r.Checks {
-		got[ch.Name] = ch
-	}
+		"  - name: urlless\n    health: {urlEnv: AUTODEPLOY_TEST_UNSET_DOCTOR_URL}\n")
 	if ch := got["health envless"]; ch.Status != Fail || !strings.Contains(ch.Detail, "AUTODEPLOY_TEST_UNSET_DOCTOR_TOKEN") || ch.Fix == "" {
 		t.Errorf("envless: %+v", ch)
 	}
@@ -574,4 +565,68 @@ func TestGitOpsCheckOfAPromotion(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A notification URL or webhook secret that cannot be read here, or that
+// is no URL, loses every notification of runs (issue 18, sixth pass:
+// doctor said nothing, while it fails a health credential): doctor fails
+// it, naming the variable or file, never what it holds.
+func TestFilesNotifyURL(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good")
+	os.WriteFile(good, []byte("https://hooks.slack.com/services/T0/B0/s3cretpath\n"), 0o600)
+	t.Setenv("AUTODEPLOY_TEST_DOCTOR_TOKEN", "xoxb-s3cret-token")
+	t.Setenv("AUTODEPLOY_TEST_DOCTOR_HOOK", "https://hooks.example/s3cret")
+	got, r := fileChecks(t, dir, "notify:\n"+
+		"  - {name: envless, type: slack, urlEnv: AUTODEPLOY_TEST_UNSET_DOCTOR_HOOK}\n"+
+		"  - {name: fileless, type: slack, urlFile: "+filepath.Join(dir, "missing")+"}\n"+
+		"  - {name: token, type: discord, urlEnv: AUTODEPLOY_TEST_DOCTOR_TOKEN}\n"+
+		"  - {name: secretless, type: webhook, urlEnv: AUTODEPLOY_TEST_DOCTOR_HOOK, secretEnv: AUTODEPLOY_TEST_UNSET_DOCTOR_SECRET}\n"+
+		"  - {name: fine, type: slack, urlFile: "+good+"}\n"+
+		"  - {name: inline, type: slack, url: 'https://hooks.slack.com/services/T0/B0/inline'}\nservices: []\n")
+	for _, ch := range r.Checks {
+		if strings.Contains(ch.Detail+ch.Fix, "s3cret") {
+			t.Errorf("a secret shown: %+v", ch)
+		}
+	}
+	for _, tt := range []struct {
+		name   string
+		status string
+		detail string
+	}{
+		{"notify envless", Fail, "AUTODEPLOY_TEST_UNSET_DOCTOR_HOOK is empty or unset"},
+		{"notify fileless", Fail, filepath.Join(dir, "missing")},
+		{"notify token", Fail, "$AUTODEPLOY_TEST_DOCTOR_TOKEN: what it holds " + config.NotHTTP},
+		{"notify secretless", Fail, "AUTODEPLOY_TEST_UNSET_DOCTOR_SECRET is empty or unset"},
+		{"notify fine", OK, "can be read"},
+	} {
+		ch, ok := got[tt.name]
+		if !ok || ch.Status != tt.status || !strings.Contains(ch.Detail, tt.detail) || (tt.status == Fail && ch.Fix == "") {
+			t.Errorf("%s: %+v (found %v), want %v with %q and a fix", tt.name, ch, ok, tt.status, tt.detail)
+		}
+	}
+	// Checked by Load when inline: nothing to read here.
+	if ch, ok := got["notify inline"]; ok {
+		t.Errorf("inline URL checked: %+v", ch)
+	}
+	if !r.Failed {
+		t.Error("the report did not fail")
+	}
+}
+
+// fileChecks is the report of files for a config of dir plus extra, by
+// check name.
+func fileChecks(t *testing.T, dir, extra string) (map[string]Check, *Report) {
+	t.Helper()
+	c, err := config.Parse([]byte("lockFile: "+filepath.Join(dir, "lock")+"\nlog: {file: "+filepath.Join(dir, "log")+"}\n"+extra), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Report{}
+	files(context.Background(), r, c, nil)
+	got := map[string]Check{}
+	for _, ch := range r.Checks {
+		got[ch.Name] = ch
+	}
+	return got, r
 }
