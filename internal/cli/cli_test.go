@@ -405,3 +405,30 @@ func TestValidateWarnsOfNotifyURLs(t *testing.T) {
 		})
 	}
 }
+
+// A schedule that never fires is accepted (cron's idiom for disabled) but
+// config validate warns of it (issue 18, sixth pass: "ok" and nothing
+// else).
+func TestValidateWarnsOfAScheduleThatNeverFires(t *testing.T) {
+	for _, tt := range []struct {
+		schedule string
+		never    bool
+	}{
+		{"0 0 31 2 *", true},
+		{"TZ=UTC 0 0 31 11 *", true},
+		{"0 0 29 2 *", false},
+		{"*/2 * * * *", false},
+	} {
+		t.Run(tt.schedule, func(t *testing.T) {
+			cfg, _ := writeConfig(t, "schedule: '"+tt.schedule+"'\n")
+			code, stdout, stderr := execute(t, nil, "config", "validate", cfg)
+			if code != ExitOK || !strings.Contains(stdout, ": ok (1 service)") {
+				t.Errorf("exit %d, stdout %q: the schedule is accepted", code, stdout)
+			}
+			warned := strings.Contains(stderr, "warning: schedule \""+tt.schedule+"\" never fires")
+			if warned != tt.never || !tt.never && stderr != "" {
+				t.Errorf("stderr %q; want a never-fires warning: %v", stderr, tt.never)
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -47,6 +48,9 @@ Without an argument the file of --config (or AUTODEPLOY_CONFIG) is checked.`,
 				if err := health.Preflight(*s.Health); err != nil {
 					fmt.Fprintf(f.IO.ErrOut, "warning: service %s: %v (here; runs deploy nothing for it until they can read it)\n", s.Name, err)
 				}
+			}
+			if never := cfg.NeverFires(time.Now()); never != "" {
+				fmt.Fprintf(f.IO.ErrOut, "warning: %s (fine to disable autodeploy; else change schedule in %s)\n", never, ui.Escape(path))
 			}
 			for _, n := range cfg.Notify {
 				if err := notify.Preflight(n); err != nil {

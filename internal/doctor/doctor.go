@@ -644,6 +644,9 @@ func textfileDir(r *Report, dir string) {
 // compares its schedule with the config's.
 func schedule(r *Report, cfg *config.Config, h Host) {
 	fix := "install one: autodeploy manifests cron > /etc/cron.d/autodeploy (or manifests systemd)"
+	if never := cfg.NeverFires(time.Now()); never != "" {
+		r.add("schedule", Warn, "the config's "+never, "fine to disable autodeploy; else change schedule in "+cfg.Path)
+	}
 	var found []string
 	if h.Crontab != nil {
 		if out, err := h.Crontab(); err == nil && cronTab(r, cfg, h, "crontab", out, false) {

@@ -630,3 +630,40 @@ func fileChecks(t *testing.T, dir, extra string) (map[string]Check, *Report) {
 	}
 	return got, r
 }
+
+// A schedule that never fires ("0 0 31 2 *", cron's idiom for disabled)
+// is accepted, but doctor says so: a cron line or timer of it runs nothing
+// (issue 18, sixth pass: doctor said "as configured" and nothing else).
+func TestScheduleThatNeverFires(t *testing.T) {
+	for _, tt := range []struct {
+		schedule string
+		never    bool
+	}{
+		{"0 0 31 2 *", true},
+		{"0 0 30 2 *", true},
+		{"TZ=Europe/Paris 0 0 31 4 *", true},
+		{"0 0 29 2 *", false}, // leap years
+		{"*/2 * * * *", false},
+		{"@every 1m", false},
+	} {
+		t.Run(tt.schedule, func(t *testing.T) {
+			r := &Report{}
+			schedule(r, cfg(t, "schedule: '"+tt.schedule+"'\n"), Host{})
+			var got []Check
+			for _, ch := range r.Checks {
+				if strings.Contains(ch.Detail, "never fires") {
+					got = append(got, ch)
+				}
+			}
+			if !tt.never {
+				if len(got) != 0 {
+					t.Fatalf("checks = %+v for a schedule that fires", r.Checks)
+				}
+				return
+			}
+			if len(got) != 1 || got[0].Status != Warn || !strings.Contains(got[0].Detail, tt.schedule) || got[0].Fix == "" {
+				t.Fatalf("checks = %+v, want one warning that %q never fires, with a fix", r.Checks, tt.schedule)
+			}
+		})
+	}
+}
