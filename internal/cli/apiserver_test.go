@@ -148,7 +148,11 @@ func TestMisbehavingAPIServer(t *testing.T) {
 		// RBAC fix, not "unknown" or "install Flux".
 		// The Status's message, not its JSON, and the RBAC fix, not
 		// "check that the cluster runs" (issue 18, sixth pass).
-		{"version 403 doctor", versionForbidden, "", []string{"doctor"}, ExitError, []string{`GET /version refused (403 Forbidden) by the API at $SERVER (kubeconfig $KUBECONFIG): forbidden: User "x" cannot get path "/version"`, "fix: grant get on /version (the system:public-info-viewer ClusterRole grants it)"}},
+		{"version 403 doctor", versionForbidden, "", []string{"doctor"}, ExitError, []string{`the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG) refused GET /version (403 Forbidden): forbidden: User "x" cannot get path "/version"`, "fix: grant get on /version (the system:public-info-viewer ClusterRole grants it)"}},
+		// A 500 of /version is no refusal; said so, and the server named
+		// once (it was twice, Classify's AnswerError around the doctor's
+		// own naming; issue 18, seventh pass).
+		{"version 500 doctor", answering(500), "", []string{"doctor"}, ExitError, []string{"the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG) answered GET /version with 500 Internal Server Error"}},
 		{"discovery 403 doctor", discoveryForbiddenVersionOK, "", []string{"doctor"}, ExitError, []string{"refused discovery of its API groups", "fix: grant get on /api and /apis"}},
 		// An answer cut short was exit 1, client-go's "unexpected error
 		// when reading response body. Please retry." naming neither server
@@ -172,6 +176,11 @@ func TestMisbehavingAPIServer(t *testing.T) {
 				want = strings.NewReplacer("$SERVER", server, "$KUBECONFIG", kc).Replace(want)
 				if !strings.Contains(stderr+stdout, want) {
 					t.Errorf("output %q does not say %q", stderr+stdout, want)
+				}
+			}
+			for _, line := range strings.Split(stderr+stdout, "\n") {
+				if n := strings.Count(line, server); n > 1 && !strings.Contains(line, "kubeconfig "+kc+" (server") {
+					t.Errorf("the server named %d times in one line: %s", n, line)
 				}
 			}
 			if tt.args[0] != "doctor" && strings.Count(strings.TrimSpace(stderr), "\n") > 0 {

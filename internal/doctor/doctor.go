@@ -146,7 +146,14 @@ func cluster(ctx context.Context, r *Report, in Inputs) (reached bool) {
 			// The credentials are taken, the path refused: RBAC.
 			fix = "grant get on /version (the system:public-info-viewer ClusterRole grants it)"
 		}
-		r.add("api server", Fail, c.Classify(err).Error(), fix)
+		detail := c.Classify(err).Error()
+		if vr := (*versionRefused)(nil); errors.As(err, &vr) {
+			// It names the server and kubeconfig itself: Classify's
+			// AnswerError around it named them twice (issue 18, seventh
+			// pass).
+			detail = vr.Error()
+		}
+		r.add("api server", Fail, detail, fix)
 		return false
 	}
 	r.add("api server", OK, fmt.Sprintf("reachable, Kubernetes %s", v.GitVersion), "")
@@ -212,7 +219,12 @@ func serverVersion(ctx context.Context, c *kube.Clients) (*version.Info, error) 
 			if len(msg) > 200 {
 				msg = msg[:200] + "..."
 			}
-			return nil, &versionRefused{err: err, msg: fmt.Sprintf("GET /version refused (%d %s) by the API at %s (kubeconfig %s): %s", st.Code, http.StatusText(int(st.Code)), kube.ShownServer(c.Config.Host), c.Source, ui.Escape(msg))}
+			// A 500 or 429 is no refusal (it was said "refused").
+			said := fmt.Sprintf("answered GET /version with %d %s", st.Code, http.StatusText(int(st.Code)))
+			if st.Code == http.StatusForbidden || st.Code == http.StatusUnauthorized {
+				said = fmt.Sprintf("refused GET /version (%d %s)", st.Code, http.StatusText(int(st.Code)))
+			}
+			return nil, &versionRefused{err: err, msg: fmt.Sprintf("the Kubernetes API at %s (kubeconfig %s) %s: %s", kube.ShownServer(c.Config.Host), c.Source, said, ui.Escape(msg))}
 		}
 		return nil, err
 	}
