@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -228,5 +230,45 @@ func TestKubeconfigServerSecretsNotShown(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// A request a signal interrupted was shown as Go's url.Error, the server's
+// URL with its user name whole ('Get "http://LONETOKEN@host/...":
+// interrupted'): a lone user name is a token, which every other line
+// shows redacted (issue 18, seventh pass).
+func TestInterruptedRequestShowsNoServerSecret(t *testing.T) {
+	cfg, _ := writeConfig(t, "")
+	for _, args := range [][]string{{"status"}, {"history", "api"}, {"hold", "api", "--reason", "x"}, {"resume", "api"}, {"forget", "api"}, {"rollback", "api"}} {
+		t.Run(args[0], func(t *testing.T) {
+			arrived := make(chan struct{}, 1)
+			_, server := misbehavingServer(t, func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case arrived <- struct{}{}:
+				default:
+				}
+				<-r.Context().Done()
+			})
+			for _, user := range []string{"LONETOKEN", "admin:hunter2"} {
+				kc := filepath.Join(t.TempDir(), "kubeconfig")
+				body := "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"" + strings.Replace(server, "http://", "http://"+user+"@", 1) + "\"}}]\nusers: [{name: u, user: {token: x}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n"
+				if err := os.WriteFile(kc, []byte(body), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithCancelCause(context.Background())
+				go func() { <-arrived; cancel(errInterrupted) }()
+				var out, errOut bytes.Buffer
+				f := NewFactory(IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}, func(string) string { return "" })
+				code := Execute(ctx, f, append(args, "--config", cfg, "--kubeconfig", kc))
+				cancel(nil)
+				all := out.String() + errOut.String()
+				if code != ExitInterrupted || strings.Contains(all, "LONETOKEN") || strings.Contains(all, "hunter2") || strings.Contains(all, "***") {
+					t.Errorf("exit %d; the server's user info is shown:\n%s", code, all)
+				}
+				if !strings.Contains(all, "interrupted") {
+					t.Errorf("does not say it was interrupted:\n%s", all)
+				}
+			}
+		})
 	}
 }
