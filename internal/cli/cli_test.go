@@ -432,3 +432,14 @@ func TestValidateWarnsOfAScheduleThatNeverFires(t *testing.T) {
 		})
 	}
 }
+
+// config validate's warnings quote the config's variable names: a control
+// character there reached the terminal raw (doctor escapes it; issue 18,
+// seventh pass, the terminal of item 9).
+func TestValidateWarningsAreEscaped(t *testing.T) {
+	cfg, _ := writeConfig(t, "notify:\n  - {type: slack, urlEnv: \"A\\u001b[31mX\"}\nservices:\n  - name: api\n    health: {urlEnv: \"B\\u001b[32mY\"}\n")
+	code, _, stderr := execute(t, nil, "config", "validate", cfg)
+	if code != ExitOK || strings.Contains(stderr, "\x1b") || !strings.Contains(stderr, `A\x1b[31mX`) || !strings.Contains(stderr, `B\x1b[32mY`) {
+		t.Errorf("exit %d, stderr %q: want both warnings, escaped", code, stderr)
+	}
+}

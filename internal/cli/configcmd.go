@@ -46,7 +46,10 @@ Without an argument the file of --config (or AUTODEPLOY_CONFIG) is checked.`,
 					continue
 				}
 				if err := health.Preflight(*s.Health); err != nil {
-					fmt.Fprintf(f.IO.ErrOut, "warning: service %s: %v (here; runs deploy nothing for it until they can read it)\n", s.Name, err)
+					// Escaped: the names come from the file (a control
+					// character reached the terminal raw; issue 18,
+					// seventh pass).
+					fmt.Fprintf(f.IO.ErrOut, "warning: service %s: %s (here; runs deploy nothing for it until they can read it)\n", ui.Escape(s.Name), ui.Escape(err.Error()))
 				}
 			}
 			if never := cfg.NeverFires(time.Now()); never != "" {
@@ -54,7 +57,7 @@ Without an argument the file of --config (or AUTODEPLOY_CONFIG) is checked.`,
 			}
 			for _, n := range cfg.Notify {
 				if err := notify.Preflight(n); err != nil {
-					fmt.Fprintf(f.IO.ErrOut, "warning: notify %s: %v (here; runs send it nothing until they can read it)\n", ui.Escape(n.Name), err)
+					fmt.Fprintf(f.IO.ErrOut, "warning: notify %s: %s (here; runs send it nothing until they can read it)\n", ui.Escape(n.Name), ui.Escape(err.Error()))
 				}
 			}
 			// The name is anyone's who may write the directory: escaped,
