@@ -64,6 +64,12 @@ func (e *AnswerError) Error() string {
 	return fmt.Sprintf("the Kubernetes API at %s (kubeconfig %s) answered: %s", ShownServer(e.Server), e.Kubeconfig, config.RedactIn(e.Err.Error(), e.Server))
 }
 
+// Reason is the answer without the server and kubeconfig, as
+// UnreachableError's.
+func (e *AnswerError) Reason() string {
+	return "it answered: " + config.RedactIn(e.Err.Error(), e.Server)
+}
+
 func (e *AnswerError) Unwrap() error { return e.Err }
 
 // unexpectedAnswer reports whether err is an answer for AnswerError.

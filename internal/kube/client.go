@@ -215,6 +215,16 @@ func (e *UnreachableError) Error() string {
 	if e.Server == "" {
 		return fmt.Sprintf("cannot use the cluster (kubeconfig %s): %v", e.Kubeconfig, e.Err)
 	}
+	return fmt.Sprintf("cannot reach the Kubernetes API at %s (kubeconfig %s): %s", server, e.Kubeconfig, e.Reason())
+}
+
+// Reason is the error without the server and kubeconfig it names, for a
+// line that names them already (the watch's lost line named them twice;
+// issue 18, seventh pass).
+func (e *UnreachableError) Reason() string {
+	if apierrors.IsUnauthorized(e.Err) {
+		return fmt.Sprintf("it refused the credentials (%s): renew the token or certificate, or choose another --kubeconfig/--context", config.RedactIn(e.Err.Error(), e.Server))
+	}
 	why := config.RedactIn(e.Err.Error(), e.Server)
 	if apierrors.IsServiceUnavailable(e.Err) {
 		why = "it answers 503 Service Unavailable (" + why + "): the API server is starting or overloaded, or a proxy in front of it has no backend; try again later, or check the server"
@@ -230,7 +240,7 @@ func (e *UnreachableError) Error() string {
 		}
 		why = "no answer within the request timeout" + of + " (--request-timeout)"
 	}
-	return fmt.Sprintf("cannot reach the Kubernetes API at %s (kubeconfig %s): %s", server, e.Kubeconfig, why)
+	return why
 }
 
 // ShownServer is a kubeconfig's server as it may be shown: a password, a

@@ -434,10 +434,27 @@ func (c *connState) lost(err error) {
 	if c.server != "" {
 		where = fmt.Sprintf(" at %s (kubeconfig %s)", kube.ShownServer(c.server), c.kubeconfig)
 	}
+	why := ""
 	if c.classify != nil {
 		err = c.classify(err)
+		// The line names the server: the explanation alone, not its
+		// naming again.
+		var (
+			ue *kube.UnreachableError
+			ae *kube.AnswerError
+		)
+		switch {
+		case where == "":
+		case errors.As(err, &ue) && ue.Server != "":
+			why = ue.Reason()
+		case errors.As(err, &ae):
+			why = ae.Reason()
+		}
 	}
-	c.log.Warn("watch: lost the API server"+where+" or Flux's API; retrying until it is back", "error", config.RedactIn(err.Error(), c.server))
+	if why == "" {
+		why = err.Error()
+	}
+	c.log.Warn("watch: lost the API server"+where+" or Flux's API; retrying until it is back", "error", config.RedactIn(why, c.server))
 }
 
 func (c *connState) back() {

@@ -341,6 +341,11 @@ func TestWatchLostLineExplainsTheError(t *testing.T) {
 	if !strings.Contains(line, "its answer was cut short") || strings.Contains(line, "Please retry") {
 		t.Errorf("lost line: %s\nwant exit 3's explanation (its answer was cut short), not client-go's text", line)
 	}
+	// The line names the server once: the explanation's own naming
+	// repeated it (issue 18, seventh pass).
+	if n := strings.Count(line, "127.0.0.1:6443"); n != 1 {
+		t.Errorf("lost line names the server %d times: %s", n, line)
+	}
 	if a := f.rec.next(t); a.Trigger != TriggerStart {
 		t.Fatalf("action = %+v", a)
 	}
