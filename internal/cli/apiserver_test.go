@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -148,7 +150,11 @@ func TestMisbehavingAPIServer(t *testing.T) {
 		// RBAC fix, not "unknown" or "install Flux".
 		// The Status's message, not its JSON, and the RBAC fix, not
 		// "check that the cluster runs" (issue 18, sixth pass).
-		{"version 403 doctor", versionForbidden, "", []string{"doctor"}, ExitError, []string{`GET /version refused (403 Forbidden) by the API at $SERVER (kubeconfig $KUBECONFIG): forbidden: User "x" cannot get path "/version"`, "fix: grant get on /version (the system:public-info-viewer ClusterRole grants it)"}},
+		{"version 403 doctor", versionForbidden, "", []string{"doctor"}, ExitError, []string{`the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG) refused GET /version (403 Forbidden): forbidden: User "x" cannot get path "/version"`, "fix: grant get on /version (the system:public-info-viewer ClusterRole grants it)"}},
+		// A 500 of /version is no refusal; said so, and the server named
+		// once (it was twice, Classify's AnswerError around the doctor's
+		// own naming; issue 18, seventh pass).
+		{"version 500 doctor", answering(500), "", []string{"doctor"}, ExitError, []string{"the Kubernetes API at $SERVER (kubeconfig $KUBECONFIG) answered GET /version with 500 Internal Server Error"}},
 		{"discovery 403 doctor", discoveryForbiddenVersionOK, "", []string{"doctor"}, ExitError, []string{"refused discovery of its API groups", "fix: grant get on /api and /apis"}},
 		// An answer cut short was exit 1, client-go's "unexpected error
 		// when reading response body. Please retry." naming neither server
@@ -172,6 +178,11 @@ func TestMisbehavingAPIServer(t *testing.T) {
 				want = strings.NewReplacer("$SERVER", server, "$KUBECONFIG", kc).Replace(want)
 				if !strings.Contains(stderr+stdout, want) {
 					t.Errorf("output %q does not say %q", stderr+stdout, want)
+				}
+			}
+			for _, line := range strings.Split(stderr+stdout, "\n") {
+				if n := strings.Count(line, server); n > 1 && !strings.Contains(line, "kubeconfig "+kc+" (server") {
+					t.Errorf("the server named %d times in one line: %s", n, line)
 				}
 			}
 			if tt.args[0] != "doctor" && strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
@@ -219,5 +230,45 @@ func TestKubeconfigServerSecretsNotShown(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// A request a signal interrupted was shown as Go's url.Error, the server's
+// URL with its user name whole ('Get "http://LONETOKEN@host/...":
+// interrupted'): a lone user name is a token, which every other line
+// shows redacted (issue 18, seventh pass).
+func TestInterruptedRequestShowsNoServerSecret(t *testing.T) {
+	cfg, _ := writeConfig(t, "")
+	for _, args := range [][]string{{"status"}, {"history", "api"}, {"hold", "api", "--reason", "x"}, {"resume", "api"}, {"forget", "api"}, {"rollback", "api"}} {
+		t.Run(args[0], func(t *testing.T) {
+			arrived := make(chan struct{}, 1)
+			_, server := misbehavingServer(t, func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case arrived <- struct{}{}:
+				default:
+				}
+				<-r.Context().Done()
+			})
+			for _, user := range []string{"LONETOKEN", "admin:hunter2"} {
+				kc := filepath.Join(t.TempDir(), "kubeconfig")
+				body := "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"" + strings.Replace(server, "http://", "http://"+user+"@", 1) + "\"}}]\nusers: [{name: u, user: {token: x}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n"
+				if err := os.WriteFile(kc, []byte(body), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithCancelCause(context.Background())
+				go func() { <-arrived; cancel(errInterrupted) }()
+				var out, errOut bytes.Buffer
+				f := NewFactory(IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}, func(string) string { return "" })
+				code := Execute(ctx, f, append(args, "--config", cfg, "--kubeconfig", kc))
+				cancel(nil)
+				all := out.String() + errOut.String()
+				if code != ExitInterrupted || strings.Contains(all, "LONETOKEN") || strings.Contains(all, "hunter2") || strings.Contains(all, "***") {
+					t.Errorf("exit %d; the server's user info is shown:\n%s", code, all)
+				}
+				if !strings.Contains(all, "interrupted") {
+					t.Errorf("does not say it was interrupted:\n%s", all)
+				}
+			}
+		})
 	}
 }

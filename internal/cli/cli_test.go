@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/version"
 	"github.com/spf13/cobra"
@@ -363,5 +364,82 @@ func TestValidateCountsItsServices(t *testing.T) {
 	code, stdout, stderr := execute(t, nil, "config", "validate", cfg)
 	if code != ExitOK || !strings.HasSuffix(stdout, ": ok (1 service)\n") {
 		t.Errorf("config validate of one service: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
+
+// config validate warns of a notification URL or webhook secret this
+// environment cannot read, or that is no URL, as it does of a health
+// credential (issue 18, sixth pass: it said nothing, and runs lost every
+// notification); never what the variable or file holds.
+func TestValidateWarnsOfNotifyURLs(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good")
+	os.WriteFile(good, []byte("https://hooks.slack.com/services/T0/B0/s3cretpath\n"), 0o600)
+	t.Setenv("AUTODEPLOY_TEST_VALIDATE_TOKEN", "xoxb-s3cret-token")
+	t.Setenv("AUTODEPLOY_TEST_VALIDATE_HOOK", "https://hooks.example/s3cret")
+	for _, tt := range []struct {
+		name, notify, warning string
+	}{
+		{"unset variable", "{name: team, type: slack, urlEnv: AUTODEPLOY_TEST_UNSET_VALIDATE_HOOK}", "warning: notify team: URL: environment variable AUTODEPLOY_TEST_UNSET_VALIDATE_HOOK is empty or unset"},
+		{"missing file", "{name: team, type: slack, urlFile: " + filepath.Join(dir, "missing") + "}", "warning: notify team: URL: read " + filepath.Join(dir, "missing")},
+		{"a token and no URL", "{name: team, type: discord, urlEnv: AUTODEPLOY_TEST_VALIDATE_TOKEN}", "warning: notify team: URL from $AUTODEPLOY_TEST_VALIDATE_TOKEN: what it holds " + config.NotHTTP},
+		{"unset secret", "{name: hook, type: webhook, urlEnv: AUTODEPLOY_TEST_VALIDATE_HOOK, secretEnv: AUTODEPLOY_TEST_UNSET_VALIDATE_SECRET}", "warning: notify hook: secret: environment variable AUTODEPLOY_TEST_UNSET_VALIDATE_SECRET is empty or unset"},
+		{"readable file", "{name: team, type: slack, urlFile: " + good + "}", ""},
+		{"readable variable", "{name: hook, type: webhook, urlEnv: AUTODEPLOY_TEST_VALIDATE_HOOK}", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, _ := writeConfig(t, "notify:\n  - "+tt.notify+"\n")
+			code, stdout, stderr := execute(t, nil, "config", "validate", cfg)
+			if code != ExitOK || !strings.Contains(stdout, ": ok (1 service)") {
+				t.Errorf("exit %d, stdout %q: the file is right, this environment is not", code, stdout)
+			}
+			if tt.warning == "" && stderr != "" || !strings.Contains(stderr, tt.warning) {
+				t.Errorf("stderr %q, want %q", stderr, tt.warning)
+			}
+			if tt.warning != "" && !strings.Contains(stderr, "runs send it nothing until they can read it") {
+				t.Errorf("stderr %q does not say what runs do", stderr)
+			}
+			if strings.Contains(stderr+stdout, "s3cret") {
+				t.Errorf("a secret shown: %q %q", stdout, stderr)
+			}
+		})
+	}
+}
+
+// A schedule that never fires is accepted (cron's idiom for disabled) but
+// config validate warns of it (issue 18, sixth pass: "ok" and nothing
+// else).
+func TestValidateWarnsOfAScheduleThatNeverFires(t *testing.T) {
+	for _, tt := range []struct {
+		schedule string
+		never    bool
+	}{
+		{"0 0 31 2 *", true},
+		{"TZ=UTC 0 0 31 11 *", true},
+		{"0 0 29 2 *", false},
+		{"*/2 * * * *", false},
+	} {
+		t.Run(tt.schedule, func(t *testing.T) {
+			cfg, _ := writeConfig(t, "schedule: '"+tt.schedule+"'\n")
+			code, stdout, stderr := execute(t, nil, "config", "validate", cfg)
+			if code != ExitOK || !strings.Contains(stdout, ": ok (1 service)") {
+				t.Errorf("exit %d, stdout %q: the schedule is accepted", code, stdout)
+			}
+			warned := strings.Contains(stderr, "warning: schedule \""+tt.schedule+"\" never fires")
+			if warned != tt.never || !tt.never && stderr != "" {
+				t.Errorf("stderr %q; want a never-fires warning: %v", stderr, tt.never)
+			}
+		})
+	}
+}
+
+// config validate's warnings quote the config's variable names: a control
+// character there reached the terminal raw (doctor escapes it; issue 18,
+// seventh pass, the terminal of item 9).
+func TestValidateWarningsAreEscaped(t *testing.T) {
+	cfg, _ := writeConfig(t, "notify:\n  - {type: slack, urlEnv: \"A\\u001b[31mX\"}\nservices:\n  - name: api\n    health: {urlEnv: \"B\\u001b[32mY\"}\n")
+	code, _, stderr := execute(t, nil, "config", "validate", cfg)
+	if code != ExitOK || strings.Contains(stderr, "\x1b") || !strings.Contains(stderr, `A\x1b[31mX`) || !strings.Contains(stderr, `B\x1b[32mY`) {
+		t.Errorf("exit %d, stderr %q: want both warnings, escaped", code, stderr)
 	}
 }

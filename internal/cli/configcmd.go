@@ -3,11 +3,13 @@ package cli
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/health"
+	"github.com/autodeploy-dev/autodeploy/internal/notify"
 	"github.com/autodeploy-dev/autodeploy/internal/ui"
 )
 
@@ -44,7 +46,18 @@ Without an argument the file of --config (or AUTODEPLOY_CONFIG) is checked.`,
 					continue
 				}
 				if err := health.Preflight(*s.Health); err != nil {
-					fmt.Fprintf(f.IO.ErrOut, "warning: service %s: %v (here; runs deploy nothing for it until they can read it)\n", s.Name, err)
+					// Escaped: the names come from the file (a control
+					// character reached the terminal raw; issue 18,
+					// seventh pass).
+					fmt.Fprintf(f.IO.ErrOut, "warning: service %s: %s (here; runs deploy nothing for it until they can read it)\n", ui.Escape(s.Name), ui.Escape(err.Error()))
+				}
+			}
+			if never := cfg.NeverFires(time.Now()); never != "" {
+				fmt.Fprintf(f.IO.ErrOut, "warning: %s (fine to disable autodeploy; else change schedule in %s)\n", never, ui.Escape(path))
+			}
+			for _, n := range cfg.Notify {
+				if err := notify.Preflight(n); err != nil {
+					fmt.Fprintf(f.IO.ErrOut, "warning: notify %s: %s (here; runs send it nothing until they can read it)\n", ui.Escape(n.Name), ui.Escape(err.Error()))
 				}
 			}
 			// The name is anyone's who may write the directory: escaped,

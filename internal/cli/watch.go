@@ -274,7 +274,7 @@ func (o *WatchOptions) newWatcher(log *slog.Logger, act func(context.Context, wa
 	w := &watch.Watcher{Config: o.cfg, Dynamic: o.watchDynamic, Discovery: o.clients.Kube.Discovery(), Log: log, Act: act,
 		Kubeconfig: o.clients.Source}
 	if o.clients.Config != nil {
-		w.Server = o.clients.Config.Host
+		w.Server, w.Classify = o.clients.Config.Host, o.clients.Classify
 	}
 	return w
 }

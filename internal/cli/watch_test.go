@@ -1,6 +1,9 @@
 package cli
 
 import (
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -68,6 +71,14 @@ func TestWatcherKnowsItsServer(t *testing.T) {
 	w := o.newWatcher(nil, nil)
 	if w.Server != "https://127.0.0.1:6443" || w.Kubeconfig != "/etc/autodeploy/kubeconfig" {
 		t.Errorf("watcher's server %q, kubeconfig %q; want the clients'", w.Server, w.Kubeconfig)
+	}
+	// and explains its errors as exit 3 does (the clients' Classify).
+	if w.Classify == nil {
+		t.Fatal("the watcher has no Classify: its lost line shows client-go's raw text")
+	}
+	var ue *kube.UnreachableError
+	if err := w.Classify(fmt.Errorf("reading: %w", io.ErrUnexpectedEOF)); !errors.As(err, &ue) || ue.Server != "https://127.0.0.1:6443" {
+		t.Errorf("Classify of a cut body: %v, want the clients' UnreachableError", err)
 	}
 	// Fake clients (tests) have no rest.Config: no server to name.
 	o.clients.Config = nil

@@ -258,6 +258,19 @@ func (c *Config) Next(t time.Time) time.Time {
 	return s.Next(t)
 }
 
+// NeverFires says, when the schedule names no time that comes (robfig's
+// cron looks five years ahead: "0 0 31 2 *", cron's idiom for a job
+// disabled), that nothing runs from it; "" when it fires. Such a schedule
+// is valid and kept so; config validate and doctor warn of it (they said
+// "ok", and every cron line, timer and watch tick of it ran nothing; issue
+// 18, sixth pass).
+func (c *Config) NeverFires(now time.Time) string {
+	if !c.Next(now).IsZero() {
+		return ""
+	}
+	return fmt.Sprintf("schedule %q never fires (no such date comes): no run starts from its cron line, timer or watch ticks", c.Schedule)
+}
+
 // Problem is one error found in a configuration file.
 type Problem struct {
 	// Line is 1-based; 0 when the problem concerns the file as a whole.

@@ -37,6 +37,7 @@ import (
 	"github.com/autodeploy-dev/autodeploy/internal/kube"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/manifests"
+	"github.com/autodeploy-dev/autodeploy/internal/notify"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
 	"github.com/autodeploy-dev/autodeploy/internal/runlog"
 	"github.com/autodeploy-dev/autodeploy/internal/status"
@@ -145,7 +146,14 @@ func cluster(ctx context.Context, r *Report, in Inputs) (reached bool) {
 			// The credentials are taken, the path refused: RBAC.
 			fix = "grant get on /version (the system:public-info-viewer ClusterRole grants it)"
 		}
-		r.add("api server", Fail, c.Classify(err).Error(), fix)
+		detail := c.Classify(err).Error()
+		if vr := (*versionRefused)(nil); errors.As(err, &vr) {
+			// It names the server and kubeconfig itself: Classify's
+			// AnswerError around it named them twice (issue 18, seventh
+			// pass).
+			detail = vr.Error()
+		}
+		r.add("api server", Fail, detail, fix)
 		return false
 	}
 	r.add("api server", OK, fmt.Sprintf("reachable, Kubernetes %s", v.GitVersion), "")
@@ -211,7 +219,12 @@ func serverVersion(ctx context.Context, c *kube.Clients) (*version.Info, error) 
 			if len(msg) > 200 {
 				msg = msg[:200] + "..."
 			}
-			return nil, &versionRefused{err: err, msg: fmt.Sprintf("GET /version refused (%d %s) by the API at %s (kubeconfig %s): %s", st.Code, http.StatusText(int(st.Code)), kube.ShownServer(c.Config.Host), c.Source, ui.Escape(msg))}
+			// A 500 or 429 is no refusal (it was said "refused").
+			said := fmt.Sprintf("answered GET /version with %d %s", st.Code, http.StatusText(int(st.Code)))
+			if st.Code == http.StatusForbidden || st.Code == http.StatusUnauthorized {
+				said = fmt.Sprintf("refused GET /version (%d %s)", st.Code, http.StatusText(int(st.Code)))
+			}
+			return nil, &versionRefused{err: err, msg: fmt.Sprintf("the Kubernetes API at %s (kubeconfig %s) %s: %s", kube.ShownServer(c.Config.Host), c.Source, said, ui.Escape(msg))}
 		}
 		return nil, err
 	}
@@ -536,6 +549,19 @@ func files(ctx context.Context, r *Report, cfg *config.Config, c *kube.Clients) 
 			r.add("health "+s.Name, OK, "the URL and Authorization header can be read", "")
 		}
 	}
+	// A notification URL or secret runs cannot read loses every
+	// notification of the channel (only logged): said here, as the
+	// health check's is. An inline URL Load checked.
+	for _, n := range cfg.Notify {
+		if n.URL.Env == "" && n.URL.File == "" && n.HMAC.Env == "" && n.HMAC.File == "" {
+			continue
+		}
+		if err := notify.Preflight(n); err != nil {
+			r.add("notify "+n.Name, Fail, err.Error(), "set it in the environment runs have (cron line, systemd unit, the CronJob's Secret), or make the file readable by the user runs are")
+		} else {
+			r.add("notify "+n.Name, OK, "the URL and secret can be read", "")
+		}
+	}
 }
 
 // lease checks that runs can take the Lease: a server-side dry run of its
@@ -630,6 +656,9 @@ func textfileDir(r *Report, dir string) {
 // compares its schedule with the config's.
 func schedule(r *Report, cfg *config.Config, h Host) {
 	fix := "install one: autodeploy manifests cron > /etc/cron.d/autodeploy (or manifests systemd)"
+	if never := cfg.NeverFires(time.Now()); never != "" {
+		r.add("schedule", Warn, "the config's "+never, "fine to disable autodeploy; else change schedule in "+cfg.Path)
+	}
 	var found []string
 	if h.Crontab != nil {
 		if out, err := h.Crontab(); err == nil && cronTab(r, cfg, h, "crontab", out, false) {

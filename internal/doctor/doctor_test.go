@@ -204,20 +204,11 @@ func TestFilesHealthCredential(t *testing.T) {
 	dir := t.TempDir()
 	token := filepath.Join(dir, "token")
 	os.WriteFile(token, []byte("Bearer x\n"), 0o600)
-	c, err := config.Parse([]byte("lockFile: "+filepath.Join(dir, "lock")+"\nlog: {file: "+filepath.Join(dir, "log")+"}\nservices:\n"+
+	got, _ := fileChecks(t, dir, "services:\n"+
 		"  - name: envless\n    health: {url: 'http://x/', authorizationEnv: AUTODEPLOY_TEST_UNSET_DOCTOR_TOKEN}\n"+
 		"  - name: fileless\n    health: {url: 'http://x/', authorizationFile: "+filepath.Join(dir, "missing")+"}\n"+
 		"  - name: fine\n    health: {url: 'http://x/', authorizationFile: "+token+"}\n"+
-		"  - name: urlless\n    health: {urlEnv: AUTODEPLOY_TEST_UNSET_DOCTOR_URL}\n"), "t.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &Report{}
-	files(context.Background(), r, c, nil)
-	got := map[string]Check{}
-	for _, ch := range r.Checks {
-		got[ch.Name] = ch
-	}
+		"  - name: urlless\n    health: {urlEnv: AUTODEPLOY_TEST_UNSET_DOCTOR_URL}\n")
 	if ch := got["health envless"]; ch.Status != Fail || !strings.Contains(ch.Detail, "AUTODEPLOY_TEST_UNSET_DOCTOR_TOKEN") || ch.Fix == "" {
 		t.Errorf("envless: %+v", ch)
 	}
@@ -571,6 +562,107 @@ func TestGitOpsCheckOfAPromotion(t *testing.T) {
 				if c.Status != want.status || !strings.Contains(c.Detail, want.detail) || (want.status != OK && c.Fix == "") {
 					t.Errorf("check %d = %+v, want %s containing %q with a fix", i, c, want.status, want.detail)
 				}
+			}
+		})
+	}
+}
+
+// A notification URL or webhook secret that cannot be read here, or that
+// is no URL, loses every notification of runs (issue 18, sixth pass:
+// doctor said nothing, while it fails a health credential): doctor fails
+// it, naming the variable or file, never what it holds.
+func TestFilesNotifyURL(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good")
+	os.WriteFile(good, []byte("https://hooks.slack.com/services/T0/B0/s3cretpath\n"), 0o600)
+	t.Setenv("AUTODEPLOY_TEST_DOCTOR_TOKEN", "xoxb-s3cret-token")
+	t.Setenv("AUTODEPLOY_TEST_DOCTOR_HOOK", "https://hooks.example/s3cret")
+	got, r := fileChecks(t, dir, "notify:\n"+
+		"  - {name: envless, type: slack, urlEnv: AUTODEPLOY_TEST_UNSET_DOCTOR_HOOK}\n"+
+		"  - {name: fileless, type: slack, urlFile: "+filepath.Join(dir, "missing")+"}\n"+
+		"  - {name: token, type: discord, urlEnv: AUTODEPLOY_TEST_DOCTOR_TOKEN}\n"+
+		"  - {name: secretless, type: webhook, urlEnv: AUTODEPLOY_TEST_DOCTOR_HOOK, secretEnv: AUTODEPLOY_TEST_UNSET_DOCTOR_SECRET}\n"+
+		"  - {name: fine, type: slack, urlFile: "+good+"}\n"+
+		"  - {name: inline, type: slack, url: 'https://hooks.slack.com/services/T0/B0/inline'}\nservices: []\n")
+	for _, ch := range r.Checks {
+		if strings.Contains(ch.Detail+ch.Fix, "s3cret") {
+			t.Errorf("a secret shown: %+v", ch)
+		}
+	}
+	for _, tt := range []struct {
+		name   string
+		status string
+		detail string
+	}{
+		{"notify envless", Fail, "AUTODEPLOY_TEST_UNSET_DOCTOR_HOOK is empty or unset"},
+		{"notify fileless", Fail, filepath.Join(dir, "missing")},
+		{"notify token", Fail, "$AUTODEPLOY_TEST_DOCTOR_TOKEN: what it holds " + config.NotHTTP},
+		{"notify secretless", Fail, "AUTODEPLOY_TEST_UNSET_DOCTOR_SECRET is empty or unset"},
+		{"notify fine", OK, "can be read"},
+	} {
+		ch, ok := got[tt.name]
+		if !ok || ch.Status != tt.status || !strings.Contains(ch.Detail, tt.detail) || (tt.status == Fail && ch.Fix == "") {
+			t.Errorf("%s: %+v (found %v), want %v with %q and a fix", tt.name, ch, ok, tt.status, tt.detail)
+		}
+	}
+	// Checked by Load when inline: nothing to read here.
+	if ch, ok := got["notify inline"]; ok {
+		t.Errorf("inline URL checked: %+v", ch)
+	}
+	if !r.Failed {
+		t.Error("the report did not fail")
+	}
+}
+
+// fileChecks is the report of files for a config of dir plus extra, by
+// check name.
+func fileChecks(t *testing.T, dir, extra string) (map[string]Check, *Report) {
+	t.Helper()
+	c, err := config.Parse([]byte("lockFile: "+filepath.Join(dir, "lock")+"\nlog: {file: "+filepath.Join(dir, "log")+"}\n"+extra), "t.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Report{}
+	files(context.Background(), r, c, nil)
+	got := map[string]Check{}
+	for _, ch := range r.Checks {
+		got[ch.Name] = ch
+	}
+	return got, r
+}
+
+// A schedule that never fires ("0 0 31 2 *", cron's idiom for disabled)
+// is accepted, but doctor says so: a cron line or timer of it runs nothing
+// (issue 18, sixth pass: doctor said "as configured" and nothing else).
+func TestScheduleThatNeverFires(t *testing.T) {
+	for _, tt := range []struct {
+		schedule string
+		never    bool
+	}{
+		{"0 0 31 2 *", true},
+		{"0 0 30 2 *", true},
+		{"TZ=Europe/Paris 0 0 31 4 *", true},
+		{"0 0 29 2 *", false}, // leap years
+		{"*/2 * * * *", false},
+		{"@every 1m", false},
+	} {
+		t.Run(tt.schedule, func(t *testing.T) {
+			r := &Report{}
+			schedule(r, cfg(t, "schedule: '"+tt.schedule+"'\n"), Host{})
+			var got []Check
+			for _, ch := range r.Checks {
+				if strings.Contains(ch.Detail, "never fires") {
+					got = append(got, ch)
+				}
+			}
+			if !tt.never {
+				if len(got) != 0 {
+					t.Fatalf("checks = %+v for a schedule that fires", r.Checks)
+				}
+				return
+			}
+			if len(got) != 1 || got[0].Status != Warn || !strings.Contains(got[0].Detail, tt.schedule) || got[0].Fix == "" {
+				t.Fatalf("checks = %+v, want one warning that %q never fires, with a fix", r.Checks, tt.schedule)
 			}
 		})
 	}

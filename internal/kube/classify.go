@@ -47,7 +47,7 @@ func (c *Clients) Classify(err error) error {
 	} else if notAPI(err) {
 		cause = fmt.Errorf("it answered, but not as the Kubernetes API does (%v): is the kubeconfig's server another web server, or a proxy's page?", cause)
 	}
-	return &UnreachableError{Server: c.Config.Host, Kubeconfig: c.Source, Err: cause}
+	return &UnreachableError{Server: c.Config.Host, Kubeconfig: c.Source, Err: cause, Timeout: c.Config.Timeout}
 }
 
 // AnswerError is an answer of the server that a command cannot go on
@@ -62,6 +62,12 @@ type AnswerError struct {
 
 func (e *AnswerError) Error() string {
 	return fmt.Sprintf("the Kubernetes API at %s (kubeconfig %s) answered: %s", ShownServer(e.Server), e.Kubeconfig, config.RedactIn(e.Err.Error(), e.Server))
+}
+
+// Reason is the answer without the server and kubeconfig, as
+// UnreachableError's.
+func (e *AnswerError) Reason() string {
+	return "it answered: " + config.RedactIn(e.Err.Error(), e.Server)
 }
 
 func (e *AnswerError) Unwrap() error { return e.Err }

@@ -202,6 +202,9 @@ type UnreachableError struct {
 	Server     string
 	Kubeconfig string
 	Err        error
+	// Timeout is the request timeout in force (Classify sets it), said
+	// when the server did not answer within it.
+	Timeout time.Duration
 }
 
 func (e *UnreachableError) Error() string {
@@ -212,6 +215,16 @@ func (e *UnreachableError) Error() string {
 	if e.Server == "" {
 		return fmt.Sprintf("cannot use the cluster (kubeconfig %s): %v", e.Kubeconfig, e.Err)
 	}
+	return fmt.Sprintf("cannot reach the Kubernetes API at %s (kubeconfig %s): %s", server, e.Kubeconfig, e.Reason())
+}
+
+// Reason is the error without the server and kubeconfig it names, for a
+// line that names them already (the watch's lost line named them twice;
+// issue 18, seventh pass).
+func (e *UnreachableError) Reason() string {
+	if apierrors.IsUnauthorized(e.Err) {
+		return fmt.Sprintf("it refused the credentials (%s): renew the token or certificate, or choose another --kubeconfig/--context", config.RedactIn(e.Err.Error(), e.Server))
+	}
 	why := config.RedactIn(e.Err.Error(), e.Server)
 	if apierrors.IsServiceUnavailable(e.Err) {
 		why = "it answers 503 Service Unavailable (" + why + "): the API server is starting or overloaded, or a proxy in front of it has no backend; try again later, or check the server"
@@ -219,9 +232,15 @@ func (e *UnreachableError) Error() string {
 	if errors.Is(e.Err, context.DeadlineExceeded) || strings.Contains(why, "Client.Timeout exceeded") {
 		// net/http's wording names Go internals; the operator's knob is
 		// --request-timeout.
-		why = "no answer within the request timeout (--request-timeout, default 30s)"
+		// "default 30s" was said with --request-timeout 2s too (issue 18,
+		// sixth pass): the value in force, when known.
+		of := ""
+		if e.Timeout > 0 {
+			of = " of " + e.Timeout.String()
+		}
+		why = "no answer within the request timeout" + of + " (--request-timeout)"
 	}
-	return fmt.Sprintf("cannot reach the Kubernetes API at %s (kubeconfig %s): %s", server, e.Kubeconfig, why)
+	return why
 }
 
 // ShownServer is a kubeconfig's server as it may be shown: a password, a

@@ -1,13 +1,17 @@
 package kube
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/rest"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
@@ -80,6 +84,22 @@ func TestUnreachableErrorWording(t *testing.T) {
 		Err: errors.New("net/http: request canceled (Client.Timeout exceeded while awaiting headers)")}
 	if got := timeout.Error(); !strings.Contains(got, "no answer within the request timeout (--request-timeout") || strings.Contains(got, "net/http") {
 		t.Errorf("timeout: %s", got)
+	}
+	// The timeout said is the one in force: "default 30s" was said with
+	// --request-timeout 2s too (issue 18, sixth pass).
+	for _, tt := range []struct {
+		timeout time.Duration
+		want    string
+	}{
+		{30 * time.Second, "no answer within the request timeout of 30s (--request-timeout)"},
+		{2 * time.Second, "no answer within the request timeout of 2s (--request-timeout)"},
+		{1500 * time.Millisecond, "no answer within the request timeout of 1.5s (--request-timeout)"},
+	} {
+		c := &Clients{Config: &rest.Config{Host: "https://10.0.0.1:6443", Timeout: tt.timeout}, Source: "/root/.kube/config"}
+		got := c.Classify(fmt.Errorf("Get \"https://10.0.0.1:6443/api\": %w", context.DeadlineExceeded)).Error()
+		if !strings.Contains(got, tt.want) || strings.Contains(got, "default") {
+			t.Errorf("timeout %s: %s\nwant it to say %q", tt.timeout, got, tt.want)
+		}
 	}
 	refused := &UnreachableError{Server: "https://10.0.0.1:6443", Kubeconfig: "/root/.kube/config", Err: apierrors.NewUnauthorized("Unauthorized")}
 	if got := refused.Error(); !strings.Contains(got, "refused the credentials of kubeconfig /root/.kube/config") {

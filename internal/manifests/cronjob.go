@@ -110,7 +110,13 @@ func inClusterHead(cfg *config.Config, o CronJobOptions, kind string) (b *string
 	if err != nil {
 		return nil, false, err
 	}
-	values, err := notifySecrets(cfg, o)
+	// The errors name what this command writes: manifests deployment's
+	// named the CronJob (issue 18, seventh pass).
+	workload := "every run of the CronJob"
+	if kind == "deployment" {
+		workload = "every pass of the watch's Deployment"
+	}
+	values, err := notifySecrets(cfg, o, workload)
 	if err != nil {
 		return nil, false, err
 	}
@@ -220,7 +226,8 @@ type podSecret struct {
 // health check Authorization headers, and health URLs that carry a
 // credential or come from the environment or a file) for the Secret. A secret that cannot
 // be read here is an error: the pod would not have it either.
-func notifySecrets(cfg *config.Config, o CronJobOptions) ([]podSecret, error) {
+// workload says whose runs need them, for the errors.
+func notifySecrets(cfg *config.Config, o CronJobOptions, workload string) ([]podSecret, error) {
 	var out []podSecret
 	add := func(s config.Secret, what string, ps podSecret) error {
 		if !s.Set() {
@@ -228,7 +235,7 @@ func notifySecrets(cfg *config.Config, o CronJobOptions) ([]podSecret, error) {
 		}
 		v, err := s.Resolve(o.Getenv, o.ReadFile)
 		if err != nil {
-			return fmt.Errorf("%s: %v: the CronJob's Secret needs its value; run this where it can be read", what, err)
+			return fmt.Errorf("%s: %v: the Secret needs its value (%s reads it there); run this where it can be read", what, err, workload)
 		}
 		// Checked by Load when inline; from this host's environment or
 		// files, here: every run in the pod would fail with it.
@@ -240,7 +247,7 @@ func notifySecrets(cfg *config.Config, o CronJobOptions) ([]podSecret, error) {
 			why = config.NotHTTP
 		}
 		if why != "" && (s.Env != "" || s.File != "") {
-			return fmt.Errorf("%s: what it holds %s (not shown: it may be a secret); every run of the CronJob would fail with it", what, why)
+			return fmt.Errorf("%s: what it holds %s (not shown: it may be a secret); %s would fail with it", what, why, workload)
 		}
 		ps.value = v
 		out = append(out, ps)

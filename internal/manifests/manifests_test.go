@@ -519,9 +519,17 @@ func TestCronJobRefusesASecretURLThatIsNoURL(t *testing.T) {
 			ReadFile: func(string) ([]byte, error) { return []byte("xoxb-SECRET-TOKEN\n"), nil }}
 		var b bytes.Buffer
 		err = CronJob(&b, cfg, o)
-		want := tt.what + ": what it holds is not an absolute http or https URL (not shown: it may be a secret)"
+		want := tt.what + ": what it holds is not an absolute http or https URL (not shown: it may be a secret); every run of the CronJob would fail with it"
 		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "SECRET") {
 			t.Errorf("%q: %v, want an error with %q and no value", tt.yaml, err, want)
+		}
+		// manifests deployment's error named the CronJob, which it does
+		// not write (issue 18, seventh pass).
+		cfg.Lock.Type = config.LockLease
+		err = Deployment(&b, cfg, o)
+		want = tt.what + ": what it holds is not an absolute http or https URL (not shown: it may be a secret); every pass of the watch's Deployment would fail with it"
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "CronJob") {
+			t.Errorf("deployment %q: %v, want an error with %q", tt.yaml, err, want)
 		}
 	}
 }

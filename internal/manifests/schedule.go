@@ -159,10 +159,12 @@ func SystemdWatch(w io.Writer, cfg *config.Config, o HostOptions) error {
 %s
 ExecStart=%s watch --config %s
 # A watch retries what is transient itself; one that exits with an error
-# (a config it cannot load, the lock lost) is started again, its config
-# re-read.
+# (the lock lost) is started again. A config it cannot load or a flag it
+# refuses (exit 2) is not: the same error came every 10 s for ever. Fix the
+# config, then systemctl restart autodeploy-watch.
 Restart=on-failure
 RestartSec=10
+RestartPreventExitStatus=2
 # The watch stops within a second of SIGTERM, leaving a rollout it started
 # marked for the next pass, and exits 0; a second SIGTERM exits 130 at once
 # (as run does), which systemd would count as a failure: a stop by

@@ -95,6 +95,12 @@ func TestSystemdWatch(t *testing.T) {
 	if sec := directive(unit, "RestartSec"); sec == "" {
 		t.Errorf("no RestartSec in\n%s", unit)
 	}
+	// A config or flag error (exit 2, ExitUsage) is not restarted: it was,
+	// every 10 s for ever, the same error each time (issue 18, sixth pass).
+	// What else the watch exits with (a lock lost) is.
+	if prevent := directive(unit, "RestartPreventExitStatus"); prevent != "2" {
+		t.Errorf("RestartPreventExitStatus=%q, want 2 (a config error) in\n%s", prevent, unit)
+	}
 }
 
 // The watch's service has every directive of the timer's service but

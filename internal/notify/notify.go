@@ -175,16 +175,42 @@ func (s *Sender) Send(ctx context.Context, e Event) {
 	}
 }
 
-func (s *Sender) deliver(ctx context.Context, ch config.Notify, e Event) error {
-	u, err := ch.URL.Resolve(s.Getenv, s.ReadFile)
+// Preflight reads the channel's URL and webhook secret from the
+// environment or files, as each send does: config validate warns and
+// doctor fails when this environment cannot (they said nothing, and runs
+// lost every notification; issue 18, sixth pass). The error names the
+// variable or file, never what it holds.
+func Preflight(ch config.Notify) error {
+	if _, err := channelURL(ch, os.Getenv, config.ReadFile); err != nil {
+		return err
+	}
+	if ch.Type == config.NotifyWebhook && ch.HMAC.Set() {
+		if _, err := ch.HMAC.Resolve(os.Getenv, config.ReadFile); err != nil {
+			return fmt.Errorf("secret: %w", err)
+		}
+	}
+	return nil
+}
+
+// channelURL is the channel's URL, read where the config says.
+func channelURL(ch config.Notify, getenv func(string) string, readFile func(string) ([]byte, error)) (string, error) {
+	u, err := ch.URL.Resolve(getenv, readFile)
 	if err != nil {
-		return fmt.Errorf("URL: %w", err)
+		return "", fmt.Errorf("URL: %w", err)
 	}
 	if ch.URL.Value == "" && !config.IsHTTPURL(u) {
 		// Checked by Load when inline; from elsewhere, here (Go said
 		// 'unsupported protocol scheme ""'). Never echoed: what is there
 		// instead is most likely the token itself.
-		return fmt.Errorf("URL from %s: what it holds %s (not shown: it may be a secret)", ch.URL, config.NotHTTP)
+		return "", fmt.Errorf("URL from %s: what it holds %s (not shown: it may be a secret)", ch.URL, config.NotHTTP)
+	}
+	return u, nil
+}
+
+func (s *Sender) deliver(ctx context.Context, ch config.Notify, e Event) error {
+	u, err := channelURL(ch, s.Getenv, s.ReadFile)
+	if err != nil {
+		return err
 	}
 	var body []byte
 	switch ch.Type {

@@ -88,6 +88,11 @@ type Watcher struct {
 	// Server and Kubeconfig are the kubeconfig's server and the file
 	// naming it, for the lost line (shown as exit 3's errors show them).
 	Server, Kubeconfig string
+	// Classify explains an error of the API as exit 3 does (the clients'
+	// Classify); the lost line logged client-go's raw text ("unexpected
+	// error when reading response body. Please retry."; issue 18, sixth
+	// pass). Nil logs the error as it is.
+	Classify func(error) error
 	// Act does an action; it returns when the action is over. Events that
 	// arrive meanwhile are gathered into the next one.
 	Act func(context.Context, Action)
@@ -126,7 +131,7 @@ func (w *Watcher) Run(ctx context.Context) {
 	if retry <= 0 {
 		retry = time.Second
 	}
-	w.state.log, w.state.server, w.state.kubeconfig = w.Log, w.Server, w.Kubeconfig
+	w.state.log, w.state.server, w.state.kubeconfig, w.state.classify = w.Log, w.Server, w.Kubeconfig, w.Classify
 	w.kick = make(chan struct{}, 1)
 	for ctx.Err() == nil {
 		api, err := flux.Detect(ctx, w.Discovery)
@@ -395,6 +400,7 @@ func ServicesByPolicy(cfg *config.Config) map[string][]string {
 type connState struct {
 	log                *slog.Logger
 	server, kubeconfig string
+	classify           func(error) error
 	mu                 sync.Mutex
 	seen               bool // watching once
 	down               bool
@@ -428,7 +434,27 @@ func (c *connState) lost(err error) {
 	if c.server != "" {
 		where = fmt.Sprintf(" at %s (kubeconfig %s)", kube.ShownServer(c.server), c.kubeconfig)
 	}
-	c.log.Warn("watch: lost the API server"+where+" or Flux's API; retrying until it is back", "error", config.RedactIn(err.Error(), c.server))
+	why := ""
+	if c.classify != nil {
+		err = c.classify(err)
+		// The line names the server: the explanation alone, not its
+		// naming again.
+		var (
+			ue *kube.UnreachableError
+			ae *kube.AnswerError
+		)
+		switch {
+		case where == "":
+		case errors.As(err, &ue) && ue.Server != "":
+			why = ue.Reason()
+		case errors.As(err, &ae):
+			why = ae.Reason()
+		}
+	}
+	if why == "" {
+		why = err.Error()
+	}
+	c.log.Warn("watch: lost the API server"+where+" or Flux's API; retrying until it is back", "error", config.RedactIn(why, c.server))
 }
 
 func (c *connState) back() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -18,10 +19,12 @@ import (
 	apiwatch "k8s.io/apimachinery/pkg/watch"
 	fakediscovery "k8s.io/client-go/discovery/fake"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
+	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
+	"github.com/autodeploy-dev/autodeploy/internal/kube"
 	"github.com/autodeploy-dev/autodeploy/internal/kubetest"
 )
 
@@ -312,5 +315,38 @@ func TestWatchWarnsWithoutAReceiver(t *testing.T) {
 	g.rec.next(t)
 	if strings.Contains(g.logText(), "Receiver") {
 		t.Errorf("covered by a Ready Receiver, yet:\n%s", g.logText())
+	}
+}
+
+// The lost line explains the error as exit 3 does: client-go's "unexpected
+// error when reading response body. Please retry." of a body cut short was
+// logged raw (issue 18, sixth pass).
+func TestWatchLostLineExplainsTheError(t *testing.T) {
+	f := newFixture(t, policy("flux-system", "api", "sha-1", 1))
+	f.w.Server, f.w.Kubeconfig = "https://127.0.0.1:6443", "/etc/autodeploy/kubeconfig"
+	f.w.Classify = (&kube.Clients{Config: &rest.Config{Host: f.w.Server, Timeout: 2 * time.Second}, Source: f.w.Kubeconfig}).Classify
+	var cut atomic.Bool
+	cut.Store(true)
+	f.dyn.PrependReactor("list", "imagepolicies", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if cut.Load() {
+			// client-go's rest.Result of a body that ended early.
+			return true, nil, fmt.Errorf("unexpected error when reading response body. Please retry. Original error: %w", io.ErrUnexpectedEOF)
+		}
+		return false, nil, nil
+	})
+	f.start(t)
+	i := f.log.WaitFor(t, 0, "lost the API server")
+	cut.Store(false)
+	line := strings.Split(f.logText(), "\n")[i]
+	if !strings.Contains(line, "its answer was cut short") || strings.Contains(line, "Please retry") {
+		t.Errorf("lost line: %s\nwant exit 3's explanation (its answer was cut short), not client-go's text", line)
+	}
+	// The line names the server once: the explanation's own naming
+	// repeated it (issue 18, seventh pass).
+	if n := strings.Count(line, "127.0.0.1:6443"); n != 1 {
+		t.Errorf("lost line names the server %d times: %s", n, line)
+	}
+	if a := f.rec.next(t); a.Trigger != TriggerStart {
+		t.Fatalf("action = %+v", a)
 	}
 }
