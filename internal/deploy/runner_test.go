@@ -17,6 +17,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
@@ -281,6 +283,30 @@ func TestRunnerStateMachine(t *testing.T) {
 			},
 			outcome: OutcomeRolledBack, errHas: []string{"CrashLoopBackOff"}, errHasNot: []string{"rollback failed"},
 			failed: true, applied: []string{bbb, aaa}, changeCause: rolledBack,
+		},
+		// Item 8: the exclusionList stays under Flux's cap.
+		{
+			name: "item 8: under GitOps with the exclusionList full, autodeploy's oldest exclusion makes room and others' stay", gitops: true, behave: crash,
+			setup: func(t *testing.T, c *fakeCluster) {
+				var list []any
+				for i := range gitops.MaxExclusionList - 1 {
+					list = append(list, fmt.Sprintf("^someone-%02d$", i))
+				}
+				list = append(list, "^sha-old$")
+				u, err := c.dyn.Resource(fcRepos).Namespace("flux-system").Get(t.Context(), fcName, metav1.GetOptions{})
+				c.must(err)
+				c.must(unstructured.SetNestedSlice(u.Object, list, "spec", "exclusionList"))
+				u.SetAnnotations(map[string]string{gitops.AnnExclusions: mustJSON([]gitops.Exclusion{{Pattern: "^sha-old$", Tag: "sha-old", Service: svc().Name, At: fcNow.Add(-time.Hour)}})})
+				_, err = c.dyn.Resource(fcRepos).Namespace("flux-system").Update(t.Context(), u, metav1.UpdateOptions{})
+				c.must(err)
+			},
+			outcome: OutcomeRolledBack, errHas: []string{"CrashLoopBackOff"}, failed: true, applied: []string{bbb, aaa}, changeCause: rolledBack,
+			check: func(t *testing.T, c *fakeCluster, _ ServiceResult, _ string) {
+				l := c.exclusionList()
+				if len(l) != gitops.MaxExclusionList || !slices.Contains(l, "^sha-bbb$") || slices.Contains(l, "^sha-old$") || !slices.Contains(l, "^someone-00$") {
+					t.Errorf("exclusionList %q: want %d patterns, the failed tag in, autodeploy's oldest out, every other's kept", l, gitops.MaxExclusionList)
+				}
+			},
 		},
 		// Item 4: a retry mark for the image Flux applied again from git.
 		{
