@@ -176,6 +176,12 @@ func (r *Runner) execute(ctx context.Context, in Input, dec Decision, log *slog.
 	ours := d.Spec.Template.DeepCopy()
 
 	err := r.waitAndCheck(s, dec, ours, log)
+	// The rollout and its health check passed now: the soak counts from
+	// here, not from after git followed. Dated after the wait for git (up
+	// to gitops.FollowBound), a crash in between escaped both the rollout
+	// and the soak (TestPromotionUnderGitOps on 1.28/kine: a late-crash-*
+	// build promoted, its restart ~5 s after Ready not seen).
+	verifiedAt := r.Now().UTC()
 	if err == nil {
 		git.Wait() // bounded by gitops.FollowBound
 	} else {
@@ -188,8 +194,7 @@ func (r *Runner) execute(ctx context.Context, in Input, dec Decision, log *slog.
 	case verdictVerified:
 		// Every verification is dated (a promotion counts from it); a soak
 		// starts there.
-		now := r.Now().UTC()
-		soak := &SoakMark{Image: dec.Target, VerifiedAt: now, Until: now.Add(s.Soak), Passed: s.Soak == 0}
+		soak := &SoakMark{Image: dec.Target, VerifiedAt: verifiedAt, Until: verifiedAt.Add(s.Soak), Passed: s.Soak == 0}
 		if err := r.markVerified(ctx, s, ours, *soak); err != nil {
 			log.Warn("could not mark as verified; the next run verifies again", "error", err)
 			soak = nil
