@@ -160,7 +160,25 @@ func (r *rbacEnv) apply(t *testing.T, args ...string) (kubeconfig string, roles 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return writeTokenKubeconfig(t, e, tok.Status.Token), roles
+	kubeconfig = writeTokenKubeconfig(t, e, tok.Status.Token)
+	// The API server's RBAC authorizer learns of new Roles through its
+	// informers: a request right after the create may still be refused
+	// (CI saw the first run's get leases refused on 1.28/kine). Wait
+	// until every rule is granted.
+	for _, role := range roles {
+		for _, rule := range role.Rules {
+			name := ""
+			if len(rule.ResourceNames) > 0 {
+				name = rule.ResourceNames[0]
+			}
+			for _, res := range rule.Resources {
+				for _, verb := range rule.Verbs {
+					waitAccessNamed(t, kubeconfig, rule.APIGroups[0], res, verb, role.Namespace, name, true)
+				}
+			}
+		}
+	}
+	return kubeconfig, roles
 }
 
 func writeTokenKubeconfig(t *testing.T, e *kubetest.Env, token string) string {
@@ -529,6 +547,13 @@ func scenario(t *testing.T, r *rbacEnv, as func(...string) (ExitCode, string), r
 // resource in ns, as a SelfSubjectAccessReview answers.
 func waitAccess(t *testing.T, kubeconfig, group, resource, verb, ns string, allowed bool) {
 	t.Helper()
+	waitAccessNamed(t, kubeconfig, group, resource, verb, ns, "", allowed)
+}
+
+// waitAccessNamed is waitAccess for the object name (a rule with
+// resourceNames grants only those).
+func waitAccessNamed(t *testing.T, kubeconfig, group, resource, verb, ns, name string, allowed bool) {
+	t.Helper()
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		t.Fatal(err)
@@ -539,7 +564,7 @@ func waitAccess(t *testing.T, kubeconfig, group, resource, verb, ns string, allo
 	}
 	kubetest.Eventually(t, 30*time.Second, fmt.Sprintf("%s %s allowed=%v", verb, resource, allowed), func(ctx context.Context) (bool, error) {
 		r, err := kc.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Group: group, Resource: resource, Verb: verb, Namespace: ns}}}, metav1.CreateOptions{})
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Group: group, Resource: resource, Verb: verb, Namespace: ns, Name: name}}}, metav1.CreateOptions{})
 		return err == nil && r.Status.Allowed == allowed, err
 	})
 }
