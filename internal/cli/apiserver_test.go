@@ -241,7 +241,7 @@ func TestKubeconfigServerSecretsNotShown(t *testing.T) {
 // The log file's "<command> failed" line showed it too, raw (issue 18,
 // eighth pass: 'error="Get \"http://LONETOKEN@host/...\": interrupted').
 func TestInterruptedRequestShowsNoServerSecret(t *testing.T) {
-	for _, args := range [][]string{{"status"}, {"history", "api"}, {"hold", "api", "--reason", "x"}, {"resume", "api"}, {"forget", "api"}, {"rollback", "api"}, {"hold", "--all", "--reason", "x"}, {"resume", "--all"}} {
+	for _, args := range [][]string{{"status"}, {"history", "api"}, {"hold", "api", "--reason", "x"}, {"resume", "api"}, {"forget", "api"}, {"rollback", "api"}, {"hold", "--all", "--reason", "x"}, {"resume", "--all"}, {"run"}, {"doctor"}} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			cfg, dir := writeConfig(t, "")
 			arrived := make(chan struct{}, 1)

@@ -346,11 +346,9 @@ func eachService(ctx context.Context, f *Factory, name string, all bool, command
 		}
 		sess.failed(err)
 		sess.logged = true
-		// Escaped and redacted as the command's Error line is: the
-		// cluster's text, and a request a signal interrupted is Go's
-		// url.Error, the server's lone user name (a token) whole (issue
-		// 18, eighth pass).
-		fmt.Fprintf(f.IO.ErrOut, "error: %s: %s\n", s.Name, ui.Escape(redactRequestURL(err.Error(), err)))
+		// Escaped as the command's Error line is: errors quote the
+		// cluster's text.
+		fmt.Fprintf(f.IO.ErrOut, "error: %s: %s\n", s.Name, ui.Escape(err.Error()))
 		failed = append(failed, s.Name)
 		if first == nil {
 			first = err

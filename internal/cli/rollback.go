@@ -129,12 +129,8 @@ type session struct {
 // failed logs the failure of the command on the current service: without
 // it a rollback refused its lock or a hold refused its read left only "log
 // opened", a command that never ended (issue 18, fourth pass).
-//
-// The error as the command's line shows it: one a signal interrupted is
-// Go's url.Error, the server's lone user name (a token) whole in the log
-// file otherwise (issue 18, eighth pass).
 func (s *session) failed(err error) {
-	s.m.Log.Error(s.command+" failed", "svc", s.s.Name, "error", redactRequestURL(err.Error(), err))
+	s.m.Log.Error(s.command+" failed", "svc", s.s.Name, "error", err)
 }
 
 func openSession(ctx context.Context, f *Factory, name, command string) (*session, error) {

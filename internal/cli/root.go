@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -297,7 +296,6 @@ func executeRoot(ctx context.Context, f *Factory, root *cobra.Command, args []st
 		if msg == context.Canceled.Error() {
 			msg = "interrupted (SIGINT or SIGTERM)"
 		}
-		msg = redactRequestURL(msg, err)
 		// Escaped line by line: errors quote paths and the cluster's text
 		// (issue 18, item 9), and a config's problems are one a line.
 		lines := strings.Split(msg, "\n")
@@ -339,23 +337,4 @@ func exactArgs(n int, what string) cobra.PositionalArgs {
 		}
 		return nil
 	}
-}
-
-// redactRequestURL shows the URL of a request error that reached the
-// command's line unclassified (one a signal interrupted: Classify leaves
-// those) as every other line shows the server: Go's url.Error hides a
-// password as *** but keeps a lone user name, a token ('Get
-// "http://LONETOKEN@host/...": interrupted'; issue 18, seventh pass). The
-// query is client-go's (timeout=30s), not the person's: dropped.
-func redactRequestURL(msg string, err error) string {
-	var uerr *url.Error
-	if !errors.As(err, &uerr) {
-		return msg
-	}
-	shown := uerr.URL
-	if u, perr := url.Parse(uerr.URL); perr == nil {
-		u.RawQuery, u.ForceQuery = "", false
-		shown = config.RedactURL(u.String())
-	}
-	return strings.ReplaceAll(msg, uerr.Error(), fmt.Sprintf("%s %q: %v", uerr.Op, shown, uerr.Err))
 }

@@ -99,6 +99,7 @@ func (o Options) RESTConfig() (*rest.Config, string, error) {
 	}
 	cfg.UserAgent = version.UserAgent()
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return answerLimit{rt} })
+	moveServerUserinfo(cfg)
 	// A run reads a handful of lists, then asks Flux to rescan with one small
 	// PATCH per ImageRepository and ImagePolicy: kubectl's burst (300) lets
 	// that through at once for a few hundred services, and the steady rate
@@ -110,6 +111,42 @@ func (o Options) RESTConfig() (*rest.Config, string, error) {
 		cfg.Timeout = 30 * time.Second
 	}
 	return cfg, source, nil
+}
+
+// moveServerUserinfo takes a user name and password out of the kubeconfig's
+// server URL (https://user:pw@host, or a lone token as user name) and sends
+// them as net/http would. Go's url.Error quotes every request's URL, and
+// hides a password as *** but a lone user name not at all: a request a
+// signal interrupted put the token whole on the command's line and in the
+// log, and every caller had to redact it (issue 18, eighth pass). Without
+// it in the URL, no error of any request names it.
+//
+// net/http's Client sets "Authorization: Basic" from the URL's user
+// before any round tripper runs, and client-go's token, basic and exec
+// round trippers leave a request alone that has an Authorization header:
+// the URL's user wins. This round tripper runs after them (Wrap is nearest
+// the wire) and sets it unconditionally: the same header on the wire.
+func moveServerUserinfo(cfg *rest.Config) {
+	u, err := url.Parse(cfg.Host)
+	if err != nil || u.User == nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return
+	}
+	user := u.User
+	u.User = nil
+	cfg.Host = u.String()
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return serverUserinfo{next: rt, user: user} })
+}
+
+type serverUserinfo struct {
+	next http.RoundTripper
+	user *url.Userinfo
+}
+
+func (s serverUserinfo) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	pw, _ := s.user.Password()
+	r.SetBasicAuth(s.user.Username(), pw)
+	return s.next.RoundTrip(r)
 }
 
 // New builds the clients. It makes no request: reachability is judged by the

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,9 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func writeKubeconfig(t *testing.T, dir, name, server string) string {
@@ -162,5 +166,58 @@ func TestShownServer(t *testing.T) {
 		if got := ShownServer(tt.server); got != tt.want {
 			t.Errorf("ShownServer(%q) = %q, want %q", tt.server, got, tt.want)
 		}
+	}
+}
+
+// A user in the kubeconfig's server URL is sent exactly as before it was
+// moved out of the URL (the header net/http's Client set from it, which
+// client-go's token and basic round trippers then left alone), and no
+// request's error names it any more.
+func TestServerUserinfoSentAsNetHTTPWould(t *testing.T) {
+	got := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("Authorization")
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"kind":"Namespace","apiVersion":"v1","metadata":{"name":"x"}}`))
+	}))
+	t.Cleanup(srv.Close)
+	header := func(cfg *rest.Config) string {
+		t.Helper()
+		kc, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kc.CoreV1().Namespaces().Get(context.Background(), "x", metav1.GetOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return <-got
+	}
+	for _, tc := range []struct {
+		name, user string
+		auth       func(*rest.Config)
+	}{
+		{"token as user name, bearer token", "LONETOKEN", func(c *rest.Config) { c.BearerToken = "x" }},
+		{"user and password, bearer token", "admin:hunter2", func(c *rest.Config) { c.BearerToken = "x" }},
+		{"user and password, basic auth", "admin:hunter2", func(c *rest.Config) { c.Username, c.Password = "u", "p" }},
+		{"user and password alone", "admin:hunter2", func(*rest.Config) {}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := &rest.Config{Host: strings.Replace(srv.URL, "http://", "http://"+tc.user+"@", 1)}
+			tc.auth(before)
+			after := rest.CopyConfig(before)
+			moveServerUserinfo(after)
+			if strings.Contains(after.Host, "@") {
+				t.Fatalf("host %q still carries the user", after.Host)
+			}
+			if want, h := header(before), header(after); h != want || !strings.HasPrefix(h, "Basic ") {
+				t.Errorf("Authorization %q, want %q as net/http sent it", h, want)
+			}
+		})
+	}
+	// Nothing to move: the config is left as it was.
+	plain := &rest.Config{Host: srv.URL, BearerToken: "x"}
+	moveServerUserinfo(plain)
+	if plain.Host != srv.URL || header(plain) != "Bearer x" {
+		t.Errorf("a server without a user changed: %q", plain.Host)
 	}
 }
