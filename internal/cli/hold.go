@@ -172,7 +172,7 @@ func (o *HoldOptions) Run(ctx context.Context) error {
 		return nil
 	}, func(sess *session, names string) {
 		if holder, held, err := locker(o.f, sess.cfg, sess.clients).Holder(ctx); err != nil {
-			fmt.Fprintf(o.f.IO.ErrOut, "note: %v\n", holderError(err))
+			fmt.Fprintf(o.f.IO.ErrOut, "note: %s\n", ui.Escape(holderError(sess.clients, err).Error()))
 		} else if held {
 			fmt.Fprintf(o.f.IO.ErrOut, "note: a run is in progress (%s): it will not start a rollout of %s; one already under way is seen through\n", ui.Escape(holder.Name()), names)
 		}
@@ -272,7 +272,8 @@ func (o *ResumeOptions) resume(ctx context.Context, sess *session) error {
 func warnOnly(f *Factory, err error) error {
 	var rm *deploy.ReplicaSetMarksError
 	if errors.As(err, &rm) {
-		fmt.Fprintf(f.IO.ErrOut, "warning: %v\n", err)
+		// Escaped: it quotes the API server's answer.
+		fmt.Fprintf(f.IO.ErrOut, "warning: %s\n", ui.Escape(err.Error()))
 		return nil
 	}
 	return err

@@ -1,11 +1,15 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 	"github.com/autodeploy-dev/autodeploy/internal/kube"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -111,5 +115,23 @@ func TestAllSaysEachFailureOnce(t *testing.T) {
 		if !strings.Contains(stderr, "Error: "+args[0]+" failed for 2 of 3 services (web, db)") {
 			t.Errorf("%v: no summary line:\n%s", args, stderr)
 		}
+	}
+}
+
+// The warning of a hold whose ReplicaSets could not be marked quotes the
+// API server's answer: escaped, as every line of the cluster's text is
+// (issue 18, item 9; it was printed raw).
+func TestWarnOnlyEscapes(t *testing.T) {
+	var errOut bytes.Buffer
+	f := NewFactory(IOStreams{In: strings.NewReader(""), Out: io.Discard, ErrOut: &errOut}, func(string) string { return "" })
+	if err := warnOnly(f, &deploy.ReplicaSetMarksError{Err: errors.New("replicasets \"api-1\": \x1b]0;owned\a")}); err != nil {
+		t.Fatalf("warnOnly returned %v, want the warning only", err)
+	}
+	if got := errOut.String(); strings.ContainsAny(got, "\x1b\a") || !strings.HasPrefix(got, "warning: the ReplicaSets could not be marked") {
+		t.Errorf("warning %q: want it escaped", got)
+	}
+	other := errors.New("refused")
+	if err := warnOnly(f, other); err != other {
+		t.Errorf("warnOnly(%v) = %v, want it returned", other, err)
 	}
 }

@@ -37,8 +37,10 @@ func takeLock(ctx context.Context, f *Factory, cfg *config.Config, clients *kube
 // holderError is why the lock's holder could not be read, said as such
 // (status and hold's note would otherwise show no run in progress), with
 // the fix when RBAC refused it: the Role of an older `manifests rbac
-// --read-only` had no get on leases.
-func holderError(err error) error {
+// --read-only` had no get on leases. The error is classified first: an
+// unreachable server is said as every command says it.
+func holderError(clients *kube.Clients, err error) error {
+	err = clients.Classify(err)
 	if apierrors.IsForbidden(err) {
 		return fmt.Errorf("%w: whether a run is in progress is unknown; apply the Role of `autodeploy manifests rbac` (--read-only for status alone), which grants get leases", err)
 	}

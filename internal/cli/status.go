@@ -158,12 +158,12 @@ func readLocal(ctx context.Context, f *Factory, cfg *config.Config, clients *kub
 	wl, name, _ := watchLocker(f, cfg, clients)
 	l.WatchLock = name
 	if h, held, err := wl.Holder(ctx); err != nil {
-		l.WatchErr = holderError(err)
+		l.WatchErr = holderError(clients, err)
 	} else {
 		l.WatchHolder, l.WatchHeld = &h, held
 	}
 	if h, held, err := locker(f, cfg, clients).Holder(ctx); err != nil {
-		l.HolderErr = holderError(err)
+		l.HolderErr = holderError(clients, err)
 	} else if held {
 		l.Holder = &h
 	}
