@@ -106,6 +106,7 @@ func TestExitCodes(t *testing.T) {
 		// the config's durations say the syntax (issue 18, fifth pass).
 		{name: "flag duration in days", args: []string{"hold", "api", "--reason", "x", "--for", "2d"}, code: ExitUsage, errPart: `invalid argument "2d" for "--for" flag: unknown unit "d" in duration "2d" (use Go syntax such as 90s, 5m, 1h; days as hours: 48h)`},
 		{name: "flag duration without unit", args: []string{"forget", "api", "--lock-timeout", "5"}, code: ExitUsage, errPart: `invalid argument "5" for "--lock-timeout" flag: missing unit in duration "5" (use Go syntax`},
+		{name: "flag duration out of range", args: []string{"hold", "api", "--reason", "x", "--for", "99999999999h"}, code: ExitUsage, errPart: `invalid duration "99999999999h" (out of range: the longest is 2562047h)`},
 		{name: "status interval too short", args: []string{"status", "-w", "--interval", "0s"}, code: ExitUsage, errPart: "--interval must be at least 1s"},
 		{name: "status negative log lines", args: []string{"status", "--log-lines", "-5"}, code: ExitUsage, errPart: "--log-lines must not be negative, got -5"},
 		{name: "rbac bad service account", args: []string{"manifests", "rbac", "--config", cfg, "--service-account", "Bad_Name"}, code: ExitUsage, errPart: `--service-account "Bad_Name" is not a valid name`},

@@ -188,7 +188,14 @@ var durationNoise = regexp.MustCompile(`time: ((?:invalid|unknown unit|missing u
 // cleanFlagError rewrites pflag's "invalid argument" errors without Go's
 // internals: `invalid argument "abc" for "--to-revision" flag: not a number`.
 func cleanFlagError(err error) error {
-	msg := durationNoise.ReplaceAllString(err.Error(), "${1} ("+config.DurationSyntax+"; days as hours: 48h)")
+	msg := durationNoise.ReplaceAllStringFunc(err.Error(), func(m string) string {
+		m = strings.TrimPrefix(m, "time: ")
+		fix := config.DurationFix(m[strings.LastIndex(m[:len(m)-1], `"`)+1 : len(m)-1])
+		if fix == config.DurationSyntax {
+			fix += "; days as hours: 48h"
+		}
+		return m + " (" + fix + ")"
+	})
 	msg = strconvNoise.ReplaceAllStringFunc(msg, func(m string) string {
 		switch {
 		case strings.HasPrefix(m, "strconv.ParseBool"):

@@ -608,6 +608,9 @@ func TestBounds(t *testing.T) {
 		{"defaults: {rolloutTimeout: 25h}\n", "must be at most 24h0m0s"},
 		{"log: {maxSizeMB: 99999999999999}\n", "must be at most 100000"},
 		{"lock: {type: lease, leaseDuration: 1ms}\n", "must be at least 5s, got 1ms"},
+		// Beyond time.Duration: out of range, not a syntax error.
+		{"runTimeout: 99999999999h\n", `bounds.yaml:1: runTimeout: invalid duration "99999999999h" (out of range: the longest is 2562047h)`},
+		{"runTimeout: 5 min\n", `invalid duration "5 min" (use Go syntax such as 90s, 5m, 1h)`},
 	} {
 		_, err := Parse([]byte(tt.yaml+"services:\n  - name: api\n"), "bounds.yaml")
 		if err == nil || !strings.Contains(err.Error(), tt.want) {

@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -193,7 +195,7 @@ func decodeDuration(n *yaml.Node) (time.Duration, string) {
 	}
 	d, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return 0, fmt.Sprintf("invalid duration %s (%s)", quote(n.Value), DurationSyntax)
+		return 0, fmt.Sprintf("invalid duration %s (%s)", quote(n.Value), DurationFix(n.Value))
 	}
 	return d, ""
 }
@@ -568,3 +570,16 @@ func editDistance(a, b string) int {
 // DurationSyntax is the fix of a duration that does not parse, in the
 // config and in flags alike.
 const DurationSyntax = "use Go syntax such as 90s, 5m, 1h"
+
+// durationShape is the syntax time.ParseDuration accepts.
+var durationShape = regexp.MustCompile(`^[-+]?(0|((\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h))+)$`)
+
+// DurationFix is the fix of a duration time.ParseDuration refused: its
+// error is "invalid duration" for a number too large as for a typo, and
+// 99999999999h was told to use Go syntax (issue 18, seventh pass).
+func DurationFix(value string) string {
+	if durationShape.MatchString(value) {
+		return fmt.Sprintf("out of range: the longest is %dh", math.MaxInt64/int64(time.Hour))
+	}
+	return DurationSyntax
+}
