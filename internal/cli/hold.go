@@ -249,7 +249,9 @@ func (o *ResumeOptions) resume(ctx context.Context, sess *session) error {
 		fmt.Fprintf(out, "  exclusion removed from ImageRepository %s\n", ui.Escape(p))
 	}
 	if res.UnexcludeError != "" {
-		fmt.Fprintf(o.f.IO.ErrOut, "warning: could not remove autodeploy's exclusion of the forgotten image: %s\n", ui.Escape(res.UnexcludeError))
+		// Every exclusion recorded for the service, not one image's (issue
+		// 17, item 8): a missing ImagePolicy was "the forgotten image".
+		fmt.Fprintf(o.f.IO.ErrOut, "warning: could not remove the exclusions autodeploy recorded for %s's failed images: %s; once its ImagePolicy and ImageRepository can be read, run autodeploy resume %s --forget-failed again\n", name, ui.Escape(res.UnexcludeError), name)
 	}
 	if res.ForeignReconcile != "" {
 		fmt.Fprintf(o.f.IO.ErrOut, "warning: the Deployment has %s: %s, not set by autodeploy (no record): Flux never applies it; left as it is (%s removes it)\n", flux.KustomizeReconcileAnnotation, flux.ReconcileDisabled, res.ForeignReconcile)

@@ -283,6 +283,16 @@ func TestRollbackFluxLevers(t *testing.T) {
 	if l := exclusions(); slices.Contains(l, "^sha-3$") {
 		t.Fatalf("exclusionList = %q after resume --forget-failed", l)
 	}
+	// Without the ImagePolicy the repository of the exclusions is unknown:
+	// said as every exclusion of the service, with the fix (it was "the
+	// forgotten image"; issue 18, seventh pass).
+	if err := e.Dynamic.Resource(fluxsim.V1.GVR("imagepolicies")).Namespace(e.Namespace).Delete(ctx, "api", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = execute(t, nil, "resume", "api", "--forget-failed", "--config", cfg, "--kubeconfig", e.Kubeconfig)
+	if code != ExitOK || !strings.Contains(stderr, "warning: could not remove the exclusions autodeploy recorded for api's failed images: ") || !strings.Contains(stderr, "run autodeploy resume api --forget-failed again") {
+		t.Fatalf("resume without the ImagePolicy: exit %d\n%s", code, stderr)
+	}
 }
 
 // Two rollbacks in a row under one hold (the second with --to-revision):

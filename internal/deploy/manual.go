@@ -552,7 +552,7 @@ func (m *Manager) resume(ctx context.Context, s config.Service, forgetFailed, ex
 		// record on the ImageRepository is what counts).
 		res.Unexcluded, err = m.unexclude(ctx, s)
 		if err != nil {
-			m.Log.Warn("could not remove autodeploy's exclusion of the forgotten image", "svc", s.Name, "error", err)
+			m.Log.Warn("could not remove the exclusions autodeploy recorded for the service's failed images", "svc", s.Name, "error", err)
 			res.UnexcludeError = err.Error()
 		}
 	}

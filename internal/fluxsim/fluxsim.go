@@ -171,6 +171,7 @@ import (
 	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -607,7 +608,11 @@ func (r *Reflector) handle(ctx context.Context, res string, obj *unstructured.Un
 					r.mu.Lock()
 					img, _ := r.selectImage(repo, exclusions, pattern)
 					r.mu.Unlock()
-					if err := SetPolicy(ctx, r.dc, r.v, r.ns, pol, img, r.policyHandled(ctx, pol)); err != nil && ctx.Err() == nil && r.err != nil {
+					// A policy deleted since it was tracked is no longer
+					// in the controller's cache, which the repository's
+					// watch enqueues its policies from: nothing to
+					// reconcile, and no error.
+					if err := SetPolicy(ctx, r.dc, r.v, r.ns, pol, img, r.policyHandled(ctx, pol)); err != nil && !apierrors.IsNotFound(err) && ctx.Err() == nil && r.err != nil {
 						r.err(err)
 					}
 				}
