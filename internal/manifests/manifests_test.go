@@ -153,9 +153,11 @@ func TestOnCalendar(t *testing.T) {
 			t.Errorf("OnCalendar(%q) = %q, %v; want %q", spec, got, err, want)
 		}
 	}
-	for _, spec := range []string{"*/5 9-17 * * 1-5", "@every 3m"} {
-		if _, err := OnCalendar(spec); err == nil {
-			t.Errorf("OnCalendar(%q) accepted", spec)
+	for _, spec := range []string{"*/5 9-17 * * 1-5", "@every 3m", "TZ=Europe/Paris */5 9-17 * * 1-5"} {
+		// Refused with what does translate (it said "cannot translate"
+		// alone).
+		if _, err := OnCalendar(spec); err == nil || !strings.Contains(err.Error(), `only "*/N * * * *", "M * * * *", "M H * * *", @hourly and @daily translate`) {
+			t.Errorf("OnCalendar(%q): %v, want refused with what translates", spec, err)
 		}
 	}
 }

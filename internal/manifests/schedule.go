@@ -255,7 +255,7 @@ func OnCalendar(spec string) (string, error) {
 	if zone, rest := config.CutTimeZone(spec); zone != "" {
 		cal, err := OnCalendar(rest)
 		if err != nil {
-			return "", fmt.Errorf("cannot translate schedule %q into systemd's OnCalendar; write the timer by hand (see systemd.time(7))", spec)
+			return "", untranslatable(spec)
 		}
 		full := map[string]string{"hourly": "*-*-* *:00:00", "daily": "*-*-* 00:00:00"}
 		if f, ok := full[cal]; ok {
@@ -291,7 +291,13 @@ func OnCalendar(spec string) (string, error) {
 			}
 		}
 	}
-	return "", fmt.Errorf("cannot translate schedule %q into systemd's OnCalendar; write the timer by hand (see systemd.time(7))", spec)
+	return "", untranslatable(spec)
+}
+
+// untranslatable says which schedules OnCalendar translates: "cannot
+// translate" alone left the operator guessing (issue 18, seventh pass).
+func untranslatable(spec string) error {
+	return fmt.Errorf("cannot translate schedule %q into systemd's OnCalendar: only \"*/N * * * *\", \"M * * * *\", \"M H * * *\", @hourly and @daily translate, each with an optional TZ= or CRON_TZ= prefix; use one of them, or write the timer by hand (see systemd.time(7))", spec)
 }
 
 // cronFields are the bounds of Debian's cron (crontab(5)): day of week
