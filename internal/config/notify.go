@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -84,27 +85,52 @@ func PushgatewayProblem(v string) string {
 // Set reports whether any source is given.
 func (s Secret) Set() bool { return s.Value != "" || s.Env != "" || s.File != "" }
 
-// Resolve reads the secret from its source.
+// Resolve reads the secret from its source. Its errors are *SecretError.
 func (s Secret) Resolve(getenv func(string) string, readFile func(string) ([]byte, error)) (string, error) {
 	switch {
 	case s.Env != "":
 		v := getenv(s.Env)
 		if v == "" {
-			return "", fmt.Errorf("environment variable %s is empty or unset", s.Env)
+			return "", &SecretError{Err: fmt.Errorf("environment variable %s is empty or unset", s.Env),
+				Fix: "set " + s.Env + " in the environment runs have (the cron line, the systemd unit, the CronJob's Secret)"}
 		}
 		return v, nil
 	case s.File != "":
 		b, err := readFile(s.File)
 		if err != nil {
-			return "", fmt.Errorf("read %s: %w", s.File, err)
+			return "", &SecretError{Err: fmt.Errorf("read %s: %w", s.File, err),
+				Fix: "create " + s.File + ", readable by the user runs are, or name another file"}
 		}
 		v := strings.TrimSpace(string(b))
 		if v == "" {
-			return "", fmt.Errorf("%s is empty", s.File)
+			return "", &SecretError{Err: fmt.Errorf("%s is empty", s.File), Fix: "write the value into " + s.File}
 		}
 		return v, nil
 	}
 	return s.Value, nil
+}
+
+// SecretError is a secret its source could not give, with the fix for
+// that source: a variable to set, or a file to create or fill (doctor and
+// the run's problem line told to "make the file readable" of a variable;
+// issue 18, seventh pass).
+type SecretError struct {
+	Err error
+	Fix string
+}
+
+func (e *SecretError) Error() string { return e.Err.Error() }
+func (e *SecretError) Unwrap() error { return e.Err }
+
+// SecretFix is the fix of the SecretError in err, or, when there is none
+// (a URL read that is not one), to put an absolute http or https URL
+// where the config says.
+func SecretFix(err error) string {
+	var se *SecretError
+	if errors.As(err, &se) {
+		return se.Fix
+	}
+	return "put an absolute http or https URL there"
 }
 
 func (s Secret) String() string {

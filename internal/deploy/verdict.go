@@ -102,7 +102,7 @@ func preflight(dec Decision, s config.Service) Decision {
 	}
 	dec.Action, dec.Problem = Skip, true
 	dec.Reason = fmt.Sprintf("%s is not deployed: %v", dec.Target, err)
-	dec.Fix = "set the variable in the environment runs have (cron, the systemd unit, the CronJob's Secret) or make the file readable; autodeploy doctor checks it"
+	dec.Fix = config.SecretFix(err) + "; autodeploy doctor checks it"
 	dec.Alert = "setup:" + err.Error()
 	return dec
 }

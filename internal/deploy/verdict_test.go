@@ -55,7 +55,8 @@ func TestPreflight(t *testing.T) {
 	s.Health = &config.Health{URL: config.Secret{Value: "http://x/"}, Authorization: config.Secret{Env: "AUTODEPLOY_TEST_UNSET_PREFLIGHT_TOKEN"}}
 	for _, a := range []Action{Deploy, Verify} {
 		dec := preflight(Decision{Action: a, Target: repo + ":sha-bbb"}, s)
-		if dec.Action != Skip || !dec.Problem || dec.Fix == "" || dec.Alert == "" || !strings.Contains(dec.Reason, "AUTODEPLOY_TEST_UNSET_PREFLIGHT_TOKEN") {
+		// The fix is the variable's, not a file's (issue 18, seventh pass).
+		if dec.Action != Skip || !dec.Problem || !strings.HasPrefix(dec.Fix, "set AUTODEPLOY_TEST_UNSET_PREFLIGHT_TOKEN in the environment runs have") || strings.Contains(dec.Fix, "file") || dec.Alert == "" || !strings.Contains(dec.Reason, "AUTODEPLOY_TEST_UNSET_PREFLIGHT_TOKEN") {
 			t.Errorf("%s: %+v", a, dec)
 		}
 	}

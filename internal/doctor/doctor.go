@@ -544,7 +544,7 @@ func files(ctx context.Context, r *Report, cfg *config.Config, c *kube.Clients) 
 			continue
 		}
 		if err := health.Preflight(*s.Health); err != nil {
-			r.add("health "+s.Name, Fail, err.Error(), "set it in the environment runs have (cron line, systemd unit, the CronJob's Secret), or make the file readable by the user runs are")
+			r.add("health "+s.Name, Fail, err.Error(), config.SecretFix(err))
 		} else {
 			r.add("health "+s.Name, OK, "the URL and Authorization header can be read", "")
 		}
@@ -557,7 +557,7 @@ func files(ctx context.Context, r *Report, cfg *config.Config, c *kube.Clients) 
 			continue
 		}
 		if err := notify.Preflight(n); err != nil {
-			r.add("notify "+n.Name, Fail, err.Error(), "set it in the environment runs have (cron line, systemd unit, the CronJob's Secret), or make the file readable by the user runs are")
+			r.add("notify "+n.Name, Fail, err.Error(), config.SecretFix(err))
 		} else {
 			r.add("notify "+n.Name, OK, "the URL and secret can be read", "")
 		}

@@ -29,9 +29,13 @@ type Error struct {
 	// be read): autodeploy's setup, not the image.
 	Setup bool
 	msg   string
+	// cause is the source's error of a Setup error (config.SecretFix
+	// reads its fix).
+	cause error
 }
 
 func (e *Error) Error() string { return e.msg }
+func (e *Error) Unwrap() error { return e.cause }
 
 // WrongAnswer is the error of a check the service answered wrongly: what a
 // stand-in for Check (deploy.Runner.Health in tests) returns to blame the
@@ -54,7 +58,7 @@ func Preflight(h config.Health) error {
 // setup errors: autodeploy's, not the image's.
 func resolve(h config.Health) (u, auth string, err error) {
 	if u, err = h.URL.Resolve(os.Getenv, config.ReadFile); err != nil {
-		return "", "", &Error{Setup: true, msg: fmt.Sprintf("health check URL: %v", err)}
+		return "", "", &Error{Setup: true, msg: fmt.Sprintf("health check URL: %v", err), cause: err}
 	}
 	if h.URL.Env != "" || h.URL.File != "" {
 		// Checked by Load when inline; from elsewhere, here.
@@ -66,7 +70,7 @@ func resolve(h config.Health) (u, auth string, err error) {
 	}
 	if h.Authorization.Set() {
 		if auth, err = h.Authorization.Resolve(os.Getenv, config.ReadFile); err != nil {
-			return "", "", &Error{Setup: true, msg: fmt.Sprintf("health check %s: Authorization header: %v", config.RedactURL(u), err)}
+			return "", "", &Error{Setup: true, msg: fmt.Sprintf("health check %s: Authorization header: %v", config.RedactURL(u), err), cause: err}
 		}
 	}
 	return u, auth, nil
