@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -36,9 +37,11 @@ func writeConfig(t testing.TB, extra string) (path, dir string) {
 	t.Helper()
 	dir = t.TempDir()
 	path = filepath.Join(dir, "config.yaml")
-	body := "lockFile: " + filepath.Join(dir, "lock") + "\n"
+	// Quoted: a subtest's name with a comma or colon is in the temp
+	// directory's, and ended the flow mapping early.
+	body := "lockFile: " + strconv.Quote(filepath.Join(dir, "lock")) + "\n"
 	if !strings.Contains(extra, "\nlog:") && !strings.HasPrefix(extra, "log:") {
-		body += "log: {file: " + filepath.Join(dir, "autodeploy.log") + "}\n"
+		body += "log: {file: " + strconv.Quote(filepath.Join(dir, "autodeploy.log")) + "}\n"
 	}
 	body += extra
 	if !strings.Contains(extra, "services:") {
@@ -443,4 +446,15 @@ func TestValidateWarningsAreEscaped(t *testing.T) {
 	if code != ExitOK || strings.Contains(stderr, "\x1b") || !strings.Contains(stderr, `A\x1b[31mX`) || !strings.Contains(stderr, `B\x1b[32mY`) {
 		t.Errorf("exit %d, stderr %q: want both warnings, escaped", code, stderr)
 	}
+}
+
+// writeConfig's paths are quoted: a subtest's name is in its temp
+// directory's, and a comma or brace there ended the flow mapping early.
+func TestWriteConfigQuotesPaths(t *testing.T) {
+	t.Run("a, {b}", func(t *testing.T) {
+		cfg, _ := writeConfig(t, "")
+		if code, _, stderr := execute(t, nil, "config", "validate", "--config", cfg); code != ExitOK {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+	})
 }

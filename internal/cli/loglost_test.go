@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -41,7 +42,7 @@ func TestManualCommandsReportLostLogLines(t *testing.T) {
 	for _, args := range [][]string{{"hold", "api", "--reason", "freeze"}, {"resume", "api"}} {
 		t.Run(args[0], func(t *testing.T) {
 			cfgPath := filepath.Join(t.TempDir(), "config.yaml")
-			body := "lockFile: " + filepath.Join(t.TempDir(), "lock") + "\nlog: {file: \"-\"}\nservices:\n  - name: api\n"
+			body := "lockFile: " + strconv.Quote(filepath.Join(t.TempDir(), "lock")) + "\nlog: {file: \"-\"}\nservices:\n  - name: api\n"
 			if err := os.WriteFile(cfgPath, []byte(body), 0o644); err != nil {
 				t.Fatal(err)
 			}
