@@ -50,7 +50,9 @@ verified there with its soak passed, without waiting for promote.after.
 It is a run of this one service (the lock, the log, the notifications, the
 exit codes of 'autodeploy run'), whose plan skips promote.after and nothing
 else: the service's deploy windows, rollout, health check, soak and rollback
-all apply. --image promotes another image (an earlier build, say) instead of
+all apply. It prints the run's summary, on a terminal or not, and exits 7
+when it does not promote (refused, held, outside a window, nothing verified
+to promote: the summary says why). --image promotes another image (an earlier build, say) instead of
 what the source runs. An image remembered as failed, in the source or here,
 is refused unless --force. Who (SUDO_USER, else the user) and --reason go to
 the log, the change-cause, the revision's promotion record (history) and the

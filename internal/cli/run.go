@@ -162,7 +162,11 @@ func (o *RunOptions) Run(ctx context.Context) (result error) {
 			return err
 		}
 	}
-	talk := f.Options.Verbose || f.IO.ErrTTY
+	// promote is a person's command wherever it runs (ssh without a
+	// terminal, a script): it says what it did every time. It printed
+	// nothing without a terminal, a refused promotion included, as cron's
+	// runs print a standing problem once (issue 18, seventh pass).
+	talk := f.Options.Verbose || f.IO.ErrTTY || o.promote != nil
 	if len(cfg.Services) == 0 {
 		// The packaged config until someone fills it in: its cron line
 		// runs every two minutes and must neither mail nor need a cluster.
@@ -273,6 +277,12 @@ func (o *RunOptions) Run(ctx context.Context) (result error) {
 		return withCode(ExitInterrupted, fmt.Errorf("interrupted: stopped waiting and released the lock; the next run verifies what was left (%w)", err))
 	}
 	code := runExitCode(res)
+	if o.promote != nil && code == ExitOK && notPromoted(res) {
+		// What the person asked for did not happen (refused, held,
+		// outside its window, nothing verified to promote): the summary
+		// says why, the exit code that it needs them.
+		code = ExitServiceProblem
+	}
 	switch {
 	case code == ExitOK:
 		return nil
@@ -353,6 +363,17 @@ func runExitCode(res *deploy.Result) ExitCode {
 		}
 	}
 	return code
+}
+
+// notPromoted reports whether autodeploy promote's service was skipped
+// (a dry run's plan included): not promoted, and not already running it.
+func notPromoted(res *deploy.Result) bool {
+	for _, s := range res.Services {
+		if s.Outcome == deploy.OutcomeSkipped || (s.Outcome == deploy.OutcomePlanned && s.Action == deploy.Skip) {
+			return true
+		}
+	}
+	return false
 }
 
 // serviceExitCode is what one service's outcome alone would exit with.
