@@ -45,6 +45,14 @@ const (
 	// stays until then: a soak that fails rolls back there. A promotion
 	// reads it on its source.
 	AnnSoak = prefix + "soak"
+	// AnnSoakBefore keeps, from a deploy's patch until the new image's
+	// soak passed, the passed soak mark of the image it replaced: an
+	// automatic rollback back to that image restores it with
+	// verified=true. Without it a staging service rolled back from a bad
+	// build to its good one ran an image "not verified there" for good,
+	// and its production could not be promoted to it until another build
+	// passed (found by TestPromoteByHandSaysWhatItDid).
+	AnnSoakBefore = prefix + "soak-before"
 	// AnnFailedImage remembers the last image that failed (FailedImage
 	// JSON), so later runs do not try it again.
 	AnnFailedImage = prefix + "failed-image"

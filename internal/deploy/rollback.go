@@ -15,6 +15,7 @@ import (
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
 	"github.com/autodeploy-dev/autodeploy/internal/flux"
+	"github.com/autodeploy-dev/autodeploy/internal/image"
 	"github.com/autodeploy-dev/autodeploy/internal/rollout"
 )
 
@@ -51,6 +52,8 @@ func (r *Runner) rollBack(ctx context.Context, s config.Service, dec Decision, b
 	var (
 		mark     map[string]string
 		restored *corev1.PodTemplateSpec
+		prior    SoakMark // the passed soak of the image rolled back to
+		hasPrior bool
 		writeErr error // the last write's: nil, a refusal, or the last conflict
 		tried    bool
 		ended    bool // the service ended before any rollback to wait for
@@ -74,6 +77,7 @@ func (r *Runner) rollBack(ctx context.Context, s config.Service, dec Decision, b
 			img, _ := rollout.ContainerImage(&d.Spec.Template, dec.Container)
 			return end(r.superseded(ctx, s, dec, &rollout.SupersededError{Deployment: s.Namespace + "/" + s.Deployment, By: rollout.TemplateWriter(d, dec.Container), Image: img}, log))
 		}
+		prior, hasPrior = ParseSoak(map[string]string{AnnSoak: d.Annotations[AnnSoakBefore]})
 		mark = rolloutMarks(false)
 		if blame.Remembered() {
 			mark[AnnFailedImage] = mustJSON(FailedImage{Image: dec.Target, Reason: cause.Error(), At: r.Now().UTC()})
@@ -157,6 +161,16 @@ func (r *Runner) rollBack(ctx context.Context, s config.Service, dec Decision, b
 	}
 	log.Info("rollback complete", "revision", dec.PreviousRevision)
 	r.progress(s.Name, "rolled back")
+	if img, _ := rollout.ContainerImage(restored, dec.Container); hasPrior && image.SameString(img, prior.Image) {
+		// Back on the image verified and soaked before this deploy: it
+		// is verified again (a promotion reads it), with its own date.
+		// The verdict's marks (failed image, retry) stay.
+		if err := r.markTemplate(rctx, s, restored, map[string]string{AnnVerified: "true", AnnSoak: mustJSON(prior)}); err != nil {
+			log.Warn("could not mark the image rolled back to as verified again: a promotion from this service waits for its next verified image", "image", img, "error", err)
+		} else {
+			log.Info("verified again: the image rolled back to passed its verification and soak before", "image", img, "verifiedAt", prior.VerifiedAt)
+		}
+	}
 	if !blame.Remembered() {
 		return OutcomeRolledBack, fmt.Errorf("%w (%s, not the image: it will be tried again)", cause, blame.Who())
 	}

@@ -152,6 +152,34 @@ func TestRunnerStateMachine(t *testing.T) {
 			outcome: OutcomeRolledBack, errHas: []string{"CrashLoopBackOff"}, errHasNot: []string{"rollback failed"},
 			failed: true, applied: []string{bbb, aaa}, changeCause: rolledBack,
 		},
+		// A promotion from this service reads verified and soak: back on
+		// the image verified and soaked before the bad one, it is
+		// verified again (it was "not verified there" until another
+		// build passed).
+		{
+			name: "a rollback to the image verified and soaked before the deploy verifies it again", behave: crash,
+			setup: func(_ *testing.T, c *fakeCluster) {
+				c.seed(aaa, behaviour{}, map[string]string{AnnVerified: "true",
+					AnnSoak: mustJSON(SoakMark{Image: aaa, VerifiedAt: fcNow.Add(-time.Hour), Until: fcNow.Add(-50 * time.Minute), Passed: true})})
+			},
+			outcome: OutcomeRolledBack, errHas: []string{"CrashLoopBackOff"}, failed: true, applied: []string{bbb, aaa}, changeCause: rolledBack,
+			check: func(t *testing.T, c *fakeCluster, _ ServiceResult, _ string) {
+				ann := c.deployment().Annotations
+				m, ok := ParseSoak(ann)
+				if ann[AnnVerified] != "true" || !ok || m.Image != aaa || !m.Passed || !m.VerifiedAt.Equal(fcNow.Add(-time.Hour)) || ann[AnnSoakBefore] != "" {
+					t.Errorf("after the rollback: verified %q, soak %+v, soak-before %q: want %s verified again with its own date", ann[AnnVerified], m, ann[AnnSoakBefore], aaa)
+				}
+			},
+		},
+		{
+			name: "a rollback to an image never verified leaves it unverified", behave: crash,
+			outcome: OutcomeRolledBack, errHas: []string{"CrashLoopBackOff"}, failed: true, applied: []string{bbb, aaa}, changeCause: rolledBack,
+			check: func(t *testing.T, c *fakeCluster, _ ServiceResult, _ string) {
+				if ann := c.deployment().Annotations; ann[AnnVerified] != "" || ann[AnnSoak] != "" {
+					t.Errorf("after the rollback: verified %q, soak %q: want no verification claimed", ann[AnnVerified], ann[AnnSoak])
+				}
+			},
+		},
 		// Item 1: faults of the cluster are not the image's.
 		{
 			name: "item 1: a ResourceQuota refusing the surge pod is the cluster's", behave: behaviour{refused: quota},

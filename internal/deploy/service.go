@@ -130,6 +130,7 @@ func (r *Runner) execute(ctx context.Context, in Input, dec Decision, log *slog.
 			AnnVerified:                   "false",
 			AnnPreviousRevision:           fmt.Sprint(dec.PreviousRevision),
 			AnnSoak:                       "", // an earlier image's
+			AnnSoakBefore:                 soakBefore(d.Annotations, dec.Current),
 			rollout.ChangeCauseAnnotation: cause,
 			AnnPromotion:                  "", // an earlier promotion's
 		}
@@ -341,11 +342,20 @@ func (r *Runner) clearMarks(ctx context.Context, d *appsv1.Deployment, keepDeplo
 // rollout; keepDeployed keeps the deployed-image mark (after Flux applied
 // git over it: Plan reads it to report the revert).
 func rolloutMarks(keepDeployed bool) map[string]string {
-	mark := map[string]string{AnnVerified: "", AnnDeployedImage: "", AnnPreviousRevision: "", AnnSoak: ""}
+	mark := map[string]string{AnnVerified: "", AnnDeployedImage: "", AnnPreviousRevision: "", AnnSoak: "", AnnSoakBefore: ""}
 	if keepDeployed {
 		delete(mark, AnnDeployedImage)
 	}
 	return mark
+}
+
+// soakBefore is the AnnSoakBefore of a deploy over current: its passed soak
+// mark while it is verified, "" (none) otherwise.
+func soakBefore(ann map[string]string, current string) string {
+	if m, ok := ParseSoak(ann); ok && m.Passed && ann[AnnVerified] == "true" && image.SameString(m.Image, current) {
+		return ann[AnnSoak]
+	}
+	return ""
 }
 
 // deployCause is the change-cause of autodeploy's deploy patch.
@@ -389,8 +399,18 @@ func supersededCause(sup *rollout.SupersededError, target string) string {
 // The soak mark dates the verification; with a soak still to pass,
 // previous-revision stays for the rollback a failed soak makes.
 func (r *Runner) markVerified(ctx context.Context, s config.Service, ours *corev1.PodTemplateSpec, soak SoakMark) error {
-	// The write is conditional on the resourceVersion read: a conflict (the
-	// controller writing status) reads again and writes again.
+	mark := map[string]string{AnnVerified: "true", AnnPreviousRevision: "", AnnRetry: "", AnnSoak: mustJSON(soak), AnnSoakBefore: ""}
+	if !soak.Passed {
+		delete(mark, AnnPreviousRevision)
+		delete(mark, AnnSoakBefore)
+	}
+	return r.markTemplate(ctx, s, ours, mark)
+}
+
+// markTemplate writes mark, only while the Deployment still has the
+// template ours. The write is conditional on the resourceVersion read: a
+// conflict (the controller writing status) reads again and writes again.
+func (r *Runner) markTemplate(ctx context.Context, s config.Service, ours *corev1.PodTemplateSpec, mark map[string]string) error {
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		d, err := r.getRetried(ctx, s)
 		if err != nil {
@@ -398,10 +418,6 @@ func (r *Runner) markVerified(ctx context.Context, s config.Service, ours *corev
 		}
 		if !rollout.EqualIgnoreHash(&d.Spec.Template, ours) {
 			return fmt.Errorf("the Deployment changed after the rollout was verified")
-		}
-		mark := map[string]string{AnnVerified: "true", AnnPreviousRevision: "", AnnRetry: "", AnnSoak: mustJSON(soak)}
-		if !soak.Passed {
-			delete(mark, AnnPreviousRevision)
 		}
 		_, err = rollout.AnnotateIfUnchanged(ctx, r.Kube, d, mark)
 		return err

@@ -308,7 +308,7 @@ func (r *Runner) markSoaked(ctx context.Context, d *appsv1.Deployment, s config.
 			}
 		}
 		reread = true
-		_, err := rollout.AnnotateIfUnchanged(ctx, r.Kube, d, map[string]string{AnnSoak: mustJSON(m), AnnPreviousRevision: ""})
+		_, err := rollout.AnnotateIfUnchanged(ctx, r.Kube, d, map[string]string{AnnSoak: mustJSON(m), AnnPreviousRevision: "", AnnSoakBefore: ""})
 		return err
 	})
 }
