@@ -56,12 +56,10 @@ func (r *Runner) rollBack(ctx context.Context, s config.Service, dec Decision, b
 		hasPrior bool
 		writeErr error // the last write's: nil, a refusal, or the last conflict
 		tried    bool
-		ended    bool // the service ended before any rollback to wait for
-		endOut   Outcome
-		endErr   error
+		ended    *serviceEnd // before any rollback to wait for
 	)
 	end := func(o Outcome, err error) (bool, error) {
-		ended, endOut, endErr = true, o, err
+		ended = &serviceEnd{o, err}
 		return true, nil
 	}
 	// One try: read, judge the Deployment still autodeploy's, write the
@@ -121,8 +119,8 @@ func (r *Runner) rollBack(ctx context.Context, s config.Service, dec Decision, b
 	// or the bound is spent, the last conflict is the write's error.
 	bound := wait.ExponentialBackoffWithContext(rctx, rollbackConflicts, try)
 	switch {
-	case ended:
-		return endOut, endErr
+	case ended != nil:
+		return ended.out, ended.err
 	case !tried:
 		return OutcomeRollbackFailed, fmt.Errorf("%v; and the rollback's time ran out before it started: %v", cause, bound)
 	}
@@ -175,6 +173,12 @@ func (r *Runner) rollBack(ctx context.Context, s config.Service, dec Decision, b
 		return OutcomeRolledBack, fmt.Errorf("%w (%s, not the image: it will be tried again)", cause, blame.Who())
 	}
 	return OutcomeRolledBack, cause
+}
+
+// serviceEnd is how a service ended: its outcome and error.
+type serviceEnd struct {
+	out Outcome
+	err error
 }
 
 // rollbackConflicts paces the rollback's retries of a patch that found the
