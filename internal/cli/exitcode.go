@@ -25,7 +25,7 @@ const (
 	ExitLocked         ExitCode = 4   // another run or rollback holds the lock
 	ExitDeployFailed   ExitCode = 5   // a service failed and was rolled back (or auto-rollback is off)
 	ExitRollbackFailed ExitCode = 6   // a failed service could not be rolled back: someone must look
-	ExitServiceProblem ExitCode = 7   // a service could not be handled (missing Deployment, ImagePolicy or container, invalid image, left unverified) or needs a person (a failed image running, a deploy Flux reverted)
+	ExitServiceProblem ExitCode = 7   // a service could not be handled (missing Deployment, ImagePolicy or container, invalid image, left unverified) or needs a person (a failed image running, a deploy Flux reverted); promote: not promoted
 	ExitDegraded       ExitCode = 8   // status: some service is not healthy and up to date
 	ExitForbidden      ExitCode = 9   // RBAC refused a request autodeploy needs, discovery included (see manifests rbac, doctor)
 	ExitSuperseded     ExitCode = 10  // run: someone else changed a service during its rollout; their change was left alone
