@@ -113,6 +113,10 @@ func TestExitCodes(t *testing.T) {
 		{name: "status interval too short", args: []string{"status", "-w", "--interval", "0s"}, code: ExitUsage, errPart: "--interval must be at least 1s"},
 		{name: "status negative log lines", args: []string{"status", "--log-lines", "-5"}, code: ExitUsage, errPart: "--log-lines must not be negative, got -5"},
 		{name: "rbac bad service account", args: []string{"manifests", "rbac", "--config", cfg, "--service-account", "Bad_Name"}, code: ExitUsage, errPart: `--service-account "Bad_Name" is not a valid name`},
+		// The read-only ServiceAccount's name is <service-account>-read-only:
+		// a valid 250-character name made one of 260, which the API server
+		// refuses (ServiceAccount and RoleBinding subjects; issue 18, ninth pass).
+		{name: "rbac read-only account name too long", args: []string{"manifests", "rbac", "--config", cfg, "--read-only", "--service-account", strings.Repeat("a", 250)}, code: ExitUsage, errPart: `--service-account "` + strings.Repeat("a", 250) + `-read-only" is not a valid name: must be no more than 253 characters`},
 		{name: "cronjob blank image", args: []string{"manifests", "cronjob", "--config", cfg, "--image", ""}, code: ExitUsage, errPart: "--image must be an image reference"},
 		{name: "cron blank user", args: []string{"manifests", "cron", "--config", cfg, "--user", ""}, code: ExitUsage, errPart: "--user must be a user name"},
 		{name: "config validate two files", args: []string{"config", "validate", "a", "b"}, code: ExitUsage, errPart: "takes at most one file"},
