@@ -167,20 +167,23 @@ func TestRunLockHeld(t *testing.T) {
 	}
 }
 
-// No log, no deploy: the run stops before touching the cluster.
+// No log, no deploy: the run stops before touching the cluster. The log
+// cannot be opened because its lock, <log.file>.lock, is a directory (a
+// path through a file, used before, is a config error since the ninth pass
+// of issue 18).
 func TestRunRefusesWithoutLog(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "file"), nil, 0o644); err != nil {
+	if err := os.Mkdir(filepath.Join(dir, "x.log.lock"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	cfg, _ := writeConfig(t, "")
 	body, _ := os.ReadFile(cfg)
-	body = []byte(strings.Replace(string(body), "log: {file: ", "log: {file: "+filepath.Join(dir, "file")+"/x.log} #", 1))
+	body = []byte(strings.Replace(string(body), "log: {file: ", "log: {file: "+filepath.Join(dir, "x.log")+"} #", 1))
 	if err := os.WriteFile(cfg, body, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	code, _, stderr := execute(t, nil, "run", "--config", cfg, "--kubeconfig", unreachableKubeconfig(t))
-	if code != ExitError || !strings.Contains(stderr, "refusing to deploy: cannot") {
+	if code != ExitError || !strings.Contains(stderr, "refusing to deploy: log file "+filepath.Join(dir, "x.log")+": cannot open") {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
 }
