@@ -152,7 +152,12 @@ func TestCommandOptions(t *testing.T) {
 		}},
 		{name: "run blank service", cmd: "run", build: runCmd, args: []string{"run", "--service", " "}, code: ExitUsage, errPart: "service name must not be blank"},
 		{name: "run empty service", cmd: "run", build: runCmd, args: []string{"run", "--service", ""}, code: ExitUsage, errPart: "service name must not be blank"},
-		{name: "negative request timeout", cmd: "run", build: runCmd, args: []string{"run", "--request-timeout", "-1s"}, code: ExitUsage, errPart: "--request-timeout must not be negative"},
+		{name: "negative request timeout", cmd: "run", build: runCmd, args: []string{"run", "--request-timeout", "-1s"}, code: ExitUsage, errPart: "--request-timeout must be at least 1s (or 0, the default 30s), got -1s"},
+		// 1ns was taken: every request timed out, and every command said the
+		// cluster was unreachable (exit 3; doctor: "check that the cluster
+		// runs"), the flag unnamed as the cause (issue 18, ninth pass).
+		{name: "request timeout too short", cmd: "run", build: runCmd, args: []string{"run", "--request-timeout", "1ns"}, code: ExitUsage, errPart: "--request-timeout must be at least 1s (or 0, the default 30s), got 1ns"},
+		{name: "request timeout under a second", cmd: "run", build: runCmd, args: []string{"run", "--request-timeout", "999ms"}, code: ExitUsage, errPart: "--request-timeout must be at least 1s (or 0, the default 30s), got 999ms"},
 		{name: "status", cmd: "status", build: statusCmd, args: []string{"status", "a", "b", "-o", "wide", "--log-lines", "5"}, check: func(t *testing.T) {
 			if strings.Join(st.Services, ",") != "a,b" || st.Output != "wide" || st.LogLines != 5 || st.Interval != 2*time.Second {
 				t.Errorf("options = %+v", st)
