@@ -119,6 +119,11 @@ func TestExitCodes(t *testing.T) {
 		{name: "rbac read-only account name too long", args: []string{"manifests", "rbac", "--config", cfg, "--read-only", "--service-account", strings.Repeat("a", 250)}, code: ExitUsage, errPart: `--service-account "` + strings.Repeat("a", 250) + `-read-only" is not a valid name: must be no more than 253 characters`},
 		{name: "cronjob blank image", args: []string{"manifests", "cronjob", "--config", cfg, "--image", ""}, code: ExitUsage, errPart: "--image must be an image reference"},
 		{name: "cron blank user", args: []string{"manifests", "cron", "--config", cfg, "--user", ""}, code: ExitUsage, errPart: "--user must be a user name"},
+		// The file to check was named as the argument: the hint said to use
+		// --config or AUTODEPLOY_CONFIG, which config validate ignores then
+		// (issue 18, ninth pass).
+		{name: "config validate a missing file", args: []string{"config", "validate", "/nonexistent/autodeploy.yaml"}, code: ExitUsage, errPart: "config file /nonexistent/autodeploy.yaml does not exist (check the file given to autodeploy config validate)"},
+		{name: "config validate a directory", args: []string{"config", "validate", "/"}, code: ExitUsage, errPart: "cannot read config file: / is a directory, not a regular file (check the file given to autodeploy config validate)"},
 		{name: "config validate two files", args: []string{"config", "validate", "a", "b"}, code: ExitUsage, errPart: "takes at most one file"},
 		// Every command maps an unreachable cluster to 3, with one line
 		// naming the server and the kubeconfig.
