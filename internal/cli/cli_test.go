@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/version"
 	"github.com/spf13/cobra"
@@ -276,6 +278,15 @@ func TestNoServicesYet(t *testing.T) {
 	code, _, stderr = execute(t, nil, "run", "-v", "--config", cfg, "--kubeconfig", kc)
 	if code != ExitOK || !strings.Contains(stderr, "no services configured in "+cfg+": nothing to do") {
 		t.Errorf("run -v: exit %d, stderr %q", code, stderr)
+	}
+	// -o json printed nothing: a program reading the summary got no JSON
+	// at all (issue 18, ninth pass). It gets a summary of no services.
+	for _, args := range [][]string{{"run", "-o", "json"}, {"run", "--dry-run", "-o", "json"}} {
+		code, stdout, stderr = execute(t, nil, append(args, "--config", cfg, "--kubeconfig", kc)...)
+		var res deploy.Result
+		if err := json.Unmarshal([]byte(stdout), &res); code != ExitOK || err != nil || res.Services == nil || len(res.Services) != 0 || res.DryRun != slices.Contains(args, "--dry-run") || stderr != "" {
+			t.Errorf("%v: exit %d, stdout %q (%v), stderr %q; want 0 and a summary of no services", args, code, stdout, err, stderr)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, "autodeploy.log")); !os.IsNotExist(err) {
 		t.Errorf("a run without services wrote the log: %v", err)
