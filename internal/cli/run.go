@@ -177,7 +177,7 @@ func (o *RunOptions) Run(ctx context.Context) (result error) {
 			// Nothing on stdout was no JSON to a program asking for it
 			// (issue 18, ninth pass): a summary of no services.
 			now := time.Now()
-			return writeJSONSummary(f.IO.Out, &deploy.Result{RunID: runlog.NewRunID(now), Started: now, DryRun: o.DryRun, Services: []deploy.ServiceResult{}})
+			return writeJSON(f.IO.Out, &deploy.Result{RunID: runlog.NewRunID(now), Started: now, DryRun: o.DryRun, Services: []deploy.ServiceResult{}})
 		}
 		return nil
 	}
@@ -247,7 +247,7 @@ func (o *RunOptions) Run(ctx context.Context) (result error) {
 			return err
 		}
 		if o.Output == "json" {
-			_ = writeJSONSummary(f.IO.Out, res)
+			_ = writeJSON(f.IO.Out, res)
 		} else if talk {
 			printSummary(f.IO.Out, res)
 		}
@@ -268,7 +268,7 @@ func (o *RunOptions) Run(ctx context.Context) (result error) {
 	}
 	switch {
 	case o.Output == "json":
-		if err := writeJSONSummary(f.IO.Out, res); err != nil {
+		if err := writeJSON(f.IO.Out, res); err != nil {
 			return err
 		}
 	case talk || o.DryRun:
@@ -502,9 +502,10 @@ func imageChange(cur, target string) string {
 	return cur + " -> " + short
 }
 
-// writeJSONSummary prints a run's summary for -o json.
-func writeJSONSummary(w io.Writer, res *deploy.Result) error {
+// writeJSON prints v for -o json, as every command does: indented, one
+// document.
+func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(res)
+	return enc.Encode(v)
 }
