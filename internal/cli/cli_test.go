@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/autodeploy-dev/autodeploy/internal/config"
+	"github.com/autodeploy-dev/autodeploy/internal/deploy"
 	"github.com/autodeploy-dev/autodeploy/internal/lock"
 	"github.com/autodeploy-dev/autodeploy/internal/version"
 	"github.com/spf13/cobra"
@@ -113,8 +115,17 @@ func TestExitCodes(t *testing.T) {
 		{name: "status interval too short", args: []string{"status", "-w", "--interval", "0s"}, code: ExitUsage, errPart: "--interval must be at least 1s"},
 		{name: "status negative log lines", args: []string{"status", "--log-lines", "-5"}, code: ExitUsage, errPart: "--log-lines must not be negative, got -5"},
 		{name: "rbac bad service account", args: []string{"manifests", "rbac", "--config", cfg, "--service-account", "Bad_Name"}, code: ExitUsage, errPart: `--service-account "Bad_Name" is not a valid name`},
+		// The read-only ServiceAccount's name is <service-account>-read-only:
+		// a valid 250-character name made one of 260, which the API server
+		// refuses (ServiceAccount and RoleBinding subjects; issue 18, ninth pass).
+		{name: "rbac read-only account name too long", args: []string{"manifests", "rbac", "--config", cfg, "--read-only", "--service-account", strings.Repeat("a", 250)}, code: ExitUsage, errPart: `--service-account "` + strings.Repeat("a", 250) + `-read-only" is not a valid name: must be no more than 253 characters`},
 		{name: "cronjob blank image", args: []string{"manifests", "cronjob", "--config", cfg, "--image", ""}, code: ExitUsage, errPart: "--image must be an image reference"},
 		{name: "cron blank user", args: []string{"manifests", "cron", "--config", cfg, "--user", ""}, code: ExitUsage, errPart: "--user must be a user name"},
+		// The file to check was named as the argument: the hint said to use
+		// --config or AUTODEPLOY_CONFIG, which config validate ignores then
+		// (issue 18, ninth pass).
+		{name: "config validate a missing file", args: []string{"config", "validate", "/nonexistent/autodeploy.yaml"}, code: ExitUsage, errPart: "config file /nonexistent/autodeploy.yaml does not exist (check the file given to autodeploy config validate)"},
+		{name: "config validate a directory", args: []string{"config", "validate", "/"}, code: ExitUsage, errPart: "cannot read config file: / is a directory, not a regular file (check the file given to autodeploy config validate)"},
 		{name: "config validate two files", args: []string{"config", "validate", "a", "b"}, code: ExitUsage, errPart: "takes at most one file"},
 		// Every command maps an unreachable cluster to 3, with one line
 		// naming the server and the kubeconfig.
@@ -163,20 +174,23 @@ func TestRunLockHeld(t *testing.T) {
 	}
 }
 
-// No log, no deploy: the run stops before touching the cluster.
+// No log, no deploy: the run stops before touching the cluster. The log
+// cannot be opened because its lock, <log.file>.lock, is a directory (a
+// path through a file, used before, is a config error since the ninth pass
+// of issue 18).
 func TestRunRefusesWithoutLog(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "file"), nil, 0o644); err != nil {
+	if err := os.Mkdir(filepath.Join(dir, "x.log.lock"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	cfg, _ := writeConfig(t, "")
 	body, _ := os.ReadFile(cfg)
-	body = []byte(strings.Replace(string(body), "log: {file: ", "log: {file: "+filepath.Join(dir, "file")+"/x.log} #", 1))
+	body = []byte(strings.Replace(string(body), "log: {file: ", "log: {file: "+filepath.Join(dir, "x.log")+"} #", 1))
 	if err := os.WriteFile(cfg, body, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	code, _, stderr := execute(t, nil, "run", "--config", cfg, "--kubeconfig", unreachableKubeconfig(t))
-	if code != ExitError || !strings.Contains(stderr, "refusing to deploy: cannot") {
+	if code != ExitError || !strings.Contains(stderr, "refusing to deploy: log file "+filepath.Join(dir, "x.log")+": cannot open") {
 		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
 }
@@ -264,6 +278,15 @@ func TestNoServicesYet(t *testing.T) {
 	code, _, stderr = execute(t, nil, "run", "-v", "--config", cfg, "--kubeconfig", kc)
 	if code != ExitOK || !strings.Contains(stderr, "no services configured in "+cfg+": nothing to do") {
 		t.Errorf("run -v: exit %d, stderr %q", code, stderr)
+	}
+	// -o json printed nothing: a program reading the summary got no JSON
+	// at all (issue 18, ninth pass). It gets a summary of no services.
+	for _, args := range [][]string{{"run", "-o", "json"}, {"run", "--dry-run", "-o", "json"}} {
+		code, stdout, stderr = execute(t, nil, append(args, "--config", cfg, "--kubeconfig", kc)...)
+		var res deploy.Result
+		if err := json.Unmarshal([]byte(stdout), &res); code != ExitOK || err != nil || res.Services == nil || len(res.Services) != 0 || res.DryRun != slices.Contains(args, "--dry-run") || stderr != "" {
+			t.Errorf("%v: exit %d, stdout %q (%v), stderr %q; want 0 and a summary of no services", args, code, stdout, err, stderr)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, "autodeploy.log")); !os.IsNotExist(err) {
 		t.Errorf("a run without services wrote the log: %v", err)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -36,6 +37,12 @@ Without an argument the file of --config (or AUTODEPLOY_CONFIG) is checked.`,
 				path = args[0]
 			}
 			cfg, err := config.Load(path)
+			var fe *config.FileError
+			if len(args) == 1 && errors.As(err, &fe) {
+				// --config and AUTODEPLOY_CONFIG, which the hint named,
+				// are not read then (issue 18, ninth pass).
+				fe.Hint = "check the file given to " + cmd.CommandPath()
+			}
 			if err != nil {
 				return err
 			}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os/exec"
@@ -81,9 +80,7 @@ func (o *DoctorOptions) Run(ctx context.Context) error {
 		return fmt.Errorf("doctor stopped before its checks were done: %w", err)
 	}
 	if o.Output == "json" {
-		enc := json.NewEncoder(f.IO.Out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(r); err != nil {
+		if err := writeJSON(f.IO.Out, r); err != nil {
 			return err
 		}
 	} else {

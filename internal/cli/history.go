@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -110,9 +109,7 @@ func (o *HistoryOptions) Run(ctx context.Context) error {
 	}
 	revs := revisions(d, owned, container)
 	if output == "json" {
-		enc := json.NewEncoder(f.IO.Out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(revs)
+		return writeJSON(f.IO.Out, revs)
 	}
 	return writeHistory(f.IO.Out, revs)
 }

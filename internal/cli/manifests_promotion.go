@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -37,10 +39,25 @@ func (o *PromotionManifestOptions) Complete(f *Factory, _ *cobra.Command, _ []st
 // reference: the line goes into git, where a second setter marker or a
 // line break in it would be read too (issue 18, sixth pass).
 func (o *PromotionManifestOptions) Validate() error {
+	var promoted []string
+	for _, s := range o.cfg.Services {
+		if s.Promote != nil {
+			promoted = append(promoted, s.Name)
+		}
+	}
+	list := strings.Join(promoted, ", ")
+	if list == "" {
+		list = "none"
+	}
 	for name, img := range o.Images {
+		// The names that would do are said: a blank one read "--image
+		// =...:  is not a promoted service" (issue 18, ninth pass).
+		if strings.TrimSpace(name) == "" {
+			return &flagError{fmt.Errorf("--image %s=%s names no service before \"=\" (service=image; promoted: %s)", name, img, list)}
+		}
 		s, ok := o.cfg.Service(name)
 		if !ok || s.Promote == nil {
-			return &flagError{fmt.Errorf("--image %s=...: %s is not a promoted service of the config", name, name)}
+			return &flagError{fmt.Errorf("--image %s=...: %s is not a promoted service of the config (promoted: %s)", name, strconv.Quote(name), list)}
 		}
 		if _, err := image.Parse(img); err != nil && img != "" {
 			return &flagError{fmt.Errorf("invalid --image %s=%q: %v", name, img, err)}

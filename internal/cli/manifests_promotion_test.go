@@ -29,7 +29,10 @@ services:
 	}{
 		{name: "placeholder", args: []string{"--config", cfg}, stdout: `image: <the image it runs> # {"$imagepolicy": "flux-system:autodeploy-production"}`},
 		{name: "with the image", args: []string{"--config", cfg, "--image", "production=ghcr.io/acme/api:sha-1"}, stdout: `image: ghcr.io/acme/api:sha-1 # {"$imagepolicy": "flux-system:autodeploy-production"}`},
-		{name: "--image of a service with its own policy", args: []string{"--config", cfg, "--image", "staging=x:1"}, code: ExitUsage, stderr: "staging is not a promoted service of the config"},
+		{name: "--image of a service with its own policy", args: []string{"--config", cfg, "--image", "staging=x:1"}, code: ExitUsage, stderr: `--image staging=...: "staging" is not a promoted service of the config (promoted: production)`},
+		// "--image =...:  is not a promoted service of the config": no
+		// name, and nothing said which names are (issue 18, ninth pass).
+		{name: "--image without a service", args: []string{"--config", cfg, "--image", "=x:1"}, code: ExitUsage, stderr: `--image =x:1 names no service before "=" (service=image; promoted: production)`},
 		{name: "nothing promoted", args: []string{"--config", noPromotion}, stderr: "no service of the config is promoted"},
 		// The line is copied into git: an image no runtime pulls, a second
 		// setter marker in its comment or a line break (another YAML key)

@@ -85,6 +85,11 @@ func TestCommandOptions(t *testing.T) {
 		{name: "rollback negative revision", cmd: "rollback", build: rollbackCmd, args: []string{"rollback", "api", "--to-revision", "-1"}, code: ExitUsage, errPart: "--to-revision must be a positive"},
 		{name: "rollback negative lock timeout", cmd: "rollback", build: rollbackCmd, args: []string{"rollback", "api", "--lock-timeout", "-1s"}, code: ExitUsage, errPart: "--lock-timeout must not be negative"},
 		{name: "rollback blank reason", cmd: "rollback", build: rollbackCmd, args: []string{"rollback", "api", "--reason", "  "}, code: ExitUsage, errPart: "--reason must not be blank"},
+		// A rollback's reason goes into the change-cause, which 'kubectl
+		// rollout history' shows raw: an escape sequence in it reached the
+		// terminal of whoever ran kubectl, and a line break split its table
+		// (issue 18, ninth pass).
+		{name: "rollback reason with an escape", cmd: "rollback", build: rollbackCmd, args: []string{"rollback", "api", "--reason", "why\x1b]0;x\a"}, code: ExitUsage, errPart: `--reason must not hold a line break or another control character (kubectl shows it raw in the change-cause), got "why\x1b]0;x\a"`},
 		{name: "rollback blank service", cmd: "rollback", build: rollbackCmd, args: []string{"rollback", " "}, code: ExitUsage, errPart: "service name must not be blank"},
 		{name: "rollback bad revision", cmd: "rollback", build: rollbackCmd, args: []string{"rollback", "api", "--to-revision", "two"}, code: ExitUsage, errPart: "invalid argument"},
 		{name: "hold", cmd: "hold", build: holdCmd, args: []string{"hold", "api", "--reason", "incident 42"}, check: func(t *testing.T) {
@@ -152,7 +157,12 @@ func TestCommandOptions(t *testing.T) {
 		}},
 		{name: "run blank service", cmd: "run", build: runCmd, args: []string{"run", "--service", " "}, code: ExitUsage, errPart: "service name must not be blank"},
 		{name: "run empty service", cmd: "run", build: runCmd, args: []string{"run", "--service", ""}, code: ExitUsage, errPart: "service name must not be blank"},
-		{name: "negative request timeout", cmd: "run", build: runCmd, args: []string{"run", "--request-timeout", "-1s"}, code: ExitUsage, errPart: "--request-timeout must not be negative"},
+		{name: "negative request timeout", cmd: "run", build: runCmd, args: []string{"run", "--request-timeout", "-1s"}, code: ExitUsage, errPart: "--request-timeout must be at least 1s (or 0, the default 30s), got -1s"},
+		// 1ns was taken: every request timed out, and every command said the
+		// cluster was unreachable (exit 3; doctor: "check that the cluster
+		// runs"), the flag unnamed as the cause (issue 18, ninth pass).
+		{name: "request timeout too short", cmd: "run", build: runCmd, args: []string{"run", "--request-timeout", "1ns"}, code: ExitUsage, errPart: "--request-timeout must be at least 1s (or 0, the default 30s), got 1ns"},
+		{name: "request timeout under a second", cmd: "run", build: runCmd, args: []string{"run", "--request-timeout", "999ms"}, code: ExitUsage, errPart: "--request-timeout must be at least 1s (or 0, the default 30s), got 999ms"},
 		{name: "status", cmd: "status", build: statusCmd, args: []string{"status", "a", "b", "-o", "wide", "--log-lines", "5"}, check: func(t *testing.T) {
 			if strings.Join(st.Services, ",") != "a,b" || st.Output != "wide" || st.LogLines != 5 || st.Interval != 2*time.Second {
 				t.Errorf("options = %+v", st)

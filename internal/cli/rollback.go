@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/user"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -82,6 +83,11 @@ func (o *RollbackOptions) Validate() error {
 	}
 	if o.reasonSet && strings.TrimSpace(o.Reason) == "" {
 		return &flagError{fmt.Errorf("--reason must not be blank: leave it out for %q", "manual rollback")}
+	}
+	if config.HasControl(o.Reason) {
+		// It goes into the change-cause, which kubectl rollout history
+		// prints as it is (issue 18, ninth pass).
+		return &flagError{fmt.Errorf("--reason must not hold a line break or another control character (kubectl shows it raw in the change-cause), got %s", strconv.Quote(o.Reason))}
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/fatih/color"
 	"github.com/go-logr/logr"
@@ -123,8 +124,12 @@ and by hand: autodeploy status, autodeploy rollback <service>.`,
 		// annotation, so "kubectl autodeploy status" reads as typed.
 		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: f.Name},
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			if f.Options.Kube.Timeout < 0 {
-				return &flagError{fmt.Errorf("--request-timeout must not be negative, got %s (0 means the default, 30s)", f.Options.Kube.Timeout)}
+			// Under a second, requests of a healthy API server time out (1ns:
+			// every command said the cluster was unreachable, exit 3, and
+			// doctor to check that it runs; issue 18, ninth pass): at least
+			// 1s, as the config's rolloutTimeout and reconcileTimeout.
+			if t := f.Options.Kube.Timeout; t != 0 && t < minRequestTimeout {
+				return &flagError{fmt.Errorf("--request-timeout must be at least %s (or 0, the default 30s), got %s", minRequestTimeout, t)}
 			}
 			return f.applyColor()
 		},
@@ -345,3 +350,6 @@ func exactArgs(n int, what string) cobra.PositionalArgs {
 		return nil
 	}
 }
+
+// minRequestTimeout is the shortest --request-timeout taken.
+const minRequestTimeout = time.Second

@@ -173,6 +173,12 @@ func (o *RunOptions) Run(ctx context.Context) (result error) {
 		if talk {
 			fmt.Fprintf(f.IO.ErrOut, "no services configured in %s: nothing to do\n", cfg.Path)
 		}
+		if o.Output == "json" {
+			// Nothing on stdout was no JSON to a program asking for it
+			// (issue 18, ninth pass): a summary of no services.
+			now := time.Now()
+			return writeJSON(f.IO.Out, &deploy.Result{RunID: runlog.NewRunID(now), Started: now, DryRun: o.DryRun, Services: []deploy.ServiceResult{}})
+		}
 		return nil
 	}
 	now := time.Now()
@@ -241,7 +247,7 @@ func (o *RunOptions) Run(ctx context.Context) (result error) {
 			return err
 		}
 		if o.Output == "json" {
-			_ = json.NewEncoder(f.IO.Out).Encode(res)
+			_ = writeJSON(f.IO.Out, res)
 		} else if talk {
 			printSummary(f.IO.Out, res)
 		}
@@ -262,9 +268,7 @@ func (o *RunOptions) Run(ctx context.Context) (result error) {
 	}
 	switch {
 	case o.Output == "json":
-		enc := json.NewEncoder(f.IO.Out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(res); err != nil {
+		if err := writeJSON(f.IO.Out, res); err != nil {
 			return err
 		}
 	case talk || o.DryRun:
@@ -496,4 +500,12 @@ func imageChange(cur, target string) string {
 		short += "@" + rt.Digest
 	}
 	return cur + " -> " + short
+}
+
+// writeJSON prints v for -o json, as every command does: indented, one
+// document.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

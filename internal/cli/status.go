@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -136,9 +135,7 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 		return err
 	}
 	if o.Output == "json" {
-		enc := json.NewEncoder(f.IO.Out)
-		enc.SetIndent("", "  ")
-		err = enc.Encode(r)
+		err = writeJSON(f.IO.Out, r)
 	} else {
 		err = status.WriteText(f.IO.Out, r, text)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -360,6 +361,12 @@ func (o *WatchOptions) tell(res *deploy.Result, log *slog.Logger) {
 // stands by as a non-leader (a standby is ready to take over).
 func (o *WatchOptions) serveProbes() (*http.Server, error) {
 	ln, err := net.Listen("tcp", o.ProbeAddress)
+	if errors.Is(err, syscall.EADDRNOTAVAIL) {
+		// No port fixes an address this host does not have (issue 18,
+		// ninth pass).
+		_, port, _ := net.SplitHostPort(o.ProbeAddress)
+		return nil, fmt.Errorf("--probe-address %s: %w (use an address of this host, or :%s for all of them)", o.ProbeAddress, err, port)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("--probe-address %s: %w (choose another port)", o.ProbeAddress, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -84,5 +85,27 @@ func TestWatcherKnowsItsServer(t *testing.T) {
 	o.clients.Config = nil
 	if w := o.newWatcher(nil, nil); w.Server != "" {
 		t.Errorf("server %q without a rest.Config", w.Server)
+	}
+}
+
+// A probe address that is not this host's was told to "choose another
+// port", which no port fixes (issue 18, ninth pass); a port in use still is.
+func TestWatchProbeListenFix(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, tt := range []struct{ addr, want string }{
+		{"192.0.2.1:8080", "(use an address of this host, or :8080 for all of them)"}, // TEST-NET-1: no host has it
+		{busy.Addr().String(), "(choose another port)"},
+	} {
+		srv, err := (&WatchOptions{ProbeAddress: tt.addr}).serveProbes()
+		if err == nil {
+			srv.Close()
+		}
+		if err == nil || !strings.HasPrefix(err.Error(), "--probe-address "+tt.addr+": ") || !strings.HasSuffix(err.Error(), tt.want) {
+			t.Errorf("serveProbes(%s) = %v, want it to end %q", tt.addr, err, tt.want)
+		}
 	}
 }

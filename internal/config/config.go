@@ -317,10 +317,16 @@ func (e *ValidationError) Error() string {
 type FileError struct {
 	Path string
 	Err  error
+	// Hint is the fix; empty means the file came from --config or
+	// AUTODEPLOY_CONFIG.
+	Hint string
 }
 
 func (e *FileError) Error() string {
-	const hint = "use --config or AUTODEPLOY_CONFIG to point at another file"
+	hint := e.Hint
+	if hint == "" {
+		hint = "use --config or AUTODEPLOY_CONFIG to point at another file"
+	}
 	if errors.Is(e.Err, fs.ErrNotExist) {
 		return fmt.Sprintf("config file %s does not exist (%s)", e.Path, hint)
 	}

@@ -746,10 +746,18 @@ func TestLoadChecksLogFileLoopsAndSlashes(t *testing.T) {
 	if err := os.Symlink(a, b); err != nil {
 		t.Fatal(err)
 	}
+	file := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct{ name, file, want string }{
 		{"a symlink loop", a, "is a symlink to " + strconv.Quote(b) + " in a loop of symlinks (point log.file at a file)"},
 		{"a trailing slash", filepath.Join(dir, "new.log") + "/", "ends in a slash, which names a directory (name a file, such as " + strconv.Quote(filepath.Join(dir, "new.log")) + ")"},
 		{"a trailing slash on a file", filepath.Join(dir, "b.log") + "/", "ends in a slash, which names a directory (name a file, such as " + strconv.Quote(filepath.Join(dir, "b.log")) + ")"},
+		// A path through a file passed validation; the run then said
+		// "free space on its file system or fix its permissions", doctor
+		// the same (issue 18, ninth pass).
+		{"a path through a file", filepath.Join(file, "logs", "autodeploy.log"), "goes through " + strconv.Quote(file) + ", which is a file, not a directory (name a path in a directory)"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := LogFileProblem(tt.file); got != tt.want {

@@ -741,6 +741,13 @@ func LogFileProblem(path string) string {
 		return fmt.Sprintf("ends in a slash, which names a directory (name a file, such as %s)", strconv.Quote(strings.TrimRight(path, "/")))
 	}
 	st, err := os.Lstat(path)
+	if errors.Is(err, syscall.ENOTDIR) {
+		if file := ThroughAFile(path); file != "" {
+			// The run said "free space on its file system or fix its
+			// permissions" of it (issue 18, ninth pass).
+			return fmt.Sprintf("goes through %s, which is a file, not a directory (name a path in a directory)", strconv.Quote(file))
+		}
+	}
 	if err != nil {
 		return "" // nothing there (created), or the open says what is wrong
 	}
@@ -765,6 +772,24 @@ func LogFileProblem(path string) string {
 		return fmt.Sprintf("is a symlink to %s, which %s", strconv.Quote(dest), why)
 	}
 	return ""
+}
+
+// ThroughAFile returns the closest existing ancestor of path when it is
+// not a directory (path then names nothing that can ever be created:
+// ENOTDIR), or "". Creating the directories of a log or lock there fails
+// with "not a directory", which no permission or free space fixes.
+func ThroughAFile(path string) string {
+	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
+		if st, err := os.Stat(dir); err == nil {
+			if st.IsDir() {
+				return ""
+			}
+			return dir
+		}
+		if dir == filepath.Dir(dir) {
+			return ""
+		}
+	}
 }
 
 // notALog is LogFileProblem for what a path, links followed, names.

@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -594,6 +595,12 @@ func lease(ctx context.Context, r *Report, cfg *config.Config, c *kube.Clients) 
 // check tells whether path can be created or appended to, without leaving a
 // trace: a temporary file in its directory, or the nearest existing parent.
 func check(r *Report, name, path string) {
+	if file := config.ThroughAFile(path); file != "" {
+		// No user may write in a file: the fix was "run as a user who may
+		// write <the file>" (issue 18, ninth pass).
+		r.add(name, Fail, fmt.Sprintf("%s goes through %s, which is a file, not a directory", path, strconv.Quote(file)), "change the path in the config to one in a directory")
+		return
+	}
 	dir := filepath.Dir(path)
 	for {
 		if _, err := os.Stat(dir); err == nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -310,6 +311,24 @@ func TestCheckLockFileThatIsAPipe(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("check still blocked on a named pipe after 5s")
+	}
+}
+
+// A lockFile through a file (a config's path taken for a directory) failed
+// with the fix "run as a user who may write <the file>", which no user can
+// (issue 18, ninth pass): it names the file in the way and the key to set.
+func TestCheckLockFileThroughAFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{filepath.Join(file, "autodeploy.lock"), filepath.Join(file, "run", "autodeploy.lock")} {
+		r := &Report{}
+		check(r, "lock", path)
+		want := Check{Name: "lock", Status: Fail, Detail: path + " goes through " + strconv.Quote(file) + ", which is a file, not a directory", Fix: "change the path in the config to one in a directory"}
+		if len(r.Checks) != 1 || r.Checks[0] != want {
+			t.Errorf("check(%s) = %+v, want %+v", path, r.Checks, want)
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -89,6 +90,21 @@ func (o Options) RESTConfig() (*rest.Config, string, error) {
 	overrides := &clientcmd.ConfigOverrides{CurrentContext: o.Context}
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
 	if err != nil {
+		if clientcmd.IsEmptyConfig(err) && source != "" && source != "in-cluster" {
+			// A kubeconfig was named (or found) and holds nothing: it was
+			// "(kubeconfig none): no kubeconfig found (tried ...); pass
+			// --kubeconfig", the file passed unnamed, and with KUBECONFIG
+			// set client-go tries nothing else (issue 18, ninth pass).
+			what := "it holds no cluster, user or context"
+			if !slices.ContainsFunc(paths, fileExists) {
+				what = "it does not exist or holds no cluster, user or context" // client-go skips a missing file of KUBECONFIG
+			}
+			fix := "pass --kubeconfig a kubeconfig of the cluster"
+			if o.Kubeconfig == "" && getenv(clientcmd.RecommendedConfigPathEnvVar) != "" {
+				fix = "set KUBECONFIG to a kubeconfig of the cluster, or unset it"
+			}
+			return nil, source, &UnreachableError{Kubeconfig: source, Err: errors.New(what + ": " + fix)}
+		}
 		if clientcmd.IsEmptyConfig(err) {
 			return nil, "", &UnreachableError{Kubeconfig: "none", Err: errors.New("no kubeconfig found (tried --kubeconfig, KUBECONFIG, ~/.kube/config, in-cluster, " + k3sKubeconfig + "); pass --kubeconfig")}
 		}

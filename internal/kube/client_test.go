@@ -39,6 +39,10 @@ func TestRESTConfigSources(t *testing.T) {
 	home := writeKubeconfig(t, dir, "home", "https://home:6443")
 	k3s := writeKubeconfig(t, dir, "k3s.yaml", "https://127.0.0.1:6443")
 	missing := filepath.Join(dir, "missing")
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name             string
 		opts             Options
@@ -54,6 +58,19 @@ func TestRESTConfigSources(t *testing.T) {
 		{name: "context flag", opts: Options{Kubeconfig: explicit, Context: "d"}, home: missing, k3s: missing, wantHost: "https://other:6443", source: explicit},
 		{name: "unknown context", opts: Options{Kubeconfig: explicit, Context: "nope"}, home: missing, k3s: missing, wantErr: `context "nope"`},
 		{name: "nothing at all", home: missing, k3s: missing, wantErr: "no kubeconfig found"},
+		// A kubeconfig named but empty (or KUBECONFIG naming no file) was
+		// "(kubeconfig none): no kubeconfig found (tried --kubeconfig,
+		// KUBECONFIG, ~/.kube/config, ...); pass --kubeconfig": the file
+		// passed was not named, and with KUBECONFIG set nothing else is
+		// tried (issue 18, ninth pass).
+		{name: "an empty --kubeconfig", opts: Options{Kubeconfig: empty}, home: home, k3s: k3s,
+			wantErr: "cannot use the cluster (kubeconfig " + empty + "): it holds no cluster, user or context: pass --kubeconfig a kubeconfig of the cluster"},
+		{name: "KUBECONFIG naming an empty file", env: map[string]string{"KUBECONFIG": empty}, home: home, k3s: k3s,
+			wantErr: "cannot use the cluster (kubeconfig " + empty + "): it holds no cluster, user or context: set KUBECONFIG to a kubeconfig of the cluster, or unset it"},
+		{name: "KUBECONFIG naming no file", env: map[string]string{"KUBECONFIG": missing}, home: home, k3s: k3s,
+			wantErr: "cannot use the cluster (kubeconfig " + missing + "): it does not exist or holds no cluster, user or context: set KUBECONFIG to a kubeconfig of the cluster, or unset it"},
+		{name: "an empty ~/.kube/config", home: empty, k3s: k3s,
+			wantErr: "cannot use the cluster (kubeconfig " + empty + "): it holds no cluster, user or context: pass --kubeconfig a kubeconfig of the cluster"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

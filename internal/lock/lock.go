@@ -28,6 +28,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/autodeploy-dev/autodeploy/internal/config"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -107,6 +109,10 @@ type Lock struct {
 // process as the holder.
 func TryAcquire(path, command string, now time.Time) (*Lock, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		if file := config.ThroughAFile(path); file != "" {
+			// No permission makes a directory of a file (issue 18, ninth pass).
+			return nil, fmt.Errorf("cannot create the directory of lockFile %s: %s is a file, not a directory (set lockFile in the config to a path in a directory)", path, strconv.Quote(file))
+		}
 		return nil, fmt.Errorf("cannot create the directory of lockFile %s: %w (fix its permissions, or set lockFile in the config)", path, err)
 	}
 	for attempt := 1; ; attempt++ {
@@ -148,6 +154,12 @@ const maxReopen = 10
 // returns a *HeldError naming the holder.
 func lockFile(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NONBLOCK, 0o644)
+	if errors.Is(err, syscall.EISDIR) {
+		// Opened for writing, a directory is refused before regular can
+		// say what it is: the fix was "fix the permissions" of its parent
+		// (issue 18, ninth pass).
+		return nil, notRegular(path, "a directory, not a regular file")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open lock file: %w (fix the permissions of %s, or set lockFile in the config)", err, filepath.Dir(path))
 	}
@@ -468,7 +480,12 @@ func regular(f *os.File, path string) error {
 		case m&fs.ModeDevice != 0:
 			what = "a device, not a regular file"
 		}
-		return fmt.Errorf("lock file %s is %s (set lockFile in the config to a file path)", path, what)
+		return notRegular(path, what)
 	}
 	return nil
+}
+
+// notRegular is the refusal of a lockFile that is not a regular file.
+func notRegular(path, what string) error {
+	return fmt.Errorf("lock file %s is %s (set lockFile in the config to a file path)", path, what)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -343,16 +344,29 @@ func TestFileNoteAndCleanRelease(t *testing.T) {
 
 // A lockFile whose directory cannot be made (a path through a file, a
 // directory not writable) said only "lock directory: mkdir ...": neither
-// the config key nor the fix (issue 18, fourth pass).
+// the config key nor the fix (issue 18, fourth pass). Through a file, or
+// naming a directory, the fix was still "fix its permissions" (of the
+// directory above), which none fixes: it says what is in the way
+// (issue 18, ninth pass).
 func TestLockDirectoryThatCannotBeMade(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "file")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(file, "autodeploy.lock")
-	_, err := TryAcquire(path, "autodeploy run", time.Now())
-	if err == nil || !strings.Contains(err.Error(), "the directory of lockFile "+path) || !strings.Contains(err.Error(), "set lockFile in the config") {
-		t.Errorf("TryAcquire = %v, want it to name lockFile, its path and the fix", err)
+	for _, tt := range []struct{ name, path, want string }{
+		{"through a file", filepath.Join(file, "autodeploy.lock"),
+			"cannot create the directory of lockFile " + filepath.Join(file, "autodeploy.lock") + ": " + strconv.Quote(file) + " is a file, not a directory (set lockFile in the config to a path in a directory)"},
+		{"two levels through a file", filepath.Join(file, "a", "autodeploy.lock"),
+			"cannot create the directory of lockFile " + filepath.Join(file, "a", "autodeploy.lock") + ": " + strconv.Quote(file) + " is a file, not a directory (set lockFile in the config to a path in a directory)"},
+		{"a directory", dir, "lock file " + dir + " is a directory, not a regular file (set lockFile in the config to a file path)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := TryAcquire(tt.path, "autodeploy run", time.Now())
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("TryAcquire:\n got %v\nwant %s", err, tt.want)
+			}
+		})
 	}
 }
 

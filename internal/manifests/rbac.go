@@ -39,6 +39,10 @@ func RBAC(w io.Writer, cfg *config.Config, o RBACOptions) error {
 	name := o.ServiceAccount
 	if o.ReadOnly {
 		name += "-read-only"
+		// The suffix may make a valid name too long (issue 18, ninth pass).
+		if err := validName("--service-account", name, validation.IsDNS1123Subdomain); err != nil {
+			return err
+		}
 	}
 	o.ServiceAccount = name
 	byNS := map[string][]access.Rule{}

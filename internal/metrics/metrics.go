@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	neturl "net/url"
 	"path/filepath"
 	"time"
 
@@ -252,6 +253,15 @@ func Push(ctx context.Context, url string, reg *prometheus.Registry) error {
 			// The library's text says no more than the cause.
 			return fmt.Errorf("push to %s stopped: %w", config.RedactURL(url), context.Cause(ctx))
 		}
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			// net/http's spelling of the URL, not the config's (scheme
+			// lower-cased, path escaped; a lone user name, a token, kept):
+			// matching the config's string missed it (issue 18, ninth pass).
+			// Replaced through its structure, as health.attempt does.
+			return fmt.Errorf("%s %s: %w", ue.Op, config.RedactURL(ue.URL), ue.Err)
+		}
+		// The library's own errors quote the URL as the config spells it.
 		return errors.New(config.RedactIn(err.Error(), url))
 	}
 	return nil

@@ -208,7 +208,10 @@ func TestPush(t *testing.T) {
 }
 
 // A Pushgateway's error (its URL, with the password, is in the library's
-// message) goes to the log: the URL is redacted there as everywhere.
+// message) goes to the log: the URL is redacted there as everywhere, however
+// it is spelled. net/http's error spells it its own way (scheme lower-cased,
+// path escaped) and strips a password but not a lone user name (a token):
+// "HTTP://TOKEN@host/" was logged whole (issue 18, ninth pass).
 func TestPushErrorRedacts(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "denied", http.StatusUnauthorized)
@@ -216,11 +219,19 @@ func TestPushErrorRedacts(t *testing.T) {
 	refused := httptest.NewServer(http.NotFoundHandler())
 	refused.Close()
 	defer srv.Close()
-	for _, base := range []string{srv.URL, refused.URL} {
-		u := strings.Replace(base, "http://", "http://ops:s3cr3t@", 1)
-		err := Push(context.Background(), u, Registry(result(map[string]deploy.Outcome{"api": deploy.OutcomeDeployed}), nil, nil, t0))
-		if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "ops:redacted@") {
-			t.Errorf("Push(%s) = %v", u, err)
+	for _, tc := range []struct{ name, userinfo, scheme, path, secret, shown string }{
+		{"password", "ops:s3cr3t@", "http://", "", "s3cr3t", "ops:redacted@"},
+		{"token as the user", "TOK3N@", "http://", "", "TOK3N", "redacted@"},
+		{"token, scheme in capitals", "TOK3N@", "HTTP://", "", "TOK3N", "redacted@"},
+		{"token, a space in the path", "TOK3N@", "http://", "/push gw/", "TOK3N", "redacted@"},
+		{"password, a space in the path", "ops:s3cr3t@", "http://", "/push gw/", "s3cr3t", "ops:redacted@"},
+	} {
+		for _, base := range []string{srv.URL, refused.URL} {
+			u := strings.Replace(base, "http://", tc.scheme+tc.userinfo, 1) + tc.path
+			err := Push(context.Background(), u, Registry(result(map[string]deploy.Outcome{"api": deploy.OutcomeDeployed}), nil, nil, t0))
+			if err == nil || strings.Contains(err.Error(), tc.secret) || !strings.Contains(err.Error(), tc.shown) {
+				t.Errorf("%s: Push(%s) = %v", tc.name, u, err)
+			}
 		}
 	}
 }
