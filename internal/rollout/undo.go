@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -178,6 +179,9 @@ func AnnotationOps(obj metav1.Object, ann map[string]string) []PatchOp {
 	for _, k := range slices.Sorted(maps.Keys(ann)) {
 		path := "/metadata/annotations/" + escapePointer(k)
 		if v := ann[k]; v != "" {
+			if k == ChangeCauseAnnotation {
+				v = printable(v)
+			}
 			ops = append(ops, PatchOp{Op: "add", Path: path, Value: v})
 		} else if _, ok := existing[k]; ok {
 			ops = append(ops, PatchOp{Op: "remove", Path: path})
@@ -185,6 +189,29 @@ func AnnotationOps(obj metav1.Object, ann map[string]string) []PatchOp {
 	}
 	return ops
 }
+
+// printable writes a change-cause's control characters as Go escapes
+// (\x1b, \n): kubectl rollout history prints it as it is, and a rollback's
+// cause quotes the cluster's messages (a pod's, an event's) and promote's
+// --reason a person's text: an escape sequence reached the terminal of
+// whoever ran kubectl, a line break split its table (issue 18, ninth pass).
+func printable(s string) string {
+	if !strings.ContainsFunc(s, unprintable) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unprintable(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func unprintable(r rune) bool { return r != ' ' && !strconv.IsPrint(r) }
 
 // escapePointer escapes a JSON pointer token (RFC 6901).
 func escapePointer(s string) string {
