@@ -172,6 +172,12 @@ func TestRunLockHeld(t *testing.T) {
 	if code != ExitLocked || !strings.Contains(stderr, "pid") {
 		t.Fatalf("-v: exit %d, stderr %q", code, stderr)
 	}
+	// A program asking for JSON is told why it gets none, on stderr;
+	// stdout stays empty (nothing that is not JSON).
+	code, stdout, stderr = execute(t, nil, "run", "-o", "json", "--config", cfg, "--kubeconfig", unreachableKubeconfig(t))
+	if code != ExitLocked || stdout != "" || !strings.Contains(stderr, "autodeploy run other") {
+		t.Fatalf("-o json: exit %d, stdout %q, stderr %q; want 4 and the holder named on stderr", code, stdout, stderr)
+	}
 }
 
 // No log, no deploy: the run stops before touching the cluster. The log

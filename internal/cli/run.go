@@ -216,9 +216,11 @@ func (o *RunOptions) Run(ctx context.Context) (result error) {
 		var held *lock.HeldError
 		if errors.As(err, &held) {
 			r.Log.Info("run skipped", "reason", err.Error())
-			if !talk {
+			if !talk && o.Output != "json" {
 				// Overlapping runs are normal when a rollout outlasts the
 				// cron period: the exit code says it, cron mail does not.
+				// A program asking for -o json is told why it gets none
+				// (it got an empty stdout and stderr; issue 18, ninth pass).
 				return withCode(ExitLocked, &silentError{err})
 			}
 			return err
