@@ -934,3 +934,22 @@ func TestScheduleRefusals(t *testing.T) {
 		}
 	}
 }
+
+// A config path with a line break is refused before it is read: every
+// error line names the file, and it faked a line of cron's mail (issue 18,
+// ninth pass).
+func TestLoadRefusesAControlCharacterInThePath(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a\nError: fake")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(path, []byte("services:\n  - name: api\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path)
+	var fe *FileError
+	if !errors.As(err, &fe) || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), `a\nError: fake/config.yaml" has a line break`) {
+		t.Fatalf("Load(%q) = %v, want a one-line FileError naming the path quoted", path, err)
+	}
+}

@@ -28,6 +28,12 @@ import (
 // the paths the file names against this machine: log.file must be a
 // regular file, a symlink to one, or not there yet (LogFileProblem).
 func Load(path string) (*Config, error) {
+	if HasControl(path) {
+		// Every error line, log line and generated cron line names the
+		// file: a line break in it faked a line of cron's mail ("Error:
+		// ..."; issue 18, ninth pass).
+		return nil, &FileError{Path: path, Err: fmt.Errorf("its path %s has a line break or another control character, which no error line, log line or cron line can show as it is; rename the file or its directory", strconv.Quote(path))}
+	}
 	data, err := ReadFile(path)
 	if err != nil {
 		return nil, &FileError{Path: path, Err: err}
