@@ -20,7 +20,7 @@ type ExitCode int
 const (
 	ExitOK             ExitCode = 0   // everything done, or nothing to do
 	ExitError          ExitCode = 1   // an unexpected error
-	ExitUsage          ExitCode = 2   // bad flags, arguments or config file
+	ExitUsage          ExitCode = 2   // bad flags, arguments or config file (a lock.leaseNamespace that does not exist too)
 	ExitUnreachable    ExitCode = 3   // cluster unreachable (or answering 503), credentials refused, or Flux CRDs missing
 	ExitLocked         ExitCode = 4   // another run or rollback holds the lock
 	ExitDeployFailed   ExitCode = 5   // a service failed and was rolled back (or auto-rollback is off)
@@ -65,6 +65,7 @@ func exitCodeFor(err error) ExitCode {
 		ve    *config.ValidationError
 		nf    *config.FileError
 		unrch *kube.UnreachableError
+		lns   *lock.NamespaceError
 	)
 	switch {
 	case err == nil:
@@ -77,7 +78,7 @@ func exitCodeFor(err error) ExitCode {
 		return ExitLocked
 	case errors.Is(err, context.Canceled):
 		return ExitInterrupted
-	case errors.As(err, &fe), errors.As(err, &ve), errors.As(err, &nf):
+	case errors.As(err, &fe), errors.As(err, &ve), errors.As(err, &nf), errors.As(err, &lns):
 		return ExitUsage
 	case errors.As(err, &unrch), errors.Is(err, flux.ErrNotInstalled):
 		return ExitUnreachable

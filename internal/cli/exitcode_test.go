@@ -86,3 +86,14 @@ func TestLogLostExitCode(t *testing.T) {
 		})
 	}
 }
+
+// A Lease namespace that does not exist is the config's to fix: exit 2, as
+// any config mistake (it was 1, "an unexpected error"), wrapped or not.
+func TestLeaseNamespaceExitCode(t *testing.T) {
+	ne := &lock.NamespaceError{Lease: "Lease nope/autodeploy", Namespace: "nope"}
+	for _, err := range []error{ne, fmt.Errorf("cannot take the lock: %w", ne)} {
+		if c := exitCodeFor(err); c != ExitUsage {
+			t.Errorf("exitCodeFor(%v) = %d, want %d", err, c, ExitUsage)
+		}
+	}
+}

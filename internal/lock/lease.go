@@ -79,7 +79,7 @@ func (l *LeaseLocker) Acquire(ctx context.Context, command string) (*Held, error
 				return nil, heldBy(l.path(), nil) // another host created it first
 			}
 			if apierrors.IsNotFound(err) {
-				return nil, fmt.Errorf("create %s: namespace %s does not exist (set lock.leaseNamespace in the config to an existing namespace)", l.path(), l.Namespace)
+				return nil, &NamespaceError{Lease: l.path(), Namespace: l.Namespace}
 			}
 			return nil, fmt.Errorf("create %s: %w", l.path(), err)
 		}
@@ -358,4 +358,13 @@ func heldBy(path string, l *coordinationv1.Lease) error {
 		}
 	}
 	return &HeldError{Path: path, Holder: h}
+}
+
+// NamespaceError: the Lease's namespace does not exist. The fix is the
+// config's (exit 2), not the cluster's: a run said "an unexpected error"
+// (exit 1; issue 18, ninth pass).
+type NamespaceError struct{ Lease, Namespace string }
+
+func (e *NamespaceError) Error() string {
+	return fmt.Sprintf("create %s: namespace %s does not exist (set lock.leaseNamespace in the config to an existing namespace)", e.Lease, e.Namespace)
 }

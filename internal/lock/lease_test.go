@@ -263,3 +263,17 @@ func TestLeaseHolderUnreadable(t *testing.T) {
 		t.Fatalf("Holder = %v, %v", held, err)
 	}
 }
+
+// A Lease namespace that does not exist is the config's to fix: a typed
+// error the CLI maps to exit 2, naming the key.
+func TestLeaseNamespaceMissing(t *testing.T) {
+	c := fake.NewClientset()
+	c.PrependReactor("create", "leases", func(k8stesting.Action) (bool, krt.Object, error) {
+		return true, nil, apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, "flux-system")
+	})
+	_, err := acquire(t, host(c, "host-a/1", clocktesting.NewFakeClock(t0)), clocktesting.NewFakeClock(t0), "autodeploy run")
+	var ne *NamespaceError
+	if !errors.As(err, &ne) || !strings.Contains(err.Error(), "set lock.leaseNamespace in the config to an existing namespace") {
+		t.Fatalf("Acquire = %v, want a NamespaceError naming lock.leaseNamespace", err)
+	}
+}
