@@ -2,6 +2,8 @@ package deploy
 
 import (
 	"encoding/json"
+	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/autodeploy-dev/autodeploy/internal/image"
@@ -250,4 +252,33 @@ func mustJSON(v any) string {
 		panic(err) // only plain structs of strings and times are marshalled
 	}
 	return string(b)
+}
+
+// UnreadableMarks names each of autodeploy's marks in ann that is set but
+// cannot be read, as key="value" (Go escapes), with the keys. The readers
+// above take such a mark as absent: a failed-image
+// record garbled by hand lets runs try that image again and a garbled
+// verified mark reads as verified, while `status` said "healthy" and
+// nothing of it (issue 18, tenth pass). An empty value is a mark being
+// cleared, not garbage. A garbled hold is not among them: it still holds,
+// and every reader of it says "unreadable hold annotation".
+func UnreadableMarks(ann map[string]string) (marks, keys []string) {
+	checks := []struct {
+		key string
+		ok  func(string) bool
+	}{
+		{AnnFailedImage, func(v string) bool { _, ok := ParseFailedImage(map[string]string{AnnFailedImage: v}); return ok }},
+		{AnnPreviousRevision, func(v string) bool { n, err := strconv.ParseInt(v, 10, 64); return err == nil && n >= 0 }},
+		{AnnRetry, func(v string) bool { _, ok := ParseRetry(map[string]string{AnnRetry: v}); return ok }},
+		{AnnSoak, func(v string) bool { _, ok := ParseSoak(map[string]string{AnnSoak: v}); return ok }},
+		{AnnSoakBefore, func(v string) bool { _, ok := ParseSoak(map[string]string{AnnSoak: v}); return ok }},
+		{AnnVerified, func(v string) bool { return v == "true" || v == "false" }},
+	}
+	for _, c := range checks {
+		if v := ann[c.key]; v != "" && !c.ok(v) {
+			marks = append(marks, fmt.Sprintf("%s=%s", c.key, truncate(strconv.Quote(v), 80)))
+			keys = append(keys, c.key)
+		}
+	}
+	return marks, keys
 }
