@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
 
 	"github.com/autodeploy-dev/autodeploy/internal/image"
 )
@@ -281,4 +284,15 @@ func UnreadableMarks(ann map[string]string) (marks, keys []string) {
 		}
 	}
 	return marks, keys
+}
+
+// UnreadableMarksNote is what status and doctor say of d's unreadable
+// marks (UnreadableMarks), and the command that removes them; "" when none.
+func UnreadableMarksNote(d *appsv1.Deployment) (detail, fix string) {
+	marks, keys := UnreadableMarks(d.Annotations)
+	if len(marks) == 0 {
+		return "", ""
+	}
+	return fmt.Sprintf("autodeploy's marks unreadable: %s: runs take them as absent (a failed image may be tried again)", strings.Join(marks, ", ")),
+		fmt.Sprintf("kubectl annotate deployment %s -n %s %s-", d.Name, d.Namespace, strings.Join(keys, "- "))
 }

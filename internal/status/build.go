@@ -163,9 +163,8 @@ func buildService(cfg *config.Config, s config.Service, objs Objects, now time.T
 		out.State = StateMissing
 		return out
 	}
-	if marks, keys := deploy.UnreadableMarks(d.Annotations); len(marks) > 0 {
-		out.Problems = append(out.Problems, fmt.Sprintf("autodeploy's marks unreadable: %s: runs take them as absent (a failed image may be tried again); remove them: kubectl annotate deployment %s -n %s %s-",
-			strings.Join(marks, ", "), d.Name, d.Namespace, strings.Join(keys, "- ")))
+	if detail, fix := deploy.UnreadableMarksNote(d); detail != "" {
+		out.Problems = append(out.Problems, detail+"; remove them: "+fix)
 	}
 	out.Container = dec.Container
 	hold, held := deploy.ParseHold(d.Annotations)
