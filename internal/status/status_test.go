@@ -909,3 +909,26 @@ func TestBuildUnreadableMarks(t *testing.T) {
 		})
 	}
 }
+
+// A hold naming no one (garbled, or written by another hand) said "held
+// by at a time not recorded: ..." (issue 18, tenth pass).
+func TestHoldRowWithoutBy(t *testing.T) {
+	cfg, objs := scenario(t)
+	for _, tt := range []struct {
+		hold deploy.Hold
+		want string
+	}{
+		{deploy.Hold{Reason: "unreadable hold annotation: {garbage"}, "held       at a time not recorded: unreadable hold annotation: {garbage"},
+		{deploy.Hold{By: "bob", Reason: "x"}, "held       by bob at a time not recorded: x"},
+	} {
+		r := Build(cfg, cfg.Services, objs, local(), now)
+		r.Services[0].Hold = &tt.hold
+		var buf bytes.Buffer
+		if err := WriteText(&buf, r, TextOptions{Details: true}); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(buf.String(), tt.want) || strings.Contains(buf.String(), "by at") {
+			t.Errorf("no %q in\n%s", tt.want, buf.String())
+		}
+	}
+}
