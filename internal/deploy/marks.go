@@ -200,6 +200,16 @@ type Hold struct {
 	Until time.Time `json:"until,omitzero"`
 }
 
+// ByWhom is " by <By>", or "" for a hold naming no one (a garbled
+// annotation, another writer's record): "held by : ..." said nothing
+// (issue 18, tenth pass).
+func (h Hold) ByWhom() string {
+	if h.By == "" {
+		return ""
+	}
+	return " by " + h.By
+}
+
 // Expired reports whether the hold has an end and now has reached it.
 func (h Hold) Expired(now time.Time) bool {
 	return !h.Until.IsZero() && !now.Before(h.Until)

@@ -295,11 +295,7 @@ func services(r *Report, cfg *config.Config, objs status.Objects) {
 			gitOps(r, name, s, dec.Kustomization, objs)
 		}
 		if h, held := deploy.ParseHold(d.Annotations); held {
-			by := ""
-			if h.By != "" {
-				by = " by " + h.By
-			}
-			r.add(name, Warn, fmt.Sprintf("held%s: %s", by, h.Reason), "autodeploy resume "+s.Name)
+			r.add(name, Warn, fmt.Sprintf("held%s: %s", h.ByWhom(), h.Reason), "autodeploy resume "+s.Name)
 		}
 	}
 }
