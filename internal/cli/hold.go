@@ -235,7 +235,7 @@ func (o *ResumeOptions) resume(ctx context.Context, sess *session) error {
 	if res.WasHeld {
 		// The hold is the Deployment's annotation: anyone's who may
 		// annotate it.
-		fmt.Fprintf(out, "%s resumed (was held by %s: %s)\n", name, ui.Escape(res.Hold.By), ui.Escape(res.Hold.Reason))
+		fmt.Fprint(out, resumedLine(name, res.Hold))
 	} else {
 		fmt.Fprintf(out, "%s was not held\n", name)
 	}
@@ -374,4 +374,9 @@ func validServiceArg(name string) error {
 		return &flagError{fmt.Errorf("the service name must not be blank")}
 	}
 	return nil
+}
+
+// resumedLine is resume's line for a hold it released.
+func resumedLine(name string, h deploy.Hold) string {
+	return fmt.Sprintf("%s resumed (was held%s: %s)\n", name, ui.Escape(h.ByWhom()), ui.Escape(h.Reason))
 }

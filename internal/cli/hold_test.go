@@ -135,3 +135,20 @@ func TestWarnOnlyEscapes(t *testing.T) {
 		t.Errorf("warnOnly(%v) = %v, want it returned", other, err)
 	}
 }
+
+// resume of a hold naming no one (a garbled annotation) said "was held by :
+// unreadable hold annotation: ..." (issue 18, tenth pass).
+func TestResumedLine(t *testing.T) {
+	for _, tt := range []struct {
+		hold deploy.Hold
+		want string
+	}{
+		{deploy.Hold{Reason: "unreadable hold annotation: {garbage"}, "api resumed (was held: unreadable hold annotation: {garbage)\n"},
+		{deploy.Hold{By: "ann", Reason: "freeze"}, "api resumed (was held by ann: freeze)\n"},
+		{deploy.Hold{By: "\x1b[2J", Reason: "\x1b]0;x\a"}, "api resumed (was held by \\x1b[2J: \\x1b]0;x\\a)\n"},
+	} {
+		if got := resumedLine("api", tt.hold); got != tt.want {
+			t.Errorf("resumedLine(%+v) = %q, want %q", tt.hold, got, tt.want)
+		}
+	}
+}

@@ -2,7 +2,12 @@ package deploy
 
 import (
 	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
 
 	"github.com/autodeploy-dev/autodeploy/internal/image"
 )
@@ -195,6 +200,16 @@ type Hold struct {
 	Until time.Time `json:"until,omitzero"`
 }
 
+// ByWhom is " by <By>", or "" for a hold naming no one (a garbled
+// annotation, another writer's record): "held by : ..." said nothing
+// (issue 18, tenth pass).
+func (h Hold) ByWhom() string {
+	if h.By == "" {
+		return ""
+	}
+	return " by " + h.By
+}
+
 // Expired reports whether the hold has an end and now has reached it.
 func (h Hold) Expired(now time.Time) bool {
 	return !h.Until.IsZero() && !now.Before(h.Until)
@@ -250,4 +265,44 @@ func mustJSON(v any) string {
 		panic(err) // only plain structs of strings and times are marshalled
 	}
 	return string(b)
+}
+
+// UnreadableMarks names each of autodeploy's marks in ann that is set but
+// cannot be read, as key="value" (Go escapes), with the keys. The readers
+// above take such a mark as absent: a failed-image
+// record garbled by hand lets runs try that image again and a garbled
+// verified mark reads as verified, while `status` said "healthy" and
+// nothing of it (issue 18, tenth pass). An empty value is a mark being
+// cleared, not garbage. A garbled hold is not among them: it still holds,
+// and every reader of it says "unreadable hold annotation".
+func UnreadableMarks(ann map[string]string) (marks, keys []string) {
+	checks := []struct {
+		key string
+		ok  func(string) bool
+	}{
+		{AnnFailedImage, func(v string) bool { _, ok := ParseFailedImage(map[string]string{AnnFailedImage: v}); return ok }},
+		{AnnPreviousRevision, func(v string) bool { n, err := strconv.ParseInt(v, 10, 64); return err == nil && n >= 0 }},
+		{AnnRetry, func(v string) bool { _, ok := ParseRetry(map[string]string{AnnRetry: v}); return ok }},
+		{AnnSoak, func(v string) bool { _, ok := ParseSoak(map[string]string{AnnSoak: v}); return ok }},
+		{AnnSoakBefore, func(v string) bool { _, ok := ParseSoak(map[string]string{AnnSoak: v}); return ok }},
+		{AnnVerified, func(v string) bool { return v == "true" || v == "false" }},
+	}
+	for _, c := range checks {
+		if v := ann[c.key]; v != "" && !c.ok(v) {
+			marks = append(marks, fmt.Sprintf("%s=%s", c.key, truncate(strconv.Quote(v), 80)))
+			keys = append(keys, c.key)
+		}
+	}
+	return marks, keys
+}
+
+// UnreadableMarksNote is what status and doctor say of d's unreadable
+// marks (UnreadableMarks), and the command that removes them; "" when none.
+func UnreadableMarksNote(d *appsv1.Deployment) (detail, fix string) {
+	marks, keys := UnreadableMarks(d.Annotations)
+	if len(marks) == 0 {
+		return "", ""
+	}
+	return fmt.Sprintf("autodeploy's marks unreadable: %s: runs take them as absent (a failed image may be tried again)", strings.Join(marks, ", ")),
+		fmt.Sprintf("kubectl annotate deployment %s -n %s %s-", d.Name, d.Namespace, strings.Join(keys, "- "))
 }

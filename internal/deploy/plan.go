@@ -282,7 +282,7 @@ func plan(in Input) Decision {
 		}
 	}
 	if p == nil {
-		dec.Fix = "fix imagePolicy of the service in the config, or create the ImagePolicy"
+		dec.Fix = FixPolicyNotFound
 		return skip(true, "ImagePolicy %s not found", dec.Policy)
 	}
 	if p.Latest == "" {
@@ -500,6 +500,9 @@ func retriedRunning(in Input, dec Decision, rt Retry, own Ownership) Decision {
 	dec.Fix = fmt.Sprintf("fix the cause (kubectl describe pods -n %s -l <the Deployment's selector>); the run after %s verifies it", in.Service.Namespace, rt.After.UTC().Format("15:04:05"))
 	return dec
 }
+
+// FixPolicyNotFound is the fix of a service whose ImagePolicy is missing.
+const FixPolicyNotFound = "fix imagePolicy of the service in the config, or create the ImagePolicy"
 
 func holdBy(h Hold, now time.Time) string {
 	var parts []string

@@ -686,3 +686,42 @@ func TestScheduleThatNeverFires(t *testing.T) {
 		})
 	}
 }
+
+// doctor says what status says of a service's marks set by hand to garbage,
+// of a hold that names no one (never "held by : ..."), and of the missing
+// ImagePolicy of a held service (never "ImagePolicy / is not Ready: ",
+// Plan skipping it before the policy) (issue 18, tenth pass).
+func TestServicesMarksSetByHand(t *testing.T) {
+	c := cfg(t, "defaults: {namespace: apps}\n")
+	for _, tt := range []struct {
+		name   string
+		ann    map[string]string
+		detail string // "" when no warning is wanted
+		fix    string
+	}{
+		{"none", nil, "", ""},
+		{"garbled failed-image", map[string]string{"autodeploy.dev/failed-image": "{"}, `autodeploy's marks unreadable: autodeploy.dev/failed-image="{"`, "kubectl annotate deployment api -n apps autodeploy.dev/failed-image-"},
+		{"garbled hold", map[string]string{"autodeploy.dev/hold": "{garbage"}, "held: unreadable hold annotation: {garbage", "autodeploy resume api"},
+		{"hold by someone", map[string]string{"autodeploy.dev/hold": `{"by":"ann","reason":"freeze"}`}, "held by ann: freeze", "autodeploy resume api"},
+		{"held, no ImagePolicy", map[string]string{"autodeploy.dev/hold": `{"by":"ann","reason":"freeze"}`}, "ImagePolicy flux-system/api not found (runs skip the service while it is held", "create the ImagePolicy"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: "apps", Annotations: tt.ann},
+				Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "api", Image: "ghcr.io/acme/api:sha-1"}}}}}}
+			r := &Report{}
+			services(r, c, status.Objects{Deployments: map[string]*appsv1.Deployment{"apps/api": d}})
+			var found bool
+			for _, ch := range r.Checks {
+				if ch.Status == Warn && tt.detail != "" && strings.Contains(ch.Detail, tt.detail) && strings.Contains(ch.Fix, tt.fix) {
+					found = true
+				}
+				if strings.Contains(ch.Detail, "held by :") || strings.Contains(ch.Detail, "ImagePolicy / ") || tt.detail == "" && (strings.Contains(ch.Detail, "held") || strings.Contains(ch.Detail, "marks")) {
+					t.Errorf("check %+v", ch)
+				}
+			}
+			if tt.detail != "" && !found {
+				t.Errorf("no warning with %q (fix %q) in %+v", tt.detail, tt.fix, r.Checks)
+			}
+		})
+	}
+}

@@ -163,6 +163,9 @@ func buildService(cfg *config.Config, s config.Service, objs Objects, now time.T
 		out.State = StateMissing
 		return out
 	}
+	if detail, fix := deploy.UnreadableMarksNote(d); detail != "" {
+		out.Problems = append(out.Problems, detail+"; remove them: "+fix)
+	}
 	out.Container = dec.Container
 	hold, held := deploy.ParseHold(d.Annotations)
 	if held {

@@ -865,3 +865,70 @@ func TestBuildPromotionUnderGitOps(t *testing.T) {
 		})
 	}
 }
+
+// A mark of autodeploy's set by hand to something it cannot read is taken
+// as absent by the run (a garbled failed-image lets it try that image
+// again), so status says so, naming the annotation and the fix, and is not
+// healthy (issue 18, tenth pass: it said "healthy" and nothing of it).
+func TestBuildUnreadableMarks(t *testing.T) {
+	cfg, err := config.Parse([]byte("defaults: {namespace: apps}\nservices:\n  - name: api\n"), "marks.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name    string
+		ann     map[string]string
+		problem string // "" when none
+	}{
+		{"none", nil, ""},
+		{"readable", map[string]string{deploy.AnnVerified: "true", deploy.AnnPreviousRevision: "0", deploy.AnnFailedImage: `{"image":"` + reg + `api:sha-0","reason":"x","at":"2026-11-25T10:00:00Z"}`}, ""},
+		{"being cleared", map[string]string{deploy.AnnFailedImage: "", deploy.AnnRetry: ""}, ""},
+		{"failed-image", map[string]string{deploy.AnnFailedImage: `"str"`}, `unreadable: autodeploy.dev/failed-image="\"str\""`},
+		{"verified", map[string]string{deploy.AnnVerified: "maybe"}, `autodeploy.dev/verified="maybe"`},
+		{"previous-revision", map[string]string{deploy.AnnPreviousRevision: "-3"}, `autodeploy.dev/previous-revision="-3"`},
+		{"retry null", map[string]string{deploy.AnnRetry: "null"}, `autodeploy.dev/retry="null"`},
+		{"soak", map[string]string{deploy.AnnSoak: "[1,2]"}, `autodeploy.dev/soak="[1,2]"`},
+		{"soak-before", map[string]string{deploy.AnnSoakBefore: `{"x":`}, `autodeploy.dev/soak-before="{\"x\":"`},
+		{"escaped", map[string]string{deploy.AnnVerified: "\x1b[31m"}, `autodeploy.dev/verified="\x1b[31m"`},
+		{"fix", map[string]string{deploy.AnnVerified: "maybe"}, "kubectl annotate deployment api -n apps autodeploy.dev/verified-"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture()
+			f.deployment("api", 1, []string{reg + "api:sha-1111111"}, complete(1), tt.ann, kpod("api-h1-aaaaa", "h1", "Running", true, 0, time.Minute))
+			f.policy("api", reg+"api:sha-1111111")
+			svc := Build(cfg, cfg.Services, f.objs, Local{}, now).Services[0]
+			if tt.problem == "" {
+				if len(svc.Problems) > 0 || !svc.OK() {
+					t.Errorf("OK %v, problems %q", svc.OK(), svc.Problems)
+				}
+				return
+			}
+			if svc.OK() || len(svc.Problems) != 1 || !strings.Contains(svc.Problems[0], tt.problem) {
+				t.Errorf("OK %v, problems %q, want one with %q", svc.OK(), svc.Problems, tt.problem)
+			}
+		})
+	}
+}
+
+// A hold naming no one (garbled, or written by another hand) said "held
+// by at a time not recorded: ..." (issue 18, tenth pass).
+func TestHoldRowWithoutBy(t *testing.T) {
+	cfg, objs := scenario(t)
+	for _, tt := range []struct {
+		hold deploy.Hold
+		want string
+	}{
+		{deploy.Hold{Reason: "unreadable hold annotation: {garbage"}, "held       at a time not recorded: unreadable hold annotation: {garbage"},
+		{deploy.Hold{By: "bob", Reason: "x"}, "held       by bob at a time not recorded: x"},
+	} {
+		r := Build(cfg, cfg.Services, objs, local(), now)
+		r.Services[0].Hold = &tt.hold
+		var buf bytes.Buffer
+		if err := WriteText(&buf, r, TextOptions{Details: true}); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(buf.String(), tt.want) || strings.Contains(buf.String(), "by at") {
+			t.Errorf("no %q in\n%s", tt.want, buf.String())
+		}
+	}
+}
