@@ -417,7 +417,7 @@ func (r *Runner) markTemplate(ctx context.Context, s config.Service, ours *corev
 			return err
 		}
 		if !rollout.EqualIgnoreHash(&d.Spec.Template, ours) {
-			return fmt.Errorf("the Deployment changed after the rollout was verified")
+			return fmt.Errorf("the Deployment's pod template is no longer the one autodeploy verified: someone else changed it")
 		}
 		_, err = rollout.AnnotateIfUnchanged(ctx, r.Kube, d, mark)
 		return err

@@ -218,7 +218,7 @@ func writeService(w io.Writer, s Service, now time.Time, o TextOptions) {
 				end = fmt.Sprintf(" until %s (in %s)", at, until(now, h.Until))
 			}
 		}
-		row("held", "%s", yellow(fmt.Sprintf("%s%s%s: %s", strings.TrimPrefix(h.ByWhom()+" ", " "), recorded(now, h.At), end, h.Reason)))
+		row("held", "%s", yellow(fmt.Sprintf("%s%s: %s", strings.TrimSpace(h.ByWhom()+" "+recorded(now, h.At)), end, h.Reason)))
 	}
 	if f := s.Failed; f != nil {
 		row("failed", "%s %s: %s (resume --forget-failed clears it)", f.Image, recorded(now, f.At), fit(f.Reason))
