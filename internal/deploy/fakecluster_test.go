@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -78,7 +80,13 @@ type fakeCluster struct {
 	// health, when set, is the run's health check (a row's that needs the
 	// cluster).
 	health func(ctx context.Context, h config.Health, image, tag string) error
+	// elapsed is how far the run's clock stands past fcNow: a reactor
+	// moves it (time passing while the run waits), the run reads it.
+	elapsed atomic.Int64
 }
+
+// now is the run's clock: fcNow plus what the rows let elapse.
+func (c *fakeCluster) now() time.Time { return fcNow.Add(time.Duration(c.elapsed.Load())) }
 
 const fcName = "api-gateway" // svc()'s Deployment, in namespace "apps"
 

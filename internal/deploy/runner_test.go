@@ -407,6 +407,38 @@ func TestRunnerStateMachine(t *testing.T) {
 				}
 			},
 		},
+		// The soak counts from the rollout's verification: dated after the
+		// wait for git (bb962a6), a crash in those seconds escaped both the
+		// rollout and the soak (TestPromotionUnderGitOps on 1.28/kine).
+		{
+			name: "under GitOps the soak counts from the verification, not from after git followed", gitops: true,
+			// A 5 s soak: dated from the verification it is over when git
+			// has followed, and this run records it passed; dated 8 s later
+			// it would still be soaking.
+			service: func(t *testing.T, s *config.Service) { withHealth(t, s); s.Soak = 5 * time.Second },
+			setup: func(_ *testing.T, c *fakeCluster) {
+				c.gitOpsSources("sha-aaa")
+				c.health = func(context.Context, config.Health, string, string) error {
+					c.automationWrites("sha-bbb")
+					return nil
+				}
+				// Git follows 8 s after the verification.
+				c.dyn.PrependReactor("patch", "gitrepositories", func(k8stesting.Action) (bool, runtime.Object, error) {
+					c.elapsed.Store(int64(8 * time.Second))
+					return false, nil, nil
+				})
+			},
+			outcome: OutcomeDeployed, applied: []string{bbb}, changeCause: "autodeploy: " + aaa + " -> " + bbb,
+			check: func(t *testing.T, c *fakeCluster, _ ServiceResult, _ string) {
+				if c.fetchAsked() == "" {
+					t.Fatal("the GitRepository was never asked to fetch: the clock never moved, the row proves nothing")
+				}
+				m, ok := ParseSoak(c.deployment().Annotations)
+				if !ok || !m.VerifiedAt.Equal(fcNow) || !m.Until.Equal(fcNow.Add(5*time.Second)) || !m.Passed {
+					t.Errorf("soak %+v: want it verified at %s, the end of the rollout's check, and passed 5 s later", m, fcNow.Format(time.RFC3339))
+				}
+			},
+		},
 		// Item 7: a reconcile lever whose hold was deleted by hand.
 		{
 			name: "item 7: a reconcile lever no hold explains is released from the Deployment and its ReplicaSet copy", gitops: true, target: aaa,
@@ -713,7 +745,7 @@ func (c *fakeCluster) runner(s config.Service, h func(context.Context, config.He
 	return &Runner{
 		Kube: c.kube, Dynamic: c.dyn,
 		Config: &config.Config{RunTimeout: time.Minute, Services: []config.Service{s}, Flux: config.Flux{Namespace: "flux-system"}},
-		Log:    runlog.New(log), Now: func() time.Time { return fcNow }, Health: h, Grace: time.Millisecond,
+		Log:    runlog.New(log), Now: c.now, Health: h, Grace: time.Millisecond,
 	}
 }
 
